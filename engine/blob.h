@@ -1,0 +1,59 @@
+/* Bucket blobs: the stored form of one (user, sequence, bucket) slice, shared by the
+ * stream path, the batch builder and the read path. A blob holds records sorted newest
+ * first (time descending, then event_id bytewise descending), ids unique.
+ *
+ * Layout (little-endian): header u8 version=1, u8[3] zero, u32 count; then per record
+ * i64 time_ms, u64 item_id, u16 type_idx, u8 id_len, u8 n_cols, id bytes, n_cols f64.
+ * Each record carries its own n_cols, so columns appended to the definition later read
+ * as their default for older records. */
+#ifndef SEQ_BLOB_H
+#define SEQ_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+/* A record view. Pointers point into a blob (or, when building, into caller memory). */
+typedef struct {
+    int64_t time_ms;
+    uint64_t item_id;
+    uint32_t type_idx;
+    uint32_t id_len;
+    const char *id;
+    uint32_t n_cols;
+    const uint8_t *cols; /* n_cols doubles, unaligned, little-endian */
+    uint64_t gen;        /* batch generation the record came from; 0 for the stream */
+} seq_rec;
+
+/* Column i of r, or dflt when the record has fewer columns. */
+double seq_rec_col(const seq_rec *r, uint32_t i, double dflt);
+
+/* Read order: < 0 when a comes before b (newer; equal times: larger id first). */
+int seq_rec_cmp(const seq_rec *a, const seq_rec *b);
+
+typedef struct {
+    const uint8_t *p, *end;
+    uint32_t left;
+} seq_blob_iter;
+
+/* SEQ_OK or SEQ_EINVAL (bad header). */
+int seq_blob_iter_init(seq_blob_iter *it, const void *blob, size_t len);
+/* 1: *r filled; 0: end; -1: corrupt blob. */
+int seq_blob_iter_next(seq_blob_iter *it, seq_rec *r);
+/* Number of records a valid blob holds (from its header). */
+uint32_t seq_blob_count(const void *blob, size_t len);
+
+/* out is reset, then receives: old with rec inserted at its place, replacing any record
+ * with the same id. old may be NULL/0 (empty). SEQ_OK, SEQ_EINVAL (corrupt old),
+ * SEQ_EINTERNAL (OOM). */
+int seq_blob_upsert(seq_buf *out, const void *old, size_t oldlen, const seq_rec *rec);
+/* out is reset, then receives old without the record with that id; *found says whether
+ * there was one. */
+int seq_blob_remove(seq_buf *out, const void *old, size_t oldlen, const char *id,
+                    uint32_t id_len, int *found);
+/* out is reset, then receives a blob of recs, which must already be sorted in read order
+ * with unique ids. */
+int seq_blob_build(seq_buf *out, const seq_rec *recs, size_t n);
+
+#endif

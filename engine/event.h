@@ -1,0 +1,42 @@
+/* Event decoding: a Kafka message value or a batch input record (protobuf seqd.v1.Event
+ * or one JSON object) becomes a seq_event. Pure: no I/O, no allocation that outlives the
+ * call. The stream consumer and the batch builder call exactly these functions. */
+#ifndef SEQ_EVENT_H
+#define SEQ_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "def.h"
+
+typedef struct {
+    uint64_t user_id;
+    int64_t time_ms;
+    uint64_t item_id;
+    char type[SEQ_TYPE_MAX + 1]; /* NUL-terminated */
+    uint32_t type_len;
+    char id[SEQ_ID_MAX + 1]; /* NUL-terminated; derived when the input had none */
+    uint32_t id_len;
+    uint64_t attr_present;        /* bit i: def->attrs[i] was given */
+    double attr[SEQ_MAX_ATTRS];   /* value of def->attrs[i] when present */
+} seq_event;
+
+/* Decode one event. Attributes not named by the definition are ignored; a repeated key
+ * keeps its last value. A missing event_id is derived (seq_event_derive_id). Returns
+ * SEQ_OK, or SEQ_EINVAL with a message: undecodable bytes, wrong field types, missing
+ * (zero) user_id or event_time_ms, type or id too long. Does not check the clock:
+ * see seq_event_check_time. */
+int seq_event_decode_pb(const seq_def *def, const uint8_t *buf, size_t len, seq_event *ev,
+                        char *err, size_t errlen);
+int seq_event_decode_json(const seq_def *def, const char *buf, size_t len, seq_event *ev,
+                          char *err, size_t errlen);
+
+/* The derived id: "d" followed by 16 lowercase hex digits of FNV-1a 64 over the text
+ * "<user_id>:<event_time_ms>:<event_type>:<item_id>" (decimal numbers). */
+void seq_event_derive_id(seq_event *ev);
+
+/* Events more than max_future_ms ahead of now_ms are malformed (SEQ_EINVAL). */
+int seq_event_check_time(const seq_def *def, const seq_event *ev, int64_t now_ms, char *err,
+                         size_t errlen);
+
+#endif

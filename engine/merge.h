@@ -1,0 +1,65 @@
+/* The merge policy: what one read returns, from the stream's records and the batch's
+ * records of one user and sequence, at server time `now` (PRODUCT.md rules 1-5 and the
+ * "Order of cuts"). Pure: takes `now` as an argument, so tests pin the clock.
+ *
+ *   C = now - horizon; floor = now - retention.
+ *   - batch owns t < C inside committed coverage: exactly the batch's events there;
+ *   - stream events elsewhere; batch events at t >= C too; duplicates by event_id:
+ *     a batch copy shown in covered history wins everywhere, otherwise the stream's;
+ *   - within retention, newest first, cut to max_length = the sequence;
+ *   - then since/until and the type filter select, then max_events keeps the newest N. */
+#ifndef SEQ_MERGE_H
+#define SEQ_MERGE_H
+
+#include <stdint.h>
+
+#include "blob.h"
+#include "def.h"
+
+/* One owned slice of coverage: [start_ms, end_ms) belongs to generation gen. Segments
+ * are bucket-aligned, sorted by start, non-overlapping. */
+typedef struct {
+    int64_t start_ms, end_ms;
+    uint64_t gen;
+} seq_cov_seg;
+
+typedef struct {
+    int64_t now_ms;
+    int64_t horizon_ms;
+    const seq_sequence *seq;
+    const seq_cov_seg *cov; /* may be NULL when n_cov == 0 */
+    uint32_t n_cov;
+    /* the request; 0 = not set */
+    uint32_t max_events;
+    int64_t since_ms; /* inclusive */
+    int64_t until_ms; /* exclusive */
+    uint64_t type_mask; /* bit i = seq->event_types[i]; 0 = all types */
+} seq_merge_params;
+
+/* Generation owning time t, 0 when t is in no coverage. */
+uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t);
+
+/* Could a stream record at time t be shown (within retention, not batch-owned
+ * history)? The reader uses it to count what it has gathered. */
+int seq_merge_stream_visible(const seq_merge_params *p, int64_t t);
+
+/* How many visible stream records (newest first) a reader must gather before it may
+ * stop, and the time below which it may stop regardless (max of retention floor and
+ * since_ms). Gathering more than this is harmless. */
+uint32_t seq_merge_need(const seq_merge_params *p);
+int64_t seq_merge_stop_before(const seq_merge_params *p);
+
+typedef struct seq_merge_scratch seq_merge_scratch; /* per thread; reused across calls */
+seq_merge_scratch *seq_merge_scratch_new(void);
+void seq_merge_scratch_free(seq_merge_scratch *s);
+
+/* stream: newest first, ids unique. batch: records of the generations in p->cov (each
+ * with rec.gen set), newest first per generation or overall (any order is accepted);
+ * records whose owner(t) != rec.gen are ignored; an id present in two generations keeps
+ * the higher generation's copy. out must hold p->seq->max_length pointers; it receives
+ * the answer, newest first. Returns the count. Pointers stay valid as long as the inputs. */
+uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
+                       const seq_rec *batch, uint32_t nb, const seq_rec **out,
+                       seq_merge_scratch *s);
+
+#endif

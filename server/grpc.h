@@ -1,0 +1,72 @@
+/* gRPC over HTTP/2 cleartext (h2c, prior knowledge) on libevent + nghttp2: the
+ * transport. Knows frames, streams, gRPC messages and status codes; knows nothing of
+ * sequences or RocksDB. Each worker thread runs its own event_base with its own
+ * SO_REUSEPORT listener on the same port; a request is handled on the thread that read
+ * it, with no hand-off. */
+#ifndef SEQ_GRPC_H
+#define SEQ_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/common.h"
+
+typedef struct seq_grpc_server seq_grpc_server;
+typedef struct seq_grpc_call seq_grpc_call;
+
+/* Called on the connection's worker thread when a whole request message has arrived.
+ * The handler either finishes the call before returning (seq_grpc_finish), or keeps it
+ * (seq_grpc_call_hold) and finishes it later from any thread. */
+typedef void (*seq_grpc_handler_fn)(void *ctx, seq_grpc_call *call, const uint8_t *msg,
+                                    size_t len);
+
+typedef struct {
+    const char *path; /* e.g. "/seqd.v1.SequenceService/GetSequence" */
+    seq_grpc_handler_fn fn;
+    void *ctx;
+} seq_grpc_method;
+
+/* Called once per finished call (any status), on the thread that finishes it; index is
+ * the method's position in the table, -1 for an unknown path. */
+typedef void (*seq_grpc_done_fn)(void *ctx, int method_index, int status, uint64_t elapsed_ns);
+
+typedef struct {
+    const char *listen; /* "HOST:PORT"; port 0 picks a free port */
+    int threads;
+    size_t max_message_bytes; /* requests and responses; 0 = 4 MiB */
+    const seq_grpc_method *methods;
+    size_t n_methods;
+    seq_grpc_done_fn on_done; /* may be NULL */
+    void *done_ctx;
+} seq_grpc_config;
+
+/* Binds the listeners (so the port is known) and starts the worker threads.
+ * The method table must outlive the server. */
+int seq_grpc_start(const seq_grpc_config *cfg, seq_grpc_server **out, char *err, size_t errlen);
+/* "HOST:PORT" actually bound. */
+const char *seq_grpc_address(const seq_grpc_server *s);
+/* Graceful stop: stop accepting, GOAWAY, finish in-flight calls (bounded wait), join. */
+void seq_grpc_stop(seq_grpc_server *s);
+void seq_grpc_free(seq_grpc_server *s);
+
+/* ---- inside a handler ---- */
+/* Request metadata (lowercase name), NUL-terminated, or NULL. Valid until finish. */
+const char *seq_grpc_call_header(seq_grpc_call *c, const char *name);
+/* Absolute deadline in CLOCK_MONOTONIC ns from grpc-timeout, 0 when none. */
+uint64_t seq_grpc_call_deadline_ns(seq_grpc_call *c);
+/* Worker thread index, 0..threads-1. */
+int seq_grpc_call_worker(seq_grpc_call *c);
+/* An empty buffer owned by the call: append the encoded response message to it (no
+ * prefix; the transport frames it). */
+seq_buf *seq_grpc_call_reply(seq_grpc_call *c);
+/* Ends the call. status 0: the reply buffer is sent as the response message, then
+ * trailers with grpc-status 0 (RESOURCE_EXHAUSTED instead if it exceeds the limit).
+ * Otherwise no message: trailers-only with grpc-status and grpc-message (msg, percent-
+ * encoded by the transport). After finish the call must not be touched. */
+void seq_grpc_finish(seq_grpc_call *c, int status, const char *msg);
+/* Keep the call past the handler's return: finish it later (from any thread) with
+ * seq_grpc_finish. If the client resets the stream meanwhile, finish still must be
+ * called once, and it then just frees the call. */
+void seq_grpc_call_hold(seq_grpc_call *c);
+
+#endif

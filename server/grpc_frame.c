@@ -1,0 +1,1 @@
+/* framing: see grpc_frame.h */
