@@ -38,6 +38,7 @@ typedef struct {
     size_t n_methods;
     seq_grpc_done_fn on_done; /* may be NULL */
     void *done_ctx;
+    unsigned idle_timeout_ms; /* idle connections are closed after this; 0 = 300 s */
 } seq_grpc_config;
 
 /* Binds the listeners (so the port is known) and starts the worker threads.

@@ -21,6 +21,9 @@ typedef struct {
 
 void seq_frame_init(seq_frame *f, size_t max_len);
 void seq_frame_free(seq_frame *f);
+/* Back to the initial state for the next call, keeping the message buffer's memory
+ * (the transport pools frames). */
+void seq_frame_reset(seq_frame *f);
 /* Feeds bytes. Returns SEQ_OK, SEQ_ERESOURCE (declared length above max_len, found as
  * soon as the prefix is complete, before buffering), SEQ_EINVAL (compressed flag or
  * unknown flag bits), with a message in err. Unary calls take exactly one message:

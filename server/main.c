@@ -1,1 +1,243 @@
-int main(void) { return 0; }
+/* seqd's entry point: parses the command line, loads the definition, opens the store,
+ * then starts the stream consumer, the gRPC transport with the service's methods and the
+ * admin server; prints the ready line and waits for SIGTERM/SIGINT, then stops in the
+ * reverse order of the data path (no new calls, in-flight calls finished, consumer
+ * stopped after its last commit, store closed). Exit codes: 0 clean stop, 1 runtime
+ * failure, 2 bad configuration (options, definition, incompatible data). */
+#include <errno.h>
+#include <event2/thread.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../engine/def.h"
+#include "../storage/store.h"
+#include "admin.h"
+#include "config.h"
+#include "consumer.h"
+#include "grpc.h"
+#include "metrics.h"
+#include "service.h"
+
+#define EXIT_CONFIG 2
+
+typedef struct {
+    seq_config cfg;
+    seq_def *def;
+    seq_store *store;
+    seq_metrics *metrics;
+    seq_consumer *consumer;
+    seq_service *service;
+    seq_grpc_server *grpc;
+    seq_admin *admin;
+    char *token;
+    _Atomic int64_t stream_watermark;
+} server;
+
+/* mkdir -p */
+static int make_dirs(const char *path, char *err, size_t errlen)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        seq_errf(err, errlen, "%s: path too long", path);
+        return SEQ_EINVAL;
+    }
+    for (char *p = buf + 1;; p++) {
+        int end = *p == '\0';
+        if (*p != '/' && !end) continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            seq_errf(err, errlen, "cannot create %s: %s", buf, strerror(errno));
+            return SEQ_EINVAL;
+        }
+        if (end) return SEQ_OK;
+        *p = '/';
+    }
+}
+
+/* The token is the file's first line, without surrounding whitespace. */
+static int read_token(const char *path, char **out, char *err, size_t errlen)
+{
+    char line[1024];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        seq_errf(err, errlen, "--admin-token-file %s: %s", path, strerror(errno));
+        return SEQ_EINVAL;
+    }
+    char *s = fgets(line, sizeof line, f);
+    fclose(f);
+    if (s) {
+        while (*s == ' ' || *s == '\t') s++;
+        size_t n = strlen(s);
+        while (n && strchr(" \t\r\n", s[n - 1])) s[--n] = '\0';
+    }
+    if (!s || !*s) {
+        seq_errf(err, errlen, "--admin-token-file %s: empty token", path);
+        return SEQ_EINVAL;
+    }
+    return (*out = strdup(s)) ? SEQ_OK : SEQ_EINTERNAL;
+}
+
+/* ---- metrics wiring: values read at scrape time from their owners ---- */
+
+static double read_u64(void *p) { return (double)atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed); }
+static double read_i64(void *p) { return (double)atomic_load_explicit((_Atomic int64_t *)p, memory_order_relaxed); }
+static double read_wm_seconds(void *p) { return read_i64(p) / 1000.0; }
+static double one(void *p) { (void)p; return 1; }
+static double cache_usage(void *st)
+{
+    uint64_t u, c;
+    seq_store_cache_usage(st, &u, &c);
+    return (double)u;
+}
+static double cache_capacity(void *st)
+{
+    uint64_t u, c;
+    seq_store_cache_usage(st, &u, &c);
+    return (double)c;
+}
+
+static void register_metrics(server *s)
+{
+    seq_consumer_stats *cs = seq_consumer_get_stats(s->consumer);
+    seq_metrics *m = s->metrics;
+    seq_metrics_add_fn(m, "seqd_up", "1 while seqd serves.", SEQ_METRIC_GAUGE, one, NULL);
+    seq_metrics_add_fn(m, "seqd_events_applied_total", "Stream events kept by at least one sequence and stored.",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->applied);
+    seq_metrics_add_fn(m, "seqd_events_malformed_total", "Stream messages that did not decode or were too far in the future (kept aside).",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->malformed);
+    seq_metrics_add_fn(m, "seqd_events_skipped_unknown_type_total", "Stream events of a type no sequence declares.",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->skipped_unknown_type);
+    seq_metrics_add_fn(m, "seqd_events_filtered_total", "Stream events every declaring sequence filtered out.",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->filtered);
+    seq_metrics_add_fn(m, "seqd_events_late_batch_owned_total", "Stream events stored in batch-owned history (never shown).",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->late_batch_owned);
+    seq_metrics_add_fn(m, "seqd_consumer_lag_messages", "Messages in the topic not yet consumed.",
+                       SEQ_METRIC_GAUGE, read_i64, &cs->lag);
+    seq_metrics_add_fn(m, "seqd_consumer_caught_up", "1 when every partition is consumed to its end.",
+                       SEQ_METRIC_GAUGE, read_i64, &cs->caught_up);
+    seq_metrics_add_fn(m, "seqd_stream_watermark_seconds", "Stream watermark: event time up to which the stream is applied.",
+                       SEQ_METRIC_GAUGE, read_wm_seconds, &s->stream_watermark);
+    seq_metrics_add_fn(m, "seqd_rocksdb_block_cache_usage_bytes", "RocksDB block cache usage.",
+                       SEQ_METRIC_GAUGE, cache_usage, s->store);
+    seq_metrics_add_fn(m, "seqd_rocksdb_block_cache_capacity_bytes", "RocksDB block cache capacity.",
+                       SEQ_METRIC_GAUGE, cache_capacity, s->store);
+}
+
+/* ---- start and stop ---- */
+
+/* Seconds to the transport's ms, saturating rather than wrapping. */
+static unsigned idle_ms(int seconds)
+{
+    return seconds > 4000000 ? 4000000000u : (unsigned)seconds * 1000u;
+}
+
+/* Returns 0, or the exit code with a message in err. */
+static int start(server *s, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = seq_def_load_file(s->cfg.definition, &s->def, err, errlen))) return EXIT_CONFIG;
+    if (make_dirs(s->cfg.data_dir, err, errlen) || make_dirs(s->cfg.batch_root, err, errlen))
+        return EXIT_CONFIG;
+    if (s->cfg.admin_token_file && read_token(s->cfg.admin_token_file, &s->token, err, errlen))
+        return EXIT_CONFIG;
+    rc = seq_store_open(s->cfg.data_dir, s->def, s->cfg.cache_mb, &s->store, err, errlen);
+    if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
+
+    seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
+                              s->def, s->store, &s->stream_watermark};
+    if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
+    if (!seq_consumer_wait_assigned(s->consumer, 10000))
+        fprintf(stderr, "seqd: kafka: topic %s not assigned yet; serving meanwhile\n", s->cfg.topic);
+
+    seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token};
+    if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
+    size_t n_methods;
+    const seq_grpc_method *methods = seq_service_methods(s->service, &n_methods);
+    if (!(s->metrics = seq_metrics_new(seq_service_method_names(), n_methods))) {
+        seq_errf(err, errlen, "out of memory");
+        return 1;
+    }
+    register_metrics(s);
+
+    seq_grpc_config gc = {.listen = s->cfg.grpc_listen, .threads = s->cfg.threads,
+                          .max_message_bytes = s->cfg.max_message_bytes, .methods = methods,
+                          .n_methods = n_methods, .on_done = seq_metrics_grpc_done,
+                          .done_ctx = s->metrics,
+                          .idle_timeout_ms = idle_ms(s->cfg.idle_timeout_s)};
+    if (seq_grpc_start(&gc, &s->grpc, err, errlen)) return 1;
+
+    seq_admin_ctx ac = {&s->cfg, seq_grpc_address(s->grpc), s->def, s->store, s->consumer,
+                        s->metrics, &s->stream_watermark};
+    if (seq_admin_start(&ac, &s->admin, err, errlen)) return 1;
+    return 0;
+}
+
+/* Reverse order: no new calls and in-flight ones done before the consumer's last commit
+ * and the store's close. */
+static void stop(server *s)
+{
+    if (s->grpc) seq_grpc_stop(s->grpc);
+    if (s->admin) seq_admin_stop(s->admin);
+    seq_consumer_stop(s->consumer);
+    if (s->grpc) seq_grpc_free(s->grpc);
+    seq_service_free(s->service);
+    seq_metrics_free(s->metrics);
+    if (s->store) seq_store_close(s->store);
+    seq_def_free(s->def);
+    free(s->token);
+    seq_config_free(&s->cfg);
+}
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+}
+
+int main(int argc, char **argv)
+{
+    static server s; /* static: large and zeroed */
+    char err[1024];
+    if (seq_config_parse(&s.cfg, argc, argv, err, sizeof err)) {
+        fprintf(stderr, "seqd: %s\n", err);
+        return EXIT_CONFIG;
+    }
+    if (s.cfg.help) {
+        seq_config_usage(stdout);
+        seq_config_free(&s.cfg);
+        return 0;
+    }
+    /* Block the stop signals before any thread exists, so every thread inherits the mask
+     * and only sigwait below receives them. SIGPIPE: a vanished peer is an error return. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+
+    int code = start(&s, err, sizeof err);
+    if (code) {
+        fprintf(stderr, "seqd: %s\n", err);
+        stop(&s);
+        return code;
+    }
+    printf("seqd ready grpc=%s admin=%s brokers=%s\n", seq_grpc_address(s.grpc),
+           seq_admin_address(s.admin), seq_consumer_brokers(s.consumer));
+    fflush(stdout);
+    int sig = wait_for_signal();
+    fprintf(stderr, "seqd: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    stop(&s);
+    return 0;
+}

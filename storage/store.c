@@ -1,1 +1,363 @@
-/* storage: see store.h */
+/* Storage: opening RocksDB (cache sizing, bloom filters, retention compaction filter),
+ * the stored definition, offsets, malformed messages, and the refcounted view of
+ * committed batch state. Stream writes are in store_batch.c, reads in store_read.c.
+ * Sits between the engine (pure) and the server/consumer: the only module that talks
+ * to RocksDB. */
+#include "store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MB ((size_t)1 << 20)
+
+static const seq_store_seqstate empty_state;
+
+/* ---- retention: compaction filter ---- */
+
+static const seq_sequence *seq_by_id(const seq_def *def, uint32_t id)
+{
+    if (id < def->n_seqs && def->seqs[id].id == id) return &def->seqs[id];
+    for (uint32_t i = 0; i < def->n_seqs; i++)
+        if (def->seqs[i].id == id) return &def->seqs[i];
+    return NULL;
+}
+
+/* Drops what retention has made invisible for ever: stream buckets that end at or before
+ * now - retention (every time in them is older) and index entries whose time is older.
+ * Batch buckets, meta and malformed records are never touched here. */
+static unsigned char retention_filter(void *state, int level, const char *key, size_t klen,
+                                      const char *val, size_t vlen, char **nv, size_t *nvlen,
+                                      unsigned char *changed)
+{
+    const seq_def *def = state;
+    seq_key k;
+    (void)level, (void)nv, (void)nvlen, (void)changed;
+    if (seq_key_parse(key, klen, &k) != 0) return 0;
+    if (k.kind != SEQ_K_STREAM && k.kind != SEQ_K_INDEX) return 0;
+    const seq_sequence *s = seq_by_id(def, k.seq);
+    if (!s || s->retention_ms <= 0) return 0;
+    int64_t floor = seq_now_ms() - s->retention_ms;
+    if (k.kind == SEQ_K_STREAM) return seq_bucket_end(k.bucket, def->bucket_ms) <= floor;
+    if (vlen != 8) return 0;
+    return (int64_t)seq_get_be64((const uint8_t *)val) < floor;
+}
+
+static void retention_state_free(void *state)
+{
+    (void)state; /* the definition belongs to the caller */
+}
+
+static const char *retention_name(void *state)
+{
+    (void)state;
+    return "seqd.retention";
+}
+
+/* ---- small RocksDB helpers ---- */
+
+int seq_store_get_raw(seq_store *st, const uint8_t *key, size_t klen, char **val, size_t *vlen,
+                      char *err, size_t errlen)
+{
+    char *e = NULL;
+    *val = rocksdb_get(st->db, st->rget, (const char *)key, klen, vlen, &e);
+    if (e) {
+        seq_errf(err, errlen, "rocksdb get: %s", e);
+        rocksdb_free(e);
+        return SEQ_EINTERNAL;
+    }
+    return SEQ_OK;
+}
+
+static int put_sync(seq_store *st, const uint8_t *key, size_t klen, const void *val, size_t vlen,
+                    char *err, size_t errlen)
+{
+    char *e = NULL;
+    rocksdb_put(st->db, st->wsync, (const char *)key, klen, val, vlen, &e);
+    if (e) {
+        seq_errf(err, errlen, "rocksdb put: %s", e);
+        rocksdb_free(e);
+        return SEQ_EINTERNAL;
+    }
+    return SEQ_OK;
+}
+
+rocksdb_t *seq_store_db(seq_store *st) { return st->db; }
+
+/* ---- views ---- */
+
+static void view_free(struct seq_store_view *v)
+{
+    for (uint32_t i = 0; i < v->n; i++) free((void *)v->st[i].cov);
+    free(v);
+}
+
+static struct seq_store_view *view_new(uint32_t n)
+{
+    struct seq_store_view *v = calloc(1, sizeof *v + sizeof(seq_store_seqstate) * n);
+    if (!v) return NULL;
+    atomic_init(&v->refs, 1);
+    v->n = n;
+    return v;
+}
+
+static int state_copy(seq_store_seqstate *dst, const seq_store_seqstate *src)
+{
+    *dst = *src;
+    dst->cov = NULL;
+    if (src->n_cov == 0) return 0;
+    seq_cov_seg *c = malloc(sizeof *c * src->n_cov);
+    if (!c) return -1;
+    memcpy(c, src->cov, sizeof *c * src->n_cov);
+    dst->cov = c;
+    return 0;
+}
+
+const seq_store_view *seq_store_view_acquire(seq_store *st)
+{
+    pthread_mutex_lock(&st->view_mu);
+    struct seq_store_view *v = st->view;
+    atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&st->view_mu);
+    return v;
+}
+
+void seq_store_view_release(seq_store *st, const seq_store_view *cv)
+{
+    (void)st;
+    struct seq_store_view *v = (struct seq_store_view *)cv;
+    if (v && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) view_free(v);
+}
+
+const seq_store_seqstate *seq_store_view_seq(const seq_store_view *v, uint32_t seq_id)
+{
+    return seq_id < v->n ? &v->st[seq_id] : &empty_state;
+}
+
+int seq_store_view_install(seq_store *st, uint32_t seq_id, const seq_store_seqstate *s)
+{
+    const seq_store_view *old = seq_store_view_acquire(st);
+    struct seq_store_view *v = view_new(old->n);
+    int rc = SEQ_EINTERNAL;
+    if (!v || seq_id >= old->n) goto fail;
+    for (uint32_t i = 0; i < old->n; i++)
+        if (state_copy(&v->st[i], i == seq_id ? s : &old->st[i]) < 0) goto fail;
+    pthread_mutex_lock(&st->view_mu);
+    struct seq_store_view *prev = st->view;
+    st->view = v;
+    pthread_mutex_unlock(&st->view_mu);
+    v = NULL;
+    seq_store_view_release(st, prev); /* the store's reference */
+    seq_store_bump_epoch(st);
+    rc = SEQ_OK;
+fail:
+    if (v) view_free(v);
+    seq_store_view_release(st, old);
+    return rc;
+}
+
+void seq_store_bump_epoch(seq_store *st) { atomic_fetch_add(&st->epoch, 1); }
+
+/* Reads every 'm' "gen" key into the initial view. */
+static int load_view(seq_store *st, char *err, size_t errlen)
+{
+    struct seq_store_view *v = view_new(st->def->n_seqs);
+    if (!v) return SEQ_EINTERNAL;
+    int rc = SEQ_OK;
+    for (uint32_t i = 0; i < v->n && rc == SEQ_OK; i++) {
+        uint8_t k[SEQ_KEY_MAX];
+        size_t kl = seq_key_gen(k, st->def->seqs[i].id), vl;
+        char *val;
+        rc = seq_store_get_raw(st, k, kl, &val, &vl, err, errlen);
+        if (rc != SEQ_OK || !val) continue;
+        seq_cov_seg *cov;
+        if (seq_genval_decode(val, vl, &v->st[i].generation, &v->st[i].watermark_ms, &cov,
+                              &v->st[i].n_cov) < 0) {
+            seq_errf(err, errlen, "stored batch state of sequence %s is corrupt",
+                     st->def->seqs[i].name);
+            rc = SEQ_EINTERNAL;
+        }
+        v->st[i].cov = cov;
+        rocksdb_free(val);
+    }
+    if (rc != SEQ_OK) {
+        view_free(v);
+        return rc;
+    }
+    st->view = v;
+    return SEQ_OK;
+}
+
+/* ---- open / close ---- */
+
+static void configure(seq_store *st, size_t cache_mb)
+{
+    if (cache_mb < 4) cache_mb = 4;
+    size_t cache_bytes = cache_mb * MB / 4 * 3;
+    size_t wbuf = (cache_mb * MB - cache_bytes) / 2; /* two memtables share the rest */
+    st->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->opts, 1);
+    rocksdb_options_set_compression(st->opts, rocksdb_lz4_compression);
+    rocksdb_options_set_write_buffer_size(st->opts, wbuf);
+    rocksdb_options_set_max_write_buffer_number(st->opts, 2);
+    rocksdb_options_set_max_background_jobs(st->opts, 2);
+    /* 's'/'i' + seq + user: a user's sequence shares one prefix, so seeks use blooms */
+    rocksdb_options_set_prefix_extractor(
+        st->opts, rocksdb_slicetransform_create_fixed_prefix(SEQ_KEY_PREFIX));
+
+    st->cache = rocksdb_cache_create_lru(cache_bytes);
+    rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(bbo, st->cache);
+    rocksdb_block_based_options_set_filter_policy(bbo, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbo, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbo, 1);
+    rocksdb_options_set_block_based_table_factory(st->opts, bbo);
+    rocksdb_block_based_options_destroy(bbo);
+
+    st->cfilter = rocksdb_compactionfilter_create((void *)st->def, retention_state_free,
+                                                  retention_filter, retention_name);
+    rocksdb_options_set_compaction_filter(st->opts, st->cfilter);
+
+    /* Sync on commit: the consumer commits many events at once, so the fsync is
+     * amortised, and offsets stored with the data must survive a power loss too. */
+    st->wsync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wsync, 1);
+    st->rget = rocksdb_readoptions_create();
+    st->rscan = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(st->rscan, 1);
+}
+
+/* Refuses a definition incompatible with the one stored, then stores the new one. */
+static int check_def(seq_store *st, char *err, size_t errlen)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_meta(k, "def"), vl;
+    char *val;
+    int rc = seq_store_get_raw(st, k, kl, &val, &vl, err, errlen);
+    if (rc != SEQ_OK) return rc;
+    if (val) {
+        seq_def *prev = NULL;
+        char perr[256];
+        rc = seq_def_parse(val, vl, &prev, perr, sizeof perr);
+        rocksdb_free(val);
+        if (rc != SEQ_OK) {
+            seq_errf(err, errlen, "stored definition does not parse: %s", perr);
+            return SEQ_EINTERNAL;
+        }
+        rc = seq_def_check_compat(prev, st->def, perr, sizeof perr);
+        seq_def_free(prev);
+        if (rc != SEQ_OK) {
+            seq_errf(err, errlen, "definition incompatible with the stored data: %s", perr);
+            return rc;
+        }
+    }
+    const char *json = st->def->json ? st->def->json : "";
+    return put_sync(st, k, kl, json, strlen(json), err, errlen);
+}
+
+static int load_malformed(seq_store *st, char *err, size_t errlen)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_meta(k, "malformed"), vl;
+    char *val;
+    int rc = seq_store_get_raw(st, k, kl, &val, &vl, err, errlen);
+    if (rc == SEQ_OK && val && vl == 8) atomic_store(&st->malformed, seq_get_be64((uint8_t *)val));
+    rocksdb_free(val);
+    return rc;
+}
+
+int seq_store_open(const char *dir, const seq_def *def, size_t cache_mb, seq_store **out,
+                   char *err, size_t errlen)
+{
+    seq_store *st = calloc(1, sizeof *st);
+    char *e = NULL;
+    int rc = SEQ_EINTERNAL;
+    *out = NULL;
+    if (!st) return SEQ_EINTERNAL;
+    st->def = def;
+    pthread_mutex_init(&st->commit_mu, NULL);
+    pthread_mutex_init(&st->view_mu, NULL);
+    configure(st, cache_mb);
+    st->db = rocksdb_open(st->opts, dir, &e);
+    if (e) {
+        seq_errf(err, errlen, "open %s: %s", dir, e);
+        rocksdb_free(e);
+        goto fail;
+    }
+    if ((rc = check_def(st, err, errlen)) != SEQ_OK) goto fail;
+    if ((rc = load_malformed(st, err, errlen)) != SEQ_OK) goto fail;
+    if ((rc = load_view(st, err, errlen)) != SEQ_OK) goto fail;
+    *out = st;
+    return SEQ_OK;
+fail:
+    seq_store_close(st);
+    return rc;
+}
+
+void seq_store_close(seq_store *st)
+{
+    if (!st) return;
+    if (st->db) rocksdb_close(st->db);
+    if (st->view) seq_store_view_release(st, st->view);
+    if (st->opts) rocksdb_options_destroy(st->opts);
+    if (st->cfilter) rocksdb_compactionfilter_destroy(st->cfilter);
+    if (st->cache) rocksdb_cache_destroy(st->cache);
+    if (st->wsync) rocksdb_writeoptions_destroy(st->wsync);
+    if (st->rget) rocksdb_readoptions_destroy(st->rget);
+    if (st->rscan) rocksdb_readoptions_destroy(st->rscan);
+    pthread_mutex_destroy(&st->commit_mu);
+    pthread_mutex_destroy(&st->view_mu);
+    free(st);
+}
+
+/* ---- offsets, malformed ---- */
+
+int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
+                         int64_t *watermark_ms)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_offset(k, partition), vl;
+    char *val;
+    if (seq_store_get_raw(st, k, kl, &val, &vl, NULL, 0) != SEQ_OK) return SEQ_EINTERNAL;
+    if (!val) return SEQ_ENOTFOUND;
+    int rc = SEQ_EINTERNAL;
+    if (vl == 16) {
+        *next_offset = (int64_t)seq_get_be64((uint8_t *)val);
+        *watermark_ms = (int64_t)seq_get_be64((uint8_t *)val + 8);
+        rc = SEQ_OK;
+    }
+    rocksdb_free(val);
+    return rc;
+}
+
+uint64_t seq_store_malformed_count(seq_store *st) { return atomic_load(&st->malformed); }
+
+void seq_store_list_malformed(seq_store *st, uint32_t limit, seq_store_malformed_fn fn,
+                              void *ctx)
+{
+    const char start = SEQ_K_MALFORMED;
+    rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rscan);
+    uint32_t n = 0;
+    for (rocksdb_iter_seek(it, &start, 1); n < limit && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl), *v = rocksdb_iter_value(it, &vl);
+        seq_key key;
+        if (kl == 0 || k[0] != SEQ_K_MALFORMED) break;
+        if (seq_key_parse(k, kl, &key) != 0 || vl < 4) continue;
+        uint32_t rl = seq_get_be32((const uint8_t *)v);
+        if (rl > vl - 4) continue;
+        char reason[512];
+        size_t cl = rl < sizeof reason - 1 ? rl : sizeof reason - 1;
+        memcpy(reason, v + 4, cl);
+        reason[cl] = 0;
+        fn(ctx, key.partition, key.offset, reason, v + 4 + rl, vl - 4 - rl);
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+}
+
+void seq_store_cache_usage(seq_store *st, uint64_t *usage, uint64_t *capacity)
+{
+    *usage = rocksdb_cache_get_usage(st->cache);
+    *capacity = rocksdb_cache_get_capacity(st->cache);
+}

@@ -1,0 +1,321 @@
+/* The merge policy: the last step of the read path. Given one user's stream records and
+ * batch records for one sequence, the coverage map and `now`, it decides exactly what a
+ * GetSequence returns (PRODUCT.md "Semantics" 1-5, "Details"). Pure: the clock is a
+ * parameter, so tests pin it.
+ *
+ * Order of decisions, with C = now - horizon and floor = now - retention:
+ *   0. records older than floor are out before anything else (so the answer does not
+ *      depend on how far back the reader happened to read);
+ *   1. a batch record counts only where its own generation owns its time; an id in two
+ *      generations keeps the higher generation's copy;
+ *   2. a stream record in covered history (t < C, owner != 0) is out, and so is one whose
+ *      id the batch shows in covered history;
+ *   3. a batch record at t >= C is out when the stream kept the same id;
+ *   4. newest first, cut to max_length; then since/until and types; then max_events.
+ * The common read (stream only, or nothing to dedup) never touches the hash table. */
+#include "merge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct seq_merge_scratch {
+    const seq_rec **bk; /* kept batch records; NULL once the stream's copy wins */
+    uint32_t bk_cap;
+    const seq_rec **sk; /* kept stream records, newest first */
+    uint32_t sk_cap;
+    uint64_t *slots;    /* id hash table: (hash hi 32 << 32) | (bk index + 1); 0 empty */
+    uint32_t slot_alloc; /* allocated slots */
+    uint32_t slot_cap;   /* slots in use by the current call (a power of two) */
+};
+
+seq_merge_scratch *seq_merge_scratch_new(void)
+{
+    return calloc(1, sizeof(seq_merge_scratch));
+}
+
+void seq_merge_scratch_free(seq_merge_scratch *s)
+{
+    if (!s) return;
+    free(s->bk);
+    free(s->sk);
+    free(s->slots);
+    free(s);
+}
+
+/* Grows *arr to hold n pointers; 0 or -1 on OOM. Never shrinks: steady state is malloc-free. */
+static int grow_ptrs(const seq_rec ***arr, uint32_t *cap, uint32_t n)
+{
+    if (n <= *cap) return 0;
+    uint32_t c = *cap ? *cap : 64;
+    while (c < n) c *= 2;
+    const seq_rec **p = realloc((void *)*arr, (size_t)c * sizeof *p);
+    if (!p) return -1;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+/* ---------- time rules ---------- */
+
+uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t)
+{
+    uint32_t lo = 0, hi = p->n_cov; /* first segment with start > t */
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (p->cov[mid].start_ms <= t) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == 0) return 0;
+    const seq_cov_seg *g = &p->cov[lo - 1];
+    return t < g->end_ms ? g->gen : 0;
+}
+
+static inline int64_t floor_ms(const seq_merge_params *p)
+{
+    return p->now_ms - p->seq->retention_ms;
+}
+
+/* Stream record at t hidden because the batch owns that history? */
+static inline int batch_owned(const seq_merge_params *p, int64_t cut, int64_t t)
+{
+    return p->n_cov && t < cut && seq_merge_owner(p, t) != 0;
+}
+
+int seq_merge_stream_visible(const seq_merge_params *p, int64_t t)
+{
+    return t >= floor_ms(p) && !batch_owned(p, p->now_ms - p->horizon_ms, t);
+}
+
+uint32_t seq_merge_need(const seq_merge_params *p)
+{
+    uint32_t len = p->seq->max_length;
+    if (p->since_ms || p->until_ms || p->type_mask) return len;
+    return p->max_events && p->max_events < len ? p->max_events : len;
+}
+
+int64_t seq_merge_stop_before(const seq_merge_params *p)
+{
+    int64_t f = floor_ms(p);
+    return p->since_ms > f ? p->since_ms : f;
+}
+
+/* ---------- the cuts (step 4), fed records newest first ---------- */
+
+typedef struct {
+    const seq_merge_params *p;
+    const seq_rec **out;
+    uint32_t seen, n;
+} cutter;
+
+/* 1 when nothing further can be selected. */
+static inline int cut_push(cutter *c, const seq_rec *r)
+{
+    const seq_merge_params *p = c->p;
+    if (++c->seen > p->seq->max_length) return 1;
+    if (p->since_ms && r->time_ms < p->since_ms) return 1; /* the rest is older still */
+    if (p->until_ms && r->time_ms >= p->until_ms) return 0;
+    if (p->type_mask && (r->type_idx >= 64 || !(p->type_mask >> r->type_idx & 1))) return 0;
+    c->out[c->n++] = r;
+    return p->max_events && c->n >= p->max_events;
+}
+
+/* Stream only (no batch record to weigh): one pass, no copies. */
+static uint32_t run_stream_only(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
+                                const seq_rec **out)
+{
+    cutter c = {p, out, 0, 0};
+    int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
+    for (uint32_t i = 0; i < ns; i++) {
+        const seq_rec *r = &stream[i];
+        if (r->time_ms < fl) break;
+        if (batch_owned(p, cut, r->time_ms)) continue;
+        if (cut_push(&c, r)) break;
+    }
+    return c.n;
+}
+
+/* ---------- id hash table over the kept batch records ---------- */
+
+/* 64x64->128 multiply, folded: one multiply per word mixes well enough for a table. */
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* Ids are short (derived ones are 17 bytes): a few 8-byte loads, the last one
+ * overlapping, so no byte loop. Latency matters more than throughput here. */
+static inline uint64_t id_hash(const char *id, uint32_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w = 0;
+    if (n >= 8) {
+        const char *last = id + n - 8;
+        for (; id < last; id += 8) {
+            memcpy(&w, id, 8);
+            h = mum(h ^ w, 0xa0761d6478bd642full);
+        }
+        memcpy(&w, last, 8);
+    } else {
+        for (uint32_t i = 0; i < n; i++) w |= (uint64_t)(uint8_t)id[i] << (8 * i);
+    }
+    return mum(h ^ w, 0xe7037ed1a0b428dbull);
+}
+
+static inline int id_eq(const char *a, const char *b, uint32_t n)
+{
+    uint64_t x, y;
+    for (; n >= 8; a += 8, b += 8, n -= 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    while (n--)
+        if (*a++ != *b++) return 0;
+    return 1;
+}
+
+static int table_reset(seq_merge_scratch *s, uint32_t n)
+{
+    uint32_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    if (cap > s->slot_alloc) {
+        uint64_t *t = realloc(s->slots, (size_t)cap * sizeof *t);
+        if (!t) return -1;
+        s->slots = t;
+        s->slot_alloc = cap;
+    }
+    memset(s->slots, 0, (size_t)cap * sizeof *s->slots);
+    s->slot_cap = cap;
+    return 0;
+}
+
+#define TAG_MASK 0xffffffff00000000ull
+
+/* Slot holding id (its value non-zero) or the empty slot where it would go; *tag
+ * receives the hash bits a new slot value carries. */
+static inline uint64_t *table_find(seq_merge_scratch *s, const char *id, uint32_t len,
+                                   uint64_t *tag)
+{
+    uint64_t h = id_hash(id, len);
+    uint32_t mask = s->slot_cap - 1;
+    *tag = h & TAG_MASK;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        uint64_t v = s->slots[i];
+        if (v == 0) return &s->slots[i];
+        if ((v & TAG_MASK) != *tag) continue;
+        const seq_rec *r = s->bk[(uint32_t)v - 1];
+        if (r && r->id_len == len && id_eq(r->id, id, len)) return &s->slots[i];
+    }
+}
+
+/* ---------- general path ---------- */
+
+/* Step 0 and 1: batch records that count, deduplicated across generations. Returns the
+ * count, -1 on OOM. `table` says whether ids were indexed (needed for any dedup). */
+static int64_t keep_batch(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
+                          int table, seq_merge_scratch *s)
+{
+    int64_t fl = floor_ms(p);
+    uint32_t n = 0;
+    if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
+    if (table && table_reset(s, nb) < 0) return -1;
+    for (uint32_t i = 0; i < nb; i++) {
+        const seq_rec *r = &batch[i];
+        if (r->time_ms < fl || seq_merge_owner(p, r->time_ms) != r->gen) continue;
+        if (!table) {
+            s->bk[n++] = r;
+            continue;
+        }
+        uint64_t tag;
+        uint64_t *slot = table_find(s, r->id, r->id_len, &tag);
+        if (*slot == 0) {
+            *slot = tag | (n + 1);
+            s->bk[n++] = r;
+        } else if (s->bk[(uint32_t)*slot - 1]->gen < r->gen) {
+            s->bk[(uint32_t)*slot - 1] = r; /* the newer generation's copy */
+        }
+    }
+    return n;
+}
+
+/* Step 0 and 2 for the stream, and step 3 (marks batch copies the stream beats). */
+static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
+                           uint32_t nbk, seq_merge_scratch *s)
+{
+    int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
+    uint32_t n = 0;
+    if (grow_ptrs(&s->sk, &s->sk_cap, ns) < 0) return -1;
+    for (uint32_t i = 0; i < ns; i++) {
+        const seq_rec *r = &stream[i];
+        if (r->time_ms < fl) break;
+        if (batch_owned(p, cut, r->time_ms)) continue;
+        if (nbk) {
+            uint64_t tag;
+            uint64_t *slot = table_find(s, r->id, r->id_len, &tag);
+            if (*slot) {
+                const seq_rec **b = &s->bk[(uint32_t)*slot - 1];
+                if (*b && (*b)->time_ms < cut) continue; /* the batch shows it in history */
+                *b = NULL;                               /* recent: the stream's copy wins */
+            }
+        }
+        s->sk[n++] = r;
+    }
+    return n;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    return seq_rec_cmp(*(const seq_rec *const *)a, *(const seq_rec *const *)b);
+}
+
+/* Drops the NULLs and sorts newest first; returns the new count. */
+static uint32_t compact_sort(const seq_rec **v, uint32_t n)
+{
+    uint32_t m = 0;
+    int sorted = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!v[i]) continue;
+        if (m && seq_rec_cmp(v[m - 1], v[i]) > 0) sorted = 0;
+        v[m++] = v[i];
+    }
+    if (!sorted) qsort((void *)v, m, sizeof *v, cmp_ptr);
+    return m;
+}
+
+/* Step 4 over two sorted lists. */
+static uint32_t merge_cut(const seq_merge_params *p, const seq_rec **a, uint32_t na,
+                          const seq_rec **b, uint32_t nb, const seq_rec **out)
+{
+    cutter c = {p, out, 0, 0};
+    uint32_t i = 0, j = 0;
+    while (i < na || j < nb) {
+        const seq_rec *r;
+        if (j == nb || (i < na && seq_rec_cmp(a[i], b[j]) <= 0)) r = a[i++];
+        else r = b[j++];
+        if (cut_push(&c, r)) break;
+    }
+    return c.n;
+}
+
+static int several_gens(const seq_rec *batch, uint32_t nb)
+{
+    for (uint32_t i = 1; i < nb; i++)
+        if (batch[i].gen != batch[0].gen) return 1;
+    return 0;
+}
+
+uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
+                       const seq_rec *batch, uint32_t nb, const seq_rec **out,
+                       seq_merge_scratch *s)
+{
+    if (nb == 0 || p->n_cov == 0) return run_stream_only(p, stream, ns, out);
+    /* ids matter only when two sources could hold the same one */
+    int table = ns > 0 || several_gens(batch, nb);
+    int64_t nbk = keep_batch(p, batch, nb, table, s);
+    if (nbk < 0) return 0; /* OOM: an empty answer rather than a wrong one */
+    if (nbk == 0) return run_stream_only(p, stream, ns, out);
+    int64_t nsk = keep_stream(p, stream, ns, table ? (uint32_t)nbk : 0, s);
+    if (nsk < 0) return 0;
+    uint32_t m = compact_sort(s->bk, (uint32_t)nbk);
+    return merge_cut(p, s->sk, (uint32_t)nsk, s->bk, m, out);
+}

@@ -1,0 +1,263 @@
+/* Admin HTTP server (see admin.h): evhttp on a dedicated thread so that scrapes and
+ * probes never share an event loop with gRPC workers. /status is built with jansson from
+ * the config, the consumer's partition snapshot, the store's committed view and counts. */
+#include "admin.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define MAX_PARTS 1024
+
+struct seq_admin {
+    seq_admin_ctx ctx;
+    struct event_base *base;
+    struct evhttp *http;
+    pthread_t thread;
+    int thread_started;
+    char address[300];
+};
+
+int seq_admin_split_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) return SEQ_EINVAL;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (*h == '[' && hl >= 2 && h[hl - 1] == ']') { /* [v6]:port */
+        h++;
+        hl -= 2;
+    }
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (hl == 0 || hl >= hostlen || colon[1] == '\0' || *end || p < 0 || p > 65535)
+        return SEQ_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return SEQ_OK;
+}
+
+/* ---- responses ---- */
+
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                  const void *body, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add(b, body, len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    evhttp_send_reply(req, code, reason, b);
+    evbuffer_free(b);
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
+{
+    reply(req, code, reason, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static void on_metrics(seq_admin *a, struct evhttp_request *req)
+{
+    seq_buf out = {0};
+    if (seq_metrics_render(a->ctx.metrics, &out)) reply_text(req, 500, "Internal Server Error", "out of memory\n");
+    else reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    seq_buf_free(&out);
+}
+
+/* Ready: storage open (it is, for the server's whole life) and the stream caught up. */
+static void on_readyz(seq_admin *a, struct evhttp_request *req)
+{
+    seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
+    if (atomic_load_explicit(&st->caught_up, memory_order_relaxed)) {
+        reply_text(req, 200, "OK", "ready\n");
+        return;
+    }
+    char why[128];
+    seq_consumer_part p;
+    if (seq_consumer_partitions(a->ctx.consumer, &p, 1) == 0)
+        snprintf(why, sizeof why, "not ready: stream partitions not assigned yet\n");
+    else
+        snprintf(why, sizeof why, "not ready: stream not caught up (lag %lld messages)\n",
+                 (long long)atomic_load_explicit(&st->lag, memory_order_relaxed));
+    reply_text(req, 503, "Service Unavailable", why);
+}
+
+/* ---- /status ---- */
+
+static json_t *status_stream(seq_admin *a)
+{
+    seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
+    static _Thread_local seq_consumer_part parts[MAX_PARTS];
+    uint32_t n = seq_consumer_partitions(a->ctx.consumer, parts, MAX_PARTS);
+    json_t *arr = json_array();
+    for (uint32_t i = 0; i < n && i < MAX_PARTS; i++)
+        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I}", "partition", (int)parts[i].partition,
+                                             "next_offset", (json_int_t)parts[i].next_offset,
+                                             "high_offset", (json_int_t)parts[i].high_offset,
+                                             "watermark_ms", (json_int_t)parts[i].watermark_ms));
+    return json_pack("{s:I,s:b,s:I,s:o}", "watermark_ms",
+                     (json_int_t)atomic_load_explicit(a->ctx.stream_watermark, memory_order_relaxed),
+                     "caught_up", atomic_load_explicit(&st->caught_up, memory_order_relaxed),
+                     "lag", (json_int_t)atomic_load_explicit(&st->lag, memory_order_relaxed),
+                     "partitions", arr);
+}
+
+static json_t *status_sequences(seq_admin *a)
+{
+    const seq_def *def = a->ctx.def;
+    json_t *arr = json_array();
+    const seq_store_view *v = seq_store_view_acquire(a->ctx.store);
+    for (uint32_t i = 0; i < def->n_seqs; i++) {
+        const seq_store_seqstate *s = seq_store_view_seq(v, def->seqs[i].id);
+        json_t *cov = json_array();
+        for (uint32_t c = 0; s && c < s->n_cov; c++)
+            json_array_append_new(cov, json_pack("{s:I,s:I,s:I}", "start_ms", (json_int_t)s->cov[c].start_ms,
+                                                 "end_ms", (json_int_t)s->cov[c].end_ms,
+                                                 "generation", (json_int_t)s->cov[c].gen));
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:o}", "name", def->seqs[i].name,
+                                             "batch_generation", (json_int_t)(s ? s->generation : 0),
+                                             "batch_watermark_ms", (json_int_t)(s ? s->watermark_ms : 0),
+                                             "coverage", cov));
+    }
+    seq_store_view_release(a->ctx.store, v);
+    return arr;
+}
+
+static json_t *status_counts(seq_admin *a)
+{
+    seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
+#define LD(f) (json_int_t) atomic_load_explicit(&st->f, memory_order_relaxed)
+    return json_pack("{s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(applied), "malformed",
+                     LD(malformed), "skipped_unknown_type", LD(skipped_unknown_type), "filtered",
+                     LD(filtered), "late_batch_owned", LD(late_batch_owned));
+#undef LD
+}
+
+static void on_status(seq_admin *a, struct evhttp_request *req)
+{
+    const seq_config *c = a->ctx.config;
+    json_t *def = json_loads(a->ctx.def->json ? a->ctx.def->json : "{}", 0, NULL);
+    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:o,s:o,s:o,s:o}",
+                             "grpc", a->ctx.grpc_address, "admin", a->address,
+                             "brokers", seq_consumer_brokers(a->ctx.consumer), "topic", c->topic,
+                             "group", c->group,
+                             "event_format", c->event_format == SEQ_FMT_JSON ? "json" : "protobuf",
+                             "embedded_kafka", seq_consumer_embedded(a->ctx.consumer),
+                             "definition", def ? def : json_object(), "stream", status_stream(a),
+                             "sequences", status_sequences(a), "counts", status_counts(a));
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
+    else reply_text(req, 500, "Internal Server Error", "cannot build the status\n");
+    free(text);
+    json_decref(root);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    seq_admin *a = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (!path) path = "/";
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        reply_text(req, 405, "Method Not Allowed", "only GET\n");
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) on_metrics(a, req);
+    else if (strcmp(path, "/healthz") == 0) reply_text(req, 200, "OK", "ok\n");
+    else if (strcmp(path, "/readyz") == 0) on_readyz(a, req);
+    else if (strcmp(path, "/status") == 0) on_status(a, req);
+    else reply_text(req, 404, "Not Found", "not found; try /metrics /healthz /readyz /status\n");
+}
+
+/* ---- lifecycle ---- */
+
+static void *run(void *arg)
+{
+    seq_admin *a = arg;
+    event_base_dispatch(a->base);
+    return NULL;
+}
+
+static int bind_listener(seq_admin *a, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    const char *listen = a->ctx.config->admin_listen;
+    if (seq_admin_split_hostport(listen, host, sizeof host, &port)) {
+        seq_errf(err, errlen, "--admin-listen: '%s' is not HOST:PORT", listen);
+        return SEQ_EINVAL;
+    }
+    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(a->http, host, (uint16_t)port);
+    if (!bs) {
+        seq_errf(err, errlen, "--admin-listen %s: cannot bind", listen);
+        return SEQ_EUNAVAILABLE;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    getsockname(evconnlistener_get_fd(evhttp_bound_socket_get_listener(bs)), (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+        snprintf(a->address, sizeof a->address, "[%s]:%d", ip, ntohs(s6->sin6_port));
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        snprintf(a->address, sizeof a->address, "%s:%d", ip, ntohs(s4->sin_port));
+    }
+    return SEQ_OK;
+}
+
+int seq_admin_start(const seq_admin_ctx *ctx, seq_admin **out, char *err, size_t errlen)
+{
+    evthread_use_pthreads(); /* loopbreak from the main thread needs a notifiable base */
+    seq_admin *a = calloc(1, sizeof *a);
+    int rc = SEQ_EINTERNAL;
+    if (!a) return rc;
+    a->ctx = *ctx;
+    if (!(a->base = event_base_new()) || !(a->http = evhttp_new(a->base))) {
+        seq_errf(err, errlen, "admin: cannot create the event loop");
+        goto fail;
+    }
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+    evhttp_set_gencb(a->http, on_request, a);
+    if ((rc = bind_listener(a, err, errlen))) goto fail;
+    if (pthread_create(&a->thread, NULL, run, a)) {
+        rc = SEQ_EINTERNAL;
+        seq_errf(err, errlen, "admin: cannot start its thread");
+        goto fail;
+    }
+    a->thread_started = 1;
+    *out = a;
+    return SEQ_OK;
+fail:
+    seq_admin_stop(a);
+    return rc;
+}
+
+const char *seq_admin_address(const seq_admin *a) { return a->address; }
+
+void seq_admin_stop(seq_admin *a)
+{
+    if (!a) return;
+    if (a->thread_started) {
+        event_base_loopbreak(a->base);
+        pthread_join(a->thread, NULL);
+    }
+    if (a->http) evhttp_free(a->http);
+    if (a->base) event_base_free(a->base);
+    free(a);
+}

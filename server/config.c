@@ -1,0 +1,198 @@
+/* Command-line parsing for seqd: a table of long options, each bound to a field of
+ * seq_config with a kind that says how its value is checked. Runs before anything else
+ * in main; a bad option is reported here and main exits 2. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../engine/common.h"
+
+typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_FORMAT, OPT_FLAG } opt_kind;
+
+typedef struct {
+    const char *name;
+    opt_kind kind;
+    size_t off;     /* offset of the field in seq_config */
+    long long min;  /* numeric options: smallest accepted value */
+} opt_spec;
+
+#define F(field) offsetof(seq_config, field)
+static const opt_spec OPTS[] = {
+    {"definition", OPT_STR, F(definition), 0},
+    {"data-dir", OPT_STR, F(data_dir), 0},
+    {"grpc-listen", OPT_STR, F(grpc_listen), 0},
+    {"admin-listen", OPT_STR, F(admin_listen), 0},
+    {"brokers", OPT_STR, F(brokers), 0},
+    {"topic", OPT_STR, F(topic), 0},
+    {"group", OPT_STR, F(group), 0},
+    {"event-format", OPT_FORMAT, F(event_format), 0},
+    {"threads", OPT_INT, F(threads), 1},
+    {"cache-mb", OPT_SIZE, F(cache_mb), 1},
+    {"max-message-bytes", OPT_SIZE, F(max_message_bytes), 1024},
+    {"batch-root", OPT_STR, F(batch_root), 0},
+    {"admin-token-file", OPT_STR, F(admin_token_file), 0},
+    {"idle-timeout-s", OPT_INT, F(idle_timeout_s), 1},
+    {"help", OPT_FLAG, F(help), 0},
+};
+#undef F
+
+void seq_config_usage(FILE *f)
+{
+    fputs("usage: seqd --definition FILE [--data-dir DIR] [--grpc-listen HOST:PORT]\n"
+          "            [--admin-listen HOST:PORT] [--brokers LIST] [--topic NAME] [--group ID]\n"
+          "            [--event-format protobuf|json] [--threads N] [--cache-mb N]\n"
+          "            [--max-message-bytes N] [--batch-root DIR] [--admin-token-file FILE]\n"
+          "            [--idle-timeout-s N]\n"
+          "defaults: --data-dir ./seqd-data --grpc-listen 127.0.0.1:50051\n"
+          "          --admin-listen 127.0.0.1:8080 --topic seqd.events --group seqd\n"
+          "          --event-format protobuf --threads <cores> --cache-mb 512\n"
+          "          --max-message-bytes 4194304 --batch-root <data-dir>/batch\n"
+          "          --idle-timeout-s 300; no --brokers: an embedded Kafka cluster\n",
+          f);
+}
+
+static void set_defaults(seq_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->data_dir = "./seqd-data";
+    c->grpc_listen = "127.0.0.1:50051";
+    c->admin_listen = "127.0.0.1:8080";
+    c->topic = "seqd.events";
+    c->group = "seqd";
+    c->event_format = SEQ_FMT_PROTOBUF;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->threads = n > 0 ? (int)n : 1;
+    c->cache_mb = 512;
+    c->max_message_bytes = 4194304;
+}
+
+static const opt_spec *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof OPTS / sizeof OPTS[0]; i++)
+        if (strlen(OPTS[i].name) == len && memcmp(OPTS[i].name, name, len) == 0) return &OPTS[i];
+    return NULL;
+}
+
+static int parse_number(const opt_spec *o, const char *v, long long max, long long *out,
+                        char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno == ERANGE || n < o->min || n > max) {
+        seq_errf(err, errlen, "--%s: '%s' is not an integer in [%lld, %lld]", o->name, v,
+                 o->min, max);
+        return SEQ_EINVAL;
+    }
+    *out = n;
+    return SEQ_OK;
+}
+
+/* Stores the value of option o; batch_root is copied because seq_config owns it. */
+static int apply(seq_config *c, const opt_spec *o, const char *v, char *err, size_t errlen)
+{
+    char *field = (char *)c + o->off;
+    long long n;
+    switch (o->kind) {
+    case OPT_STR:
+        if (*v == '\0') {
+            seq_errf(err, errlen, "--%s: empty value", o->name);
+            return SEQ_EINVAL;
+        }
+        if (o->off == offsetof(seq_config, batch_root)) {
+            free(c->batch_root);
+            if (!(c->batch_root = strdup(v))) return SEQ_EINTERNAL;
+        } else {
+            *(const char **)field = v;
+        }
+        return SEQ_OK;
+    case OPT_INT:
+        if (parse_number(o, v, INT_MAX, &n, err, errlen)) return SEQ_EINVAL;
+        *(int *)field = (int)n;
+        return SEQ_OK;
+    case OPT_SIZE:
+        if (parse_number(o, v, (long long)(SIZE_MAX >> 21), &n, err, errlen)) return SEQ_EINVAL;
+        *(size_t *)field = (size_t)n;
+        return SEQ_OK;
+    case OPT_FORMAT:
+        if (strcmp(v, "protobuf") == 0) c->event_format = SEQ_FMT_PROTOBUF;
+        else if (strcmp(v, "json") == 0) c->event_format = SEQ_FMT_JSON;
+        else {
+            seq_errf(err, errlen, "--event-format: '%s' is not protobuf or json", v);
+            return SEQ_EINVAL;
+        }
+        return SEQ_OK;
+    case OPT_FLAG:
+        *(int *)field = 1;
+        return SEQ_OK;
+    }
+    return SEQ_EINVAL;
+}
+
+static int default_batch_root(seq_config *c)
+{
+    if (c->batch_root) return SEQ_OK;
+    size_t n = strlen(c->data_dir) + sizeof "/batch";
+    if (!(c->batch_root = malloc(n))) return SEQ_EINTERNAL;
+    snprintf(c->batch_root, n, "%s/batch", c->data_dir);
+    return SEQ_OK;
+}
+
+int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    set_defaults(c);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            seq_errf(err, errlen, "unexpected argument '%s' (options start with --)", a);
+            goto fail;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_spec *o = find_opt(name, nlen);
+        if (!o) {
+            seq_errf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, name);
+            goto fail;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (o->kind == OPT_FLAG && v) {
+            seq_errf(err, errlen, "--%s takes no value", o->name);
+            goto fail;
+        }
+        if (o->kind != OPT_FLAG && !v) {
+            if (i + 1 >= argc) {
+                seq_errf(err, errlen, "--%s needs a value", o->name);
+                goto fail;
+            }
+            v = argv[++i];
+        }
+        int rc = apply(c, o, v ? v : "", err, errlen);
+        if (rc) {
+            if (rc == SEQ_EINTERNAL) seq_errf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    if (c->help) return SEQ_OK;
+    if (!c->definition) {
+        seq_errf(err, errlen, "--definition FILE is required (see --help)");
+        goto fail;
+    }
+    if (default_batch_root(c)) {
+        seq_errf(err, errlen, "out of memory");
+        goto fail;
+    }
+    return SEQ_OK;
+fail:
+    seq_config_free(c);
+    return SEQ_EINVAL;
+}
+
+void seq_config_free(seq_config *c)
+{
+    free(c->batch_root);
+    c->batch_root = NULL;
+}

@@ -1,0 +1,37 @@
+/* Command-line configuration of seqd (PRODUCT.md "Command line"). Parsed once in main;
+ * everything else reads the resulting seq_config and never looks at argv. */
+#ifndef SEQ_CONFIG_H
+#define SEQ_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum { SEQ_FMT_PROTOBUF = 0, SEQ_FMT_JSON = 1 } seq_event_format;
+
+typedef struct {
+    /* Strings point into argv or at static defaults, except batch_root (owned). */
+    const char *definition;
+    const char *data_dir;
+    const char *grpc_listen;
+    const char *admin_listen;
+    const char *brokers; /* NULL: the embedded mock cluster */
+    const char *topic;
+    const char *group;
+    seq_event_format event_format;
+    int threads;
+    size_t cache_mb;
+    size_t max_message_bytes;
+    char *batch_root; /* default "<data_dir>/batch"; freed by seq_config_free */
+    const char *admin_token_file;
+    int idle_timeout_s; /* idle HTTP/2 connections are closed; 0 = transport default */
+    int help;           /* --help was given: print usage, exit 0 */
+} seq_config;
+
+/* Fills *c with the defaults, then applies argv. Accepts "--opt value" and "--opt=value".
+ * SEQ_OK, or SEQ_EINVAL with a message naming the option. --definition is required
+ * unless --help is given. */
+int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t errlen);
+void seq_config_free(seq_config *c);
+void seq_config_usage(FILE *f);
+
+#endif

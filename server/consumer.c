@@ -1,0 +1,466 @@
+/* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_event_decode_*
+ * -> seq_event_check_time -> seq_exec_apply -> seq_store_batch_add_event, gathered into
+ * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, each committed to RocksDB in one
+ * write together with every touched partition's next offset and watermark. Offsets live
+ * only in RocksDB (never committed to Kafka), so a crash at any point resumes exactly
+ * where the stored data ends. A failed commit is retried with the same messages (still
+ * held in memory) on a fresh store batch; counts are published only after success. */
+#include "consumer.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../engine/event.h"
+#include "../engine/exec.h"
+#include "../engine/merge.h"
+
+#define BATCH_MAX 10000
+#define BATCH_WAIT_MS 5
+#define IDLE_WAIT_MS 100
+#define RETRY_SLEEP_MS 500
+
+typedef struct {
+    int64_t next, high, wm;
+} part_state;
+
+typedef struct {
+    uint64_t applied, malformed, skipped, filtered, late;
+} tallies;
+
+struct seq_consumer {
+    seq_consumer_config cfg;
+    char *brokers;
+    rd_kafka_t *mock_rk; /* owns the embedded cluster; destroyed last */
+    rd_kafka_mock_cluster_t *mock;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    pthread_t thread;
+    int thread_started;
+    _Atomic int stop;
+    seq_consumer_stats stats;
+
+    pthread_mutex_t mu; /* guards parts/n_parts against the admin's snapshots */
+    part_state *parts;  /* indexed by partition id */
+    uint32_t n_parts;
+
+    /* consumer-thread only */
+    seq_store_batch *batch;
+    part_state *pending; /* parts as they will be once the current batch commits */
+    uint8_t *touched;
+};
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
+{
+    char e[256];
+    if (rd_kafka_conf_set(conf, k, v, e, sizeof e) == RD_KAFKA_CONF_OK) return SEQ_OK;
+    seq_errf(err, errlen, "kafka config %s=%s: %s", k, v, e);
+    return SEQ_EINVAL;
+}
+
+/* ---- embedded cluster ---- */
+
+static int start_mock(seq_consumer *c, char *err, size_t errlen)
+{
+    char e[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "log_level", "3", err, errlen)) goto fail_conf;
+    c->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!c->mock_rk) {
+        seq_errf(err, errlen, "embedded kafka: %s", e);
+        goto fail_conf;
+    }
+    c->mock = rd_kafka_mock_cluster_new(c->mock_rk, 1);
+    if (!c->mock) {
+        seq_errf(err, errlen, "embedded kafka: cannot create the mock cluster");
+        return SEQ_EINTERNAL;
+    }
+    int parts = c->cfg.embedded_partitions > 0 ? c->cfg.embedded_partitions : 8;
+    rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(c->mock, c->cfg.topic, parts, 1);
+    if (rerr) {
+        seq_errf(err, errlen, "embedded kafka: topic %s: %s", c->cfg.topic, rd_kafka_err2str(rerr));
+        return SEQ_EINTERNAL;
+    }
+    c->brokers = strdup(rd_kafka_mock_cluster_bootstraps(c->mock));
+    return c->brokers ? SEQ_OK : SEQ_EINTERNAL;
+fail_conf:
+    if (!c->mock_rk) rd_kafka_conf_destroy(conf);
+    return SEQ_EINTERNAL;
+}
+
+/* ---- the consumer handle ---- */
+
+static int make_consumer(seq_consumer *c, char *err, size_t errlen)
+{
+    char e[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", c->brokers, err, errlen) ||
+        conf_set(conf, "group.id", c->cfg.group, err, errlen) ||
+        conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+        conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
+        conf_set(conf, "auto.offset.reset", "earliest", err, errlen) ||
+        conf_set(conf, "enable.partition.eof", "false", err, errlen) ||
+        conf_set(conf, "log_level", "4", err, errlen))
+        goto fail;
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (!c->rk) {
+        seq_errf(err, errlen, "kafka consumer: %s", e);
+        goto fail;
+    }
+    c->queue = rd_kafka_queue_get_consumer(c->rk);
+    return c->queue ? SEQ_OK : SEQ_EINTERNAL;
+fail:
+    if (!c->rk) rd_kafka_conf_destroy(conf);
+    return SEQ_EINVAL;
+}
+
+/* ---- assignment ---- */
+
+/* Partition count of the topic, 0 while it does not exist (yet). */
+static int topic_partitions(seq_consumer *c)
+{
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, c->cfg.topic, NULL);
+    if (!rkt) return 0;
+    int n = 0;
+    if (rd_kafka_metadata(c->rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            n = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+/* Where partition p starts: the stored next offset; the beginning when none; the low
+ * watermark when the stored offset is past the log's end (the embedded log restarted
+ * empty), so that we neither skip nor wait for offsets that will never come. */
+static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps)
+{
+    int64_t lo = 0, hi = 0, next = 0, wm = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, c->cfg.topic, p, &lo, &hi, 5000);
+    if (e) fprintf(stderr, "seqd: kafka: watermarks of %s[%d]: %s\n", c->cfg.topic, p, rd_kafka_err2str(e));
+    int stored = seq_store_get_offset(c->cfg.store, p, &next, &wm) == SEQ_OK;
+    ps->wm = stored ? wm : 0;
+    ps->high = hi;
+    if (stored && !e && next > hi) {
+        fprintf(stderr, "seqd: kafka: %s[%d]: stored offset %lld is past the log end %lld; "
+                        "starting at %lld\n", c->cfg.topic, p, (long long)next, (long long)hi,
+                (long long)lo);
+        ps->next = lo;
+        return lo;
+    }
+    ps->next = stored ? next : lo;
+    return stored ? next : RD_KAFKA_OFFSET_BEGINNING;
+}
+
+static int alloc_parts(seq_consumer *c, uint32_t n)
+{
+    c->parts = calloc(n, sizeof *c->parts);
+    c->pending = calloc(n, sizeof *c->pending);
+    c->touched = calloc(n, 1);
+    return c->parts && c->pending && c->touched ? SEQ_OK : SEQ_EINTERNAL;
+}
+
+/* Waits for the topic, then assigns all its partitions. SEQ_ECANCELLED on stop. */
+static int assign_all(seq_consumer *c)
+{
+    int n, warned = 0;
+    while ((n = topic_partitions(c)) <= 0) {
+        if (atomic_load(&c->stop)) return SEQ_ECANCELLED;
+        if (!warned++) fprintf(stderr, "seqd: kafka: waiting for topic %s\n", c->cfg.topic);
+        sleep_ms(RETRY_SLEEP_MS);
+    }
+    part_state *ps = calloc((size_t)n, sizeof *ps);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
+    int rc = SEQ_EINTERNAL;
+    if (!ps || !list || alloc_parts(c, (uint32_t)n)) goto out;
+    for (int p = 0; p < n; p++)
+        rd_kafka_topic_partition_list_add(list, c->cfg.topic, p)->offset = start_offset(c, p, &ps[p]);
+    rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
+    if (e) {
+        fprintf(stderr, "seqd: kafka: assign: %s\n", rd_kafka_err2str(e));
+        goto out;
+    }
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->parts, ps, (size_t)n * sizeof *ps);
+    c->n_parts = (uint32_t)n;
+    pthread_mutex_unlock(&c->mu);
+    memcpy(c->pending, ps, (size_t)n * sizeof *ps);
+    rc = SEQ_OK;
+out:
+    free(ps);
+    if (list) rd_kafka_topic_partition_list_destroy(list);
+    return rc;
+}
+
+/* ---- processing ---- */
+
+/* Is the event beyond the horizon inside committed batch coverage of a sequence that
+ * keeps it? Such an event is still stored (the stream's data stays complete) but reads
+ * never show it (rule 1), so it is counted. */
+static int late_batch_owned(const seq_consumer *c, const seq_store_view *v, int64_t now,
+                            const seq_event *ev, const seq_exec_out *outs, uint32_t n)
+{
+    const seq_def *def = c->cfg.def;
+    if (ev->time_ms >= now - def->horizon_ms) return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const seq_store_seqstate *s = seq_store_view_seq(v, outs[i].seq_id);
+        if (!s || s->n_cov == 0) continue;
+        seq_merge_params p = {.now_ms = now, .horizon_ms = def->horizon_ms,
+                              .seq = &def->seqs[outs[i].seq_id], .cov = s->cov, .n_cov = s->n_cov};
+        if (seq_merge_owner(&p, ev->time_ms)) return 1;
+    }
+    return 0;
+}
+
+static void keep_malformed(seq_consumer *c, const rd_kafka_message_t *m, const char *why,
+                           tallies *t)
+{
+    seq_store_batch_add_malformed(c->batch, m->partition, m->offset, m->payload, m->len, why);
+    t->malformed++;
+}
+
+/* One message into the store batch. SEQ_OK, or a store error that fails the batch. */
+static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
+                          const rd_kafka_message_t *m, tallies *t, int64_t *wm)
+{
+    const seq_def *def = c->cfg.def;
+    seq_event ev;
+    seq_exec_out outs[SEQ_MAX_SEQUENCES];
+    uint32_t n = 0;
+    char why[256];
+    int rc = c->cfg.format == SEQ_FMT_JSON
+                 ? seq_event_decode_json(def, m->payload, m->len, &ev, why, sizeof why)
+                 : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
+    if (!rc) rc = seq_event_check_time(def, &ev, now, why, sizeof why);
+    if (rc) {
+        keep_malformed(c, m, why, t);
+        return SEQ_OK;
+    }
+    switch (seq_exec_apply(def, &ev, -1, outs, &n)) {
+    case SEQ_EXEC_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
+    case SEQ_EXEC_FILTERED: t->filtered++; return SEQ_OK;
+    case SEQ_EXEC_KEPT: break;
+    }
+    t->late += (uint64_t)late_batch_owned(c, v, now, &ev, outs, n);
+    rc = seq_store_batch_add_event(c->batch, &ev, outs, n, why, sizeof why);
+    if (rc == SEQ_EINVAL) { /* the event itself is unstorable: retrying cannot help */
+        keep_malformed(c, m, why, t);
+        return SEQ_OK;
+    }
+    if (rc) {
+        fprintf(stderr, "seqd: consumer: store: %s\n", why);
+        return rc;
+    }
+    t->applied++;
+    if (ev.time_ms > *wm) *wm = ev.time_ms;
+    return SEQ_OK;
+}
+
+/* Adds the messages to a fresh view of pending state and the store batch; on success
+ * commits. SEQ_OK or an error (nothing written, pending state must be reset). */
+static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, tallies *t)
+{
+    char err[256] = "a store error";
+    int64_t now = seq_now_ms();
+    const seq_store_view *v = seq_store_view_acquire(c->cfg.store);
+    int rc = SEQ_OK;
+    memset(c->touched, 0, c->n_parts);
+    for (size_t i = 0; i < n && !rc; i++) {
+        const rd_kafka_message_t *m = msgs[i];
+        if (m->err) {
+            fprintf(stderr, "seqd: kafka: %s\n", rd_kafka_message_errstr(m));
+            continue;
+        }
+        if (m->partition < 0 || (uint32_t)m->partition >= c->n_parts) continue;
+        part_state *ps = &c->pending[m->partition];
+        rc = handle_message(c, v, now, m, t, &ps->wm);
+        ps->next = m->offset + 1;
+        c->touched[m->partition] = 1;
+    }
+    seq_store_view_release(c->cfg.store, v);
+    for (uint32_t p = 0; p < c->n_parts && !rc; p++)
+        if (c->touched[p]) seq_store_batch_set_offset(c->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
+    if (!rc) rc = seq_store_batch_commit(c->batch, err, sizeof err);
+    if (rc) fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
+    return rc;
+}
+
+/* The stream watermark of PRODUCT.md: the lowest watermark among partitions with
+ * unconsumed messages, or the newest applied event time when all are caught up. */
+static void publish(seq_consumer *c)
+{
+    int64_t lowest = INT64_MAX, newest = 0, lag = 0;
+    int behind = 0;
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        const part_state *ps = &c->parts[p];
+        if (ps->wm > newest) newest = ps->wm;
+        if (ps->next < ps->high) {
+            behind = 1;
+            lag += ps->high - ps->next;
+            if (ps->wm < lowest) lowest = ps->wm;
+        }
+    }
+    atomic_store_explicit(c->cfg.stream_watermark, behind ? lowest : newest, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.lag, lag, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.caught_up, !behind, memory_order_relaxed);
+}
+
+static void refresh_highs(seq_consumer *c)
+{
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        int64_t lo, hi;
+        if (rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) == 0 && hi >= 0)
+            c->pending[p].high = hi;
+    }
+}
+
+static void add_tallies(seq_consumer *c, const tallies *t)
+{
+    seq_consumer_stats *s = &c->stats;
+    atomic_fetch_add_explicit(&s->applied, t->applied, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->malformed, t->malformed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->skipped_unknown_type, t->skipped, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->filtered, t->filtered, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->late_batch_owned, t->late, memory_order_relaxed);
+}
+
+/* Processes msgs until committed (or stop): a failed commit leaves nothing written, so
+ * the same messages are applied again on a fresh batch after a pause. */
+static void commit_messages(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
+{
+    for (;;) {
+        tallies t = {0};
+        if (process_batch(c, msgs, n, &t) == SEQ_OK) {
+            add_tallies(c, &t);
+            return;
+        }
+        pthread_mutex_lock(&c->mu);
+        memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
+        pthread_mutex_unlock(&c->mu);
+        seq_store_batch_free(c->batch);
+        c->batch = seq_store_batch_new(c->cfg.store);
+        if (atomic_load(&c->stop)) return;
+        sleep_ms(RETRY_SLEEP_MS);
+    }
+}
+
+/* Waits up to IDLE_WAIT_MS for a first message, then gathers more for BATCH_WAIT_MS. */
+static size_t gather(seq_consumer *c, rd_kafka_message_t **msgs)
+{
+    ssize_t n = rd_kafka_consume_batch_queue(c->queue, IDLE_WAIT_MS, msgs, 1);
+    if (n <= 0) return 0;
+    ssize_t more = rd_kafka_consume_batch_queue(c->queue, BATCH_WAIT_MS, msgs + 1, BATCH_MAX - 1);
+    return (size_t)(1 + (more > 0 ? more : 0));
+}
+
+static void *run(void *arg)
+{
+    seq_consumer *c = arg;
+    rd_kafka_message_t **msgs = malloc(BATCH_MAX * sizeof *msgs);
+    if (!msgs || assign_all(c) != SEQ_OK) goto out;
+    publish(c);
+    while (!atomic_load(&c->stop)) {
+        size_t n = gather(c, msgs);
+        refresh_highs(c);
+        if (n) commit_messages(c, msgs, n);
+        for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
+        pthread_mutex_lock(&c->mu);
+        memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
+        pthread_mutex_unlock(&c->mu);
+        publish(c);
+    }
+out:
+    free(msgs);
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char *err,
+                       size_t errlen)
+{
+    seq_consumer *c = calloc(1, sizeof *c);
+    if (!c) return SEQ_EINTERNAL;
+    c->cfg = *cfg;
+    pthread_mutex_init(&c->mu, NULL);
+    int rc = cfg->brokers ? ((c->brokers = strdup(cfg->brokers)) ? SEQ_OK : SEQ_EINTERNAL)
+                          : start_mock(c, err, errlen);
+    if (rc) goto fail;
+    if ((rc = make_consumer(c, err, errlen))) goto fail;
+    if (!(c->batch = seq_store_batch_new(cfg->store))) {
+        rc = SEQ_EINTERNAL;
+        seq_errf(err, errlen, "consumer: out of memory");
+        goto fail;
+    }
+    if (pthread_create(&c->thread, NULL, run, c)) {
+        rc = SEQ_EINTERNAL;
+        seq_errf(err, errlen, "consumer: cannot start its thread");
+        goto fail;
+    }
+    c->thread_started = 1;
+    *out = c;
+    return SEQ_OK;
+fail:
+    seq_consumer_stop(c);
+    return rc;
+}
+
+void seq_consumer_stop(seq_consumer *c)
+{
+    if (!c) return;
+    atomic_store(&c->stop, 1);
+    if (c->thread_started) pthread_join(c->thread, NULL);
+    if (c->queue) rd_kafka_queue_destroy(c->queue);
+    if (c->rk) {
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+    }
+    if (c->batch) seq_store_batch_free(c->batch);
+    if (c->mock) rd_kafka_mock_cluster_destroy(c->mock);
+    if (c->mock_rk) rd_kafka_destroy(c->mock_rk);
+    pthread_mutex_destroy(&c->mu);
+    free(c->parts);
+    free(c->pending);
+    free(c->touched);
+    free(c->brokers);
+    free(c);
+}
+
+int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms)
+{
+    for (int waited = 0;; waited += 10) {
+        pthread_mutex_lock(&c->mu);
+        int assigned = c->n_parts > 0;
+        pthread_mutex_unlock(&c->mu);
+        if (assigned) return 1;
+        if (waited >= timeout_ms) return 0;
+        sleep_ms(10);
+    }
+}
+
+const char *seq_consumer_brokers(const seq_consumer *c) { return c->brokers; }
+int seq_consumer_embedded(const seq_consumer *c) { return c->mock != NULL; }
+seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c) { return &c->stats; }
+
+uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max)
+{
+    pthread_mutex_lock(&c->mu);
+    uint32_t n = c->n_parts;
+    for (uint32_t p = 0; p < n && p < max; p++)
+        out[p] = (seq_consumer_part){(int32_t)p, c->parts[p].next, c->parts[p].high, c->parts[p].wm};
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}

@@ -1,0 +1,69 @@
+/* The streaming path: consumes the Kafka topic (or an embedded librdkafka mock cluster
+ * when no brokers are given), decodes each message, runs the shared executor and writes
+ * the kept events together with the partition offsets that produced them in one atomic
+ * store commit. Runs on its own thread; the service reads the stream watermark it
+ * publishes, the admin server its per-partition state and counts. */
+#ifndef SEQ_CONSUMER_H
+#define SEQ_CONSUMER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/def.h"
+#include "../storage/store.h"
+#include "config.h"
+
+typedef struct seq_consumer seq_consumer;
+
+/* Counts since the process started; updated only after the batch that produced them
+ * committed. Readers load them relaxed. */
+typedef struct {
+    _Atomic uint64_t applied;              /* events kept by at least one sequence */
+    _Atomic uint64_t malformed;            /* undecodable or too far in the future */
+    _Atomic uint64_t skipped_unknown_type; /* no sequence declares the type */
+    _Atomic uint64_t filtered;             /* declared, but every keeping sequence filtered it */
+    _Atomic uint64_t late_batch_owned;     /* stored, but in batch-owned history */
+    _Atomic int64_t lag;                   /* messages not yet consumed, over all partitions */
+    _Atomic int caught_up;                 /* assigned and no partition has unconsumed messages */
+} seq_consumer_stats;
+
+typedef struct {
+    const char *brokers; /* NULL: start the embedded mock cluster */
+    const char *topic;
+    const char *group;
+    seq_event_format format;
+    int embedded_partitions; /* partitions of the embedded topic; 0 = 8 */
+    const seq_def *def;
+    seq_store *store;
+    /* Where the stream watermark (PRODUCT.md) is published, in ms; owned by the caller,
+     * read by the service on every response. */
+    _Atomic int64_t *stream_watermark;
+} seq_consumer_config;
+
+typedef struct {
+    int32_t partition;
+    int64_t next_offset, high_offset, watermark_ms;
+} seq_consumer_part;
+
+/* Starts the embedded cluster if needed and the consumer thread. The thread assigns the
+ * topic's partitions once the topic exists, starting where the store's offsets say. */
+int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char *err,
+                       size_t errlen);
+/* Stops the thread (the last processed batch is committed), closes the Kafka consumer,
+ * then the embedded cluster; frees c. */
+void seq_consumer_stop(seq_consumer *c);
+
+/* Waits until the partitions are assigned (1) or timeout_ms passed (0): main waits
+ * so that the ready line comes with a complete /status. */
+int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms);
+
+/* The bootstrap list in use (the embedded cluster's when no brokers were given). */
+const char *seq_consumer_brokers(const seq_consumer *c);
+int seq_consumer_embedded(const seq_consumer *c);
+seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c);
+/* Copies up to max partitions' state; returns how many the consumer has (0 before the
+ * assignment). Takes a mutex: for the admin server, not for the hot path. */
+uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max);
+
+#endif

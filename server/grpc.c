@@ -1,0 +1,1085 @@
+/* gRPC transport: HTTP/2 cleartext (prior knowledge) over libevent + nghttp2.
+ *
+ * Data path: socket -> recv into the worker's read buffer -> nghttp2_session_mem_recv
+ * -> callbacks build a seq_grpc_call per stream, feed DATA to seq_frame (grpc_frame.c)
+ * -> on END_STREAM the method's handler runs on this worker thread -> seq_grpc_finish
+ * submits the response -> after all bytes of one read are processed, one flush:
+ * nghttp2_session_mem_send into the connection's output buffer -> send().
+ *
+ * Threads: N workers, each with its own event_base and SO_REUSEPORT listener; a
+ * connection lives and dies on one worker. The only cross-thread entry is
+ * seq_grpc_finish of a held call: it queues the call on its worker (mutex + a
+ * persistent user event) and the worker submits the response. Because of that, call
+ * reference counts are touched by the worker thread only.
+ *
+ * Ownership: the worker owns its connections; a connection owns its nghttp2 session.
+ * A call has one reference per live stream and one while held by the application;
+ * at zero it goes back to the worker's pool (buffers kept, bounded). */
+#include "grpc.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "grpc_frame.h"
+#include "grpc_internal.h"
+
+#define OUT_HIGH (1u << 20)       /* pending output above which a connection stops reading */
+#define READ_CHUNK 65536
+#define MAX_STREAMS 256
+#define MAX_HEADER_LIST 16384
+#define WINDOW (1 << 20)          /* stream and connection receive windows */
+#define HDR_BYTES 4096            /* stored request headers per call */
+#define HDR_MAX 32
+#define POOL_MAX 1024             /* pooled call objects per worker */
+#define KEEP_BUF_MAX (256u << 10) /* larger buffers are freed, not pooled */
+#define MAX_CONNS 8192            /* per worker */
+#define MSG_MAX 512               /* grpc-message kept from the application */
+#define STOP_GRACE_S 5
+#define DEFAULT_MAX_MSG (4u << 20)
+#define DEFAULT_IDLE_MS 300000u
+
+typedef struct worker worker;
+typedef struct conn conn;
+
+enum { CALL_RECV, CALL_HANDLER, CALL_HELD, CALL_DONE };
+
+struct seq_grpc_call {
+    worker *w;
+    conn *conn;                 /* NULL once the stream closed or the connection died */
+    seq_grpc_call *prev, *next; /* conn's call list; next is also the pool link */
+    seq_grpc_call *qnext;       /* completion queue link */
+    struct event *timer;        /* deadline of a held call; made once, kept in the pool */
+    seq_frame frame;
+    seq_buf reply;
+    /* ---- per request, reset by call_reset ---- */
+    int32_t stream_id;
+    int refs;
+    int method; /* index in cfg.methods, -1 unknown */
+    int state;
+    int responded;     /* a response was submitted: later events are ignored */
+    int done_reported; /* on_done called */
+    int is_post, ct_ok;
+    uint64_t start_ns, deadline_ns;
+    size_t sent; /* bytes of prefix + reply handed to nghttp2 */
+    uint8_t prefix[5];
+    int fin_status; /* set by seq_grpc_finish of a held call */
+    char fin_msg[MSG_MAX];
+    uint16_t nhdr, hdr_used;
+    struct {
+        uint16_t name, value;
+    } hdr[HDR_MAX];
+    char hdrbuf[HDR_BYTES]; /* name\0value\0 pairs */
+};
+
+struct conn {
+    worker *w;
+    int fd;
+    nghttp2_session *sess;
+    struct event *rev, *wev;
+    seq_buf out;
+    size_t out_off;
+    uint64_t last_ns;
+    seq_grpc_call *calls;
+    int read_paused, closing, dirty;
+    conn *prev, *next, *dnext;
+};
+
+struct worker {
+    seq_grpc_server *srv;
+    int idx;
+    struct event_base *base;
+    int lfd;
+    struct event *accept_ev, *wake_ev, *stop_ev, *tick_ev;
+    pthread_t th;
+    int started, stopping;
+    pthread_mutex_t mu; /* guards the completion queue */
+    seq_grpc_call *q_head, *q_tail;
+    conn *conns, *dirty;
+    int nconns;
+    seq_grpc_call *pool;
+    int npool;
+    uint8_t rbuf[READ_CHUNK];
+};
+
+struct seq_grpc_server {
+    seq_grpc_config cfg;
+    size_t max_msg;
+    uint64_t idle_ns;
+    int nworkers;
+    worker *workers;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+    char addr[128];
+    atomic_int stopped;
+};
+
+#define NV(n, v)                                                                           \
+    {                                                                                      \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                      \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                   \
+    }
+static const nghttp2_nv ok_headers[] = {NV(":status", "200"),
+                                        NV("content-type", "application/grpc")};
+static const nghttp2_nv ok_trailers[] = {NV("grpc-status", "0")};
+static const char *const status_str[] = {"0", "1", "2",  "3",  "4",  "5",  "6",  "7", "8",
+                                         "9", "10", "11", "12", "13", "14", "15", "16"};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static struct timeval tv_of_ns(uint64_t ns)
+{
+    struct timeval tv = {(time_t)(ns / 1000000000u), (suseconds_t)(ns % 1000000000u / 1000)};
+    return tv;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+int seq_grpc_parse_timeout(const char *v, size_t n, uint64_t *ns)
+{
+    if (n < 2 || n > 9) return -1;
+    uint64_t x = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    uint64_t mult;
+    switch (v[n - 1]) {
+    case 'H': mult = 3600000000000ull; break;
+    case 'M': mult = 60000000000ull; break;
+    case 'S': mult = 1000000000ull; break;
+    case 'm': mult = 1000000ull; break;
+    case 'u': mult = 1000ull; break;
+    case 'n': mult = 1ull; break;
+    default: return -1;
+    }
+    /* 99999999 hours overflows 64 bits: saturate at ~146 years. */
+    *ns = x > (UINT64_MAX / 4) / mult ? UINT64_MAX / 4 : x * mult;
+    return 0;
+}
+
+size_t seq_grpc_pct_encode(const char *in, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    if (outlen == 0) return 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        int plain = *p >= 0x20 && *p <= 0x7e && *p != '%';
+        size_t need = plain ? 1 : 3;
+        if (o + need >= outlen) break;
+        if (plain) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
+/* ------------------------------------------------------------------ calls */
+
+static void call_deadline_cb(evutil_socket_t fd, short what, void *arg);
+
+static void call_reset(seq_grpc_call *c)
+{
+    size_t off = offsetof(seq_grpc_call, stream_id);
+    memset((char *)c + off, 0, offsetof(seq_grpc_call, hdrbuf) - off);
+    c->method = -1;
+    seq_frame_reset(&c->frame);
+    c->reply.len = 0;
+}
+
+static void call_destroy(seq_grpc_call *c)
+{
+    if (c->timer) event_free(c->timer);
+    seq_frame_free(&c->frame);
+    seq_buf_free(&c->reply);
+    free(c);
+}
+
+static seq_grpc_call *call_new(worker *w)
+{
+    seq_grpc_call *c = w->pool;
+    if (c) {
+        w->pool = c->next;
+        w->npool--;
+    } else {
+        c = calloc(1, sizeof *c);
+        if (!c) return NULL;
+        c->w = w;
+        seq_frame_init(&c->frame, w->srv->max_msg);
+        c->timer = evtimer_new(w->base, call_deadline_cb, c);
+        if (!c->timer) {
+            call_destroy(c);
+            return NULL;
+        }
+    }
+    c->conn = NULL;
+    c->prev = c->next = c->qnext = NULL;
+    call_reset(c);
+    return c;
+}
+
+static void call_unref(seq_grpc_call *c)
+{
+    if (--c->refs > 0) return;
+    worker *w = c->w;
+    evtimer_del(c->timer);
+    if (c->frame.msg.cap > KEEP_BUF_MAX) seq_buf_free(&c->frame.msg);
+    if (c->reply.cap > KEEP_BUF_MAX) seq_buf_free(&c->reply);
+    if (w->npool >= POOL_MAX) {
+        call_destroy(c);
+        return;
+    }
+    c->next = w->pool;
+    w->pool = c;
+    w->npool++;
+}
+
+static void call_report(seq_grpc_call *c, int status)
+{
+    if (c->done_reported) return;
+    c->done_reported = 1;
+    const seq_grpc_config *cfg = &c->w->srv->cfg;
+    if (cfg->on_done) cfg->on_done(cfg->done_ctx, c->method, status, now_ns() - c->start_ns);
+}
+
+/* Unlinks the call from its stream and connection (stream closed or connection gone). */
+static void call_detach(seq_grpc_call *c)
+{
+    conn *cn = c->conn;
+    if (!cn) return;
+    if (!c->responded) call_report(c, SEQ_ECANCELLED);
+    if (c->prev) c->prev->next = c->next;
+    else cn->calls = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->conn = NULL;
+    evtimer_del(c->timer);
+    call_unref(c);
+}
+
+static void store_header(seq_grpc_call *c, const uint8_t *name, size_t nlen,
+                         const uint8_t *value, size_t vlen)
+{
+    if (c->nhdr >= HDR_MAX || c->hdr_used + nlen + vlen + 2 > HDR_BYTES) return;
+    char *p = c->hdrbuf + c->hdr_used;
+    memcpy(p, name, nlen);
+    p[nlen] = 0;
+    memcpy(p + nlen + 1, value, vlen);
+    p[nlen + 1 + vlen] = 0;
+    c->hdr[c->nhdr].name = c->hdr_used;
+    c->hdr[c->nhdr].value = (uint16_t)(c->hdr_used + nlen + 1);
+    c->nhdr++;
+    c->hdr_used = (uint16_t)(c->hdr_used + nlen + vlen + 2);
+}
+
+const char *seq_grpc_call_header(seq_grpc_call *c, const char *name)
+{
+    for (unsigned i = 0; i < c->nhdr; i++)
+        if (strcmp(c->hdrbuf + c->hdr[i].name, name) == 0) return c->hdrbuf + c->hdr[i].value;
+    return NULL;
+}
+
+uint64_t seq_grpc_call_deadline_ns(seq_grpc_call *c) { return c->deadline_ns; }
+int seq_grpc_call_worker(seq_grpc_call *c) { return c->w->idx; }
+seq_buf *seq_grpc_call_reply(seq_grpc_call *c) { return &c->reply; }
+
+/* ------------------------------------------------------------------ responses */
+
+/* Serves prefix + reply, then submits the trailers (nghttp2 wants them submitted from
+ * here, after the last byte, so they cannot overtake the DATA). */
+static ssize_t data_read_cb(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t length,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)ud;
+    seq_grpc_call *c = src->ptr;
+    size_t total = 5 + c->reply.len, n = 0;
+    while (n < length && c->sent < total) {
+        const uint8_t *from = c->sent < 5 ? c->prefix + c->sent : c->reply.data + (c->sent - 5);
+        size_t avail = c->sent < 5 ? 5 - c->sent : total - c->sent;
+        size_t k = avail < length - n ? avail : length - n;
+        memcpy(buf + n, from, k);
+        n += k;
+        c->sent += k;
+    }
+    if (c->sent == total) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (nghttp2_submit_trailer(sess, sid, ok_trailers, 1) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
+    }
+    return (ssize_t)n;
+}
+
+static void respond_error(seq_grpc_call *c, int status, const char *msg)
+{
+    char enc[MSG_MAX * 3];
+    nghttp2_nv nv[4] = {ok_headers[0], ok_headers[1], NV("grpc-status", ""), NV("grpc-message", "")};
+    if (status < 0 || status > 16) status = SEQ_EINTERNAL;
+    nv[2].value = (uint8_t *)status_str[status];
+    nv[2].valuelen = strlen(status_str[status]);
+    size_t n = 3;
+    if (msg && *msg) {
+        nv[3].value = (uint8_t *)enc;
+        nv[3].valuelen = seq_grpc_pct_encode(msg, enc, sizeof enc);
+        nv[3].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME; /* nghttp2 copies the value */
+        n = 4;
+    }
+    call_report(c, status);
+    nghttp2_submit_response(c->conn->sess, c->stream_id, nv, n, NULL);
+}
+
+/* Submits the call's one response. Only on the worker thread, with the stream alive. */
+static void respond(seq_grpc_call *c, int status, const char *msg)
+{
+    if (c->responded || !c->conn) return;
+    c->responded = 1;
+    size_t max = c->w->srv->max_msg;
+    if (status == SEQ_OK && c->reply.len > max) {
+        char m[160];
+        snprintf(m, sizeof m, "response message of %zu bytes exceeds the limit of %zu bytes",
+                 c->reply.len, max);
+        respond_error(c, SEQ_ERESOURCE, m);
+        return;
+    }
+    if (status != SEQ_OK) {
+        respond_error(c, status, msg);
+        return;
+    }
+    c->prefix[0] = 0;
+    seq_put_be32(c->prefix + 1, (uint32_t)c->reply.len);
+    c->sent = 0;
+    nghttp2_data_provider prd = {.source.ptr = c, .read_callback = data_read_cb};
+    call_report(c, SEQ_OK);
+    nghttp2_submit_response(c->conn->sess, c->stream_id, ok_headers, 2, &prd);
+}
+
+static void respond_http(seq_grpc_call *c, const char *code)
+{
+    nghttp2_nv nv[1] = {NV(":status", "")};
+    nv[0].value = (uint8_t *)code;
+    nv[0].valuelen = strlen(code);
+    c->responded = 1;
+    call_report(c, SEQ_EINVAL);
+    nghttp2_submit_response(c->conn->sess, c->stream_id, nv, 1, NULL);
+}
+
+/* ------------------------------------------------------------------ requests */
+
+static int lookup_method(const seq_grpc_config *cfg, const char *path)
+{
+    for (size_t i = 0; i < cfg->n_methods; i++)
+        if (strcmp(cfg->methods[i].path, path) == 0) return (int)i;
+    return -1;
+}
+
+/* End of request headers: refuse what cannot be a gRPC call of ours. */
+static void request_headers_done(seq_grpc_call *c)
+{
+    if (!c->is_post) {
+        respond_http(c, "405");
+        return;
+    }
+    if (!c->ct_ok) {
+        respond_http(c, "415");
+        return;
+    }
+    const char *path = seq_grpc_call_header(c, ":path");
+    c->method = path ? lookup_method(&c->w->srv->cfg, path) : -1;
+    if (c->method < 0) {
+        char m[300];
+        snprintf(m, sizeof m, "unknown method %.256s", path ? path : "(none)");
+        respond(c, SEQ_EUNIMPLEMENTED, m);
+    }
+}
+
+static void request_end(seq_grpc_call *c)
+{
+    char err[200];
+    if (c->responded || c->state != CALL_RECV) return;
+    int rv = seq_frame_end(&c->frame, err, sizeof err);
+    if (rv != SEQ_OK) {
+        respond(c, rv, err);
+        return;
+    }
+    if (c->frame.extra) {
+        respond(c, SEQ_EINVAL, "more than one request message in a unary call");
+        return;
+    }
+    if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+        respond(c, SEQ_EDEADLINE, "deadline exceeded before the call started");
+        return;
+    }
+    const seq_grpc_method *m = &c->w->srv->cfg.methods[c->method];
+    c->state = CALL_HANDLER;
+    m->fn(m->ctx, c, c->frame.msg.data ? c->frame.msg.data : (const uint8_t *)"", c->frame.msg.len);
+    if (c->state == CALL_HANDLER) {
+        respond(c, SEQ_EINTERNAL, "handler returned without finishing the call");
+        c->state = CALL_DONE;
+    }
+}
+
+void seq_grpc_call_hold(seq_grpc_call *c)
+{
+    if (c->state != CALL_HANDLER) return;
+    c->state = CALL_HELD;
+    c->refs++;
+    if (c->deadline_ns) {
+        uint64_t now = now_ns();
+        struct timeval tv = tv_of_ns(c->deadline_ns > now ? c->deadline_ns - now : 0);
+        evtimer_add(c->timer, &tv);
+    }
+}
+
+static void worker_wake(worker *w, seq_grpc_call *c)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->q_tail) w->q_tail->qnext = c;
+    else w->q_head = c;
+    w->q_tail = c;
+    pthread_mutex_unlock(&w->mu);
+    event_active(w->wake_ev, EV_READ, 0);
+}
+
+void seq_grpc_finish(seq_grpc_call *c, int status, const char *msg)
+{
+    if (c->state == CALL_HELD) {
+        /* Any thread: hand the result to the worker, which owns the session. */
+        c->fin_status = status;
+        snprintf(c->fin_msg, sizeof c->fin_msg, "%s", msg ? msg : "");
+        c->qnext = NULL;
+        worker_wake(c->w, c);
+        return;
+    }
+    if (c->state != CALL_HANDLER) return;
+    respond(c, status, msg);
+    c->state = CALL_DONE;
+}
+
+/* ------------------------------------------------------------------ nghttp2 callbacks */
+
+static seq_grpc_call *stream_call(nghttp2_session *s, int32_t sid)
+{
+    return nghttp2_session_get_stream_user_data(s, sid);
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    conn *cn = ud;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    seq_grpc_call *c = call_new(cn->w);
+    if (!c) {
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    c->conn = cn;
+    c->stream_id = f->hd.stream_id;
+    c->refs = 1; /* the stream's reference, dropped in on_stream_close */
+    c->start_ns = now_ns();
+    c->next = cn->calls;
+    if (cn->calls) cn->calls->prev = c;
+    cn->calls = c;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, c);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    seq_grpc_call *c = stream_call(s, f->hd.stream_id);
+    if (!c) return 0;
+    if (nlen == 7 && memcmp(name, ":method", 7) == 0) {
+        c->is_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
+    } else if (nlen == 12 && memcmp(name, "content-type", 12) == 0) {
+        c->ct_ok = vlen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                   (vlen == 16 || value[16] == '+' || value[16] == ';');
+    } else if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
+        uint64_t ns;
+        /* A malformed timeout is ignored rather than failing the call. */
+        if (seq_grpc_parse_timeout((const char *)value, vlen, &ns) == 0) {
+            uint64_t now = now_ns();
+            c->deadline_ns = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+        }
+    }
+    store_header(c, name, nlen, value, vlen);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    (void)ud;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+    seq_grpc_call *c = stream_call(s, f->hd.stream_id);
+    if (!c) return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+        request_headers_done(c);
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) request_end(c);
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    seq_grpc_call *c = stream_call(s, sid);
+    /* After an early answer the rest of the body is dropped unbuffered. */
+    if (!c || c->responded || c->state != CALL_RECV) return 0;
+    char err[200];
+    int rv = seq_frame_feed(&c->frame, data, len, err, sizeof err);
+    if (rv != SEQ_OK) respond(c, rv, err);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
+{
+    (void)code;
+    (void)ud;
+    seq_grpc_call *c = stream_call(s, sid);
+    if (c) call_detach(c);
+    return 0;
+}
+
+static int make_callbacks(seq_grpc_server *srv)
+{
+    if (nghttp2_session_callbacks_new(&srv->cbs) != 0) return -1;
+    nghttp2_session_callbacks *cb = srv->cbs;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    if (nghttp2_option_new(&srv->opt) != 0) return -1;
+    /* Refuse peers that announce a huge header table, so memory stays bounded. */
+    nghttp2_option_set_max_deflate_dynamic_table_size(srv->opt, 4096);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ connections */
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg);
+static void conn_on_write(evutil_socket_t fd, short what, void *arg);
+
+static void conn_close(conn *c)
+{
+    worker *w = c->w;
+    while (c->calls) {
+        seq_grpc_call *call = c->calls;
+        nghttp2_session_set_stream_user_data(c->sess, call->stream_id, NULL);
+        call_detach(call);
+    }
+    nghttp2_session_del(c->sess);
+    event_free(c->rev);
+    event_free(c->wev);
+    close(c->fd);
+    seq_buf_free(&c->out);
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->nconns--;
+    free(c);
+    if (w->stopping && w->nconns == 0) event_base_loopbreak(w->base);
+}
+
+static size_t conn_pending(const conn *c) { return c->out.len - c->out_off; }
+
+/* Moves nghttp2's output to the socket, as far as the socket and OUT_HIGH allow, and
+ * sets read/write interest. Returns -1 when the connection was closed. */
+static int conn_flush(conn *c)
+{
+    for (;;) {
+        while (conn_pending(c) < OUT_HIGH) {
+            const uint8_t *d;
+            ssize_t n = nghttp2_session_mem_send(c->sess, &d);
+            if (n < 0 || seq_buf_append(&c->out, d, (size_t)n) < 0) goto fail;
+            if (n == 0) break;
+        }
+        size_t pend = conn_pending(c);
+        if (pend == 0) break;
+        ssize_t k = send(c->fd, c->out.data + c->out_off, pend, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            goto fail;
+        }
+        c->out_off += (size_t)k;
+        if (c->out_off == c->out.len) c->out_off = c->out.len = 0;
+        if ((size_t)k < pend) break; /* socket full */
+    }
+    if (c->out_off > 0 && c->out_off >= c->out.len / 2) { /* compact */
+        memmove(c->out.data, c->out.data + c->out_off, conn_pending(c));
+        c->out.len -= c->out_off;
+        c->out_off = 0;
+    }
+    if (conn_pending(c) == 0 && c->out.cap > KEEP_BUF_MAX) seq_buf_free(&c->out);
+    if (conn_pending(c) > 0) event_add(c->wev, NULL);
+    else event_del(c->wev);
+    int want_pause = c->closing || conn_pending(c) >= OUT_HIGH;
+    if (want_pause && !c->read_paused) event_del(c->rev);
+    if (!want_pause && c->read_paused) event_add(c->rev, NULL);
+    c->read_paused = want_pause;
+    if (conn_pending(c) == 0 &&
+        (c->closing || (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess))))
+        goto fail;
+    return 0;
+fail:
+    conn_close(c);
+    return -1;
+}
+
+/* Feeds received bytes to the session. A fatal session error (bad preface, flood,
+ * protocol error) queues a GOAWAY and marks the connection to close after it. */
+static void conn_input(conn *c, const uint8_t *p, size_t n)
+{
+    c->last_ns = now_ns();
+    if (c->closing) return;
+    ssize_t rv = nghttp2_session_mem_recv(c->sess, p, n);
+    if (rv < 0) {
+        /* Queue a GOAWAY (when the session still can) and close once it is written. */
+        nghttp2_session_terminate_session(c->sess, NGHTTP2_PROTOCOL_ERROR);
+        c->closing = 1;
+    }
+}
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    conn *c = arg;
+    ssize_t n = recv(fd, c->w->rbuf, READ_CHUNK, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    conn_input(c, c->w->rbuf, (size_t)n);
+    conn_flush(c);
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn *c = arg;
+    c->last_ns = now_ns();
+    conn_flush(c);
+}
+
+static conn *conn_new(worker *w, int fd)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->w = w;
+    c->fd = fd;
+    c->last_ns = now_ns();
+    if (nghttp2_session_server_new2(&c->sess, w->srv->cbs, c, w->srv->opt) != 0) {
+        free(c);
+        return NULL;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST},
+    };
+    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+    c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+    if (!c->rev || !c->wev ||
+        nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
+        nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, WINDOW) != 0 ||
+        event_add(c->rev, NULL) != 0)
+        goto fail;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    return c;
+fail:
+    if (c->rev) event_free(c->rev);
+    if (c->wev) event_free(c->wev);
+    nghttp2_session_del(c->sess);
+    free(c);
+    return NULL;
+}
+
+static void conn_mark_dirty(conn *c)
+{
+    if (c->dirty) return;
+    c->dirty = 1;
+    c->dnext = c->w->dirty;
+    c->w->dirty = c;
+}
+
+static void worker_flush_dirty(worker *w)
+{
+    while (w->dirty) {
+        conn *c = w->dirty;
+        w->dirty = c->dnext;
+        c->dirty = 0;
+        conn_flush(c);
+    }
+}
+
+static void conn_goaway(conn *c)
+{
+    nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(c->sess), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+}
+
+/* ------------------------------------------------------------------ worker events */
+
+static void call_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    seq_grpc_call *c = arg;
+    if (!c->conn || c->responded) return;
+    respond(c, SEQ_EDEADLINE, "deadline exceeded");
+    conn_flush(c->conn);
+}
+
+/* Completions of held calls, queued by seq_grpc_finish from any thread. */
+static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    seq_grpc_call *c = w->q_head;
+    w->q_head = w->q_tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    while (c) {
+        seq_grpc_call *next = c->qnext;
+        evtimer_del(c->timer);
+        if (c->conn && !c->responded) {
+            respond(c, c->fin_status, c->fin_msg);
+            conn_mark_dirty(c->conn);
+        }
+        c->state = CALL_DONE;
+        call_unref(c); /* the hold's reference */
+        c = next;
+    }
+    worker_flush_dirty(w);
+}
+
+static void worker_on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conn *c = w->nconns < MAX_CONNS ? conn_new(w, fd) : NULL;
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        conn_flush(c);
+    }
+}
+
+static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    uint64_t now = now_ns();
+    for (conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (now - c->last_ns < w->srv->idle_ns) continue;
+        if (c->closing) { /* its GOAWAY never drained: the peer does not read */
+            conn_close(c);
+            continue;
+        }
+        conn_goaway(c);
+        c->closing = 1;
+        c->last_ns = now;
+        conn_flush(c); /* closes it once the GOAWAY is written */
+    }
+}
+
+static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    w->stopping = 1;
+    if (w->accept_ev) event_del(w->accept_ev);
+    if (w->lfd >= 0) close(w->lfd);
+    w->lfd = -1;
+    for (conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        conn_goaway(c);
+        conn_flush(c);
+    }
+    if (w->nconns == 0) {
+        event_base_loopbreak(w->base);
+        return;
+    }
+    struct timeval tv = {STOP_GRACE_S, 0};
+    event_base_loopexit(w->base, &tv);
+}
+
+static int worker_init(worker *w, seq_grpc_server *srv, int idx)
+{
+    w->srv = srv;
+    w->idx = idx;
+    w->lfd = -1;
+    pthread_mutex_init(&w->mu, NULL);
+    w->base = event_base_new();
+    if (!w->base) return -1;
+    w->wake_ev = event_new(w->base, -1, EV_PERSIST, worker_on_wake, w);
+    w->stop_ev = event_new(w->base, -1, 0, worker_on_stop, w);
+    w->tick_ev = event_new(w->base, -1, EV_PERSIST, worker_on_tick, w);
+    if (!w->wake_ev || !w->stop_ev || !w->tick_ev) return -1;
+    /* The persistent user event must be added for event_active from other threads to
+     * count it as pending work that keeps the loop alive. */
+    if (event_add(w->wake_ev, NULL) != 0) return -1;
+    uint64_t tick = srv->idle_ns / 4;
+    if (tick > 1000000000u) tick = 1000000000u;
+    if (tick < 10000000u) tick = 10000000u;
+    struct timeval tv = tv_of_ns(tick);
+    return event_add(w->tick_ev, &tv);
+}
+
+/* Frees everything the worker owns; its thread has ended (or never ran). */
+static void worker_free(worker *w)
+{
+    while (w->conns) conn_close(w->conns);
+    worker_on_wake(-1, 0, w); /* completions that came after the loop ended */
+    while (w->pool) {
+        seq_grpc_call *c = w->pool;
+        w->pool = c->next;
+        call_destroy(c);
+    }
+    if (w->accept_ev) event_free(w->accept_ev);
+    if (w->wake_ev) event_free(w->wake_ev);
+    if (w->stop_ev) event_free(w->stop_ev);
+    if (w->tick_ev) event_free(w->tick_ev);
+    if (w->lfd >= 0) close(w->lfd);
+    if (w->base) event_base_free(w->base);
+    pthread_mutex_destroy(&w->mu);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    event_base_dispatch(w->base);
+    /* Grace period over or all connections gone: whatever is left is cut. */
+    while (w->conns) conn_close(w->conns);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ listeners */
+
+static int split_listen(const char *listen, char *host, size_t hl, char *port, size_t pl)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= hl || strlen(colon + 1) >= pl || !colon[1])
+        return -1;
+    const char *h = listen;
+    size_t n = (size_t)(colon - listen);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    memcpy(host, h, n);
+    host[n] = 0;
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static int bind_listener(const char *host, const char *port, int *port_out, char *err,
+                         size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+    if (rc != 0) {
+        seq_errf(err, errlen, "grpc listen %s:%s: %s", host, port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0)
+        goto fail;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) goto fail;
+    *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    freeaddrinfo(ai);
+    return fd;
+fail:
+    seq_errf(err, errlen, "grpc listen %s:%s: %s", host, port, strerror(errno));
+    if (fd >= 0) close(fd);
+    freeaddrinfo(ai);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ server */
+
+static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
+static void evthread_setup(void) { evthread_use_pthreads(); }
+
+static int server_init(seq_grpc_server *s, const seq_grpc_config *cfg)
+{
+    s->cfg = *cfg;
+    s->max_msg = cfg->max_message_bytes ? cfg->max_message_bytes : DEFAULT_MAX_MSG;
+    s->idle_ns = (uint64_t)(cfg->idle_timeout_ms ? cfg->idle_timeout_ms : DEFAULT_IDLE_MS) *
+                 1000000u;
+    return make_callbacks(s);
+}
+
+static void server_free_parts(seq_grpc_server *s)
+{
+    for (int i = 0; s->workers && i < s->nworkers; i++) worker_free(&s->workers[i]);
+    free(s->workers);
+    if (s->cbs) nghttp2_session_callbacks_del(s->cbs);
+    if (s->opt) nghttp2_option_del(s->opt);
+}
+
+static int server_listen(seq_grpc_server *s, char *err, size_t errlen)
+{
+    char host[100], port[16];
+    if (!s->cfg.listen || split_listen(s->cfg.listen, host, sizeof host, port, sizeof port) < 0) {
+        seq_errf(err, errlen, "grpc listen address %s: want HOST:PORT",
+                 s->cfg.listen ? s->cfg.listen : "(null)");
+        return -1;
+    }
+    int bound = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        w->lfd = bind_listener(host, port, &bound, err, errlen);
+        if (w->lfd < 0) return -1;
+        snprintf(port, sizeof port, "%d", bound); /* port 0: the others take the same */
+        w->accept_ev = event_new(w->base, w->lfd, EV_READ | EV_PERSIST, worker_on_accept, w);
+        if (!w->accept_ev || event_add(w->accept_ev, NULL) != 0) {
+            seq_errf(err, errlen, "grpc: cannot watch the listener");
+            return -1;
+        }
+    }
+    int v6 = strchr(host, ':') != NULL;
+    snprintf(s->addr, sizeof s->addr, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", bound);
+    return 0;
+}
+
+int seq_grpc_start(const seq_grpc_config *cfg, seq_grpc_server **out, char *err, size_t errlen)
+{
+    pthread_once(&evthread_once, evthread_setup);
+    seq_grpc_server *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->nworkers = cfg->threads > 0 ? cfg->threads : 1;
+    s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
+    if (!s->workers || server_init(s, cfg) != 0) goto oom;
+    for (int i = 0; i < s->nworkers; i++)
+        if (worker_init(&s->workers[i], s, i) != 0) goto oom;
+    if (server_listen(s, err, errlen) != 0) goto fail;
+    for (int i = 0; i < s->nworkers; i++) {
+        if (pthread_create(&s->workers[i].th, NULL, worker_main, &s->workers[i]) != 0) {
+            seq_errf(err, errlen, "grpc: cannot start worker thread");
+            goto fail;
+        }
+        s->workers[i].started = 1;
+    }
+    *out = s;
+    return SEQ_OK;
+oom:
+    seq_errf(err, errlen, "grpc: out of memory");
+fail:
+    if (s) {
+        seq_grpc_stop(s);
+        seq_grpc_free(s);
+    }
+    return SEQ_EINTERNAL;
+}
+
+const char *seq_grpc_address(const seq_grpc_server *s) { return s->addr; }
+
+void seq_grpc_stop(seq_grpc_server *s)
+{
+    if (atomic_exchange(&s->stopped, 1)) return;
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].started) event_active(s->workers[i].stop_ev, EV_READ, 0);
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].started) pthread_join(s->workers[i].th, NULL);
+}
+
+void seq_grpc_free(seq_grpc_server *s)
+{
+    if (!s) return;
+    seq_grpc_stop(s);
+    server_free_parts(s);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ fuzzing */
+
+static void drain_fd(int fd)
+{
+    char buf[65536];
+    while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+}
+
+void seq_grpc_fuzz_session(const seq_grpc_config *cfg, const uint8_t *data, size_t len,
+                           size_t chunk)
+{
+    pthread_once(&evthread_once, evthread_setup);
+    seq_grpc_server s;
+    memset(&s, 0, sizeof s);
+    worker *w = calloc(1, sizeof *w);
+    int sv[2] = {-1, -1};
+    if (!w || server_init(&s, cfg) != 0 || worker_init(w, &s, 0) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        goto done;
+    conn *c = conn_new(w, sv[0]);
+    if (!c) goto done;
+    sv[0] = -1; /* the connection owns it now */
+    if (chunk == 0) chunk = len ? len : 1;
+    for (size_t off = 0; off < len && w->nconns > 0; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        conn_input(c, data + off, n);
+        if (conn_flush(c) < 0) break;
+        drain_fd(sv[1]);
+        event_base_loop(w->base, EVLOOP_NONBLOCK); /* held-call completions */
+        drain_fd(sv[1]);
+    }
+done:
+    if (w) {
+        worker_free(w);
+        free(w);
+    }
+    if (sv[0] >= 0) close(sv[0]);
+    if (sv[1] >= 0) close(sv[1]);
+    if (s.cbs) nghttp2_session_callbacks_del(s.cbs);
+    if (s.opt) nghttp2_option_del(s.opt);
+}

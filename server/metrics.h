@@ -1,0 +1,42 @@
+/* Prometheus metrics: a small registry rendered as text exposition format at scrape
+ * time (admin /metrics). Two kinds of entries:
+ *   - values read by callback at scrape time (counters or gauges), so that the modules
+ *     that own the numbers (consumer, store) need not know about metrics;
+ *   - the gRPC request counter and duration histogram, fed by the transport's on_done
+ *     on the hot path: relaxed atomic adds into per-thread shards, no locks.
+ * Registration happens before serving starts (not thread-safe); observation and rendering
+ * are thread-safe. */
+#ifndef SEQ_METRICS_H
+#define SEQ_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/common.h"
+
+typedef struct seq_metrics seq_metrics;
+
+typedef enum { SEQ_METRIC_COUNTER, SEQ_METRIC_GAUGE } seq_metric_type;
+typedef double (*seq_metric_fn)(void *ctx);
+
+/* method_names: label values of the gRPC methods, in the transport's table order (an
+ * unknown path is rendered as method="unknown"). The array must outlive the registry. */
+seq_metrics *seq_metrics_new(const char *const *method_names, size_t n_methods);
+void seq_metrics_free(seq_metrics *m);
+
+/* name must carry its unit / _total suffix; name and help must outlive the registry.
+ * SEQ_OK, or SEQ_ERESOURCE when the registry is full. */
+int seq_metrics_add_fn(seq_metrics *m, const char *name, const char *help, seq_metric_type type,
+                       seq_metric_fn fn, void *ctx);
+
+/* One finished gRPC call: method index (-1 unknown), gRPC status, duration. Matches
+ * seq_grpc_done_fn, so it can be passed as on_done with the registry as ctx. */
+void seq_metrics_grpc_done(void *m, int method_index, int status, uint64_t elapsed_ns);
+
+/* Appends the whole exposition (text format 0.0.4) to out. SEQ_OK or SEQ_EINTERNAL (OOM). */
+int seq_metrics_render(seq_metrics *m, seq_buf *out);
+
+/* Name of a gRPC status code ("OK", "INVALID_ARGUMENT", ...); "UNKNOWN" when out of range. */
+const char *seq_metrics_code_name(int status);
+
+#endif

@@ -1,0 +1,502 @@
+/* seqd's gRPC methods (see service.h). Read path per GetSequence, all on the worker
+ * thread that read the request: protobuf-c unpack into a per-thread arena -> validate
+ * against the definition -> acquire the committed view -> seq_store_read with the
+ * thread's reader -> seq_merge_run with the thread's scratch -> encode by hand into the
+ * reply buffer -> release the view. No malloc per call once a thread is warm (the arena
+ * falls back to malloc only for requests larger than it), no lock but the view's
+ * refcount. */
+#include "service.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "seqd/v1/seqd.pb-c.h"
+
+#define ARENA_BYTES (64 * 1024)
+
+/* ---- per-thread state ---- */
+
+typedef struct {
+    uint64_t user;
+    const seq_sequence *seq;
+    uint32_t max_events;
+    int64_t since_ms, until_ms;
+    uint64_t type_mask;
+} prepared;
+
+typedef struct {
+    seq_store_reader *reader;
+    seq_merge_scratch *scratch;
+    const seq_rec **out; /* merge output, max over the sequences' max_length */
+    prepared *preps;     /* BatchGetSequences entries, grown as needed */
+    size_t n_preps;
+    ProtobufCAllocator alloc;
+    uint8_t *arena;
+    size_t arena_used;
+} worker_state;
+
+typedef int (*op_fn)(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
+                     size_t msglen);
+typedef struct {
+    seq_service *s;
+    op_fn fn;
+} binding;
+
+#define N_METHODS 4
+struct seq_service {
+    seq_service_config cfg;
+    uint32_t max_length;
+    pthread_key_t key;
+    binding bindings[N_METHODS];
+    seq_grpc_method methods[N_METHODS];
+};
+
+/* Bump allocation for protobuf-c; memory is reclaimed wholesale after each call. */
+static void *arena_alloc(void *ctx, size_t n)
+{
+    worker_state *w = ctx;
+    n = (n + 15) & ~(size_t)15;
+    if (w->arena_used + n <= ARENA_BYTES) {
+        void *p = w->arena + w->arena_used;
+        w->arena_used += n;
+        return p;
+    }
+    return malloc(n);
+}
+
+static void arena_free(void *ctx, void *p)
+{
+    worker_state *w = ctx;
+    if ((uint8_t *)p >= w->arena && (uint8_t *)p < w->arena + ARENA_BYTES) return;
+    free(p);
+}
+
+static void worker_free(void *p)
+{
+    worker_state *w = p;
+    if (!w) return;
+    if (w->reader) seq_store_reader_free(w->reader);
+    if (w->scratch) seq_merge_scratch_free(w->scratch);
+    free(w->out);
+    free(w->preps);
+    free(w->arena);
+    free(w);
+}
+
+static worker_state *worker_get(seq_service *s)
+{
+    worker_state *w = pthread_getspecific(s->key);
+    if (w) return w;
+    if (!(w = calloc(1, sizeof *w))) return NULL;
+    w->reader = seq_store_reader_new(s->cfg.store);
+    w->scratch = seq_merge_scratch_new();
+    w->out = malloc(((size_t)s->max_length + 1) * sizeof *w->out);
+    w->arena = malloc(ARENA_BYTES);
+    w->alloc = (ProtobufCAllocator){arena_alloc, arena_free, w};
+    if (!w->reader || !w->scratch || !w->out || !w->arena || pthread_setspecific(s->key, w)) {
+        worker_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* ---- the response encoder ---- */
+
+static inline size_t varint_size(uint64_t v)
+{
+    return (size_t)(64 - __builtin_clzll(v | 1) + 6) / 7;
+}
+
+static inline uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    if (v < 0x80) { /* type indexes, small ids */
+        *p = (uint8_t)v;
+        return p + 1;
+    }
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the encoder copies little-endian doubles as they are: port put_column first"
+#endif
+
+/* A length-delimited field's size: tag (all ours fit in one byte) + length + payload. */
+static inline size_t ld_size(size_t len) { return 1 + varint_size(len) + len; }
+
+typedef struct {
+    size_t ts, items, types; /* packed payload sizes */
+    size_t col;              /* one Column message's size, all but the name */
+} resp_sizes;
+
+static size_t column_size(const char *name, uint32_t n)
+{
+    size_t s = ld_size(strlen(name));
+    return n ? s + ld_size((size_t)n * 8) : s;
+}
+
+static size_t sizes_of(const seq_service_resp *r, resp_sizes *z)
+{
+    *z = (resp_sizes){0};
+    for (uint32_t i = 0; i < r->n; i++) {
+        z->ts += varint_size((uint64_t)r->recs[i]->time_ms);
+        z->items += varint_size(r->recs[i]->item_id);
+        z->types += varint_size(r->recs[i]->type_idx);
+    }
+    size_t total = ld_size(strlen(r->seq->name));
+    if (r->user_id) total += 1 + varint_size(r->user_id);
+    if (r->n) total += ld_size(z->ts) + ld_size(z->items) + ld_size(z->types);
+    for (uint32_t c = 0; c < r->seq->n_columns; c++)
+        total += ld_size(column_size(r->seq->columns[c].name, r->n));
+    if (r->stream_watermark_ms) total += 1 + varint_size((uint64_t)r->stream_watermark_ms);
+    if (r->batch_watermark_ms) total += 1 + varint_size((uint64_t)r->batch_watermark_ms);
+    if (r->batch_generation) total += 1 + varint_size(r->batch_generation);
+    return total;
+}
+
+size_t seq_service_resp_size(const seq_service_resp *r)
+{
+    resp_sizes z;
+    return sizes_of(r, &z);
+}
+
+static uint8_t *put_bytes_field(uint8_t *p, uint8_t tag, const void *b, size_t len)
+{
+    *p++ = tag;
+    p = put_varint(p, len);
+    memcpy(p, b, len);
+    return p + len;
+}
+
+static uint8_t *put_column(uint8_t *p, const seq_service_resp *r, uint32_t c)
+{
+    const seq_column *col = &r->seq->columns[c];
+    *p++ = 0x32; /* field 6, length-delimited */
+    p = put_varint(p, column_size(col->name, r->n));
+    p = put_bytes_field(p, 0x0a, col->name, strlen(col->name));
+    if (!r->n) return p;
+    *p++ = 0x12;
+    p = put_varint(p, (size_t)r->n * 8);
+    /* Blobs store columns as little-endian doubles, which is also protobuf's fixed64
+     * wire form: copy the bytes (what seq_rec_col would decode, defaults included). */
+    for (uint32_t i = 0; i < r->n; i++, p += 8) {
+        const seq_rec *rec = r->recs[i];
+        memcpy(p, c < rec->n_cols ? (const void *)(rec->cols + 8 * (size_t)c) : (const void *)&col->dflt, 8);
+    }
+    return p;
+}
+
+static uint8_t *put_scalar(uint8_t *p, uint8_t tag, uint64_t v)
+{
+    if (!v) return p; /* proto3: zero scalars are omitted */
+    *p++ = tag;
+    return put_varint(p, v);
+}
+
+/* Writes the message; the buffer must hold sizes_of() bytes. */
+static uint8_t *write_resp(uint8_t *p, const seq_service_resp *r, const resp_sizes *z)
+{
+    p = put_scalar(p, 0x08, r->user_id);
+    p = put_bytes_field(p, 0x12, r->seq->name, strlen(r->seq->name));
+    if (r->n) {
+        *p++ = 0x1a;
+        p = put_varint(p, z->ts);
+        for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, (uint64_t)r->recs[i]->time_ms);
+        *p++ = 0x22;
+        p = put_varint(p, z->items);
+        for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, r->recs[i]->item_id);
+        *p++ = 0x2a;
+        p = put_varint(p, z->types);
+        for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, r->recs[i]->type_idx);
+    }
+    for (uint32_t c = 0; c < r->seq->n_columns; c++) p = put_column(p, r, c);
+    p = put_scalar(p, 0x38, (uint64_t)r->stream_watermark_ms);
+    p = put_scalar(p, 0x40, (uint64_t)r->batch_watermark_ms);
+    return put_scalar(p, 0x48, r->batch_generation);
+}
+
+/* Appends the response, preceded by a field-1 tag and length when `as_field` (the
+ * BatchGetSequencesResponse entry form). */
+static int encode(seq_buf *out, const seq_service_resp *r, int as_field)
+{
+    resp_sizes z;
+    size_t len = sizes_of(r, &z);
+    size_t total = as_field ? ld_size(len) : len;
+    if (seq_buf_reserve(out, total)) return SEQ_EINTERNAL;
+    uint8_t *p = out->data + out->len;
+    if (as_field) {
+        *p++ = 0x0a;
+        p = put_varint(p, len);
+    }
+    write_resp(p, r, &z);
+    out->len += total;
+    return SEQ_OK;
+}
+
+int seq_service_resp_encode(seq_buf *out, const seq_service_resp *r)
+{
+    return encode(out, r, 0);
+}
+
+/* ---- validation ---- */
+
+static int prepare(const seq_service *s, const Seqd__V1__GetSequenceRequest *r, prepared *p,
+                   char *msg, size_t msglen)
+{
+    const char *name = r->sequence ? r->sequence : "";
+    if (!*name) {
+        seq_errf(msg, msglen, "sequence: must not be empty");
+        return SEQ_EINVAL;
+    }
+    const seq_sequence *seq = seq_def_find(s->cfg.def, name, strlen(name));
+    if (!seq) {
+        seq_errf(msg, msglen, "unknown sequence '%s'", name);
+        return SEQ_ENOTFOUND;
+    }
+    if (r->since_ms && r->until_ms && r->since_ms > r->until_ms) {
+        seq_errf(msg, msglen, "since_ms (%lld) > until_ms (%lld)", (long long)r->since_ms,
+                 (long long)r->until_ms);
+        return SEQ_EINVAL;
+    }
+    uint64_t mask = 0;
+    for (size_t i = 0; i < r->n_event_types; i++) {
+        const char *t = r->event_types[i];
+        int idx = seq_def_type_index(seq, t, strlen(t));
+        if (idx < 0) {
+            seq_errf(msg, msglen, "event_types: '%s' is not a type of sequence '%s'", t, seq->name);
+            return SEQ_EINVAL;
+        }
+        mask |= 1ull << idx;
+    }
+    *p = (prepared){r->user_id, seq, r->max_events, r->since_ms, r->until_ms, mask};
+    return SEQ_OK;
+}
+
+/* ---- the read path ---- */
+
+static int64_t stream_watermark(const seq_service *s)
+{
+    return s->cfg.stream_watermark
+               ? atomic_load_explicit(s->cfg.stream_watermark, memory_order_relaxed)
+               : 0;
+}
+
+static const seq_store_seqstate NO_BATCH = {0};
+
+/* Reads and encodes one prepared request against view v at time now. */
+static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, int64_t now,
+                    const prepared *q, seq_buf *out, int as_field, char *msg, size_t msglen)
+{
+    const seq_store_seqstate *st = seq_store_view_seq(v, q->seq->id);
+    if (!st) st = &NO_BATCH;
+    seq_merge_params mp = {.now_ms = now, .horizon_ms = s->cfg.def->horizon_ms, .seq = q->seq,
+                           .cov = st->cov, .n_cov = st->n_cov, .max_events = q->max_events,
+                           .since_ms = q->since_ms, .until_ms = q->until_ms,
+                           .type_mask = q->type_mask};
+    const seq_rec *sr, *br;
+    uint32_t ns, nb;
+    int rc = seq_store_read(w->reader, &mp, q->user, &sr, &ns, &br, &nb, msg, msglen);
+    if (rc) return rc;
+    uint32_t n = seq_merge_run(&mp, sr, ns, br, nb, w->out, w->scratch);
+    seq_service_resp r = {q->user, q->seq, w->out, n, stream_watermark(s), st->watermark_ms,
+                          st->generation};
+    if (encode(out, &r, as_field)) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    return SEQ_OK;
+}
+
+static void arena_reset(worker_state *w) { w->arena_used = 0; }
+
+int seq_service_get(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
+                    size_t msglen)
+{
+    worker_state *w = worker_get(s);
+    if (!w) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    Seqd__V1__GetSequenceRequest *r = seqd__v1__get_sequence_request__unpack(&w->alloc, len, req);
+    if (!r) {
+        arena_reset(w);
+        seq_errf(msg, msglen, "request does not decode as seqd.v1.GetSequenceRequest");
+        return SEQ_EINVAL;
+    }
+    prepared q;
+    int rc = prepare(s, r, &q, msg, msglen);
+    if (!rc) {
+        const seq_store_view *v = seq_store_view_acquire(s->cfg.store);
+        rc = read_one(s, w, v, seq_now_ms(), &q, out, 0, msg, msglen);
+        seq_store_view_release(s->cfg.store, v);
+    }
+    seqd__v1__get_sequence_request__free_unpacked(r, &w->alloc);
+    arena_reset(w);
+    return rc;
+}
+
+static int grow_preps(worker_state *w, size_t n)
+{
+    if (n <= w->n_preps) return SEQ_OK;
+    prepared *p = realloc(w->preps, n * sizeof *p);
+    if (!p) return SEQ_EINTERNAL;
+    w->preps = p;
+    w->n_preps = n;
+    return SEQ_OK;
+}
+
+/* Validates every entry before reading any, so that an invalid entry fails the call
+ * whole, with its index. */
+static int prepare_all(seq_service *s, worker_state *w, const Seqd__V1__BatchGetSequencesRequest *r,
+                       char *msg, size_t msglen)
+{
+    if (grow_preps(w, r->n_requests)) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    for (size_t i = 0; i < r->n_requests; i++) {
+        char inner[200];
+        int rc = prepare(s, r->requests[i], &w->preps[i], inner, sizeof inner);
+        if (rc) {
+            seq_errf(msg, msglen, "requests[%zu]: %s", i, inner);
+            return rc;
+        }
+    }
+    return SEQ_OK;
+}
+
+int seq_service_batch_get(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                          char *msg, size_t msglen)
+{
+    worker_state *w = worker_get(s);
+    if (!w) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    Seqd__V1__BatchGetSequencesRequest *r =
+        seqd__v1__batch_get_sequences_request__unpack(&w->alloc, len, req);
+    if (!r) {
+        arena_reset(w);
+        seq_errf(msg, msglen, "request does not decode as seqd.v1.BatchGetSequencesRequest");
+        return SEQ_EINVAL;
+    }
+    int rc = prepare_all(s, w, r, msg, msglen);
+    if (!rc) {
+        const seq_store_view *v = seq_store_view_acquire(s->cfg.store);
+        int64_t now = seq_now_ms();
+        for (size_t i = 0; i < r->n_requests && !rc; i++)
+            rc = read_one(s, w, v, now, &w->preps[i], out, 1, msg, msglen);
+        seq_store_view_release(s->cfg.store, v);
+    }
+    seqd__v1__batch_get_sequences_request__free_unpacked(r, &w->alloc);
+    arena_reset(w);
+    return rc;
+}
+
+int seq_service_health(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
+                       size_t msglen)
+{
+    (void)s;
+    Grpc__Health__V1__HealthCheckRequest *r =
+        grpc__health__v1__health_check_request__unpack(NULL, len, req);
+    if (!r) {
+        seq_errf(msg, msglen, "request does not decode as grpc.health.v1.HealthCheckRequest");
+        return SEQ_EINVAL;
+    }
+    const char *svc = r->service ? r->service : "";
+    int rc = SEQ_OK;
+    if (*svc && strcmp(svc, "seqd.v1.SequenceService") != 0) {
+        seq_errf(msg, msglen, "unknown service '%s'", svc);
+        rc = SEQ_ENOTFOUND;
+    } else {
+        /* The store is open for the service's whole life: always SERVING. */
+        static const uint8_t serving[] = {0x08, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING};
+        if (seq_buf_append(out, serving, sizeof serving)) rc = SEQ_EINTERNAL;
+    }
+    grpc__health__v1__health_check_request__free_unpacked(r, NULL);
+    return rc;
+}
+
+static int load_batch(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
+                      size_t msglen)
+{
+    (void)s, (void)req, (void)len, (void)out;
+    seq_errf(msg, msglen, "LoadBatch: not available yet");
+    return SEQ_EUNIMPLEMENTED;
+}
+
+/* ---- transport glue ---- */
+
+static int deadline_passed(seq_grpc_call *call)
+{
+    uint64_t d = seq_grpc_call_deadline_ns(call);
+    if (!d) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec >= d;
+}
+
+static void handle(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+{
+    const binding *b = ctx;
+    char msg[256];
+    if (deadline_passed(call)) {
+        seq_grpc_finish(call, SEQ_EDEADLINE, "deadline exceeded before the call was served");
+        return;
+    }
+    int rc = b->fn(b->s, req, len, seq_grpc_call_reply(call), msg, sizeof msg);
+    seq_grpc_finish(call, rc, rc ? msg : NULL);
+}
+
+static const char *const METHOD_PATHS[N_METHODS] = {
+    "/seqd.v1.SequenceService/GetSequence", "/seqd.v1.SequenceService/BatchGetSequences",
+    "/seqd.v1.SequenceService/LoadBatch", "/grpc.health.v1.Health/Check"};
+static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
+                                                    "LoadBatch", "Check"};
+static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, load_batch,
+                                            seq_service_health};
+
+const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
+
+const seq_grpc_method *seq_service_methods(seq_service *s, size_t *n)
+{
+    *n = N_METHODS;
+    return s->methods;
+}
+
+int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err, size_t errlen)
+{
+    seq_service *s = calloc(1, sizeof *s);
+    if (!s || pthread_key_create(&s->key, worker_free)) {
+        free(s);
+        seq_errf(err, errlen, "service: out of memory");
+        return SEQ_EINTERNAL;
+    }
+    s->cfg = *cfg;
+    for (uint32_t i = 0; i < cfg->def->n_seqs; i++)
+        if (cfg->def->seqs[i].max_length > s->max_length) s->max_length = cfg->def->seqs[i].max_length;
+    for (int i = 0; i < N_METHODS; i++) {
+        s->bindings[i] = (binding){s, METHOD_FNS[i]};
+        s->methods[i] = (seq_grpc_method){METHOD_PATHS[i], handle, &s->bindings[i]};
+    }
+    *out = s;
+    return SEQ_OK;
+}
+
+void seq_service_free(seq_service *s)
+{
+    if (!s) return;
+    /* Other threads freed theirs on exit; the caller's own state (tests) goes here. */
+    worker_free(pthread_getspecific(s->key));
+    pthread_setspecific(s->key, NULL);
+    pthread_key_delete(s->key);
+    free(s);
+}

@@ -1,0 +1,64 @@
+/* The gRPC methods of seqd (seqd.v1.SequenceService and grpc.health.v1.Health) on top of
+ * the transport (server/grpc.h): request decoding and validation, the read path
+ * (view -> seq_store_read -> seq_merge_run) and the response encoder, which writes the
+ * GetSequenceResponse wire format by hand straight into the call's reply buffer.
+ * Per-thread state (store reader, merge scratch, request arena) is created on a worker's
+ * first call and freed when that thread exits. */
+#ifndef SEQ_SERVICE_H
+#define SEQ_SERVICE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/blob.h"
+#include "../engine/def.h"
+#include "../storage/store.h"
+#include "grpc.h"
+
+typedef struct seq_service seq_service;
+
+typedef struct {
+    const seq_def *def;
+    seq_store *store;
+    const _Atomic int64_t *stream_watermark; /* published by the consumer; may be NULL */
+    const char *batch_root;                  /* LoadBatch reads only below this */
+    const char *admin_token;                 /* NULL: LoadBatch needs no token */
+} seq_service_config;
+
+/* cfg's pointers must outlive the service. */
+int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err, size_t errlen);
+/* Call after every worker thread that used the service has exited (seq_grpc_stop). */
+void seq_service_free(seq_service *s);
+
+/* The method table for seq_grpc_config (owned by s) and, in the same order, short
+ * method names for metric labels. */
+const seq_grpc_method *seq_service_methods(seq_service *s, size_t *n);
+const char *const *seq_service_method_names(void);
+
+/* Transport-free handlers: the request message in, the response message appended to
+ * out; SEQ_OK or a gRPC status with a message in msg. The transport handlers wrap them;
+ * tests call them directly. */
+int seq_service_get(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
+                    size_t msglen);
+int seq_service_batch_get(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                          char *msg, size_t msglen);
+int seq_service_health(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
+                       size_t msglen);
+
+/* ---- the response encoder ---- */
+typedef struct {
+    uint64_t user_id;
+    const seq_sequence *seq;    /* name and columns (defaults) */
+    const seq_rec *const *recs; /* newest first */
+    uint32_t n;
+    int64_t stream_watermark_ms, batch_watermark_ms;
+    uint64_t batch_generation;
+} seq_service_resp;
+
+/* Exact encoded size of the GetSequenceResponse. */
+size_t seq_service_resp_size(const seq_service_resp *r);
+/* Appends the encoded GetSequenceResponse to out. SEQ_OK or SEQ_EINTERNAL (OOM). */
+int seq_service_resp_encode(seq_buf *out, const seq_service_resp *r);
+
+#endif

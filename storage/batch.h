@@ -1,0 +1,93 @@
+/* The batch path: building a partition's SST files offline (seqctl build) and loading
+ * them into the server (LoadBatch). The builder runs the same decoders and executor as
+ * the stream consumer (engine/event.h, engine/exec.h); only the scheduling differs:
+ * it reads whole files, deduplicates by event_id (the copy that comes last in the input
+ * wins, as on the stream), sorts, and writes bucket blobs (engine/blob.h) under batch
+ * keys 'b' seq gen user ~bucket (storage/store.h) with RocksDB's SST writer.
+ *
+ * Beside the SST files it writes manifest.json: format, sequence, start_ms, end_ms,
+ * generation, the definition it was built with and its fingerprint, users, events, and
+ * per file its name, size, FNV-1a 64 of its bytes, first and last key, users and events.
+ * A load gets only the SST paths: it finds the manifest in their directory. */
+#ifndef SEQ_BATCH_H
+#define SEQ_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/def.h"
+#include "../engine/input.h"
+
+#define SEQ_BUILD_MAX_NOTES 10
+
+typedef struct {
+    uint64_t records;      /* input records read */
+    uint64_t kept;         /* kept by the sequence, before deduplication */
+    uint64_t duplicates;   /* dropped as an earlier copy of an id */
+    uint64_t events;       /* written */
+    uint64_t users;        /* distinct users written */
+    uint64_t out_of_range; /* event time outside [start_ms, end_ms) */
+    uint64_t malformed;    /* undecodable, or too far in the future */
+    uint64_t unknown_type; /* type not declared by the sequence */
+    uint64_t filtered;     /* dropped by the sequence's filters */
+    uint32_t files;
+    uint32_t n_notes;
+    char notes[SEQ_BUILD_MAX_NOTES][200]; /* "FILE:LINE: what" for the first problems */
+} seq_build_report;
+
+typedef struct seq_build seq_build;
+
+/* mem_limit: bytes of records kept in memory before a sorted run is spilled to out_dir
+ * (0 = 1 GiB). out_dir is created if missing and must not already hold a manifest.
+ * Caller frees with seq_build_free. */
+int seq_build_new(const seq_def *def, const char *sequence, int64_t start_ms, int64_t end_ms,
+                  uint64_t generation, const char *out_dir, size_t mem_limit,
+                  seq_build **out, char *err, size_t errlen);
+/* Reads one input file. Bad records are counted (and the first few noted) and skipped;
+ * an unreadable file or broken framing is an error. progress (may be NULL) is called
+ * every million records. */
+int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
+                       void (*progress)(const seq_build_report *r), char *err, size_t errlen);
+/* Sorts, deduplicates, writes the SST files and the manifest. */
+int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errlen);
+const seq_build_report *seq_build_stats(const seq_build *b);
+void seq_build_free(seq_build *b);
+
+
+/* ---- loading (LoadBatch): verification; the commit is seq_store_load_batch ---- */
+typedef struct {
+    const char *sequence;
+    int64_t start_ms, end_ms;
+    uint64_t generation;
+    const char *const *paths;
+    size_t n_paths;
+} seq_load_req;
+
+typedef struct {
+    uint64_t generation;
+    uint32_t files;
+    uint64_t users, events;
+} seq_load_result;
+
+/* Checks everything a load needs before anything changes: the request's shape; every
+ * path confined to batch_root after resolving symlinks and ".." (relative paths are
+ * taken under batch_root; PERMISSION_DENIED), present (NOT_FOUND), all in one directory
+ * with a manifest that agrees with the request and lists exactly these files, each file's
+ * size and hash as the manifest says (INVALID_ARGUMENT: corrupt or foreign), built from a
+ * definition compatible for this sequence (FAILED_PRECONDITION), and every SST entry a
+ * well-formed bucket blob of this sequence, generation and range (INVALID_ARGUMENT).
+ * Messages name the file. On success *resolved holds n_paths malloc'd absolute paths
+ * (caller frees each and the array) and res the counts. */
+int seq_batch_verify(const seq_def *def, const char *batch_root, const seq_load_req *req,
+                     char ***resolved, seq_load_result *res, char *err, size_t errlen);
+
+typedef struct seq_store seq_store;
+/* Loads a verified partition: generation rules (PRODUCT.md "Details"), verification,
+ * ingestion, then the atomic commit. One load at a time; reads go on meanwhile. On
+ * SEQ_OK res holds the counts (for a repeated load, the committed ones). */
+int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_req *req,
+                         seq_load_result *res, char *err, size_t errlen);
+/* Removes batch generations no committed state references (after a crash mid-load). */
+int seq_store_batch_gc(seq_store *st, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,559 @@
+/* Batch builder: input files -> shared decoder + executor -> sorted runs (spilled to
+ * disk past the memory limit) -> k-way merge by user -> dedup by event_id (last input
+ * copy wins) -> bucket blobs -> SST files + manifest.json. See batch.h. */
+#include "batch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../engine/blob.h"
+#include "../engine/event.h"
+#include "../engine/exec.h"
+#include "batch_file.h"
+
+#define FILE_TARGET_BYTES (256u << 20) /* start a new SST past this size */
+
+/* One kept event in memory: fixed part + offset of its id and columns in the arena. */
+typedef struct {
+    uint64_t user;
+    int64_t time;
+    uint64_t item;
+    uint64_t seqno; /* input order: the larger copy of an id wins */
+    uint32_t off;   /* into arena: id bytes then n_cols doubles */
+    uint16_t type;
+    uint8_t id_len, n_cols;
+} brec;
+
+typedef struct {
+    FILE *f;
+    char path[4096];
+} run_file;
+
+struct seq_build {
+    const seq_def *def;
+    const seq_sequence *seq;
+    int64_t start_ms, end_ms;
+    uint64_t gen;
+    char out_dir[3800];
+    size_t mem_limit;
+    brec *recs;
+    size_t n, cap;
+    seq_buf arena;
+    uint64_t seqno;
+    run_file *runs;
+    size_t n_runs;
+    seq_build_report rep;
+};
+
+static void note(seq_build *b, const char *file, uint64_t line, const char *what)
+{
+    if (b->rep.n_notes >= SEQ_BUILD_MAX_NOTES) return;
+    snprintf(b->rep.notes[b->rep.n_notes++], sizeof b->rep.notes[0], "%s:%llu: %s", file,
+             (unsigned long long)line, what);
+}
+
+int seq_build_new(const seq_def *def, const char *sequence, int64_t start_ms, int64_t end_ms,
+                  uint64_t generation, const char *out_dir, size_t mem_limit, seq_build **out,
+                  char *err, size_t errlen)
+{
+    const seq_sequence *s = seq_def_find(def, sequence, strlen(sequence));
+    if (!s) {
+        seq_errf(err, errlen, "unknown sequence '%s'", sequence);
+        return SEQ_ENOTFOUND;
+    }
+    if (start_ms >= end_ms || start_ms % def->bucket_ms || end_ms % def->bucket_ms) {
+        seq_errf(err, errlen, "range [%lld, %lld) must be non-empty and aligned to bucket_ms %lld",
+                 (long long)start_ms, (long long)end_ms, (long long)def->bucket_ms);
+        return SEQ_EINVAL;
+    }
+    if (generation == 0) {
+        seq_errf(err, errlen, "generation must be > 0");
+        return SEQ_EINVAL;
+    }
+    if (mkdir(out_dir, 0755) < 0 && errno != EEXIST) {
+        seq_errf(err, errlen, "%s: %s", out_dir, strerror(errno));
+        return SEQ_EINTERNAL;
+    }
+    char mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/" SEQ_BATCH_MANIFEST, out_dir);
+    if (access(mpath, F_OK) == 0) {
+        seq_errf(err, errlen, "%s already exists: build into an empty directory", mpath);
+        return SEQ_EINVAL;
+    }
+    seq_build *b = calloc(1, sizeof *b);
+    if (!b) return SEQ_EINTERNAL;
+    b->def = def;
+    b->seq = s;
+    b->start_ms = start_ms;
+    b->end_ms = end_ms;
+    b->gen = generation;
+    snprintf(b->out_dir, sizeof b->out_dir, "%s", out_dir);
+    b->mem_limit = mem_limit ? mem_limit : (size_t)1 << 30;
+    *out = b;
+    return SEQ_OK;
+}
+
+static int cmp_rec(const void *pa, const void *pb, void *arena)
+{
+    const brec *a = pa, *b = pb;
+    if (a->user != b->user) return a->user < b->user ? -1 : 1;
+    if (a->time != b->time) return a->time > b->time ? -1 : 1;
+    const uint8_t *base = arena;
+    size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
+    int c = memcmp(base + a->off, base + b->off, n);
+    if (c == 0 && a->id_len != b->id_len) c = a->id_len < b->id_len ? -1 : 1;
+    if (c) return -c; /* larger id first, as in read order */
+    return a->seqno > b->seqno ? -1 : (a->seqno < b->seqno);
+}
+
+/* ---- runs: sorted record sequences, in memory or spilled to a file ---- */
+
+/* A record as it travels between runs and the writer; id/cols point into `buf`. */
+typedef struct {
+    brec r;
+    uint8_t buf[SEQ_ID_MAX + 1 + 8 * SEQ_MAX_COLUMNS];
+} xrec;
+
+static int spill(seq_build *b, char *err, size_t errlen)
+{
+    qsort_r(b->recs, b->n, sizeof *b->recs, cmp_rec, b->arena.data);
+    run_file *rf = realloc(b->runs, (b->n_runs + 1) * sizeof *rf);
+    if (!rf) return SEQ_EINTERNAL;
+    b->runs = rf;
+    rf = &b->runs[b->n_runs];
+    snprintf(rf->path, sizeof rf->path, "%s/.run-%zu.tmp", b->out_dir, b->n_runs);
+    rf->f = fopen(rf->path, "w+b");
+    if (!rf->f) {
+        seq_errf(err, errlen, "%s: %s", rf->path, strerror(errno));
+        return SEQ_EINTERNAL;
+    }
+    b->n_runs++;
+    for (size_t i = 0; i < b->n; i++) {
+        const brec *r = &b->recs[i];
+        size_t extra = r->id_len + (size_t)r->n_cols * 8;
+        if (fwrite(r, sizeof *r, 1, rf->f) != 1 ||
+            fwrite(b->arena.data + r->off, 1, extra, rf->f) != extra) {
+            seq_errf(err, errlen, "%s: write failed: %s", rf->path, strerror(errno));
+            return SEQ_EINTERNAL;
+        }
+    }
+    rewind(rf->f);
+    b->n = 0;
+    b->arena.len = 0;
+    return SEQ_OK;
+}
+
+static int keep(seq_build *b, const seq_event *ev, const seq_exec_out *o)
+{
+    size_t extra = ev->id_len + (size_t)o->n_cols * 8;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 65536;
+        brec *p = realloc(b->recs, cap * sizeof *p);
+        if (!p) return SEQ_EINTERNAL;
+        b->recs = p;
+        b->cap = cap;
+    }
+    brec *r = &b->recs[b->n++];
+    r->user = ev->user_id;
+    r->time = ev->time_ms;
+    r->item = ev->item_id;
+    r->seqno = ++b->seqno;
+    r->off = (uint32_t)b->arena.len;
+    r->type = (uint16_t)o->type_idx;
+    r->id_len = (uint8_t)ev->id_len;
+    r->n_cols = (uint8_t)o->n_cols;
+    if (seq_buf_reserve(&b->arena, extra) < 0) return SEQ_EINTERNAL;
+    memcpy(b->arena.data + b->arena.len, ev->id, ev->id_len);
+    memcpy(b->arena.data + b->arena.len + ev->id_len, o->cols, (size_t)o->n_cols * 8);
+    b->arena.len += extra;
+    return SEQ_OK;
+}
+
+static int over_limit(const seq_build *b)
+{
+    return b->arena.len + b->n * sizeof(brec) >= b->mem_limit || b->arena.len > 0xF0000000u;
+}
+
+/* Runs one input record through the shared decoder and executor. */
+static int add_record(seq_build *b, const char *path, uint64_t line, const uint8_t *rec,
+                      size_t len, seq_input_format fmt, int64_t now)
+{
+    seq_event ev;
+    seq_exec_out out;
+    uint32_t n_out = 0;
+    char msg[160];
+    b->rep.records++;
+    int rc = fmt == SEQ_INPUT_PB
+                 ? seq_event_decode_pb(b->def, rec, len, &ev, msg, sizeof msg)
+                 : seq_event_decode_json(b->def, (const char *)rec, len, &ev, msg, sizeof msg);
+    if (rc == SEQ_OK) rc = seq_event_check_time(b->def, &ev, now, msg, sizeof msg);
+    if (rc != SEQ_OK) {
+        b->rep.malformed++;
+        note(b, path, line, msg);
+        return SEQ_OK;
+    }
+    if (ev.time_ms < b->start_ms || ev.time_ms >= b->end_ms) {
+        b->rep.out_of_range++;
+        snprintf(msg, sizeof msg, "event_time_ms %lld outside [%lld, %lld)",
+                 (long long)ev.time_ms, (long long)b->start_ms, (long long)b->end_ms);
+        note(b, path, line, msg);
+        return SEQ_OK;
+    }
+    seq_exec_result er = seq_exec_apply(b->def, &ev, (int)b->seq->id, &out, &n_out);
+    if (er == SEQ_EXEC_UNKNOWN_TYPE || (er == SEQ_EXEC_KEPT && n_out == 0)) {
+        b->rep.unknown_type++;
+        snprintf(msg, sizeof msg, "event_type '%s' is not a type of sequence '%s'", ev.type,
+                 b->seq->name);
+        note(b, path, line, msg);
+        return SEQ_OK;
+    }
+    if (er == SEQ_EXEC_FILTERED) {
+        b->rep.filtered++;
+        return SEQ_OK;
+    }
+    b->rep.kept++;
+    return keep(b, &ev, &out);
+}
+
+int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
+                       void (*progress)(const seq_build_report *r), char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        seq_errf(err, errlen, "%s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return SEQ_ENOTFOUND;
+    }
+    void *map = NULL;
+    if (st.st_size > 0) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            seq_errf(err, errlen, "%s: mmap: %s", path, strerror(errno));
+            close(fd);
+            return SEQ_EINTERNAL;
+        }
+        madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+    }
+    close(fd);
+    seq_input in;
+    seq_input_init(&in, fmt, map, (size_t)st.st_size);
+    const uint8_t *rec;
+    size_t len;
+    int64_t now = seq_now_ms();
+    int rc = SEQ_OK, got;
+    char ferr[200];
+    while ((got = seq_input_next(&in, &rec, &len, ferr, sizeof ferr)) == 1) {
+        rc = add_record(b, path, in.record_no, rec, len, fmt, now);
+        if (rc == SEQ_OK && over_limit(b)) rc = spill(b, err, errlen);
+        if (rc != SEQ_OK) break;
+        if (progress && b->rep.records % 1000000 == 0) progress(&b->rep);
+    }
+    if (got < 0) {
+        seq_errf(err, errlen, "%s: %s", path, ferr);
+        rc = SEQ_EINVAL;
+    }
+    if (map) munmap(map, (size_t)st.st_size);
+    return rc;
+}
+
+/* ---- merge of runs, dedup, blobs, SST files ---- */
+
+typedef struct {
+    int mem; /* 1: the in-memory run */
+    size_t pos;
+    FILE *f;
+    xrec cur;
+    int live;
+} source;
+
+static int source_next(seq_build *b, source *s)
+{
+    if (s->mem) {
+        if (s->pos >= b->n) return s->live = 0;
+        const brec *r = &b->recs[s->pos++];
+        s->cur.r = *r;
+        memcpy(s->cur.buf, b->arena.data + r->off, r->id_len + (size_t)r->n_cols * 8);
+        return s->live = 1;
+    }
+    if (fread(&s->cur.r, sizeof s->cur.r, 1, s->f) != 1) return s->live = 0;
+    size_t extra = s->cur.r.id_len + (size_t)s->cur.r.n_cols * 8;
+    if (extra > sizeof s->cur.buf || fread(s->cur.buf, 1, extra, s->f) != extra) return -1;
+    return s->live = 1;
+}
+
+static int xrec_cmp(const xrec *a, const xrec *b)
+{
+    brec ra = a->r, rb = b->r;
+    /* compare with ids laid out consecutively: build a two-record arena view */
+    if (ra.user != rb.user) return ra.user < rb.user ? -1 : 1;
+    if (ra.time != rb.time) return ra.time > rb.time ? -1 : 1;
+    size_t n = ra.id_len < rb.id_len ? ra.id_len : rb.id_len;
+    int c = memcmp(a->buf, b->buf, n);
+    if (c == 0 && ra.id_len != rb.id_len) c = ra.id_len < rb.id_len ? -1 : 1;
+    if (c) return -c;
+    return ra.seqno > rb.seqno ? -1 : (ra.seqno < rb.seqno);
+}
+
+/* The output side: one user's records at a time, then SST files. */
+typedef struct {
+    seq_build *b;
+    rocksdb_options_t *opts;
+    rocksdb_envoptions_t *envopts;
+    rocksdb_sstfilewriter_t *w;
+    seq_batch_file_info cur; /* the file being written */
+    json_t *files;
+    uint32_t file_no;
+    xrec *user_recs;
+    size_t n_user, cap_user;
+    seq_buf blob, key_last;
+    seq_rec *recs;
+    size_t cap_recs;
+} writer;
+
+static int writer_open_file(writer *w, char *err, size_t errlen)
+{
+    char *e = NULL;
+    snprintf(w->cur.name, sizeof w->cur.name, "part-%05u.sst", w->file_no++);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", w->b->out_dir, w->cur.name);
+    w->w = rocksdb_sstfilewriter_create(w->envopts, w->opts);
+    rocksdb_sstfilewriter_open(w->w, path, &e);
+    if (e) {
+        seq_errf(err, errlen, "%s: %s", path, e);
+        free(e);
+        return SEQ_EINTERNAL;
+    }
+    w->cur.users = w->cur.events = 0;
+    w->cur.first_key_len = 0;
+    return SEQ_OK;
+}
+
+static int writer_close_file(writer *w, char *err, size_t errlen)
+{
+    char *e = NULL;
+    if (!w->w) return SEQ_OK;
+    rocksdb_sstfilewriter_finish(w->w, &e);
+    rocksdb_sstfilewriter_destroy(w->w);
+    w->w = NULL;
+    if (e) {
+        seq_errf(err, errlen, "%s: %s", w->cur.name, e);
+        free(e);
+        return SEQ_EINTERNAL;
+    }
+    memcpy(w->cur.last_key, w->key_last.data, w->key_last.len);
+    w->cur.last_key_len = (uint32_t)w->key_last.len;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", w->b->out_dir, w->cur.name);
+    int rc = seq_batch_file_hash(path, &w->cur.size, &w->cur.hash, err, errlen);
+    if (rc != SEQ_OK) return rc;
+    json_array_append_new(w->files, seq_batch_file_to_json(&w->cur));
+    w->b->rep.files++;
+    return SEQ_OK;
+}
+
+static int put_blob(writer *w, uint64_t user, int64_t bucket, const seq_rec *recs, size_t n,
+                    char *err, size_t errlen)
+{
+    uint8_t key[SEQ_KEY_MAX];
+    char *e = NULL;
+    size_t klen = seq_key_batch(key, w->b->seq->id, w->b->gen, user, bucket);
+    if (seq_blob_build(&w->blob, recs, n) != SEQ_OK) return SEQ_EINTERNAL;
+    if (!w->w) {
+        int rc = writer_open_file(w, err, errlen);
+        if (rc != SEQ_OK) return rc;
+    }
+    rocksdb_sstfilewriter_put(w->w, (const char *)key, klen, (const char *)w->blob.data,
+                              w->blob.len, &e);
+    if (e) {
+        seq_errf(err, errlen, "%s: %s", w->cur.name, e);
+        free(e);
+        return SEQ_EINTERNAL;
+    }
+    if (w->cur.first_key_len == 0) {
+        memcpy(w->cur.first_key, key, klen);
+        w->cur.first_key_len = (uint32_t)klen;
+    }
+    w->key_last.len = 0;
+    seq_buf_append(&w->key_last, key, klen);
+    w->cur.events += n;
+    return SEQ_OK;
+}
+
+/* Copies of one id sit anywhere in a user's read-ordered records: sort an index by
+ * (id, seqno descending) and drop all but the first of each id (the last input copy). */
+static int cmp_id_idx(const void *pa, const void *pb, void *ctx)
+{
+    const xrec *recs = ctx, *a = &recs[*(const size_t *)pa], *b = &recs[*(const size_t *)pb];
+    size_t n = a->r.id_len < b->r.id_len ? a->r.id_len : b->r.id_len;
+    int c = memcmp(a->buf, b->buf, n);
+    if (c == 0 && a->r.id_len != b->r.id_len) c = a->r.id_len < b->r.id_len ? -1 : 1;
+    if (c) return c;
+    return a->r.seqno > b->r.seqno ? -1 : (a->r.seqno < b->r.seqno);
+}
+
+static void mark_dropped(xrec *recs, size_t n, size_t *idx, uint8_t *drop)
+{
+    qsort_r(idx, n, sizeof *idx, cmp_id_idx, recs);
+    for (size_t i = 1; i < n; i++) {
+        const xrec *a = &recs[idx[i - 1]], *b = &recs[idx[i]];
+        if (a->r.id_len == b->r.id_len && memcmp(a->buf, b->buf, a->r.id_len) == 0)
+            drop[idx[i]] = 1;
+    }
+}
+
+/* Emits the buffered user: drops earlier copies of an id, then one blob per bucket. */
+static int flush_user(writer *w, char *err, size_t errlen)
+{
+    size_t n = w->n_user, m = 0;
+    if (n == 0) return SEQ_OK;
+    size_t *idx = malloc(n * sizeof *idx);
+    uint8_t *drop = calloc(n, 1);
+    if (!idx || !drop) {
+        free(idx);
+        free(drop);
+        return SEQ_EINTERNAL;
+    }
+    for (size_t i = 0; i < n; i++) idx[i] = i;
+    mark_dropped(w->user_recs, n, idx, drop);
+    free(idx);
+    if (m + n > w->cap_recs) {
+        seq_rec *p = realloc(w->recs, n * sizeof *p);
+        if (!p) {
+            free(drop);
+            return SEQ_EINTERNAL;
+        }
+        w->recs = p;
+        w->cap_recs = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (drop[i]) {
+            w->b->rep.duplicates++;
+            continue;
+        }
+        const xrec *x = &w->user_recs[i];
+        w->recs[m++] = (seq_rec){.time_ms = x->r.time, .item_id = x->r.item,
+                                 .type_idx = x->r.type, .id_len = x->r.id_len,
+                                 .id = (const char *)x->buf, .n_cols = x->r.n_cols,
+                                 .cols = x->buf + x->r.id_len};
+    }
+    free(drop);
+    int rc = SEQ_OK;
+    for (size_t i = 0; i < m && rc == SEQ_OK;) {
+        int64_t bucket = seq_exec_bucket(w->b->def, w->recs[i].time_ms);
+        size_t j = i + 1;
+        while (j < m && seq_exec_bucket(w->b->def, w->recs[j].time_ms) == bucket) j++;
+        rc = put_blob(w, w->user_recs[0].r.user, bucket, w->recs + i, j - i, err, errlen);
+        i = j;
+    }
+    if (m) {
+        w->b->rep.users++;
+        w->b->rep.events += m;
+        w->cur.users++;
+    }
+    w->n_user = 0;
+    if (rc == SEQ_OK && w->w) {
+        uint64_t size = 0;
+        rocksdb_sstfilewriter_file_size(w->w, &size);
+        if (size >= FILE_TARGET_BYTES) rc = writer_close_file(w, err, errlen);
+    }
+    return rc;
+}
+
+static int buffer_rec(writer *w, const xrec *x)
+{
+    if (w->n_user == w->cap_user) {
+        size_t cap = w->cap_user ? w->cap_user * 2 : 256;
+        xrec *p = realloc(w->user_recs, cap * sizeof *p);
+        if (!p) return SEQ_EINTERNAL;
+        w->user_recs = p;
+        w->cap_user = cap;
+    }
+    w->user_recs[w->n_user++] = *x;
+    return SEQ_OK;
+}
+
+static int merge_runs(seq_build *b, writer *w, char *err, size_t errlen)
+{
+    size_t ns = b->n_runs + 1;
+    source *src = calloc(ns, sizeof *src);
+    if (!src) return SEQ_EINTERNAL;
+    int rc = SEQ_OK;
+    src[0].mem = 1;
+    for (size_t i = 1; i < ns; i++) src[i].f = b->runs[i - 1].f;
+    for (size_t i = 0; i < ns && rc == SEQ_OK; i++)
+        if (source_next(b, &src[i]) < 0) rc = SEQ_EINTERNAL;
+    for (;;) {
+        if (rc != SEQ_OK) break;
+        source *best = NULL; /* few runs: a linear scan beats a heap's bookkeeping */
+        for (size_t i = 0; i < ns; i++)
+            if (src[i].live && (!best || xrec_cmp(&src[i].cur, &best->cur) < 0)) best = &src[i];
+        if (!best) break;
+        if (w->n_user && w->user_recs[0].r.user != best->cur.r.user)
+            rc = flush_user(w, err, errlen);
+        if (rc == SEQ_OK) rc = buffer_rec(w, &best->cur);
+        if (rc == SEQ_OK && source_next(b, best) < 0) {
+            seq_errf(err, errlen, "spilled run is corrupt");
+            rc = SEQ_EINTERNAL;
+        }
+    }
+    if (rc == SEQ_OK) rc = flush_user(w, err, errlen);
+    free(src);
+    return rc;
+}
+
+static int write_manifest(seq_build *b, json_t *files, char *err, size_t errlen)
+{
+    seq_batch_manifest m = {.start_ms = b->start_ms, .end_ms = b->end_ms,
+                            .generation = b->gen, .users = b->rep.users,
+                            .events = b->rep.events, .files = files};
+    snprintf(m.sequence, sizeof m.sequence, "%s", b->seq->name);
+    return seq_batch_manifest_write(b->out_dir, &m, b->def, err, errlen);
+}
+
+int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errlen)
+{
+    writer w = {.b = b};
+    int rc = SEQ_OK;
+    qsort_r(b->recs, b->n, sizeof *b->recs, cmp_rec, b->arena.data);
+    w.opts = rocksdb_options_create();
+    w.envopts = rocksdb_envoptions_create();
+    rocksdb_options_set_compression(w.opts, rocksdb_lz4_compression);
+    w.files = json_array();
+    rc = merge_runs(b, &w, err, errlen);
+    if (rc == SEQ_OK) rc = writer_close_file(&w, err, errlen);
+    if (rc == SEQ_OK) rc = write_manifest(b, w.files, err, errlen);
+    if (w.w) rocksdb_sstfilewriter_destroy(w.w);
+    rocksdb_options_destroy(w.opts);
+    rocksdb_envoptions_destroy(w.envopts);
+    json_decref(w.files);
+    free(w.user_recs);
+    free(w.recs);
+    seq_buf_free(&w.blob);
+    seq_buf_free(&w.key_last);
+    if (rep) *rep = b->rep;
+    return rc;
+}
+
+const seq_build_report *seq_build_stats(const seq_build *b) { return &b->rep; }
+
+void seq_build_free(seq_build *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->n_runs; i++) {
+        if (b->runs[i].f) fclose(b->runs[i].f);
+        unlink(b->runs[i].path);
+    }
+    free(b->runs);
+    free(b->recs);
+    seq_buf_free(&b->arena);
+    free(b);
+}

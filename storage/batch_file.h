@@ -1,0 +1,46 @@
+/* What travels with a batch partition and what a load checks: manifest.json (written by the builder, read by the loader) and file fingerprints.
+ * Shared by storage/batch_build.c and the loader. */
+#ifndef SEQ_BATCH_FILE_H
+#define SEQ_BATCH_FILE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "../engine/common.h"
+#include "../engine/def.h"
+#include "keys.h"
+
+#define SEQ_BATCH_MANIFEST "manifest.json"
+#define SEQ_BATCH_FORMAT "seqd-batch-1"
+#define SEQ_BATCH_KEY_LEN SEQ_KEY_BATCH_LEN /* keys are storage/keys.h's seq_key_batch */
+
+typedef struct {
+    char name[64];
+    uint64_t size, hash; /* FNV-1a 64 of the file's bytes */
+    uint64_t users, events;
+    uint8_t first_key[SEQ_BATCH_KEY_LEN], last_key[SEQ_BATCH_KEY_LEN];
+    uint32_t first_key_len, last_key_len;
+} seq_batch_file_info;
+
+typedef struct {
+    char sequence[256];
+    int64_t start_ms, end_ms;
+    uint64_t generation, users, events;
+    json_t *files;      /* array of file objects (seq_batch_file_to_json); borrowed */
+    seq_def *def;       /* the builder's definition, when read; owned by the manifest */
+    char fingerprint[17];
+} seq_batch_manifest;
+
+int seq_batch_file_hash(const char *path, uint64_t *size, uint64_t *hash, char *err,
+                        size_t errlen);
+json_t *seq_batch_file_to_json(const seq_batch_file_info *f);
+int seq_batch_file_from_json(json_t *o, seq_batch_file_info *f, char *err, size_t errlen);
+
+int seq_batch_manifest_write(const char *dir, const seq_batch_manifest *m, const seq_def *def,
+                             char *err, size_t errlen);
+/* Reads dir/manifest.json. On success m->files is a new reference and m->def a parsed
+ * definition: release both with seq_batch_manifest_clear. */
+int seq_batch_manifest_read(const char *dir, seq_batch_manifest *m, char *err, size_t errlen);
+void seq_batch_manifest_clear(seq_batch_manifest *m);
+
+#endif

@@ -1,0 +1,186 @@
+/* Storage key and value encodings: see keys.h. */
+#include "keys.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SIGN64 (UINT64_C(1) << 63)
+#define SIGN32 (UINT32_C(1) << 31)
+
+uint64_t seq_key_bucket_enc(int64_t bucket) { return ~((uint64_t)bucket ^ SIGN64); }
+int64_t seq_key_bucket_dec(uint64_t enc) { return (int64_t)(~enc ^ SIGN64); }
+
+static size_t head(uint8_t *k, uint8_t kind, uint32_t seq, uint64_t x)
+{
+    k[0] = kind;
+    seq_put_be32(k + 1, seq);
+    seq_put_be64(k + 5, x);
+    return SEQ_KEY_PREFIX;
+}
+
+size_t seq_key_user_prefix(uint8_t *k, uint8_t kind, uint32_t seq, uint64_t user)
+{
+    return head(k, kind, seq, user);
+}
+
+size_t seq_key_stream(uint8_t *k, uint32_t seq, uint64_t user, int64_t bucket)
+{
+    head(k, SEQ_K_STREAM, seq, user);
+    seq_put_be64(k + 13, seq_key_bucket_enc(bucket));
+    return SEQ_KEY_STREAM_LEN;
+}
+
+size_t seq_key_index(uint8_t *k, uint32_t seq, uint64_t user, const char *id, uint32_t id_len)
+{
+    if (id_len > 255) id_len = 255;
+    head(k, SEQ_K_INDEX, seq, user);
+    memcpy(k + 13, id, id_len);
+    return 13 + (size_t)id_len;
+}
+
+size_t seq_key_batch_prefix(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user)
+{
+    head(k, SEQ_K_BATCH, seq, gen);
+    seq_put_be64(k + 13, user);
+    return 21;
+}
+
+size_t seq_key_batch(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user, int64_t bucket)
+{
+    seq_key_batch_prefix(k, seq, gen, user);
+    seq_put_be64(k + 21, seq_key_bucket_enc(bucket));
+    return SEQ_KEY_BATCH_LEN;
+}
+
+size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset)
+{
+    k[0] = SEQ_K_MALFORMED;
+    seq_put_be32(k + 1, (uint32_t)partition ^ SIGN32);
+    seq_put_be64(k + 5, (uint64_t)offset ^ SIGN64);
+    return 13;
+}
+
+size_t seq_key_meta(uint8_t *k, const char *name)
+{
+    size_t n = strlen(name);
+    if (n > 63) n = 63;
+    k[0] = SEQ_K_META;
+    memcpy(k + 1, name, n);
+    return 1 + n;
+}
+
+size_t seq_key_offset(uint8_t *k, int32_t partition)
+{
+    size_t n = seq_key_meta(k, "off");
+    seq_put_be32(k + n, (uint32_t)partition);
+    return n + 4;
+}
+
+size_t seq_key_gen(uint8_t *k, uint32_t seq)
+{
+    size_t n = seq_key_meta(k, "gen");
+    seq_put_be32(k + n, seq);
+    return n + 4;
+}
+
+int seq_key_parse(const void *key, size_t len, seq_key *out)
+{
+    const uint8_t *k = key;
+    memset(out, 0, sizeof *out);
+    if (len < SEQ_KEY_PREFIX) return -1;
+    out->kind = k[0];
+    switch (k[0]) {
+    case SEQ_K_STREAM:
+        if (len != SEQ_KEY_STREAM_LEN) return -1;
+        out->seq = seq_get_be32(k + 1);
+        out->user = seq_get_be64(k + 5);
+        out->bucket = seq_key_bucket_dec(seq_get_be64(k + 13));
+        return 0;
+    case SEQ_K_INDEX:
+        if (len > SEQ_KEY_MAX) return -1;
+        out->seq = seq_get_be32(k + 1);
+        out->user = seq_get_be64(k + 5);
+        out->id = (const char *)k + 13;
+        out->id_len = (uint32_t)(len - 13);
+        return 0;
+    case SEQ_K_BATCH:
+        if (len != SEQ_KEY_BATCH_LEN) return -1;
+        out->seq = seq_get_be32(k + 1);
+        out->gen = seq_get_be64(k + 5);
+        out->user = seq_get_be64(k + 13);
+        out->bucket = seq_key_bucket_dec(seq_get_be64(k + 21));
+        return 0;
+    case SEQ_K_MALFORMED:
+        if (len != 13) return -1;
+        out->partition = (int32_t)(seq_get_be32(k + 1) ^ SIGN32);
+        out->offset = (int64_t)(seq_get_be64(k + 5) ^ SIGN64);
+        return 0;
+    default:
+        out->kind = 0;
+        return -1;
+    }
+}
+
+int64_t seq_bucket_start(int64_t bucket, int64_t bucket_ms)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(bucket, bucket_ms, &r)) return bucket < 0 ? INT64_MIN : INT64_MAX;
+    return r;
+}
+
+int64_t seq_bucket_end(int64_t bucket, int64_t bucket_ms)
+{
+    int64_t s = seq_bucket_start(bucket, bucket_ms), r;
+    if (__builtin_add_overflow(s, bucket_ms, &r)) return INT64_MAX;
+    return r;
+}
+
+int64_t seq_bucket_of(int64_t time_ms, int64_t bucket_ms)
+{
+    int64_t q = time_ms / bucket_ms;
+    if (time_ms % bucket_ms != 0 && time_ms < 0) q--;
+    return q;
+}
+
+int seq_genval_encode(seq_buf *out, uint64_t gen, int64_t watermark_ms, const seq_cov_seg *cov,
+                      uint32_t n_cov)
+{
+    uint8_t b[24];
+    out->len = 0;
+    seq_put_be64(b, gen);
+    seq_put_be64(b + 8, (uint64_t)watermark_ms);
+    seq_put_be32(b + 16, n_cov);
+    if (seq_buf_append(out, b, 20) < 0) return -1;
+    for (uint32_t i = 0; i < n_cov; i++) {
+        seq_put_be64(b, (uint64_t)cov[i].start_ms);
+        seq_put_be64(b + 8, (uint64_t)cov[i].end_ms);
+        seq_put_be64(b + 16, cov[i].gen);
+        if (seq_buf_append(out, b, 24) < 0) return -1;
+    }
+    return 0;
+}
+
+int seq_genval_decode(const void *val, size_t len, uint64_t *gen, int64_t *watermark_ms,
+                      seq_cov_seg **cov, uint32_t *n_cov)
+{
+    const uint8_t *p = val;
+    *cov = NULL;
+    *n_cov = 0;
+    if (len < 20) return -1;
+    uint32_t n = seq_get_be32(p + 16);
+    if ((len - 20) / 24 != n || (len - 20) % 24 != 0) return -1;
+    *gen = seq_get_be64(p);
+    *watermark_ms = (int64_t)seq_get_be64(p + 8);
+    if (n == 0) return 0;
+    seq_cov_seg *c = malloc(sizeof *c * n);
+    if (!c) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *q = p + 20 + (size_t)i * 24;
+        c[i].start_ms = (int64_t)seq_get_be64(q);
+        c[i].end_ms = (int64_t)seq_get_be64(q + 8);
+        c[i].gen = seq_get_be64(q + 16);
+    }
+    *cov = c;
+    *n_cov = n;
+    return 0;
+}

@@ -1,0 +1,79 @@
+/* Storage key and value encodings (the layout described in store.h), kept apart from
+ * RocksDB so that the writer, the reader, the compaction filter and the batch builder
+ * agree byte for byte, and so that the parser can be fuzzed. Pure: no I/O.
+ *
+ * Numbers are big-endian. A bucket B is stored as ~(B ^ 2^63): flipping the sign bit
+ * makes signed order unsigned, inverting makes a forward scan go newest bucket first.
+ *
+ * Values (all big-endian):
+ *   'm' "def"            definition JSON (compact), as served last
+ *   'm' "off" be32 part  be64 next_offset, be64 watermark_ms            (16 bytes)
+ *   'm' "malformed"      be64 count                                      (8 bytes)
+ *   'm' "gen" be32 seq   be64 generation, be64 watermark_ms, be32 n_cov, then n_cov x
+ *                        (be64 start_ms, be64 end_ms, be64 gen)          (20 + 24 n)
+ *   's' ...              bucket blob (engine/blob.h)
+ *   'i' ...              be64 time_ms                                    (8 bytes)
+ *   'b' ...              bucket blob
+ *   'x' be32 part, be64 offset (sign bit flipped)   be32 reason_len, reason, payload
+ * The first 13 bytes of 's', 'i', 'b' and 'x' keys are the RocksDB prefix (fixed prefix
+ * extractor): 's'/'i' + seq + user is exactly one user's sequence, so a seek for a user
+ * uses the prefix bloom filters. */
+#ifndef SEQ_KEYS_H
+#define SEQ_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/merge.h"
+
+#define SEQ_KEY_PREFIX 13
+#define SEQ_KEY_MAX (SEQ_KEY_PREFIX + 255) /* longest key: 'i' with a 255-byte id */
+#define SEQ_KEY_STREAM_LEN 21
+#define SEQ_KEY_BATCH_LEN 29
+
+enum { SEQ_K_META = 'm', SEQ_K_STREAM = 's', SEQ_K_INDEX = 'i', SEQ_K_BATCH = 'b',
+       SEQ_K_MALFORMED = 'x' };
+
+/* Each returns the key length written to k (k must hold SEQ_KEY_MAX bytes). */
+size_t seq_key_stream(uint8_t *k, uint32_t seq, uint64_t user, int64_t bucket);
+size_t seq_key_user_prefix(uint8_t *k, uint8_t kind, uint32_t seq, uint64_t user); /* 13 */
+size_t seq_key_index(uint8_t *k, uint32_t seq, uint64_t user, const char *id, uint32_t id_len);
+size_t seq_key_batch(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user, int64_t bucket);
+size_t seq_key_batch_prefix(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user); /* 21 */
+size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset);
+size_t seq_key_offset(uint8_t *k, int32_t partition);
+size_t seq_key_gen(uint8_t *k, uint32_t seq);
+size_t seq_key_meta(uint8_t *k, const char *name); /* 'm' name (name < 64 bytes) */
+
+uint64_t seq_key_bucket_enc(int64_t bucket);
+int64_t seq_key_bucket_dec(uint64_t enc);
+
+/* A parsed key; fields not used by the kind are zero. */
+typedef struct {
+    uint8_t kind;
+    uint32_t seq;
+    uint64_t user, gen;
+    int64_t bucket;
+    int32_t partition;
+    int64_t offset;
+    const char *id; /* 'i': points into the key */
+    uint32_t id_len;
+} seq_key;
+
+/* 0 and *out filled for a well-formed 's', 'i', 'b' or 'x' key; -1 for anything else
+ * (including every 'm' key: meta keys are looked up by name, never parsed). */
+int seq_key_parse(const void *key, size_t len, seq_key *out);
+
+/* [start, end) of a bucket, saturating instead of overflowing for absurd buckets. */
+int64_t seq_bucket_start(int64_t bucket, int64_t bucket_ms);
+int64_t seq_bucket_end(int64_t bucket, int64_t bucket_ms);
+int64_t seq_bucket_of(int64_t time_ms, int64_t bucket_ms); /* floor division */
+
+/* Committed batch state of one sequence ('m' "gen" value). encode: out is reset.
+ * decode: *cov is malloc'd (caller frees; NULL when n_cov == 0); -1 if malformed. */
+int seq_genval_encode(seq_buf *out, uint64_t gen, int64_t watermark_ms, const seq_cov_seg *cov,
+                      uint32_t n_cov);
+int seq_genval_decode(const void *val, size_t len, uint64_t *gen, int64_t *watermark_ms,
+                      seq_cov_seg **cov, uint32_t *n_cov);
+
+#endif

@@ -1,0 +1,267 @@
+/* gRPC transport (server/grpc.c) end to end: a 2-worker server on 127.0.0.1:0 with a
+ * few test methods, driven by a real gRPC client (grpcio) and raw HTTP/2 (python h2) in
+ * tests/unit/grpc_transport_client.py, plus the transport's pure helpers.
+ * `test_grpc_transport --serve` serves the echo method until SIGINT/SIGTERM (for h2load). */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/grpc.h"
+#include "server/grpc_internal.h"
+#include "tests/unit/testlib.h"
+
+#define LIMIT 65536
+
+enum { M_ECHO, M_FAIL, M_FAILUTF, M_BIG, M_AUTH, M_SLOW, N_METHODS };
+static atomic_int done_count[N_METHODS + 1][17]; /* [method + 1][status] */
+static atomic_int slow_outstanding;
+
+static void on_done(void *ctx, int method, int status, uint64_t ns)
+{
+    (void)ctx;
+    (void)ns;
+    if (method >= -1 && method < N_METHODS && status >= 0 && status <= 16)
+        atomic_fetch_add(&done_count[method + 1][status], 1);
+}
+
+static void h_echo(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    seq_buf_append(seq_grpc_call_reply(c), m, n);
+    seq_grpc_finish(c, SEQ_OK, NULL);
+}
+
+static void h_fail(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
+{
+    (void)m;
+    (void)n;
+    seq_grpc_finish(c, ctx ? SEQ_ENOTFOUND : SEQ_EINVAL, ctx ? ctx : "bad thing");
+}
+
+static void h_big(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    (void)m;
+    (void)n;
+    seq_buf *r = seq_grpc_call_reply(c);
+    seq_buf_reserve(r, LIMIT + 1);
+    memset(r->data, 'b', LIMIT + 1);
+    r->len = LIMIT + 1;
+    seq_grpc_finish(c, SEQ_OK, NULL);
+}
+
+static void h_auth(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    (void)m;
+    (void)n;
+    const char *a = seq_grpc_call_header(c, "authorization");
+    if (a) seq_buf_append(seq_grpc_call_reply(c), a, strlen(a));
+    seq_grpc_finish(c, a ? SEQ_OK : SEQ_EUNAUTHENTICATED, "no authorization");
+}
+
+typedef struct {
+    seq_grpc_call *call;
+    size_t n;
+    uint8_t msg[];
+} slow_job;
+
+static void *slow_thread(void *arg)
+{
+    slow_job *j = arg;
+    struct timespec ts = {0, 50 * 1000000};
+    nanosleep(&ts, NULL);
+    seq_buf_append(seq_grpc_call_reply(j->call), j->msg, j->n);
+    seq_grpc_finish(j->call, SEQ_OK, NULL);
+    free(j);
+    atomic_fetch_sub(&slow_outstanding, 1);
+    return NULL;
+}
+
+/* Holds the call and finishes it 50 ms later from its own thread. */
+static void h_slow(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    slow_job *j = malloc(sizeof *j + n);
+    pthread_t th;
+    if (!j) {
+        seq_grpc_finish(c, SEQ_EINTERNAL, "oom");
+        return;
+    }
+    j->call = c;
+    j->n = n;
+    memcpy(j->msg, m, n);
+    seq_grpc_call_hold(c);
+    atomic_fetch_add(&slow_outstanding, 1);
+    if (pthread_create(&th, NULL, slow_thread, j) != 0) {
+        atomic_fetch_sub(&slow_outstanding, 1);
+        free(j);
+        seq_grpc_finish(c, SEQ_EINTERNAL, "no thread");
+        return;
+    }
+    pthread_detach(th);
+}
+
+static const seq_grpc_method methods[N_METHODS] = {
+    [M_ECHO] = {"/test.Echo/Echo", h_echo, NULL},
+    [M_FAIL] = {"/test.Echo/Fail", h_fail, NULL},
+    [M_FAILUTF] = {"/test.Echo/FailUtf", h_fail, "100% \xc3\xbcnicode\nline"},
+    [M_BIG] = {"/test.Echo/Big", h_big, NULL},
+    [M_AUTH] = {"/test.Echo/Auth", h_auth, NULL},
+    [M_SLOW] = {"/test.Echo/Slow", h_slow, NULL},
+};
+
+static seq_grpc_server *start(const char *listen, int threads)
+{
+    seq_grpc_config cfg = {.listen = listen, .threads = threads, .max_message_bytes = LIMIT,
+                           .methods = methods, .n_methods = N_METHODS, .on_done = on_done};
+    seq_grpc_server *s = NULL;
+    char err[256] = "";
+    int rv = seq_grpc_start(&cfg, &s, err, sizeof err);
+    if (rv != SEQ_OK) fprintf(stderr, "start: %s\n", err);
+    return s;
+}
+
+static void test_helpers(void)
+{
+    uint64_t ns = 0;
+    CHECK_EQ_INT(seq_grpc_parse_timeout("20m", 3, &ns), 0);
+    CHECK(ns == 20000000ull);
+    CHECK_EQ_INT(seq_grpc_parse_timeout("1H", 2, &ns), 0);
+    CHECK(ns == 3600000000000ull);
+    CHECK_EQ_INT(seq_grpc_parse_timeout("12345678n", 9, &ns), 0);
+    CHECK(ns == 12345678ull);
+    CHECK_EQ_INT(seq_grpc_parse_timeout("99999999H", 9, &ns), 0);
+    CHECK(ns > 3600000000000ull); /* saturated, not wrapped */
+    CHECK_EQ_INT(seq_grpc_parse_timeout("123456789S", 10, &ns), -1);
+    CHECK_EQ_INT(seq_grpc_parse_timeout("S", 1, &ns), -1);
+    CHECK_EQ_INT(seq_grpc_parse_timeout("1x", 2, &ns), -1);
+    CHECK_EQ_INT(seq_grpc_parse_timeout("-1S", 3, &ns), -1);
+
+    char out[32];
+    seq_grpc_pct_encode("a%b\n\xc3\xbc", out, sizeof out);
+    CHECK(strcmp(out, "a%25b%0A%C3%BC") == 0);
+    seq_grpc_pct_encode("ab%", out, 5); /* never a partial %XX */
+    CHECK(strcmp(out, "ab") == 0);
+}
+
+static void test_bad_listen(void)
+{
+    seq_grpc_config cfg = {.listen = "nonsense", .threads = 1, .methods = methods,
+                           .n_methods = N_METHODS};
+    seq_grpc_server *s = NULL;
+    char err[256] = "";
+    CHECK(seq_grpc_start(&cfg, &s, err, sizeof err) != SEQ_OK);
+    CHECK(strstr(err, "nonsense") != NULL);
+}
+
+static void script_path(char *out, size_t n)
+{
+    const char *src = getenv("SEQD_SOURCE");
+    if (src) {
+        snprintf(out, n, "%s/tests/unit/grpc_transport_client.py", src);
+        return;
+    }
+    snprintf(out, n, "%s", __FILE__);
+    char *slash = strrchr(out, '/');
+    snprintf(slash ? slash + 1 : out, n - (size_t)(slash ? slash + 1 - out : 0),
+             "grpc_transport_client.py");
+}
+
+static FILE *run_client(seq_grpc_server *s, const char *mode)
+{
+    char script[1024], cmd[1400];
+    script_path(script, sizeof script);
+    const char *port = strrchr(seq_grpc_address(s), ':') + 1;
+    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 %s %s %d %s 2>&1", script, port,
+             LIMIT, mode);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    return p;
+}
+
+/* Asserts the client's exit code and its final "ALL OK". */
+static void check_client(FILE *p)
+{
+    char out[16384] = "";
+    if (!p) return;
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int rc = pclose(p);
+    fprintf(stderr, "%s", out);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(strstr(out, "ALL OK") != NULL);
+}
+
+static void test_against_grpcio(void)
+{
+    memset(done_count, 0, sizeof done_count);
+    seq_grpc_server *s = start("127.0.0.1:0", 2);
+    CHECK(s != NULL);
+    if (!s) return;
+    const char *addr = seq_grpc_address(s);
+    CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && atoi(strrchr(addr, ':') + 1) > 0);
+    check_client(run_client(s, "all"));
+    while (atomic_load(&slow_outstanding) > 0) usleep(10000);
+    seq_grpc_stop(s);
+    seq_grpc_free(s);
+
+    /* What the server itself reported through on_done. */
+    CHECK(done_count[M_ECHO + 1][SEQ_OK] >= 150);
+    CHECK(done_count[M_FAIL + 1][SEQ_EINVAL] >= 1);
+    CHECK(done_count[0][SEQ_EUNIMPLEMENTED] >= 1);
+    CHECK(done_count[M_SLOW + 1][SEQ_EDEADLINE] >= 1);
+    CHECK(done_count[M_BIG + 1][SEQ_ERESOURCE] >= 1);
+    CHECK(done_count[M_ECHO + 1][SEQ_ERESOURCE] >= 1);
+    CHECK(done_count[M_ECHO + 1][SEQ_EINTERNAL] >= 1);
+}
+
+/* seq_grpc_stop while a call is held: the call still completes, then the port closes. */
+static void test_graceful_stop(void)
+{
+    seq_grpc_server *s = start("127.0.0.1:0", 2);
+    CHECK(s != NULL);
+    if (!s) return;
+    FILE *p = run_client(s, "stop");
+    /* Wait until the call is held (bounded only so a broken client cannot hang us). */
+    for (int i = 0; i < 30000 && atomic_load(&slow_outstanding) == 0; i++) usleep(1000);
+    CHECK(atomic_load(&slow_outstanding) > 0);
+    seq_grpc_stop(s);
+    check_client(p);
+    while (atomic_load(&slow_outstanding) > 0) usleep(1000);
+    seq_grpc_free(s);
+}
+
+static int serve(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    const char *listen = getenv("GRPC_LISTEN");
+    const char *thr = getenv("GRPC_THREADS");
+    seq_grpc_server *s = start(listen ? listen : "127.0.0.1:0", thr ? atoi(thr) : 1);
+    if (!s) return 1;
+    printf("serving %s\n", seq_grpc_address(s));
+    fflush(stdout);
+    int sig;
+    sigwait(&set, &sig);
+    seq_grpc_free(s);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve();
+    RUN(test_helpers);
+    RUN(test_bad_listen);
+    RUN(test_against_grpcio);
+    RUN(test_graceful_stop);
+    return seq_t_done();
+}

@@ -1,0 +1,247 @@
+/* Storage, stream path: events written through a batch read back newest first;
+ * re-sent ids replace the earlier copy (same bucket, moved bucket, within one batch and
+ * across batches); offsets are atomic with the data; malformed records are kept and
+ * counted; everything survives a reopen; an incompatible definition is refused. */
+#include "store_fixture.h"
+
+static int64_t T; /* start of a bucket three hours ago */
+
+static void write_read(void)
+{
+    seq_def *d = fx_def(DEF_JSON);
+    seq_store *st = fx_open(d);
+    CHECK(st != NULL);
+    seq_store_batch *b = seq_store_batch_new(st);
+    CHECK(fx_add(b, d, 7, T + 10, "a", 0, 1) == SEQ_OK);
+    CHECK(fx_add(b, d, 7, T + 20, "b", 1, 2) == SEQ_OK);
+    CHECK(fx_add(b, d, 7, T + HOUR + 5, "c", 0, 3) == SEQ_OK);
+    CHECK(fx_add(b, d, 7, T + 20, "d", 0, 4) == SEQ_OK);
+    CHECK(fx_add(b, d, 8, T + 20, "e", 0, 5) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+
+    seq_store_reader *r = seq_store_reader_new(st);
+    seq_merge_params p = fx_params(d, seq_now_ms());
+    char ids[256];
+    const seq_rec *s;
+    CHECK_EQ_INT(fx_read(r, &p, 7, &s, ids, sizeof ids), 4);
+    CHECK(strcmp(ids, "c,d,b,a") == 0);
+    CHECK(s[0].time_ms == T + HOUR + 5 && s[0].item_id == (uint64_t)(T + HOUR + 5) / 1000);
+    CHECK(seq_rec_col(&s[0], 0, -1) == 3 && s[2].type_idx == 1 && s[2].gen == 0);
+    CHECK_EQ_INT(fx_read(r, &p, 8, NULL, ids, sizeof ids), 1);
+    CHECK_EQ_INT(fx_read(r, &p, 9, NULL, ids, sizeof ids), 0);
+
+    /* a later commit is seen by the same reader (its cached iterator is refreshed) */
+    CHECK(fx_add(b, d, 9, T + 1, "f", 0, 0) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK_EQ_INT(fx_read(r, &p, 9, NULL, ids, sizeof ids), 1);
+
+    /* max_events without other cuts: the reader may stop after that many */
+    p.max_events = 1;
+    CHECK(fx_read(r, &p, 7, NULL, ids, sizeof ids) >= 1 && ids[0] == 'c');
+    seq_store_reader_free(r);
+    seq_store_batch_free(b);
+    seq_store_close(st);
+    seq_def_free(d);
+}
+
+static void dedup(void)
+{
+    seq_def *d = fx_def(DEF_JSON);
+    seq_store *st = fx_open(d);
+    seq_store_batch *b = seq_store_batch_new(st);
+    seq_store_reader *r = seq_store_reader_new(st);
+    seq_merge_params p = fx_params(d, seq_now_ms());
+    char ids[256];
+    const seq_rec *s;
+    /* within one batch: same bucket, then moved to another bucket */
+    CHECK(fx_add(b, d, 20, T + 10, "x", 0, 1) == SEQ_OK);
+    CHECK(fx_add(b, d, 20, T + 50, "x", 0, 2) == SEQ_OK);
+    CHECK(fx_add(b, d, 20, T + 30, "y", 0, 1) == SEQ_OK);
+    CHECK(fx_add(b, d, 20, T + 2 * HOUR, "y", 0, 7) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK_EQ_INT(fx_read(r, &p, 20, &s, ids, sizeof ids), 2);
+    CHECK(strcmp(ids, "y,x") == 0);
+    CHECK(s[0].time_ms == T + 2 * HOUR && seq_rec_col(&s[0], 0, 0) == 7);
+    CHECK(s[1].time_ms == T + 50 && seq_rec_col(&s[1], 0, 0) == 2);
+
+    /* across batches, with a fresh batch (no cached blobs): x moves out of its bucket,
+     * which becomes empty and is deleted; y is re-sent in place */
+    seq_store_batch *b2 = seq_store_batch_new(st);
+    CHECK(fx_add(b2, d, 20, T + HOUR + 1, "x", 1, 3) == SEQ_OK);
+    CHECK(fx_add(b2, d, 20, T + 2 * HOUR, "y", 0, 8) == SEQ_OK);
+    CHECK(fx_commit(b2) == SEQ_OK);
+    CHECK_EQ_INT(fx_read(r, &p, 20, &s, ids, sizeof ids), 2);
+    CHECK(strcmp(ids, "y,x") == 0);
+    CHECK(seq_rec_col(&s[0], 0, 0) == 8 && s[1].time_ms == T + HOUR + 1 && s[1].type_idx == 1);
+    CHECK(fx_has_stream(st, 20, T) == 0);
+    CHECK(fx_has_stream(st, 20, T + HOUR) == 1);
+
+    /* b's cache is stale after b2 wrote the same user: one writer per user at a time */
+    seq_store_batch_free(b);
+    b = seq_store_batch_new(st);
+    CHECK(fx_add(b, d, 20, T + 5, "z", 0, 0) == SEQ_OK);
+    CHECK(fx_add(b, d, 20, T + 3 * HOUR - 1, "x", 0, 9) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK_EQ_INT(fx_read(r, &p, 20, &s, ids, sizeof ids), 3);
+    CHECK(strcmp(ids, "x,y,z") == 0);
+    CHECK(fx_has_stream(st, 20, T + HOUR) == 0);
+    /* the same batch, reused after its commit, sees its own writes */
+    CHECK(fx_add(b, d, 20, T + 6, "x", 0, 10) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK_EQ_INT(fx_read(r, &p, 20, &s, ids, sizeof ids), 3);
+    CHECK(strcmp(ids, "y,x,z") == 0);
+    seq_store_batch_free(b2);
+    seq_store_batch_free(b);
+    seq_store_reader_free(r);
+    seq_store_close(st);
+    seq_def_free(d);
+}
+
+static void offsets_atomic(void)
+{
+    seq_def *d = fx_def(DEF_JSON);
+    seq_store *st = fx_open(d);
+    seq_store_reader *r = seq_store_reader_new(st);
+    seq_merge_params p = fx_params(d, seq_now_ms());
+    char ids[256];
+    int64_t off = 0, wm = 0;
+    CHECK(seq_store_get_offset(st, 3, &off, &wm) == SEQ_ENOTFOUND);
+
+    seq_store_batch *b = seq_store_batch_new(st);
+    CHECK(fx_add(b, d, 30, T + 1, "o1", 0, 0) == SEQ_OK);
+    seq_store_batch_set_offset(b, 3, 100, T + 1);
+    seq_store_batch_add_malformed(b, 3, 99, "junk", 4, "bad");
+    seq_store_batch_free(b); /* never committed: nothing written */
+    CHECK(seq_store_get_offset(st, 3, &off, &wm) == SEQ_ENOTFOUND);
+    CHECK_EQ_INT(fx_read(r, &p, 30, NULL, ids, sizeof ids), 0);
+    CHECK_EQ_INT(seq_store_malformed_count(st), 0);
+
+    b = seq_store_batch_new(st);
+    CHECK(fx_add(b, d, 30, T + 1, "o1", 0, 0) == SEQ_OK);
+    seq_store_batch_set_offset(b, 3, 100, T + 1);
+    seq_store_batch_set_offset(b, 3, 101, T + 2); /* the last setting wins */
+    seq_store_batch_set_offset(b, -1, 5, -7);
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK(seq_store_get_offset(st, 3, &off, &wm) == SEQ_OK && off == 101 && wm == T + 2);
+    CHECK(seq_store_get_offset(st, -1, &off, &wm) == SEQ_OK && off == 5 && wm == -7);
+    CHECK(seq_store_get_offset(st, 4, &off, &wm) == SEQ_ENOTFOUND);
+    CHECK_EQ_INT(fx_read(r, &p, 30, NULL, ids, sizeof ids), 1);
+    seq_store_batch_free(b);
+    seq_store_reader_free(r);
+    seq_store_close(st);
+    seq_def_free(d);
+}
+
+typedef struct {
+    int n;
+    char seen[256];
+} mal_ctx;
+
+static void on_mal(void *ctx, int32_t part, int64_t off, const char *reason, const void *payload,
+                   size_t len)
+{
+    mal_ctx *m = ctx;
+    size_t n = strlen(m->seen);
+    snprintf(m->seen + n, sizeof m->seen - n, "%d/%lld/%s/%.*s;", part, (long long)off, reason,
+             (int)len, (const char *)payload);
+    m->n++;
+}
+
+static void malformed(void)
+{
+    seq_def *d = fx_def(DEF_JSON);
+    seq_store *st = fx_open(d);
+    seq_store_batch *b = seq_store_batch_new(st);
+    seq_store_batch_add_malformed(b, 1, 7, "\x01\x02", 2, "undecodable");
+    seq_store_batch_add_malformed(b, 0, 9, "{}", 2, "missing user_id");
+    CHECK(fx_commit(b) == SEQ_OK);
+    seq_store_batch_add_malformed(b, 1, 8, "", 0, "");
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK_EQ_INT(seq_store_malformed_count(st), 3);
+    mal_ctx m = {0};
+    seq_store_list_malformed(st, 10, on_mal, &m);
+    CHECK_EQ_INT(m.n, 3);
+    CHECK(strcmp(m.seen, "0/9/missing user_id/{};1/7/undecodable/\x01\x02;1/8//;") == 0);
+    mal_ctx one = {0};
+    seq_store_list_malformed(st, 1, on_mal, &one);
+    CHECK_EQ_INT(one.n, 1);
+    seq_store_batch_free(b);
+    seq_store_close(st);
+    seq_def_free(d);
+}
+
+/* Runs after the tests above, on the same directory. */
+static void reopen(void)
+{
+    seq_def *d = fx_def(DEF_JSON);
+    seq_store *st = fx_open(d);
+    CHECK(st != NULL);
+    if (!st) return;
+    seq_store_reader *r = seq_store_reader_new(st);
+    seq_merge_params p = fx_params(d, seq_now_ms());
+    char ids[256];
+    int64_t off, wm;
+    CHECK_EQ_INT(fx_read(r, &p, 7, NULL, ids, sizeof ids), 4);
+    CHECK(strcmp(ids, "c,d,b,a") == 0);
+    CHECK_EQ_INT(seq_store_malformed_count(st), 3);
+    CHECK(seq_store_get_offset(st, 3, &off, &wm) == SEQ_OK && off == 101);
+    const seq_store_view *v = seq_store_view_acquire(st);
+    CHECK(seq_store_view_seq(v, 0)->generation == 0 && seq_store_view_seq(v, 0)->n_cov == 0);
+    CHECK(seq_store_view_seq(v, 40)->generation == 0);
+    seq_store_view_release(st, v);
+    uint64_t use, cap;
+    seq_store_cache_usage(st, &use, &cap);
+    CHECK(cap == 12u << 20 && use <= cap);
+    seq_store_reader_free(r);
+    seq_store_close(st);
+    seq_def_free(d);
+}
+
+static void compat(void)
+{
+    char err[256] = "";
+    seq_store *st = NULL;
+    /* a type removed: refused, and the data is left as it was */
+    seq_def *bad = fx_def("{\"bucket_ms\":3600000,\"freshness_horizon_ms\":3600000,\"sequences\":["
+                          "{\"name\":\"eng\",\"event_types\":[\"click\"],\"max_length\":100,"
+                          "\"retention_ms\":172800000,\"columns\":[\"dwell_ms\"]}]}");
+    CHECK(seq_store_open(fx_dir, bad, 16, &st, err, sizeof err) == SEQ_EPRECONDITION);
+    CHECK(st == NULL && strlen(err) > 0);
+    fprintf(stderr, "   (refusal: %s)\n", err);
+    seq_def_free(bad);
+    seq_def *bucket = fx_def("{\"bucket_ms\":7200000,\"freshness_horizon_ms\":7200000,"
+                             "\"sequences\":[{\"name\":\"eng\",\"event_types\":[\"click\",\"view\"],"
+                             "\"max_length\":100,\"retention_ms\":172800000,"
+                             "\"columns\":[\"dwell_ms\"]}]}");
+    CHECK(seq_store_open(fx_dir, bucket, 16, &st, err, sizeof err) == SEQ_EPRECONDITION);
+    seq_def_free(bucket);
+    /* compatible: a type, a column and a sequence appended; it becomes the stored one */
+    seq_def *more = fx_def("{\"bucket_ms\":3600000,\"freshness_horizon_ms\":3600000,\"sequences\":["
+                           "{\"name\":\"eng\",\"event_types\":[\"click\",\"view\",\"save\"],"
+                           "\"max_length\":50,\"retention_ms\":172800000,"
+                           "\"columns\":[\"dwell_ms\",\"pos\"]},"
+                           "{\"name\":\"other\",\"event_types\":[\"save\"],\"max_length\":5,"
+                           "\"retention_ms\":3600000}]}");
+    st = fx_open(more);
+    CHECK(st != NULL);
+    seq_store_close(st);
+    /* now the original (fewer types) is incompatible with what the data was served with */
+    seq_def *orig = fx_def(DEF_JSON);
+    CHECK(seq_store_open(fx_dir, orig, 16, &st, err, sizeof err) == SEQ_EPRECONDITION);
+    seq_def_free(orig);
+    seq_def_free(more);
+}
+
+int main(void)
+{
+    T = (seq_now_ms() / HOUR - 3) * HOUR;
+    fx_mkdir();
+    RUN(write_read);
+    RUN(dedup);
+    RUN(offsets_atomic);
+    RUN(malformed);
+    RUN(reopen);
+    RUN(compat);
+    fx_rmdir();
+    return seq_t_done();
+}
