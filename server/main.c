@@ -181,6 +181,7 @@ static int start(server *s, char *err, size_t errlen)
  * and the store's close. */
 static void stop(server *s)
 {
+    if (s->service) seq_service_drain(s->service);
     if (s->grpc) seq_grpc_stop(s->grpc);
     if (s->admin) seq_admin_stop(s->admin);
     seq_consumer_stop(s->consumer);

@@ -15,6 +15,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "seqd/v1/seqd.pb-c.h"
+#include "../storage/batch.h"
 
 #define ARENA_BYTES (64 * 1024)
 
@@ -53,6 +54,10 @@ struct seq_service {
     pthread_key_t key;
     binding bindings[N_METHODS];
     seq_grpc_method methods[N_METHODS];
+    /* LoadBatch runs on its own thread; shutdown waits for running loads. */
+    pthread_mutex_t load_mu;
+    pthread_cond_t load_cv;
+    int loads, draining;
 };
 
 /* Bump allocation for protobuf-c; memory is reclaimed wholesale after each call. */
@@ -425,12 +430,119 @@ int seq_service_health(seq_service *s, const uint8_t *req, size_t len, seq_buf *
     return rc;
 }
 
-static int load_batch(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
-                      size_t msglen)
+/* ---- LoadBatch: verification and ingestion take long, so the call is held and the
+ * load runs on a thread of its own, keeping the worker's other streams served. ---- */
+
+typedef struct {
+    seq_service *s;
+    seq_grpc_call *call;
+    Seqd__V1__LoadBatchRequest *req; /* protobuf-c default allocator; freed by the job */
+} load_job;
+
+static int encode_load_result(seq_buf *out, const seq_load_result *res)
 {
-    (void)s, (void)req, (void)len, (void)out;
-    seq_errf(msg, msglen, "LoadBatch: not available yet");
-    return SEQ_EUNIMPLEMENTED;
+    Seqd__V1__LoadBatchResponse r = SEQD__V1__LOAD_BATCH_RESPONSE__INIT;
+    r.generation = res->generation, r.files = res->files, r.users = res->users, r.events = res->events;
+    size_t n = seqd__v1__load_batch_response__get_packed_size(&r);
+    if (seq_buf_reserve(out, n)) return SEQ_EINTERNAL;
+    out->len += seqd__v1__load_batch_response__pack(&r, out->data + out->len);
+    return SEQ_OK;
+}
+
+static void *load_thread(void *arg)
+{
+    load_job *j = arg;
+    seq_service *s = j->s;
+    const Seqd__V1__LoadBatchRequest *r = j->req;
+    seq_load_req lr = {r->sequence, r->start_ms, r->end_ms, r->generation,
+                       (const char *const *)r->sst_paths, r->n_sst_paths};
+    seq_load_result res = {0};
+    char msg[1024];
+    int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, sizeof msg);
+    if (!rc && encode_load_result(seq_grpc_call_reply(j->call), &res)) {
+        rc = SEQ_EINTERNAL;
+        seq_errf(msg, sizeof msg, "out of memory");
+    }
+    seq_grpc_finish(j->call, rc, rc ? msg : NULL);
+    seqd__v1__load_batch_request__free_unpacked(j->req, NULL);
+    free(j);
+    pthread_mutex_lock(&s->load_mu);
+    s->loads--;
+    pthread_cond_broadcast(&s->load_cv);
+    pthread_mutex_unlock(&s->load_mu);
+    return NULL;
+}
+
+/* Constant time in the token's bytes, so a wrong guess learns nothing from timing. */
+static int token_ok(const seq_service *s, seq_grpc_call *call)
+{
+    if (!s->cfg.admin_token) return 1;
+    const char *h = seq_grpc_call_header(call, "authorization");
+    if (!h || strncmp(h, "Bearer ", 7) != 0) return 0;
+    h += 7;
+    size_t n = strlen(s->cfg.admin_token);
+    if (strlen(h) != n) return 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(h[i] ^ s->cfg.admin_token[i]);
+    return diff == 0;
+}
+
+/* Starts a load job; SEQ_OK (the job finishes the call) or an error for the caller. */
+static int start_load(seq_service *s, seq_grpc_call *call, Seqd__V1__LoadBatchRequest *r,
+                      char *msg, size_t msglen)
+{
+    load_job *j = malloc(sizeof *j);
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc = SEQ_EUNAVAILABLE;
+    pthread_mutex_lock(&s->load_mu);
+    if (!j || s->draining) {
+        seq_errf(msg, msglen, j ? "LoadBatch: the server is stopping" : "out of memory");
+        goto out;
+    }
+    *j = (load_job){s, call, r};
+    seq_grpc_call_hold(call);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, load_thread, j) == 0) {
+        s->loads++;
+        rc = SEQ_OK;
+    } else {
+        seq_errf(msg, msglen, "LoadBatch: cannot start a thread");
+    }
+    pthread_attr_destroy(&attr);
+out:
+    pthread_mutex_unlock(&s->load_mu);
+    if (rc) free(j);
+    return rc;
+}
+
+static void handle_load(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+{
+    seq_service *s = ctx;
+    char msg[256];
+    if (!token_ok(s, call)) {
+        seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, "LoadBatch: missing or wrong authorization token");
+        return;
+    }
+    Seqd__V1__LoadBatchRequest *r = seqd__v1__load_batch_request__unpack(NULL, len, req);
+    if (!r) {
+        seq_grpc_finish(call, SEQ_EINVAL, "request does not decode as seqd.v1.LoadBatchRequest");
+        return;
+    }
+    int rc = start_load(s, call, r, msg, sizeof msg);
+    if (rc) {
+        seqd__v1__load_batch_request__free_unpacked(r, NULL);
+        seq_grpc_finish(call, rc, msg);
+    }
+}
+
+void seq_service_drain(seq_service *s)
+{
+    pthread_mutex_lock(&s->load_mu);
+    s->draining = 1;
+    while (s->loads > 0) pthread_cond_wait(&s->load_cv, &s->load_mu);
+    pthread_mutex_unlock(&s->load_mu);
 }
 
 /* ---- transport glue ---- */
@@ -461,7 +573,8 @@ static const char *const METHOD_PATHS[N_METHODS] = {
     "/seqd.v1.SequenceService/LoadBatch", "/grpc.health.v1.Health/Check"};
 static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
                                                     "LoadBatch", "Check"};
-static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, load_batch,
+/* NULL: the method has a handler of its own (handle_load). */
+static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, NULL,
                                             seq_service_health};
 
 const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
@@ -481,11 +594,15 @@ int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err,
         return SEQ_EINTERNAL;
     }
     s->cfg = *cfg;
+    pthread_mutex_init(&s->load_mu, NULL);
+    pthread_cond_init(&s->load_cv, NULL);
     for (uint32_t i = 0; i < cfg->def->n_seqs; i++)
         if (cfg->def->seqs[i].max_length > s->max_length) s->max_length = cfg->def->seqs[i].max_length;
     for (int i = 0; i < N_METHODS; i++) {
         s->bindings[i] = (binding){s, METHOD_FNS[i]};
-        s->methods[i] = (seq_grpc_method){METHOD_PATHS[i], handle, &s->bindings[i]};
+        s->methods[i] = METHOD_FNS[i]
+                            ? (seq_grpc_method){METHOD_PATHS[i], handle, &s->bindings[i]}
+                            : (seq_grpc_method){METHOD_PATHS[i], handle_load, s};
     }
     *out = s;
     return SEQ_OK;
@@ -498,5 +615,8 @@ void seq_service_free(seq_service *s)
     worker_free(pthread_getspecific(s->key));
     pthread_setspecific(s->key, NULL);
     pthread_key_delete(s->key);
+    seq_service_drain(s);
+    pthread_mutex_destroy(&s->load_mu);
+    pthread_cond_destroy(&s->load_cv);
     free(s);
 }

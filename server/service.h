@@ -2,6 +2,7 @@
  * the transport (server/grpc.h): request decoding and validation, the read path
  * (view -> seq_store_read -> seq_merge_run) and the response encoder, which writes the
  * GetSequenceResponse wire format by hand straight into the call's reply buffer.
+ * LoadBatch checks the token and hands the load to a thread of its own (storage/batch.h).
  * Per-thread state (store reader, merge scratch, request arena) is created on a worker's
  * first call and freed when that thread exits. */
 #ifndef SEQ_SERVICE_H
@@ -28,6 +29,9 @@ typedef struct {
 
 /* cfg's pointers must outlive the service. */
 int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err, size_t errlen);
+/* Refuses new LoadBatch calls (UNAVAILABLE) and waits for running ones to finish their
+ * calls: call before seq_grpc_stop, since loads finish calls from their own threads. */
+void seq_service_drain(seq_service *s);
 /* Call after every worker thread that used the service has exited (seq_grpc_stop). */
 void seq_service_free(seq_service *s);
 

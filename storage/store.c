@@ -189,6 +189,30 @@ static int load_view(seq_store *st, char *err, size_t errlen)
 
 /* ---- open / close ---- */
 
+/* A fixed 13-byte prefix, except that shorter ('m') keys are their own prefix: RocksDB
+ * 7.8's prefix_same_as_start iteration transforms every key it steps on without asking
+ * InDomain first, and the fixed-prefix extractor asserts on short keys. */
+static char *prefix_transform(void *state, const char *key, size_t len, size_t *dst_len)
+{
+    (void)state;
+    *dst_len = len < SEQ_KEY_PREFIX ? len : SEQ_KEY_PREFIX;
+    return (char *)key;
+}
+
+static void prefix_free(void *state) { (void)state; }
+
+static unsigned char prefix_in_domain(void *state, const char *key, size_t len)
+{
+    (void)state, (void)key, (void)len;
+    return 1;
+}
+
+static const char *prefix_name(void *state)
+{
+    (void)state;
+    return "seqd.prefix13";
+}
+
 static void configure(seq_store *st, size_t cache_mb)
 {
     if (cache_mb < 4) cache_mb = 4;
@@ -202,7 +226,8 @@ static void configure(seq_store *st, size_t cache_mb)
     rocksdb_options_set_max_background_jobs(st->opts, 2);
     /* 's'/'i' + seq + user: a user's sequence shares one prefix, so seeks use blooms */
     rocksdb_options_set_prefix_extractor(
-        st->opts, rocksdb_slicetransform_create_fixed_prefix(SEQ_KEY_PREFIX));
+        st->opts, rocksdb_slicetransform_create(NULL, prefix_free, prefix_transform, prefix_in_domain,
+                                                prefix_in_domain, prefix_name));
 
     st->cache = rocksdb_cache_create_lru(cache_bytes);
     rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();

@@ -17,6 +17,7 @@
  *   'x' be32 partition, be64 offset    a malformed message kept aside: u32 reason length,
  *                                      reason, payload
  * One user's sequence is one seek plus a few steps over bucket blobs, per source.
+ * Value formats and the key codec: storage/keys.h.
  * Retention: a compaction filter drops stream buckets and index entries older than the
  * sequence's retention. */
 #ifndef SEQ_STORE_H

@@ -175,7 +175,6 @@ static int read_stream(seq_store_reader *r, const seq_merge_params *p, uint64_t 
     uint32_t need = seq_merge_need(p);
     int64_t stop = seq_merge_stop_before(p), bucket;
     int64_t bms = r->st->def->bucket_ms;
-    uint32_t visible = 0;
     rocksdb_iter_seek(r->it, (const char *)pre, pl);
     for (; bucket_here(r->it, pre, pl, SEQ_KEY_STREAM_LEN, &bucket); rocksdb_iter_next(r->it)) {
         if (seq_bucket_end(bucket, bms) <= stop) break;
@@ -185,14 +184,13 @@ static int read_stream(seq_store_reader *r, const seq_merge_params *p, uint64_t 
         if (rc != SEQ_OK) return rc;
         /* decoded in place; the blob's header count bounds how many fit */
         while (bi.left && (rc = seq_blob_iter_next(&bi, &r->srec[n])) == 1)
-            n += (uint32_t)seq_merge_stream_visible(p, r->srec[n].time_ms);
-        visible += n - *ns;
-        *ns = n;
+            n += seq_merge_stream_visible(p, r->srec[n].time_ms) != 0;
+        *ns = n; /* only visible records were kept */
         if (rc < 0) {
             seq_errf(err, errlen, "corrupt stream bucket of user %llu", (unsigned long long)user);
             return SEQ_EINTERNAL;
         }
-        if (visible >= need) break;
+        if (n >= need) break;
     }
     return iter_status(r, err, errlen);
 }

@@ -1,7 +1,6 @@
 """Smoke test of seqd's glue, end to end: start on free ports with the embedded Kafka
 cluster, produce protobuf events with a real Kafka client, read them back with a real
 gRPC client, check /status, /readyz, /metrics (promtool) and a clean SIGTERM stop."""
-import importlib.util
 import json
 import os
 import shutil
@@ -33,21 +32,11 @@ DEFINITION = {
 
 @pytest.fixture(scope="module")
 def pb():
-    """Python protobuf modules generated from proto/ into a temp dir."""
-    out = tempfile.mkdtemp(prefix="seqd-pb-")
-    subprocess.run(["protoc", "--proto_path=" + os.path.join(SOURCE, "proto"), "--python_out=" + out,
-                    "seqd/v1/seqd.proto", "grpc/health/v1/health.proto"], check=True)
-    yield load_module(out, "seqd/v1/seqd_pb2.py"), load_module(out, "grpc/health/v1/health_pb2.py")
-    shutil.rmtree(out)
-
-
-def load_module(root, rel):
-    """By path: the generated grpc/ package would clash with grpcio's."""
-    name = "seqd_test_" + rel.replace("/", "_")[:-3]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(root, rel))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """(seqd_pb2, health_pb2): the suite's shared generated modules (helpers.stubs), so
+    that the descriptors are registered once per process."""
+    from helpers import stubs
+    seqd_pb2, _, health_pb2, _ = stubs()
+    return seqd_pb2, health_pb2
 
 
 class Server:

@@ -50,6 +50,10 @@ static void test_good(void)
     CHECK_EQ_INT(s->n_types, 3);
     CHECK_EQ_INT(seq_def_type_index(s, "view", 4), 2);
     CHECK_EQ_INT(seq_def_type_index(s, "vie", 3), -1);
+    /* a NUL inside the looked-up name never matches (and never reads past the name) */
+    CHECK_EQ_INT(seq_def_type_index(s, "save\0", 5), -1);
+    CHECK(seq_def_find(d, "buys\0", 5) == NULL);
+    CHECK_EQ_INT(seq_def_attr_index(d, "price\0x", 7), -1);
     CHECK_EQ_INT(s->max_length, 1000);
     CHECK_EQ_INT(s->retention_ms, 7776000000LL);
     CHECK_EQ_INT(s->n_columns, 2);

@@ -218,6 +218,12 @@ static void test_json(void)
     CHECK(ev.attr_present == ((1ull << pos) | (1ull << dwell)));
     CHECK(ev.attr[dwell] == 1200 && ev.attr[pos] == 2.5);
 
+    /* a repeated key keeps its last value (top level and attributes) */
+    CHECK_EQ_INT(decode_json("{\"user_id\":1,\"user_id\":2,\"event_time_ms\":5,\"event_type\":"
+                             "\"x\",\"attributes\":{\"pos\":1,\"pos\":4}}"),
+                 SEQ_OK);
+    CHECK(ev.user_id == 2 && ev.attr[pos] == 4);
+
     /* string ids over 2^53, derived id identical to the protobuf path */
     CHECK_EQ_INT(decode_json("{\"user_id\":\"18446744073709551615\",\"event_time_ms\":5,"
                              "\"event_type\":\"view\",\"item_id\":\"9007199254740993\"}"),
