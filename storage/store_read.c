@@ -166,13 +166,15 @@ static int iter_status(seq_store_reader *r, char *err, size_t errlen)
     return SEQ_EINTERNAL;
 }
 
-/* Stream records newest first, keeping those the merge could show, until enough. */
+/* Stream records newest first, keeping those the merge could show, until enough: `extra`
+ * more than the merge needs, since that many may still be dropped as ids the batch shows
+ * in covered history. */
 static int read_stream(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
-                       uint32_t *ns, char *err, size_t errlen)
+                       uint32_t extra, uint32_t *ns, char *err, size_t errlen)
 {
     uint8_t pre[SEQ_KEY_MAX];
     size_t pl = seq_key_user_prefix(pre, SEQ_K_STREAM, p->seq->id, user);
-    uint32_t need = seq_merge_need(p);
+    uint32_t need = seq_merge_need(p) + extra;
     int64_t stop = seq_merge_stop_before(p), bucket;
     int64_t bms = r->st->def->bucket_ms;
     rocksdb_iter_seek(r->it, (const char *)pre, pl);
@@ -245,11 +247,14 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     *ns = *nb = 0;
     arena_reset(&r->a);
     fresh_iter(r);
-    if ((rc = read_stream(r, p, user, ns, err, errlen)) != SEQ_OK) return rc;
     for (uint32_t i = 0; i < p->n_cov; i++) {
         if (gen_seen_before(p, i)) continue;
         if ((rc = read_gen(r, p, user, p->cov[i].gen, nb, err, errlen)) != SEQ_OK) return rc;
     }
+    uint32_t hist = 0;
+    int64_t cut = p->now_ms - p->horizon_ms;
+    for (uint32_t i = 0; i < *nb; i++) hist += r->brec[i].time_ms < cut;
+    if ((rc = read_stream(r, p, user, hist, ns, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;
     *batch = r->brec;
     return SEQ_OK;

@@ -1,7 +1,7 @@
 """The batch path end to end: seqctl build writes SST files, seqctl load / LoadBatch
 ingests them, and reads follow the merge rules (PRODUCT.md rules 1, 2, 4, 6): batch owns
 covered history, the stream owns the recent range, generations only move forward.
-Skipped while the server answers LoadBatch with UNIMPLEMENTED."""
+"""
 import json
 import os
 import shutil
@@ -23,14 +23,6 @@ def bserver(tmp_path_factory, stubs):
     s = Seqd(wd, args=["--batch-root", root])
     s.root = root
     s.start()
-    req = pb().LoadBatchRequest(sequence="engagements", start_ms=0, end_ms=HOUR, generation=1,
-                                sst_paths=[os.path.join(root, "none.sst")])
-    try:
-        s.stub().LoadBatch(req, timeout=30)
-    except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-            s.kill()
-            pytest.skip("LoadBatch not implemented by this server")
     yield s
     s.kill()
 
@@ -183,3 +175,66 @@ def test_load_errors_change_nothing(bserver):
     assert s.status()["sequences"] == before  # failed loads changed nothing
     assert load(s, "engagements", A, B, g, paths).generation == g
     assert s.get(1).batch_generation == g
+
+
+def test_token_required_when_configured(seqd_factory, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    s = seqd_factory(args=["--batch-root", str(root), "--admin-token-file", str(token)])
+    s.root = str(root)
+    B = floor_hour(now_ms() - 5 * 24 * HOUR)
+    paths = build(s, "tok", "engagements", B - HOUR, B, 7, [ev(5, B - 1000, 1, "t")])
+    assert load_code(s, "engagements", B - HOUR, B, 7, paths)[0] == \
+        grpc.StatusCode.UNAUTHENTICATED
+    base = [SEQCTL_BIN, "--server", s.grpc, "load", "--sequence", "engagements", "--start-ms",
+            str(B - HOUR), "--end-ms", str(B), "--generation", "7"]
+    r = subprocess.run(base + ["--token-file", str(wrong)] + paths, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith("error: UNAUTHENTICATED")
+    r = subprocess.run(base + ["--token-file", str(token)] + paths, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert list(s.get(5).item_ids) == [1]
+
+
+def test_load_is_atomic_for_concurrent_readers(bserver):
+    """While a newer generation loads, every BatchGetSequences call sees wholly the old
+    or wholly the new batch, for all its users at once (rule 6)."""
+    import threading
+    s = bserver
+    B = floor_hour(now_ms() - 20 * 24 * HOUR)
+    A = B - 2 * HOUR
+    users = [new_user() for _ in range(40)]
+    old = build(s, "atom1", "engagements", A, B, GEN + 200,
+                [ev(u, A + 1000 * k, 100 + k, "o-%d-%d" % (u, k)) for u in users for k in range(3)])
+    new = build(s, "atom2", "engagements", A, B, GEN + 201,
+                [ev(u, A + 5000 * k, 200 + k, "n-%d-%d" % (u, k)) for u in users for k in range(4)])
+    load(s, "engagements", A, B, GEN + 200, old)
+    reqs = pb().BatchGetSequencesRequest(requests=[
+        pb().GetSequenceRequest(user_id=u, sequence="engagements", since_ms=A, until_ms=B)
+        for u in users])
+    stub = s.stub()
+    bad, stop = [], threading.Event()
+    whole = ({(GEN + 200, (102, 101, 100))}, {(GEN + 201, (203, 202, 201, 200))})
+
+    def reader():
+        while not stop.is_set():
+            r = stub.BatchGetSequences(reqs, timeout=30)
+            states = {(x.batch_generation, tuple(x.item_ids)) for x in r.responses}
+            if states not in whole:
+                bad.append(states)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        load(s, "engagements", A, B, GEN + 201, new)
+        after = stub.BatchGetSequences(reqs, timeout=30)  # OK returned: visible to all
+    finally:
+        stop.set()
+        t.join()
+    assert not bad, bad[:3]
+    assert {tuple(x.item_ids) for x in after.responses} == {(203, 202, 201, 200)}

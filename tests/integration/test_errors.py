@@ -63,12 +63,11 @@ def test_deadline_from_grpc_timeout(server, timeout, status):
 
 
 def test_load_batch_outside_root_refused(server):
-    """LoadBatch of a file outside --batch-root is never OK (UNIMPLEMENTED while the
-    batch path is not wired, PERMISSION_DENIED once it is)."""
+    """LoadBatch reads only under --batch-root."""
     req = pb().LoadBatchRequest(sequence="engagements", start_ms=0, end_ms=3600000,
                                 generation=1, sst_paths=["/etc/passwd"])
     code, _ = code_of(server.stub().LoadBatch, req, timeout=30)
-    assert code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED)
+    assert code == grpc.StatusCode.PERMISSION_DENIED
     assert server.get(1).user_id == 1
 
 

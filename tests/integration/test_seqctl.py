@@ -1,7 +1,6 @@
 """seqctl against a real seqd: get (table, --json, errors), status, produce (JSON Lines
 file, stdin, --sample), usage errors."""
 import json
-import os
 
 from helpers import SEQCTL_BIN, new_user, now_ms, poll
 
@@ -143,4 +142,4 @@ def test_produce_sample(server):
 def test_help():
     import subprocess
     r = subprocess.run([SEQCTL_BIN, "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "produce" in r.stdout and os.path.basename(SEQCTL_BIN)
+    assert r.returncode == 0 and "produce" in r.stdout and "broker" in r.stdout
