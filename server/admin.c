@@ -23,6 +23,7 @@ struct seq_admin {
     seq_admin_ctx ctx;
     struct event_base *base;
     struct evhttp *http;
+    struct event *stop_ev; /* activated from the stopping thread */
     pthread_t thread;
     int thread_started;
     char address[300];
@@ -184,6 +185,14 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- lifecycle ---- */
 
+/* A loopbreak issued from another thread before the loop starts would be lost (the loop
+ * clears the flag on entry); an activated event is not. */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    event_base_loopbreak(((seq_admin *)arg)->base);
+}
+
 static void *run(void *arg)
 {
     seq_admin *a = arg;
@@ -228,7 +237,8 @@ int seq_admin_start(const seq_admin_ctx *ctx, seq_admin **out, char *err, size_t
     int rc = SEQ_EINTERNAL;
     if (!a) return rc;
     a->ctx = *ctx;
-    if (!(a->base = event_base_new()) || !(a->http = evhttp_new(a->base))) {
+    if (!(a->base = event_base_new()) || !(a->http = evhttp_new(a->base)) ||
+        !(a->stop_ev = event_new(a->base, -1, EV_PERSIST, on_stop, a)) || event_add(a->stop_ev, NULL)) {
         seq_errf(err, errlen, "admin: cannot create the event loop");
         goto fail;
     }
@@ -254,9 +264,10 @@ void seq_admin_stop(seq_admin *a)
 {
     if (!a) return;
     if (a->thread_started) {
-        event_base_loopbreak(a->base);
+        event_active(a->stop_ev, EV_READ, 0);
         pthread_join(a->thread, NULL);
     }
+    if (a->stop_ev) event_free(a->stop_ev);
     if (a->http) evhttp_free(a->http);
     if (a->base) event_base_free(a->base);
     free(a);

@@ -410,6 +410,33 @@ static void mark_dropped(xrec *recs, size_t n, size_t *idx, uint8_t *drop)
     }
 }
 
+/* The first file opens with the partition's marker (batch_file.h), so that even a build
+ * with no events is a loadable file: an empty partition still replaces its range. */
+static int put_marker(writer *w, char *err, size_t errlen)
+{
+    uint8_t key[SEQ_KEY_MAX];
+    char *e = NULL, val[512];
+    size_t klen = seq_batch_marker_key(key, w->b->seq->id, w->b->gen);
+    int n = snprintf(val, sizeof val,
+                     "{\"sequence\":\"%s\",\"start_ms\":%lld,\"end_ms\":%lld,"
+                     "\"generation\":%llu,\"fingerprint\":\"%016llx\"}",
+                     w->b->seq->name, (long long)w->b->start_ms, (long long)w->b->end_ms,
+                     (unsigned long long)w->b->gen, (unsigned long long)w->b->def->fingerprint);
+    int rc = writer_open_file(w, err, errlen);
+    if (rc != SEQ_OK) return rc;
+    rocksdb_sstfilewriter_put(w->w, (const char *)key, klen, val,
+                              (size_t)n < sizeof val ? (size_t)n : sizeof val - 1, &e);
+    if (e) {
+        seq_errf(err, errlen, "%s: %s", w->cur.name, e);
+        free(e);
+        return SEQ_EINTERNAL;
+    }
+    memcpy(w->cur.first_key, key, klen);
+    w->cur.first_key_len = (uint32_t)klen;
+    w->key_last.len = 0;
+    return seq_buf_append(&w->key_last, key, klen) < 0 ? SEQ_EINTERNAL : SEQ_OK;
+}
+
 /* Emits the buffered user: drops earlier copies of an id, then one blob per bucket. */
 static int flush_user(writer *w, char *err, size_t errlen)
 {
@@ -528,7 +555,8 @@ int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errl
     w.envopts = rocksdb_envoptions_create();
     rocksdb_options_set_compression(w.opts, rocksdb_lz4_compression);
     w.files = json_array();
-    rc = merge_runs(b, &w, err, errlen);
+    rc = put_marker(&w, err, errlen);
+    if (rc == SEQ_OK) rc = merge_runs(b, &w, err, errlen);
     if (rc == SEQ_OK) rc = writer_close_file(&w, err, errlen);
     if (rc == SEQ_OK) rc = write_manifest(b, w.files, err, errlen);
     if (w.w) rocksdb_sstfilewriter_destroy(w.w);

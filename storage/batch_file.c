@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+size_t seq_batch_marker_key(uint8_t *k, uint32_t seq, uint64_t gen)
+{
+    return seq_key_batch_prefix(k, seq, gen, 0) - 8;
+}
+
 int seq_batch_file_hash(const char *path, uint64_t *size, uint64_t *hash, char *err,
                         size_t errlen)
 {

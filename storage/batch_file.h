@@ -13,6 +13,13 @@
 #define SEQ_BATCH_MANIFEST "manifest.json"
 #define SEQ_BATCH_FORMAT "seqd-batch-1"
 #define SEQ_BATCH_KEY_LEN SEQ_KEY_BATCH_LEN /* keys are storage/keys.h's seq_key_batch */
+#define SEQ_BATCH_MARKER_LEN 13
+
+/* The partition marker: 'b' be32 seq be64 gen, 13 bytes, sorting before every user key of
+ * the generation, so a reader's seek to (seq, gen, user) never lands on it; its value is a
+ * JSON summary (sequence, range, generation, fingerprint). The first SST of a build starts
+ * with it, so an empty partition is still one loadable file. */
+size_t seq_batch_marker_key(uint8_t *k, uint32_t seq, uint64_t gen);
 
 typedef struct {
     char name[64];

@@ -88,6 +88,9 @@ static int on_entry(void *ctx, const char *key, size_t klen, const char *val, si
 {
     scan_ctx *c = ctx;
     seq_key k;
+    uint8_t marker[SEQ_KEY_MAX];
+    size_t ml = seq_batch_marker_key(marker, c->seq->id, c->req->generation);
+    if (klen == ml && memcmp(key, marker, ml) == 0) return SEQ_OK;
     if (seq_key_parse(key, klen, &k) != 0 || k.kind != SEQ_K_BATCH)
         return bad(c, "key is not a seqd batch key (foreign file)");
     if (k.seq != c->seq->id) return bad(c, "key of another sequence");

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "batch_file.h"
 #include "store_int.h"
 
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER; /* one load at a time */
@@ -115,8 +116,8 @@ static int commit(seq_store *st, uint32_t seq, const seq_store_seqstate *ns, con
 static void delete_gen(seq_store *st, uint32_t seq, uint64_t gen)
 {
     uint8_t a[SEQ_KEY_MAX], b[SEQ_KEY_MAX];
-    size_t al = seq_key_batch_prefix(a, seq, gen, 0) - 8; /* 'b' seq gen */
-    size_t bl = seq_key_batch_prefix(b, seq, gen + 1, 0) - 8;
+    size_t al = seq_batch_marker_key(a, seq, gen); /* 'b' seq gen: all of the generation */
+    size_t bl = seq_batch_marker_key(b, seq, gen + 1);
     char *e = NULL;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range(wb, (const char *)a, al, (const char *)b, bl);
@@ -246,17 +247,18 @@ int seq_store_batch_gc(seq_store *st, char *err, size_t errlen)
         const seq_store_seqstate *s = seq_store_view_seq(v, seq);
         uint64_t gen = 0;
         for (;;) {
-            size_t kl = seq_key_batch_prefix(k, seq, gen, 0) - 8;
+            size_t kl = seq_batch_marker_key(k, seq, gen);
             rocksdb_iter_seek(it, (const char *)k, kl);
             if (!rocksdb_iter_valid(it)) break;
             size_t fl;
             const char *found = rocksdb_iter_key(it, &fl);
-            seq_key fk;
-            if (seq_key_parse(found, fl, &fk) != 0 || fk.kind != SEQ_K_BATCH || fk.seq != seq)
+            if (fl < SEQ_BATCH_MARKER_LEN || found[0] != 'b' ||
+                seq_get_be32((const uint8_t *)found + 1) != seq)
                 break;
-            if (!gen_live(s, fk.gen)) delete_gen(st, seq, fk.gen);
-            if (fk.gen == UINT64_MAX) break;
-            gen = fk.gen + 1;
+            uint64_t fg = seq_get_be64((const uint8_t *)found + 5);
+            if (!gen_live(s, fg)) delete_gen(st, seq, fg);
+            if (fg == UINT64_MAX) break;
+            gen = fg + 1;
         }
     }
     char *e = NULL;

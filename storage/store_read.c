@@ -168,14 +168,15 @@ static int iter_status(seq_store_reader *r, char *err, size_t errlen)
 
 /* Stream records newest first, keeping those the merge could show, until enough: `extra`
  * more than the merge needs, since that many may still be dropped as ids the batch shows
- * in covered history. */
+ * in covered history. With `all`, down to retention: a stream copy of an id anywhere
+ * hides the batch's copy at t >= C, so every stream id matters. */
 static int read_stream(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
-                       uint32_t extra, uint32_t *ns, char *err, size_t errlen)
+                       uint32_t extra, int all, uint32_t *ns, char *err, size_t errlen)
 {
     uint8_t pre[SEQ_KEY_MAX];
     size_t pl = seq_key_user_prefix(pre, SEQ_K_STREAM, p->seq->id, user);
-    uint32_t need = seq_merge_need(p) + extra;
-    int64_t stop = seq_merge_stop_before(p), bucket;
+    uint32_t need = all ? UINT32_MAX : seq_merge_need(p) + extra;
+    int64_t stop = all ? p->now_ms - p->seq->retention_ms : seq_merge_stop_before(p), bucket;
     int64_t bms = r->st->def->bucket_ms;
     rocksdb_iter_seek(r->it, (const char *)pre, pl);
     for (; bucket_here(r->it, pre, pl, SEQ_KEY_STREAM_LEN, &bucket); rocksdb_iter_next(r->it)) {
@@ -254,7 +255,8 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     uint32_t hist = 0;
     int64_t cut = p->now_ms - p->horizon_ms;
     for (uint32_t i = 0; i < *nb; i++) hist += r->brec[i].time_ms < cut;
-    if ((rc = read_stream(r, p, user, hist, ns, err, errlen)) != SEQ_OK) return rc;
+    int recent_batch = hist < *nb;
+    if ((rc = read_stream(r, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;
     *batch = r->brec;
     return SEQ_OK;

@@ -315,8 +315,15 @@ class Run:
         got = list(zip(resp.timestamps_ms, resp.item_ids, resp.event_types))
         exp = [(e["event_time_ms"], e["item_id"], TYPES.index(e["event_type"])) for e in want]
         ctx = "user %d max=%d since=%d until=%d types=%s" % (user, max_events, since, until, types)
-        assert got == exp, "%s\n got %s\nwant %s\nids %s" % (ctx, got, exp,
-                                                             [e["event_id"] for e in want])
+        if got != exp:
+            known = [("stream", e) for e in self.model.stream[user].values()]
+            for g, d in self.model.data.items():
+                known += [("gen%d" % g, e) for e in d.get(user, {}).values()]
+            extra = [k for k in known if (k[1]["event_time_ms"], k[1]["item_id"]) in
+                     {(t, i) for t, i, _ in got}]
+            raise AssertionError("%s\n got %s\nwant %s\nids %s\nknown %s\ncov %s"
+                                 % (ctx, got, exp, [e["event_id"] for e in want], extra,
+                                    self.model.cov))
         cols = {c.name: list(c.values) for c in resp.columns}
         for name, dflt in (("x", math.nan), ("y", -1.0)):
             wantc = [e.get("attributes", {}).get(name, dflt) for e in want]

@@ -22,7 +22,7 @@ static const char *DEF =
 #define T0 (1764000000000LL / H * H)
 
 typedef struct {
-    int n;
+    int n, markers;
     uint64_t users[64];
     int64_t buckets[64];
     uint32_t counts[64];
@@ -33,6 +33,12 @@ static int on_entry(void *ctx, const char *k, size_t kl, const char *v, size_t v
 {
     scan_out *o = ctx;
     seq_key key;
+    uint8_t marker[SEQ_KEY_MAX];
+    size_t ml = seq_batch_marker_key(marker, 0, 5);
+    if (kl == ml && memcmp(k, marker, ml) == 0) {
+        o->markers++;
+        return strstr(v, "\"generation\":5") && vl ? 0 : 9;
+    }
     if (seq_key_parse(k, kl, &key) != 0 || key.kind != SEQ_K_BATCH) return 7;
     uint32_t seq = key.seq;
     uint64_t gen = key.gen, user = key.user;
@@ -119,6 +125,7 @@ static void builds(void)
     CHECK(ra.n_notes >= 3 && strstr(ra.notes[0], ".in.jsonl:3:") != NULL);
     /* user 1: bucket T0+2H (b moved there, the last copy), bucket T0+H (c); user 2: a */
     CHECK_EQ_INT(a.n, 3);
+    CHECK_EQ_INT(a.markers, 1);
     CHECK(a.users[0] == 1 && a.buckets[0] == T0 / H + 2 && strcmp(a.ids[0], "b") == 0);
     CHECK(a.users[1] == 1 && a.buckets[1] == T0 / H + 1 && strcmp(a.ids[1], "c") == 0);
     CHECK(a.users[2] == 2 && a.buckets[2] == T0 / H && a.counts[2] == 1);
