@@ -550,7 +550,7 @@ int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errl
 {
     writer w = {.b = b};
     int rc = SEQ_OK;
-    qsort_r(b->recs, b->n, sizeof *b->recs, cmp_rec, b->arena.data);
+    if (b->n) qsort_r(b->recs, b->n, sizeof *b->recs, cmp_rec, b->arena.data);
     w.opts = rocksdb_options_create();
     w.envopts = rocksdb_envoptions_create();
     rocksdb_options_set_compression(w.opts, rocksdb_lz4_compression);
