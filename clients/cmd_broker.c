@@ -16,15 +16,25 @@ static void stop_signals(sigset_t *set)
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
 }
 
-/* Blocks until SIGTERM or SIGINT (blocked beforehand, so none is lost). */
-static void wait_for_stop(void)
+/* Blocks until SIGTERM or SIGINT (blocked beforehand, so none is lost). Meanwhile SIGUSR1
+ * takes the broker down (connections dropped, new ones refused) and SIGUSR2 brings it
+ * back, so tests can play a broker outage with the log intact. */
+static void wait_for_stop(rd_kafka_mock_cluster_t *mc)
 {
     sigset_t set;
     int sig;
     stop_signals(&set);
-    sigwait(&set, &sig);
+    for (;;) {
+        sigwait(&set, &sig);
+        if (sig == SIGUSR1) rd_kafka_mock_broker_set_down(mc, 1);
+        else if (sig == SIGUSR2) rd_kafka_mock_broker_set_up(mc, 1);
+        else return;
+        fprintf(stderr, "seqctl broker: broker %s\n", sig == SIGUSR1 ? "down" : "up");
+    }
 }
 
 static int run_cluster(const char *topic, int partitions)
@@ -51,7 +61,7 @@ static int run_cluster(const char *topic, int partitions)
     }
     printf("brokers=%s\n", rd_kafka_mock_cluster_bootstraps(mc));
     fflush(stdout);
-    wait_for_stop();
+    wait_for_stop(mc);
     ret = SEQC_EXIT_OK;
 out:
     if (mc) rd_kafka_mock_cluster_destroy(mc);

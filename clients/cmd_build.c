@@ -20,18 +20,19 @@ static void print_report(const seq_build_report *r, const char *out)
     fprintf(stderr,
             "build: %llu records: %llu events for %llu users written to %s in %u file(s); "
             "skipped: %llu malformed, %llu out of range, %llu unknown type, %llu filtered, "
-            "%llu duplicate ids\n",
+            "%llu duplicate ids; %u sorted run(s) spilled\n",
             (unsigned long long)r->records, (unsigned long long)r->events,
             (unsigned long long)r->users, out, r->files, (unsigned long long)r->malformed,
             (unsigned long long)r->out_of_range, (unsigned long long)r->unknown_type,
-            (unsigned long long)r->filtered, (unsigned long long)r->duplicates);
+            (unsigned long long)r->filtered, (unsigned long long)r->duplicates, r->runs);
     for (uint32_t i = 0; i < r->n_notes; i++) fprintf(stderr, "  %s\n", r->notes[i]);
     printf("{\"records\":%llu,\"events\":%llu,\"users\":%llu,\"files\":%u,\"malformed\":%llu,"
-           "\"out_of_range\":%llu,\"unknown_type\":%llu,\"filtered\":%llu,\"duplicates\":%llu}\n",
+           "\"out_of_range\":%llu,\"unknown_type\":%llu,\"filtered\":%llu,\"duplicates\":%llu,"
+           "\"spilled_runs\":%u}\n",
            (unsigned long long)r->records, (unsigned long long)r->events,
            (unsigned long long)r->users, r->files, (unsigned long long)r->malformed,
            (unsigned long long)r->out_of_range, (unsigned long long)r->unknown_type,
-           (unsigned long long)r->filtered, (unsigned long long)r->duplicates);
+           (unsigned long long)r->filtered, (unsigned long long)r->duplicates, r->runs);
 }
 
 typedef struct {

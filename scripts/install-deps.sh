@@ -7,7 +7,7 @@ pkgs=(build-essential cmake pkg-config libevent-dev libnghttp2-dev libprotobuf-c
       protobuf-c-compiler librocksdb-dev librdkafka-dev libjansson-dev nghttp2-client
       python3-grpcio python3-protobuf python3-h2 python3-confluent-kafka python3-pytest
       protobuf-compiler-grpc prometheus clang libclang-rt-14-dev curl procps)
-if [ "${1:-}" = "--bench" ]; then pkgs+=(h2o redis-server libgrpc++-dev); fi
+if [ "${1:-}" = "--bench" ]; then pkgs+=(h2o redis-server libgrpc++-dev libprotobuf-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

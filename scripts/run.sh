@@ -40,11 +40,11 @@ for _ in $(seq 1 300); do
 done
 grep '^seqd ready' "$log" || { echo "seqd did not get ready; see $log" >&2; exit 1; }
 
-echo "== seqctl produce --sample 2000"
-"$seqctl" produce --sample 2000
-# user 1 gets 2 of the 2000 sample events (users 1..1000)
+echo "== seqctl produce --sample 2000 --users 100"
+"$seqctl" produce --sample 2000 --users 100
+# user 1 gets 20 of the 2000 sample events (users 1..100); some views may be filtered
 for _ in $(seq 1 300); do
-  [ "$("$seqctl" get 1 engagements --json | grep -o '"time_ms"' | wc -l)" -ge 2 ] && break
+  [ "$("$seqctl" get 1 engagements --json | grep -o '"time_ms"' | wc -l)" -ge 10 ] && break
   sleep 0.1
 done
 echo "== seqctl get 1 engagements"

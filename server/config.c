@@ -36,6 +36,9 @@ static const opt_spec OPTS[] = {
     {"batch-root", OPT_STR, F(batch_root), 0},
     {"admin-token-file", OPT_STR, F(admin_token_file), 0},
     {"idle-timeout-s", OPT_INT, F(idle_timeout_s), 1},
+    {"max-connections", OPT_INT, F(max_connections), 1},
+    {"max-concurrent-streams", OPT_INT, F(max_concurrent_streams), 1},
+    {"max-header-bytes", OPT_INT, F(max_header_bytes), 1024},
     {"help", OPT_FLAG, F(help), 0},
 };
 #undef F
@@ -46,12 +49,14 @@ void seq_config_usage(FILE *f)
           "            [--admin-listen HOST:PORT] [--brokers LIST] [--topic NAME] [--group ID]\n"
           "            [--event-format protobuf|json] [--threads N] [--cache-mb N]\n"
           "            [--max-message-bytes N] [--batch-root DIR] [--admin-token-file FILE]\n"
-          "            [--idle-timeout-s N]\n"
+          "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
+          "            [--max-header-bytes N]\n"
           "defaults: --data-dir ./seqd-data --grpc-listen 127.0.0.1:50051\n"
           "          --admin-listen 127.0.0.1:8080 --topic seqd.events --group seqd\n"
           "          --event-format protobuf --threads <cores> --cache-mb 512\n"
           "          --max-message-bytes 4194304 --batch-root <data-dir>/batch\n"
-          "          --idle-timeout-s 300; no --brokers: an embedded Kafka cluster\n",
+          "          --idle-timeout-s 300 --max-connections 4096 --max-concurrent-streams 256\n"
+          "          --max-header-bytes 16384; no --brokers: an embedded Kafka cluster\n",
           f);
 }
 

@@ -24,6 +24,10 @@ typedef struct {
     char *batch_root; /* default "<data_dir>/batch"; freed by seq_config_free */
     const char *admin_token_file;
     int idle_timeout_s; /* idle HTTP/2 connections are closed; 0 = transport default */
+    /* gRPC transport limits (server/grpc.h); 0 = the transport's defaults */
+    int max_connections;
+    int max_concurrent_streams;
+    int max_header_bytes;
     int help;           /* --help was given: print usage, exit 0 */
 } seq_config;
 

@@ -38,14 +38,14 @@
 
 #define OUT_HIGH (1u << 20)       /* pending output above which a connection stops reading */
 #define READ_CHUNK 65536
-#define MAX_STREAMS 256
+#define MAX_STREAMS 256           /* defaults of the configurable limits (grpc.h) */
 #define MAX_HEADER_LIST 16384
+#define MAX_CONNS 4096
 #define WINDOW (1 << 20)          /* stream and connection receive windows */
 #define HDR_BYTES 4096            /* stored request headers per call */
 #define HDR_MAX 32
 #define POOL_MAX 1024             /* pooled call objects per worker */
 #define KEEP_BUF_MAX (256u << 10) /* larger buffers are freed, not pooled */
-#define MAX_CONNS 8192            /* per worker */
 #define MSG_MAX 512               /* grpc-message kept from the application */
 #define STOP_GRACE_S 5
 #define DEFAULT_MAX_MSG (4u << 20)
@@ -78,6 +78,7 @@ struct seq_grpc_call {
     int fin_status; /* set by seq_grpc_finish of a held call */
     char fin_msg[MSG_MAX];
     uint16_t nhdr, hdr_used;
+    uint32_t hdr_list; /* header list size so far, counted as RFC 7540 6.5.2 does */
     struct {
         uint16_t name, value;
     } hdr[HDR_MAX];
@@ -94,6 +95,7 @@ struct conn {
     uint64_t last_ns;
     seq_grpc_call *calls;
     int read_paused, closing, dirty;
+    unsigned nstreams; /* streams with a call: what MAX_CONCURRENT_STREAMS bounds */
     conn *prev, *next, *dnext;
 };
 
@@ -118,6 +120,8 @@ struct seq_grpc_server {
     seq_grpc_config cfg;
     size_t max_msg;
     uint64_t idle_ns;
+    unsigned max_conns, max_streams, max_header;
+    atomic_uint nconns; /* open connections of all workers */
     int nworkers;
     worker *workers;
     nghttp2_session_callbacks *cbs;
@@ -270,6 +274,7 @@ static void call_detach(seq_grpc_call *c)
     conn *cn = c->conn;
     if (!cn) return;
     if (!c->responded) call_report(c, SEQ_ECANCELLED);
+    cn->nstreams--;
     if (c->prev) c->prev->next = c->next;
     else cn->calls = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -487,6 +492,12 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 {
     conn *cn = ud;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    if (cn->nstreams >= cn->w->srv->max_streams) {
+        /* RFC 9113 5.1.2: refuse the excess stream (the client may retry it), keep the
+         * connection; nghttp2 also resets it and skips its header block. */
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     seq_grpc_call *c = call_new(cn->w);
     if (!c) {
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
@@ -495,6 +506,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     c->conn = cn;
     c->stream_id = f->hd.stream_id;
     c->refs = 1; /* the stream's reference, dropped in on_stream_close */
+    cn->nstreams++;
     c->start_ns = now_ns();
     c->next = cn->calls;
     if (cn->calls) cn->calls->prev = c;
@@ -511,6 +523,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     seq_grpc_call *c = stream_call(s, f->hd.stream_id);
     if (!c) return 0;
+    /* Over the limit: nghttp2 resets this stream and skips the rest of its header block;
+     * the connection and its other streams go on. */
+    c->hdr_list += (uint32_t)(nlen + vlen + 32);
+    if (c->hdr_list > c->w->srv->max_header) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (nlen == 7 && memcmp(name, ":method", 7) == 0) {
         c->is_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
     } else if (nlen == 12 && memcmp(name, "content-type", 12) == 0) {
@@ -600,6 +616,7 @@ static void conn_close(conn *c)
     else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
+    atomic_fetch_sub(&w->srv->nconns, 1);
     free(c);
     if (w->stopping && w->nconns == 0) event_base_loopbreak(w->base);
 }
@@ -687,6 +704,32 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
     conn_flush(c);
 }
 
+/* The server's SETTINGS. MAX_CONCURRENT_STREAMS is advertised to the peer but enforced by
+ * on_begin_headers (an excess stream gets RST_STREAM(REFUSED_STREAM), the connection goes
+ * on, RFC 9113 5.1.2), not by nghttp2 1.52, which turns an excess stream into a connection
+ * error once the setting is acknowledged. So nghttp2 is handed ENABLE_PUSH=0 in that
+ * entry's place (meaningless from a server) and keeps its unlimited default, and the entry
+ * is rewritten in the serialized frame, the first bytes the connection sends. */
+static int conn_send_settings(conn *c)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->w->srv->max_header},
+    };
+    const uint8_t *d;
+    if (nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0)
+        return -1;
+    ssize_t n = nghttp2_session_mem_send(c->sess, &d);
+    if (n < 9 + 6 || d[3] != NGHTTP2_SETTINGS || seq_buf_append(&c->out, d, (size_t)n) < 0)
+        return -1;
+    uint8_t *e = c->out.data + 9; /* first entry: be16 id, be32 value */
+    if (e[0] != 0 || e[1] != NGHTTP2_SETTINGS_ENABLE_PUSH) return -1;
+    e[1] = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+    seq_put_be32(e + 2, c->w->srv->max_streams);
+    return 0;
+}
+
 static conn *conn_new(worker *w, int fd)
 {
     conn *c = calloc(1, sizeof *c);
@@ -698,15 +741,10 @@ static conn *conn_new(worker *w, int fd)
         free(c);
         return NULL;
     }
-    nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST},
-    };
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
     if (!c->rev || !c->wev ||
-        nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
+        conn_send_settings(c) != 0 ||
         nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, WINDOW) != 0 ||
         event_add(c->rev, NULL) != 0)
         goto fail;
@@ -714,11 +752,13 @@ static conn *conn_new(worker *w, int fd)
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    atomic_fetch_add(&w->srv->nconns, 1);
     return c;
 fail:
     if (c->rev) event_free(c->rev);
     if (c->wev) event_free(c->wev);
     nghttp2_session_del(c->sess);
+    seq_buf_free(&c->out);
     free(c);
     return NULL;
 }
@@ -793,7 +833,8 @@ static void worker_on_accept(evutil_socket_t lfd, short what, void *arg)
         if (fd < 0) return;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn *c = w->nconns < MAX_CONNS ? conn_new(w, fd) : NULL;
+        /* Over the limit: closed at once, so a flood of sockets costs no session. */
+        conn *c = atomic_load(&w->srv->nconns) < w->srv->max_conns ? conn_new(w, fd) : NULL;
         if (!c) {
             close(fd);
             continue;
@@ -956,6 +997,9 @@ static int server_init(seq_grpc_server *s, const seq_grpc_config *cfg)
     s->max_msg = cfg->max_message_bytes ? cfg->max_message_bytes : DEFAULT_MAX_MSG;
     s->idle_ns = (uint64_t)(cfg->idle_timeout_ms ? cfg->idle_timeout_ms : DEFAULT_IDLE_MS) *
                  1000000u;
+    s->max_conns = cfg->max_connections ? cfg->max_connections : MAX_CONNS;
+    s->max_streams = cfg->max_concurrent_streams ? cfg->max_concurrent_streams : MAX_STREAMS;
+    s->max_header = cfg->max_header_bytes ? cfg->max_header_bytes : MAX_HEADER_LIST;
     return make_callbacks(s);
 }
 

@@ -39,6 +39,10 @@ typedef struct {
     seq_grpc_done_fn on_done; /* may be NULL */
     void *done_ctx;
     unsigned idle_timeout_ms; /* idle connections are closed after this; 0 = 300 s */
+    /* Limits against hostile or runaway peers; 0 = the default in brackets. */
+    unsigned max_connections;        /* open at once, whole server; more are closed at accept [4096] */
+    unsigned max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS; excess refused [256] */
+    unsigned max_header_bytes;       /* a request's header list (RFC 7540 size); over: RST_STREAM [16384] */
 } seq_grpc_config;
 
 /* Binds the listeners (so the port is known) and starts the worker threads.

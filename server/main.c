@@ -168,7 +168,10 @@ static int start(server *s, char *err, size_t errlen)
                           .max_message_bytes = s->cfg.max_message_bytes, .methods = methods,
                           .n_methods = n_methods, .on_done = seq_metrics_grpc_done,
                           .done_ctx = s->metrics,
-                          .idle_timeout_ms = idle_ms(s->cfg.idle_timeout_s)};
+                          .idle_timeout_ms = idle_ms(s->cfg.idle_timeout_s),
+                          .max_connections = (unsigned)s->cfg.max_connections,
+                          .max_concurrent_streams = (unsigned)s->cfg.max_concurrent_streams,
+                          .max_header_bytes = (unsigned)s->cfg.max_header_bytes};
     if (seq_grpc_start(&gc, &s->grpc, err, errlen)) return 1;
 
     seq_admin_ctx ac = {&s->cfg, seq_grpc_address(s->grpc), s->def, s->store, s->consumer,

@@ -31,6 +31,7 @@ typedef struct {
     uint64_t unknown_type; /* type not declared by the sequence */
     uint64_t filtered;     /* dropped by the sequence's filters */
     uint32_t files;
+    uint32_t runs;         /* sorted runs spilled to disk (memory limit reached) */
     uint32_t n_notes;
     char notes[SEQ_BUILD_MAX_NOTES][200]; /* "FILE:LINE: what" for the first problems */
 } seq_build_report;

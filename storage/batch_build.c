@@ -101,30 +101,91 @@ int seq_build_new(const seq_def *def, const char *sequence, int64_t start_ms, in
     return SEQ_OK;
 }
 
+/* Build order: user ascending, then read order (time descending, larger id first), then
+ * the later input copy first. ia/ib: each record's id bytes. */
+static inline int rec_order(const brec *a, const uint8_t *ia, const brec *b, const uint8_t *ib)
+{
+    if (a->user != b->user) return a->user < b->user ? -1 : 1;
+    if (a->time != b->time) return a->time > b->time ? -1 : 1;
+    size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
+    int c = memcmp(ia, ib, n);
+    if (c == 0 && a->id_len != b->id_len) c = a->id_len < b->id_len ? -1 : 1;
+    if (c) return -c;
+    return a->seqno > b->seqno ? -1 : (a->seqno < b->seqno);
+}
+
+static inline int rec_less(const brec *a, const brec *b, const uint8_t *arena)
+{
+    return rec_order(a, arena + a->off, b, arena + b->off) < 0;
+}
+
 static int cmp_rec(const void *pa, const void *pb, void *arena)
 {
     const brec *a = pa, *b = pb;
-    if (a->user != b->user) return a->user < b->user ? -1 : 1;
-    if (a->time != b->time) return a->time > b->time ? -1 : 1;
-    const uint8_t *base = arena;
-    size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
-    int c = memcmp(base + a->off, base + b->off, n);
-    if (c == 0 && a->id_len != b->id_len) c = a->id_len < b->id_len ? -1 : 1;
-    if (c) return -c; /* larger id first, as in read order */
-    return a->seqno > b->seqno ? -1 : (a->seqno < b->seqno);
+    return rec_order(a, (const uint8_t *)arena + a->off, b, (const uint8_t *)arena + b->off);
+}
+
+static inline void swap_rec(brec *a, brec *b)
+{
+    brec t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Introsort with the comparison inlined: sorting is the builder's largest cost, and
+ * qsort_r's indirect calls and merge copies doubled it. Past the depth limit (an adversarial
+ * input), the range goes to qsort_r. */
+static void sort_recs(brec *r, size_t n, const uint8_t *arena, int depth)
+{
+    while (n > 16) {
+        if (depth-- == 0) {
+            qsort_r(r, n, sizeof *r, cmp_rec, (void *)arena);
+            return;
+        }
+        size_t m = n / 2;
+        if (rec_less(&r[m], &r[0], arena)) swap_rec(&r[m], &r[0]);
+        if (rec_less(&r[n - 1], &r[m], arena)) {
+            swap_rec(&r[n - 1], &r[m]);
+            if (rec_less(&r[m], &r[0], arena)) swap_rec(&r[m], &r[0]);
+        }
+        brec pivot = r[m];
+        size_t i = 0, j = n - 1;
+        for (;;) { /* Hoare partition: r[0..j] <= pivot <= r[j+1..] */
+            while (rec_less(&r[i], &pivot, arena)) i++;
+            while (rec_less(&pivot, &r[j], arena)) j--;
+            if (i >= j) break;
+            swap_rec(&r[i++], &r[j--]);
+        }
+        size_t left = j + 1; /* recurse into the smaller side, loop on the larger */
+        if (left < n - left) {
+            sort_recs(r, left, arena, depth);
+            r += left;
+            n -= left;
+        } else {
+            sort_recs(r + left, n - left, arena, depth);
+            n = left;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        brec x = r[i];
+        size_t j = i;
+        for (; j > 0 && rec_less(&x, &r[j - 1], arena); j--) r[j] = r[j - 1];
+        r[j] = x;
+    }
+}
+
+static void sort_all(seq_build *b)
+{
+    int depth = 0;
+    for (size_t n = b->n; n > 1; n >>= 1) depth += 2;
+    sort_recs(b->recs, b->n, b->arena.data, depth);
 }
 
 /* ---- runs: sorted record sequences, in memory or spilled to a file ---- */
 
-/* A record as it travels between runs and the writer; id/cols point into `buf`. */
-typedef struct {
-    brec r;
-    uint8_t buf[SEQ_ID_MAX + 1 + 8 * SEQ_MAX_COLUMNS];
-} xrec;
-
 static int spill(seq_build *b, char *err, size_t errlen)
 {
-    qsort_r(b->recs, b->n, sizeof *b->recs, cmp_rec, b->arena.data);
+    sort_all(b);
     run_file *rf = realloc(b->runs, (b->n_runs + 1) * sizeof *rf);
     if (!rf) return SEQ_EINTERNAL;
     b->runs = rf;
@@ -136,6 +197,7 @@ static int spill(seq_build *b, char *err, size_t errlen)
         return SEQ_EINTERNAL;
     }
     b->n_runs++;
+    b->rep.runs++;
     for (size_t i = 0; i < b->n; i++) {
         const brec *r = &b->recs[i];
         size_t extra = r->id_len + (size_t)r->n_cols * 8;
@@ -223,6 +285,17 @@ static int add_record(seq_build *b, const char *path, uint64_t line, const uint8
     return keep(b, &ev, &out);
 }
 
+/* Drops the pages of input already read, [from, to) rounded to pages, so that the
+ * mapping of an input larger than RAM does not count against the memory bound (records
+ * kept point into the arena, never into the input). Returns the new `from`. */
+static size_t release_input(void *map, size_t from, size_t to)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    to -= to % page;
+    if (to > from) madvise((uint8_t *)map + from, to - from, MADV_DONTNEED);
+    return to > from ? to : from;
+}
+
 int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
                        void (*progress)(const seq_build_report *r), char *err, size_t errlen)
 {
@@ -251,11 +324,15 @@ int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
     int64_t now = seq_now_ms();
     int rc = SEQ_OK, got;
     char ferr[200];
+    size_t dropped = 0; /* input bytes already handed back to the kernel */
     while ((got = seq_input_next(&in, &rec, &len, ferr, sizeof ferr)) == 1) {
         rc = add_record(b, path, in.record_no, rec, len, fmt, now);
         if (rc == SEQ_OK && over_limit(b)) rc = spill(b, err, errlen);
         if (rc != SEQ_OK) break;
-        if (progress && b->rep.records % 1000000 == 0) progress(&b->rep);
+        if (b->rep.records % 1000000 == 0) {
+            if (progress) progress(&b->rep);
+            dropped = release_input(map, dropped, (size_t)(in.p - (const uint8_t *)map));
+        }
     }
     if (got < 0) {
         seq_errf(err, errlen, "%s: %s", path, ferr);
@@ -267,40 +344,31 @@ int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
 
 /* ---- merge of runs, dedup, blobs, SST files ---- */
 
+/* A sorted run being merged: the in-memory one (records point into the arena, nothing
+ * copied) or a spilled file (one record at a time read into buf). */
 typedef struct {
     int mem; /* 1: the in-memory run */
     size_t pos;
     FILE *f;
-    xrec cur;
+    brec cur;
+    const uint8_t *data; /* cur's id bytes then columns */
     int live;
+    uint8_t buf[SEQ_ID_MAX + 1 + 8 * SEQ_MAX_COLUMNS];
 } source;
 
 static int source_next(seq_build *b, source *s)
 {
     if (s->mem) {
         if (s->pos >= b->n) return s->live = 0;
-        const brec *r = &b->recs[s->pos++];
-        s->cur.r = *r;
-        memcpy(s->cur.buf, b->arena.data + r->off, r->id_len + (size_t)r->n_cols * 8);
+        s->cur = b->recs[s->pos++];
+        s->data = b->arena.data + s->cur.off;
         return s->live = 1;
     }
-    if (fread(&s->cur.r, sizeof s->cur.r, 1, s->f) != 1) return s->live = 0;
-    size_t extra = s->cur.r.id_len + (size_t)s->cur.r.n_cols * 8;
-    if (extra > sizeof s->cur.buf || fread(s->cur.buf, 1, extra, s->f) != extra) return -1;
+    if (fread(&s->cur, sizeof s->cur, 1, s->f) != 1) return s->live = 0;
+    size_t extra = s->cur.id_len + (size_t)s->cur.n_cols * 8;
+    if (extra > sizeof s->buf || fread(s->buf, 1, extra, s->f) != extra) return -1;
+    s->data = s->buf;
     return s->live = 1;
-}
-
-static int xrec_cmp(const xrec *a, const xrec *b)
-{
-    brec ra = a->r, rb = b->r;
-    /* compare with ids laid out consecutively: build a two-record arena view */
-    if (ra.user != rb.user) return ra.user < rb.user ? -1 : 1;
-    if (ra.time != rb.time) return ra.time > rb.time ? -1 : 1;
-    size_t n = ra.id_len < rb.id_len ? ra.id_len : rb.id_len;
-    int c = memcmp(a->buf, b->buf, n);
-    if (c == 0 && ra.id_len != rb.id_len) c = ra.id_len < rb.id_len ? -1 : 1;
-    if (c) return -c;
-    return ra.seqno > rb.seqno ? -1 : (ra.seqno < rb.seqno);
 }
 
 /* The output side: one user's records at a time, then SST files. */
@@ -312,8 +380,9 @@ typedef struct {
     seq_batch_file_info cur; /* the file being written */
     json_t *files;
     uint32_t file_no;
-    xrec *user_recs;
+    brec *user_recs; /* the buffered user's records; off points into user_bytes */
     size_t n_user, cap_user;
+    seq_buf user_bytes;
     seq_buf blob, key_last;
     seq_rec *recs;
     size_t cap_recs;
@@ -392,20 +461,24 @@ static int put_blob(writer *w, uint64_t user, int64_t bucket, const seq_rec *rec
  * (id, seqno descending) and drop all but the first of each id (the last input copy). */
 static int cmp_id_idx(const void *pa, const void *pb, void *ctx)
 {
-    const xrec *recs = ctx, *a = &recs[*(const size_t *)pa], *b = &recs[*(const size_t *)pb];
-    size_t n = a->r.id_len < b->r.id_len ? a->r.id_len : b->r.id_len;
-    int c = memcmp(a->buf, b->buf, n);
-    if (c == 0 && a->r.id_len != b->r.id_len) c = a->r.id_len < b->r.id_len ? -1 : 1;
+    const writer *w = ctx;
+    const brec *a = &w->user_recs[*(const size_t *)pa], *b = &w->user_recs[*(const size_t *)pb];
+    const uint8_t *base = w->user_bytes.data;
+    size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
+    int c = memcmp(base + a->off, base + b->off, n);
+    if (c == 0 && a->id_len != b->id_len) c = a->id_len < b->id_len ? -1 : 1;
     if (c) return c;
-    return a->r.seqno > b->r.seqno ? -1 : (a->r.seqno < b->r.seqno);
+    return a->seqno > b->seqno ? -1 : (a->seqno < b->seqno);
 }
 
-static void mark_dropped(xrec *recs, size_t n, size_t *idx, uint8_t *drop)
+static void mark_dropped(writer *w, size_t *idx, uint8_t *drop)
 {
-    qsort_r(idx, n, sizeof *idx, cmp_id_idx, recs);
+    size_t n = w->n_user;
+    const uint8_t *base = w->user_bytes.data;
+    qsort_r(idx, n, sizeof *idx, cmp_id_idx, w);
     for (size_t i = 1; i < n; i++) {
-        const xrec *a = &recs[idx[i - 1]], *b = &recs[idx[i]];
-        if (a->r.id_len == b->r.id_len && memcmp(a->buf, b->buf, a->r.id_len) == 0)
+        const brec *a = &w->user_recs[idx[i - 1]], *b = &w->user_recs[idx[i]];
+        if (a->id_len == b->id_len && memcmp(base + a->off, base + b->off, a->id_len) == 0)
             drop[idx[i]] = 1;
     }
 }
@@ -450,7 +523,7 @@ static int flush_user(writer *w, char *err, size_t errlen)
         return SEQ_EINTERNAL;
     }
     for (size_t i = 0; i < n; i++) idx[i] = i;
-    mark_dropped(w->user_recs, n, idx, drop);
+    mark_dropped(w, idx, drop);
     free(idx);
     if (m + n > w->cap_recs) {
         seq_rec *p = realloc(w->recs, n * sizeof *p);
@@ -466,11 +539,11 @@ static int flush_user(writer *w, char *err, size_t errlen)
             w->b->rep.duplicates++;
             continue;
         }
-        const xrec *x = &w->user_recs[i];
-        w->recs[m++] = (seq_rec){.time_ms = x->r.time, .item_id = x->r.item,
-                                 .type_idx = x->r.type, .id_len = x->r.id_len,
-                                 .id = (const char *)x->buf, .n_cols = x->r.n_cols,
-                                 .cols = x->buf + x->r.id_len};
+        const brec *x = &w->user_recs[i];
+        const uint8_t *data = w->user_bytes.data + x->off;
+        w->recs[m++] = (seq_rec){.time_ms = x->time, .item_id = x->item, .type_idx = x->type,
+                                 .id_len = x->id_len, .id = (const char *)data,
+                                 .n_cols = x->n_cols, .cols = data + x->id_len};
     }
     free(drop);
     int rc = SEQ_OK;
@@ -478,7 +551,7 @@ static int flush_user(writer *w, char *err, size_t errlen)
         int64_t bucket = seq_exec_bucket(w->b->def, w->recs[i].time_ms);
         size_t j = i + 1;
         while (j < m && seq_exec_bucket(w->b->def, w->recs[j].time_ms) == bucket) j++;
-        rc = put_blob(w, w->user_recs[0].r.user, bucket, w->recs + i, j - i, err, errlen);
+        rc = put_blob(w, w->user_recs[0].user, bucket, w->recs + i, j - i, err, errlen);
         i = j;
     }
     if (m) {
@@ -487,6 +560,7 @@ static int flush_user(writer *w, char *err, size_t errlen)
         w->cur.users++;
     }
     w->n_user = 0;
+    w->user_bytes.len = 0;
     if (rc == SEQ_OK && w->w) {
         uint64_t size = 0;
         rocksdb_sstfilewriter_file_size(w->w, &size);
@@ -495,17 +569,21 @@ static int flush_user(writer *w, char *err, size_t errlen)
     return rc;
 }
 
-static int buffer_rec(writer *w, const xrec *x)
+static int buffer_rec(writer *w, const source *src)
 {
     if (w->n_user == w->cap_user) {
         size_t cap = w->cap_user ? w->cap_user * 2 : 256;
-        xrec *p = realloc(w->user_recs, cap * sizeof *p);
+        brec *p = realloc(w->user_recs, cap * sizeof *p);
         if (!p) return SEQ_EINTERNAL;
         w->user_recs = p;
         w->cap_user = cap;
     }
-    w->user_recs[w->n_user++] = *x;
-    return SEQ_OK;
+    brec *r = &w->user_recs[w->n_user++];
+    *r = src->cur;
+    r->off = (uint32_t)w->user_bytes.len;
+    return seq_buf_append(&w->user_bytes, src->data, r->id_len + (size_t)r->n_cols * 8) < 0
+               ? SEQ_EINTERNAL
+               : SEQ_OK;
 }
 
 static int merge_runs(seq_build *b, writer *w, char *err, size_t errlen)
@@ -522,11 +600,13 @@ static int merge_runs(seq_build *b, writer *w, char *err, size_t errlen)
         if (rc != SEQ_OK) break;
         source *best = NULL; /* few runs: a linear scan beats a heap's bookkeeping */
         for (size_t i = 0; i < ns; i++)
-            if (src[i].live && (!best || xrec_cmp(&src[i].cur, &best->cur) < 0)) best = &src[i];
+            if (src[i].live &&
+                (!best || rec_order(&src[i].cur, src[i].data, &best->cur, best->data) < 0))
+                best = &src[i];
         if (!best) break;
-        if (w->n_user && w->user_recs[0].r.user != best->cur.r.user)
+        if (w->n_user && w->user_recs[0].user != best->cur.user)
             rc = flush_user(w, err, errlen);
-        if (rc == SEQ_OK) rc = buffer_rec(w, &best->cur);
+        if (rc == SEQ_OK) rc = buffer_rec(w, best);
         if (rc == SEQ_OK && source_next(b, best) < 0) {
             seq_errf(err, errlen, "spilled run is corrupt");
             rc = SEQ_EINTERNAL;
@@ -550,7 +630,7 @@ int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errl
 {
     writer w = {.b = b};
     int rc = SEQ_OK;
-    if (b->n) qsort_r(b->recs, b->n, sizeof *b->recs, cmp_rec, b->arena.data);
+    sort_all(b);
     w.opts = rocksdb_options_create();
     w.envopts = rocksdb_envoptions_create();
     rocksdb_options_set_compression(w.opts, rocksdb_lz4_compression);
@@ -564,6 +644,7 @@ int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errl
     rocksdb_envoptions_destroy(w.envopts);
     json_decref(w.files);
     free(w.user_recs);
+    seq_buf_free(&w.user_bytes);
     free(w.recs);
     seq_buf_free(&w.blob);
     seq_buf_free(&w.key_last);

@@ -20,7 +20,7 @@ int seq_batch_file_hash(const char *path, uint64_t *size, uint64_t *hash, char *
         seq_errf(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? SEQ_ENOTFOUND : SEQ_EINTERNAL;
     }
-    uint64_t h = 1469598103934665603ULL, n = 0;
+    uint64_t h = 14695981039346656037ULL, n = 0; /* FNV-1a 64 offset basis */
     uint8_t buf[1 << 16];
     size_t got;
     while ((got = fread(buf, 1, sizeof buf, f)) > 0) {

@@ -206,7 +206,10 @@ static int check_files(const seq_def *def, const seq_sequence *s, const seq_load
     }
     seq_batch_manifest m;
     int rc = check_manifest(def, req, dir, &m, err, errlen);
-    if (rc != SEQ_OK) return rc;
+    if (rc != SEQ_OK) {
+        seq_batch_manifest_clear(&m); /* a manifest read but refused still holds its parts */
+        return rc;
+    }
     for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++) {
         seq_batch_file_info fi;
         rc = check_file(&m, paths[i], &fi, err, errlen);

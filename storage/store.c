@@ -4,6 +4,7 @@
  * Sits between the engine (pure) and the server/consumer: the only module that talks
  * to RocksDB. */
 #include "store_int.h"
+#include "batch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +312,9 @@ int seq_store_open(const char *dir, const seq_def *def, size_t cache_mb, seq_sto
     if ((rc = check_def(st, err, errlen)) != SEQ_OK) goto fail;
     if ((rc = load_malformed(st, err, errlen)) != SEQ_OK) goto fail;
     if ((rc = load_view(st, err, errlen)) != SEQ_OK) goto fail;
+    /* a load killed between ingestion and commit, or before reclaim, left batch keys no
+     * committed state references: remove them before serving */
+    if ((rc = seq_store_batch_gc(st, err, errlen)) != SEQ_OK) goto fail;
     *out = st;
     return SEQ_OK;
 fail:

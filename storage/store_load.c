@@ -7,6 +7,7 @@
  * the view that still showed them. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +18,20 @@
 #include "store_int.h"
 
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER; /* one load at a time */
+
+/* Crash hook for tests: SEQD_CRASH_AT=load-after-verify|load-after-ingest|load-after-commit
+ * makes the process SIGKILL itself at that point of a load (a real kill: no cleanup, no
+ * flush), so that crash tests hit exact moments instead of racing a timer. Read once. */
+static const char *crash_at;
+static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
+
+static void crash_init(void) { crash_at = getenv("SEQD_CRASH_AT"); }
+
+static void crash_point(const char *where)
+{
+    pthread_once(&crash_once, crash_init);
+    if (crash_at && strcmp(crash_at, where) == 0) raise(SIGKILL);
+}
 
 /* 'm' "load" be32 seq -> the committed load: be64 gen, start, end, files, users, events. */
 typedef struct {
@@ -204,8 +219,10 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     if (rc == -1) rc = SEQ_OK, req = NULL; /* no-op */
     if (rc != SEQ_OK || !req) goto out;
     rc = seq_batch_verify(st->def, batch_root, req, &paths, res, err, errlen);
+    if (rc == SEQ_OK) crash_point("load-after-verify");
     if (rc == SEQ_OK) rc = ingest(st, paths, req->n_paths, err, errlen);
     if (rc != SEQ_OK) goto out;
+    crash_point("load-after-ingest");
     seq_store_seqstate ns = {.generation = req->generation,
                              .watermark_ms = cur->watermark_ms > req->end_ms ? cur->watermark_ms
                                                                              : req->end_ms};
@@ -217,6 +234,7 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     l = (last_load){req->generation, req->start_ms, req->end_ms, res->files, res->users,
                     res->events};
     rc = commit(st, s->id, &ns, &l, err, errlen);
+    if (rc == SEQ_OK) crash_point("load-after-commit"); /* before reclaim: gc's to do */
     if (rc == SEQ_OK) reclaim(st, old, s->id, &ns);
 out:
     if (paths)

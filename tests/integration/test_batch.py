@@ -107,6 +107,13 @@ def test_history_is_the_batch_and_generations_move_forward(bserver):
     assert list(s.get(u).item_ids) == [2, 11, 12, 4]
     st = {x["name"]: x for x in s.status()["sequences"]}["engagements"]
     assert st["batch_generation"] == GEN + 1
+    # seqctl status: completeness (batch) per sequence, apart from the stream's freshness
+    out = s.seqctl("status", check=True).stdout
+    seq_line = [l for l in out.splitlines() if l.strip().startswith("engagements:")][0]
+    assert "batch_generation %d" % (GEN + 1) in seq_line and "batch_watermark_ms %d" % B in seq_line
+    assert "coverage [%d, %d) generation %d" % (A, A + 2 * HOUR, GEN + 1) in out
+    assert "coverage [%d, %d) generation %d" % (A + 2 * HOUR, B, GEN) in out
+    assert "batch" not in [l for l in out.splitlines() if l.startswith("stream:")][0]
 
 
 def test_late_stream_event_in_batch_history_not_shown(bserver):
@@ -118,12 +125,14 @@ def test_late_stream_event_in_batch_history_not_shown(bserver):
     paths = build(s, "late", "short", A, B, GEN, [ev(u, A + 1000, 20, "L1")])
     load(s, "short", A, B, GEN, paths)
     before = s.counts()["late_batch_owned"]
+    before_metric = s.metric("seqd_events_late_batch_owned_total")
     s.producer().events([
         dict(user_id=u, time_ms=A + 2000, event_type="click", item_id=21, event_id="L2"),
         dict(user_id=u, time_ms=now - 1000, event_type="click", item_id=22, event_id="L3")])
     s.wait_item(u, 22, "short")
     assert list(s.get(u, "short").item_ids) == [22, 20]
     assert s.counts()["late_batch_owned"] >= before + 1
+    assert s.metric("seqd_events_late_batch_owned_total") >= before_metric + 1
 
 
 def test_recent_range_stream_copy_wins(bserver):

@@ -46,7 +46,8 @@ static void test_both_spellings(void)
                     "--admin-listen", "127.0.0.1:0", "--brokers=h1:9092,h2:9092", "--topic", "t",
                     "--group=g", "--event-format", "json", "--threads=3", "--cache-mb", "64",
                     "--max-message-bytes=65536", "--admin-token-file", "tok", "--idle-timeout-s=30",
-                    NULL};
+                    "--max-connections=100", "--max-concurrent-streams", "8",
+                    "--max-header-bytes=2048", NULL};
     CHECK_EQ_INT(parse(&c, argv, err, sizeof err), SEQ_OK);
     CHECK(strcmp(c.definition, "d.json") == 0);
     CHECK(strcmp(c.data_dir, "/tmp/x") == 0);
@@ -62,6 +63,9 @@ static void test_both_spellings(void)
     CHECK(strcmp(c.batch_root, "/tmp/x/batch") == 0); /* follows --data-dir */
     CHECK(strcmp(c.admin_token_file, "tok") == 0);
     CHECK_EQ_INT(c.idle_timeout_s, 30);
+    CHECK_EQ_INT(c.max_connections, 100);
+    CHECK_EQ_INT(c.max_concurrent_streams, 8);
+    CHECK_EQ_INT(c.max_header_bytes, 2048);
     seq_config_free(&c);
 }
 

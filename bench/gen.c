@@ -1,0 +1,117 @@
+/* gen: synthetic batch input for bench/run: --users users x --events events each, of the
+ * types and attributes of bench/definition.json (click/save/view, dwell_ms >= 500 so every
+ * event passes the filter, position), spread over the --span-ms before --end-ms, as
+ * length-delimited protobuf seqd.v1.Event (the builder's --format pb) or JSON Lines.
+ * Deterministic: the same arguments give the same bytes. Not part of seqd. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const TYPES[] = {"click", "save", "view"};
+
+static uint8_t *varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static uint8_t *str_field(uint8_t *p, uint8_t tag, const char *s, size_t n)
+{
+    *p++ = tag;
+    p = varint(p, n);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* map<string,double> entry: key 1, value 2 (fixed64). */
+static uint8_t *attr(uint8_t *p, const char *name, double v)
+{
+    uint8_t e[64], *q = str_field(e, 0x0a, name, strlen(name));
+    *q++ = 0x11;
+    memcpy(q, &v, 8);
+    q += 8;
+    *p++ = 0x32;
+    p = varint(p, (uint64_t)(q - e));
+    memcpy(p, e, (size_t)(q - e));
+    return p + (q - e);
+}
+
+typedef struct {
+    uint64_t user, item;
+    int64_t t;
+    int type;
+    char id[24];
+    double dwell, pos;
+} ev;
+
+static void write_pb(FILE *f, const ev *e)
+{
+    uint8_t m[256], *p = m, hdr[10];
+    p = varint(varint(p, 0x08), e->user);
+    p = varint(varint(p, 0x10), (uint64_t)e->t);
+    p = str_field(p, 0x1a, TYPES[e->type], strlen(TYPES[e->type]));
+    p = varint(varint(p, 0x20), e->item);
+    p = str_field(p, 0x2a, e->id, strlen(e->id));
+    p = attr(p, "dwell_ms", e->dwell);
+    p = attr(p, "position", e->pos);
+    size_t hl = (size_t)(varint(hdr, (uint64_t)(p - m)) - hdr);
+    fwrite(hdr, 1, hl, f);
+    fwrite(m, 1, (size_t)(p - m), f);
+}
+
+static void write_json(FILE *f, const ev *e)
+{
+    fprintf(f,
+            "{\"user_id\":%" PRIu64 ",\"event_time_ms\":%" PRId64 ",\"event_type\":\"%s\","
+            "\"item_id\":%" PRIu64 ",\"event_id\":\"%s\",\"attributes\":{\"dwell_ms\":%.0f,"
+            "\"position\":%.0f}}\n",
+            e->user, e->t, TYPES[e->type], e->item, e->id, e->dwell, e->pos);
+}
+
+int main(int argc, char **argv)
+{
+    const char *fmt = "pb", *out = NULL;
+    uint64_t users = 1000, first = 1, events = 100;
+    int64_t end = 0, span = 3600000;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--format")) fmt = v;
+        else if (!strcmp(k, "--users")) users = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--first")) first = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--events")) events = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--end-ms")) end = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "--span-ms")) span = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "--out")) out = v;
+    }
+    int pb = strcmp(fmt, "pb") == 0;
+    if (!out || end <= span || !events || (!pb && strcmp(fmt, "jsonl") != 0)) {
+        fprintf(stderr, "usage: gen --out FILE --end-ms T [--format pb|jsonl] [--users N]\n"
+                        "           [--first U] [--events E] [--span-ms S]\n");
+        return 2;
+    }
+    FILE *f = fopen(out, "wb");
+    if (!f) {
+        perror(out);
+        return 1;
+    }
+    static char buf[1 << 20];
+    setvbuf(f, buf, _IOFBF, sizeof buf);
+    for (uint64_t u = first; u < first + users; u++) {
+        for (uint64_t k = 0; k < events; k++) {
+            ev e = {.user = u, .type = (int)((u + k) % 3),
+                    .item = (u * 2654435761u + k * 40503u) % 100000000u,
+                    .t = end - 1 - (int64_t)((k * (uint64_t)span) / events) - (int64_t)(u % 997),
+                    .dwell = (double)(500 + (u * 31 + k * 17) % 9000), .pos = (double)(k % 50)};
+            snprintf(e.id, sizeof e.id, "%" PRIu64, k);
+            if (pb) write_pb(f, &e);
+            else write_json(f, &e);
+        }
+    }
+    if (fclose(f) != 0) {
+        perror(out);
+        return 1;
+    }
+    return 0;
+}

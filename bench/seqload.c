@@ -1,0 +1,217 @@
+/* seqload: GetSequence load generator for bench/run, on nghttp2's client API (h2c.c).
+ * Unlike h2load, which repeats one request body, every request asks for a random user
+ * among --users, and every response's grpc-status is checked.
+ *   closed loop (default): each of -c connections keeps -m calls in flight;
+ *   open loop (--rps R):   calls start on a fixed schedule of R/s whatever the answers,
+ *                          and latency is measured from the scheduled start, so a stall
+ *                          is not hidden (no coordinated omission).
+ * Prints one line of key=value results. --write-request FILE writes the framed request
+ * of --user for h2load -d instead. */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2c.h"
+#include "hist.h"
+
+#define MAX_CONNS 256
+#define PATH "/seqd.v1.SequenceService/GetSequence"
+#define REQS 4096 /* pre-encoded random requests, cycled */
+
+typedef struct {
+    const char *target, *seq, *write_req;
+    uint64_t users, user;
+    int conns, streams;
+    double secs, warmup, rps;
+    uint32_t max_events;
+    int track, fixed;
+} opts;
+
+typedef struct {
+    hist h;
+    uint64_t ok, errors, bytes, measure_from_ns;
+    double secs; /* measured window */
+    /* --track-gen: the batch_generation answers carry, to bound a load's switch-over */
+    int track;
+    uint64_t gen_first, gen_last, old_start_max, new_end_min;
+} stats;
+
+/* The switch-over happened after the newest start of a call that still saw the old
+ * generation and before the first completion that saw the new one. */
+static void track_gen(stats *s, uint64_t start, uint64_t end, const uint8_t *body, size_t len)
+{
+    uint64_t g = len > 5 ? h2c_pb_first_varint(body + 5, len - 5, 9) : 0;
+    if (!s->gen_first && !s->gen_last) s->gen_first = g, s->gen_last = g;
+    if (g == s->gen_first && start > s->old_start_max) s->old_start_max = start;
+    if (g != s->gen_first && (!s->new_end_min || end < s->new_end_min)) s->new_end_min = end;
+    if (g > s->gen_last) s->gen_last = g;
+}
+
+static void on_done(void *ctx, h2c *c, uint64_t tag, int st, const uint8_t *body, size_t len)
+{
+    (void)c;
+    stats *s = ctx;
+    uint64_t now = mono_ns();
+    if (tag < s->measure_from_ns) return; /* warm-up */
+    if (s->track && st == 0) track_gen(s, tag, now, body, len);
+    if (st != 0) {
+        s->errors++;
+        return;
+    }
+    s->ok++;
+    s->bytes += len;
+    hist_add(&s->h, (now - tag) / 1000);
+}
+
+static int parse(int argc, char **argv, opts *o)
+{
+    *o = (opts){.target = "127.0.0.1:50051", .seq = "engagements", .users = 1000000, .user = 1,
+                .conns = 16, .streams = 32, .secs = 10, .warmup = 1, .max_events = 100};
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--target")) o->target = v;
+        else if (!strcmp(k, "--sequence")) o->seq = v;
+        else if (!strcmp(k, "--users")) o->users = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--user")) o->user = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "-c")) o->conns = atoi(v);
+        else if (!strcmp(k, "-m")) o->streams = atoi(v);
+        else if (!strcmp(k, "-D")) o->secs = atof(v);
+        else if (!strcmp(k, "--warmup")) o->warmup = atof(v);
+        else if (!strcmp(k, "--rps")) o->rps = atof(v);
+        else if (!strcmp(k, "--max")) o->max_events = (uint32_t)strtoul(v, NULL, 10);
+        else if (!strcmp(k, "--write-request")) o->write_req = v;
+        else if (!strcmp(k, "--track-gen")) o->track = atoi(v);
+        else if (!strcmp(k, "--fixed-user")) o->user = strtoull(v, NULL, 10), o->fixed = 1;
+        else return -1;
+    }
+    return o->conns > 0 && o->conns <= MAX_CONNS && o->streams > 0 && o->users > 0 ? 0 : -1;
+}
+
+static int write_request(const opts *o)
+{
+    uint8_t buf[512];
+    size_t n = h2c_get_request(buf, o->user, o->seq, o->max_events);
+    FILE *f = fopen(o->write_req, "wb");
+    if (!f || fwrite(buf, 1, n, f) != n || fclose(f) != 0) {
+        perror(o->write_req);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    uint8_t b[96];
+    size_t n;
+} req;
+
+static volatile sig_atomic_t stop_now; /* SIGINT/SIGTERM: end the run early, still report */
+static void on_signal(int sig) { (void)sig, stop_now = 1; }
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Starts one call on connection c (random user); 0 or -1. */
+static int start(h2c *c, req *reqs, uint64_t tag)
+{
+    req *r = &reqs[rnd() % REQS];
+    return h2c_submit(c, PATH, r->b, r->n, tag);
+}
+
+static int run(const opts *o, stats *s)
+{
+    static req reqs[REQS];
+    h2c *cs[MAX_CONNS] = {0};
+    struct pollfd pf[MAX_CONNS];
+    char err[256] = "";
+    int rc = 1;
+    for (int i = 0; i < REQS; i++)
+        reqs[i].n = h2c_get_request(reqs[i].b, o->fixed ? o->user : 1 + rnd() % o->users, o->seq,
+                                    o->max_events);
+    for (int i = 0; i < o->conns; i++)
+        if (!(cs[i] = h2c_connect(o->target, on_done, s, err, sizeof err))) {
+            fprintf(stderr, "seqload: %s\n", err);
+            goto out;
+        }
+    uint64_t t0 = mono_ns(), end = t0 + (uint64_t)((o->warmup + o->secs) * 1e9);
+    s->measure_from_ns = t0 + (uint64_t)(o->warmup * 1e9);
+    double gap = o->rps > 0 ? 1e9 / o->rps : 0;
+    uint64_t sent = 0;
+    int rr = 0;
+    for (uint64_t now = t0; now < end && !stop_now; now = mono_ns()) {
+        if (gap > 0) { /* open loop: start every call that is due */
+            for (uint64_t due = t0 + (uint64_t)(sent * gap); due <= now;
+                 due = t0 + (uint64_t)(sent * gap)) {
+                int k = 0;
+                while (k < o->conns && h2c_inflight(cs[rr]) >= o->streams) rr = (rr + 1) % o->conns, k++;
+                if (k == o->conns || start(cs[rr], reqs, due) < 0) break; /* all full: backlog */
+                rr = (rr + 1) % o->conns;
+                sent++;
+            }
+        } else {
+            for (int i = 0; i < o->conns; i++)
+                while (h2c_inflight(cs[i]) < o->streams && start(cs[i], reqs, mono_ns()) == 0) {
+                }
+        }
+        for (int i = 0; i < o->conns; i++) {
+            pf[i] = (struct pollfd){h2c_fd(cs[i]), POLLIN, 0};
+            if (h2c_io(cs[i]) < 0) {
+                fprintf(stderr, "seqload: connection %d lost\n", i);
+                goto out;
+            }
+            if (h2c_want_write(cs[i])) pf[i].events |= POLLOUT;
+        }
+        /* open loop: sleep no later than the next call's start */
+        uint64_t wait = 100000000, next = t0 + (uint64_t)(sent * gap), t = mono_ns();
+        if (gap > 0) wait = next > t ? next - t : 0;
+        struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+        ppoll(pf, (nfds_t)o->conns, &ts, NULL);
+        for (int i = 0; i < o->conns; i++)
+            if (pf[i].revents && h2c_io(cs[i]) < 0) {
+                fprintf(stderr, "seqload: connection %d lost\n", i);
+                goto out;
+            }
+    }
+    rc = 0;
+out:
+    s->secs = (double)(mono_ns() - s->measure_from_ns) / 1e9;
+    for (int i = 0; i < o->conns; i++) h2c_free(cs[i]);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    stats s = {0};
+    if (parse(argc, argv, &o) < 0) {
+        fprintf(stderr, "usage: seqload [--target H:P] [--sequence S] [--users N] [-c C] [-m M]\n"
+                        "               [-D SECS] [--warmup SECS] [--rps R] [--max N] [--track-gen 1]\n"
+                        "               [--fixed-user U]\n"
+                        "       seqload --write-request FILE --user U [--sequence S] [--max N]\n");
+        return 2;
+    }
+    if (o.write_req) return write_request(&o);
+    if (hist_init(&s.h) < 0) return 1;
+    s.track = o.track;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    int rc = run(&o, &s);
+    printf("requests=%" PRIu64 " errors=%" PRIu64 " rps=%.0f p50_us=%" PRIu64 " p99_us=%" PRIu64
+           " p999_us=%" PRIu64 " max_us=%" PRIu64 " mean_body=%.0f\n",
+           s.ok, s.errors, s.secs > 0 ? (double)s.ok / s.secs : 0.0, hist_q(&s.h, 0.5), hist_q(&s.h, 0.99),
+           hist_q(&s.h, 0.999), s.h.max_us, s.ok ? (double)s.bytes / (double)s.ok : 0.0);
+    if (s.track) {
+        double w = s.new_end_min > s.old_start_max ? (double)(s.new_end_min - s.old_start_max) / 1e3 : 0;
+        printf("gen_first=%" PRIu64 " gen_last=%" PRIu64 " switch_window_us=%.0f\n", s.gen_first,
+               s.gen_last, s.gen_last != s.gen_first ? w : -1.0);
+    }
+    free(s.h.b);
+    return rc || s.errors ? 1 : 0;
+}
