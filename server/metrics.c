@@ -34,6 +34,8 @@ typedef struct {
     seq_metric_type type;
     seq_metric_fn fn;
     void *ctx;
+    const char *label;          /* a labeled family when set: samples come from family */
+    seq_metric_family_fn family;
 } fn_entry;
 
 struct seq_metrics {
@@ -83,7 +85,16 @@ int seq_metrics_add_fn(seq_metrics *m, const char *name, const char *help, seq_m
                        seq_metric_fn fn, void *ctx)
 {
     if (m->n_fns == MAX_FNS) return SEQ_ERESOURCE;
-    m->fns[m->n_fns++] = (fn_entry){name, help, type, fn, ctx};
+    m->fns[m->n_fns++] = (fn_entry){name, help, type, fn, ctx, NULL, NULL};
+    return SEQ_OK;
+}
+
+int seq_metrics_add_family(seq_metrics *m, const char *name, const char *help,
+                           seq_metric_type type, const char *label, seq_metric_family_fn fn,
+                           void *ctx)
+{
+    if (m->n_fns == MAX_FNS) return SEQ_ERESOURCE;
+    m->fns[m->n_fns++] = (fn_entry){name, help, type, NULL, ctx, label, fn};
     return SEQ_OK;
 }
 
@@ -212,7 +223,13 @@ int seq_metrics_render(seq_metrics *m, seq_buf *out)
         const fn_entry *e = &m->fns[i];
         char vb[64];
         rc = header(out, e->name, e->help, e->type == SEQ_METRIC_COUNTER ? "counter" : "gauge");
-        if (!rc) rc = appendf(out, "%s %s\n", e->name, fmt_value(e->fn(e->ctx), vb, sizeof vb));
+        if (!rc && !e->family)
+            rc = appendf(out, "%s %s\n", e->name, fmt_value(e->fn(e->ctx), vb, sizeof vb));
+        const char *lv;
+        double v;
+        for (size_t j = 0; !rc && e->family && e->family(e->ctx, j, &lv, &v); j++)
+            rc = appendf(out, "%s{%s=\"%s\"} %s\n", e->name, e->label, lv,
+                         fmt_value(v, vb, sizeof vb));
     }
     if (!rc) rc = render_grpc(m, out);
     return rc;

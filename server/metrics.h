@@ -29,6 +29,14 @@ void seq_metrics_free(seq_metrics *m);
 int seq_metrics_add_fn(seq_metrics *m, const char *name, const char *help, seq_metric_type type,
                        seq_metric_fn fn, void *ctx);
 
+/* A labeled family: fn(ctx, i, &label_value, &value) gives sample i and returns 1, or 0
+ * past the last one. Label values are plain names (sequence names), not escaped. */
+typedef int (*seq_metric_family_fn)(void *ctx, size_t i, const char **label_value,
+                                    double *value);
+int seq_metrics_add_family(seq_metrics *m, const char *name, const char *help,
+                           seq_metric_type type, const char *label, seq_metric_family_fn fn,
+                           void *ctx);
+
 /* One finished gRPC call: method index (-1 unknown), gRPC status, duration. Matches
  * seq_grpc_done_fn, so it can be passed as on_done with the registry as ctx. */
 void seq_metrics_grpc_done(void *m, int method_index, int status, uint64_t elapsed_ns);

@@ -124,6 +124,13 @@ def test_late_stream_event_in_batch_history_not_shown(bserver):
     u = new_user()
     paths = build(s, "late", "short", A, B, GEN, [ev(u, A + 1000, 20, "L1")])
     load(s, "short", A, B, GEN, paths)
+    # completeness in /metrics, per sequence, apart from the stream's freshness
+    code, body = s.http("/metrics")
+    gen = [l for l in body.splitlines() if l.startswith('seqd_batch_generation{sequence="short"} ')]
+    wm = [l for l in body.splitlines()
+          if l.startswith('seqd_batch_watermark_seconds{sequence="short"} ')]
+    assert gen and int(float(gen[0].split()[1])) >= GEN, body
+    assert wm and float(wm[0].split()[1]) >= B / 1000.0, body
     before = s.counts()["late_batch_owned"]
     before_metric = s.metric("seqd_events_late_batch_owned_total")
     s.producer().events([
