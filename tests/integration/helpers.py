@@ -337,6 +337,13 @@ class Seqd:
         return r
 
 
+def asan_build():
+    """Is seqd built with AddressSanitizer? (Its shadow memory and quarantine make RSS
+    figures meaningless: RSS bounds are for the plain build.)"""
+    out = subprocess.run(["ldd", SEQD_BIN], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
 _next_user = [1000]
 
 

@@ -2,16 +2,9 @@
 (scripts/test.sh --sanitize, ASAN_OPTIONS=detect_leaks=1:abort_on_error=1), LeakSanitizer
 runs at seqd's exit: a leak turns the clean exit into an abort and prints its report.
 Elsewhere it is skipped: LSan needs the instrumented binary."""
-import subprocess
-
 import pytest
 
-from helpers import SEQD_BIN, make_event, now_ms, pb
-
-
-def asan_build():
-    out = subprocess.run(["ldd", SEQD_BIN], capture_output=True, text=True).stdout
-    return "libasan" in out
+from helpers import asan_build, make_event, now_ms, pb
 
 
 @pytest.mark.skipif(not asan_build(), reason="needs the ASan build (scripts/test.sh --sanitize)")
