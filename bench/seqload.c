@@ -36,7 +36,7 @@ typedef struct {
     uint64_t ok, errors, bytes, measure_from_ns;
     double secs; /* measured window */
     /* --track-gen: the batch_generation answers carry, to bound a load's switch-over */
-    int track;
+    int track, seen;
     uint64_t gen_first, gen_last, old_start_max, new_end_min;
 } stats;
 
@@ -45,7 +45,7 @@ typedef struct {
 static void track_gen(stats *s, uint64_t start, uint64_t end, const uint8_t *body, size_t len)
 {
     uint64_t g = len > 5 ? h2c_pb_first_varint(body + 5, len - 5, 9) : 0;
-    if (!s->gen_first && !s->gen_last) s->gen_first = g, s->gen_last = g;
+    if (!s->seen) s->seen = 1, s->gen_first = g, s->gen_last = g;
     if (g == s->gen_first && start > s->old_start_max) s->old_start_max = start;
     if (g != s->gen_first && (!s->new_end_min || end < s->new_end_min)) s->new_end_min = end;
     if (g > s->gen_last) s->gen_last = g;
