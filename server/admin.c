@@ -78,22 +78,17 @@ static void on_metrics(seq_admin *a, struct evhttp_request *req)
     seq_buf_free(&out);
 }
 
-/* Ready: storage open (it is, for the server's whole life) and the stream caught up. */
+/* Ready: storage open (it is, for the server's whole life), the brokers reachable, stream
+ * writes succeeding and the stream caught up (seq_consumer_ready says which is missing). */
 static void on_readyz(seq_admin *a, struct evhttp_request *req)
 {
-    seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
-    if (atomic_load_explicit(&st->caught_up, memory_order_relaxed)) {
+    char why[400], text[440];
+    if (seq_consumer_ready(a->ctx.consumer, why, sizeof why)) {
         reply_text(req, 200, "OK", "ready\n");
         return;
     }
-    char why[128];
-    seq_consumer_part p;
-    if (seq_consumer_partitions(a->ctx.consumer, &p, 1) == 0)
-        snprintf(why, sizeof why, "not ready: stream partitions not assigned yet\n");
-    else
-        snprintf(why, sizeof why, "not ready: stream not caught up (lag %lld messages)\n",
-                 (long long)atomic_load_explicit(&st->lag, memory_order_relaxed));
-    reply_text(req, 503, "Service Unavailable", why);
+    snprintf(text, sizeof text, "not ready: %s\n", why);
+    reply_text(req, 503, "Service Unavailable", text);
 }
 
 /* ---- /status ---- */

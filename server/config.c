@@ -39,6 +39,7 @@ static const opt_spec OPTS[] = {
     {"max-connections", OPT_INT, F(max_connections), 1},
     {"max-concurrent-streams", OPT_INT, F(max_concurrent_streams), 1},
     {"max-header-bytes", OPT_INT, F(max_header_bytes), 1024},
+    {"min-free-mb", OPT_SIZE, F(min_free_mb), 0},
     {"help", OPT_FLAG, F(help), 0},
 };
 #undef F
@@ -50,13 +51,14 @@ void seq_config_usage(FILE *f)
           "            [--event-format protobuf|json] [--threads N] [--cache-mb N]\n"
           "            [--max-message-bytes N] [--batch-root DIR] [--admin-token-file FILE]\n"
           "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
-          "            [--max-header-bytes N]\n"
+          "            [--max-header-bytes N] [--min-free-mb N]\n"
           "defaults: --data-dir ./seqd-data --grpc-listen 127.0.0.1:50051\n"
           "          --admin-listen 127.0.0.1:8080 --topic seqd.events --group seqd\n"
           "          --event-format protobuf --threads <cores> --cache-mb 512\n"
           "          --max-message-bytes 4194304 --batch-root <data-dir>/batch\n"
           "          --idle-timeout-s 300 --max-connections 4096 --max-concurrent-streams 256\n"
-          "          --max-header-bytes 16384; no --brokers: an embedded Kafka cluster\n",
+          "          --max-header-bytes 16384 --min-free-mb 128 (0: no check);\n"
+          "          no --brokers: an embedded Kafka cluster\n",
           f);
 }
 
@@ -73,6 +75,7 @@ static void set_defaults(seq_config *c)
     c->threads = n > 0 ? (int)n : 1;
     c->cache_mb = 512;
     c->max_message_bytes = 4194304;
+    c->min_free_mb = 128;
 }
 
 static const opt_spec *find_opt(const char *name, size_t len)

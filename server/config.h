@@ -28,6 +28,10 @@ typedef struct {
     int max_connections;
     int max_concurrent_streams;
     int max_header_bytes;
+    /* The consumer stops writing (and retries) while the data dir's file system has less
+     * free space than this: RocksDB 7.8 cannot recover in-process from a WAL write that
+     * ran out of space, but recovers from flushes that did. 0 = no check. */
+    size_t min_free_mb;
     int help;           /* --help was given: print usage, exit 0 */
 } seq_config;
 

@@ -3,8 +3,21 @@
  * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, each committed to RocksDB in one
  * write together with every touched partition's next offset and watermark. Offsets live
  * only in RocksDB (never committed to Kafka), so a crash at any point resumes exactly
- * where the stored data ends. A failed commit is retried with the same messages (still
- * held in memory) on a fresh store batch; counts are published only after success. */
+ * where the stored data ends. A failed commit (disk full, a RocksDB write error) is
+ * retried with the same messages (still held in memory) on a fresh store batch, with a
+ * growing pause, until it succeeds: offsets never advance past unwritten data, nothing
+ * is half-applied, counts are published only after success.
+ *
+ * No call on this thread may block for long, whatever the brokers do, so that a stop
+ * always finishes within seconds: the thread never uses librdkafka's synchronous offset
+ * queries (rd_kafka_query_watermark_offsets waits for a broker well past its timeout
+ * when the broker is down); high watermarks come from fetch responses instead, and a
+ * stored offset past the log's end is reset by librdkafka (auto.offset.reset).
+ *
+ * Broker health: librdkafka's error callback (__TRANSPORT, __ALL_BROKERS_DOWN, ...,
+ * served by rd_kafka_poll on this thread) triggers a metadata probe of the topic with a
+ * short timeout, repeated every PROBE_EVERY_MS until one succeeds; /readyz reports the
+ * brokers down meanwhile. */
 #include "consumer.h"
 
 #include <errno.h>
@@ -14,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "../engine/event.h"
@@ -24,6 +38,9 @@
 #define BATCH_WAIT_MS 5
 #define IDLE_WAIT_MS 100
 #define RETRY_SLEEP_MS 500
+#define RETRY_MAX_MS 5000      /* longest pause between retries of a failed commit */
+#define METADATA_TIMEOUT_MS 1000 /* bounds how long a stop can wait for a metadata call */
+#define PROBE_EVERY_MS 1000
 
 typedef struct {
     int64_t next, high, wm;
@@ -44,10 +61,12 @@ struct seq_consumer {
     int thread_started;
     _Atomic int stop;
     seq_consumer_stats stats;
+    int64_t probe_at_ms; /* consumer thread: next broker probe, 0 = none due */
 
     pthread_mutex_t mu; /* guards parts/n_parts against the admin's snapshots */
     part_state *parts;  /* indexed by partition id */
     uint32_t n_parts;
+    char store_err[256]; /* the last failed commit's message */
 
     /* consumer-thread only */
     seq_store_batch *batch;
@@ -59,6 +78,16 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+}
+
+/* Sleeps ms in short slices; returns early (1) once a stop was requested. */
+static int pause_unless_stopped(seq_consumer *c, int ms)
+{
+    for (int slept = 0; slept < ms; slept += 50) {
+        if (atomic_load(&c->stop)) return 1;
+        sleep_ms(50);
+    }
+    return atomic_load(&c->stop);
 }
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
@@ -101,6 +130,26 @@ fail_conf:
 
 /* ---- the consumer handle ---- */
 
+/* Runs on the consumer thread (from rd_kafka_poll). Connection-level errors only start
+ * probes: whether the brokers are really gone is what the probe finds out. */
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    seq_consumer *c = opaque;
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        atomic_store_explicit(&c->stats.brokers_down, 1, memory_order_relaxed);
+        /* fall through */
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        if (!c->probe_at_ms) c->probe_at_ms = seq_now_ms();
+        break;
+    default:
+        fprintf(stderr, "seqd: kafka: %s: %s\n", rd_kafka_err2name(err), reason);
+    }
+}
+
 static int make_consumer(seq_consumer *c, char *err, size_t errlen)
 {
     char e[256];
@@ -111,8 +160,16 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         conf_set(conf, "auto.offset.reset", "earliest", err, errlen) ||
         conf_set(conf, "enable.partition.eof", "false", err, errlen) ||
+        /* Fetch throughput and latency (bench/NOTES.md, "Streaming ingest"): bigger
+         * fetches per partition and a deeper prefetch queue keep the thread busy under
+         * load; a short broker wait bounds produce-to-visible when the log is idle. */
+        conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
+        conf_set(conf, "max.partition.fetch.bytes", "8388608", err, errlen) ||
+        conf_set(conf, "queued.min.messages", "1000000", err, errlen) ||
         conf_set(conf, "log_level", "4", err, errlen))
         goto fail;
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
     if (!c->rk) {
         seq_errf(err, errlen, "kafka consumer: %s", e);
@@ -127,41 +184,47 @@ fail:
 
 /* ---- assignment ---- */
 
-/* Partition count of the topic, 0 while it does not exist (yet). */
+/* Partition count of the topic: 0 while it does not exist (yet), -1 when no broker
+ * answered within METADATA_TIMEOUT_MS (which also settles the broker health). */
 static int topic_partitions(seq_consumer *c)
 {
     const rd_kafka_metadata_t *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, c->cfg.topic, NULL);
     if (!rkt) return 0;
-    int n = 0;
-    if (rd_kafka_metadata(c->rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    int n = -1;
+    if (rd_kafka_metadata(c->rk, 0, rkt, &md, METADATA_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        n = 0;
         if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
             n = md->topics[0].partition_cnt;
         rd_kafka_metadata_destroy(md);
     }
     rd_kafka_topic_destroy(rkt);
+    atomic_store_explicit(&c->stats.brokers_down, n < 0, memory_order_relaxed);
     return n;
 }
 
-/* Where partition p starts: the stored next offset; the beginning when none; the low
- * watermark when the stored offset is past the log's end (the embedded log restarted
- * empty), so that we neither skip nor wait for offsets that will never come. */
+/* A due broker probe (see the top of the file): settles brokers_down, and repeats every
+ * PROBE_EVERY_MS while no broker answers. */
+static void probe_brokers(seq_consumer *c)
+{
+    int64_t now = seq_now_ms();
+    if (!c->probe_at_ms || now < c->probe_at_ms) return;
+    int down = topic_partitions(c) < 0;
+    c->probe_at_ms = down ? now + PROBE_EVERY_MS : 0;
+}
+
+/* Where partition p starts: the stored next offset, or the beginning when none. A stored
+ * offset past the log's end (the embedded log restarted empty) gets OFFSET_OUT_OF_RANGE
+ * from the broker and librdkafka restarts at the earliest offset (auto.offset.reset), so
+ * we neither skip nor wait for offsets that will never come. The high watermark is
+ * unknown (-1) until the first fetch response. */
 static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps)
 {
-    int64_t lo = 0, hi = 0, next = 0, wm = 0;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, c->cfg.topic, p, &lo, &hi, 5000);
-    if (e) fprintf(stderr, "seqd: kafka: watermarks of %s[%d]: %s\n", c->cfg.topic, p, rd_kafka_err2str(e));
+    int64_t next = 0, wm = 0;
     int stored = seq_store_get_offset(c->cfg.store, p, &next, &wm) == SEQ_OK;
     ps->wm = stored ? wm : 0;
-    ps->high = hi;
-    if (stored && !e && next > hi) {
-        fprintf(stderr, "seqd: kafka: %s[%d]: stored offset %lld is past the log end %lld; "
-                        "starting at %lld\n", c->cfg.topic, p, (long long)next, (long long)hi,
-                (long long)lo);
-        ps->next = lo;
-        return lo;
-    }
-    ps->next = stored ? next : lo;
+    ps->high = -1;
+    ps->next = stored ? next : 0;
     return stored ? next : RD_KAFKA_OFFSET_BEGINNING;
 }
 
@@ -178,9 +241,9 @@ static int assign_all(seq_consumer *c)
 {
     int n, warned = 0;
     while ((n = topic_partitions(c)) <= 0) {
-        if (atomic_load(&c->stop)) return SEQ_ECANCELLED;
         if (!warned++) fprintf(stderr, "seqd: kafka: waiting for topic %s\n", c->cfg.topic);
-        sleep_ms(RETRY_SLEEP_MS);
+        rd_kafka_poll(c->rk, 0); /* serves the error callback; bounds the main queue */
+        if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return SEQ_ECANCELLED;
     }
     part_state *ps = calloc((size_t)n, sizeof *ps);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
@@ -269,14 +332,31 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     return SEQ_OK;
 }
 
+/* SEQ_ERESOURCE with a message while the data dir has less than min_free_bytes free: the
+ * commit then waits like a failed one, before RocksDB's WAL runs out of space (see
+ * config.h). */
+static int check_free_space(const seq_consumer *c, char *err, size_t errlen)
+{
+    struct statvfs fs;
+    if (!c->cfg.min_free_bytes || !c->cfg.data_dir || statvfs(c->cfg.data_dir, &fs) != 0)
+        return SEQ_OK;
+    uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+    if (avail >= c->cfg.min_free_bytes) return SEQ_OK;
+    seq_errf(err, errlen, "disk nearly full: %llu MiB free under %s, below --min-free-mb %llu",
+             (unsigned long long)(avail >> 20), c->cfg.data_dir,
+             (unsigned long long)(c->cfg.min_free_bytes >> 20));
+    return SEQ_ERESOURCE;
+}
+
 /* Adds the messages to a fresh view of pending state and the store batch; on success
  * commits. SEQ_OK or an error (nothing written, pending state must be reset). */
-static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, tallies *t)
+static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, tallies *t,
+                         char *err, size_t errlen)
 {
-    char err[256] = "a store error";
+    int rc = check_free_space(c, err, errlen);
+    if (rc) return rc;
     int64_t now = seq_now_ms();
     const seq_store_view *v = seq_store_view_acquire(c->cfg.store);
-    int rc = SEQ_OK;
     memset(c->touched, 0, c->n_parts);
     for (size_t i = 0; i < n && !rc; i++) {
         const rd_kafka_message_t *m = msgs[i];
@@ -293,13 +373,14 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, t
     seq_store_view_release(c->cfg.store, v);
     for (uint32_t p = 0; p < c->n_parts && !rc; p++)
         if (c->touched[p]) seq_store_batch_set_offset(c->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
-    if (!rc) rc = seq_store_batch_commit(c->batch, err, sizeof err);
-    if (rc) fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
+    if (!rc) rc = seq_store_batch_commit(c->batch, err, errlen);
+    else seq_errf(err, errlen, "adding events to the store batch failed");
     return rc;
 }
 
 /* The stream watermark of PRODUCT.md: the lowest watermark among partitions with
- * unconsumed messages, or the newest applied event time when all are caught up. */
+ * unconsumed messages, or the newest applied event time when all are caught up. A
+ * partition whose high watermark is not known yet counts as behind (lag unknown). */
 static void publish(seq_consumer *c)
 {
     int64_t lowest = INT64_MAX, newest = 0, lag = 0;
@@ -307,9 +388,9 @@ static void publish(seq_consumer *c)
     for (uint32_t p = 0; p < c->n_parts; p++) {
         const part_state *ps = &c->parts[p];
         if (ps->wm > newest) newest = ps->wm;
-        if (ps->next < ps->high) {
+        if (ps->high < 0 || ps->next < ps->high) {
             behind = 1;
-            lag += ps->high - ps->next;
+            if (ps->high > ps->next) lag += ps->high - ps->next;
             if (ps->wm < lowest) lowest = ps->wm;
         }
     }
@@ -338,22 +419,31 @@ static void add_tallies(seq_consumer *c, const tallies *t)
 }
 
 /* Processes msgs until committed (or stop): a failed commit leaves nothing written, so
- * the same messages are applied again on a fresh batch after a pause. */
+ * the same messages are applied again on a fresh batch after a pause that doubles up to
+ * RETRY_MAX_MS. Meanwhile store_failing makes /readyz report the error. */
 static void commit_messages(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
 {
-    for (;;) {
+    for (int pause = 100;; pause = pause * 2 < RETRY_MAX_MS ? pause * 2 : RETRY_MAX_MS) {
         tallies t = {0};
-        if (process_batch(c, msgs, n, &t) == SEQ_OK) {
+        char err[256] = "a store error";
+        if (process_batch(c, msgs, n, &t, err, sizeof err) == SEQ_OK) {
             add_tallies(c, &t);
+            atomic_store_explicit(&c->stats.store_failing, 0, memory_order_relaxed);
             return;
         }
+        if (pause == 100) /* the first failure of a streak; later ones only count */
+            fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
+        atomic_fetch_add_explicit(&c->stats.store_errors, 1, memory_order_relaxed);
+        atomic_store_explicit(&c->stats.store_failing, 1, memory_order_relaxed);
         pthread_mutex_lock(&c->mu);
         memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
+        snprintf(c->store_err, sizeof c->store_err, "%s", err);
         pthread_mutex_unlock(&c->mu);
         seq_store_batch_free(c->batch);
         c->batch = seq_store_batch_new(c->cfg.store);
-        if (atomic_load(&c->stop)) return;
-        sleep_ms(RETRY_SLEEP_MS);
+        rd_kafka_poll(c->rk, 0);
+        probe_brokers(c);
+        if (pause_unless_stopped(c, pause)) return;
     }
 }
 
@@ -374,6 +464,8 @@ static void *run(void *arg)
     publish(c);
     while (!atomic_load(&c->stop)) {
         size_t n = gather(c, msgs);
+        rd_kafka_poll(c->rk, 0);
+        probe_brokers(c);
         refresh_highs(c);
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
@@ -449,6 +541,28 @@ int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms)
         if (waited >= timeout_ms) return 0;
         sleep_ms(10);
     }
+}
+
+int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
+{
+    seq_consumer_stats *st = &c->stats;
+    char store_err[sizeof c->store_err];
+    pthread_mutex_lock(&c->mu);
+    uint32_t n_parts = c->n_parts;
+    memcpy(store_err, c->store_err, sizeof store_err);
+    pthread_mutex_unlock(&c->mu);
+    if (atomic_load_explicit(&st->brokers_down, memory_order_relaxed))
+        seq_errf(why, whylen, "kafka brokers %s unreachable", c->brokers);
+    else if (n_parts == 0)
+        seq_errf(why, whylen, "stream partitions not assigned yet");
+    else if (atomic_load_explicit(&st->store_failing, memory_order_relaxed))
+        seq_errf(why, whylen, "store writes failing (retrying): %s", store_err);
+    else if (!atomic_load_explicit(&st->caught_up, memory_order_relaxed))
+        seq_errf(why, whylen, "stream not caught up (lag %lld messages)",
+                 (long long)atomic_load_explicit(&st->lag, memory_order_relaxed));
+    else
+        return 1;
+    return 0;
 }
 
 const char *seq_consumer_brokers(const seq_consumer *c) { return c->brokers; }

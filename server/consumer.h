@@ -26,6 +26,9 @@ typedef struct {
     _Atomic uint64_t late_batch_owned;     /* stored, but in batch-owned history */
     _Atomic int64_t lag;                   /* messages not yet consumed, over all partitions */
     _Atomic int caught_up;                 /* assigned and no partition has unconsumed messages */
+    _Atomic int brokers_down;              /* the last metadata probe found no usable broker */
+    _Atomic int store_failing;             /* the last store commit failed (being retried) */
+    _Atomic uint64_t store_errors;         /* failed store commits (each retried) */
 } seq_consumer_stats;
 
 typedef struct {
@@ -36,6 +39,8 @@ typedef struct {
     int embedded_partitions; /* partitions of the embedded topic; 0 = 8 */
     const seq_def *def;
     seq_store *store;
+    const char *data_dir;  /* the store's directory, for the free-space check */
+    uint64_t min_free_bytes; /* commits wait while less is free there; 0 = no check */
     /* Where the stream watermark (PRODUCT.md) is published, in ms; owned by the caller,
      * read by the service on every response. */
     _Atomic int64_t *stream_watermark;
@@ -57,6 +62,10 @@ void seq_consumer_stop(seq_consumer *c);
 /* Waits until the partitions are assigned (1) or timeout_ms passed (0): main waits
  * so that the ready line comes with a complete /status. */
 int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms);
+
+/* 1 when the streaming path is healthy and caught up; else 0 and why (one line) in why:
+ * partitions not assigned yet, brokers unreachable, store writes failing, or lag. */
+int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen);
 
 /* The bootstrap list in use (the embedded cluster's when no brokers were given). */
 const char *seq_consumer_brokers(const seq_consumer *c);

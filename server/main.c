@@ -86,6 +86,7 @@ static int read_token(const char *path, char **out, char *err, size_t errlen)
 
 static double read_u64(void *p) { return (double)atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed); }
 static double read_i64(void *p) { return (double)atomic_load_explicit((_Atomic int64_t *)p, memory_order_relaxed); }
+static double read_int(void *p) { return atomic_load_explicit((_Atomic int *)p, memory_order_relaxed); }
 static double read_wm_seconds(void *p) { return read_i64(p) / 1000.0; }
 static double one(void *p) { (void)p; return 1; }
 static double cache_usage(void *st)
@@ -142,7 +143,13 @@ static void register_metrics(server *s)
     seq_metrics_add_fn(m, "seqd_consumer_lag_messages", "Messages in the topic not yet consumed.",
                        SEQ_METRIC_GAUGE, read_i64, &cs->lag);
     seq_metrics_add_fn(m, "seqd_consumer_caught_up", "1 when every partition is consumed to its end.",
-                       SEQ_METRIC_GAUGE, read_i64, &cs->caught_up);
+                       SEQ_METRIC_GAUGE, read_int, &cs->caught_up);
+    seq_metrics_add_fn(m, "seqd_kafka_brokers_down", "1 while no Kafka broker answers the consumer's metadata probe.",
+                       SEQ_METRIC_GAUGE, read_int, &cs->brokers_down);
+    seq_metrics_add_fn(m, "seqd_store_write_failing", "1 while the consumer's store commits fail (being retried).",
+                       SEQ_METRIC_GAUGE, read_int, &cs->store_failing);
+    seq_metrics_add_fn(m, "seqd_store_write_errors_total", "Failed store commits of the consumer (each retried, nothing applied).",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->store_errors);
     seq_metrics_add_fn(m, "seqd_stream_watermark_seconds", "Stream watermark: event time up to which the stream is applied.",
                        SEQ_METRIC_GAUGE, read_wm_seconds, &s->stream_watermark);
     seq_metrics_add_fn(m, "seqd_rocksdb_block_cache_usage_bytes", "RocksDB block cache usage.",
@@ -163,6 +170,24 @@ static unsigned idle_ms(int seconds)
     return seconds > 4000000 ? 4000000000u : (unsigned)seconds * 1000u;
 }
 
+/* A SIGTERM/SIGINT arrived (blocked, so pending) while starting. */
+static int stop_requested(void)
+{
+    sigset_t pending;
+    sigpending(&pending);
+    return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT);
+}
+
+/* Waits up to 10 s for the partitions so that the ready line comes with a complete
+ * /status, but not past a stop request: a stop always ends within seconds, brokers or
+ * not. */
+static void wait_assigned(server *s)
+{
+    for (int waited = 0; waited < 10000; waited += 100)
+        if (seq_consumer_wait_assigned(s->consumer, 100) || stop_requested()) return;
+    fprintf(stderr, "seqd: kafka: topic %s not assigned yet; serving meanwhile\n", s->cfg.topic);
+}
+
 /* Returns 0, or the exit code with a message in err. */
 static int start(server *s, char *err, size_t errlen)
 {
@@ -176,10 +201,10 @@ static int start(server *s, char *err, size_t errlen)
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
 
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
-                              s->def, s->store, &s->stream_watermark};
+                              s->def, s->store, s->cfg.data_dir,
+                              (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark};
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
-    if (!seq_consumer_wait_assigned(s->consumer, 10000))
-        fprintf(stderr, "seqd: kafka: topic %s not assigned yet; serving meanwhile\n", s->cfg.topic);
+    wait_assigned(s);
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;

@@ -18,6 +18,7 @@
 #include "../engine/event.h"
 #include "../engine/exec.h"
 #include "batch_file.h"
+#include "store.h"
 
 #define FILE_TARGET_BYTES (256u << 20) /* start a new SST past this size */
 
@@ -633,7 +634,7 @@ int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errl
     sort_all(b);
     w.opts = rocksdb_options_create();
     w.envopts = rocksdb_envoptions_create();
-    rocksdb_options_set_compression(w.opts, rocksdb_lz4_compression);
+    seq_store_sst_options(w.opts); /* the database's prefix blooms */
     w.files = json_array();
     rc = put_marker(&w, err, errlen);
     if (rc == SEQ_OK) rc = merge_runs(b, &w, err, errlen);

@@ -10,6 +10,12 @@
 uint64_t seq_key_bucket_enc(int64_t bucket) { return ~((uint64_t)bucket ^ SIGN64); }
 int64_t seq_key_bucket_dec(uint64_t enc) { return (int64_t)(~enc ^ SIGN64); }
 
+size_t seq_key_prefix_len(const char *key, size_t len)
+{
+    if (len >= SEQ_KEY_BATCH_PREFIX && key[0] == SEQ_K_BATCH) return SEQ_KEY_BATCH_PREFIX;
+    return len < SEQ_KEY_PREFIX ? len : SEQ_KEY_PREFIX;
+}
+
 static size_t head(uint8_t *k, uint8_t kind, uint32_t seq, uint64_t x)
 {
     k[0] = kind;
@@ -42,7 +48,7 @@ size_t seq_key_batch_prefix(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t use
 {
     head(k, SEQ_K_BATCH, seq, gen);
     seq_put_be64(k + 13, user);
-    return 21;
+    return SEQ_KEY_BATCH_PREFIX;
 }
 
 size_t seq_key_batch(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user, int64_t bucket)

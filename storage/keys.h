@@ -15,9 +15,10 @@
  *   'i' ...              be64 time_ms                                    (8 bytes)
  *   'b' ...              bucket blob
  *   'x' be32 part, be64 offset (sign bit flipped)   be32 reason_len, reason, payload
- * The first 13 bytes of 's', 'i', 'b' and 'x' keys are the RocksDB prefix (fixed prefix
- * extractor): 's'/'i' + seq + user is exactly one user's sequence, so a seek for a user
- * uses the prefix bloom filters. */
+ * RocksDB prefix (seq_key_prefix_len): the first 13 bytes of 's', 'i' and 'x' keys, the
+ * first 21 of 'b' bucket keys ('b' seq gen user); shorter keys ('m', the 13-byte batch
+ * marker) are their own prefix. Every prefix is exactly one user's data of one source, so
+ * a seek for a user is answered by the prefix bloom filters when the user is absent. */
 #ifndef SEQ_KEYS_H
 #define SEQ_KEYS_H
 
@@ -30,6 +31,7 @@
 #define SEQ_KEY_MAX (SEQ_KEY_PREFIX + 255) /* longest key: 'i' with a 255-byte id */
 #define SEQ_KEY_STREAM_LEN 21
 #define SEQ_KEY_BATCH_LEN 29
+#define SEQ_KEY_BATCH_PREFIX 21 /* 'b' seq gen user: the prefix of 'b' bucket keys */
 
 enum { SEQ_K_META = 'm', SEQ_K_STREAM = 's', SEQ_K_INDEX = 'i', SEQ_K_BATCH = 'b',
        SEQ_K_MALFORMED = 'x' };
@@ -44,6 +46,9 @@ size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset);
 size_t seq_key_offset(uint8_t *k, int32_t partition);
 size_t seq_key_gen(uint8_t *k, uint32_t seq);
 size_t seq_key_meta(uint8_t *k, const char *name); /* 'm' name (name < 64 bytes) */
+
+/* Length of the RocksDB prefix of a key (see the top of this file); never more than len. */
+size_t seq_key_prefix_len(const char *key, size_t len);
 
 uint64_t seq_key_bucket_enc(int64_t bucket);
 int64_t seq_key_bucket_dec(uint64_t enc);

@@ -190,13 +190,14 @@ static int load_view(seq_store *st, char *err, size_t errlen)
 
 /* ---- open / close ---- */
 
-/* A fixed 13-byte prefix, except that shorter ('m') keys are their own prefix: RocksDB
- * 7.8's prefix_same_as_start iteration transforms every key it steps on without asking
- * InDomain first, and the fixed-prefix extractor asserts on short keys. */
+/* The key prefix of keys.h (one user's data of one source). Shorter keys are their own
+ * prefix: RocksDB 7.8's prefix_same_as_start iteration transforms every key it steps on
+ * without asking InDomain first. Renamed whenever the prefix changes: RocksDB then
+ * ignores the prefix blooms of files written with the old one instead of trusting them. */
 static char *prefix_transform(void *state, const char *key, size_t len, size_t *dst_len)
 {
     (void)state;
-    *dst_len = len < SEQ_KEY_PREFIX ? len : SEQ_KEY_PREFIX;
+    *dst_len = seq_key_prefix_len(key, len);
     return (char *)key;
 }
 
@@ -211,8 +212,30 @@ static unsigned char prefix_in_domain(void *state, const char *key, size_t len)
 static const char *prefix_name(void *state)
 {
     (void)state;
-    return "seqd.prefix13";
+    return "seqd.prefix.v2";
 }
+
+/* What the files' format depends on (compression, prefix, filters): shared by the database
+ * and the batch builder's SST writer, so that ingested files carry the prefix blooms a
+ * read of an absent user needs. `cache` may be NULL (the writer has none). */
+static void table_options(rocksdb_options_t *o, rocksdb_cache_t *cache)
+{
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_prefix_extractor(
+        o, rocksdb_slicetransform_create(NULL, prefix_free, prefix_transform, prefix_in_domain,
+                                         prefix_in_domain, prefix_name));
+    rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
+    if (cache) rocksdb_block_based_options_set_block_cache(bbo, cache);
+    /* whole keys stay in the filter too: the consumer's point lookups ('i', 'm') use them */
+    rocksdb_block_based_options_set_filter_policy(bbo, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbo, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(bbo, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbo, 1);
+    rocksdb_options_set_block_based_table_factory(o, bbo);
+    rocksdb_block_based_options_destroy(bbo);
+}
+
+void seq_store_sst_options(struct rocksdb_options_t *o) { table_options(o, NULL); }
 
 static void configure(seq_store *st, size_t cache_mb)
 {
@@ -221,23 +244,16 @@ static void configure(seq_store *st, size_t cache_mb)
     size_t wbuf = (cache_mb * MB - cache_bytes) / 2; /* two memtables share the rest */
     st->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(st->opts, 1);
-    rocksdb_options_set_compression(st->opts, rocksdb_lz4_compression);
     rocksdb_options_set_write_buffer_size(st->opts, wbuf);
     rocksdb_options_set_max_write_buffer_number(st->opts, 2);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
-    /* 's'/'i' + seq + user: a user's sequence shares one prefix, so seeks use blooms */
-    rocksdb_options_set_prefix_extractor(
-        st->opts, rocksdb_slicetransform_create(NULL, prefix_free, prefix_transform, prefix_in_domain,
-                                                prefix_in_domain, prefix_name));
-
+    /* The consumer looks up every event's id index key, nearly always absent: a memtable
+     * bloom (prefix + whole key) answers those without walking the skiplist, which was
+     * a third of ingest CPU (bench/NOTES.md, "Streaming ingest"). */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.05);
+    rocksdb_options_set_memtable_whole_key_filtering(st->opts, 1);
     st->cache = rocksdb_cache_create_lru(cache_bytes);
-    rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_cache(bbo, st->cache);
-    rocksdb_block_based_options_set_filter_policy(bbo, rocksdb_filterpolicy_create_bloom_full(10));
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbo, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbo, 1);
-    rocksdb_options_set_block_based_table_factory(st->opts, bbo);
-    rocksdb_block_based_options_destroy(bbo);
+    table_options(st->opts, st->cache);
 
     st->cfilter = rocksdb_compactionfilter_create((void *)st->def, retention_state_free,
                                                   retention_filter, retention_name);

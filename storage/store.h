@@ -103,6 +103,11 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
                    const seq_rec **stream, uint32_t *ns, const seq_rec **batch, uint32_t *nb,
                    char *err, size_t errlen);
 
+/* Sets the SST format options (compression, key prefix, bloom filters) on RocksDB options
+ * of an SST writer, so that its files serve reads as well as the database's own. */
+struct rocksdb_options_t;
+void seq_store_sst_options(struct rocksdb_options_t *o);
+
 /* Approximate RocksDB block cache usage and capacity, in bytes (for /metrics). */
 void seq_store_cache_usage(seq_store *st, uint64_t *usage, uint64_t *capacity);
 

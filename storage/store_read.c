@@ -78,7 +78,7 @@ seq_store_reader *seq_store_reader_new(seq_store *st)
     if (!r) return NULL;
     r->st = st;
     r->ro = rocksdb_readoptions_create();
-    /* the prefix ('s'/'i' + seq + user, or 'b' + seq + gen) bounds every scan here */
+    /* the prefix (one user's data of one source, keys.h) bounds every scan here */
     rocksdb_readoptions_set_prefix_same_as_start(r->ro, 1);
     return r;
 }

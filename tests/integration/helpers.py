@@ -344,6 +344,12 @@ def asan_build():
     return "libasan" in out
 
 
+def tsan_build():
+    """Is seqd built with ThreadSanitizer? (Same caveat for RSS: its shadow memory.)"""
+    out = subprocess.run(["ldd", SEQD_BIN], capture_output=True, text=True).stdout
+    return "libtsan" in out
+
+
 _next_user = [1000]
 
 

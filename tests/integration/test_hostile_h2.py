@@ -14,7 +14,7 @@ import hpack
 import pytest
 
 from h2raw import H2Conn, frames
-from helpers import Seqd, asan_build, make_event, new_user, now_ms, pb, poll
+from helpers import Seqd, asan_build, tsan_build, make_event, new_user, now_ms, pb, poll
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -26,7 +26,7 @@ IDLE_S = 2
 MAX_STREAMS = 8
 MAX_MSG = 65536
 # bytes the server may grow by over the whole module (ASan's quarantine keeps freed memory)
-RSS_GROWTH_MAX = (1024 if asan_build() else 128) << 20
+RSS_GROWTH_MAX = (1024 if asan_build() or tsan_build() else 128) << 20
 
 
 def frame(typ, flags, sid, payload=b""):

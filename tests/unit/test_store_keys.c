@@ -49,6 +49,21 @@ static void parse_roundtrip(void)
     CHECK(memcmp(pre, k, pl) == 0);
 }
 
+/* The RocksDB prefix is one user's data of one source: a read seeks with exactly it. */
+static void prefixes(void)
+{
+    uint8_t k[SEQ_KEY_MAX], pre[SEQ_KEY_MAX];
+    size_t n = seq_key_batch(k, 1, 7, 77, 42), pl = seq_key_batch_prefix(pre, 1, 7, 77);
+    CHECK(seq_key_prefix_len((const char *)k, n) == pl && seq_key_prefix_len((char *)pre, pl) == pl);
+    n = seq_key_stream(k, 1, 77, 42);
+    CHECK(seq_key_prefix_len((const char *)k, n) == seq_key_user_prefix(pre, 's', 1, 77));
+    n = seq_key_index(k, 1, 77, "an-event-id-longer-than-8", 25);
+    CHECK(seq_key_prefix_len((const char *)k, n) == SEQ_KEY_PREFIX);
+    n = seq_key_meta(k, "gen"); /* short keys, and the 13-byte batch marker: themselves */
+    CHECK(seq_key_prefix_len((const char *)k, n) == n);
+    CHECK(seq_key_prefix_len("b0123456789ab", 13) == 13);
+}
+
 static void genval(void)
 {
     seq_cov_seg c[2] = {{-100, 0, 4}, {0, 3600000, 5}}, *out = NULL;
@@ -71,6 +86,7 @@ int main(void)
 {
     RUN(bucket_order);
     RUN(parse_roundtrip);
+    RUN(prefixes);
     RUN(genval);
     return seq_t_done();
 }
