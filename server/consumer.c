@@ -380,23 +380,27 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, t
 
 /* The stream watermark of PRODUCT.md: the lowest watermark among partitions with
  * unconsumed messages, or the newest applied event time when all are caught up. A
- * partition whose high watermark is not known yet counts as behind (lag unknown). */
+ * partition whose high watermark is not known yet (no fetch response since the
+ * assignment) is left out of the watermark and the lag, as nothing says it is behind,
+ * but the stream is not caught up (/readyz) until every partition's is known. */
 static void publish(seq_consumer *c)
 {
     int64_t lowest = INT64_MAX, newest = 0, lag = 0;
-    int behind = 0;
+    int behind = 0, unknown = 0;
     for (uint32_t p = 0; p < c->n_parts; p++) {
         const part_state *ps = &c->parts[p];
         if (ps->wm > newest) newest = ps->wm;
-        if (ps->high < 0 || ps->next < ps->high) {
+        if (ps->high < 0) {
+            unknown = 1;
+        } else if (ps->next < ps->high) {
             behind = 1;
-            if (ps->high > ps->next) lag += ps->high - ps->next;
+            lag += ps->high - ps->next;
             if (ps->wm < lowest) lowest = ps->wm;
         }
     }
     atomic_store_explicit(c->cfg.stream_watermark, behind ? lowest : newest, memory_order_relaxed);
     atomic_store_explicit(&c->stats.lag, lag, memory_order_relaxed);
-    atomic_store_explicit(&c->stats.caught_up, !behind, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.caught_up, !behind && !unknown, memory_order_relaxed);
 }
 
 static void refresh_highs(seq_consumer *c)

@@ -5,11 +5,13 @@
  * before the commit leaves only unreferenced keys, which seq_store_batch_gc removes at
  * the next start. Generations that lose all coverage are deleted once no reader holds
  * the view that still showed them. */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -245,11 +247,34 @@ out:
     return rc;
 }
 
+/* A load is seconds of CPU (checksums, hashing, copying the files) that nobody waits on
+ * at the millisecond scale, while readers are: on a 2-core machine it ran at the readers'
+ * priority and their p99 grew 40x (bench/NOTES.md). So the loading thread runs at the
+ * lowest priority (nice 19, per thread on Linux) and gets back its own nice afterwards;
+ * raising it back needs CAP_SYS_NICE or RLIMIT_NICE, so without those the thread stays
+ * low, which is why callers run loads on a thread of their own (server/service.c). */
+static int lower_priority(void)
+{
+    pid_t tid = gettid();
+    errno = 0;
+    int old = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (old == -1 && errno) return 0;
+    (void)setpriority(PRIO_PROCESS, (id_t)tid, 19); /* on failure the load just runs as is */
+    return old;
+}
+
+static void restore_priority(int old)
+{
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), old); /* best effort: see above */
+}
+
 int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_req *req,
                          seq_load_result *res, char *err, size_t errlen)
 {
     pthread_mutex_lock(&load_mu);
+    int old_nice = lower_priority();
     int rc = load_locked(st, batch_root, req, res, err, errlen);
+    restore_priority(old_nice);
     pthread_mutex_unlock(&load_mu);
     return rc;
 }
