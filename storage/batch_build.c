@@ -214,16 +214,22 @@ static int spill(seq_build *b, char *err, size_t errlen)
     return SEQ_OK;
 }
 
+/* Room for one more record in a doubling array (first size `initial`); 0 or -1 (OOM). */
+static int grow(brec **recs, size_t *cap, size_t n, size_t initial)
+{
+    if (n < *cap) return 0;
+    size_t c = *cap ? *cap * 2 : initial;
+    brec *p = realloc(*recs, c * sizeof *p);
+    if (!p) return -1;
+    *recs = p;
+    *cap = c;
+    return 0;
+}
+
 static int keep(seq_build *b, const seq_event *ev, const seq_exec_out *o)
 {
     size_t extra = ev->id_len + (size_t)o->n_cols * 8;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 65536;
-        brec *p = realloc(b->recs, cap * sizeof *p);
-        if (!p) return SEQ_EINTERNAL;
-        b->recs = p;
-        b->cap = cap;
-    }
+    if (grow(&b->recs, &b->cap, b->n, 65536) < 0) return SEQ_EINTERNAL;
     brec *r = &b->recs[b->n++];
     r->user = ev->user_id;
     r->time = ev->time_ms;
@@ -572,13 +578,7 @@ static int flush_user(writer *w, char *err, size_t errlen)
 
 static int buffer_rec(writer *w, const source *src)
 {
-    if (w->n_user == w->cap_user) {
-        size_t cap = w->cap_user ? w->cap_user * 2 : 256;
-        brec *p = realloc(w->user_recs, cap * sizeof *p);
-        if (!p) return SEQ_EINTERNAL;
-        w->user_recs = p;
-        w->cap_user = cap;
-    }
+    if (grow(&w->user_recs, &w->cap_user, w->n_user, 256) < 0) return SEQ_EINTERNAL;
     brec *r = &w->user_recs[w->n_user++];
     *r = src->cur;
     r->off = (uint32_t)w->user_bytes.len;

@@ -337,6 +337,15 @@ class Seqd:
         return r
 
 
+def batch_root_server(workdir, args=()):
+    """A started seqd whose --batch-root is <workdir>/root (kept as .root)."""
+    root = os.path.join(workdir, "root")
+    os.makedirs(root)
+    s = Seqd(workdir, args=["--batch-root", root] + list(args))
+    s.root = root
+    return s.start()
+
+
 def asan_build():
     """Is seqd built with AddressSanitizer? (Its shadow memory and quarantine make RSS
     figures meaningless: RSS bounds are for the plain build.)"""

@@ -8,7 +8,7 @@ import shutil
 import grpc
 import pytest
 
-from helpers import HOUR, Seqd, now_ms
+from helpers import HOUR, batch_root_server, now_ms
 from test_batch import build, ev, floor_hour, load, load_code
 
 GEN = 500
@@ -16,12 +16,7 @@ GEN = 500
 
 @pytest.fixture(scope="module")
 def aserver(tmp_path_factory, stubs):
-    wd = str(tmp_path_factory.mktemp("access"))
-    root = os.path.join(wd, "root")
-    os.makedirs(root)
-    s = Seqd(wd, args=["--batch-root", root])
-    s.root = root
-    s.start()
+    s = batch_root_server(str(tmp_path_factory.mktemp("access")))
     yield s
     s.kill()
 

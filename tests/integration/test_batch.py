@@ -10,19 +10,14 @@ import subprocess
 import grpc
 import pytest
 
-from helpers import HOUR, SEQCTL_BIN, Seqd, new_user, now_ms, pb
+from helpers import HOUR, SEQCTL_BIN, batch_root_server, new_user, now_ms, pb
 
 GEN = 1000
 
 
 @pytest.fixture(scope="module")
 def bserver(tmp_path_factory, stubs):
-    wd = str(tmp_path_factory.mktemp("batch"))
-    root = os.path.join(wd, "root")
-    os.makedirs(root)
-    s = Seqd(wd, args=["--batch-root", root])
-    s.root = root
-    s.start()
+    s = batch_root_server(str(tmp_path_factory.mktemp("batch")))
     yield s
     s.kill()
 

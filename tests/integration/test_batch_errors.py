@@ -5,7 +5,6 @@ key check can catch it), out-of-range key, missing file, stale generation, the c
 generation with another range, an incompatible definition, manifests that list other files.
 After each: generation, coverage and data unchanged, and the message names the file. Also a
 compatible definition change (a column appended on the server) loads."""
-import copy
 import json
 import os
 import shutil
