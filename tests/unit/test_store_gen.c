@@ -5,16 +5,6 @@
 
 static int64_t NOW, S; /* S: a bucket boundary ten hours ago */
 
-static void put_raw(seq_store *st, const uint8_t *k, size_t kl, const void *v, size_t vl)
-{
-    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    char *e = NULL;
-    rocksdb_put(seq_store_db(st), wo, (const char *)k, kl, v, vl, &e);
-    CHECK(e == NULL);
-    rocksdb_free(e);
-    rocksdb_writeoptions_destroy(wo);
-}
-
 /* One batch bucket blob holding one record. */
 static void put_batch(seq_store *st, uint64_t gen, uint64_t user, int64_t t, const char *id)
 {
@@ -23,7 +13,7 @@ static void put_batch(seq_store *st, uint64_t gen, uint64_t user, int64_t t, con
     CHECK(seq_blob_build(&blob, &r, 1) == SEQ_OK);
     uint8_t k[SEQ_KEY_MAX];
     size_t kl = seq_key_batch(k, 0, gen, user, seq_bucket_of(t, HOUR));
-    put_raw(st, k, kl, blob.data, blob.len);
+    fx_put_raw(st, k, kl, blob.data, blob.len);
     seq_buf_free(&blob);
 }
 
@@ -93,7 +83,7 @@ static void views_and_batch_reads(void)
     seq_buf v = {0};
     uint8_t k[SEQ_KEY_MAX];
     CHECK(seq_genval_encode(&v, 11, S + 3 * HOUR, cov, 2) == 0);
-    put_raw(st, k, seq_key_gen(k, 0), v.data, v.len);
+    fx_put_raw(st, k, seq_key_gen(k, 0), v.data, v.len);
     seq_buf_free(&v);
     seq_store_close(st);
     st = fx_open(d);

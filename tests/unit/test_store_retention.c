@@ -3,16 +3,6 @@
  * malformed records. */
 #include "store_fixture.h"
 
-static void put_raw(seq_store *st, const uint8_t *k, size_t kl, const char *v, size_t vl)
-{
-    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    char *e = NULL;
-    rocksdb_put(seq_store_db(st), wo, (const char *)k, kl, v, vl, &e);
-    CHECK(e == NULL);
-    rocksdb_free(e);
-    rocksdb_writeoptions_destroy(wo);
-}
-
 static void compaction_drops_expired(void)
 {
     seq_def *d = fx_def(DEF_JSON); /* retention 2 days */
@@ -29,7 +19,7 @@ static void compaction_drops_expired(void)
     CHECK(fx_commit(b) == SEQ_OK);
     uint8_t k[SEQ_KEY_MAX];
     size_t kl = seq_key_batch(k, 0, 9, 1, seq_bucket_of(old, d->bucket_ms));
-    put_raw(st, k, kl, "", 0);
+    fx_put_raw(st, k, kl, "", 0);
     CHECK(fx_has_stream(st, 1, old) == 1 && fx_has_index(st, 1, "old") == 1);
 
     rocksdb_compact_range(seq_store_db(st), NULL, 0, NULL, 0);
