@@ -289,6 +289,18 @@ static void stage_entries(seq_store_batch *b)
     free(ord);
 }
 
+/* After a successful write, readers must not be served what the record cache holds of
+ * the stream buckets it changed (rcache.h). */
+static void forget_written(seq_store_batch *b)
+{
+    if (!b->st->rcache) return;
+    for (uint32_t i = 0; i < b->n_ent; i++) {
+        const pend *e = &b->ent[i];
+        if (e->dirty && e->key[0] == SEQ_K_STREAM)
+            seq_rcache_forget(b->st->rcache, seq_get_be32(e->key + 1), seq_get_be64(e->key + 5));
+    }
+}
+
 /* After a successful write the pending values are what RocksDB holds. */
 static void mark_clean(seq_store_batch *b)
 {
@@ -336,6 +348,7 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
         reset(b, 0); /* the caller resumes from the stored offsets */
         return SEQ_EINTERNAL;
     }
+    forget_written(b);
     mark_clean(b);
     reset(b, 1);
     return SEQ_OK;

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "keys.h"
+#include "rcache.h"
 #include "store.h"
 
 struct seq_store_view {
@@ -26,6 +27,7 @@ struct seq_store {
     rocksdb_readoptions_t *rget;  /* point lookups */
     rocksdb_readoptions_t *rscan; /* whole-keyspace scans (total order) */
     const seq_def *def;
+    seq_rcache *rcache; /* hot users' bucket blobs (rcache.h); NULL: none */
 
     pthread_mutex_t commit_mu; /* serialises stream commits (the malformed counter) */
     _Atomic uint64_t malformed;

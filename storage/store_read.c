@@ -32,6 +32,7 @@ struct seq_store_reader {
     rocksdb_iterator_t *it;
     uint64_t it_seqno, it_epoch;
     arena a;
+    seq_buf ent; /* the user's entry: from the record cache or gathered (rcache.h) */
     seq_rec *srec, *brec;
     uint32_t scap, bcap;
 };
@@ -89,6 +90,7 @@ void seq_store_reader_free(seq_store_reader *r)
     if (r->it) rocksdb_iter_destroy(r->it);
     rocksdb_readoptions_destroy(r->ro);
     arena_free(&r->a);
+    seq_buf_free(&r->ent);
     free(r->srec);
     free(r->brec);
     free(r);
@@ -119,37 +121,125 @@ static int reserve(seq_rec **arr, uint32_t *cap, uint32_t n, uint32_t more)
     return 0;
 }
 
-/* Current iterator entry if its key has `prefix` and the given length: the bucket. */
-static int bucket_here(rocksdb_iterator_t *it, const uint8_t *prefix, size_t plen, size_t klen,
-                       int64_t *bucket)
+/* ---- bucket cursors: the same reads over RocksDB or over a gathered entry ----
+ * An entry (the record cache's unit, rcache.h) is one user's bucket blobs of one sequence:
+ * segments of SEG_HDR bytes {u8 kind ('s' or 'b'), 3 pad, u32 len, u64 gen, i64 bucket}
+ * followed by the blob, padded to 8; per source, buckets newest first, as RocksDB orders
+ * them. */
+#define SEG_HDR 24
+#define PAD8(n) (((n) + 7) & ~(size_t)7)
+
+typedef struct {
+    seq_store_reader *r;
+    const uint8_t *base, *end; /* entry mode: the entry; NULL: iterator mode */
+    const uint8_t *seg;        /* entry mode: the current segment */
+    uint8_t kind;
+    uint64_t gen;
+    uint8_t pre[SEQ_KEY_MAX];
+    size_t pl, klen;
+} cursor;
+
+static uint32_t seg_len(const uint8_t *g)
 {
+    uint32_t v;
+    memcpy(&v, g + 4, 4);
+    return v;
+}
+
+static uint64_t seg_u64(const uint8_t *g, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, g + off, 8);
+    return v;
+}
+
+static uint64_t seg_gen(const uint8_t *g) { return seg_u64(g, 8); }
+static const uint8_t *seg_next(const uint8_t *g) { return g + SEG_HDR + PAD8(seg_len(g)); }
+
+static int seg_here(const cursor *c)
+{
+    return c->seg < c->end && c->seg[0] == c->kind && seg_gen(c->seg) == c->gen;
+}
+
+/* Positions c on the newest bucket of one source: the stream ('s', gen 0) or one batch
+ * generation ('b', gen). */
+static void cur_seek(cursor *c, uint8_t kind, const seq_merge_params *p, uint64_t user,
+                     uint64_t gen)
+{
+    c->kind = kind;
+    c->gen = gen;
+    if (c->base) {
+        c->seg = c->base;
+        while (c->seg < c->end && !seg_here(c)) c->seg = seg_next(c->seg);
+        return;
+    }
+    if (kind == SEQ_K_STREAM) {
+        c->pl = seq_key_user_prefix(c->pre, SEQ_K_STREAM, p->seq->id, user);
+        c->klen = SEQ_KEY_STREAM_LEN;
+    } else {
+        c->pl = seq_key_batch_prefix(c->pre, p->seq->id, gen, user);
+        c->klen = SEQ_KEY_BATCH_LEN;
+    }
+    rocksdb_iter_seek(c->r->it, (const char *)c->pre, c->pl);
+}
+
+/* The current bucket, if any left in the source. */
+static int cur_bucket(const cursor *c, int64_t *bucket)
+{
+    if (c->base) {
+        if (!seg_here(c)) return 0;
+        *bucket = (int64_t)seg_u64(c->seg, 16);
+        return 1;
+    }
+    rocksdb_iterator_t *it = c->r->it;
     if (!rocksdb_iter_valid(it)) return 0;
     size_t kl;
     const char *k = rocksdb_iter_key(it, &kl);
-    if (kl != klen || memcmp(k, prefix, plen) != 0) return 0;
-    *bucket = seq_key_bucket_dec(seq_get_be64((const uint8_t *)k + klen - 8));
+    if (kl != c->klen || memcmp(k, c->pre, c->pl) != 0) return 0;
+    *bucket = seq_key_bucket_dec(seq_get_be64((const uint8_t *)k + kl - 8));
     return 1;
 }
 
-/* Copies the current value into the arena, makes room for its records in *arr and
- * starts iterating them. */
-static int open_blob(seq_store_reader *r, seq_blob_iter *bi, seq_rec **arr, uint32_t *cap,
-                     uint32_t n, char *err, size_t errlen)
+static void cur_next(cursor *c)
+{
+    if (c->base) c->seg = seg_next(c->seg);
+    else rocksdb_iter_next(c->r->it);
+}
+
+/* The current blob, stable until the end of the read: an entry is, an iterator's value
+ * is copied into the arena (Next invalidates it). */
+static const void *cur_value(cursor *c, size_t *vl)
+{
+    if (c->base) {
+        *vl = seg_len(c->seg);
+        return c->seg + SEG_HDR;
+    }
+    const char *v = rocksdb_iter_value(c->r->it, vl);
+    void *copy = arena_alloc(&c->r->a, *vl ? *vl : 1);
+    if (copy) memcpy(copy, v, *vl);
+    return copy;
+}
+
+/* Starts iterating the current blob's records, with room for them in *arr. */
+static int open_blob(cursor *c, seq_blob_iter *bi, seq_rec **arr, uint32_t *cap, uint32_t n,
+                     char *err, size_t errlen)
 {
     size_t vl;
-    const char *v = rocksdb_iter_value(r->it, &vl);
+    const void *v = cur_value(c, &vl);
+    if (!v) {
+        seq_errf(err, errlen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
     uint32_t count = seq_blob_count(v, vl);
     if (count > vl / 20) { /* a record takes at least 20 bytes */
         seq_errf(err, errlen, "corrupt bucket blob");
         return SEQ_EINTERNAL;
     }
-    void *copy = arena_alloc(&r->a, vl ? vl : 1);
-    if (!copy || reserve(arr, cap, n, count) < 0) {
+    if (reserve(arr, cap, n, count) < 0) {
         seq_errf(err, errlen, "out of memory");
         return SEQ_EINTERNAL;
     }
-    memcpy(copy, v, vl);
-    if (seq_blob_iter_init(bi, copy, vl) != SEQ_OK) {
+    if (seq_blob_iter_init(bi, v, vl) != SEQ_OK) {
         seq_errf(err, errlen, "corrupt bucket blob");
         return SEQ_EINTERNAL;
     }
@@ -166,24 +256,27 @@ static int iter_status(seq_store_reader *r, char *err, size_t errlen)
     return SEQ_EINTERNAL;
 }
 
+static int cur_status(cursor *c, char *err, size_t errlen)
+{
+    return c->base ? SEQ_OK : iter_status(c->r, err, errlen);
+}
+
 /* Stream records newest first, keeping those the merge could show, until enough: `extra`
  * more than the merge needs, since that many may still be dropped as ids the batch shows
  * in covered history. With `all`, down to retention: a stream copy of an id anywhere
  * hides the batch's copy at t >= C, so every stream id matters. */
-static int read_stream(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
-                       uint32_t extra, int all, uint32_t *ns, char *err, size_t errlen)
+static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint32_t extra,
+                       int all, uint32_t *ns, char *err, size_t errlen)
 {
-    uint8_t pre[SEQ_KEY_MAX];
-    size_t pl = seq_key_user_prefix(pre, SEQ_K_STREAM, p->seq->id, user);
+    seq_store_reader *r = c->r;
     uint32_t need = all ? UINT32_MAX : seq_merge_need(p) + extra;
     int64_t stop = all ? p->now_ms - p->seq->retention_ms : seq_merge_stop_before(p), bucket;
     int64_t bms = r->st->def->bucket_ms;
-    rocksdb_iter_seek(r->it, (const char *)pre, pl);
-    for (; bucket_here(r->it, pre, pl, SEQ_KEY_STREAM_LEN, &bucket); rocksdb_iter_next(r->it)) {
+    for (cur_seek(c, SEQ_K_STREAM, p, user, 0); cur_bucket(c, &bucket); cur_next(c)) {
         if (seq_bucket_end(bucket, bms) <= stop) break;
         seq_blob_iter bi;
         uint32_t n = *ns;
-        int rc = open_blob(r, &bi, &r->srec, &r->scap, n, err, errlen);
+        int rc = open_blob(c, &bi, &r->srec, &r->scap, n, err, errlen);
         if (rc != SEQ_OK) return rc;
         /* decoded in place; the blob's header count bounds how many fit */
         while (bi.left && (rc = seq_blob_iter_next(&bi, &r->srec[n])) == 1)
@@ -195,7 +288,7 @@ static int read_stream(seq_store_reader *r, const seq_merge_params *p, uint64_t 
         }
         if (n >= need) break;
     }
-    return iter_status(r, err, errlen);
+    return cur_status(c, err, errlen);
 }
 
 /* Does generation gen own any part of [start, end)? */
@@ -208,20 +301,18 @@ static int gen_owns(const seq_merge_params *p, uint64_t gen, int64_t start, int6
 }
 
 /* All records of one generation in the buckets it owns, within retention. */
-static int read_gen(seq_store_reader *r, const seq_merge_params *p, uint64_t user, uint64_t gen,
+static int read_gen(cursor *c, const seq_merge_params *p, uint64_t user, uint64_t gen,
                     uint32_t *nb, char *err, size_t errlen)
 {
-    uint8_t pre[SEQ_KEY_MAX];
-    size_t pl = seq_key_batch_prefix(pre, p->seq->id, gen, user);
+    seq_store_reader *r = c->r;
     int64_t bms = r->st->def->bucket_ms, bucket;
     int64_t floor = p->now_ms - p->seq->retention_ms;
-    rocksdb_iter_seek(r->it, (const char *)pre, pl);
-    for (; bucket_here(r->it, pre, pl, SEQ_KEY_BATCH_LEN, &bucket); rocksdb_iter_next(r->it)) {
+    for (cur_seek(c, SEQ_K_BATCH, p, user, gen); cur_bucket(c, &bucket); cur_next(c)) {
         int64_t start = seq_bucket_start(bucket, bms), end = seq_bucket_end(bucket, bms);
         if (end <= floor) break;
         if (!gen_owns(p, gen, start, end)) continue;
         seq_blob_iter bi;
-        int rc = open_blob(r, &bi, &r->brec, &r->bcap, *nb, err, errlen);
+        int rc = open_blob(c, &bi, &r->brec, &r->bcap, *nb, err, errlen);
         if (rc != SEQ_OK) return rc;
         while (bi.left && (rc = seq_blob_iter_next(&bi, &r->brec[*nb])) == 1)
             r->brec[(*nb)++].gen = gen;
@@ -230,7 +321,7 @@ static int read_gen(seq_store_reader *r, const seq_merge_params *p, uint64_t use
             return SEQ_EINTERNAL;
         }
     }
-    return iter_status(r, err, errlen);
+    return cur_status(c, err, errlen);
 }
 
 static int gen_seen_before(const seq_merge_params *p, uint32_t i)
@@ -240,23 +331,104 @@ static int gen_seen_before(const seq_merge_params *p, uint32_t i)
     return 0;
 }
 
+/* ---- gathering an entry from RocksDB (a cache miss) ---- */
+
+static int seg_append(seq_buf *ent, uint8_t kind, uint64_t gen, int64_t bucket, const void *v,
+                      size_t vl)
+{
+    uint8_t hdr[SEG_HDR] = {kind};
+    uint32_t l = (uint32_t)vl;
+    memcpy(hdr + 4, &l, 4);
+    memcpy(hdr + 8, &gen, 8);
+    memcpy(hdr + 16, &bucket, 8);
+    static const uint8_t zero[8];
+    if (seq_buf_append(ent, hdr, SEG_HDR) < 0 || seq_buf_append(ent, v, vl) < 0 ||
+        seq_buf_append(ent, zero, PAD8(vl) - vl) < 0)
+        return -1;
+    return 0;
+}
+
+/* Appends every bucket of one source within retention. Returns 1 when the entry grew
+ * past max (not worth caching: the caller reads straight from RocksDB instead). */
+static int gather_source(cursor *c, uint8_t kind, const seq_merge_params *p, uint64_t user,
+                         uint64_t gen, size_t max)
+{
+    int64_t bms = c->r->st->def->bucket_ms, bucket;
+    int64_t floor = p->now_ms - p->seq->retention_ms;
+    for (cur_seek(c, kind, p, user, gen); cur_bucket(c, &bucket); cur_next(c)) {
+        if (seq_bucket_end(bucket, bms) <= floor) break;
+        size_t vl;
+        const char *v = rocksdb_iter_value(c->r->it, &vl);
+        if (vl > UINT32_MAX || seg_append(&c->r->ent, kind, gen, bucket, v, vl) < 0) return -1;
+        if (c->r->ent.len > max) return 1;
+    }
+    return 0;
+}
+
+/* Gathers user's entry into r->ent. 0: done, 1: too large, <0: error (in err). */
+static int gather(cursor *c, const seq_merge_params *p, uint64_t user, size_t max, char *err,
+                  size_t errlen)
+{
+    int rc = 0;
+    c->r->ent.len = 0;
+    for (uint32_t i = 0; i < p->n_cov && rc == 0; i++)
+        if (!gen_seen_before(p, i)) rc = gather_source(c, SEQ_K_BATCH, p, user, p->cov[i].gen, max);
+    if (rc == 0) rc = gather_source(c, SEQ_K_STREAM, p, user, 0, max);
+    if (rc < 0) {
+        seq_errf(err, errlen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    if (rc == 0 && iter_status(c->r, err, errlen) != SEQ_OK) return SEQ_EINTERNAL;
+    return rc;
+}
+
+/* Points c at user's entry: from the cache, or gathered from RocksDB (and cached). Leaves
+ * c in iterator mode when the user's data is too large for an entry. */
+static int open_entry(cursor *c, const seq_merge_params *p, uint64_t user, char *err,
+                      size_t errlen)
+{
+    seq_store_reader *r = c->r;
+    seq_rcache *rc_ = r->st->rcache;
+    uint64_t sig = seq_rcache_cov_sig(p->cov, p->n_cov), version;
+    int hit = seq_rcache_get(rc_, p->seq->id, user, sig, &r->ent, &version);
+    if (hit < 0) {
+        seq_errf(err, errlen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    if (!hit) {
+        fresh_iter(r); /* after the version was read: see rcache.h */
+        int rc = gather(c, p, user, seq_rcache_max_entry(rc_), err, errlen);
+        if (rc < 0) return rc;
+        if (rc == 1) return SEQ_OK; /* iterator mode */
+        seq_rcache_put(rc_, p->seq->id, user, sig, version, r->ent.data, r->ent.len);
+    }
+    c->base = r->ent.data ? r->ent.data : (const uint8_t *)"";
+    c->end = c->base + r->ent.len;
+    return SEQ_OK;
+}
+
 int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
                    const seq_rec **stream, uint32_t *ns, const seq_rec **batch, uint32_t *nb,
                    char *err, size_t errlen)
 {
     int rc;
+    cursor c = {.r = r};
     *ns = *nb = 0;
     arena_reset(&r->a);
-    fresh_iter(r);
+    if (r->st->rcache) {
+        if ((rc = open_entry(&c, p, user, err, errlen)) != SEQ_OK) return rc;
+    } else {
+        fresh_iter(r);
+    }
     for (uint32_t i = 0; i < p->n_cov; i++) {
         if (gen_seen_before(p, i)) continue;
-        if ((rc = read_gen(r, p, user, p->cov[i].gen, nb, err, errlen)) != SEQ_OK) return rc;
+        if ((rc = read_gen(&c, p, user, p->cov[i].gen, nb, err, errlen)) != SEQ_OK) return rc;
     }
     uint32_t hist = 0;
     int64_t cut = p->now_ms - p->horizon_ms;
     for (uint32_t i = 0; i < *nb; i++) hist += r->brec[i].time_ms < cut;
     int recent_batch = hist < *nb;
-    if ((rc = read_stream(r, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
+    if ((rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;
     *batch = r->brec;
     return SEQ_OK;

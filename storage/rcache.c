@@ -1,0 +1,244 @@
+/* Record cache (see rcache.h): a sharded hash table with one LRU list and one mutex per
+ * shard. Readers on every gRPC worker and the consumer's forgets meet only on the shard
+ * of the user concerned; a lookup holds the lock for a hash probe and one memcpy. */
+#include "rcache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHARDS 64
+#define ENTRY_OVERHEAD 64 /* entry header + bucket slot, counted against the capacity */
+
+typedef struct entry {
+    struct entry *hnext;       /* hash chain */
+    struct entry *prev, *next; /* LRU, most recent at head */
+    uint64_t user, cov_sig;
+    uint32_t seq;
+    uint32_t len;
+    uint8_t data[];
+} entry;
+
+typedef struct {
+    pthread_mutex_t mu;
+    entry **tab;
+    uint32_t nbuckets, n;
+    entry *head, *tail;
+    size_t bytes, cap;
+    uint64_t version;
+    uint64_t hits, misses;
+} shard;
+
+struct seq_rcache {
+    shard s[SHARDS];
+};
+
+static uint64_t mix(uint32_t seq, uint64_t user)
+{
+    uint64_t h = user * 0x9E3779B97F4A7C15ull ^ ((uint64_t)seq << 32 | seq);
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 32);
+}
+
+static shard *shard_of(seq_rcache *c, uint64_t h) { return &c->s[h % SHARDS]; }
+static entry **slot_of(shard *s, uint64_t h) { return &s->tab[(h / SHARDS) & (s->nbuckets - 1)]; }
+
+seq_rcache *seq_rcache_new(size_t capacity_bytes)
+{
+    if (!capacity_bytes) return NULL;
+    seq_rcache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    for (int i = 0; i < SHARDS; i++) {
+        shard *s = &c->s[i];
+        pthread_mutex_init(&s->mu, NULL);
+        s->cap = capacity_bytes / SHARDS;
+        if (s->cap < 8 * 2 * ENTRY_OVERHEAD) s->cap = 8 * 2 * ENTRY_OVERHEAD;
+        s->nbuckets = 256;
+        if (!(s->tab = calloc(s->nbuckets, sizeof *s->tab))) {
+            seq_rcache_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+void seq_rcache_free(seq_rcache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < SHARDS; i++) {
+        shard *s = &c->s[i];
+        for (entry *e = s->head, *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+        free(s->tab);
+        pthread_mutex_destroy(&s->mu);
+    }
+    free(c);
+}
+
+uint64_t seq_rcache_cov_sig(const seq_cov_seg *cov, uint32_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ n; /* FNV-1a over the segments' fields */
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t f[3] = {(uint64_t)cov[i].start_ms, (uint64_t)cov[i].end_ms, cov[i].gen};
+        for (int j = 0; j < 3; j++) {
+            h ^= f[j];
+            h *= 0x100000001b3ull;
+            h ^= h >> 31;
+        }
+    }
+    return h;
+}
+
+/* ---- shard internals; the shard's lock is held ---- */
+
+static entry **find(shard *s, uint64_t h, uint32_t seq, uint64_t user)
+{
+    entry **p = slot_of(s, h);
+    while (*p && ((*p)->user != user || (*p)->seq != seq)) p = &(*p)->hnext;
+    return p;
+}
+
+static void lru_unlink(shard *s, entry *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else s->head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else s->tail = e->prev;
+}
+
+static void lru_push(shard *s, entry *e)
+{
+    e->prev = NULL;
+    e->next = s->head;
+    if (s->head) s->head->prev = e;
+    else s->tail = e;
+    s->head = e;
+}
+
+static void drop(shard *s, entry **p)
+{
+    entry *e = *p;
+    *p = e->hnext;
+    lru_unlink(s, e);
+    s->bytes -= e->len + ENTRY_OVERHEAD;
+    s->n--;
+    free(e);
+}
+
+static void evict_to(shard *s, size_t room)
+{
+    while (s->tail && s->bytes + room > s->cap) {
+        entry *t = s->tail;
+        drop(s, find(s, mix(t->seq, t->user), t->seq, t->user));
+    }
+}
+
+/* Doubles the table when it holds more entries than buckets; on OOM it stays as it is. */
+static void grow(shard *s)
+{
+    if (s->n < s->nbuckets) return;
+    uint32_t nb = s->nbuckets * 2;
+    entry **tab = calloc(nb, sizeof *tab);
+    if (!tab) return;
+    for (uint32_t i = 0; i < s->nbuckets; i++)
+        for (entry *e = s->tab[i], *next; e; e = next) {
+            next = e->hnext;
+            entry **slot = &tab[(mix(e->seq, e->user) / SHARDS) & (nb - 1)];
+            e->hnext = *slot;
+            *slot = e;
+        }
+    free(s->tab);
+    s->tab = tab;
+    s->nbuckets = nb;
+}
+
+/* ---- API ---- */
+
+size_t seq_rcache_max_entry(const seq_rcache *c) { return c->s[0].cap / 8 - ENTRY_OVERHEAD; }
+
+int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig, seq_buf *dst,
+                   uint64_t *version)
+{
+    uint64_t h = mix(seq, user);
+    shard *s = shard_of(c, h);
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    *version = s->version;
+    entry *e = *find(s, h, seq, user);
+    if (e && e->cov_sig == cov_sig) {
+        dst->len = 0;
+        if (seq_buf_append(dst, e->data, e->len) < 0) {
+            rc = -1;
+        } else {
+            lru_unlink(s, e);
+            lru_push(s, e);
+            rc = 1;
+        }
+    }
+    if (rc == 1) s->hits++;
+    else s->misses++;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                    uint64_t version, const void *data, size_t len)
+{
+    uint64_t h = mix(seq, user);
+    shard *s = shard_of(c, h);
+    if (len > seq_rcache_max_entry(c) || len > UINT32_MAX) return;
+    entry *e = malloc(sizeof *e + len);
+    if (!e) return;
+    memcpy(e->data, data, len);
+    e->user = user;
+    e->seq = seq;
+    e->cov_sig = cov_sig;
+    e->len = (uint32_t)len;
+    pthread_mutex_lock(&s->mu);
+    if (s->version != version) { /* written meanwhile: what was read may be stale */
+        pthread_mutex_unlock(&s->mu);
+        free(e);
+        return;
+    }
+    entry **p = find(s, h, seq, user);
+    if (*p) drop(s, p);
+    evict_to(s, len + ENTRY_OVERHEAD);
+    grow(s);
+    p = slot_of(s, h);
+    e->hnext = *p;
+    *p = e;
+    lru_push(s, e);
+    s->bytes += len + ENTRY_OVERHEAD;
+    s->n++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user)
+{
+    uint64_t h = mix(seq, user);
+    shard *s = shard_of(c, h);
+    pthread_mutex_lock(&s->mu);
+    entry **p = find(s, h, seq, user);
+    if (*p) drop(s, p);
+    s->version++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!c) return;
+    for (int i = 0; i < SHARDS; i++) {
+        shard *s = &c->s[i];
+        pthread_mutex_lock(&s->mu);
+        out->hits += s->hits;
+        out->misses += s->misses;
+        out->bytes += s->bytes;
+        out->capacity += s->cap;
+        pthread_mutex_unlock(&s->mu);
+    }
+}

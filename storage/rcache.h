@@ -1,0 +1,54 @@
+/* Record cache: one user's bucket blobs of one sequence, as the read path gathered them
+ * from RocksDB (storage/store_read.c), kept in memory so that a hot read costs a hash
+ * lookup and a copy instead of a RocksDB seek per source. Internal to storage/.
+ *
+ * Validity, without locks on the write path's side beyond one shard mutex:
+ * - stream writes: the consumer calls seq_rcache_forget for every (sequence, user) it
+ *   wrote, after its RocksDB write. A reader takes the shard's version before it reads
+ *   RocksDB and seq_rcache_put drops the entry if the version moved meanwhile, so an
+ *   entry built from data older than a write is never stored;
+ * - batch loads: an entry is tagged with the signature of the coverage it was read
+ *   under (seq_rcache_cov_sig); a committed load changes the coverage, so every entry
+ *   of the sequence stops matching at once, without a sweep.
+ * Entries are opaque bytes to this module; LRU eviction per shard within the capacity. */
+#ifndef SEQ_RCACHE_H
+#define SEQ_RCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/common.h"
+#include "../engine/merge.h"
+
+typedef struct seq_rcache seq_rcache;
+
+/* capacity 0: no cache (NULL). Caller frees with seq_rcache_free. */
+seq_rcache *seq_rcache_new(size_t capacity_bytes);
+void seq_rcache_free(seq_rcache *c);
+
+/* Signature of a coverage map (generations and ranges). */
+uint64_t seq_rcache_cov_sig(const seq_cov_seg *cov, uint32_t n);
+
+/* On a hit, replaces dst's contents with a copy of the entry and returns 1; 0 on a miss
+ * (or an entry made under another coverage), -1 out of memory. *version is the version of
+ * (seq, user)'s shard: on a miss, read RocksDB after this call and pass it to put. */
+int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig, seq_buf *dst,
+                   uint64_t *version);
+
+/* Largest entry put keeps: larger ones are not worth gathering. */
+size_t seq_rcache_max_entry(const seq_rcache *c);
+
+/* Stores a copy of data unless (seq, user) was forgotten since `version` was read or the
+ * entry is too large for its shard. */
+void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                    uint64_t version, const void *data, size_t len);
+
+/* Drops (seq, user)'s entry and moves its shard's version. */
+void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user);
+
+typedef struct {
+    uint64_t hits, misses, bytes, capacity;
+} seq_rcache_stats;
+void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *s);
+
+#endif
