@@ -12,7 +12,8 @@
  *      id the batch shows in covered history;
  *   3. a batch record at t >= C is out when the stream kept the same id;
  *   4. newest first, cut to max_length; then since/until and types; then max_events.
- * The common read (stream only, or nothing to dedup) never touches the hash table. */
+ * The common read (stream only, or nothing to dedup) never touches the hash table; the
+ * hot one (batch only, one generation, handed newest first) is a single walk. */
 #include "merge.h"
 
 #include <stdlib.h>
@@ -297,6 +298,24 @@ static uint32_t merge_cut(const seq_merge_params *p, const seq_rec **a, uint32_t
     return c.n;
 }
 
+/* Newer first in read order (seq_rec_cmp < 0), with the common case (different times)
+ * decided inline. */
+static inline int before(const seq_rec *a, const seq_rec *b)
+{
+    if (a->time_ms != b->time_ms) return a->time_ms > b->time_ms;
+    return seq_rec_cmp(a, b) < 0;
+}
+
+/* One generation, in read order (ids then unique): what the reader hands over for a
+ * user with batch data only in the newest generation. 0 when several generations or
+ * out of order. */
+static int one_gen_in_order(const seq_rec *batch, uint32_t nb)
+{
+    for (uint32_t i = 1; i < nb; i++)
+        if (batch[i].gen != batch[0].gen || !before(&batch[i - 1], &batch[i])) return 0;
+    return 1;
+}
+
 static int several_gens(const seq_rec *batch, uint32_t nb)
 {
     for (uint32_t i = 1; i < nb; i++)
@@ -304,11 +323,33 @@ static int several_gens(const seq_rec *batch, uint32_t nb)
     return 0;
 }
 
+/* Batch only, one generation, in read order: steps 0, 1 and 4 in one walk. Nothing to
+ * dedup, nothing to sort; the owner of each time comes from a cursor over the coverage
+ * (times only decrease) instead of a binary search per record. */
+static uint32_t run_one_gen(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
+                            const seq_rec **out)
+{
+    cutter c = {p, out, 0, 0};
+    int64_t fl = floor_ms(p);
+    uint32_t seg = p->n_cov; /* cov[seg - 1]: the last segment starting at or before t */
+    for (uint32_t i = 0; i < nb; i++) {
+        const seq_rec *r = &batch[i];
+        if (r->time_ms < fl) break;
+        while (seg && p->cov[seg - 1].start_ms > r->time_ms) seg--;
+        if (!seg) break; /* before all coverage: owned by nobody, nor is anything older */
+        const seq_cov_seg *g = &p->cov[seg - 1];
+        if (r->time_ms >= g->end_ms || g->gen != r->gen) continue;
+        if (cut_push(&c, r)) break;
+    }
+    return c.n;
+}
+
 uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
                        const seq_rec *batch, uint32_t nb, const seq_rec **out,
                        seq_merge_scratch *s)
 {
     if (nb == 0 || p->n_cov == 0) return run_stream_only(p, stream, ns, out);
+    if (ns == 0 && one_gen_in_order(batch, nb)) return run_one_gen(p, batch, nb, out);
     /* ids matter only when two sources could hold the same one */
     int table = ns > 0 || several_gens(batch, nb);
     int64_t nbk = keep_batch(p, batch, nb, table, s);

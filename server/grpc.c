@@ -73,7 +73,8 @@ struct seq_grpc_call {
     int done_reported; /* on_done called */
     int is_post, ct_ok;
     uint64_t start_ns, deadline_ns;
-    size_t sent; /* bytes of prefix + reply handed to nghttp2 */
+    size_t sent;   /* bytes of prefix + reply framed by nghttp2 (data_read_cb) */
+    size_t copied; /* ... and written to the connection's output (send_data_cb) */
     uint8_t prefix[5];
     int fin_status; /* set by seq_grpc_finish of a held call */
     char fin_msg[MSG_MAX];
@@ -312,28 +313,47 @@ seq_buf *seq_grpc_call_reply(seq_grpc_call *c) { return &c->reply; }
 
 /* ------------------------------------------------------------------ responses */
 
-/* Serves prefix + reply, then submits the trailers (nghttp2 wants them submitted from
- * here, after the last byte, so they cannot overtake the DATA). */
+/* Frames prefix + reply without copying them into nghttp2 (NGHTTP2_DATA_FLAG_NO_COPY:
+ * send_data_cb writes each frame straight into the connection's output), then submits
+ * the trailers (nghttp2 wants them submitted from here, after the last byte, so they
+ * cannot overtake the DATA). */
 static ssize_t data_read_cb(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
+    (void)buf;
     (void)ud;
     seq_grpc_call *c = src->ptr;
-    size_t total = 5 + c->reply.len, n = 0;
-    while (n < length && c->sent < total) {
-        const uint8_t *from = c->sent < 5 ? c->prefix + c->sent : c->reply.data + (c->sent - 5);
-        size_t avail = c->sent < 5 ? 5 - c->sent : total - c->sent;
-        size_t k = avail < length - n ? avail : length - n;
-        memcpy(buf + n, from, k);
-        n += k;
-        c->sent += k;
-    }
+    size_t total = 5 + c->reply.len, n = total - c->sent < length ? total - c->sent : length;
+    c->sent += n;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (c->sent == total) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         if (nghttp2_submit_trailer(sess, sid, ok_trailers, 1) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
     }
     return (ssize_t)n;
+}
+
+/* Appends one DATA frame: nghttp2's 9-byte header, then the next `length` bytes of
+ * prefix + reply (no padding: no padding callback is set). */
+static int send_data_cb(nghttp2_session *sess, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *src, void *ud)
+{
+    (void)sess;
+    (void)frame;
+    conn *cn = ud;
+    seq_grpc_call *c = src->ptr;
+    if (seq_buf_reserve(&cn->out, 9 + length)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    uint8_t *p = cn->out.data + cn->out.len;
+    memcpy(p, framehd, 9);
+    p += 9;
+    size_t k = c->copied < 5 ? 5 - c->copied : 0; /* prefix bytes still due */
+    if (k > length) k = length;
+    if (k) memcpy(p, c->prefix + c->copied, k);
+    if (length > k) memcpy(p + k, c->reply.data + (c->copied + k - 5), length - k);
+    c->copied += length;
+    cn->out.len += 9 + length;
+    return 0;
 }
 
 static void respond_error(seq_grpc_call *c, int status, const char *msg)
@@ -373,7 +393,7 @@ static void respond(seq_grpc_call *c, int status, const char *msg)
     }
     c->prefix[0] = 0;
     seq_put_be32(c->prefix + 1, (uint32_t)c->reply.len);
-    c->sent = 0;
+    c->sent = c->copied = 0;
     nghttp2_data_provider prd = {.source.ptr = c, .read_callback = data_read_cb};
     call_report(c, SEQ_OK);
     nghttp2_submit_response(c->conn->sess, c->stream_id, ok_headers, 2, &prd);
@@ -507,7 +527,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     c->stream_id = f->hd.stream_id;
     c->refs = 1; /* the stream's reference, dropped in on_stream_close */
     cn->nstreams++;
-    c->start_ns = now_ns();
+    c->start_ns = cn->last_ns; /* when the bytes being parsed were read: no clock call */
     c->next = cn->calls;
     if (cn->calls) cn->calls->prev = c;
     cn->calls = c;
@@ -588,6 +608,7 @@ static int make_callbacks(seq_grpc_server *srv)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
     if (nghttp2_option_new(&srv->opt) != 0) return -1;
     /* Refuse peers that announce a huge header table, so memory stays bounded. */
     nghttp2_option_set_max_deflate_dynamic_table_size(srv->opt, 4096);

@@ -137,40 +137,52 @@ static inline uint8_t *put_varint(uint8_t *p, uint64_t v)
 /* A length-delimited field's size: tag (all ours fit in one byte) + length + payload. */
 static inline size_t ld_size(size_t len) { return 1 + varint_size(len) + len; }
 
-typedef struct {
-    size_t ts, items, types; /* packed payload sizes */
-    size_t col;              /* one Column message's size, all but the name */
-} resp_sizes;
-
 static size_t column_size(const char *name, uint32_t n)
 {
     size_t s = ld_size(strlen(name));
     return n ? s + ld_size((size_t)n * 8) : s;
 }
 
-static size_t sizes_of(const seq_service_resp *r, resp_sizes *z)
+/* Upper bounds of the packed payloads: int64 and uint64 varints take up to 10 bytes,
+ * uint32 up to 5. */
+#define TS_MAX(n) ((size_t)(n) * 10)
+#define ITEMS_MAX(n) ((size_t)(n) * 10)
+#define TYPES_MAX(n) ((size_t)(n) * 5)
+
+/* An upper bound of the message's size, without walking the records. */
+static size_t resp_bound(const seq_service_resp *r)
 {
-    *z = (resp_sizes){0};
-    for (uint32_t i = 0; i < r->n; i++) {
-        z->ts += varint_size((uint64_t)r->recs[i]->time_ms);
-        z->items += varint_size(r->recs[i]->item_id);
-        z->types += varint_size(r->recs[i]->type_idx);
-    }
-    size_t total = ld_size(strlen(r->seq->name));
-    if (r->user_id) total += 1 + varint_size(r->user_id);
-    if (r->n) total += ld_size(z->ts) + ld_size(z->items) + ld_size(z->types);
+    size_t total = 11 + ld_size(strlen(r->seq->name)) + 3 * 11; /* + the four scalars */
+    if (r->n) total += ld_size(TS_MAX(r->n)) + ld_size(ITEMS_MAX(r->n)) + ld_size(TYPES_MAX(r->n));
     for (uint32_t c = 0; c < r->seq->n_columns; c++)
         total += ld_size(column_size(r->seq->columns[c].name, r->n));
-    if (r->stream_watermark_ms) total += 1 + varint_size((uint64_t)r->stream_watermark_ms);
-    if (r->batch_watermark_ms) total += 1 + varint_size((uint64_t)r->batch_watermark_ms);
-    if (r->batch_generation) total += 1 + varint_size(r->batch_generation);
     return total;
 }
 
-size_t seq_service_resp_size(const seq_service_resp *r)
+/* Length-delimited fields whose length is known only once the payload is written (the
+ * packed varints, the message itself), in one pass: the length gets a slot sized for
+ * the payload's upper bound `max`, and when the actual length needs fewer bytes, the
+ * payload moves down so that the varint stays minimal (canonical protobuf). The bounds
+ * are within a factor of 2-4 of the real size, so the slot is nearly always right and
+ * the move rare. */
+static inline uint8_t *ld_open(uint8_t *p, uint8_t tag, size_t max, uint8_t **slot)
 {
-    resp_sizes z;
-    return sizes_of(r, &z);
+    *p++ = tag;
+    *slot = p;
+    return p + varint_size(max);
+}
+
+static uint8_t *ld_close(uint8_t *slot, size_t max, uint8_t *end)
+{
+    size_t width = varint_size(max);
+    uint8_t *payload = slot + width;
+    size_t len = (size_t)(end - payload), w = varint_size(len);
+    if (w < width) {
+        memmove(slot + w, payload, len);
+        end -= width - w;
+    }
+    put_varint(slot, len);
+    return end;
 }
 
 static uint8_t *put_bytes_field(uint8_t *p, uint8_t tag, const void *b, size_t len)
@@ -206,43 +218,44 @@ static uint8_t *put_scalar(uint8_t *p, uint8_t tag, uint64_t v)
     return put_varint(p, v);
 }
 
-/* Writes the message; the buffer must hold sizes_of() bytes. */
-static uint8_t *write_resp(uint8_t *p, const seq_service_resp *r, const resp_sizes *z)
+/* The three packed arrays, each in one pass over the records. */
+static uint8_t *put_packed(uint8_t *p, const seq_service_resp *r)
+{
+    uint8_t *slot;
+    p = ld_open(p, 0x1a, TS_MAX(r->n), &slot);
+    for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, (uint64_t)r->recs[i]->time_ms);
+    p = ld_close(slot, TS_MAX(r->n), p);
+    p = ld_open(p, 0x22, ITEMS_MAX(r->n), &slot);
+    for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, r->recs[i]->item_id);
+    p = ld_close(slot, ITEMS_MAX(r->n), p);
+    p = ld_open(p, 0x2a, TYPES_MAX(r->n), &slot);
+    for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, r->recs[i]->type_idx);
+    return ld_close(slot, TYPES_MAX(r->n), p);
+}
+
+/* Writes the message; the buffer must hold resp_bound() bytes. Returns its end. */
+static uint8_t *write_resp(uint8_t *p, const seq_service_resp *r)
 {
     p = put_scalar(p, 0x08, r->user_id);
     p = put_bytes_field(p, 0x12, r->seq->name, strlen(r->seq->name));
-    if (r->n) {
-        *p++ = 0x1a;
-        p = put_varint(p, z->ts);
-        for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, (uint64_t)r->recs[i]->time_ms);
-        *p++ = 0x22;
-        p = put_varint(p, z->items);
-        for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, r->recs[i]->item_id);
-        *p++ = 0x2a;
-        p = put_varint(p, z->types);
-        for (uint32_t i = 0; i < r->n; i++) p = put_varint(p, r->recs[i]->type_idx);
-    }
+    if (r->n) p = put_packed(p, r);
     for (uint32_t c = 0; c < r->seq->n_columns; c++) p = put_column(p, r, c);
     p = put_scalar(p, 0x38, (uint64_t)r->stream_watermark_ms);
     p = put_scalar(p, 0x40, (uint64_t)r->batch_watermark_ms);
     return put_scalar(p, 0x48, r->batch_generation);
 }
 
-/* Appends the response, preceded by a field-1 tag and length when `as_field` (the
- * BatchGetSequencesResponse entry form). */
+/* Appends the response, as a field-1 entry of BatchGetSequencesResponse when
+ * `as_field`. One pass over the records (see ld_open). */
 static int encode(seq_buf *out, const seq_service_resp *r, int as_field)
 {
-    resp_sizes z;
-    size_t len = sizes_of(r, &z);
-    size_t total = as_field ? ld_size(len) : len;
-    if (seq_buf_reserve(out, total)) return SEQ_EINTERNAL;
-    uint8_t *p = out->data + out->len;
-    if (as_field) {
-        *p++ = 0x0a;
-        p = put_varint(p, len);
-    }
-    write_resp(p, r, &z);
-    out->len += total;
+    size_t bound = resp_bound(r);
+    if (seq_buf_reserve(out, as_field ? ld_size(bound) : bound)) return SEQ_EINTERNAL;
+    uint8_t *start = out->data + out->len, *slot = NULL, *p = start;
+    if (as_field) p = ld_open(p, 0x0a, bound, &slot);
+    p = write_resp(p, r);
+    if (as_field) p = ld_close(slot, bound, p);
+    out->len += (size_t)(p - start);
     return SEQ_OK;
 }
 

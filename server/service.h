@@ -60,8 +60,6 @@ typedef struct {
     uint64_t batch_generation;
 } seq_service_resp;
 
-/* Exact encoded size of the GetSequenceResponse. */
-size_t seq_service_resp_size(const seq_service_resp *r);
 /* Appends the encoded GetSequenceResponse to out. SEQ_OK or SEQ_EINTERNAL (OOM). */
 int seq_service_resp_encode(seq_buf *out, const seq_service_resp *r);
 

@@ -9,6 +9,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 
 PORT = int(sys.argv[1])
 LIMIT = int(sys.argv[2])
@@ -45,12 +46,15 @@ def grpc_frame(body, flag=0):
     return struct.pack(">BI", flag, len(body)) + body
 
 
-def raw_call(path, body, extra=(), ctype="application/grpc"):
-    """One request on a fresh raw HTTP/2 connection; returns (headers dict, data)."""
+def raw_call(path, body, extra=(), ctype="application/grpc", window=None):
+    """One request on a fresh raw HTTP/2 connection; returns (headers dict, data). A small
+    `window` (stream flow-control window) makes the server cut its DATA frames that small."""
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
                                                                 header_encoding="utf-8"))
     conn.initiate_connection()
+    if window:
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
     sid = conn.get_next_available_stream_id()
     conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", path),
                             (":authority", "x"), ("content-type", ctype),
@@ -130,6 +134,10 @@ check(h.get("grpc-status") == "4", "deadline passed on arrival: %r" % h)
 h, d = raw_call("/test.Echo/Echo", grpc_frame(b"raw"))
 check(h.get(":status") == "200" and h.get("grpc-status") == "0" and d == grpc_frame(b"raw"),
       "raw echo: prefix + body, grpc-status 0 in trailers")
+body = bytes(range(40))
+h, d = raw_call("/test.Echo/Echo", grpc_frame(body), window=3)
+check(h.get("grpc-status") == "0" and d == grpc_frame(body),
+      "response in 3-byte DATA frames (the 5-byte prefix split across frames)")
 h, d = raw_call("/test.Echo/Echo", grpc_frame(b"s"), ctype="text/plain")
 check(h.get(":status") == "415", "wrong content-type: HTTP 415")
 h, d = raw_call("/test.Echo/Echo", grpc_frame(b"0123456789")[:9])

@@ -355,7 +355,10 @@ static void random_case(void)
     if (rnd(3) == 0) p.since_ms = 400000 + 10000 * rnd(60);
     if (rnd(3) == 0) p.until_ms = p.since_ms + 10000 * rnd(30);
     if (rnd(3) == 0) p.type_mask = 1 + rnd(7);
-    uint32_t ns = rnd(40), nb = rnd(3) ? rnd(60) : 0;
+    /* a third of the cases: the hot read (batch only, one generation, newest first) */
+    int one_gen = rnd(3) == 0;
+    uint64_t gen1 = 1 + rnd(4);
+    uint32_t ns = one_gen ? 0 : rnd(40), nb = rnd(3) ? rnd(60) : 0;
     for (uint32_t i = 0; i < ns; i++) { /* unique ids in the stream */
         snprintf(ids[i], sizeof ids[i], "i%u", i * 3 + rnd(3));
         s[i] = (seq_rec){.time_ms = rtime(), .id = ids[i],
@@ -373,12 +376,14 @@ static void random_case(void)
     for (uint32_t i = 0; i < nb; i++) {
         snprintf(bids[i], sizeof bids[i], "i%u", rnd(130));
         seq_rec r = {.time_ms = rtime(), .id = bids[i],
-                     .id_len = (uint32_t)strlen(bids[i]), .type_idx = rnd(3), .gen = 1 + rnd(4)};
+                     .id_len = (uint32_t)strlen(bids[i]), .type_idx = rnd(3),
+                     .gen = one_gen ? gen1 : 1 + rnd(4)};
         int dup = 0; /* ids unique within one generation */
         for (uint32_t j = 0; j < nbb; j++)
             if (b[j].gen == r.gen && same_id(&b[j], &r)) dup = 1;
         if (!dup) b[nbb++] = r;
     }
+    if (one_gen && rnd(4)) qsort(b, nbb, sizeof b[0], cmp_rec); /* else: shuffled */
     uint32_t n1 = seq_merge_run(&p, s, ns, b, nbb, o1, scratch);
     uint32_t n2 = reference(&p, s, ns, b, nbb, o2);
     int same = n1 == n2;

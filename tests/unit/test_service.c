@@ -35,7 +35,6 @@ static void test_encoder(void)
     seq_service_resp in = {42, &seq, recs, 3, 1764000000000, 1763000000000, 99};
     seq_buf out = {0};
     CHECK_EQ_INT(seq_service_resp_encode(&out, &in), SEQ_OK);
-    CHECK_EQ_INT(out.len, seq_service_resp_size(&in));
     Seqd__V1__GetSequenceResponse *m = seqd__v1__get_sequence_response__unpack(NULL, out.len, out.data);
     CHECK(m != NULL);
     if (!m) return;
@@ -80,6 +79,74 @@ static void test_encoder(void)
     }
     CHECK_EQ_INT(out.len, (2 + 11) + 2 * (2 + 2 + 8)); /* sequence + two name-only columns */
     seq_buf_free(&out);
+}
+
+/* The encoder writes each length before knowing it exactly (one pass, see ld_open in
+ * service.c): its bytes must still be the canonical encoding, i.e. exactly what
+ * protobuf-c packs, at every size where a length varint changes width. */
+static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
+{
+    uint32_t n = in->n;
+    int64_t *ts = calloc(n + 1, sizeof *ts);
+    uint64_t *items = calloc(n + 1, sizeof *items);
+    uint32_t *types = calloc(n + 1, sizeof *types);
+    double *vals = calloc(2 * (size_t)n + 1, sizeof *vals);
+    Seqd__V1__Column col[2] = {SEQD__V1__COLUMN__INIT, SEQD__V1__COLUMN__INIT};
+    Seqd__V1__Column *cols[2] = {&col[0], &col[1]};
+    Seqd__V1__GetSequenceResponse m = SEQD__V1__GET_SEQUENCE_RESPONSE__INIT;
+    for (uint32_t i = 0; i < n; i++) {
+        ts[i] = in->recs[i]->time_ms, items[i] = in->recs[i]->item_id;
+        types[i] = in->recs[i]->type_idx;
+        for (uint32_t c = 0; c < 2; c++)
+            vals[c * n + i] = seq_rec_col(in->recs[i], c, seq->columns[c].dflt);
+    }
+    for (uint32_t c = 0; c < 2; c++)
+        col[c].name = (char *)seq->columns[c].name, col[c].n_values = n, col[c].values = vals + c * n;
+    m.user_id = in->user_id, m.sequence = (char *)seq->name;
+    m.n_timestamps_ms = m.n_item_ids = m.n_event_types = n;
+    m.timestamps_ms = ts, m.item_ids = items, m.event_types = types;
+    m.n_columns = 2, m.columns = cols;
+    m.stream_watermark_ms = in->stream_watermark_ms, m.batch_watermark_ms = in->batch_watermark_ms;
+    m.batch_generation = in->batch_generation;
+    size_t want = seqd__v1__get_sequence_response__get_packed_size(&m);
+    uint8_t *ref = malloc(want);
+    seqd__v1__get_sequence_response__pack(&m, ref);
+    seq_buf out = {0};
+    CHECK_EQ_INT(seq_service_resp_encode(&out, in), SEQ_OK);
+    CHECK_EQ_INT(out.len, want);
+    CHECK(out.len == want && memcmp(out.data, ref, want) == 0);
+    seq_buf_free(&out);
+    free(ref), free(ts), free(items), free(types), free(vals);
+}
+
+static void test_encoder_canonical(void)
+{
+    seq_column cols[2] = {{"dwell_ms", 0, NAN}, {"position", 1, -1}};
+    char *tnames[] = {"click", "save", "view"};
+    seq_sequence seq = {.name = "engagements", .event_types = tnames, .n_types = 3,
+                        .max_length = 2000, .columns = cols, .n_columns = 2};
+    enum { MAXN = 1700 };
+    seq_rec *r = calloc(MAXN, sizeof *r);
+    const seq_rec **recs = calloc(MAXN, sizeof *recs);
+    uint8_t c0[16];
+    memcpy(c0, &(double){1200.5}, 8), memcpy(c0 + 8, &(double){3}, 8);
+    uint64_t x = 88172645463325252ull; /* xorshift: values of every varint width */
+    for (uint32_t i = 0; i < MAXN; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        r[i] = (seq_rec){.time_ms = i % 7 == 3 ? -(int64_t)(x >> 40) : (int64_t)(x >> (i % 23)),
+                         .item_id = x >> (i % 64), .type_idx = (uint32_t)(x % 3),
+                         .n_cols = (uint32_t)(i % 3), .cols = c0};
+        recs[i] = &r[i];
+    }
+    static const uint32_t sizes[] = {0, 1, 2, 12, 13, 14, 20, 25, 26, 27, 100, 127, 128, 129,
+                                     400, 1638, 1639, 1700};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        seq_service_resp in = {k % 2 ? 0 : 42 + k, &seq, recs, sizes[k], k % 3 ? 1764000000000 : 0,
+                               1763000000000, k};
+        check_canonical(&seq, &in);
+    }
+    free(r);
+    free(recs);
 }
 
 /* ---- through a real store ---- */
@@ -258,6 +325,13 @@ static void test_batch_get(fixture *f)
             CHECK_EQ_INT(r->responses[1]->user_id, 7);
             CHECK_EQ_INT(r->responses[1]->n_item_ids, 0);
         }
+        /* canonical: protobuf-c packs the decoded message back to the same bytes */
+        uint8_t again[1024];
+        size_t n = seqd__v1__batch_get_sequences_response__get_packed_size(r);
+        CHECK_EQ_INT(n, out.len);
+        CHECK(n == out.len && n <= sizeof again &&
+              seqd__v1__batch_get_sequences_response__pack(r, again) == n &&
+              memcmp(again, out.data, n) == 0);
         seqd__v1__batch_get_sequences_response__free_unpacked(r, NULL);
     }
     breq.n_requests = 3; /* an invalid entry fails the whole call, named by index */
@@ -308,6 +382,7 @@ static void test_with_store(void)
 int main(void)
 {
     RUN(test_encoder);
+    RUN(test_encoder_canonical);
     RUN(test_with_store);
     return seq_t_done();
 }
