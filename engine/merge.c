@@ -191,6 +191,7 @@ static int table_reset(seq_merge_scratch *s, uint32_t n)
 }
 
 #define TAG_MASK 0xffffffff00000000ull
+#define LINEAR_DEDUP_MAX 4096 /* stream x batch records below which a scan beats hashing */
 
 /* Slot holding id (its value non-zero) or the empty slot where it would go; *tag
  * receives the hash bits a new slot value carries. */
@@ -239,9 +240,26 @@ static int64_t keep_batch(const seq_merge_params *p, const seq_rec *batch, uint3
     return n;
 }
 
+/* The kept batch record with the stream record's id: through the table when ids were
+ * indexed, else (few stream records, one generation) by a scan of the kept ones, which
+ * costs less than hashing every batch id. NULL when none. */
+static const seq_rec **batch_copy(seq_merge_scratch *s, uint32_t nbk, int table, const seq_rec *r)
+{
+    if (table) {
+        uint64_t tag;
+        uint64_t *slot = table_find(s, r->id, r->id_len, &tag);
+        return *slot ? &s->bk[(uint32_t)*slot - 1] : NULL;
+    }
+    for (uint32_t i = 0; i < nbk; i++) {
+        const seq_rec *b = s->bk[i];
+        if (b && b->id_len == r->id_len && id_eq(b->id, r->id, r->id_len)) return &s->bk[i];
+    }
+    return NULL;
+}
+
 /* Step 0 and 2 for the stream, and step 3 (marks batch copies the stream beats). */
 static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
-                           uint32_t nbk, seq_merge_scratch *s)
+                           uint32_t nbk, int table, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
     uint32_t n = 0;
@@ -250,14 +268,10 @@ static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uin
         const seq_rec *r = &stream[i];
         if (r->time_ms < fl) break;
         if (batch_owned(p, cut, r->time_ms)) continue;
-        if (nbk) {
-            uint64_t tag;
-            uint64_t *slot = table_find(s, r->id, r->id_len, &tag);
-            if (*slot) {
-                const seq_rec **b = &s->bk[(uint32_t)*slot - 1];
-                if (*b && (*b)->time_ms < cut) continue; /* the batch shows it in history */
-                *b = NULL;                               /* recent: the stream's copy wins */
-            }
+        const seq_rec **b = nbk ? batch_copy(s, nbk, table, r) : NULL;
+        if (b && *b) {
+            if ((*b)->time_ms < cut) continue; /* the batch shows it in history */
+            *b = NULL;                         /* recent: the stream's copy wins */
         }
         s->sk[n++] = r;
     }
@@ -350,12 +364,13 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
 {
     if (nb == 0 || p->n_cov == 0) return run_stream_only(p, stream, ns, out);
     if (ns == 0 && one_gen_in_order(batch, nb)) return run_one_gen(p, batch, nb, out);
-    /* ids matter only when two sources could hold the same one */
-    int table = ns > 0 || several_gens(batch, nb);
+    /* Ids matter only when two sources could hold the same one; a few stream records
+     * against one generation are checked by a scan instead of an id table. */
+    int table = several_gens(batch, nb) || (uint64_t)ns * nb > LINEAR_DEDUP_MAX;
     int64_t nbk = keep_batch(p, batch, nb, table, s);
     if (nbk < 0) return 0; /* OOM: an empty answer rather than a wrong one */
     if (nbk == 0) return run_stream_only(p, stream, ns, out);
-    int64_t nsk = keep_stream(p, stream, ns, table ? (uint32_t)nbk : 0, s);
+    int64_t nsk = keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
     if (nsk < 0) return 0;
     uint32_t m = compact_sort(s->bk, (uint32_t)nbk);
     return merge_cut(p, s->sk, (uint32_t)nsk, s->bk, m, out);
