@@ -96,6 +96,15 @@ static double cache_usage(void *st)
     seq_store_cache_usage(st, &u, &c);
     return (double)u;
 }
+static seq_store_rcache_stats rcache_stats(void *st)
+{
+    seq_store_rcache_stats r;
+    seq_store_record_cache_stats(st, &r);
+    return r;
+}
+static double rcache_hits(void *st) { return (double)rcache_stats(st).hits; }
+static double rcache_misses(void *st) { return (double)rcache_stats(st).misses; }
+static double rcache_bytes(void *st) { return (double)rcache_stats(st).bytes; }
 static double cache_capacity(void *st)
 {
     uint64_t u, c;
@@ -157,6 +166,12 @@ static void register_metrics(server *s)
                        SEQ_METRIC_GAUGE, cache_usage, s->store);
     seq_metrics_add_fn(m, "seqd_rocksdb_block_cache_capacity_bytes", "RocksDB block cache capacity.",
                        SEQ_METRIC_GAUGE, cache_capacity, s->store);
+    seq_metrics_add_fn(m, "seqd_record_cache_hits_total", "Reads served from the record cache.",
+                       SEQ_METRIC_COUNTER, rcache_hits, s->store);
+    seq_metrics_add_fn(m, "seqd_record_cache_misses_total", "Reads that gathered the user's data from RocksDB.",
+                       SEQ_METRIC_COUNTER, rcache_misses, s->store);
+    seq_metrics_add_fn(m, "seqd_record_cache_bytes", "Bytes held by the record cache (half of --cache-mb at most).",
+                       SEQ_METRIC_GAUGE, rcache_bytes, s->store);
     seq_metrics_add_family(m, "seqd_batch_generation", "Newest committed batch generation per sequence (0: none).",
                            SEQ_METRIC_GAUGE, "sequence", batch_generation, s);
     seq_metrics_add_family(m, "seqd_batch_watermark_seconds", "End of the newest committed batch coverage per sequence.",

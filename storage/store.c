@@ -411,3 +411,10 @@ void seq_store_cache_usage(seq_store *st, uint64_t *usage, uint64_t *capacity)
     *usage = rocksdb_cache_get_usage(st->cache);
     *capacity = rocksdb_cache_get_capacity(st->cache);
 }
+
+void seq_store_record_cache_stats(seq_store *st, seq_store_rcache_stats *out)
+{
+    seq_rcache_stats s;
+    seq_rcache_get_stats(st->rcache, &s);
+    *out = (seq_store_rcache_stats){s.hits, s.misses, s.bytes, s.capacity};
+}

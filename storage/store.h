@@ -108,6 +108,12 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
 struct rocksdb_options_t;
 void seq_store_sst_options(struct rocksdb_options_t *o);
 
+/* The record cache's counters since open and its size in bytes (for /metrics). */
+typedef struct {
+    uint64_t hits, misses, bytes, capacity;
+} seq_store_rcache_stats;
+void seq_store_record_cache_stats(seq_store *st, seq_store_rcache_stats *out);
+
 /* Approximate RocksDB block cache usage and capacity, in bytes (for /metrics). */
 void seq_store_cache_usage(seq_store *st, uint64_t *usage, uint64_t *capacity);
 

@@ -225,3 +225,17 @@ def test_batch_get_error_names_the_entry(server, bad, code):
         server.stub().BatchGetSequences(pb().BatchGetSequencesRequest(requests=reqs), timeout=30)
     assert e.value.code() == code
     assert e.value.details().startswith("requests[1]: "), e.value.details()
+
+
+def test_cached_read_sees_the_next_write(server):
+    """A read served from the record cache, then a stream write for the same user: the
+    next read shows it (the consumer's commit invalidates the cached entry)."""
+    u, t = new_user(), now_ms() - 60000
+    produce_then_sentinel(server, [dict(user_id=u, time_ms=t, event_type="click", item_id=1)], u)
+    hits = server.metric("seqd_record_cache_hits_total")
+    assert items(server.get(u)) == [1]
+    assert items(server.get(u)) == [1]
+    assert server.metric("seqd_record_cache_hits_total") > hits
+    server.producer().events([dict(user_id=u, time_ms=t + 5, event_type="click", item_id=2)])
+    r = server.wait_visible(u, 3)
+    assert items(r) == [2, 1]
