@@ -191,7 +191,7 @@ static int table_reset(seq_merge_scratch *s, uint32_t n)
 }
 
 #define TAG_MASK 0xffffffff00000000ull
-#define LINEAR_DEDUP_MAX 4096 /* stream x batch records below which a scan beats hashing */
+#define LINEAR_DEDUP_MAX 512 /* stream x batch records up to which a scan beats hashing */
 
 /* Slot holding id (its value non-zero) or the empty slot where it would go; *tag
  * receives the hash bits a new slot value carries. */
@@ -208,6 +208,17 @@ static inline uint64_t *table_find(seq_merge_scratch *s, const char *id, uint32_
         const seq_rec *r = s->bk[(uint32_t)v - 1];
         if (r && r->id_len == len && id_eq(r->id, id, len)) return &s->slots[i];
     }
+}
+
+/* Indexes the n kept batch records by id (one generation: ids are unique). */
+static int table_index(seq_merge_scratch *s, uint32_t n)
+{
+    if (table_reset(s, n) < 0) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t tag, *slot = table_find(s, s->bk[i]->id, s->bk[i]->id_len, &tag);
+        if (*slot == 0) *slot = tag | (i + 1);
+    }
+    return 0;
 }
 
 /* ---------- general path ---------- */
@@ -278,6 +289,14 @@ static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uin
     return n;
 }
 
+/* Newer first in read order (seq_rec_cmp < 0), with the common case (different times)
+ * decided inline. */
+static inline int before(const seq_rec *a, const seq_rec *b)
+{
+    if (a->time_ms != b->time_ms) return a->time_ms > b->time_ms;
+    return seq_rec_cmp(a, b) < 0;
+}
+
 static int cmp_ptr(const void *a, const void *b)
 {
     return seq_rec_cmp(*(const seq_rec *const *)a, *(const seq_rec *const *)b);
@@ -290,7 +309,7 @@ static uint32_t compact_sort(const seq_rec **v, uint32_t n)
     int sorted = 1;
     for (uint32_t i = 0; i < n; i++) {
         if (!v[i]) continue;
-        if (m && seq_rec_cmp(v[m - 1], v[i]) > 0) sorted = 0;
+        if (m && before(v[i], v[m - 1])) sorted = 0;
         v[m++] = v[i];
     }
     if (!sorted) qsort((void *)v, m, sizeof *v, cmp_ptr);
@@ -305,20 +324,13 @@ static uint32_t merge_cut(const seq_merge_params *p, const seq_rec **a, uint32_t
     uint32_t i = 0, j = 0;
     while (i < na || j < nb) {
         const seq_rec *r;
-        if (j == nb || (i < na && seq_rec_cmp(a[i], b[j]) <= 0)) r = a[i++];
+        if (j == nb || (i < na && !before(b[j], a[i]))) r = a[i++];
         else r = b[j++];
         if (cut_push(&c, r)) break;
     }
     return c.n;
 }
 
-/* Newer first in read order (seq_rec_cmp < 0), with the common case (different times)
- * decided inline. */
-static inline int before(const seq_rec *a, const seq_rec *b)
-{
-    if (a->time_ms != b->time_ms) return a->time_ms > b->time_ms;
-    return seq_rec_cmp(a, b) < 0;
-}
 
 /* One generation, in read order (ids then unique): what the reader hands over for a
  * user with batch data only in the newest generation. 0 when several generations or
@@ -337,25 +349,43 @@ static int several_gens(const seq_rec *batch, uint32_t nb)
     return 0;
 }
 
-/* Batch only, one generation, in read order: steps 0, 1 and 4 in one walk. Nothing to
- * dedup, nothing to sort; the owner of each time comes from a cursor over the coverage
- * (times only decrease) instead of a binary search per record. */
-static uint32_t run_one_gen(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
-                            const seq_rec **out)
+/* One generation in read order: steps 0 and 1 in one walk. Nothing to dedup, nothing
+ * to sort; the owner of each time comes from a cursor over the coverage (times only
+ * decrease) instead of a binary search per record. Returns the count, -1 on OOM. */
+static int64_t keep_one_gen(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
+                            seq_merge_scratch *s)
 {
-    cutter c = {p, out, 0, 0};
     int64_t fl = floor_ms(p);
-    uint32_t seg = p->n_cov; /* cov[seg - 1]: the last segment starting at or before t */
+    uint32_t n = 0, seg = p->n_cov; /* cov[seg - 1]: the last segment starting at or before t */
+    if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
     for (uint32_t i = 0; i < nb; i++) {
         const seq_rec *r = &batch[i];
         if (r->time_ms < fl) break;
         while (seg && p->cov[seg - 1].start_ms > r->time_ms) seg--;
         if (!seg) break; /* before all coverage: owned by nobody, nor is anything older */
         const seq_cov_seg *g = &p->cov[seg - 1];
-        if (r->time_ms >= g->end_ms || g->gen != r->gen) continue;
-        if (cut_push(&c, r)) break;
+        if (r->time_ms < g->end_ms && g->gen == r->gen) s->bk[n++] = r;
     }
+    return n;
+}
+
+/* Batch only, one generation, in read order: the kept records are the answer's order. */
+static uint32_t run_one_gen(const seq_merge_params *p, uint32_t nbk, const seq_merge_scratch *s,
+                            const seq_rec **out)
+{
+    cutter c = {p, out, 0, 0};
+    for (uint32_t i = 0; i < nbk; i++)
+        if (cut_push(&c, s->bk[i])) break;
     return c.n;
+}
+
+/* Drops the NULLs (batch copies the stream beat), keeping the order. */
+static uint32_t compact(const seq_rec **v, uint32_t n)
+{
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (v[i]) v[m++] = v[i];
+    return m;
 }
 
 uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
@@ -363,15 +393,19 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
                        seq_merge_scratch *s)
 {
     if (nb == 0 || p->n_cov == 0) return run_stream_only(p, stream, ns, out);
-    if (ns == 0 && one_gen_in_order(batch, nb)) return run_one_gen(p, batch, nb, out);
+    /* what the reader hands over for a user in one generation: already in read order */
+    int ordered = one_gen_in_order(batch, nb);
     /* Ids matter only when two sources could hold the same one; a few stream records
      * against one generation are checked by a scan instead of an id table. */
-    int table = several_gens(batch, nb) || (uint64_t)ns * nb > LINEAR_DEDUP_MAX;
-    int64_t nbk = keep_batch(p, batch, nb, table, s);
+    int table = !ordered && (several_gens(batch, nb) || (uint64_t)ns * nb > LINEAR_DEDUP_MAX);
+    table |= ordered && (uint64_t)ns * nb > LINEAR_DEDUP_MAX;
+    int64_t nbk = ordered ? keep_one_gen(p, batch, nb, s) : keep_batch(p, batch, nb, table, s);
     if (nbk < 0) return 0; /* OOM: an empty answer rather than a wrong one */
+    if (ordered && table && table_index(s, (uint32_t)nbk) < 0) return 0;
+    if (ns == 0 && ordered) return run_one_gen(p, (uint32_t)nbk, s, out);
     if (nbk == 0) return run_stream_only(p, stream, ns, out);
     int64_t nsk = keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
     if (nsk < 0) return 0;
-    uint32_t m = compact_sort(s->bk, (uint32_t)nbk);
+    uint32_t m = ordered ? compact(s->bk, (uint32_t)nbk) : compact_sort(s->bk, (uint32_t)nbk);
     return merge_cut(p, s->sk, (uint32_t)nsk, s->bk, m, out);
 }

@@ -355,10 +355,11 @@ static void random_case(void)
     if (rnd(3) == 0) p.since_ms = 400000 + 10000 * rnd(60);
     if (rnd(3) == 0) p.until_ms = p.since_ms + 10000 * rnd(30);
     if (rnd(3) == 0) p.type_mask = 1 + rnd(7);
-    /* a third of the cases: the hot read (batch only, one generation, newest first) */
+    /* a third of the cases: the hot read (one generation, newest first; half of them
+     * with stream records too) */
     int one_gen = rnd(3) == 0;
     uint64_t gen1 = 1 + rnd(4);
-    uint32_t ns = one_gen ? 0 : rnd(40), nb = rnd(3) ? rnd(60) : 0;
+    uint32_t ns = one_gen && rnd(2) ? 0 : rnd(40), nb = rnd(3) ? rnd(60) : 0;
     for (uint32_t i = 0; i < ns; i++) { /* unique ids in the stream */
         snprintf(ids[i], sizeof ids[i], "i%u", i * 3 + rnd(3));
         s[i] = (seq_rec){.time_ms = rtime(), .id = ids[i],
