@@ -165,8 +165,14 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
          * load; a short broker wait bounds produce-to-visible when the log is idle.
          * The prefetch queue is bounded in messages too: each queued message costs a few
          * hundred bytes besides its payload and pins its fetch buffer, so 1M of them cost
-         * ~300 MiB of RSS; 20k are 80 ms of work at the ingest bar. */
+         * ~300 MiB of RSS; 20k are 80 ms of work at the ingest bar.
+         * A short error backoff: a consumer behind a log that drops its oldest data
+         * (retention; the bench's mock broker keeps ~1 s of a fast producer) gets
+         * OFFSET_OUT_OF_RANGE, resets to the log's start and refetches; with the default
+         * 500 ms backoff that start was gone again by the refetch, and the consumer stood
+         * still for seconds at a time (bench/NOTES.md, "Streaming ingest, session 3"). */
         conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
+        conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) ||
         conf_set(conf, "max.partition.fetch.bytes", "1048576", err, errlen) ||
         conf_set(conf, "queued.min.messages", "20000", err, errlen) ||
         conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
