@@ -1,7 +1,8 @@
 /* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_event_decode_*
  * -> seq_event_check_time -> seq_exec_apply -> seq_store_batch_add_event, gathered into
- * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, each committed to RocksDB in one
- * write together with every touched partition's next offset and watermark. Offsets live
+ * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, committed to RocksDB in one
+ * write per BATCH_BUDGET_MS of work together with every touched partition's next offset
+ * and watermark. Offsets live
  * only in RocksDB (never committed to Kafka), so a crash at any point resumes exactly
  * where the stored data ends. A failed commit (disk full, a RocksDB write error) is
  * retried with the same messages (still held in memory) on a fresh store batch, with a
@@ -36,6 +37,16 @@
 
 #define BATCH_MAX 10000
 #define BATCH_WAIT_MS 5
+/* Work per commit: a message becomes visible only when its commit does, so a big batch
+ * under backlog (10000 messages are ~100 ms of work) would hold back its first messages
+ * that long; a commit costs well under a ms (one synced write), so committing every
+ * BATCH_BUDGET_MS keeps the batching gain and bounds what it adds to visibility. */
+#define BATCH_BUDGET_MS 20
+#define BUDGET_CHECK_EVERY 64 /* messages between clock reads */
+/* Messages a commit takes before the budget may cut it: the budget is wall time, and a
+ * thread starved of CPU must not fall into commits of a few messages each, where the
+ * per-commit cost (a synced write, ~0.3 ms) would dominate. */
+#define BUDGET_MIN_MESSAGES 1024
 #define IDLE_WAIT_MS 100
 #define RETRY_SLEEP_MS 500
 #define RETRY_MAX_MS 5000      /* longest pause between retries of a failed commit */
@@ -165,8 +176,14 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
          * load; a short broker wait bounds produce-to-visible when the log is idle.
          * The prefetch queue is bounded in messages too: each queued message costs a few
          * hundred bytes besides its payload and pins its fetch buffer, so 1M of them cost
-         * ~300 MiB of RSS; 20k are 80 ms of work at the ingest bar. */
+         * ~300 MiB of RSS; 20k are 80 ms of work at the ingest bar.
+         * A short error backoff: a consumer behind a log that drops its oldest data
+         * (retention; the bench's mock broker keeps ~1 s of a fast producer) gets
+         * OFFSET_OUT_OF_RANGE, resets to the log's start and refetches; with the default
+         * 500 ms backoff that start was gone again by the refetch, and the consumer stood
+         * still for seconds at a time (bench/NOTES.md, "Streaming ingest, session 3"). */
         conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
+        conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) ||
         conf_set(conf, "max.partition.fetch.bytes", "1048576", err, errlen) ||
         conf_set(conf, "queued.min.messages", "20000", err, errlen) ||
         conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
@@ -352,17 +369,22 @@ static int check_free_space(const seq_consumer *c, char *err, size_t errlen)
     return SEQ_ERESOURCE;
 }
 
-/* Adds the messages to a fresh view of pending state and the store batch; on success
- * commits. SEQ_OK or an error (nothing written, pending state must be reset). */
-static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, tallies *t,
-                         char *err, size_t errlen)
+/* Adds messages to a fresh view of pending state and the store batch, as many as
+ * BATCH_BUDGET_MS of work allows (at least one; *used says how many); on success commits
+ * them. SEQ_OK or an error (nothing written, pending state must be reset). */
+static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, size_t *used,
+                         tallies *t, char *err, size_t errlen)
 {
     int rc = check_free_space(c, err, errlen);
     if (rc) return rc;
     int64_t now = seq_now_ms();
     const seq_store_view *v = seq_store_view_acquire(c->cfg.store);
     memset(c->touched, 0, c->n_parts);
-    for (size_t i = 0; i < n && !rc; i++) {
+    size_t i = 0;
+    for (; i < n && !rc; i++) {
+        if (i >= BUDGET_MIN_MESSAGES && i % BUDGET_CHECK_EVERY == 0 &&
+            seq_now_ms() - now >= BATCH_BUDGET_MS)
+            break;
         const rd_kafka_message_t *m = msgs[i];
         if (m->err) {
             fprintf(stderr, "seqd: kafka: %s\n", rd_kafka_message_errstr(m));
@@ -374,6 +396,7 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, t
         ps->next = m->offset + 1;
         c->touched[m->partition] = 1;
     }
+    *used = i;
     seq_store_view_release(c->cfg.store, v);
     for (uint32_t p = 0; p < c->n_parts && !rc; p++)
         if (c->touched[p]) seq_store_batch_set_offset(c->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
@@ -426,18 +449,20 @@ static void add_tallies(seq_consumer *c, const tallies *t)
     atomic_fetch_add_explicit(&s->late_batch_owned, t->late, memory_order_relaxed);
 }
 
-/* Processes msgs until committed (or stop): a failed commit leaves nothing written, so
- * the same messages are applied again on a fresh batch after a pause that doubles up to
- * RETRY_MAX_MS. Meanwhile store_failing makes /readyz report the error. */
-static void commit_messages(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
+/* Commits a first part of msgs (see process_batch) and returns how many messages that
+ * was, 0 on stop: a failed commit leaves nothing written, so the same messages are
+ * applied again on a fresh batch after a pause that doubles up to RETRY_MAX_MS.
+ * Meanwhile store_failing makes /readyz report the error. */
+static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
 {
     for (int pause = 100;; pause = pause * 2 < RETRY_MAX_MS ? pause * 2 : RETRY_MAX_MS) {
         tallies t = {0};
         char err[256] = "a store error";
-        if (process_batch(c, msgs, n, &t, err, sizeof err) == SEQ_OK) {
+        size_t used = 0;
+        if (process_batch(c, msgs, n, &used, &t, err, sizeof err) == SEQ_OK) {
             add_tallies(c, &t);
             atomic_store_explicit(&c->stats.store_failing, 0, memory_order_relaxed);
-            return;
+            return used;
         }
         if (pause == 100) /* the first failure of a streak; later ones only count */
             fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
@@ -451,7 +476,25 @@ static void commit_messages(seq_consumer *c, rd_kafka_message_t **msgs, size_t n
         c->batch = seq_store_batch_new(c->cfg.store);
         rd_kafka_poll(c->rk, 0);
         probe_brokers(c);
-        if (pause_unless_stopped(c, pause)) return;
+        if (pause_unless_stopped(c, pause)) return 0;
+    }
+}
+
+/* Makes the committed pending state the published one (offsets, watermarks, lag). */
+static void publish_committed(seq_consumer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
+    pthread_mutex_unlock(&c->mu);
+    publish(c);
+}
+
+/* Commits all of msgs, in as many commits as their work needs; stops early on stop. */
+static void commit_messages(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
+{
+    for (size_t done = 0, k; done < n; done += k) {
+        if (!(k = commit_some(c, msgs + done, n - done))) return;
+        publish_committed(c);
     }
 }
 
@@ -477,10 +520,7 @@ static void *run(void *arg)
         refresh_highs(c);
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
-        pthread_mutex_lock(&c->mu);
-        memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
-        pthread_mutex_unlock(&c->mu);
-        publish(c);
+        publish_committed(c);
     }
 out:
     free(msgs);

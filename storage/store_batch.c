@@ -15,13 +15,17 @@
 #define CACHE_BYTES ((size_t)64 << 20)
 
 typedef struct {
-    uint8_t key[SEQ_KEY_MAX];
+    uint32_t hash;
+    uint32_t koff; /* the key's bytes are keys.data + koff */
     uint16_t klen;
     uint8_t in_db; /* RocksDB holds the key: an emptied value must be deleted */
-    uint8_t dirty;
-    uint32_t hash;
-    seq_buf val; /* 's': blob, 'i': be64 time; len 0 = absent */
+    uint8_t dirty; /* changed since the last commit: listed in dirty[] */
+    seq_buf val;   /* 's': blob, 'i': be64 time; len 0 = absent */
 } pend;
+
+/* What an entry costs besides its value: the entry, its table slot and dirty slot (the
+ * table is kept at most half full), its key. Counted so that CACHE_BYTES bounds memory. */
+#define ENT_OVERHEAD (sizeof(pend) + 3 * sizeof(uint32_t))
 
 struct seq_store_batch {
     seq_store *st;
@@ -30,7 +34,12 @@ struct seq_store_batch {
     uint32_t n_ent, n_init, cap_ent; /* entries [0, n_init) own an initialised val */
     uint32_t *tab;                   /* open addressing: entry index + 1, 0 = empty */
     uint32_t tab_cap;                /* power of two, > 2 * n_ent */
-    size_t bytes;                    /* sum of val capacities, for the cache bound */
+    seq_buf keys;                    /* every entry's key bytes, appended on first touch */
+    /* Entries changed since the last commit, so that a commit costs what the batch
+     * changed, not what the cache holds (cap_ent slots: an entry is listed once). */
+    uint32_t *dirty;
+    uint32_t n_dirty;
+    size_t bytes; /* sum of val capacities, for the cache bound */
     seq_buf tmp;
     uint64_t n_malformed;
 };
@@ -60,7 +69,20 @@ seq_store_batch *seq_store_batch_new(seq_store *st)
 static void clear_map(seq_store_batch *b)
 {
     b->n_ent = 0;
+    b->n_dirty = 0;
+    b->keys.len = 0;
     memset(b->tab, 0, sizeof *b->tab * b->tab_cap);
+}
+
+static const uint8_t *key_of(const seq_store_batch *b, const pend *e)
+{
+    return b->keys.data + e->koff;
+}
+
+/* Memory the map holds: values, entries and keys (compared with CACHE_BYTES). */
+static size_t map_bytes(const seq_store_batch *b)
+{
+    return b->bytes + (size_t)b->n_ent * ENT_OVERHEAD + b->keys.len;
 }
 
 void seq_store_batch_free(seq_store_batch *b)
@@ -69,6 +91,8 @@ void seq_store_batch_free(seq_store_batch *b)
     for (uint32_t i = 0; i < b->n_init; i++) seq_buf_free(&b->ent[i].val);
     free(b->ent);
     free(b->tab);
+    free(b->dirty);
+    seq_buf_free(&b->keys);
     seq_buf_free(&b->tmp);
     if (b->wb) rocksdb_writebatch_destroy(b->wb);
     free(b);
@@ -88,6 +112,9 @@ static int grow(seq_store_batch *b)
         pend *e = realloc(b->ent, sizeof *e * cap);
         if (!e) return -1;
         b->ent = e;
+        uint32_t *d = realloc(b->dirty, sizeof *d * cap);
+        if (!d) return -1;
+        b->dirty = d;
         b->cap_ent = cap;
     }
     if ((b->n_ent + 1) * 2 > b->tab_cap) {
@@ -110,20 +137,21 @@ static int64_t touch(seq_store_batch *b, const uint8_t *key, size_t klen, char *
     uint32_t h = hash_key(key, klen);
     for (uint32_t i = h & (b->tab_cap - 1); b->tab[i]; i = (i + 1) & (b->tab_cap - 1)) {
         pend *e = &b->ent[b->tab[i] - 1];
-        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+        if (e->hash == h && e->klen == klen && memcmp(key_of(b, e), key, klen) == 0)
             return b->tab[i] - 1;
     }
     char *val;
     size_t vl;
     if (seq_store_get_raw(b->st, key, klen, &val, &vl, err, errlen) != SEQ_OK) return -1;
-    if (grow(b) < 0) goto oom;
+    uint32_t koff = (uint32_t)b->keys.len;
+    if (grow(b) < 0 || seq_buf_append(&b->keys, key, klen) < 0) goto oom;
     uint32_t idx = b->n_ent;
     pend *e = &b->ent[idx];
     if (idx == b->n_init) {
         memset(&e->val, 0, sizeof e->val);
         b->n_init++;
     }
-    memcpy(e->key, key, klen);
+    e->koff = koff;
     e->klen = (uint16_t)klen;
     e->hash = h;
     e->dirty = 0;
@@ -150,6 +178,7 @@ static void set_from_tmp(seq_store_batch *b, int64_t idx)
     b->bytes += b->tmp.cap - t.cap;
     e->val = b->tmp;
     b->tmp = t;
+    if (!e->dirty) b->dirty[b->n_dirty++] = (uint32_t)idx;
     e->dirty = 1;
 }
 
@@ -250,43 +279,34 @@ void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t n
     rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 16);
 }
 
-static int is_empty(const pend *e)
+static int is_empty(const seq_store_batch *b, const pend *e)
 {
     if (e->val.len == 0) return 1;
-    return e->key[0] == SEQ_K_STREAM && seq_blob_count(e->val.data, e->val.len) == 0;
+    return key_of(b, e)[0] == SEQ_K_STREAM && seq_blob_count(e->val.data, e->val.len) == 0;
 }
 
 static int cmp_ent(const void *x, const void *y, void *arg)
 {
-    const pend *ent = arg, *a = &ent[*(const uint32_t *)x], *b = &ent[*(const uint32_t *)y];
-    int c = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
+    const seq_store_batch *m = arg;
+    const pend *a = &m->ent[*(const uint32_t *)x], *b = &m->ent[*(const uint32_t *)y];
+    int c = memcmp(key_of(m, a), key_of(m, b), a->klen < b->klen ? a->klen : b->klen);
     return c ? c : (int)a->klen - (int)b->klen;
 }
 
 /* Adds the dirty entries to the write batch in key order: RocksDB's memtable insert
- * keeps the previous insert's position (a splice) and only climbs as far as the next key
- * needs, so sorted inserts walk much less of the skiplist than random ones (inserts were
- * ~45 % of ingest CPU). Without memory for the order, they go in as they are. */
+ * keeps the previous insert's position (a splice), which saves the skiplist search when
+ * the next key is adjacent (a user's keys of one batch). */
 static void stage_entries(seq_store_batch *b)
 {
-    uint32_t n = 0, *ord = malloc(sizeof *ord * (b->n_ent ? b->n_ent : 1));
-    for (uint32_t i = 0; i < b->n_ent; i++)
-        if (b->ent[i].dirty) {
-            if (ord) ord[n] = i;
-            n++;
-        }
-    if (ord) qsort_r(ord, n, sizeof *ord, cmp_ent, b->ent);
-    for (uint32_t j = 0, i; ord ? j < n : j < b->n_ent; j++) {
-        i = ord ? ord[j] : j;
-        pend *e = &b->ent[i];
-        if (!e->dirty) continue;
-        if (!is_empty(e))
-            rocksdb_writebatch_put(b->wb, (const char *)e->key, e->klen,
-                                   (const char *)e->val.data, e->val.len);
+    qsort_r(b->dirty, b->n_dirty, sizeof *b->dirty, cmp_ent, b);
+    for (uint32_t j = 0; j < b->n_dirty; j++) {
+        const pend *e = &b->ent[b->dirty[j]];
+        const char *k = (const char *)key_of(b, e);
+        if (!is_empty(b, e))
+            rocksdb_writebatch_put(b->wb, k, e->klen, (const char *)e->val.data, e->val.len);
         else if (e->in_db)
-            rocksdb_writebatch_delete(b->wb, (const char *)e->key, e->klen);
+            rocksdb_writebatch_delete(b->wb, k, e->klen);
     }
-    free(ord);
 }
 
 /* After a successful write, readers must not be served what the record cache holds of
@@ -304,25 +324,27 @@ static void forget_written(seq_store_batch *b)
 /* After a successful write the pending values are what RocksDB holds. */
 static void mark_clean(seq_store_batch *b)
 {
-    for (uint32_t i = 0; i < b->n_ent; i++) {
-        pend *e = &b->ent[i];
-        if (is_empty(e)) e->val.len = 0;
+    for (uint32_t j = 0; j < b->n_dirty; j++) {
+        pend *e = &b->ent[b->dirty[j]];
+        if (is_empty(b, e)) e->val.len = 0;
         e->in_db = e->val.len != 0;
         e->dirty = 0;
     }
+    b->n_dirty = 0;
 }
 
 static void reset(seq_store_batch *b, int keep_cache)
 {
     rocksdb_writebatch_clear(b->wb);
     b->n_malformed = 0;
-    if (!keep_cache || b->bytes > CACHE_BYTES) {
-        clear_map(b);
-        if (b->bytes > CACHE_BYTES) { /* give back what an unusual batch grew to */
+    if (!keep_cache || map_bytes(b) > CACHE_BYTES) {
+        if (map_bytes(b) > CACHE_BYTES) { /* give back what an unusual batch grew to */
             for (uint32_t i = 0; i < b->n_init; i++) seq_buf_free(&b->ent[i].val);
             b->n_init = 0;
             b->bytes = 0;
+            seq_buf_free(&b->keys);
         }
+        clear_map(b);
     }
 }
 
