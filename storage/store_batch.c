@@ -314,10 +314,10 @@ static void stage_entries(seq_store_batch *b)
 static void forget_written(seq_store_batch *b)
 {
     if (!b->st->rcache) return;
-    for (uint32_t i = 0; i < b->n_ent; i++) {
-        const pend *e = &b->ent[i];
-        if (e->dirty && e->key[0] == SEQ_K_STREAM)
-            seq_rcache_forget(b->st->rcache, seq_get_be32(e->key + 1), seq_get_be64(e->key + 5));
+    for (uint32_t j = 0; j < b->n_dirty; j++) {
+        const uint8_t *k = key_of(b, &b->ent[b->dirty[j]]);
+        if (k[0] == SEQ_K_STREAM)
+            seq_rcache_forget(b->st->rcache, seq_get_be32(k + 1), seq_get_be64(k + 5));
     }
 }
 
