@@ -864,6 +864,15 @@ static void worker_on_accept(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
+/* A call held by the server (a long LoadBatch) is not idleness; a stream waiting for the
+ * peer's request bytes is (a slowloris is closed all the same). */
+static int conn_waits_on_us(const conn *c)
+{
+    for (const seq_grpc_call *call = c->calls; call; call = call->next)
+        if (call->state == CALL_HELD) return 1;
+    return 0;
+}
+
 static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -872,7 +881,7 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t now = now_ns();
     for (conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (now - c->last_ns < w->srv->idle_ns) continue;
+        if (now - c->last_ns < w->srv->idle_ns || conn_waits_on_us(c)) continue;
         if (c->closing) { /* its GOAWAY never drained: the peer does not read */
             conn_close(c);
             continue;

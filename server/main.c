@@ -277,31 +277,26 @@ static uint64_t rss_bytes(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-#define TRIM_GROWTH (64ull << 20)
+#define TRIM_SLACK (256ull << 20) /* what seqd uses besides --cache-mb (buffers, queues) */
 
-/* Waits for SIGTERM/SIGINT. Meanwhile, once a second, when the RSS grew by more than
- * TRIM_GROWTH since the last look, hands the pages glibc keeps free inside its arenas back
- * to the kernel: buffers of mixed lifetimes (memtable blocks, responses, fetched batches)
+/* Waits for SIGTERM/SIGINT. Meanwhile, once a second, if the RSS is over what the caches
+ * were given plus TRIM_SLACK, hands the pages glibc keeps free inside its arenas back to
+ * the kernel: buffers of mixed lifetimes (memtable blocks, responses, fetched batches)
  * fragment the arenas under load, and the RSS grew to 4x the live heap (bench/NOTES.md,
- * "Memory"). Not unconditionally: a trim walks every free chunk under each arena's lock,
- * ~9 ms on a fragmented 3 GB heap, a stall the readers would see in their p99. */
-static int wait_for_signal(void)
+ * "Memory"). Only then: a trim walks every free chunk under each arena's lock, ~9 ms on a
+ * fragmented 3 GB heap, a stall the readers would see in their p99. */
+static int wait_for_signal(size_t cache_mb)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     const struct timespec tick = {1, 0};
-    uint64_t base = rss_bytes();
+    uint64_t budget = (uint64_t)cache_mb * (1ull << 20) + TRIM_SLACK;
     for (;;) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig > 0) return sig;
-        uint64_t rss = rss_bytes();
-        if (rss > base + TRIM_GROWTH) {
-            malloc_trim(0);
-            rss = rss_bytes();
-        }
-        if (rss < base || rss > base + TRIM_GROWTH) base = rss;
+        if (rss_bytes() > budget) malloc_trim(0);
     }
 }
 
@@ -337,7 +332,7 @@ int main(int argc, char **argv)
     printf("seqd ready grpc=%s admin=%s brokers=%s\n", seq_grpc_address(s.grpc),
            seq_admin_address(s.admin), seq_consumer_brokers(s.consumer));
     fflush(stdout);
-    int sig = wait_for_signal();
+    int sig = wait_for_signal(s.cfg.cache_mb);
     fprintf(stderr, "seqd: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     stop(&s);
     return 0;

@@ -251,12 +251,6 @@ static void configure(seq_store *st, size_t cache_mb)
     rocksdb_options_set_write_buffer_size(st->opts, wbuf);
     rocksdb_options_set_max_write_buffer_number(st->opts, 2);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
-    /* Compactions (RocksDB's low-priority pool) run at nice 19, as loads do: after a big
-     * ingestion they would otherwise take a core from the readers (bench/NOTES.md). The
-     * default env is process-wide; flushes keep their priority (they bound ingest). */
-    st->env = rocksdb_create_default_env();
-    rocksdb_env_lower_thread_pool_cpu_priority(st->env);
-    rocksdb_options_set_env(st->opts, st->env);
     /* The consumer looks up every event's id index key, nearly always absent: a memtable
      * bloom (prefix + whole key) answers those without walking the skiplist, which was
      * a third of ingest CPU (bench/NOTES.md, "Streaming ingest"). */
@@ -354,7 +348,6 @@ void seq_store_close(seq_store *st)
     if (st->db) rocksdb_close(st->db);
     if (st->view) seq_store_view_release(st, st->view);
     if (st->opts) rocksdb_options_destroy(st->opts);
-    if (st->env) rocksdb_env_destroy(st->env);
     if (st->cfilter) rocksdb_compactionfilter_destroy(st->cfilter);
     if (st->cache) rocksdb_cache_destroy(st->cache);
     seq_rcache_free(st->rcache);

@@ -21,7 +21,6 @@ struct seq_store_view {
 struct seq_store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
-    rocksdb_env_t *env; /* the default env, referenced by opts: destroyed after the db */
     rocksdb_cache_t *cache;
     rocksdb_compactionfilter_t *cfilter; /* referenced by opts: destroyed after the db */
     rocksdb_writeoptions_t *wsync;

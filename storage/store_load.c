@@ -249,8 +249,10 @@ out:
 
 /* A load is seconds of CPU (checksums, hashing, copying the files) that nobody waits on
  * at the millisecond scale, while readers are: on a 2-core machine it ran at the readers'
- * priority and their p99 grew 40x (bench/NOTES.md). So the loading thread runs at the
- * lowest priority (nice 19, per thread on Linux) and gets back its own nice afterwards;
+ * priority and their p99 grew 40x (bench/NOTES.md). So the loading thread runs at a
+ * low priority (nice 10, per thread on Linux: about a tenth of a core against two busy
+ * workers; at nice 19 a load under sustained reads took minutes) and gets back its own
+ * nice afterwards;
  * raising it back needs CAP_SYS_NICE or RLIMIT_NICE, so without those the thread stays
  * low, which is why callers run loads on a thread of their own (server/service.c). */
 static int lower_priority(void)
@@ -259,7 +261,7 @@ static int lower_priority(void)
     errno = 0;
     int old = getpriority(PRIO_PROCESS, (id_t)tid);
     if (old == -1 && errno) return 0;
-    (void)setpriority(PRIO_PROCESS, (id_t)tid, 19); /* on failure the load just runs as is */
+    (void)setpriority(PRIO_PROCESS, (id_t)tid, 10); /* on failure the load just runs as is */
     return old;
 }
 

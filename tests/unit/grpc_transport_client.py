@@ -88,6 +88,13 @@ if len(sys.argv) > 3 and sys.argv[3] == "stop":
     print("ALL OK", flush=True)
     sys.exit(0)
 
+if len(sys.argv) > 3 and sys.argv[3] == "held":
+    # The server's idle timeout is 100 ms: a call held for 600 ms must still complete.
+    check(method("/test.Echo/Slow")(b"sleep:600", timeout=20) == b"sleep:600",
+          "a call held past the idle timeout completes")
+    print("ALL OK", flush=True)
+    sys.exit(0)
+
 echo = method("/test.Echo/Echo")
 check(echo(b"hello", timeout=5) == b"hello", "echo")
 check(echo(b"", timeout=5) == b"", "echo empty message")

@@ -77,7 +77,14 @@ typedef struct {
 static void *slow_thread(void *arg)
 {
     slow_job *j = arg;
-    struct timespec ts = {0, 50 * 1000000};
+    long ms = 50; /* or what a "sleep:MS" message asks */
+    if (j->n > 6 && j->n < 16 && memcmp(j->msg, "sleep:", 6) == 0) {
+        char num[16];
+        memcpy(num, j->msg + 6, j->n - 6);
+        num[j->n - 6] = 0;
+        ms = atol(num);
+    }
+    struct timespec ts = {ms / 1000, ms % 1000 * 1000000};
     nanosleep(&ts, NULL);
     seq_buf_append(seq_grpc_call_reply(j->call), j->msg, j->n);
     seq_grpc_finish(j->call, SEQ_OK, NULL);
@@ -86,7 +93,7 @@ static void *slow_thread(void *arg)
     return NULL;
 }
 
-/* Holds the call and finishes it 50 ms later from its own thread. */
+/* Holds the call and finishes it 50 ms later (or as the message says) from its own thread. */
 static void h_slow(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
 {
     (void)ctx;
@@ -271,6 +278,20 @@ static void test_idle_timeout(void)
     seq_grpc_free(s);
 }
 
+/* A call held longer than the idle timeout is not idleness: its connection stays. */
+static void test_idle_spares_held_calls(void)
+{
+    seq_grpc_config cfg = {.listen = "127.0.0.1:0", .threads = 1, .max_message_bytes = LIMIT,
+                           .methods = methods, .n_methods = N_METHODS, .idle_timeout_ms = 100};
+    seq_grpc_server *s = NULL;
+    char err[256] = "";
+    CHECK_EQ_INT(seq_grpc_start(&cfg, &s, err, sizeof err), SEQ_OK);
+    if (!s) return;
+    check_client(run_client(s, "held"));
+    while (atomic_load(&slow_outstanding) > 0) usleep(1000);
+    seq_grpc_free(s);
+}
+
 static int serve(void)
 {
     sigset_t set;
@@ -299,5 +320,6 @@ int main(int argc, char **argv)
     RUN(test_against_grpcio);
     RUN(test_graceful_stop);
     RUN(test_idle_timeout);
+    RUN(test_idle_spares_held_calls);
     return seq_t_done();
 }
