@@ -130,12 +130,25 @@ static int commit(seq_store *st, uint32_t seq, const seq_store_seqstate *ns, con
     return seq_store_view_install(st, seq, ns);
 }
 
+/* Ingested files hold one generation each, so dropping the files inside its key range
+ * reclaims nearly all of it at once, without a compaction reading hundreds of MB while
+ * readers run; the range tombstone and compaction then clear what is left (keys a
+ * compaction merged with others). No reader needs the data: it is outside every view. */
 static void delete_gen(seq_store *st, uint32_t seq, uint64_t gen)
 {
     uint8_t a[SEQ_KEY_MAX], b[SEQ_KEY_MAX];
     size_t al = seq_batch_marker_key(a, seq, gen); /* 'b' seq gen: all of the generation */
     size_t bl = seq_batch_marker_key(b, seq, gen + 1);
     char *e = NULL;
+    uint8_t last[SEQ_KEY_MAX]; /* the largest key of the generation (the range is inclusive) */
+    memcpy(last, a, al);
+    memset(last + al, 0xff, SEQ_KEY_BATCH_LEN - al);
+    rocksdb_delete_file_in_range(st->db, (const char *)a, al, (const char *)last,
+                                 SEQ_KEY_BATCH_LEN, &e);
+    if (e) { /* the tombstone below still reclaims it */
+        free(e);
+        e = NULL;
+    }
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range(wb, (const char *)a, al, (const char *)b, bl);
     rocksdb_write(st->db, st->wsync, wb, &e);
