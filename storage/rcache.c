@@ -193,7 +193,7 @@ void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig
     if (len > seq_rcache_max_entry(c) || len > UINT32_MAX) return;
     entry *e = malloc(sizeof *e + len);
     if (!e) return;
-    memcpy(e->data, data, len);
+    if (len) memcpy(e->data, data, len); /* an absent user is an empty entry: data may be NULL */
     e->user = user;
     e->seq = seq;
     e->cov_sig = cov_sig;

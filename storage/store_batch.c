@@ -298,7 +298,7 @@ static int cmp_ent(const void *x, const void *y, void *arg)
  * the next key is adjacent (a user's keys of one batch). */
 static void stage_entries(seq_store_batch *b)
 {
-    qsort_r(b->dirty, b->n_dirty, sizeof *b->dirty, cmp_ent, b);
+    if (b->n_dirty > 1) qsort_r(b->dirty, b->n_dirty, sizeof *b->dirty, cmp_ent, b);
     for (uint32_t j = 0; j < b->n_dirty; j++) {
         const pend *e = &b->ent[b->dirty[j]];
         const char *k = (const char *)key_of(b, e);
