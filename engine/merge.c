@@ -397,8 +397,7 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
     int ordered = one_gen_in_order(batch, nb);
     /* Ids matter only when two sources could hold the same one; a few stream records
      * against one generation are checked by a scan instead of an id table. */
-    int table = !ordered && (several_gens(batch, nb) || (uint64_t)ns * nb > LINEAR_DEDUP_MAX);
-    table |= ordered && (uint64_t)ns * nb > LINEAR_DEDUP_MAX;
+    int table = (uint64_t)ns * nb > LINEAR_DEDUP_MAX || (!ordered && several_gens(batch, nb));
     int64_t nbk = ordered ? keep_one_gen(p, batch, nb, s) : keep_batch(p, batch, nb, table, s);
     if (nbk < 0) return 0; /* OOM: an empty answer rather than a wrong one */
     if (ordered && table && table_index(s, (uint32_t)nbk) < 0) return 0;
