@@ -26,6 +26,9 @@ int h2c_inflight(const h2c *c);
 /* Reads what the socket has and writes what the session has; -1 when the connection
  * is dead. */
 int h2c_io(h2c *c);
+/* Writes what the session has, without reading: after submitting, so that a loop over
+ * many idle connections costs no recv() each. -1 when the connection is dead. */
+int h2c_flush(h2c *c);
 /* Does the connection have bytes waiting for the socket to accept them? */
 int h2c_want_write(const h2c *c);
 
