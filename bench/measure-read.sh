@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/measure-read.sh SEQD_BIN LABEL: server CPU per GetSequence of the hot user on the
 # data set a full bench/run left in bench/out (1M users), 3 windows of h2load -c 16 -m 32
-# -t 1 -D 5; MIX=1 adds 2 windows of the random-user mix (seqload). For A/B runs of
+# -t 1 -D 5; MIX=1 adds 2 windows of the random-user mix (seqload; USERS= the data set's
+# user count, 1M by default). For A/B runs of
 # read-path changes (bench/NOTES.md); bench/run remains the source of RESULTS.md.
 set -u
 BIN=$1; LABEL=$2
@@ -24,9 +25,9 @@ for rep in 1 2 3; do
   echo "$LABEL hot rep$rep: $rps req/s, $(echo "($c1-$c0)*10000/$n" | bc -l | cut -c1-6) us/req"
 done
 if [ -n "${MIX:-}" ]; then
-  $OUT/bin/seqload --target $G --users 1000000 -c 16 -m 32 -D 5 >/dev/null 2>&1
+  $OUT/bin/seqload --target $G --users ${USERS:-1000000} -c 16 -m 32 -D 5 >/dev/null 2>&1
   for rep in 1 2; do
-    c0=$(cpu); out=$($OUT/bin/seqload --target $G --users 1000000 -c 16 -m 32 -D 5 2>&1); c1=$(cpu)
+    c0=$(cpu); out=$($OUT/bin/seqload --target $G --users ${USERS:-1000000} -c 16 -m 32 -D 5 2>&1); c1=$(cpu)
     echo "$LABEL mix rep$rep: $(echo "$out" | tr '\n' ' ' | cut -c1-200) cpu_ticks=$((c1-c0))"
   done
 fi
