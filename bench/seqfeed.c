@@ -17,6 +17,7 @@
 #include "hist.h"
 
 #define MAX_PROBES 1000000
+#define DRAIN_S 30 /* longest wait for the last probes once the feed stops */
 
 typedef struct {
     const char *brokers, *topic, *target, *seq;
@@ -127,10 +128,20 @@ static rd_kafka_t *producer(const opts *o, char *err, size_t errlen)
 }
 
 /* Runs the feed; returns events produced, or -1. */
+/* The poller's request; static because a call may still be sending it when feed() ends. */
+static uint8_t req[128];
+static size_t rl;
+
+/* Keeps one GetSequence of the probe user in flight and serves the poller's socket. */
+static int poll_step(h2c *poller, probes *pr)
+{
+    if (!pr->busy && h2c_submit(poller, "/seqd.v1.SequenceService/GetSequence", req, rl, 0) == 0)
+        pr->busy = 1;
+    return h2c_io(poller);
+}
+
 static int64_t feed(const opts *o, rd_kafka_t *rk, rd_kafka_topic_t *t, h2c *poller, probes *pr)
 {
-    uint8_t req[128];
-    size_t rl = h2c_get_request(req, o->probe_user, o->seq, 1);
     uint64_t t0 = mono_ns(), end = t0 + (uint64_t)(o->secs * 1e9), next_probe = t0, n = 0;
     uint64_t rng = 88172645463325252ull;
     char id[32];
@@ -148,11 +159,7 @@ static int64_t feed(const opts *o, rd_kafka_t *rk, rd_kafka_topic_t *t, h2c *pol
             pr->n_sent++;
             next_probe = now + (uint64_t)o->probe_ms * 1000000u;
         }
-        if (poller) {
-            if (!pr->busy && h2c_submit(poller, "/seqd.v1.SequenceService/GetSequence", req, rl, 0) == 0)
-                pr->busy = 1;
-            if (h2c_io(poller) < 0) return -1;
-        }
+        if (poller && poll_step(poller, pr) < 0) return -1;
         rd_kafka_poll(rk, 0);
         if (o->rps > 0) {
             struct pollfd pf = {poller ? h2c_fd(poller) : -1, POLLIN, 0};
@@ -190,12 +197,22 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    rl = h2c_get_request(req, o.probe_user, o.seq, 1);
     uint64_t t0 = mono_ns();
     int64_t n = feed(&o, rk, t, poller, &pr);
     double secs = (double)(mono_ns() - t0) / 1e9;
     if (n < 0) {
         fprintf(stderr, "seqfeed: produce failed: %s\n", rd_kafka_err2str(rd_kafka_last_error()));
         goto out;
+    }
+    /* Probes not yet visible when the feed stops are waited for (up to DRAIN_S), so the
+     * slowest ones count in the percentiles instead of being left out. */
+    for (uint64_t until = mono_ns() + DRAIN_S * 1000000000ull;
+         poller && pr.n_seen < pr.n_sent && mono_ns() < until;) {
+        if (poll_step(poller, &pr) < 0) break;
+        struct pollfd pf = {h2c_fd(poller), POLLIN, 0};
+        struct timespec ts = {0, 1000000};
+        ppoll(&pf, 1, &ts, NULL);
     }
     printf("produced=%" PRId64 " secs=%.2f rate=%.0f", n, secs, (double)n / secs);
     if (poller)
