@@ -303,13 +303,14 @@ static int gen_owns(const seq_merge_params *p, uint64_t gen, int64_t start, int6
     return 0;
 }
 
-/* All records of one generation in the buckets it owns, within retention. */
+/* All records of one generation in the buckets it owns, within retention; *hist counts
+ * those in history (before C = now - horizon). */
 static int read_gen(cursor *c, const seq_merge_params *p, uint64_t user, uint64_t gen,
-                    uint32_t *nb, char *err, size_t errlen)
+                    uint32_t *nb, uint32_t *hist, char *err, size_t errlen)
 {
     seq_store_reader *r = c->r;
     int64_t bms = r->st->def->bucket_ms, bucket;
-    int64_t floor = p->now_ms - p->seq->retention_ms;
+    int64_t floor = p->now_ms - p->seq->retention_ms, cut = p->now_ms - p->horizon_ms;
     for (cur_seek(c, SEQ_K_BATCH, p, user, gen); cur_bucket(c, &bucket); cur_next(c)) {
         int64_t start = seq_bucket_start(bucket, bms), end = seq_bucket_end(bucket, bms);
         if (end <= floor) break;
@@ -317,8 +318,10 @@ static int read_gen(cursor *c, const seq_merge_params *p, uint64_t user, uint64_
         seq_blob_iter bi;
         int rc = open_blob(c, &bi, &r->brec, &r->bcap, *nb, err, errlen);
         if (rc != SEQ_OK) return rc;
-        while (bi.left && (rc = seq_blob_iter_next(&bi, &r->brec[*nb])) == 1)
+        while (bi.left && (rc = seq_blob_iter_next(&bi, &r->brec[*nb])) == 1) {
+            *hist += r->brec[*nb].time_ms < cut;
             r->brec[(*nb)++].gen = gen;
+        }
         if (rc < 0) {
             seq_errf(err, errlen, "corrupt batch bucket of user %llu", (unsigned long long)user);
             return SEQ_EINTERNAL;
@@ -427,13 +430,12 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     } else {
         fresh_iter(r);
     }
+    uint32_t hist = 0;
     for (uint32_t i = 0; i < p->n_cov; i++) {
         if (gen_seen_before(p, i)) continue;
-        if ((rc = read_gen(&c, p, user, p->cov[i].gen, nb, err, errlen)) != SEQ_OK) return rc;
+        rc = read_gen(&c, p, user, p->cov[i].gen, nb, &hist, err, errlen);
+        if (rc != SEQ_OK) return rc;
     }
-    uint32_t hist = 0;
-    int64_t cut = p->now_ms - p->horizon_ms;
-    for (uint32_t i = 0; i < *nb; i++) hist += r->brec[i].time_ms < cut;
     int recent_batch = hist < *nb;
     if ((rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;
