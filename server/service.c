@@ -146,10 +146,12 @@ static inline uint8_t *put_varint_wide(uint8_t *p, uint64_t v)
     uint64_t x = (v & 0xFFFFFFFull) | (v & 0xFFFFFFF0000000ull) << 4;     /* 28-bit halves */
     x = (x & 0x00003FFF00003FFFull) | (x & 0x0FFFC0000FFFC000ull) << 2;   /* 14-bit quarters */
     x = (x & 0x007F007F007F007Full) | (x & 0x3F803F803F803F80ull) << 1;   /* 7-bit bytes */
-    size_t n = varint_size(v);
-    x |= 0x8080808080808080ull & ((1ull << (8 * (n - 1))) - 1); /* continuation bits */
+    /* the varint ends at x's highest non-zero byte: 8 - lz / 8 bytes, each but the last
+     * with its continuation bit */
+    int lz = __builtin_clzll(x | 1);
+    x |= 0x8080808080808080ull >> (lz & 56) >> 8;
     memcpy(p, &x, 8);
-    return p + n;
+    return p + 8 - (lz >> 3);
 }
 
 /* A length-delimited field's size: tag (all ours fit in one byte) + length + payload. */

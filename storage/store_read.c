@@ -318,10 +318,15 @@ static int read_gen(cursor *c, const seq_merge_params *p, uint64_t user, uint64_
         seq_blob_iter bi;
         int rc = open_blob(c, &bi, &r->brec, &r->bcap, *nb, err, errlen);
         if (rc != SEQ_OK) return rc;
-        while (bi.left && (rc = seq_blob_iter_next(&bi, &r->brec[*nb])) == 1) {
-            *hist += r->brec[*nb].time_ms < cut;
-            r->brec[(*nb)++].gen = gen;
+        /* counts in locals: through the pointers, every record's stores would reload them */
+        seq_rec *rec = r->brec;
+        uint32_t n = *nb, h = *hist;
+        while (bi.left && (rc = seq_blob_iter_next(&bi, &rec[n])) == 1) {
+            h += rec[n].time_ms < cut;
+            rec[n++].gen = gen;
         }
+        *nb = n;
+        *hist = h;
         if (rc < 0) {
             seq_errf(err, errlen, "corrupt batch bucket of user %llu", (unsigned long long)user);
             return SEQ_EINTERNAL;
