@@ -4,7 +4,7 @@
 #include <string.h>
 
 #define HDR 8
-#define FIXED 20 /* time 8 + item 8 + type 2 + id_len 1 + n_cols 1 */
+#define FIXED SEQ_BLOB_REC_FIXED
 
 double seq_rec_col(const seq_rec *r, uint32_t i, double dflt)
 {
@@ -38,28 +38,6 @@ int seq_blob_iter_init(seq_blob_iter *it, const void *blob, size_t len)
     it->end = p + len;
     it->left = n;
     return SEQ_OK;
-}
-
-int seq_blob_iter_next(seq_blob_iter *it, seq_rec *r)
-{
-    if (it->left == 0) return it->p == it->end ? 0 : -1;
-    if ((size_t)(it->end - it->p) < FIXED) return -1;
-    const uint8_t *p = it->p;
-    uint16_t t;
-    memcpy(&r->time_ms, p, 8);
-    memcpy(&r->item_id, p + 8, 8);
-    memcpy(&t, p + 16, 2);
-    r->type_idx = t;
-    r->id_len = p[18];
-    r->n_cols = p[19];
-    size_t need = FIXED + r->id_len + (size_t)r->n_cols * 8;
-    if ((size_t)(it->end - p) < need) return -1;
-    r->id = (const char *)p + FIXED;
-    r->cols = p + FIXED + r->id_len;
-    r->gen = 0;
-    it->p = p + need;
-    it->left--;
-    return 1;
 }
 
 uint32_t seq_blob_count(const void *blob, size_t len)

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -39,8 +40,31 @@ typedef struct {
 
 /* SEQ_OK or SEQ_EINVAL (bad header). */
 int seq_blob_iter_init(seq_blob_iter *it, const void *blob, size_t len);
-/* 1: *r filled; 0: end; -1: corrupt blob. */
-int seq_blob_iter_next(seq_blob_iter *it, seq_rec *r);
+#define SEQ_BLOB_REC_FIXED 20 /* time 8 + item 8 + type 2 + id_len 1 + n_cols 1 */
+
+/* 1: *r filled (gen 0); 0: end; -1: corrupt blob. Inline: the read path
+ * decodes every record of a user's buckets per request. */
+static inline int seq_blob_iter_next(seq_blob_iter *it, seq_rec *r)
+{
+    if (it->left == 0) return it->p == it->end ? 0 : -1;
+    if ((size_t)(it->end - it->p) < SEQ_BLOB_REC_FIXED) return -1;
+    const uint8_t *p = it->p;
+    uint16_t t;
+    memcpy(&r->time_ms, p, 8);
+    memcpy(&r->item_id, p + 8, 8);
+    memcpy(&t, p + 16, 2);
+    r->type_idx = t;
+    r->id_len = p[18];
+    r->n_cols = p[19];
+    size_t need = SEQ_BLOB_REC_FIXED + r->id_len + (size_t)r->n_cols * 8;
+    if ((size_t)(it->end - p) < need) return -1;
+    r->id = (const char *)p + SEQ_BLOB_REC_FIXED;
+    r->cols = p + SEQ_BLOB_REC_FIXED + r->id_len;
+    r->gen = 0;
+    it->p = p + need;
+    it->left--;
+    return 1;
+}
 /* Number of records a valid blob holds (from its header). */
 uint32_t seq_blob_count(const void *blob, size_t len);
 

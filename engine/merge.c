@@ -120,6 +120,13 @@ static inline int cut_push(cutter *c, const seq_rec *r)
     return p->max_events && c->n >= p->max_events;
 }
 
+/* No since/until/type filter: the cuts keep the first seq_merge_need() records, so the
+ * walks below copy pointers without weighing each one. */
+static inline int unfiltered(const seq_merge_params *p)
+{
+    return !p->since_ms && !p->until_ms && !p->type_mask;
+}
+
 /* Stream only (no batch record to weigh): one pass, no copies. */
 static uint32_t run_stream_only(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
                                 const seq_rec **out)
@@ -321,12 +328,24 @@ static uint32_t merge_cut(const seq_merge_params *p, const seq_rec **a, uint32_t
                           const seq_rec **b, uint32_t nb, const seq_rec **out)
 {
     cutter c = {p, out, 0, 0};
-    uint32_t i = 0, j = 0;
+    uint32_t i = 0, j = 0, plain = unfiltered(p), need = seq_merge_need(p);
     while (i < na || j < nb) {
+        if (plain && (i == na || j == nb)) { /* one list left: the rest of it, in order */
+            const seq_rec **rest = i == na ? b + j : a + i;
+            uint32_t k = i == na ? nb - j : na - i;
+            if (k > need - c.n) k = need - c.n;
+            memcpy((void *)(out + c.n), (const void *)rest, (size_t)k * sizeof *out);
+            return c.n + k;
+        }
         const seq_rec *r;
         if (j == nb || (i < na && !before(b[j], a[i]))) r = a[i++];
         else r = b[j++];
-        if (cut_push(&c, r)) break;
+        if (plain) {
+            if (c.n == need) break;
+            out[c.n++] = r;
+        } else if (cut_push(&c, r)) {
+            break;
+        }
     }
     return c.n;
 }
@@ -353,18 +372,26 @@ static int several_gens(const seq_rec *batch, uint32_t nb)
  * to sort; the owner of each time comes from a cursor over the coverage (times only
  * decrease) instead of a binary search per record. Returns the count, -1 on OOM. */
 static int64_t keep_one_gen(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
-                            seq_merge_scratch *s)
+                            uint32_t max, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p);
+    const seq_cov_seg *cov = p->cov;
     uint32_t n = 0, seg = p->n_cov; /* cov[seg - 1]: the last segment starting at or before t */
     if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
-    for (uint32_t i = 0; i < nb; i++) {
+    const seq_rec **bk = s->bk;
+    /* the current segment in locals: the stores to bk may alias them for the compiler */
+    int64_t start = INT64_MAX, end = 0;
+    uint64_t gen = 0;
+    for (uint32_t i = 0; i < nb && n < max; i++) {
         const seq_rec *r = &batch[i];
-        if (r->time_ms < fl) break;
-        while (seg && p->cov[seg - 1].start_ms > r->time_ms) seg--;
-        if (!seg) break; /* before all coverage: owned by nobody, nor is anything older */
-        const seq_cov_seg *g = &p->cov[seg - 1];
-        if (r->time_ms < g->end_ms && g->gen == r->gen) s->bk[n++] = r;
+        int64_t t = r->time_ms;
+        if (t < fl) break;
+        if (start > t) {
+            while (seg && cov[seg - 1].start_ms > t) seg--;
+            if (!seg) break; /* before all coverage: owned by nobody, nor is anything older */
+            start = cov[seg - 1].start_ms, end = cov[seg - 1].end_ms, gen = cov[seg - 1].gen;
+        }
+        if (t < end && gen == r->gen) bk[n++] = r;
     }
     return n;
 }
@@ -373,6 +400,10 @@ static int64_t keep_one_gen(const seq_merge_params *p, const seq_rec *batch, uin
 static uint32_t run_one_gen(const seq_merge_params *p, uint32_t nbk, const seq_merge_scratch *s,
                             const seq_rec **out)
 {
+    if (unfiltered(p)) { /* keep_one_gen stopped at seq_merge_need() */
+        memcpy((void *)out, (const void *)s->bk, (size_t)nbk * sizeof *out);
+        return nbk;
+    }
     cutter c = {p, out, 0, 0};
     for (uint32_t i = 0; i < nbk; i++)
         if (cut_push(&c, s->bk[i])) break;
@@ -398,7 +429,10 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
     /* Ids matter only when two sources could hold the same one; a few stream records
      * against one generation are checked by a scan instead of an id table. */
     int table = (uint64_t)ns * nb > LINEAR_DEDUP_MAX || (!ordered && several_gens(batch, nb));
-    int64_t nbk = ordered ? keep_one_gen(p, batch, nb, s) : keep_batch(p, batch, nb, table, s);
+    /* Batch only and unfiltered: the records past the answer's count are never looked at.
+     * With stream records every kept one counts (its id may hide a stream copy). */
+    uint32_t max = ns == 0 && unfiltered(p) ? seq_merge_need(p) : UINT32_MAX;
+    int64_t nbk = ordered ? keep_one_gen(p, batch, nb, max, s) : keep_batch(p, batch, nb, table, s);
     if (nbk < 0) return 0; /* OOM: an empty answer rather than a wrong one */
     if (ordered && table && table_index(s, (uint32_t)nbk) < 0) return 0;
     if (ns == 0 && ordered) return run_one_gen(p, (uint32_t)nbk, s, out);

@@ -1,6 +1,7 @@
 /* Record cache (see rcache.h): a sharded hash table with one LRU list and one mutex per
  * shard. Readers on every gRPC worker and the consumer's forgets meet only on the shard
- * of the user concerned; a lookup holds the lock for a hash probe and one memcpy. */
+ * of the user concerned; a lookup holds the lock for a hash probe and a reference
+ * count increment: readers use the entry's memory in place, after the unlock. */
 #include "rcache.h"
 
 #include <pthread.h>
@@ -11,14 +12,23 @@
 #define SHARDS 64
 #define ENTRY_OVERHEAD 64 /* entry header + bucket slot, counted against the capacity */
 
-typedef struct entry {
-    struct entry *hnext;       /* hash chain */
-    struct entry *prev, *next; /* LRU, most recent at head */
+/* Immutable once in the table. refs: the table's reference (until it drops the entry)
+ * plus one per reader holding it. */
+typedef struct seq_rcache_entry {
+    atomic_uint refs;
+    struct seq_rcache_entry *hnext;       /* hash chain */
+    struct seq_rcache_entry *prev, *next; /* LRU, most recent at head */
     uint64_t user, cov_sig;
     uint32_t seq;
     uint32_t len;
     uint8_t data[];
 } entry;
+
+static void unref(entry *e)
+{
+    /* acq_rel: the freeing thread must see every other holder's reads as done */
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) free(e);
+}
 
 typedef struct {
     pthread_mutex_t mu;
@@ -71,7 +81,7 @@ void seq_rcache_free(seq_rcache *c)
         shard *s = &c->s[i];
         for (entry *e = s->head, *next; e; e = next) {
             next = e->next;
-            free(e);
+            unref(e);
         }
         free(s->tab);
         pthread_mutex_destroy(&s->mu);
@@ -126,7 +136,7 @@ static void drop(shard *s, entry **p)
     lru_unlink(s, e);
     s->bytes -= e->len + ENTRY_OVERHEAD;
     s->n--;
-    free(e);
+    unref(e); /* a reader holding it frees it on release */
 }
 
 static void evict_to(shard *s, size_t room)
@@ -160,29 +170,38 @@ static void grow(shard *s)
 
 size_t seq_rcache_max_entry(const seq_rcache *c) { return c->s[0].cap / 8 - ENTRY_OVERHEAD; }
 
-int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig, seq_buf *dst,
-                   uint64_t *version)
+int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                   const seq_rcache_entry **out, uint64_t *version)
 {
     uint64_t h = mix(seq, user);
     shard *s = shard_of(c, h);
-    int rc = 0;
+    int hit = 0;
     pthread_mutex_lock(&s->mu);
     *version = s->version;
     entry *e = *find(s, h, seq, user);
     if (e && e->cov_sig == cov_sig) {
-        dst->len = 0;
-        if (seq_buf_append(dst, e->data, e->len) < 0) {
-            rc = -1;
-        } else {
-            lru_unlink(s, e);
-            lru_push(s, e);
-            rc = 1;
-        }
+        /* relaxed: the table's reference keeps it alive while the lock is held */
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        lru_unlink(s, e);
+        lru_push(s, e);
+        *out = e;
+        hit = 1;
     }
-    if (rc == 1) s->hits++;
+    if (hit) s->hits++;
     else s->misses++;
     pthread_mutex_unlock(&s->mu);
-    return rc;
+    return hit;
+}
+
+const uint8_t *seq_rcache_entry_data(const seq_rcache_entry *e, size_t *len)
+{
+    *len = e->len;
+    return e->data;
+}
+
+void seq_rcache_release(const seq_rcache_entry *e)
+{
+    if (e) unref((entry *)e);
 }
 
 void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
@@ -198,6 +217,7 @@ void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig
     e->seq = seq;
     e->cov_sig = cov_sig;
     e->len = (uint32_t)len;
+    atomic_init(&e->refs, 1); /* the table's */
     pthread_mutex_lock(&s->mu);
     if (s->version != version) { /* written meanwhile: what was read may be stale */
         pthread_mutex_unlock(&s->mu);

@@ -10,7 +10,10 @@
  * - batch loads: an entry is tagged with the signature of the coverage it was read
  *   under (seq_rcache_cov_sig); a committed load changes the coverage, so every entry
  *   of the sequence stops matching at once, without a sweep.
- * Entries are opaque bytes to this module; LRU eviction per shard within the capacity. */
+ * Entries are opaque bytes to this module; LRU eviction per shard within the capacity.
+ * A hit hands out a reference instead of a copy (the entry is immutable): an entry
+ * dropped or evicted while readers hold it is freed by the last release, so the memory
+ * in use may exceed the capacity by what the readers hold (one entry per reader). */
 #ifndef SEQ_RCACHE_H
 #define SEQ_RCACHE_H
 
@@ -21,6 +24,7 @@
 #include "../engine/merge.h"
 
 typedef struct seq_rcache seq_rcache;
+typedef struct seq_rcache_entry seq_rcache_entry;
 
 /* capacity 0: no cache (NULL). Caller frees with seq_rcache_free. */
 seq_rcache *seq_rcache_new(size_t capacity_bytes);
@@ -29,11 +33,16 @@ void seq_rcache_free(seq_rcache *c);
 /* Signature of a coverage map (generations and ranges). */
 uint64_t seq_rcache_cov_sig(const seq_cov_seg *cov, uint32_t n);
 
-/* On a hit, replaces dst's contents with a copy of the entry and returns 1; 0 on a miss
- * (or an entry made under another coverage), -1 out of memory. *version is the version of
- * (seq, user)'s shard: on a miss, read RocksDB after this call and pass it to put. */
-int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig, seq_buf *dst,
-                   uint64_t *version);
+/* On a hit, sets *e to a reference to the entry (release it with seq_rcache_release)
+ * and returns 1; 0 on a miss (or an entry made under another coverage). *version is the
+ * version of (seq, user)'s shard: on a miss, read RocksDB after this call and pass it to
+ * put. */
+int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                   const seq_rcache_entry **e, uint64_t *version);
+/* The bytes of a held entry: stable and unchanged until its release. */
+const uint8_t *seq_rcache_entry_data(const seq_rcache_entry *e, size_t *len);
+/* Gives back a reference from seq_rcache_get; NULL is a no-op. Any thread. */
+void seq_rcache_release(const seq_rcache_entry *e);
 
 /* Largest entry put keeps: larger ones are not worth gathering. */
 size_t seq_rcache_max_entry(const seq_rcache *c);

@@ -5,7 +5,8 @@
  * Each reader keeps one RocksDB iterator and reuses it while the database has not
  * changed (same latest sequence number and store epoch); otherwise it recreates it, so
  * a read never misses a committed write. Values are copied into the reader's arena
- * because an iterator's value is invalidated by Next; the records returned point there. */
+ * because an iterator's value is invalidated by Next; the records returned point there,
+ * or into the record cache's entry, which the reader holds until its next read. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,8 @@ struct seq_store_reader {
     rocksdb_iterator_t *it;
     uint64_t it_seqno, it_epoch;
     arena a;
-    seq_buf ent; /* the user's entry: from the record cache or gathered (rcache.h) */
+    seq_buf ent; /* the user's entry as gathered on a cache miss (rcache.h) */
+    const seq_rcache_entry *held; /* the cache's entry the last read's records point into */
     seq_rec *srec, *brec;
     uint32_t scap, bcap;
 };
@@ -88,6 +90,7 @@ void seq_store_reader_free(seq_store_reader *r)
 {
     if (!r) return;
     if (r->it) rocksdb_iter_destroy(r->it);
+    seq_rcache_release(r->held);
     rocksdb_readoptions_destroy(r->ro);
     arena_free(&r->a);
     seq_buf_free(&r->ent);
@@ -300,13 +303,14 @@ static int gen_owns(const seq_merge_params *p, uint64_t gen, int64_t start, int6
     return 0;
 }
 
-/* All records of one generation in the buckets it owns, within retention. */
+/* All records of one generation in the buckets it owns, within retention; *hist counts
+ * those in history (before C = now - horizon). */
 static int read_gen(cursor *c, const seq_merge_params *p, uint64_t user, uint64_t gen,
-                    uint32_t *nb, char *err, size_t errlen)
+                    uint32_t *nb, uint32_t *hist, char *err, size_t errlen)
 {
     seq_store_reader *r = c->r;
     int64_t bms = r->st->def->bucket_ms, bucket;
-    int64_t floor = p->now_ms - p->seq->retention_ms;
+    int64_t floor = p->now_ms - p->seq->retention_ms, cut = p->now_ms - p->horizon_ms;
     for (cur_seek(c, SEQ_K_BATCH, p, user, gen); cur_bucket(c, &bucket); cur_next(c)) {
         int64_t start = seq_bucket_start(bucket, bms), end = seq_bucket_end(bucket, bms);
         if (end <= floor) break;
@@ -314,8 +318,15 @@ static int read_gen(cursor *c, const seq_merge_params *p, uint64_t user, uint64_
         seq_blob_iter bi;
         int rc = open_blob(c, &bi, &r->brec, &r->bcap, *nb, err, errlen);
         if (rc != SEQ_OK) return rc;
-        while (bi.left && (rc = seq_blob_iter_next(&bi, &r->brec[*nb])) == 1)
-            r->brec[(*nb)++].gen = gen;
+        /* counts in locals: through the pointers, every record's stores would reload them */
+        seq_rec *rec = r->brec;
+        uint32_t n = *nb, h = *hist;
+        while (bi.left && (rc = seq_blob_iter_next(&bi, &rec[n])) == 1) {
+            h += rec[n].time_ms < cut;
+            rec[n++].gen = gen;
+        }
+        *nb = n;
+        *hist = h;
         if (rc < 0) {
             seq_errf(err, errlen, "corrupt batch bucket of user %llu", (unsigned long long)user);
             return SEQ_EINTERNAL;
@@ -382,28 +393,30 @@ static int gather(cursor *c, const seq_merge_params *p, uint64_t user, size_t ma
     return rc;
 }
 
-/* Points c at user's entry: from the cache, or gathered from RocksDB (and cached). Leaves
- * c in iterator mode when the user's data is too large for an entry. */
+/* Points c at user's entry: the cache's, held in place until the next read (no copy), or
+ * gathered from RocksDB into r->ent (and cached). Leaves c in iterator mode when the
+ * user's data is too large for an entry. */
 static int open_entry(cursor *c, const seq_merge_params *p, uint64_t user, char *err,
                       size_t errlen)
 {
     seq_store_reader *r = c->r;
     seq_rcache *rc_ = r->st->rcache;
     uint64_t sig = seq_rcache_cov_sig(p->cov, p->n_cov), version;
-    int hit = seq_rcache_get(rc_, p->seq->id, user, sig, &r->ent, &version);
-    if (hit < 0) {
-        seq_errf(err, errlen, "out of memory");
-        return SEQ_EINTERNAL;
-    }
-    if (!hit) {
+    const uint8_t *data;
+    size_t len;
+    if (seq_rcache_get(rc_, p->seq->id, user, sig, &r->held, &version)) {
+        data = seq_rcache_entry_data(r->held, &len);
+    } else {
         fresh_iter(r); /* after the version was read: see rcache.h */
         int rc = gather(c, p, user, seq_rcache_max_entry(rc_), err, errlen);
         if (rc < 0) return rc;
         if (rc == 1) return SEQ_OK; /* iterator mode */
         seq_rcache_put(rc_, p->seq->id, user, sig, version, r->ent.data, r->ent.len);
+        data = r->ent.data;
+        len = r->ent.len;
     }
-    c->base = r->ent.data ? r->ent.data : (const uint8_t *)"";
-    c->end = c->base + r->ent.len;
+    c->base = data ? data : (const uint8_t *)""; /* an absent user: an empty entry */
+    c->end = c->base + len;
     return SEQ_OK;
 }
 
@@ -415,18 +428,19 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     cursor c = {.r = r};
     *ns = *nb = 0;
     arena_reset(&r->a);
+    seq_rcache_release(r->held); /* the previous read's records are done with */
+    r->held = NULL;
     if (r->st->rcache) {
         if ((rc = open_entry(&c, p, user, err, errlen)) != SEQ_OK) return rc;
     } else {
         fresh_iter(r);
     }
+    uint32_t hist = 0;
     for (uint32_t i = 0; i < p->n_cov; i++) {
         if (gen_seen_before(p, i)) continue;
-        if ((rc = read_gen(&c, p, user, p->cov[i].gen, nb, err, errlen)) != SEQ_OK) return rc;
+        rc = read_gen(&c, p, user, p->cov[i].gen, nb, &hist, err, errlen);
+        if (rc != SEQ_OK) return rc;
     }
-    uint32_t hist = 0;
-    int64_t cut = p->now_ms - p->horizon_ms;
-    for (uint32_t i = 0; i < *nb; i++) hist += r->brec[i].time_ms < cut;
     int recent_batch = hist < *nb;
     if ((rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;

@@ -110,6 +110,25 @@ static void test_edge_at_cut(void)
     R bt[] = {{CUT - 1, "b_hist", 0, 5}, {CUT, "b_c", 0, 5}, {940000, "b_recent", 0, 5}};
     EXPECT(merge(&p, st, N(st), bt, N(bt)),
            "s_new@960000 b_recent@940000 s_c@900000 b_c@900000 b_hist@899999");
+    /* one id in both sources: a batch copy at C is recent (the stream's copy wins), at
+     * C-1 it is history (the batch's wins); with few stream records and with more */
+    R st2[] = {{960000, "dup_at_c", 0, 0}, {955000, "dup_before_c_long", 0, 0}};
+    R bt2[] = {{CUT, "dup_at_c", 0, 5}, {CUT - 1, "dup_before_c_long", 0, 5}};
+    EXPECT(merge(&p, st2, N(st2), bt2, N(bt2)), "dup_at_c@960000 dup_before_c_long@899999");
+    R st3[20], bt3[2];
+    static char fill[18][8];
+    memcpy(st3, st2, sizeof st2);
+    memcpy(bt3, bt2, sizeof bt2);
+    for (int i = 0; i < 18; i++) {
+        snprintf(fill[i], sizeof fill[i], "f%d", i);
+        st3[2 + i] = (R){970000 + i, fill[i], 0, 0};
+    }
+    seq.max_length = 2;
+    EXPECT(merge(&p, st3, N(st3), bt3, N(bt3)), "f17@970017 f16@970016");
+    p.since_ms = 899000, p.until_ms = 965000; /* the two of interest */
+    seq.max_length = 100;
+    EXPECT(merge(&p, st3, N(st3), bt3, N(bt3)), "dup_at_c@960000 dup_before_c_long@899999");
+    p = params(cov, 1);
     CHECK(!seq_merge_stream_visible(&p, CUT - 1));
     CHECK(seq_merge_stream_visible(&p, CUT));
     CHECK(seq_merge_stream_visible(&p, 799999));
@@ -336,7 +355,7 @@ static int64_t rtime(void)
 
 static void random_case(void)
 {
-    static char ids[64][8];
+    static char ids[64][24];
     seq_rec s[40], b[64];
     const seq_rec *o1[128], *o2[128];
     /* time grid in units of 10,000 around C and the floor; few ids so they collide */
@@ -360,8 +379,11 @@ static void random_case(void)
     int one_gen = rnd(3) == 0;
     uint64_t gen1 = 1 + rnd(4);
     uint32_t ns = one_gen && rnd(2) ? 0 : rnd(40), nb = rnd(3) ? rnd(60) : 0;
+    /* short ids, or long ones alike in their first 8 bytes (hashed and compared in
+     * 8-byte words) */
+    const char *fmt = rnd(3) ? "i%u" : "long-event-%u";
     for (uint32_t i = 0; i < ns; i++) { /* unique ids in the stream */
-        snprintf(ids[i], sizeof ids[i], "i%u", i * 3 + rnd(3));
+        snprintf(ids[i], sizeof ids[i], fmt, i * 3 + rnd(3));
         s[i] = (seq_rec){.time_ms = rtime(), .id = ids[i],
                          .id_len = (uint32_t)strlen(ids[i]), .type_idx = rnd(3)};
         for (uint32_t j = 0; j < i; j++)
@@ -372,10 +394,10 @@ static void random_case(void)
         if (s[i].id_len) s[w++] = s[i];
     ns = w;
     qsort(s, ns, sizeof s[0], cmp_rec);
-    static char bids[64][8];
+    static char bids[64][24];
     uint32_t nbb = 0;
     for (uint32_t i = 0; i < nb; i++) {
-        snprintf(bids[i], sizeof bids[i], "i%u", rnd(130));
+        snprintf(bids[i], sizeof bids[i], fmt, rnd(130));
         seq_rec r = {.time_ms = rtime(), .id = bids[i],
                      .id_len = (uint32_t)strlen(bids[i]), .type_idx = rnd(3),
                      .gen = one_gen ? gen1 : 1 + rnd(4)};

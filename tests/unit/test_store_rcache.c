@@ -1,24 +1,39 @@
 /* Record cache: hits return exactly what was put; an entry made under another coverage
  * is a miss; a forget between the version read and the put keeps the stale read out;
- * eviction keeps the bytes within the capacity; oversized entries are not kept. */
+ * eviction keeps the bytes within the capacity; oversized entries are not kept; an entry
+ * a reader holds stays intact after it is forgotten, replaced or evicted (ASan checks the
+ * frees). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "storage/rcache.h"
 #include "testlib.h"
 
+/* get + copy + release: 1 and the bytes in b on a hit, like a reader sees them. */
+static int get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t sig, seq_buf *b, uint64_t *v)
+{
+    const seq_rcache_entry *e = NULL;
+    if (!seq_rcache_get(c, seq, user, sig, &e, v)) return 0;
+    size_t len;
+    const uint8_t *d = seq_rcache_entry_data(e, &len);
+    b->len = 0;
+    CHECK(seq_buf_append(b, d, len) == 0);
+    seq_rcache_release(e);
+    return 1;
+}
+
 static void hit_and_coverage(void)
 {
     seq_rcache *c = seq_rcache_new(1 << 20);
     seq_buf b = {0};
     uint64_t v;
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 42, 7, &b, &v), 0);
+    CHECK_EQ_INT(get(c, 1, 42, 7, &b, &v), 0);
     seq_rcache_put(c, 1, 42, 7, v, "abcdef", 6);
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 42, 7, &b, &v), 1);
+    CHECK_EQ_INT(get(c, 1, 42, 7, &b, &v), 1);
     CHECK(b.len == 6 && memcmp(b.data, "abcdef", 6) == 0);
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 42, 8, &b, &v), 0); /* a load changed the coverage */
-    CHECK_EQ_INT(seq_rcache_get(c, 2, 42, 7, &b, &v), 0); /* another sequence */
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 43, 7, &b, &v), 0); /* another user */
+    CHECK_EQ_INT(get(c, 1, 42, 8, &b, &v), 0); /* a load changed the coverage */
+    CHECK_EQ_INT(get(c, 2, 42, 7, &b, &v), 0); /* another sequence */
+    CHECK_EQ_INT(get(c, 1, 43, 7, &b, &v), 0); /* another user */
     seq_rcache_stats s;
     seq_rcache_get_stats(c, &s);
     CHECK(s.hits == 1 && s.misses == 4 && s.bytes > 6 && s.capacity <= 1 << 20);
@@ -32,19 +47,52 @@ static void forget_races_put(void)
     seq_buf b = {0};
     uint64_t v;
     seq_rcache_put(c, 1, 5, 0, 0, "old", 3);
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 5, 0, &b, &v), 1);
+    CHECK_EQ_INT(get(c, 1, 5, 0, &b, &v), 1);
     seq_rcache_forget(c, 1, 5); /* a stream write */
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 5, 0, &b, &v), 0);
+    CHECK_EQ_INT(get(c, 1, 5, 0, &b, &v), 0);
     /* a reader read RocksDB before this write: its put must not land */
     uint64_t before = v;
     seq_rcache_forget(c, 1, 5);
     seq_rcache_put(c, 1, 5, 0, before, "stale", 5);
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 5, 0, &b, &v), 0);
+    CHECK_EQ_INT(get(c, 1, 5, 0, &b, &v), 0);
     seq_rcache_put(c, 1, 5, 0, v, "new", 3);
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 5, 0, &b, &v), 1);
+    CHECK_EQ_INT(get(c, 1, 5, 0, &b, &v), 1);
     CHECK(b.len == 3 && memcmp(b.data, "new", 3) == 0);
     seq_buf_free(&b);
     seq_rcache_free(c);
+}
+
+/* A held entry is the reader's until released, whatever the table does meanwhile. */
+static void held_outlives_table(void)
+{
+    seq_rcache *c = seq_rcache_new(256 << 10);
+    uint64_t v;
+    const seq_rcache_entry *a = NULL, *b = NULL, *d = NULL;
+    size_t len;
+    seq_rcache_put(c, 1, 7, 0, 0, "first", 5);
+    CHECK_EQ_INT(seq_rcache_get(c, 1, 7, 0, &a, &v), 1);
+    CHECK_EQ_INT(seq_rcache_get(c, 1, 7, 0, &b, &v), 1); /* two readers share it */
+    CHECK(a == b);
+    seq_rcache_forget(c, 1, 7); /* dropped from the table while held */
+    CHECK_EQ_INT(seq_rcache_get(c, 1, 7, 0, &d, &v), 0);
+    seq_rcache_put(c, 1, 7, 0, v, "second", 6);
+    CHECK_EQ_INT(seq_rcache_get(c, 1, 7, 0, &d, &v), 1);
+    CHECK(memcmp(seq_rcache_entry_data(a, &len), "first", 5) == 0 && len == 5);
+    seq_rcache_release(a);
+    CHECK(memcmp(seq_rcache_entry_data(b, &len), "first", 5) == 0 && len == 5);
+    seq_rcache_release(b); /* the last holder frees it */
+    char blob[100] = {0};
+    for (uint64_t u = 100; u < 20000; u++) {
+        const seq_rcache_entry *miss;
+        CHECK_EQ_INT(seq_rcache_get(c, 1, u, 0, &miss, &v), 0);
+        seq_rcache_put(c, 1, u, 0, v, blob, sizeof blob);
+    }
+    CHECK_EQ_INT(seq_rcache_get(c, 1, 7, 0, &a, &v), 0); /* evicted, still held by d */
+    CHECK(memcmp(seq_rcache_entry_data(d, &len), "second", 6) == 0 && len == 6);
+    seq_rcache_release(NULL);
+    seq_rcache_free(c); /* the cache goes first: d stays valid */
+    CHECK(memcmp(seq_rcache_entry_data(d, &len), "second", 6) == 0 && len == 6);
+    seq_rcache_release(d);
 }
 
 static void bounded(void)
@@ -56,16 +104,16 @@ static void bounded(void)
     seq_buf b = {0};
     uint64_t v;
     seq_rcache_put(c, 1, 1, 0, 0, blob, max + 1);
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 1, 0, &b, &v), 0); /* too large to keep */
+    CHECK_EQ_INT(get(c, 1, 1, 0, &b, &v), 0); /* too large to keep */
     for (uint64_t u = 0; u < 100000; u++) {
-        seq_rcache_get(c, 1, u, 0, &b, &v);
+        get(c, 1, u, 0, &b, &v);
         seq_rcache_put(c, 1, u, 0, v, blob, 100);
     }
     seq_rcache_stats s;
     seq_rcache_get_stats(c, &s);
     CHECK(s.bytes <= s.capacity && s.capacity <= cap && s.bytes > cap / 2);
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 99999, 0, &b, &v), 1); /* the newest stays */
-    CHECK_EQ_INT(seq_rcache_get(c, 1, 0, 0, &b, &v), 0);     /* the oldest went */
+    CHECK_EQ_INT(get(c, 1, 99999, 0, &b, &v), 1); /* the newest stays */
+    CHECK_EQ_INT(get(c, 1, 0, 0, &b, &v), 0);     /* the oldest went */
     free(blob);
     seq_buf_free(&b);
     seq_rcache_free(c);
@@ -75,6 +123,7 @@ int main(void)
 {
     RUN(hit_and_coverage);
     RUN(forget_races_put);
+    RUN(held_outlives_table);
     RUN(bounded);
     return seq_t_done();
 }
