@@ -40,6 +40,11 @@ typedef struct {
 
 int seq_batch_file_hash(const char *path, uint64_t *size, uint64_t *hash, char *err,
                         size_t errlen);
+/* Copies path to `copy` (created or truncated, then synced) and fingerprints the bytes
+ * in the same read, so a load verifies and ingests exactly the bytes it hashed, in a
+ * file nobody else writes. On failure `copy` is removed. NOT_FOUND when path is absent. */
+int seq_batch_file_stage(const char *path, const char *copy, uint64_t *size, uint64_t *hash,
+                         char *err, size_t errlen);
 json_t *seq_batch_file_to_json(const seq_batch_file_info *f);
 int seq_batch_file_from_json(json_t *o, seq_batch_file_info *f, char *err, size_t errlen);
 

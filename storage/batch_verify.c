@@ -1,10 +1,12 @@
 /* Load verification (see seq_batch_verify in batch.h): the gate between files on disk
- * and ingestion. Nothing here writes; a load that fails here changes nothing. */
+ * and ingestion. Nothing here writes but the staged copies (stage_dir), removed again
+ * when a check fails; a load that fails here changes nothing. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../engine/blob.h"
 #include "batch.h"
@@ -162,9 +164,10 @@ static int check_manifest(const seq_def *def, const seq_load_req *req, const cha
     return SEQ_OK;
 }
 
-/* The manifest entry of one file, checked against the file's bytes. */
-static int check_file(seq_batch_manifest *m, const char *path, seq_batch_file_info *fi,
-                      char *err, size_t errlen)
+/* The manifest entry of one file, checked against the file's bytes: those of its staged
+ * copy when `staged` is set (the copy is made in the same read as the hash). */
+static int check_file(seq_batch_manifest *m, const char *path, const char *staged,
+                      seq_batch_file_info *fi, char *err, size_t errlen)
 {
     const char *base = strrchr(path, '/') + 1;
     size_t i;
@@ -173,7 +176,8 @@ static int check_file(seq_batch_manifest *m, const char *path, seq_batch_file_in
         if (seq_batch_file_from_json(o, fi, err, errlen) != SEQ_OK) return SEQ_EINVAL;
         if (strcmp(fi->name, base) != 0) continue;
         uint64_t size, hash;
-        int rc = seq_batch_file_hash(path, &size, &hash, err, errlen);
+        int rc = staged ? seq_batch_file_stage(path, staged, &size, &hash, err, errlen)
+                        : seq_batch_file_hash(path, &size, &hash, err, errlen);
         if (rc != SEQ_OK) return rc;
         if (size != fi->size || hash != fi->hash) {
             seq_errf(err, errlen, "%s: contents differ from its manifest (corrupt or foreign file)",
@@ -186,8 +190,19 @@ static int check_file(seq_batch_manifest *m, const char *path, seq_batch_file_in
     return SEQ_EINVAL;
 }
 
+/* seq_sst_scan's message names the file it read, the staged copy: the caller knows the
+ * file by the name it asked for. */
+static void scan_error(char *err, size_t errlen, const char *path, const char *scanned,
+                       const char *serr)
+{
+    size_t n = strlen(scanned);
+    if (strncmp(serr, scanned, n) == 0) seq_errf(err, errlen, "%s%s", path, serr + n);
+    else seq_errf(err, errlen, "%s", serr);
+}
+
 static int check_files(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
-                       char **paths, seq_load_result *res, char *err, size_t errlen)
+                       char **paths, char **staged, seq_load_result *res, char *err,
+                       size_t errlen)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", paths[0]);
@@ -212,13 +227,14 @@ static int check_files(const seq_def *def, const seq_sequence *s, const seq_load
     }
     for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++) {
         seq_batch_file_info fi;
-        rc = check_file(&m, paths[i], &fi, err, errlen);
+        rc = check_file(&m, paths[i], staged ? staged[i] : NULL, &fi, err, errlen);
         if (rc != SEQ_OK) break;
         scan_ctx c = {.name = paths[i], .seq = s, .def = def, .req = req, .err = err,
                       .errlen = errlen};
         char serr[400];
-        int got = seq_sst_scan(paths[i], on_entry, &c, serr, sizeof serr);
-        if (got == -1) seq_errf(err, errlen, "%s", serr);
+        const char *scanned = staged ? staged[i] : paths[i];
+        int got = seq_sst_scan(scanned, on_entry, &c, serr, sizeof serr);
+        if (got == -1) scan_error(err, errlen, paths[i], scanned, serr);
         if (got) rc = SEQ_EINVAL;
         else if (c.users != fi.users || c.events != fi.events) rc = bad(&c, "counts differ from its manifest");
         res->users += c.users;
@@ -232,8 +248,33 @@ static int check_files(const seq_def *def, const seq_sequence *s, const seq_load
     return rc;
 }
 
-int seq_batch_verify(const seq_def *def, const char *batch_root, const seq_load_req *req,
-                     char ***resolved, seq_load_result *res, char *err, size_t errlen)
+static void free_paths(char **p, size_t n, int unlink_them)
+{
+    for (size_t i = 0; p && i < n; i++) {
+        if (unlink_them && p[i]) unlink(p[i]);
+        free(p[i]);
+    }
+    free(p);
+}
+
+/* stage_dir/<i>.sst for each requested file: one load runs at a time (store_load.c). */
+static char **staged_names(const char *stage_dir, size_t n)
+{
+    char **p = calloc(n, sizeof *p);
+    for (size_t i = 0; p && i < n; i++) {
+        char buf[PATH_MAX];
+        snprintf(buf, sizeof buf, "%s/%zu.sst", stage_dir, i);
+        if (!(p[i] = strdup(buf))) {
+            free_paths(p, n, 0);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+int seq_batch_verify(const seq_def *def, const char *batch_root, const char *stage_dir,
+                     const seq_load_req *req, char ***resolved, seq_load_result *res, char *err,
+                     size_t errlen)
 {
     const seq_sequence *s;
     char root[PATH_MAX];
@@ -244,21 +285,24 @@ int seq_batch_verify(const seq_def *def, const char *batch_root, const seq_load_
         seq_errf(err, errlen, "batch root %s: %s", batch_root, strerror(errno));
         return SEQ_EINTERNAL;
     }
-    char **paths = calloc(req->n_paths, sizeof *paths);
+    char **paths = calloc(req->n_paths, sizeof *paths), **staged = NULL;
     if (!paths) return SEQ_EINTERNAL;
     for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++) {
         char buf[PATH_MAX];
         rc = resolve(root, req->paths[i], buf, err, errlen);
         if (rc == SEQ_OK && !(paths[i] = strdup(buf))) rc = SEQ_EINTERNAL;
     }
-    if (rc == SEQ_OK) rc = check_files(def, s, req, paths, res, err, errlen);
+    if (rc == SEQ_OK && stage_dir && !(staged = staged_names(stage_dir, req->n_paths)))
+        rc = SEQ_EINTERNAL;
+    if (rc == SEQ_OK) rc = check_files(def, s, req, paths, staged, res, err, errlen);
     if (rc != SEQ_OK) {
-        for (size_t i = 0; i < req->n_paths; i++) free(paths[i]);
-        free(paths);
+        free_paths(paths, req->n_paths, 0);
+        free_paths(staged, req->n_paths, 1);
         return rc;
     }
     res->generation = req->generation;
     res->files = (uint32_t)req->n_paths;
-    *resolved = paths;
+    if (staged) free_paths(paths, req->n_paths, 0);
+    *resolved = staged ? staged : paths;
     return SEQ_OK;
 }

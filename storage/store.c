@@ -323,6 +323,8 @@ int seq_store_open(const char *dir, const seq_def *def, size_t cache_mb, seq_sto
     pthread_mutex_init(&st->commit_mu, NULL);
     pthread_mutex_init(&st->view_mu, NULL);
     configure(st, cache_mb);
+    if (!(st->stage_dir = malloc(strlen(dir) + sizeof "/load-staging"))) goto fail;
+    strcpy(stpcpy(st->stage_dir, dir), "/load-staging");
     st->db = rocksdb_open(st->opts, dir, &e);
     if (e) {
         seq_errf(err, errlen, "open %s: %s", dir, e);
@@ -356,6 +358,7 @@ void seq_store_close(seq_store *st)
     if (st->rscan) rocksdb_readoptions_destroy(st->rscan);
     pthread_mutex_destroy(&st->commit_mu);
     pthread_mutex_destroy(&st->view_mu);
+    free(st->stage_dir);
     free(st);
 }
 

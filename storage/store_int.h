@@ -28,6 +28,7 @@ struct seq_store {
     rocksdb_readoptions_t *rscan; /* whole-keyspace scans (total order) */
     const seq_def *def;
     seq_rcache *rcache; /* hot users' bucket blobs (rcache.h); NULL: none */
+    char *stage_dir;    /* <data dir>/load-staging: a load's verified copies (store_load.c) */
 
     pthread_mutex_t commit_mu; /* serialises stream commits (the malformed counter) */
     _Atomic uint64_t malformed;

@@ -1,17 +1,21 @@
-/* Batch loads: verify (batch_verify.c), ingest the SST files, then commit the new
+/* Batch loads: verify (batch_verify.c) copies of the SST files staged in the data dir,
+ * ingest those copies by moving them (a hard link, no second copy), then commit the new
  * generation with one synced write of its 'm' "gen" and 'm' "load" keys and one swap of
  * the in-memory view. Ingested keys carry their generation, so until the commit no reader
  * looks at them: the switch-over is the view swap, whatever the load's size, and a crash
  * before the commit leaves only unreferenced keys, which seq_store_batch_gc removes at
  * the next start. Generations that lose all coverage are deleted once no reader holds
  * the view that still showed them. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -197,16 +201,20 @@ static int check_generation(const seq_store_seqstate *cur, const last_load *l,
     return SEQ_EPRECONDITION;
 }
 
+/* The staged copies are ours (batch_verify.c made them; the batch job keeps its own
+ * files), so RocksDB moves them in instead of copying hundreds of MB a second time while
+ * readers run; where a move is not possible it copies, and the copies left are removed. */
 static int ingest(seq_store *st, char **paths, size_t n, char *err, size_t errlen)
 {
     char *e = NULL;
     rocksdb_ingestexternalfileoptions_t *o = rocksdb_ingestexternalfileoptions_create();
-    rocksdb_ingestexternalfileoptions_set_move_files(o, 0); /* the batch job keeps its files */
+    rocksdb_ingestexternalfileoptions_set_move_files(o, 1);
     rocksdb_ingestexternalfileoptions_set_snapshot_consistency(o, 1);
     rocksdb_ingestexternalfileoptions_set_allow_global_seqno(o, 1);
     rocksdb_ingestexternalfileoptions_set_allow_blocking_flush(o, 1);
     rocksdb_ingest_external_file(st->db, (const char *const *)paths, n, o, &e);
     rocksdb_ingestexternalfileoptions_destroy(o);
+    for (size_t i = 0; i < n; i++) unlink(paths[i]); /* gone already when moved */
     if (e) {
         seq_errf(err, errlen, "ingest: %s", e);
         free(e);
@@ -233,7 +241,12 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     if (rc == SEQ_OK) rc = check_generation(cur, &l, req, res, err, errlen);
     if (rc == -1) rc = SEQ_OK, req = NULL; /* no-op */
     if (rc != SEQ_OK || !req) goto out;
-    rc = seq_batch_verify(st->def, batch_root, req, &paths, res, err, errlen);
+    if (mkdir(st->stage_dir, 0755) != 0 && errno != EEXIST) {
+        seq_errf(err, errlen, "%s: %s", st->stage_dir, strerror(errno));
+        rc = SEQ_EINTERNAL;
+        goto out;
+    }
+    rc = seq_batch_verify(st->def, batch_root, st->stage_dir, req, &paths, res, err, errlen);
     if (rc == SEQ_OK) crash_point("load-after-verify");
     if (rc == SEQ_OK) rc = ingest(st, paths, req->n_paths, err, errlen);
     if (rc != SEQ_OK) goto out;
@@ -294,10 +307,22 @@ int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_r
     return rc;
 }
 
+/* Removes the staged copies a load killed before ingestion left behind. */
+static void clear_stage(seq_store *st)
+{
+    DIR *d = opendir(st->stage_dir);
+    struct dirent *de;
+    if (!d) return; /* none yet */
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
 /* Deletes every batch generation that no committed coverage references: what a crash
- * between ingestion and commit, or before reclaim, left behind. */
+ * between ingestion and commit, or before reclaim, left behind; and staged copies. */
 int seq_store_batch_gc(seq_store *st, char *err, size_t errlen)
 {
+    clear_stage(st);
     const seq_store_view *v = seq_store_view_acquire(st);
     rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rscan);
     uint8_t k[SEQ_KEY_MAX];

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/def.h"
@@ -30,7 +32,7 @@ static const char DEF[] =
     "\"retention_ms\":172800000,\"columns\":[\"dwell_ms\"]}]}";
 
 static seq_def *def;
-static char root[64], part[128], sst_name[64];
+static char root[64], part[128], stage[128], sst_name[64];
 static char *manifest; /* the builder's manifest.json */
 
 static void write_file(const char *path, const void *p, size_t n)
@@ -69,6 +71,8 @@ static void setup(void)
     }
     fclose(f);
     snprintf(part, sizeof part, "%s/part", root);
+    snprintf(stage, sizeof stage, "%s/stage", root); /* outside the batch root's part */
+    if (mkdir(stage, 0755) != 0) abort();
     seq_build *b = NULL;
     seq_build_report rep;
     if (seq_build_new(def, "eng", START, END, GEN, part, 0, &b, err, sizeof err) ||
@@ -148,10 +152,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     seq_load_req req = {"eng", START, END, GEN, paths, 1};
     char **resolved = NULL;
     seq_load_result res;
-    int rc = seq_batch_verify(def, root, &req, &resolved, &res, err, sizeof err);
+    int rc = seq_batch_verify(def, root, stage, &req, &resolved, &res, err, sizeof err);
     if (getenv("SEQD_FUZZ_VERBOSE")) fprintf(stderr, "verify: %d %s\n", rc, rc ? err : "ok");
+    char staged[192];
+    snprintf(staged, sizeof staged, "%s/0.sst", stage);
+    if (rc != SEQ_OK && access(staged, F_OK) == 0) abort(); /* a refused load leaves no copy */
     if (rc == SEQ_OK) {
         if (res.files != 1 || res.generation != GEN || !resolved || !resolved[0]) abort();
+        if (strcmp(resolved[0], staged) != 0 || unlink(staged) != 0) abort();
         free(resolved[0]);
         free(resolved);
     }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "storage/batch.h"
+#include "storage/batch_file.h"
 #include "storage/store.h"
 #include "storage/store_int.h"
 #include "testlib.h"
@@ -97,6 +98,46 @@ static int count_gen_keys(seq_store *st, uint64_t gen)
     return n;
 }
 
+/* 1 when the store's staging directory holds a file (a load's verified copy), else 0. */
+static int staged_left(const char *dbdir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A %s/load-staging 2>/dev/null)\"", dbdir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+static uint64_t file_hash(const char *path)
+{
+    char err[256];
+    uint64_t size = 0, hash = 0;
+    CHECK_EQ_INT(seq_batch_file_hash(path, &size, &hash, err, sizeof err), SEQ_OK);
+    return hash ^ size;
+}
+
+/* A staged copy is byte for byte the source, fingerprinted in the same read. */
+static void stage(void)
+{
+    char err[256], src[300], dst[300];
+    uint64_t size, hash, size2, hash2;
+    build("s1", 1, T0, T0 + 24 * H, 50, T0 + 2 * H);
+    snprintf(src, sizeof src, "%s/s1/part-00000.sst", root);
+    snprintf(dst, sizeof dst, "%s/s1-copy.sst", root);
+    CHECK_EQ_INT(seq_batch_file_stage(src, dst, &size, &hash, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(seq_batch_file_hash(src, &size2, &hash2, err, sizeof err), SEQ_OK);
+    CHECK(size == size2 && hash == hash2 && size > 0);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", src, dst);
+    CHECK(system(cmd) == 0);
+    /* a missing source: NOT_FOUND, and no copy left behind */
+    snprintf(src, sizeof src, "%s/s1/missing.sst", root);
+    CHECK_EQ_INT(seq_batch_file_stage(src, dst, &size, &hash, err, sizeof err), SEQ_ENOTFOUND);
+    /* a copy that cannot be written: an error, the source untouched */
+    snprintf(src, sizeof src, "%s/s1/part-00000.sst", root);
+    snprintf(dst, sizeof dst, "%s/no-such-dir/copy.sst", root);
+    CHECK_EQ_INT(seq_batch_file_stage(src, dst, &size, &hash, err, sizeof err), SEQ_EINTERNAL);
+    CHECK(strstr(err, "no-such-dir") != NULL);
+}
+
 static void loads(void)
 {
     char err[256] = "", dbdir[128], p1[300], p2[300], p3[300];
@@ -112,8 +153,12 @@ static void loads(void)
     snprintf(p2, sizeof p2, "%s/p6/part-00000.sst", root);
     snprintf(p3, sizeof p3, "%s/p7/part-00000.sst", root);
 
+    uint64_t h1 = file_hash(p1);
     CHECK_EQ_INT(load(st, p1, 5, T0, T0 + 48 * H, &res, err), SEQ_OK);
     CHECK(res.generation == 5 && res.files == 1 && res.users == 3 && res.events == 3);
+    /* the batch job keeps its file as it was; the verified copy went into the store */
+    CHECK(file_hash(p1) == h1);
+    CHECK_EQ_INT(staged_left(dbdir), 0);
     CHECK_EQ_INT(committed_gen(st), 5);
     CHECK_EQ_INT(read_items(st, 2, items, 10), 1);
     CHECK_EQ_INT(items[0], 5);
@@ -138,6 +183,7 @@ static void loads(void)
     CHECK_EQ_INT(load(st, p2, 6, T0 + 24 * H, T0 + 48 * H, &res, err), SEQ_EINVAL);
     CHECK(strstr(err, "p6/part-00000.sst") != NULL);
     CHECK_EQ_INT(committed_gen(st), 5);
+    CHECK_EQ_INT(staged_left(dbdir), 0); /* a refused load leaves no copy */
     snprintf(cp, sizeof cp, "mv %s.bak %s", p2, p2);
     CHECK(system(cp) == 0);
     /* gen 6 over the second day: user 3 keeps gen 5's first-day event */
@@ -163,9 +209,17 @@ static void loads(void)
     CHECK_EQ_INT(read_items(st, 1, items, 10), 1);
     CHECK_EQ_INT(items[0], 7);
     seq_store_close(st);
+    /* a copy staged by a load killed before ingestion goes at the next open */
+    char left[300];
+    snprintf(left, sizeof left, "%s/load-staging/0.sst", dbdir);
+    FILE *f = fopen(left, "w");
+    CHECK(f != NULL);
+    if (f) fclose(f);
+    CHECK_EQ_INT(staged_left(dbdir), 1);
     /* reopen: the committed state survives */
     CHECK(seq_store_open(dbdir, def, 64, &st, err, sizeof err) == SEQ_OK);
     CHECK_EQ_INT(committed_gen(st), 8);
+    CHECK_EQ_INT(staged_left(dbdir), 0);
     CHECK_EQ_INT(read_items(st, 1, items, 10), 1);
     CHECK_EQ_INT(items[0], 7);
     CHECK_EQ_INT(seq_store_batch_gc(st, err, sizeof err), SEQ_OK);
@@ -179,6 +233,7 @@ int main(void)
     snprintf(root, sizeof root, "/tmp/seqd-load-XXXXXX");
     if (!mkdtemp(root)) return 1;
     if (seq_def_parse(DEF, strlen(DEF), &def, err, sizeof err) != SEQ_OK) return 1;
+    RUN(stage);
     RUN(loads);
     seq_def_free(def);
     char cmd[128];
