@@ -26,6 +26,7 @@
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,9 @@
 #define STOP_GRACE_S 5
 #define DEFAULT_MAX_MSG (4u << 20)
 #define DEFAULT_IDLE_MS 300000u
+#define MEM_MIN_SHIFT 5           /* nghttp2 block classes: 32 << k bytes, header included */
+#define MEM_CLASSES 8             /* ... up to 4096; larger blocks go to malloc */
+#define MEM_KEEP 512              /* free blocks kept per class and worker */
 
 typedef struct worker worker;
 typedef struct conn conn;
@@ -71,6 +75,7 @@ struct seq_grpc_call {
     int state;
     int responded;     /* a response was submitted: later events are ignored */
     int done_reported; /* on_done called */
+    int timer_on;      /* timer added (a held call with a deadline) */
     int is_post, ct_ok;
     uint64_t start_ns, deadline_ns;
     size_t sent;   /* bytes of prefix + reply framed by nghttp2 (data_read_cb) */
@@ -95,10 +100,19 @@ struct conn {
     size_t out_off;
     uint64_t last_ns;
     seq_grpc_call *calls;
+    seq_grpc_call *hdr_call; /* the call of the header block being received, or NULL */
     int read_paused, closing, dirty;
     unsigned nstreams; /* streams with a call: what MAX_CONCURRENT_STREAMS bounds */
     conn *prev, *next, *dnext;
 };
+
+/* Free lists of the blocks nghttp2 allocates per stream and frame (~8 per call, all
+ * freed when the stream closes), so they skip malloc's bins. Used only by the worker's
+ * thread: a session runs on one worker. */
+typedef struct {
+    void *free[MEM_CLASSES];
+    unsigned nfree[MEM_CLASSES];
+} mem_pool;
 
 struct worker {
     seq_grpc_server *srv;
@@ -114,6 +128,8 @@ struct worker {
     int nconns;
     seq_grpc_call *pool;
     int npool;
+    mem_pool mem;
+    nghttp2_mem ngmem;
     uint8_t rbuf[READ_CHUNK];
 };
 
@@ -201,6 +217,92 @@ size_t seq_grpc_pct_encode(const char *in, char *out, size_t outlen)
     return o;
 }
 
+/* ------------------------------------------------------------------ nghttp2 memory */
+
+/* Each block starts with its class (MEM_CLASSES: a malloc'ed block), keeping the
+ * payload aligned as malloc's is. */
+typedef union {
+    unsigned cls;
+    max_align_t align;
+} mem_hdr;
+
+static unsigned mem_class(size_t size)
+{
+    size_t need = size + sizeof(mem_hdr);
+    unsigned k = 0;
+    while (k < MEM_CLASSES && need > ((size_t)1 << (MEM_MIN_SHIFT + k))) k++;
+    return k;
+}
+
+static void *mem_malloc(size_t size, void *ud)
+{
+    mem_pool *mp = ud;
+    unsigned k = mem_class(size);
+    mem_hdr *h;
+    if (k < MEM_CLASSES && mp->free[k]) {
+        h = mp->free[k];
+        mp->free[k] = *(void **)(h + 1);
+        mp->nfree[k]--;
+    } else {
+        h = malloc(k < MEM_CLASSES ? (size_t)1 << (MEM_MIN_SHIFT + k) : sizeof *h + size);
+        if (!h) return NULL;
+        h->cls = k;
+    }
+    return h + 1;
+}
+
+static void mem_free(void *ptr, void *ud)
+{
+    mem_pool *mp = ud;
+    if (!ptr) return;
+    mem_hdr *h = (mem_hdr *)ptr - 1;
+    unsigned k = h->cls;
+    if (k >= MEM_CLASSES || mp->nfree[k] >= MEM_KEEP) {
+        free(h);
+        return;
+    }
+    *(void **)ptr = mp->free[k];
+    mp->free[k] = h;
+    mp->nfree[k]++;
+}
+
+static void *mem_calloc(size_t nmemb, size_t size, void *ud)
+{
+    if (size && nmemb > SIZE_MAX / 2 / size) return NULL;
+    void *p = mem_malloc(nmemb * size, ud);
+    if (p) memset(p, 0, nmemb * size);
+    return p;
+}
+
+static void *mem_realloc(void *ptr, size_t size, void *ud)
+{
+    if (!ptr) return mem_malloc(size, ud);
+    mem_hdr *h = (mem_hdr *)ptr - 1;
+    if (h->cls >= MEM_CLASSES) { /* stays a malloc'ed block, whatever the new size */
+        mem_hdr *n = realloc(h, sizeof *n + size);
+        return n ? n + 1 : NULL;
+    }
+    size_t have = ((size_t)1 << (MEM_MIN_SHIFT + h->cls)) - sizeof *h;
+    if (size <= have) return ptr;
+    void *p = mem_malloc(size, ud);
+    if (!p) return NULL;
+    memcpy(p, ptr, have);
+    mem_free(ptr, ud);
+    return p;
+}
+
+static void mem_pool_free(mem_pool *mp)
+{
+    for (unsigned k = 0; k < MEM_CLASSES; k++) {
+        while (mp->free[k]) {
+            mem_hdr *h = mp->free[k];
+            mp->free[k] = *(void **)(h + 1);
+            free(h);
+        }
+        mp->nfree[k] = 0;
+    }
+}
+
 /* ------------------------------------------------------------------ calls */
 
 static void call_deadline_cb(evutil_socket_t fd, short what, void *arg);
@@ -245,11 +347,20 @@ static seq_grpc_call *call_new(worker *w)
     return c;
 }
 
+/* evtimer_del takes the base's lock even for a timer that was never added, and only
+ * held calls with a deadline add one. */
+static void call_timer_stop(seq_grpc_call *c)
+{
+    if (!c->timer_on) return;
+    c->timer_on = 0;
+    evtimer_del(c->timer);
+}
+
 static void call_unref(seq_grpc_call *c)
 {
     if (--c->refs > 0) return;
     worker *w = c->w;
-    evtimer_del(c->timer);
+    call_timer_stop(c);
     if (c->frame.msg.cap > KEEP_BUF_MAX) seq_buf_free(&c->frame.msg);
     if (c->reply.cap > KEEP_BUF_MAX) seq_buf_free(&c->reply);
     if (w->npool >= POOL_MAX) {
@@ -276,12 +387,13 @@ static void call_detach(seq_grpc_call *c)
     if (!cn) return;
     if (!c->responded) call_report(c, SEQ_ECANCELLED);
     cn->nstreams--;
+    if (cn->hdr_call == c) cn->hdr_call = NULL;
     if (c->prev) c->prev->next = c->next;
     else cn->calls = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     c->conn = NULL;
-    evtimer_del(c->timer);
+    call_timer_stop(c);
     call_unref(c);
 }
 
@@ -472,7 +584,7 @@ void seq_grpc_call_hold(seq_grpc_call *c)
     if (c->deadline_ns) {
         uint64_t now = now_ns();
         struct timeval tv = tv_of_ns(c->deadline_ns > now ? c->deadline_ns - now : 0);
-        evtimer_add(c->timer, &tv);
+        c->timer_on = evtimer_add(c->timer, &tv) == 0;
     }
 }
 
@@ -511,6 +623,7 @@ static seq_grpc_call *stream_call(nghttp2_session *s, int32_t sid)
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     conn *cn = ud;
+    cn->hdr_call = NULL;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     if (cn->nstreams >= cn->w->srv->max_streams) {
         /* RFC 9113 5.1.2: refuse the excess stream (the client may retry it), keep the
@@ -531,6 +644,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     c->next = cn->calls;
     if (cn->calls) cn->calls->prev = c;
     cn->calls = c;
+    cn->hdr_call = c;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, c);
     return 0;
 }
@@ -539,9 +653,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
 {
     (void)flags;
-    (void)ud;
+    conn *cn = ud;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    seq_grpc_call *c = stream_call(s, f->hd.stream_id);
+    /* A header block is contiguous on the connection (RFC 9113 6.10): the call that
+     * on_begin_headers made saves a stream lookup per header. */
+    seq_grpc_call *c = cn->hdr_call;
+    if (!c || c->stream_id != f->hd.stream_id) c = stream_call(s, f->hd.stream_id);
     if (!c) return 0;
     /* Over the limit: nghttp2 resets this stream and skips the rest of its header block;
      * the connection and its other streams go on. */
@@ -758,7 +875,7 @@ static conn *conn_new(worker *w, int fd)
     c->w = w;
     c->fd = fd;
     c->last_ns = now_ns();
-    if (nghttp2_session_server_new2(&c->sess, w->srv->cbs, c, w->srv->opt) != 0) {
+    if (nghttp2_session_server_new3(&c->sess, w->srv->cbs, c, w->srv->opt, &w->ngmem) != 0) {
         free(c);
         return NULL;
     }
@@ -833,7 +950,7 @@ static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&w->mu);
     while (c) {
         seq_grpc_call *next = c->qnext;
-        evtimer_del(c->timer);
+        call_timer_stop(c);
         if (c->conn && !c->responded) {
             respond(c, c->fin_status, c->fin_msg);
             conn_mark_dirty(c->conn);
@@ -920,6 +1037,7 @@ static int worker_init(worker *w, seq_grpc_server *srv, int idx)
     w->srv = srv;
     w->idx = idx;
     w->lfd = -1;
+    w->ngmem = (nghttp2_mem){&w->mem, mem_malloc, mem_free, mem_calloc, mem_realloc};
     pthread_mutex_init(&w->mu, NULL);
     w->base = event_base_new();
     if (!w->base) return -1;
@@ -947,6 +1065,7 @@ static void worker_free(worker *w)
         w->pool = c->next;
         call_destroy(c);
     }
+    mem_pool_free(&w->mem); /* after the sessions: conn_close deleted them */
     if (w->accept_ev) event_free(w->accept_ev);
     if (w->wake_ev) event_free(w->wake_ev);
     if (w->stop_ev) event_free(w->stop_ev);

@@ -292,6 +292,113 @@ static void test_idle_spares_held_calls(void)
     seq_grpc_free(s);
 }
 
+/* ---- nghttp2's memory comes from the worker's size-class free lists (grpc.c): header
+ * values of every class size, whole and cut into small reads (so nghttp2 grows its
+ * buffers with realloc), must reach the handler intact. */
+
+static atomic_int big_hdr_ok, big_hdr_bad;
+
+/* The message is the length of the x-big header; its bytes are 'a' + i % 26. */
+static void h_bighdr(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    char num[16] = "";
+    memcpy(num, m, n < sizeof num - 1 ? n : sizeof num - 1);
+    size_t want = (size_t)atol(num), i = 0;
+    const char *v = seq_grpc_call_header(c, "x-big");
+    if (v)
+        for (; i < want && v[i] == (char)('a' + i % 26); i++) {
+        }
+    atomic_fetch_add(v && i == want && v[want] == 0 ? &big_hdr_ok : &big_hdr_bad, 1);
+    seq_grpc_finish(c, SEQ_OK, NULL);
+}
+
+static size_t hpack_int(uint8_t *p, uint8_t first, unsigned prefix_bits, size_t v)
+{
+    size_t max = (1u << prefix_bits) - 1, o = 0;
+    if (v < max) {
+        p[o++] = (uint8_t)(first | v);
+        return o;
+    }
+    p[o++] = (uint8_t)(first | max);
+    for (v -= max; v >= 128; v >>= 7) p[o++] = (uint8_t)(0x80 | (v & 127));
+    p[o++] = (uint8_t)v;
+    return o;
+}
+
+/* A literal header with incremental indexing and a new name (no Huffman). */
+static size_t hpack_lit(uint8_t *p, const char *name, const char *val, size_t vlen)
+{
+    size_t o = 0, nlen = strlen(name);
+    p[o++] = 0x40;
+    o += hpack_int(p + o, 0, 7, nlen);
+    memcpy(p + o, name, nlen);
+    o += nlen;
+    o += hpack_int(p + o, 0, 7, vlen);
+    memcpy(p + o, val, vlen);
+    return o + vlen;
+}
+
+static size_t h2_frame(uint8_t *p, uint8_t type, uint8_t flags, uint32_t sid, size_t len)
+{
+    p[0] = (uint8_t)(len >> 16);
+    p[1] = (uint8_t)(len >> 8);
+    p[2] = (uint8_t)len;
+    p[3] = type;
+    p[4] = flags;
+    seq_put_be32(p + 5, sid);
+    return 9 + len;
+}
+
+/* One request on stream sid carrying an x-big header of vlen bytes. */
+static size_t bighdr_request(uint8_t *p, uint32_t sid, size_t vlen)
+{
+    static const char ct[] = "application/grpc";
+    char val[4096], num[16];
+    for (size_t i = 0; i < vlen; i++) val[i] = (char)('a' + i % 26);
+    uint8_t *h = p + 9;
+    size_t o = 0;
+    h[o++] = 0x83; /* :method POST */
+    h[o++] = 0x86; /* :scheme http */
+    o += hpack_lit(h + o, ":path", "/test.Echo/BigHdr", 17);
+    o += hpack_lit(h + o, ":authority", "x", 1);
+    o += hpack_lit(h + o, "content-type", ct, sizeof ct - 1);
+    o += hpack_lit(h + o, "x-big", val, vlen);
+    size_t n = h2_frame(p, 1 /* HEADERS */, 4 /* END_HEADERS */, sid, o);
+    int len = snprintf(num, sizeof num, "%zu", vlen);
+    uint8_t *d = p + n + 9;
+    d[0] = 0;
+    seq_put_be32(d + 1, (uint32_t)len);
+    memcpy(d + 5, num, (size_t)len);
+    return n + h2_frame(p + n, 0 /* DATA */, 1 /* END_STREAM */, sid, 5 + (size_t)len);
+}
+
+static void test_session_memory(void)
+{
+    static const seq_grpc_method m[] = {{"/test.Echo/BigHdr", h_bighdr, NULL}};
+    static const size_t sizes[] = {1, 20, 100, 300, 700, 1500, 3000, 3900, 17, 2000};
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    uint8_t *buf = malloc(NS * 4600 + 64);
+    CHECK(buf != NULL);
+    if (!buf) return;
+    size_t n = sizeof preface - 1;
+    memcpy(buf, preface, n);
+    n += h2_frame(buf + n, 4 /* SETTINGS */, 0, 0, 0);
+    for (unsigned i = 0; i < NS; i++) n += bighdr_request(buf + n, 1 + 2 * i, sizes[i]);
+    seq_grpc_config cfg = {.threads = 1, .max_message_bytes = LIMIT, .methods = m,
+                           .n_methods = 1};
+    static const size_t chunks[] = {0, 7, 1000};
+    for (unsigned k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+        atomic_store(&big_hdr_ok, 0);
+        atomic_store(&big_hdr_bad, 0);
+        seq_grpc_fuzz_session(&cfg, buf, n, chunks[k]);
+        CHECK_EQ_INT(atomic_load(&big_hdr_ok), NS);
+        CHECK_EQ_INT(atomic_load(&big_hdr_bad), 0);
+    }
+    free(buf);
+}
+
 static int serve(void)
 {
     sigset_t set;
@@ -317,6 +424,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve();
     RUN(test_helpers);
     RUN(test_bad_listen);
+    RUN(test_session_memory);
     RUN(test_against_grpcio);
     RUN(test_graceful_stop);
     RUN(test_idle_timeout);
