@@ -82,12 +82,13 @@ struct seq_grpc_call {
     size_t copied; /* ... and written to the connection's output (send_data_cb) */
     uint8_t prefix[5];
     int fin_status; /* set by seq_grpc_finish of a held call */
-    char fin_msg[MSG_MAX];
     uint16_t nhdr, hdr_used;
     uint32_t hdr_list; /* header list size so far, counted as RFC 7540 6.5.2 does */
+    /* ---- per request, not reset: only read where written (nhdr, hdr_used, held) ---- */
     struct {
         uint16_t name, value;
     } hdr[HDR_MAX];
+    char fin_msg[MSG_MAX];  /* set by seq_grpc_finish of a held call */
     char hdrbuf[HDR_BYTES]; /* name\0value\0 pairs */
 };
 
@@ -310,7 +311,7 @@ static void call_deadline_cb(evutil_socket_t fd, short what, void *arg);
 static void call_reset(seq_grpc_call *c)
 {
     size_t off = offsetof(seq_grpc_call, stream_id);
-    memset((char *)c + off, 0, offsetof(seq_grpc_call, hdrbuf) - off);
+    memset((char *)c + off, 0, offsetof(seq_grpc_call, hdr) - off);
     c->method = -1;
     seq_frame_reset(&c->frame);
     c->reply.len = 0;
