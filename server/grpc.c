@@ -101,8 +101,8 @@ struct conn {
     size_t out_off;
     uint64_t last_ns;
     seq_grpc_call *calls;
-    seq_grpc_call *hdr_call; /* the call of the header block being received, or NULL */
-    int read_paused, closing, dirty;
+    seq_grpc_call *last_call; /* the call stream_call found last, or NULL */
+    int read_paused, writing, closing, dirty; /* writing: wev is added */
     unsigned nstreams; /* streams with a call: what MAX_CONCURRENT_STREAMS bounds */
     conn *prev, *next, *dnext;
 };
@@ -388,7 +388,7 @@ static void call_detach(seq_grpc_call *c)
     if (!cn) return;
     if (!c->responded) call_report(c, SEQ_ECANCELLED);
     cn->nstreams--;
-    if (cn->hdr_call == c) cn->hdr_call = NULL;
+    if (cn->last_call == c) cn->last_call = NULL;
     if (c->prev) c->prev->next = c->next;
     else cn->calls = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -616,15 +616,21 @@ void seq_grpc_finish(seq_grpc_call *c, int status, const char *msg)
 
 /* ------------------------------------------------------------------ nghttp2 callbacks */
 
-static seq_grpc_call *stream_call(nghttp2_session *s, int32_t sid)
+/* The call of stream sid. A request's callbacks come in a row (HEADERS, its header
+ * fields, DATA, END_STREAM, close), so the last call found is checked first: cheaper
+ * than nghttp2's stream lookup. call_detach clears it. */
+static seq_grpc_call *stream_call(conn *cn, int32_t sid)
 {
-    return nghttp2_session_get_stream_user_data(s, sid);
+    seq_grpc_call *c = cn->last_call;
+    if (c && c->stream_id == sid) return c;
+    c = nghttp2_session_get_stream_user_data(cn->sess, sid);
+    if (c) cn->last_call = c;
+    return c;
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     conn *cn = ud;
-    cn->hdr_call = NULL;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     if (cn->nstreams >= cn->w->srv->max_streams) {
         /* RFC 9113 5.1.2: refuse the excess stream (the client may retry it), keep the
@@ -645,7 +651,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     c->next = cn->calls;
     if (cn->calls) cn->calls->prev = c;
     cn->calls = c;
-    cn->hdr_call = c;
+    cn->last_call = c;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, c);
     return 0;
 }
@@ -653,13 +659,10 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
                      size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
 {
+    (void)s;
     (void)flags;
-    conn *cn = ud;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    /* A header block is contiguous on the connection (RFC 9113 6.10): the call that
-     * on_begin_headers made saves a stream lookup per header. */
-    seq_grpc_call *c = cn->hdr_call;
-    if (!c || c->stream_id != f->hd.stream_id) c = stream_call(s, f->hd.stream_id);
+    seq_grpc_call *c = stream_call(ud, f->hd.stream_id);
     if (!c) return 0;
     /* Over the limit: nghttp2 resets this stream and skips the rest of its header block;
      * the connection and its other streams go on. */
@@ -684,9 +687,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
-    (void)ud;
+    (void)s;
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
-    seq_grpc_call *c = stream_call(s, f->hd.stream_id);
+    seq_grpc_call *c = stream_call(ud, f->hd.stream_id);
     if (!c) return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
         request_headers_done(c);
@@ -697,9 +700,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
                          size_t len, void *ud)
 {
+    (void)s;
     (void)flags;
-    (void)ud;
-    seq_grpc_call *c = stream_call(s, sid);
+    seq_grpc_call *c = stream_call(ud, sid);
     /* After an early answer the rest of the body is dropped unbuffered. */
     if (!c || c->responded || c->state != CALL_RECV) return 0;
     char err[200];
@@ -710,9 +713,9 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
 {
+    (void)s;
     (void)code;
-    (void)ud;
-    seq_grpc_call *c = stream_call(s, sid);
+    seq_grpc_call *c = stream_call(ud, sid);
     if (c) call_detach(c);
     return 0;
 }
@@ -791,8 +794,14 @@ static int conn_flush(conn *c)
         c->out_off = 0;
     }
     if (conn_pending(c) == 0 && c->out.cap > KEEP_BUF_MAX) seq_buf_free(&c->out);
-    if (conn_pending(c) > 0) event_add(c->wev, NULL);
-    else event_del(c->wev);
+    /* Interest is changed only when it changes: event_add and event_del take the base's
+     * lock each time, even for an event already in the wanted state. */
+    int want_write = conn_pending(c) > 0;
+    if (want_write && !c->writing) c->writing = event_add(c->wev, NULL) == 0;
+    if (!want_write && c->writing) {
+        event_del(c->wev);
+        c->writing = 0;
+    }
     int want_pause = c->closing || conn_pending(c) >= OUT_HIGH;
     if (want_pause && !c->read_paused) event_del(c->rev);
     if (!want_pause && c->read_paused) event_add(c->rev, NULL);
