@@ -675,11 +675,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                    (vlen == 16 || value[16] == '+' || value[16] == ';');
     } else if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
         uint64_t ns;
-        /* A malformed timeout is ignored rather than failing the call. */
-        if (seq_grpc_parse_timeout((const char *)value, vlen, &ns) == 0) {
-            uint64_t now = now_ns();
-            c->deadline_ns = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
-        }
+        /* A malformed timeout is ignored rather than failing the call. The deadline
+         * counts from the call's start (the read that carried it): no clock read. */
+        if (seq_grpc_parse_timeout((const char *)value, vlen, &ns) == 0)
+            c->deadline_ns = ns > UINT64_MAX - c->start_ns ? UINT64_MAX : c->start_ns + ns;
     }
     store_header(c, name, nlen, value, vlen);
     return 0;
