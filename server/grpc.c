@@ -53,7 +53,7 @@
 #define DEFAULT_IDLE_MS 300000u
 #define MEM_MIN_SHIFT 5           /* nghttp2 block classes: 32 << k bytes, header included */
 #define MEM_CLASSES 8             /* ... up to 4096; larger blocks go to malloc */
-#define MEM_KEEP 512              /* free blocks kept per class and worker */
+#define MEM_KEEP_BYTES (512u << 10) /* free blocks kept per class and worker, in bytes */
 
 typedef struct worker worker;
 typedef struct conn conn;
@@ -109,7 +109,9 @@ struct conn {
 
 /* Free lists of the blocks nghttp2 allocates per stream and frame (~8 per call, all
  * freed when the stream closes), so they skip malloc's bins. Used only by the worker's
- * thread: a session runs on one worker. */
+ * thread: a session runs on one worker. Each class keeps up to MEM_KEEP_BYTES: enough
+ * for hundreds of streams in flight, so bursts do not make glibc trim and regrow the
+ * thread's heap (an mprotect per regrowth). */
 typedef struct {
     void *free[MEM_CLASSES];
     unsigned nfree[MEM_CLASSES];
@@ -258,7 +260,7 @@ static void mem_free(void *ptr, void *ud)
     if (!ptr) return;
     mem_hdr *h = (mem_hdr *)ptr - 1;
     unsigned k = h->cls;
-    if (k >= MEM_CLASSES || mp->nfree[k] >= MEM_KEEP) {
+    if (k >= MEM_CLASSES || mp->nfree[k] >= MEM_KEEP_BYTES >> (MEM_MIN_SHIFT + k)) {
         free(h);
         return;
     }
@@ -732,6 +734,10 @@ static int make_callbacks(seq_grpc_server *srv)
     if (nghttp2_option_new(&srv->opt) != 0) return -1;
     /* Refuse peers that announce a huge header table, so memory stays bounded. */
     nghttp2_option_set_max_deflate_dynamic_table_size(srv->opt, 4096);
+    /* nghttp2 keeps closed streams (for RFC 7540 priorities) up to the local
+     * MAX_CONCURRENT_STREAMS, which it believes unlimited (conn_send_settings): a
+     * connection would keep every stream it ever had until it closes. */
+    nghttp2_option_set_no_closed_streams(srv->opt, 1);
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * tests/unit/grpc_transport_client.py, plus the transport's pure helpers.
  * `test_grpc_transport --serve` serves the echo method until SIGINT/SIGTERM (for h2load). */
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -399,6 +400,100 @@ static void test_session_memory(void)
     free(buf);
 }
 
+/* ---- one long-lived connection must not keep its closed streams: nghttp2 would retain
+ * every one (~240 bytes) until the connection closes. The server runs in this process,
+ * so the heap in use (mallinfo2, all arenas) tells. */
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads frames until `want` HEADERS frames with END_STREAM (the trailers) have come. */
+static int read_trailers(int fd, int want)
+{
+    static uint8_t buf[1 << 16];
+    size_t have = 0;
+    while (want > 0) {
+        ssize_t k = recv(fd, buf + have, sizeof buf - have, 0);
+        if (k <= 0) return -1;
+        have += (size_t)k;
+        size_t off = 0;
+        while (have - off >= 9) {
+            size_t len = (size_t)buf[off] << 16 | (size_t)buf[off + 1] << 8 | buf[off + 2];
+            if (len + 9 > sizeof buf) return -1;
+            if (have - off < 9 + len) break;
+            if (buf[off + 3] == 1 && (buf[off + 4] & 1)) want--;
+            off += 9 + len;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+    }
+    return 0;
+}
+
+/* Sends `n` echo calls on streams *sid, *sid + 2, ... in one write, waits for them. */
+static int echo_batch(int fd, uint32_t *sid, int n)
+{
+    static const char ct[] = "application/grpc";
+    uint8_t buf[200 * 128];
+    size_t o = 0;
+    for (int i = 0; i < n; i++, *sid += 2) {
+        uint8_t *h = buf + o + 9;
+        size_t hl = 0;
+        h[hl++] = 0x83; /* :method POST */
+        h[hl++] = 0x86; /* :scheme http */
+        hl += hpack_lit(h + hl, ":path", "/test.Echo/Echo", 15);
+        hl += hpack_lit(h + hl, ":authority", "x", 1);
+        hl += hpack_lit(h + hl, "content-type", ct, sizeof ct - 1);
+        o += h2_frame(buf + o, 1 /* HEADERS */, 4 /* END_HEADERS */, *sid, hl);
+        uint8_t *d = buf + o + 9;
+        memcpy(d, "\0\0\0\0\2hi", 7);
+        o += h2_frame(buf + o, 0 /* DATA */, 1 /* END_STREAM */, *sid, 7);
+    }
+    return write_all(fd, buf, o) == 0 ? read_trailers(fd, n) : -1;
+}
+
+static void test_long_connection_memory(void)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    seq_grpc_server *s = start("127.0.0.1:0", 1);
+    CHECK(s != NULL);
+    if (!s) return;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(
+                                 strrchr(seq_grpc_address(s), ':') + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    uint8_t hello[64];
+    size_t o = sizeof preface - 1;
+    memcpy(hello, preface, o);
+    o += h2_frame(hello + o, 4 /* SETTINGS */, 0, 0, 0);
+    size_t w = h2_frame(hello + o, 8 /* WINDOW_UPDATE */, 0, 0, 4); /* replies never wait */
+    seq_put_be32(hello + o + 9, 0x7fffffffu - 65535u);
+    o += w;
+    CHECK(write_all(fd, hello, o) == 0);
+    uint32_t sid = 1;
+    int ok = 1;
+    for (int i = 0; i < 20 && ok; i++) ok = echo_batch(fd, &sid, 100) == 0; /* warm */
+    size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < 200 && ok; i++) ok = echo_batch(fd, &sid, 100) == 0;
+    size_t after = mallinfo2().uordblks;
+    CHECK(ok);
+    /* 20000 retained streams would be ~5 MB. */
+    fprintf(stderr, "heap in use grew by %zd bytes over 20000 calls\n",
+            (ssize_t)(after - before));
+    CHECK(after < before + (1u << 20));
+    close(fd);
+    seq_grpc_free(s);
+}
+
 static int serve(void)
 {
     sigset_t set;
@@ -425,6 +520,7 @@ int main(int argc, char **argv)
     RUN(test_helpers);
     RUN(test_bad_listen);
     RUN(test_session_memory);
+    RUN(test_long_connection_memory);
     RUN(test_against_grpcio);
     RUN(test_graceful_stop);
     RUN(test_idle_timeout);
