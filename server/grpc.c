@@ -109,9 +109,8 @@ struct conn {
 
 /* Free lists of the blocks nghttp2 allocates per stream and frame (~8 per call, all
  * freed when the stream closes), so they skip malloc's bins. Used only by the worker's
- * thread: a session runs on one worker. Each class keeps up to MEM_KEEP_BYTES: enough
- * for hundreds of streams in flight, so bursts do not make glibc trim and regrow the
- * thread's heap (an mprotect per regrowth). */
+ * thread: a session runs on one worker. Each class keeps up to MEM_KEEP_BYTES, enough
+ * for the blocks of hundreds of streams in flight. */
 typedef struct {
     void *free[MEM_CLASSES];
     unsigned nfree[MEM_CLASSES];
