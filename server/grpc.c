@@ -26,6 +26,7 @@
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,9 @@
 #define STOP_GRACE_S 5
 #define DEFAULT_MAX_MSG (4u << 20)
 #define DEFAULT_IDLE_MS 300000u
+#define MEM_MIN_SHIFT 5           /* nghttp2 block classes: 32 << k bytes, header included */
+#define MEM_CLASSES 8             /* ... up to 4096; larger blocks go to malloc */
+#define MEM_KEEP_BYTES (512u << 10) /* free blocks kept per class and worker, in bytes */
 
 typedef struct worker worker;
 typedef struct conn conn;
@@ -71,18 +75,20 @@ struct seq_grpc_call {
     int state;
     int responded;     /* a response was submitted: later events are ignored */
     int done_reported; /* on_done called */
+    int timer_on;      /* timer added (a held call with a deadline) */
     int is_post, ct_ok;
     uint64_t start_ns, deadline_ns;
     size_t sent;   /* bytes of prefix + reply framed by nghttp2 (data_read_cb) */
     size_t copied; /* ... and written to the connection's output (send_data_cb) */
     uint8_t prefix[5];
     int fin_status; /* set by seq_grpc_finish of a held call */
-    char fin_msg[MSG_MAX];
     uint16_t nhdr, hdr_used;
     uint32_t hdr_list; /* header list size so far, counted as RFC 7540 6.5.2 does */
+    /* ---- per request, not reset: only read where written (nhdr, hdr_used, held) ---- */
     struct {
         uint16_t name, value;
     } hdr[HDR_MAX];
+    char fin_msg[MSG_MAX];  /* set by seq_grpc_finish of a held call */
     char hdrbuf[HDR_BYTES]; /* name\0value\0 pairs */
 };
 
@@ -95,10 +101,20 @@ struct conn {
     size_t out_off;
     uint64_t last_ns;
     seq_grpc_call *calls;
-    int read_paused, closing, dirty;
+    seq_grpc_call *last_call; /* the call stream_call found last, or NULL */
+    int read_paused, writing, closing, dirty; /* writing: wev is added */
     unsigned nstreams; /* streams with a call: what MAX_CONCURRENT_STREAMS bounds */
     conn *prev, *next, *dnext;
 };
+
+/* Free lists of the blocks nghttp2 allocates per stream and frame (~8 per call, all
+ * freed when the stream closes), so they skip malloc's bins. Used only by the worker's
+ * thread: a session runs on one worker. Each class keeps up to MEM_KEEP_BYTES, enough
+ * for the blocks of hundreds of streams in flight. */
+typedef struct {
+    void *free[MEM_CLASSES];
+    unsigned nfree[MEM_CLASSES];
+} mem_pool;
 
 struct worker {
     seq_grpc_server *srv;
@@ -114,6 +130,8 @@ struct worker {
     int nconns;
     seq_grpc_call *pool;
     int npool;
+    mem_pool mem;
+    nghttp2_mem ngmem;
     uint8_t rbuf[READ_CHUNK];
 };
 
@@ -201,6 +219,92 @@ size_t seq_grpc_pct_encode(const char *in, char *out, size_t outlen)
     return o;
 }
 
+/* ------------------------------------------------------------------ nghttp2 memory */
+
+/* Each block starts with its class (MEM_CLASSES: a malloc'ed block), keeping the
+ * payload aligned as malloc's is. */
+typedef union {
+    unsigned cls;
+    max_align_t align;
+} mem_hdr;
+
+static unsigned mem_class(size_t size)
+{
+    size_t need = size + sizeof(mem_hdr);
+    unsigned k = 0;
+    while (k < MEM_CLASSES && need > ((size_t)1 << (MEM_MIN_SHIFT + k))) k++;
+    return k;
+}
+
+static void *mem_malloc(size_t size, void *ud)
+{
+    mem_pool *mp = ud;
+    unsigned k = mem_class(size);
+    mem_hdr *h;
+    if (k < MEM_CLASSES && mp->free[k]) {
+        h = mp->free[k];
+        mp->free[k] = *(void **)(h + 1);
+        mp->nfree[k]--;
+    } else {
+        h = malloc(k < MEM_CLASSES ? (size_t)1 << (MEM_MIN_SHIFT + k) : sizeof *h + size);
+        if (!h) return NULL;
+        h->cls = k;
+    }
+    return h + 1;
+}
+
+static void mem_free(void *ptr, void *ud)
+{
+    mem_pool *mp = ud;
+    if (!ptr) return;
+    mem_hdr *h = (mem_hdr *)ptr - 1;
+    unsigned k = h->cls;
+    if (k >= MEM_CLASSES || mp->nfree[k] >= MEM_KEEP_BYTES >> (MEM_MIN_SHIFT + k)) {
+        free(h);
+        return;
+    }
+    *(void **)ptr = mp->free[k];
+    mp->free[k] = h;
+    mp->nfree[k]++;
+}
+
+static void *mem_calloc(size_t nmemb, size_t size, void *ud)
+{
+    if (size && nmemb > SIZE_MAX / 2 / size) return NULL;
+    void *p = mem_malloc(nmemb * size, ud);
+    if (p) memset(p, 0, nmemb * size);
+    return p;
+}
+
+static void *mem_realloc(void *ptr, size_t size, void *ud)
+{
+    if (!ptr) return mem_malloc(size, ud);
+    mem_hdr *h = (mem_hdr *)ptr - 1;
+    if (h->cls >= MEM_CLASSES) { /* stays a malloc'ed block, whatever the new size */
+        mem_hdr *n = realloc(h, sizeof *n + size);
+        return n ? n + 1 : NULL;
+    }
+    size_t have = ((size_t)1 << (MEM_MIN_SHIFT + h->cls)) - sizeof *h;
+    if (size <= have) return ptr;
+    void *p = mem_malloc(size, ud);
+    if (!p) return NULL;
+    memcpy(p, ptr, have);
+    mem_free(ptr, ud);
+    return p;
+}
+
+static void mem_pool_free(mem_pool *mp)
+{
+    for (unsigned k = 0; k < MEM_CLASSES; k++) {
+        while (mp->free[k]) {
+            mem_hdr *h = mp->free[k];
+            mp->free[k] = *(void **)(h + 1);
+            free(h);
+        }
+        mp->nfree[k] = 0;
+    }
+}
+
 /* ------------------------------------------------------------------ calls */
 
 static void call_deadline_cb(evutil_socket_t fd, short what, void *arg);
@@ -208,7 +312,7 @@ static void call_deadline_cb(evutil_socket_t fd, short what, void *arg);
 static void call_reset(seq_grpc_call *c)
 {
     size_t off = offsetof(seq_grpc_call, stream_id);
-    memset((char *)c + off, 0, offsetof(seq_grpc_call, hdrbuf) - off);
+    memset((char *)c + off, 0, offsetof(seq_grpc_call, hdr) - off);
     c->method = -1;
     seq_frame_reset(&c->frame);
     c->reply.len = 0;
@@ -245,11 +349,20 @@ static seq_grpc_call *call_new(worker *w)
     return c;
 }
 
+/* evtimer_del takes the base's lock even for a timer that was never added, and only
+ * held calls with a deadline add one. */
+static void call_timer_stop(seq_grpc_call *c)
+{
+    if (!c->timer_on) return;
+    c->timer_on = 0;
+    evtimer_del(c->timer);
+}
+
 static void call_unref(seq_grpc_call *c)
 {
     if (--c->refs > 0) return;
     worker *w = c->w;
-    evtimer_del(c->timer);
+    call_timer_stop(c);
     if (c->frame.msg.cap > KEEP_BUF_MAX) seq_buf_free(&c->frame.msg);
     if (c->reply.cap > KEEP_BUF_MAX) seq_buf_free(&c->reply);
     if (w->npool >= POOL_MAX) {
@@ -276,12 +389,13 @@ static void call_detach(seq_grpc_call *c)
     if (!cn) return;
     if (!c->responded) call_report(c, SEQ_ECANCELLED);
     cn->nstreams--;
+    if (cn->last_call == c) cn->last_call = NULL;
     if (c->prev) c->prev->next = c->next;
     else cn->calls = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     c->conn = NULL;
-    evtimer_del(c->timer);
+    call_timer_stop(c);
     call_unref(c);
 }
 
@@ -472,7 +586,7 @@ void seq_grpc_call_hold(seq_grpc_call *c)
     if (c->deadline_ns) {
         uint64_t now = now_ns();
         struct timeval tv = tv_of_ns(c->deadline_ns > now ? c->deadline_ns - now : 0);
-        evtimer_add(c->timer, &tv);
+        c->timer_on = evtimer_add(c->timer, &tv) == 0;
     }
 }
 
@@ -503,9 +617,16 @@ void seq_grpc_finish(seq_grpc_call *c, int status, const char *msg)
 
 /* ------------------------------------------------------------------ nghttp2 callbacks */
 
-static seq_grpc_call *stream_call(nghttp2_session *s, int32_t sid)
+/* The call of stream sid. A request's callbacks come in a row (HEADERS, its header
+ * fields, DATA, END_STREAM, close), so the last call found is checked first: cheaper
+ * than nghttp2's stream lookup. call_detach clears it. */
+static seq_grpc_call *stream_call(conn *cn, int32_t sid)
 {
-    return nghttp2_session_get_stream_user_data(s, sid);
+    seq_grpc_call *c = cn->last_call;
+    if (c && c->stream_id == sid) return c;
+    c = nghttp2_session_get_stream_user_data(cn->sess, sid);
+    if (c) cn->last_call = c;
+    return c;
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -531,6 +652,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     c->next = cn->calls;
     if (cn->calls) cn->calls->prev = c;
     cn->calls = c;
+    cn->last_call = c;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, c);
     return 0;
 }
@@ -538,10 +660,10 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
                      size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
 {
+    (void)s;
     (void)flags;
-    (void)ud;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    seq_grpc_call *c = stream_call(s, f->hd.stream_id);
+    seq_grpc_call *c = stream_call(ud, f->hd.stream_id);
     if (!c) return 0;
     /* Over the limit: nghttp2 resets this stream and skips the rest of its header block;
      * the connection and its other streams go on. */
@@ -554,11 +676,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                    (vlen == 16 || value[16] == '+' || value[16] == ';');
     } else if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
         uint64_t ns;
-        /* A malformed timeout is ignored rather than failing the call. */
-        if (seq_grpc_parse_timeout((const char *)value, vlen, &ns) == 0) {
-            uint64_t now = now_ns();
-            c->deadline_ns = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
-        }
+        /* A malformed timeout is ignored rather than failing the call. The deadline
+         * counts from the call's start (the read that carried it): no clock read. */
+        if (seq_grpc_parse_timeout((const char *)value, vlen, &ns) == 0)
+            c->deadline_ns = ns > UINT64_MAX - c->start_ns ? UINT64_MAX : c->start_ns + ns;
     }
     store_header(c, name, nlen, value, vlen);
     return 0;
@@ -566,9 +687,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
-    (void)ud;
+    (void)s;
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
-    seq_grpc_call *c = stream_call(s, f->hd.stream_id);
+    seq_grpc_call *c = stream_call(ud, f->hd.stream_id);
     if (!c) return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
         request_headers_done(c);
@@ -579,9 +700,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
                          size_t len, void *ud)
 {
+    (void)s;
     (void)flags;
-    (void)ud;
-    seq_grpc_call *c = stream_call(s, sid);
+    seq_grpc_call *c = stream_call(ud, sid);
     /* After an early answer the rest of the body is dropped unbuffered. */
     if (!c || c->responded || c->state != CALL_RECV) return 0;
     char err[200];
@@ -592,9 +713,9 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
 {
+    (void)s;
     (void)code;
-    (void)ud;
-    seq_grpc_call *c = stream_call(s, sid);
+    seq_grpc_call *c = stream_call(ud, sid);
     if (c) call_detach(c);
     return 0;
 }
@@ -612,6 +733,10 @@ static int make_callbacks(seq_grpc_server *srv)
     if (nghttp2_option_new(&srv->opt) != 0) return -1;
     /* Refuse peers that announce a huge header table, so memory stays bounded. */
     nghttp2_option_set_max_deflate_dynamic_table_size(srv->opt, 4096);
+    /* nghttp2 keeps closed streams (for RFC 7540 priorities) up to the local
+     * MAX_CONCURRENT_STREAMS, which it believes unlimited (conn_send_settings): a
+     * connection would keep every stream it ever had until it closes. */
+    nghttp2_option_set_no_closed_streams(srv->opt, 1);
     return 0;
 }
 
@@ -673,8 +798,14 @@ static int conn_flush(conn *c)
         c->out_off = 0;
     }
     if (conn_pending(c) == 0 && c->out.cap > KEEP_BUF_MAX) seq_buf_free(&c->out);
-    if (conn_pending(c) > 0) event_add(c->wev, NULL);
-    else event_del(c->wev);
+    /* Interest is changed only when it changes: event_add and event_del take the base's
+     * lock each time, even for an event already in the wanted state. */
+    int want_write = conn_pending(c) > 0;
+    if (want_write && !c->writing) c->writing = event_add(c->wev, NULL) == 0;
+    if (!want_write && c->writing) {
+        event_del(c->wev);
+        c->writing = 0;
+    }
     int want_pause = c->closing || conn_pending(c) >= OUT_HIGH;
     if (want_pause && !c->read_paused) event_del(c->rev);
     if (!want_pause && c->read_paused) event_add(c->rev, NULL);
@@ -758,7 +889,7 @@ static conn *conn_new(worker *w, int fd)
     c->w = w;
     c->fd = fd;
     c->last_ns = now_ns();
-    if (nghttp2_session_server_new2(&c->sess, w->srv->cbs, c, w->srv->opt) != 0) {
+    if (nghttp2_session_server_new3(&c->sess, w->srv->cbs, c, w->srv->opt, &w->ngmem) != 0) {
         free(c);
         return NULL;
     }
@@ -833,7 +964,7 @@ static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&w->mu);
     while (c) {
         seq_grpc_call *next = c->qnext;
-        evtimer_del(c->timer);
+        call_timer_stop(c);
         if (c->conn && !c->responded) {
             respond(c, c->fin_status, c->fin_msg);
             conn_mark_dirty(c->conn);
@@ -920,6 +1051,7 @@ static int worker_init(worker *w, seq_grpc_server *srv, int idx)
     w->srv = srv;
     w->idx = idx;
     w->lfd = -1;
+    w->ngmem = (nghttp2_mem){&w->mem, mem_malloc, mem_free, mem_calloc, mem_realloc};
     pthread_mutex_init(&w->mu, NULL);
     w->base = event_base_new();
     if (!w->base) return -1;
@@ -947,6 +1079,7 @@ static void worker_free(worker *w)
         w->pool = c->next;
         call_destroy(c);
     }
+    mem_pool_free(&w->mem); /* after the sessions: conn_close deleted them */
     if (w->accept_ev) event_free(w->accept_ev);
     if (w->wake_ev) event_free(w->wake_ev);
     if (w->stop_ev) event_free(w->stop_ev);

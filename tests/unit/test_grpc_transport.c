@@ -3,6 +3,7 @@
  * tests/unit/grpc_transport_client.py, plus the transport's pure helpers.
  * `test_grpc_transport --serve` serves the echo method until SIGINT/SIGTERM (for h2load). */
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -292,6 +293,207 @@ static void test_idle_spares_held_calls(void)
     seq_grpc_free(s);
 }
 
+/* ---- nghttp2's memory comes from the worker's size-class free lists (grpc.c): header
+ * values of every class size, whole and cut into small reads (so nghttp2 grows its
+ * buffers with realloc), must reach the handler intact. */
+
+static atomic_int big_hdr_ok, big_hdr_bad;
+
+/* The message is the length of the x-big header; its bytes are 'a' + i % 26. */
+static void h_bighdr(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    char num[16] = "";
+    memcpy(num, m, n < sizeof num - 1 ? n : sizeof num - 1);
+    size_t want = (size_t)atol(num), i = 0;
+    const char *v = seq_grpc_call_header(c, "x-big");
+    if (v)
+        for (; i < want && v[i] == (char)('a' + i % 26); i++) {
+        }
+    atomic_fetch_add(v && i == want && v[want] == 0 ? &big_hdr_ok : &big_hdr_bad, 1);
+    seq_grpc_finish(c, SEQ_OK, NULL);
+}
+
+static size_t hpack_int(uint8_t *p, uint8_t first, unsigned prefix_bits, size_t v)
+{
+    size_t max = (1u << prefix_bits) - 1, o = 0;
+    if (v < max) {
+        p[o++] = (uint8_t)(first | v);
+        return o;
+    }
+    p[o++] = (uint8_t)(first | max);
+    for (v -= max; v >= 128; v >>= 7) p[o++] = (uint8_t)(0x80 | (v & 127));
+    p[o++] = (uint8_t)v;
+    return o;
+}
+
+/* A literal header with incremental indexing and a new name (no Huffman). */
+static size_t hpack_lit(uint8_t *p, const char *name, const char *val, size_t vlen)
+{
+    size_t o = 0, nlen = strlen(name);
+    p[o++] = 0x40;
+    o += hpack_int(p + o, 0, 7, nlen);
+    memcpy(p + o, name, nlen);
+    o += nlen;
+    o += hpack_int(p + o, 0, 7, vlen);
+    memcpy(p + o, val, vlen);
+    return o + vlen;
+}
+
+static size_t h2_frame(uint8_t *p, uint8_t type, uint8_t flags, uint32_t sid, size_t len)
+{
+    p[0] = (uint8_t)(len >> 16);
+    p[1] = (uint8_t)(len >> 8);
+    p[2] = (uint8_t)len;
+    p[3] = type;
+    p[4] = flags;
+    seq_put_be32(p + 5, sid);
+    return 9 + len;
+}
+
+/* One request on stream sid carrying an x-big header of vlen bytes. */
+static size_t bighdr_request(uint8_t *p, uint32_t sid, size_t vlen)
+{
+    static const char ct[] = "application/grpc";
+    char val[4096], num[16];
+    for (size_t i = 0; i < vlen; i++) val[i] = (char)('a' + i % 26);
+    uint8_t *h = p + 9;
+    size_t o = 0;
+    h[o++] = 0x83; /* :method POST */
+    h[o++] = 0x86; /* :scheme http */
+    o += hpack_lit(h + o, ":path", "/test.Echo/BigHdr", 17);
+    o += hpack_lit(h + o, ":authority", "x", 1);
+    o += hpack_lit(h + o, "content-type", ct, sizeof ct - 1);
+    o += hpack_lit(h + o, "x-big", val, vlen);
+    size_t n = h2_frame(p, 1 /* HEADERS */, 4 /* END_HEADERS */, sid, o);
+    int len = snprintf(num, sizeof num, "%zu", vlen);
+    uint8_t *d = p + n + 9;
+    d[0] = 0;
+    seq_put_be32(d + 1, (uint32_t)len);
+    memcpy(d + 5, num, (size_t)len);
+    return n + h2_frame(p + n, 0 /* DATA */, 1 /* END_STREAM */, sid, 5 + (size_t)len);
+}
+
+static void test_session_memory(void)
+{
+    static const seq_grpc_method m[] = {{"/test.Echo/BigHdr", h_bighdr, NULL}};
+    static const size_t sizes[] = {1, 20, 100, 300, 700, 1500, 3000, 3900, 17, 2000};
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    uint8_t *buf = malloc(NS * 4600 + 64);
+    CHECK(buf != NULL);
+    if (!buf) return;
+    size_t n = sizeof preface - 1;
+    memcpy(buf, preface, n);
+    n += h2_frame(buf + n, 4 /* SETTINGS */, 0, 0, 0);
+    for (unsigned i = 0; i < NS; i++) n += bighdr_request(buf + n, 1 + 2 * i, sizes[i]);
+    seq_grpc_config cfg = {.threads = 1, .max_message_bytes = LIMIT, .methods = m,
+                           .n_methods = 1};
+    static const size_t chunks[] = {0, 7, 1000};
+    for (unsigned k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+        atomic_store(&big_hdr_ok, 0);
+        atomic_store(&big_hdr_bad, 0);
+        seq_grpc_fuzz_session(&cfg, buf, n, chunks[k]);
+        CHECK_EQ_INT(atomic_load(&big_hdr_ok), NS);
+        CHECK_EQ_INT(atomic_load(&big_hdr_bad), 0);
+    }
+    free(buf);
+}
+
+/* ---- one long-lived connection must not keep its closed streams: nghttp2 would retain
+ * every one (~240 bytes) until the connection closes. The server runs in this process,
+ * so the heap in use (mallinfo2, all arenas) tells. */
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads frames until `want` HEADERS frames with END_STREAM (the trailers) have come. */
+static int read_trailers(int fd, int want)
+{
+    static uint8_t buf[1 << 16];
+    size_t have = 0;
+    while (want > 0) {
+        ssize_t k = recv(fd, buf + have, sizeof buf - have, 0);
+        if (k <= 0) return -1;
+        have += (size_t)k;
+        size_t off = 0;
+        while (have - off >= 9) {
+            size_t len = (size_t)buf[off] << 16 | (size_t)buf[off + 1] << 8 | buf[off + 2];
+            if (len + 9 > sizeof buf) return -1;
+            if (have - off < 9 + len) break;
+            if (buf[off + 3] == 1 && (buf[off + 4] & 1)) want--;
+            off += 9 + len;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+    }
+    return 0;
+}
+
+/* Sends `n` echo calls on streams *sid, *sid + 2, ... in one write, waits for them. */
+static int echo_batch(int fd, uint32_t *sid, int n)
+{
+    static const char ct[] = "application/grpc";
+    uint8_t buf[200 * 128];
+    size_t o = 0;
+    for (int i = 0; i < n; i++, *sid += 2) {
+        uint8_t *h = buf + o + 9;
+        size_t hl = 0;
+        h[hl++] = 0x83; /* :method POST */
+        h[hl++] = 0x86; /* :scheme http */
+        hl += hpack_lit(h + hl, ":path", "/test.Echo/Echo", 15);
+        hl += hpack_lit(h + hl, ":authority", "x", 1);
+        hl += hpack_lit(h + hl, "content-type", ct, sizeof ct - 1);
+        o += h2_frame(buf + o, 1 /* HEADERS */, 4 /* END_HEADERS */, *sid, hl);
+        uint8_t *d = buf + o + 9;
+        memcpy(d, "\0\0\0\0\2hi", 7);
+        o += h2_frame(buf + o, 0 /* DATA */, 1 /* END_STREAM */, *sid, 7);
+    }
+    return write_all(fd, buf, o) == 0 ? read_trailers(fd, n) : -1;
+}
+
+static void test_long_connection_memory(void)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    seq_grpc_server *s = start("127.0.0.1:0", 1);
+    CHECK(s != NULL);
+    if (!s) return;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(
+                                 strrchr(seq_grpc_address(s), ':') + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    uint8_t hello[64];
+    size_t o = sizeof preface - 1;
+    memcpy(hello, preface, o);
+    o += h2_frame(hello + o, 4 /* SETTINGS */, 0, 0, 0);
+    size_t w = h2_frame(hello + o, 8 /* WINDOW_UPDATE */, 0, 0, 4); /* replies never wait */
+    seq_put_be32(hello + o + 9, 0x7fffffffu - 65535u);
+    o += w;
+    CHECK(write_all(fd, hello, o) == 0);
+    uint32_t sid = 1;
+    int ok = 1;
+    for (int i = 0; i < 20 && ok; i++) ok = echo_batch(fd, &sid, 100) == 0; /* warm */
+    size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < 200 && ok; i++) ok = echo_batch(fd, &sid, 100) == 0;
+    size_t after = mallinfo2().uordblks;
+    CHECK(ok);
+    /* 20000 retained streams would be ~5 MB. */
+    fprintf(stderr, "heap in use grew by %zd bytes over 20000 calls\n",
+            (ssize_t)(after - before));
+    CHECK(after < before + (1u << 20));
+    close(fd);
+    seq_grpc_free(s);
+}
+
 static int serve(void)
 {
     sigset_t set;
@@ -317,6 +519,8 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve();
     RUN(test_helpers);
     RUN(test_bad_listen);
+    RUN(test_session_memory);
+    RUN(test_long_connection_memory);
     RUN(test_against_grpcio);
     RUN(test_graceful_stop);
     RUN(test_idle_timeout);
