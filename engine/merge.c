@@ -296,6 +296,40 @@ static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uin
     return n;
 }
 
+#define FEW_STREAM 64 /* stream records up to which keep_stream_few pairs ids */
+
+/* Steps 0, 2 and 3 for a few stream records against one generation: ids are paired from
+ * the stream's side, a 64-bit set of a cheap hash of each visible id, so a batch id is
+ * glanced at (one bit) instead of hashed into a table. */
+static int64_t keep_stream_few(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
+                               uint32_t nbk, seq_merge_scratch *s)
+{
+    int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
+    uint64_t vis = 0, hidden = 0, mask = 0; /* bit i: stream[i]; mask: seq_id_bit */
+    for (uint32_t i = 0; i < ns; i++) {
+        const seq_rec *r = &stream[i];
+        if (r->time_ms < fl) break;
+        if (batch_owned(p, cut, r->time_ms)) continue;
+        vis |= 1ull << i;
+        mask |= 1ull << seq_id_bit(r->id, r->id_len);
+    }
+    for (uint32_t k = 0; k < nbk; k++) {
+        const seq_rec *b = s->bk[k];
+        if (!(mask >> seq_id_bit(b->id, b->id_len) & 1)) continue;
+        for (uint64_t v = vis; v; v &= v - 1) {
+            const seq_rec *r = &stream[__builtin_ctzll(v)];
+            if (r->id_len != b->id_len || !id_eq(r->id, b->id, b->id_len)) continue;
+            if (b->time_ms < cut) hidden |= v & -v; /* the batch shows it in history */
+            else s->bk[k] = NULL;                   /* recent: the stream's copy wins */
+            break;
+        }
+    }
+    if (grow_ptrs(&s->sk, &s->sk_cap, ns) < 0) return -1;
+    uint32_t n = 0;
+    for (uint64_t v = vis & ~hidden; v; v &= v - 1) s->sk[n++] = &stream[__builtin_ctzll(v)];
+    return n;
+}
+
 /* Newer first in read order (seq_rec_cmp < 0), with the common case (different times)
  * decided inline. */
 static inline int before(const seq_rec *a, const seq_rec *b)
@@ -427,8 +461,11 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
     /* what the reader hands over for a user in one generation: already in read order */
     int ordered = one_gen_in_order(batch, nb);
     /* Ids matter only when two sources could hold the same one; a few stream records
-     * against one generation are checked by a scan instead of an id table. */
-    int table = (uint64_t)ns * nb > LINEAR_DEDUP_MAX || (!ordered && several_gens(batch, nb));
+     * against one generation are paired from the stream's side, or by a scan when both
+     * sides are small, instead of through an id table. */
+    int few = ordered && ns <= FEW_STREAM;
+    int table = !few && ((uint64_t)ns * nb > LINEAR_DEDUP_MAX ||
+                         (!ordered && several_gens(batch, nb)));
     /* Batch only and unfiltered: the records past the answer's count are never looked at.
      * With stream records every kept one counts (its id may hide a stream copy). */
     uint32_t max = ns == 0 && unfiltered(p) ? seq_merge_need(p) : UINT32_MAX;
@@ -437,7 +474,8 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
     if (ordered && table && table_index(s, (uint32_t)nbk) < 0) return 0;
     if (ns == 0 && ordered) return run_one_gen(p, (uint32_t)nbk, s, out);
     if (nbk == 0) return run_stream_only(p, stream, ns, out);
-    int64_t nsk = keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
+    int64_t nsk = few ? keep_stream_few(p, stream, ns, (uint32_t)nbk, s)
+                      : keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
     if (nsk < 0) return 0;
     uint32_t m = ordered ? compact(s->bk, (uint32_t)nbk) : compact_sort(s->bk, (uint32_t)nbk);
     return merge_cut(p, s->sk, (uint32_t)nsk, s->bk, m, out);
