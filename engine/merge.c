@@ -71,6 +71,37 @@ uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t)
     return t < g->end_ms ? g->gen : 0;
 }
 
+/* The owner of times visited in decreasing order (a batch handed in read order): a
+ * cursor over the coverage instead of a binary search per record. Kept in the caller's
+ * locals: the stores of kept records may alias it for the compiler otherwise. */
+typedef struct {
+    const seq_cov_seg *cov;
+    uint32_t seg;       /* cov[seg - 1]: the last segment starting at or before t */
+    int64_t start, end; /* that segment's; start > every time: not positioned yet */
+    uint64_t gen;
+} owner_walk;
+
+static inline owner_walk owner_walk_start(const seq_merge_params *p)
+{
+    owner_walk w = {p->cov, p->n_cov, INT64_MAX, 0, 0};
+    return w;
+}
+
+/* Owner of t, no greater than the previous t asked; 0 when none. */
+static inline uint64_t owner_walk_at(owner_walk *w, int64_t t)
+{
+    if (w->start > t) {
+        while (w->seg && w->cov[w->seg - 1].start_ms > t) w->seg--;
+        if (!w->seg) { /* before all coverage: owned by nobody, nor anything older */
+            w->start = INT64_MIN, w->end = INT64_MIN, w->gen = 0;
+            return 0;
+        }
+        const seq_cov_seg *g = &w->cov[w->seg - 1];
+        w->start = g->start_ms, w->end = g->end_ms, w->gen = g->gen;
+    }
+    return t < w->end ? w->gen : 0;
+}
+
 static inline int64_t floor_ms(const seq_merge_params *p)
 {
     return p->now_ms - p->seq->retention_ms;
@@ -233,15 +264,21 @@ static int table_index(seq_merge_scratch *s, uint32_t n)
 /* Step 0 and 1: batch records that count, deduplicated across generations. Returns the
  * count, -1 on OOM. `table` says whether ids were indexed (needed for any dedup). */
 static int64_t keep_batch(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
-                          int table, seq_merge_scratch *s)
+                          int table, int ordered, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p);
     uint32_t n = 0;
     if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
     if (table && table_reset(s, nb) < 0) return -1;
+    owner_walk w = owner_walk_start(p);
     for (uint32_t i = 0; i < nb; i++) {
         const seq_rec *r = &batch[i];
-        if (r->time_ms < fl || seq_merge_owner(p, r->time_ms) != r->gen) continue;
+        if (r->time_ms < fl) {
+            if (ordered) break; /* the rest is older still */
+            continue;
+        }
+        uint64_t owner = ordered ? owner_walk_at(&w, r->time_ms) : seq_merge_owner(p, r->time_ms);
+        if (owner != r->gen) continue;
         if (!table) {
             s->bk[n++] = r;
             continue;
@@ -385,21 +422,21 @@ static uint32_t merge_cut(const seq_merge_params *p, const seq_rec **a, uint32_t
 }
 
 
-/* One generation, in read order (ids then unique): what the reader hands over for a
- * user with batch data only in the newest generation. 0 when several generations or
- * out of order. */
-static int one_gen_in_order(const seq_rec *batch, uint32_t nb)
-{
-    for (uint32_t i = 1; i < nb; i++)
-        if (batch[i].gen != batch[0].gen || !before(&batch[i - 1], &batch[i])) return 0;
-    return 1;
-}
+/* How the batch was handed: in read order (the reader's way), and of one generation
+ * (ids then unique). One pass. */
+enum { IN_ORDER = 1, ONE_GEN = 2 };
 
-static int several_gens(const seq_rec *batch, uint32_t nb)
+static int batch_shape(const seq_rec *batch, uint32_t nb)
 {
-    for (uint32_t i = 1; i < nb; i++)
-        if (batch[i].gen != batch[0].gen) return 1;
-    return 0;
+    uint32_t i = 1;
+    while (i < nb && batch[i].gen == batch[0].gen && before(&batch[i - 1], &batch[i])) i++;
+    if (i >= nb) return IN_ORDER | ONE_GEN; /* the common case, in one short loop */
+    int ordered = 1, one_gen = 1;
+    for (i = 1; i < nb && (ordered || one_gen); i++) {
+        one_gen &= batch[i].gen == batch[0].gen;
+        ordered &= before(&batch[i - 1], &batch[i]);
+    }
+    return (ordered ? IN_ORDER : 0) | (one_gen ? ONE_GEN : 0);
 }
 
 /* One generation in read order: steps 0 and 1 in one walk. Nothing to dedup, nothing
@@ -409,23 +446,17 @@ static int64_t keep_one_gen(const seq_merge_params *p, const seq_rec *batch, uin
                             uint32_t max, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p);
-    const seq_cov_seg *cov = p->cov;
-    uint32_t n = 0, seg = p->n_cov; /* cov[seg - 1]: the last segment starting at or before t */
+    uint32_t n = 0;
     if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
     const seq_rec **bk = s->bk;
-    /* the current segment in locals: the stores to bk may alias them for the compiler */
-    int64_t start = INT64_MAX, end = 0;
-    uint64_t gen = 0;
+    owner_walk w = owner_walk_start(p);
     for (uint32_t i = 0; i < nb && n < max; i++) {
         const seq_rec *r = &batch[i];
         int64_t t = r->time_ms;
         if (t < fl) break;
-        if (start > t) {
-            while (seg && cov[seg - 1].start_ms > t) seg--;
-            if (!seg) break; /* before all coverage: owned by nobody, nor is anything older */
-            start = cov[seg - 1].start_ms, end = cov[seg - 1].end_ms, gen = cov[seg - 1].gen;
-        }
-        if (t < end && gen == r->gen) bk[n++] = r;
+        uint64_t owner = owner_walk_at(&w, t);
+        if (!w.seg) break; /* before all coverage: nothing older is owned either */
+        if (owner == r->gen) bk[n++] = r;
     }
     return n;
 }
@@ -458,25 +489,26 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
                        seq_merge_scratch *s)
 {
     if (nb == 0 || p->n_cov == 0) return run_stream_only(p, stream, ns, out);
-    /* what the reader hands over for a user in one generation: already in read order */
-    int ordered = one_gen_in_order(batch, nb);
+    /* the reader hands the batch over in read order; one generation is the common case */
+    int shape = batch_shape(batch, nb), one = shape == (IN_ORDER | ONE_GEN);
     /* Ids matter only when two sources could hold the same one; a few stream records
      * against one generation are paired from the stream's side, or by a scan when both
      * sides are small, instead of through an id table. */
-    int few = ordered && ns <= FEW_STREAM;
-    int table = !few && ((uint64_t)ns * nb > LINEAR_DEDUP_MAX ||
-                         (!ordered && several_gens(batch, nb)));
+    int few = one && ns <= FEW_STREAM;
+    int table = !few && ((uint64_t)ns * nb > LINEAR_DEDUP_MAX || !(shape & ONE_GEN));
     /* Batch only and unfiltered: the records past the answer's count are never looked at.
      * With stream records every kept one counts (its id may hide a stream copy). */
     uint32_t max = ns == 0 && unfiltered(p) ? seq_merge_need(p) : UINT32_MAX;
-    int64_t nbk = ordered ? keep_one_gen(p, batch, nb, max, s) : keep_batch(p, batch, nb, table, s);
+    int64_t nbk = one ? keep_one_gen(p, batch, nb, max, s)
+                      : keep_batch(p, batch, nb, table, shape & IN_ORDER, s);
     if (nbk < 0) return 0; /* OOM: an empty answer rather than a wrong one */
-    if (ordered && table && table_index(s, (uint32_t)nbk) < 0) return 0;
-    if (ns == 0 && ordered) return run_one_gen(p, (uint32_t)nbk, s, out);
+    if (one && table && table_index(s, (uint32_t)nbk) < 0) return 0;
+    if (ns == 0 && one) return run_one_gen(p, (uint32_t)nbk, s, out);
     if (nbk == 0) return run_stream_only(p, stream, ns, out);
     int64_t nsk = few ? keep_stream_few(p, stream, ns, (uint32_t)nbk, s)
                       : keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
     if (nsk < 0) return 0;
-    uint32_t m = ordered ? compact(s->bk, (uint32_t)nbk) : compact_sort(s->bk, (uint32_t)nbk);
+    /* several generations: a newer generation's copy takes the older one's place */
+    uint32_t m = one ? compact(s->bk, (uint32_t)nbk) : compact_sort(s->bk, (uint32_t)nbk);
     return merge_cut(p, s->sk, (uint32_t)nsk, s->bk, m, out);
 }
