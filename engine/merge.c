@@ -27,6 +27,7 @@ struct seq_merge_scratch {
     uint64_t *slots;    /* id hash table: (hash hi 32 << 32) | (bk index + 1); 0 empty */
     uint32_t slot_alloc; /* allocated slots */
     uint32_t slot_cap;   /* slots in use by the current call (a power of two) */
+    uint32_t beaten;     /* batch copies the stream's won over (NULLs in bk) this call */
 };
 
 seq_merge_scratch *seq_merge_scratch_new(void)
@@ -327,6 +328,7 @@ static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uin
         if (b && *b) {
             if ((*b)->time_ms < cut) continue; /* the batch shows it in history */
             *b = NULL;                         /* recent: the stream's copy wins */
+            s->beaten++;
         }
         s->sk[n++] = r;
     }
@@ -356,8 +358,12 @@ static int64_t keep_stream_few(const seq_merge_params *p, const seq_rec *stream,
         for (uint64_t v = vis; v; v &= v - 1) {
             const seq_rec *r = &stream[__builtin_ctzll(v)];
             if (r->id_len != b->id_len || !id_eq(r->id, b->id, b->id_len)) continue;
-            if (b->time_ms < cut) hidden |= v & -v; /* the batch shows it in history */
-            else s->bk[k] = NULL;                   /* recent: the stream's copy wins */
+            if (b->time_ms < cut) {
+                hidden |= v & -v; /* the batch shows it in history */
+            } else {
+                s->bk[k] = NULL; /* recent: the stream's copy wins */
+                s->beaten++;
+            }
             break;
         }
     }
@@ -428,9 +434,12 @@ enum { IN_ORDER = 1, ONE_GEN = 2 };
 
 static int batch_shape(const seq_rec *batch, uint32_t nb)
 {
+    /* the common case in one short loop: one generation, times strictly decreasing */
     uint32_t i = 1;
-    while (i < nb && batch[i].gen == batch[0].gen && before(&batch[i - 1], &batch[i])) i++;
-    if (i >= nb) return IN_ORDER | ONE_GEN; /* the common case, in one short loop */
+    uint64_t gen = batch[0].gen;
+    for (int64_t prev = batch[0].time_ms; i < nb; prev = batch[i++].time_ms)
+        if (batch[i].gen != gen || batch[i].time_ms >= prev) break;
+    if (i >= nb) return IN_ORDER | ONE_GEN;
     int ordered = 1, one_gen = 1;
     for (i = 1; i < nb && (ordered || one_gen); i++) {
         one_gen &= batch[i].gen == batch[0].gen;
@@ -505,10 +514,12 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
     if (one && table && table_index(s, (uint32_t)nbk) < 0) return 0;
     if (ns == 0 && one) return run_one_gen(p, (uint32_t)nbk, s, out);
     if (nbk == 0) return run_stream_only(p, stream, ns, out);
+    s->beaten = 0;
     int64_t nsk = few ? keep_stream_few(p, stream, ns, (uint32_t)nbk, s)
                       : keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
     if (nsk < 0) return 0;
     /* several generations: a newer generation's copy takes the older one's place */
-    uint32_t m = one ? compact(s->bk, (uint32_t)nbk) : compact_sort(s->bk, (uint32_t)nbk);
+    uint32_t m = !one ? compact_sort(s->bk, (uint32_t)nbk)
+                 : s->beaten ? compact(s->bk, (uint32_t)nbk) : (uint32_t)nbk;
     return merge_cut(p, s->sk, (uint32_t)nsk, s->bk, m, out);
 }
