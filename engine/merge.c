@@ -449,23 +449,30 @@ static int batch_shape(const seq_rec *batch, uint32_t nb)
 }
 
 /* One generation in read order: steps 0 and 1 in one walk. Nothing to dedup, nothing
- * to sort; the owner of each time comes from a cursor over the coverage (times only
- * decrease) instead of a binary search per record. Returns the count, -1 on OOM. */
+ * to sort; the owner comes from a cursor over the coverage (times only decrease), once
+ * per run of records inside one segment of the generation, and the run is taken whole.
+ * Returns the count, -1 on OOM. */
 static int64_t keep_one_gen(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
                             uint32_t max, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p);
-    uint32_t n = 0;
+    uint32_t n = 0, i = 0;
     if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
     const seq_rec **bk = s->bk;
     owner_walk w = owner_walk_start(p);
-    for (uint32_t i = 0; i < nb && n < max; i++) {
-        const seq_rec *r = &batch[i];
-        int64_t t = r->time_ms;
+    uint64_t gen = nb ? batch[0].gen : 0;
+    while (i < nb && n < max) {
+        int64_t t = batch[i].time_ms;
         if (t < fl) break;
         uint64_t owner = owner_walk_at(&w, t);
         if (!w.seg) break; /* before all coverage: nothing older is owned either */
-        if (owner == r->gen) bk[n++] = r;
+        if (owner != gen) {
+            i++;
+            continue;
+        }
+        /* t < the segment's end, so is every later time: owned down to its start */
+        int64_t lo = w.start > fl ? w.start : fl;
+        for (; i < nb && n < max && batch[i].time_ms >= lo; i++) bk[n++] = &batch[i];
     }
     return n;
 }
