@@ -313,14 +313,29 @@ static const seq_rec **batch_copy(seq_merge_scratch *s, uint32_t nbk, int table,
     return NULL;
 }
 
+/* How many kept stream records keep_stream may stop at. Those past the first
+ * seq_merge_need() cannot reach the answer (older than that many kept ones) and matter
+ * otherwise only by beating a batch copy at t >= C: none when every kept batch record
+ * is older than C. UINT32_MAX: no stop. */
+static uint32_t stream_stop(const seq_merge_params *p, uint32_t ns, uint32_t nbk,
+                            const seq_merge_scratch *s)
+{
+    uint32_t need = seq_merge_need(p);
+    if (ns <= need) return UINT32_MAX;
+    int64_t cut = p->now_ms - p->horizon_ms;
+    for (uint32_t i = 0; i < nbk; i++)
+        if (s->bk[i]->time_ms >= cut) return UINT32_MAX;
+    return need;
+}
+
 /* Step 0 and 2 for the stream, and step 3 (marks batch copies the stream beats). */
 static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
                            uint32_t nbk, int table, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
-    uint32_t n = 0;
+    uint32_t n = 0, stop = stream_stop(p, ns, nbk, s);
     if (grow_ptrs(&s->sk, &s->sk_cap, ns) < 0) return -1;
-    for (uint32_t i = 0; i < ns; i++) {
+    for (uint32_t i = 0; i < ns && n < stop; i++) {
         const seq_rec *r = &stream[i];
         if (r->time_ms < fl) break;
         if (batch_owned(p, cut, r->time_ms)) continue;
@@ -440,11 +455,10 @@ static int batch_shape(const seq_rec *batch, uint32_t nb)
     for (int64_t prev = batch[0].time_ms; i < nb; prev = batch[i++].time_ms)
         if (batch[i].gen != gen || batch[i].time_ms >= prev) break;
     if (i >= nb) return IN_ORDER | ONE_GEN;
+    /* the records before i passed both checks: each goes on from there until it fails */
     int ordered = 1, one_gen = 1;
-    for (i = 1; i < nb && (ordered || one_gen); i++) {
-        one_gen &= batch[i].gen == batch[0].gen;
-        ordered &= before(&batch[i - 1], &batch[i]);
-    }
+    for (uint32_t j = i; j < nb && ordered; j++) ordered = before(&batch[j - 1], &batch[j]);
+    for (uint32_t j = i; j < nb && one_gen; j++) one_gen = batch[j].gen == gen;
     return (ordered ? IN_ORDER : 0) | (one_gen ? ONE_GEN : 0);
 }
 
