@@ -65,6 +65,13 @@ static inline int seq_blob_iter_next(seq_blob_iter *it, seq_rec *r)
     it->left--;
     return 1;
 }
+/* A cheap 6-bit hash of an id, for 64-bit sets of a few ids (the read path pairs a few
+ * stream ids with many batch ids through one: a clear bit rules a batch id out). */
+static inline unsigned seq_id_bit(const char *id, uint32_t len)
+{
+    return (len ? (uint8_t)id[0] * 7u + (uint8_t)id[len - 1] + len * 13u : 0u) & 63;
+}
+
 /* Number of records a valid blob holds (from its header). */
 uint32_t seq_blob_count(const void *blob, size_t len);
 

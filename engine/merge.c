@@ -27,6 +27,7 @@ struct seq_merge_scratch {
     uint64_t *slots;    /* id hash table: (hash hi 32 << 32) | (bk index + 1); 0 empty */
     uint32_t slot_alloc; /* allocated slots */
     uint32_t slot_cap;   /* slots in use by the current call (a power of two) */
+    uint32_t beaten;     /* batch copies the stream's won over (NULLs in bk) this call */
 };
 
 seq_merge_scratch *seq_merge_scratch_new(void)
@@ -69,6 +70,37 @@ uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t)
     if (lo == 0) return 0;
     const seq_cov_seg *g = &p->cov[lo - 1];
     return t < g->end_ms ? g->gen : 0;
+}
+
+/* The owner of times visited in decreasing order (a batch handed in read order): a
+ * cursor over the coverage instead of a binary search per record. Kept in the caller's
+ * locals: the stores of kept records may alias it for the compiler otherwise. */
+typedef struct {
+    const seq_cov_seg *cov;
+    uint32_t seg;       /* cov[seg - 1]: the last segment starting at or before t */
+    int64_t start, end; /* that segment's; start > every time: not positioned yet */
+    uint64_t gen;
+} owner_walk;
+
+static inline owner_walk owner_walk_start(const seq_merge_params *p)
+{
+    owner_walk w = {p->cov, p->n_cov, INT64_MAX, 0, 0};
+    return w;
+}
+
+/* Owner of t, no greater than the previous t asked; 0 when none. */
+static inline uint64_t owner_walk_at(owner_walk *w, int64_t t)
+{
+    if (w->start > t) {
+        while (w->seg && w->cov[w->seg - 1].start_ms > t) w->seg--;
+        if (!w->seg) { /* before all coverage: owned by nobody, nor anything older */
+            w->start = INT64_MIN, w->end = INT64_MIN, w->gen = 0;
+            return 0;
+        }
+        const seq_cov_seg *g = &w->cov[w->seg - 1];
+        w->start = g->start_ms, w->end = g->end_ms, w->gen = g->gen;
+    }
+    return t < w->end ? w->gen : 0;
 }
 
 static inline int64_t floor_ms(const seq_merge_params *p)
@@ -233,15 +265,21 @@ static int table_index(seq_merge_scratch *s, uint32_t n)
 /* Step 0 and 1: batch records that count, deduplicated across generations. Returns the
  * count, -1 on OOM. `table` says whether ids were indexed (needed for any dedup). */
 static int64_t keep_batch(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
-                          int table, seq_merge_scratch *s)
+                          int table, int ordered, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p);
     uint32_t n = 0;
     if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
     if (table && table_reset(s, nb) < 0) return -1;
+    owner_walk w = owner_walk_start(p);
     for (uint32_t i = 0; i < nb; i++) {
         const seq_rec *r = &batch[i];
-        if (r->time_ms < fl || seq_merge_owner(p, r->time_ms) != r->gen) continue;
+        if (r->time_ms < fl) {
+            if (ordered) break; /* the rest is older still */
+            continue;
+        }
+        uint64_t owner = ordered ? owner_walk_at(&w, r->time_ms) : seq_merge_owner(p, r->time_ms);
+        if (owner != r->gen) continue;
         if (!table) {
             s->bk[n++] = r;
             continue;
@@ -275,14 +313,29 @@ static const seq_rec **batch_copy(seq_merge_scratch *s, uint32_t nbk, int table,
     return NULL;
 }
 
+/* How many kept stream records keep_stream may stop at. Those past the first
+ * seq_merge_need() cannot reach the answer (older than that many kept ones) and matter
+ * otherwise only by beating a batch copy at t >= C: none when every kept batch record
+ * is older than C. UINT32_MAX: no stop. */
+static uint32_t stream_stop(const seq_merge_params *p, uint32_t ns, uint32_t nbk,
+                            const seq_merge_scratch *s)
+{
+    uint32_t need = seq_merge_need(p);
+    if (ns <= need) return UINT32_MAX;
+    int64_t cut = p->now_ms - p->horizon_ms;
+    for (uint32_t i = 0; i < nbk; i++)
+        if (s->bk[i]->time_ms >= cut) return UINT32_MAX;
+    return need;
+}
+
 /* Step 0 and 2 for the stream, and step 3 (marks batch copies the stream beats). */
 static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
                            uint32_t nbk, int table, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
-    uint32_t n = 0;
+    uint32_t n = 0, stop = stream_stop(p, ns, nbk, s);
     if (grow_ptrs(&s->sk, &s->sk_cap, ns) < 0) return -1;
-    for (uint32_t i = 0; i < ns; i++) {
+    for (uint32_t i = 0; i < ns && n < stop; i++) {
         const seq_rec *r = &stream[i];
         if (r->time_ms < fl) break;
         if (batch_owned(p, cut, r->time_ms)) continue;
@@ -290,9 +343,48 @@ static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uin
         if (b && *b) {
             if ((*b)->time_ms < cut) continue; /* the batch shows it in history */
             *b = NULL;                         /* recent: the stream's copy wins */
+            s->beaten++;
         }
         s->sk[n++] = r;
     }
+    return n;
+}
+
+#define FEW_STREAM 64 /* stream records up to which keep_stream_few pairs ids */
+
+/* Steps 0, 2 and 3 for a few stream records against one generation: ids are paired from
+ * the stream's side, a 64-bit set of a cheap hash of each visible id, so a batch id is
+ * glanced at (one bit) instead of hashed into a table. */
+static int64_t keep_stream_few(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
+                               uint32_t nbk, seq_merge_scratch *s)
+{
+    int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
+    uint64_t vis = 0, hidden = 0, mask = 0; /* bit i: stream[i]; mask: seq_id_bit */
+    for (uint32_t i = 0; i < ns; i++) {
+        const seq_rec *r = &stream[i];
+        if (r->time_ms < fl) break;
+        if (batch_owned(p, cut, r->time_ms)) continue;
+        vis |= 1ull << i;
+        mask |= 1ull << seq_id_bit(r->id, r->id_len);
+    }
+    for (uint32_t k = 0; k < nbk; k++) {
+        const seq_rec *b = s->bk[k];
+        if (!(mask >> seq_id_bit(b->id, b->id_len) & 1)) continue;
+        for (uint64_t v = vis; v; v &= v - 1) {
+            const seq_rec *r = &stream[__builtin_ctzll(v)];
+            if (r->id_len != b->id_len || !id_eq(r->id, b->id, b->id_len)) continue;
+            if (b->time_ms < cut) {
+                hidden |= v & -v; /* the batch shows it in history */
+            } else {
+                s->bk[k] = NULL; /* recent: the stream's copy wins */
+                s->beaten++;
+            }
+            break;
+        }
+    }
+    if (grow_ptrs(&s->sk, &s->sk_cap, ns) < 0) return -1;
+    uint32_t n = 0;
+    for (uint64_t v = vis & ~hidden; v; v &= v - 1) s->sk[n++] = &stream[__builtin_ctzll(v)];
     return n;
 }
 
@@ -351,47 +443,50 @@ static uint32_t merge_cut(const seq_merge_params *p, const seq_rec **a, uint32_t
 }
 
 
-/* One generation, in read order (ids then unique): what the reader hands over for a
- * user with batch data only in the newest generation. 0 when several generations or
- * out of order. */
-static int one_gen_in_order(const seq_rec *batch, uint32_t nb)
-{
-    for (uint32_t i = 1; i < nb; i++)
-        if (batch[i].gen != batch[0].gen || !before(&batch[i - 1], &batch[i])) return 0;
-    return 1;
-}
+/* How the batch was handed: in read order (the reader's way), and of one generation
+ * (ids then unique). One pass. */
+enum { IN_ORDER = 1, ONE_GEN = 2 };
 
-static int several_gens(const seq_rec *batch, uint32_t nb)
+static int batch_shape(const seq_rec *batch, uint32_t nb)
 {
-    for (uint32_t i = 1; i < nb; i++)
-        if (batch[i].gen != batch[0].gen) return 1;
-    return 0;
+    /* the common case in one short loop: one generation, times strictly decreasing */
+    uint32_t i = 1;
+    uint64_t gen = batch[0].gen;
+    for (int64_t prev = batch[0].time_ms; i < nb; prev = batch[i++].time_ms)
+        if (batch[i].gen != gen || batch[i].time_ms >= prev) break;
+    if (i >= nb) return IN_ORDER | ONE_GEN;
+    /* the records before i passed both checks: each goes on from there until it fails */
+    int ordered = 1, one_gen = 1;
+    for (uint32_t j = i; j < nb && ordered; j++) ordered = before(&batch[j - 1], &batch[j]);
+    for (uint32_t j = i; j < nb && one_gen; j++) one_gen = batch[j].gen == gen;
+    return (ordered ? IN_ORDER : 0) | (one_gen ? ONE_GEN : 0);
 }
 
 /* One generation in read order: steps 0 and 1 in one walk. Nothing to dedup, nothing
- * to sort; the owner of each time comes from a cursor over the coverage (times only
- * decrease) instead of a binary search per record. Returns the count, -1 on OOM. */
+ * to sort; the owner comes from a cursor over the coverage (times only decrease), once
+ * per run of records inside one segment of the generation, and the run is taken whole.
+ * Returns the count, -1 on OOM. */
 static int64_t keep_one_gen(const seq_merge_params *p, const seq_rec *batch, uint32_t nb,
                             uint32_t max, seq_merge_scratch *s)
 {
     int64_t fl = floor_ms(p);
-    const seq_cov_seg *cov = p->cov;
-    uint32_t n = 0, seg = p->n_cov; /* cov[seg - 1]: the last segment starting at or before t */
+    uint32_t n = 0, i = 0;
     if (grow_ptrs(&s->bk, &s->bk_cap, nb) < 0) return -1;
     const seq_rec **bk = s->bk;
-    /* the current segment in locals: the stores to bk may alias them for the compiler */
-    int64_t start = INT64_MAX, end = 0;
-    uint64_t gen = 0;
-    for (uint32_t i = 0; i < nb && n < max; i++) {
-        const seq_rec *r = &batch[i];
-        int64_t t = r->time_ms;
+    owner_walk w = owner_walk_start(p);
+    uint64_t gen = nb ? batch[0].gen : 0;
+    while (i < nb && n < max) {
+        int64_t t = batch[i].time_ms;
         if (t < fl) break;
-        if (start > t) {
-            while (seg && cov[seg - 1].start_ms > t) seg--;
-            if (!seg) break; /* before all coverage: owned by nobody, nor is anything older */
-            start = cov[seg - 1].start_ms, end = cov[seg - 1].end_ms, gen = cov[seg - 1].gen;
+        uint64_t owner = owner_walk_at(&w, t);
+        if (!w.seg) break; /* before all coverage: nothing older is owned either */
+        if (owner != gen) {
+            i++;
+            continue;
         }
-        if (t < end && gen == r->gen) bk[n++] = r;
+        /* t < the segment's end, so is every later time: owned down to its start */
+        int64_t lo = w.start > fl ? w.start : fl;
+        for (; i < nb && n < max && batch[i].time_ms >= lo; i++) bk[n++] = &batch[i];
     }
     return n;
 }
@@ -424,21 +519,28 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
                        seq_merge_scratch *s)
 {
     if (nb == 0 || p->n_cov == 0) return run_stream_only(p, stream, ns, out);
-    /* what the reader hands over for a user in one generation: already in read order */
-    int ordered = one_gen_in_order(batch, nb);
+    /* the reader hands the batch over in read order; one generation is the common case */
+    int shape = batch_shape(batch, nb), one = shape == (IN_ORDER | ONE_GEN);
     /* Ids matter only when two sources could hold the same one; a few stream records
-     * against one generation are checked by a scan instead of an id table. */
-    int table = (uint64_t)ns * nb > LINEAR_DEDUP_MAX || (!ordered && several_gens(batch, nb));
+     * against one generation are paired from the stream's side, or by a scan when both
+     * sides are small, instead of through an id table. */
+    int few = one && ns <= FEW_STREAM;
+    int table = !few && ((uint64_t)ns * nb > LINEAR_DEDUP_MAX || !(shape & ONE_GEN));
     /* Batch only and unfiltered: the records past the answer's count are never looked at.
      * With stream records every kept one counts (its id may hide a stream copy). */
     uint32_t max = ns == 0 && unfiltered(p) ? seq_merge_need(p) : UINT32_MAX;
-    int64_t nbk = ordered ? keep_one_gen(p, batch, nb, max, s) : keep_batch(p, batch, nb, table, s);
+    int64_t nbk = one ? keep_one_gen(p, batch, nb, max, s)
+                      : keep_batch(p, batch, nb, table, shape & IN_ORDER, s);
     if (nbk < 0) return 0; /* OOM: an empty answer rather than a wrong one */
-    if (ordered && table && table_index(s, (uint32_t)nbk) < 0) return 0;
-    if (ns == 0 && ordered) return run_one_gen(p, (uint32_t)nbk, s, out);
+    if (one && table && table_index(s, (uint32_t)nbk) < 0) return 0;
+    if (ns == 0 && one) return run_one_gen(p, (uint32_t)nbk, s, out);
     if (nbk == 0) return run_stream_only(p, stream, ns, out);
-    int64_t nsk = keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
+    s->beaten = 0;
+    int64_t nsk = few ? keep_stream_few(p, stream, ns, (uint32_t)nbk, s)
+                      : keep_stream(p, stream, ns, (uint32_t)nbk, table, s);
     if (nsk < 0) return 0;
-    uint32_t m = ordered ? compact(s->bk, (uint32_t)nbk) : compact_sort(s->bk, (uint32_t)nbk);
+    /* several generations: a newer generation's copy takes the older one's place */
+    uint32_t m = !one ? compact_sort(s->bk, (uint32_t)nbk)
+                 : s->beaten ? compact(s->bk, (uint32_t)nbk) : (uint32_t)nbk;
     return merge_cut(p, s->sk, (uint32_t)nsk, s->bk, m, out);
 }

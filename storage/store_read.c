@@ -37,6 +37,8 @@ struct seq_store_reader {
     const seq_rcache_entry *held; /* the cache's entry the last read's records point into */
     seq_rec *srec, *brec;
     uint32_t scap, bcap;
+    struct pend_blob *pend; /* batch buckets set aside (read_batch) */
+    uint32_t npend, pcap;
 };
 
 static void *arena_alloc(arena *a, size_t n)
@@ -96,6 +98,7 @@ void seq_store_reader_free(seq_store_reader *r)
     seq_buf_free(&r->ent);
     free(r->srec);
     free(r->brec);
+    free(r->pend);
     free(r);
 }
 
@@ -223,12 +226,11 @@ static const void *cur_value(cursor *c, size_t *vl)
     return copy;
 }
 
-/* Starts iterating the current blob's records, with room for them in *arr. */
-static int open_blob(cursor *c, seq_blob_iter *bi, seq_rec **arr, uint32_t *cap, uint32_t n,
-                     char *err, size_t errlen)
+/* Starts iterating blob v, with room for its records in *arr after the first n. A NULL v
+ * is cur_value's failed copy. */
+static int open_blob(const void *v, size_t vl, seq_blob_iter *bi, seq_rec **arr, uint32_t *cap,
+                     uint32_t n, char *err, size_t errlen)
 {
-    size_t vl;
-    const void *v = cur_value(c, &vl);
     if (!v) {
         seq_errf(err, errlen, "out of memory");
         return SEQ_EINTERNAL;
@@ -279,7 +281,9 @@ static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint
         if (seq_bucket_end(bucket, bms) <= stop) break;
         seq_blob_iter bi;
         uint32_t n = *ns;
-        int rc = open_blob(c, &bi, &r->srec, &r->scap, n, err, errlen);
+        size_t vl;
+        const void *v = cur_value(c, &vl);
+        int rc = open_blob(v, vl, &bi, &r->srec, &r->scap, n, err, errlen);
         if (rc != SEQ_OK) return rc;
         /* decoded in place; the blob's header count bounds how many fit */
         while (bi.left && (rc = seq_blob_iter_next(&bi, &r->srec[n])) == 1)
@@ -294,45 +298,176 @@ static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint
     return cur_status(c, err, errlen);
 }
 
-/* Does generation gen own any part of [start, end)? */
-static int gen_owns(const seq_merge_params *p, uint64_t gen, int64_t start, int64_t end)
+/* ---- batch records, newest first across generations ----
+ * The coverage is walked newest segment first, each segment read from the buckets its
+ * generation holds inside it (loads keep segments bucket-aligned), so the merge receives
+ * one list in read order: a single walk when one generation answers.
+ *
+ * Early stop. Once the decoded records are all of the newest segment's generation `top`,
+ * number at least seq_merge_need() and every older segment belongs to a generation
+ * <= top, the older buckets cannot change the answer but through ids (merge.h): their
+ * records are older than `need` records no older copy outranks. Only buckets wholly
+ * before C are set aside (so the counts the stream read depends on stay exact); once the
+ * stream's records are known, settle_pending() decodes from them just the records whose
+ * id a stream record carries (a batch copy in history hides the stream's), or all of
+ * them when stream copies could drop too many decoded ones (at t >= C the stream wins). */
+#define PEND_SCAN_MAX 32 /* stream records up to which set-aside buckets are scanned by id */
+
+/* A set-aside bucket: its blob (entry or arena) stays valid until the read ends. */
+typedef struct pend_blob {
+    const void *v;
+    size_t vl;
+    uint64_t gen;
+} pend_blob;
+
+/* The stream's ids at a glance: a 64-bit set of a cheap hash of each, then a scan. */
+typedef struct {
+    const seq_rec *s;
+    uint32_t n;
+    uint64_t mask;
+} id_set;
+
+static id_set id_set_of(const seq_rec *s, uint32_t n)
 {
-    for (uint32_t i = 0; i < p->n_cov; i++)
-        if (p->cov[i].gen == gen && p->cov[i].start_ms < end && start < p->cov[i].end_ms)
-            return 1;
+    id_set ids = {s, n, 0};
+    for (uint32_t i = 0; i < n; i++) ids.mask |= 1ull << seq_id_bit(s[i].id, s[i].id_len);
+    return ids;
+}
+
+static inline int id_set_has(const id_set *ids, const char *id, uint32_t len)
+{
+    if (!(ids->mask >> seq_id_bit(id, len) & 1)) return 0;
+    for (uint32_t i = 0; i < ids->n; i++)
+        if (ids->s[i].id_len == len && memcmp(ids->s[i].id, id, len) == 0) return 1;
     return 0;
 }
 
-/* All records of one generation in the buckets it owns, within retention; *hist counts
- * those in history (before C = now - horizon). */
-static int read_gen(cursor *c, const seq_merge_params *p, uint64_t user, uint64_t gen,
-                    uint32_t *nb, uint32_t *hist, char *err, size_t errlen)
+static int corrupt_batch(uint64_t user, char *err, size_t errlen)
+{
+    seq_errf(err, errlen, "corrupt batch bucket of user %llu", (unsigned long long)user);
+    return SEQ_EINTERNAL;
+}
+
+/* Appends blob v's records (generation gen) to r->brec; *hist counts those before cut. */
+static int decode_batch(seq_store_reader *r, const void *v, size_t vl, uint64_t gen, int64_t cut,
+                        uint64_t user, uint32_t *nb, uint32_t *hist, char *err, size_t errlen)
+{
+    seq_blob_iter bi;
+    int rc = open_blob(v, vl, &bi, &r->brec, &r->bcap, *nb, err, errlen);
+    if (rc != SEQ_OK) return rc;
+    /* counts in locals: through the pointers, every record's stores would reload them */
+    seq_rec *rec = r->brec;
+    uint32_t n = *nb, h = *hist;
+    while (bi.left && (rc = seq_blob_iter_next(&bi, &rec[n])) == 1) {
+        h += rec[n].time_ms < cut;
+        rec[n++].gen = gen;
+    }
+    *nb = n;
+    *hist = h;
+    return rc < 0 ? corrupt_batch(user, err, errlen) : SEQ_OK;
+}
+
+/* Appends the records of blob v whose id is in ids. */
+static int decode_matching(seq_store_reader *r, const pend_blob *b, const id_set *ids,
+                           uint64_t user, uint32_t *nb, char *err, size_t errlen)
+{
+    seq_blob_iter bi;
+    int rc = open_blob(b->v, b->vl, &bi, &r->brec, &r->bcap, *nb, err, errlen);
+    if (rc != SEQ_OK) return rc;
+    seq_rec *rec = r->brec;
+    uint32_t n = *nb;
+    while (bi.left && (rc = seq_blob_iter_next(&bi, &rec[n])) == 1) {
+        rec[n].gen = b->gen;
+        n += id_set_has(ids, rec[n].id, rec[n].id_len);
+    }
+    *nb = n;
+    return rc < 0 ? corrupt_batch(user, err, errlen) : SEQ_OK;
+}
+
+/* Sets blob v aside; *hist counts its records (all before C). */
+static int pend_add(seq_store_reader *r, const void *v, size_t vl, uint64_t gen, uint32_t *hist,
+                    char *err, size_t errlen)
+{
+    if (v && r->npend == r->pcap) {
+        uint32_t c = r->pcap ? 2 * r->pcap : 16;
+        pend_blob *p = realloc(r->pend, sizeof *p * c);
+        if (p) r->pend = p, r->pcap = c;
+    }
+    if (!v || r->npend == r->pcap) {
+        seq_errf(err, errlen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    r->pend[r->npend++] = (pend_blob){v, vl, gen};
+    *hist += seq_blob_count(v, vl);
+    return SEQ_OK;
+}
+
+/* How many of the oldest segments belong to generations <= top. */
+static uint32_t settled_below(const seq_merge_params *p, uint64_t top)
+{
+    uint32_t i = 0;
+    while (i < p->n_cov && p->cov[i].gen <= top) i++;
+    return i;
+}
+
+/* The batch records within retention, in read order, the older ones possibly set aside
+ * (see above); *hist counts those before C, set-aside ones included. */
+static int read_batch(cursor *c, const seq_merge_params *p, uint64_t user, uint32_t *nb,
+                      uint32_t *hist, char *err, size_t errlen)
 {
     seq_store_reader *r = c->r;
     int64_t bms = r->st->def->bucket_ms, bucket;
     int64_t floor = p->now_ms - p->seq->retention_ms, cut = p->now_ms - p->horizon_ms;
-    for (cur_seek(c, SEQ_K_BATCH, p, user, gen); cur_bucket(c, &bucket); cur_next(c)) {
-        int64_t start = seq_bucket_start(bucket, bms), end = seq_bucket_end(bucket, bms);
-        if (end <= floor) break;
-        if (!gen_owns(p, gen, start, end)) continue;
-        seq_blob_iter bi;
-        int rc = open_blob(c, &bi, &r->brec, &r->bcap, *nb, err, errlen);
+    uint32_t need = seq_merge_need(p);
+    uint64_t top = p->cov[p->n_cov - 1].gen;
+    uint32_t settled = settled_below(p, top);
+    int mixed = 0; /* a record of another generation than top was decoded */
+    for (uint32_t i = p->n_cov; i-- > 0 && p->cov[i].end_ms > floor;) {
+        const seq_cov_seg *g = &p->cov[i];
+        for (cur_seek(c, SEQ_K_BATCH, p, user, g->gen); cur_bucket(c, &bucket); cur_next(c)) {
+            int64_t start = seq_bucket_start(bucket, bms), end = seq_bucket_end(bucket, bms);
+            if (start >= g->end_ms) continue; /* a newer segment's */
+            if (end <= g->start_ms || end <= floor) break;
+            size_t vl;
+            const void *v = cur_value(c, &vl);
+            int rc;
+            if (!mixed && i < settled && *nb >= need && end <= cut) {
+                rc = pend_add(r, v, vl, g->gen, hist, err, errlen);
+            } else {
+                mixed |= g->gen != top;
+                rc = decode_batch(r, v, vl, g->gen, cut, user, nb, hist, err, errlen);
+            }
+            if (rc != SEQ_OK) return rc;
+        }
+        int rc = cur_status(c, err, errlen);
         if (rc != SEQ_OK) return rc;
-        /* counts in locals: through the pointers, every record's stores would reload them */
-        seq_rec *rec = r->brec;
-        uint32_t n = *nb, h = *hist;
-        while (bi.left && (rc = seq_blob_iter_next(&bi, &rec[n])) == 1) {
-            h += rec[n].time_ms < cut;
-            rec[n++].gen = gen;
-        }
-        *nb = n;
-        *hist = h;
-        if (rc < 0) {
-            seq_errf(err, errlen, "corrupt batch bucket of user %llu", (unsigned long long)user);
-            return SEQ_EINTERNAL;
-        }
     }
-    return cur_status(c, err, errlen);
+    return SEQ_OK;
+}
+
+/* After the stream read: what the set-aside buckets still contribute (see above). */
+static int settle_pending(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
+                          uint32_t ns, uint32_t *nb, char *err, size_t errlen)
+{
+    if (r->npend == 0 || ns == 0) return SEQ_OK;
+    id_set ids = id_set_of(r->srec, ns);
+    int all = ns > PEND_SCAN_MAX;
+    if (!all) {
+        /* decoded records at t >= C (a prefix: newest first) that a stream copy may drop */
+        int64_t cut = p->now_ms - p->horizon_ms;
+        uint32_t drop = 0;
+        for (uint32_t i = 0; i < *nb && r->brec[i].time_ms >= cut; i++)
+            drop += id_set_has(&ids, r->brec[i].id, r->brec[i].id_len);
+        all = *nb - drop < seq_merge_need(p);
+    }
+    uint32_t hist = 0;
+    for (uint32_t k = 0; k < r->npend; k++) {
+        const pend_blob *b = &r->pend[k];
+        int rc = all ? decode_batch(r, b->v, b->vl, b->gen, 0, user, nb, &hist, err, errlen)
+                     : decode_matching(r, b, &ids, user, nb, err, errlen);
+        if (rc != SEQ_OK) return rc;
+    }
+    return SEQ_OK;
 }
 
 static int gen_seen_before(const seq_merge_params *p, uint32_t i)
@@ -436,13 +571,12 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
         fresh_iter(r);
     }
     uint32_t hist = 0;
-    for (uint32_t i = 0; i < p->n_cov; i++) {
-        if (gen_seen_before(p, i)) continue;
-        rc = read_gen(&c, p, user, p->cov[i].gen, nb, &hist, err, errlen);
-        if (rc != SEQ_OK) return rc;
-    }
-    int recent_batch = hist < *nb;
+    r->npend = 0;
+    if (p->n_cov && (rc = read_batch(&c, p, user, nb, &hist, err, errlen)) != SEQ_OK) return rc;
+    /* any batch record at t >= C? The decoded ones are newest first, the set-aside ones older */
+    int recent_batch = *nb && r->brec[0].time_ms >= p->now_ms - p->horizon_ms;
     if ((rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
+    if ((rc = settle_pending(r, p, user, *ns, nb, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;
     *batch = r->brec;
     return SEQ_OK;

@@ -299,7 +299,7 @@ static uint32_t reference(const seq_merge_params *p, const seq_rec *s, uint32_t 
                           const seq_rec *b, uint32_t nb, const seq_rec **out)
 {
     int64_t C = p->now_ms - p->horizon_ms, fl = p->now_ms - p->seq->retention_ms;
-    const seq_rec *all[128];
+    const seq_rec *all[192];
     uint32_t n = 0;
     int keepb[64] = {0};
     for (uint32_t i = 0; i < nb; i++) {
@@ -310,7 +310,7 @@ static uint32_t reference(const seq_merge_params *p, const seq_rec *s, uint32_t 
             if (keepb[i] && keepb[j] && i != j && same_id(&b[i], &b[j]) &&
                 (b[j].gen > b[i].gen || (b[j].gen == b[i].gen && j < i)))
                 keepb[i] = 0;
-    int keeps[64];
+    int keeps[128];
     for (uint32_t i = 0; i < ns; i++) {
         keeps[i] = s[i].time_ms >= fl &&
                    !(s[i].time_ms < C && seq_merge_owner(p, s[i].time_ms) != 0);
@@ -355,8 +355,8 @@ static int64_t rtime(void)
 
 static void random_case(void)
 {
-    static char ids[64][24];
-    seq_rec s[40], b[64];
+    static char ids[100][24];
+    seq_rec s[100], b[64];
     const seq_rec *o1[128], *o2[128];
     /* time grid in units of 10,000 around C and the floor; few ids so they collide */
     seq_cov_seg cov[3];
@@ -378,7 +378,8 @@ static void random_case(void)
      * with stream records too) */
     int one_gen = rnd(3) == 0;
     uint64_t gen1 = 1 + rnd(4);
-    uint32_t ns = one_gen && rnd(2) ? 0 : rnd(40), nb = rnd(3) ? rnd(60) : 0;
+    /* now and then more stream records than the merge pairs from the stream's side */
+    uint32_t ns = one_gen && rnd(2) ? 0 : rnd(rnd(8) ? 40 : 100), nb = rnd(3) ? rnd(60) : 0;
     /* short ids, or long ones alike in their first 8 bytes (hashed and compared in
      * 8-byte words) */
     const char *fmt = rnd(3) ? "i%u" : "long-event-%u";
@@ -406,7 +407,8 @@ static void random_case(void)
             if (b[j].gen == r.gen && same_id(&b[j], &r)) dup = 1;
         if (!dup) b[nbb++] = r;
     }
-    if (one_gen && rnd(4)) qsort(b, nbb, sizeof b[0], cmp_rec); /* else: shuffled */
+    /* in read order as the reader hands it over (several generations too), else shuffled */
+    if (one_gen ? rnd(4) : rnd(2)) qsort(b, nbb, sizeof b[0], cmp_rec);
     uint32_t n1 = seq_merge_run(&p, s, ns, b, nbb, o1, scratch);
     uint32_t n2 = reference(&p, s, ns, b, nbb, o2);
     int same = n1 == n2;

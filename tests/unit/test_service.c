@@ -147,6 +147,17 @@ static void test_encoder_canonical(void)
                                1763000000000, k};
         check_canonical(&seq, &in);
     }
+    /* answers are newest first: times of one varint width (2, 6 and 8 bytes) go out
+     * fixed-width; 9 bytes and a width change between the ends do not. Columns: every
+     * record with both, or one record without the second (its default). */
+    static const int64_t newest[] = {16383, 1764000000000, (1LL << 56) - 1, (1LL << 56) + 500,
+                                     (1LL << 42) + 50};
+    for (size_t k = 0; k < sizeof newest / sizeof newest[0]; k++) {
+        for (uint32_t i = 0; i < 129; i++)
+            r[i].time_ms = newest[k] - i, r[i].type_idx = i % 3, r[i].n_cols = k % 2 || i != 5 ? 2 : 1;
+        seq_service_resp in = {42, &seq, recs, 129, 0, 0, 1};
+        check_canonical(&seq, &in);
+    }
     free(r);
     free(recs);
 }
