@@ -77,12 +77,12 @@ typedef struct {
  * size and hash as the manifest says (INVALID_ARGUMENT: corrupt or foreign), built from a
  * definition compatible for this sequence (FAILED_PRECONDITION), and every SST entry a
  * well-formed bucket blob of this sequence, generation and range (INVALID_ARGUMENT).
- * Messages name the file. On success *resolved holds n_paths malloc'd absolute paths
- * (caller frees each and the array) and res the counts.
- * With stage_dir (an existing directory on the database's file system), each file is
- * copied there in the same read that hashes it, and the checks run on the copies:
- * *resolved then names the copies, which hold exactly the bytes verified and which the
- * caller can hand to RocksDB to move instead of copying again. On failure none is left. */
+ * Messages name the file. Each file is copied into stage_dir (an existing directory on
+ * the database's file system) in the same read that hashes it, and the checks run on the
+ * copies. On success *resolved holds n_paths malloc'd paths of those copies (caller frees
+ * each and the array), which hold exactly the bytes verified and which the caller can
+ * hand to RocksDB to move instead of copying again; res holds the counts. On failure no
+ * copy is left. */
 int seq_batch_verify(const seq_def *def, const char *batch_root, const char *stage_dir,
                      const seq_load_req *req, char ***resolved, seq_load_result *res, char *err,
                      size_t errlen);

@@ -164,8 +164,8 @@ static int check_manifest(const seq_def *def, const seq_load_req *req, const cha
     return SEQ_OK;
 }
 
-/* The manifest entry of one file, checked against the file's bytes: those of its staged
- * copy when `staged` is set (the copy is made in the same read as the hash). */
+/* The manifest entry of one file, checked against the bytes of its staged copy (made in
+ * the same read as the hash). */
 static int check_file(seq_batch_manifest *m, const char *path, const char *staged,
                       seq_batch_file_info *fi, char *err, size_t errlen)
 {
@@ -176,8 +176,7 @@ static int check_file(seq_batch_manifest *m, const char *path, const char *stage
         if (seq_batch_file_from_json(o, fi, err, errlen) != SEQ_OK) return SEQ_EINVAL;
         if (strcmp(fi->name, base) != 0) continue;
         uint64_t size, hash;
-        int rc = staged ? seq_batch_file_stage(path, staged, &size, &hash, err, errlen)
-                        : seq_batch_file_hash(path, &size, &hash, err, errlen);
+        int rc = seq_batch_file_stage(path, staged, &size, &hash, err, errlen);
         if (rc != SEQ_OK) return rc;
         if (size != fi->size || hash != fi->hash) {
             seq_errf(err, errlen, "%s: contents differ from its manifest (corrupt or foreign file)",
@@ -227,14 +226,13 @@ static int check_files(const seq_def *def, const seq_sequence *s, const seq_load
     }
     for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++) {
         seq_batch_file_info fi;
-        rc = check_file(&m, paths[i], staged ? staged[i] : NULL, &fi, err, errlen);
+        rc = check_file(&m, paths[i], staged[i], &fi, err, errlen);
         if (rc != SEQ_OK) break;
         scan_ctx c = {.name = paths[i], .seq = s, .def = def, .req = req, .err = err,
                       .errlen = errlen};
         char serr[400];
-        const char *scanned = staged ? staged[i] : paths[i];
-        int got = seq_sst_scan(scanned, on_entry, &c, serr, sizeof serr);
-        if (got == -1) scan_error(err, errlen, paths[i], scanned, serr);
+        int got = seq_sst_scan(staged[i], on_entry, &c, serr, sizeof serr);
+        if (got == -1) scan_error(err, errlen, paths[i], staged[i], serr);
         if (got) rc = SEQ_EINVAL;
         else if (c.users != fi.users || c.events != fi.events) rc = bad(&c, "counts differ from its manifest");
         res->users += c.users;
@@ -292,7 +290,7 @@ int seq_batch_verify(const seq_def *def, const char *batch_root, const char *sta
         rc = resolve(root, req->paths[i], buf, err, errlen);
         if (rc == SEQ_OK && !(paths[i] = strdup(buf))) rc = SEQ_EINTERNAL;
     }
-    if (rc == SEQ_OK && stage_dir && !(staged = staged_names(stage_dir, req->n_paths)))
+    if (rc == SEQ_OK && !(staged = staged_names(stage_dir, req->n_paths)))
         rc = SEQ_EINTERNAL;
     if (rc == SEQ_OK) rc = check_files(def, s, req, paths, staged, res, err, errlen);
     if (rc != SEQ_OK) {
@@ -302,7 +300,7 @@ int seq_batch_verify(const seq_def *def, const char *batch_root, const char *sta
     }
     res->generation = req->generation;
     res->files = (uint32_t)req->n_paths;
-    if (staged) free_paths(paths, req->n_paths, 0);
-    *resolved = staged ? staged : paths;
+    free_paths(paths, req->n_paths, 0);
+    *resolved = staged;
     return SEQ_OK;
 }
