@@ -348,9 +348,11 @@ static int corrupt_batch(uint64_t user, char *err, size_t errlen)
     return SEQ_EINTERNAL;
 }
 
-/* Appends blob v's records (generation gen) to r->brec; *hist counts those before cut. */
+/* Appends blob v's records (generation gen) to r->brec, only those whose id is in ids
+ * when ids is set; *hist counts the records before cut. */
 static int decode_batch(seq_store_reader *r, const void *v, size_t vl, uint64_t gen, int64_t cut,
-                        uint64_t user, uint32_t *nb, uint32_t *hist, char *err, size_t errlen)
+                        const id_set *ids, uint64_t user, uint32_t *nb, uint32_t *hist, char *err,
+                        size_t errlen)
 {
     seq_blob_iter bi;
     int rc = open_blob(v, vl, &bi, &r->brec, &r->bcap, *nb, err, errlen);
@@ -360,27 +362,11 @@ static int decode_batch(seq_store_reader *r, const void *v, size_t vl, uint64_t 
     uint32_t n = *nb, h = *hist;
     while (bi.left && (rc = seq_blob_iter_next(&bi, &rec[n])) == 1) {
         h += rec[n].time_ms < cut;
-        rec[n++].gen = gen;
+        rec[n].gen = gen;
+        n += !ids || id_set_has(ids, rec[n].id, rec[n].id_len);
     }
     *nb = n;
     *hist = h;
-    return rc < 0 ? corrupt_batch(user, err, errlen) : SEQ_OK;
-}
-
-/* Appends the records of blob v whose id is in ids. */
-static int decode_matching(seq_store_reader *r, const pend_blob *b, const id_set *ids,
-                           uint64_t user, uint32_t *nb, char *err, size_t errlen)
-{
-    seq_blob_iter bi;
-    int rc = open_blob(b->v, b->vl, &bi, &r->brec, &r->bcap, *nb, err, errlen);
-    if (rc != SEQ_OK) return rc;
-    seq_rec *rec = r->brec;
-    uint32_t n = *nb;
-    while (bi.left && (rc = seq_blob_iter_next(&bi, &rec[n])) == 1) {
-        rec[n].gen = b->gen;
-        n += id_set_has(ids, rec[n].id, rec[n].id_len);
-    }
-    *nb = n;
     return rc < 0 ? corrupt_batch(user, err, errlen) : SEQ_OK;
 }
 
@@ -435,7 +421,7 @@ static int read_batch(cursor *c, const seq_merge_params *p, uint64_t user, uint3
                 rc = pend_add(r, v, vl, g->gen, hist, err, errlen);
             } else {
                 mixed |= g->gen != top;
-                rc = decode_batch(r, v, vl, g->gen, cut, user, nb, hist, err, errlen);
+                rc = decode_batch(r, v, vl, g->gen, cut, NULL, user, nb, hist, err, errlen);
             }
             if (rc != SEQ_OK) return rc;
         }
@@ -463,8 +449,8 @@ static int settle_pending(seq_store_reader *r, const seq_merge_params *p, uint64
     uint32_t hist = 0;
     for (uint32_t k = 0; k < r->npend; k++) {
         const pend_blob *b = &r->pend[k];
-        int rc = all ? decode_batch(r, b->v, b->vl, b->gen, 0, user, nb, &hist, err, errlen)
-                     : decode_matching(r, b, &ids, user, nb, err, errlen);
+        int rc = decode_batch(r, b->v, b->vl, b->gen, 0, all ? NULL : &ids, user, nb, &hist, err,
+                              errlen);
         if (rc != SEQ_OK) return rc;
     }
     return SEQ_OK;
