@@ -134,12 +134,6 @@ static inline uint8_t *put_varint(uint8_t *p, uint64_t v)
 #error "the encoder copies little-endian doubles and words as they are: port put_column and put_varint_wide first"
 #endif
 
-/* For the packed timestamps and item ids (6 and ~4 bytes as varints, where the byte loop
- * costs a branch per byte and mispredicts as the widths vary): a value below 2^56 has
- * its 7-bit groups spread to bytes in a register (3 steps of halving) and goes out in
- * one 8-byte store. The bytes past the varint are scratch, overwritten by what follows;
- * they stay within the array's bound (10 bytes per value, see TS_MAX) since a varint
- * here takes at most 8 of them. */
 /* v < 2^56 with its 7-bit groups spread to the bytes of a word (3 steps of halving). */
 static inline uint64_t spread7(uint64_t v)
 {
@@ -148,6 +142,11 @@ static inline uint64_t spread7(uint64_t v)
     return (x & 0x007F007F007F007Full) | (x & 0x3F803F803F803F80ull) << 1; /* 7-bit bytes */
 }
 
+/* For the packed timestamps and item ids (6 and ~4 bytes as varints, where the byte loop
+ * costs a branch per byte and mispredicts as the widths vary): a value below 2^56 goes
+ * out as spread7's word in one 8-byte store. The bytes past the varint are scratch,
+ * overwritten by what follows; they stay within the array's bound (10 bytes per value,
+ * see TS_MAX) since a varint here takes at most 8 of them. */
 static inline uint8_t *put_varint_wide(uint8_t *p, uint64_t v)
 {
     if (v >> 56) return put_varint(p, v);
