@@ -351,19 +351,26 @@ static size_t h2_frame(uint8_t *p, uint8_t type, uint8_t flags, uint32_t sid, si
     return 9 + len;
 }
 
-/* One request on stream sid carrying an x-big header of vlen bytes. */
-static size_t bighdr_request(uint8_t *p, uint32_t sid, size_t vlen)
+/* The HPACK block of a gRPC request's headers for path (POST, http, authority x). */
+static size_t grpc_headers(uint8_t *h, const char *path)
 {
     static const char ct[] = "application/grpc";
-    char val[4096], num[16];
-    for (size_t i = 0; i < vlen; i++) val[i] = (char)('a' + i % 26);
-    uint8_t *h = p + 9;
     size_t o = 0;
     h[o++] = 0x83; /* :method POST */
     h[o++] = 0x86; /* :scheme http */
-    o += hpack_lit(h + o, ":path", "/test.Echo/BigHdr", 17);
+    o += hpack_lit(h + o, ":path", path, strlen(path));
     o += hpack_lit(h + o, ":authority", "x", 1);
     o += hpack_lit(h + o, "content-type", ct, sizeof ct - 1);
+    return o;
+}
+
+/* One request on stream sid carrying an x-big header of vlen bytes. */
+static size_t bighdr_request(uint8_t *p, uint32_t sid, size_t vlen)
+{
+    char val[4096], num[16];
+    for (size_t i = 0; i < vlen; i++) val[i] = (char)('a' + i % 26);
+    uint8_t *h = p + 9;
+    size_t o = grpc_headers(h, "/test.Echo/BigHdr");
     o += hpack_lit(h + o, "x-big", val, vlen);
     size_t n = h2_frame(p, 1 /* HEADERS */, 4 /* END_HEADERS */, sid, o);
     int len = snprintf(num, sizeof num, "%zu", vlen);
@@ -441,17 +448,10 @@ static int read_trailers(int fd, int want)
 /* Sends `n` echo calls on streams *sid, *sid + 2, ... in one write, waits for them. */
 static int echo_batch(int fd, uint32_t *sid, int n)
 {
-    static const char ct[] = "application/grpc";
     uint8_t buf[200 * 128];
     size_t o = 0;
     for (int i = 0; i < n; i++, *sid += 2) {
-        uint8_t *h = buf + o + 9;
-        size_t hl = 0;
-        h[hl++] = 0x83; /* :method POST */
-        h[hl++] = 0x86; /* :scheme http */
-        hl += hpack_lit(h + hl, ":path", "/test.Echo/Echo", 15);
-        hl += hpack_lit(h + hl, ":authority", "x", 1);
-        hl += hpack_lit(h + hl, "content-type", ct, sizeof ct - 1);
+        size_t hl = grpc_headers(buf + o + 9, "/test.Echo/Echo");
         o += h2_frame(buf + o, 1 /* HEADERS */, 4 /* END_HEADERS */, *sid, hl);
         uint8_t *d = buf + o + 9;
         memcpy(d, "\0\0\0\0\2hi", 7);
