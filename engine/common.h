@@ -21,6 +21,7 @@ enum {
     SEQ_EUNIMPLEMENTED = 12, /* UNIMPLEMENTED */
     SEQ_EINTERNAL = 13,      /* INTERNAL: storage or system failure */
     SEQ_EUNAVAILABLE = 14,
+    SEQ_EDATALOSS = 15,      /* DATA_LOSS: stored data is damaged (not the caller's input) */
     SEQ_EUNAUTHENTICATED = 16,
 };
 
