@@ -49,6 +49,10 @@ int seq_merge_stream_visible(const seq_merge_params *p, int64_t t);
 uint32_t seq_merge_need(const seq_merge_params *p);
 int64_t seq_merge_stop_before(const seq_merge_params *p);
 
+/* Length of [lo, hi) that no segment of cov (sorted, disjoint) covers; 0 when hi <= lo.
+ * The completeness gap of PRODUCT.md with lo = now - retention_ms, hi = now - H. */
+int64_t seq_merge_gap_ms(const seq_cov_seg *cov, uint32_t n, int64_t lo, int64_t hi);
+
 typedef struct seq_merge_scratch seq_merge_scratch; /* per thread; reused across calls */
 seq_merge_scratch *seq_merge_scratch_new(void);
 void seq_merge_scratch_free(seq_merge_scratch *s);

@@ -100,13 +100,18 @@ static json_t *status_stream(seq_admin *a)
     uint32_t n = seq_consumer_partitions(a->ctx.consumer, parts, MAX_PARTS);
     json_t *arr = json_array();
     for (uint32_t i = 0; i < n && i < MAX_PARTS; i++)
-        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I}", "partition", (int)parts[i].partition,
+        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:I}", "partition", (int)parts[i].partition,
                                              "next_offset", (json_int_t)parts[i].next_offset,
                                              "high_offset", (json_int_t)parts[i].high_offset,
-                                             "watermark_ms", (json_int_t)parts[i].watermark_ms));
-    return json_pack("{s:I,s:b,s:I,s:o}", "watermark_ms",
+                                             "watermark_ms", (json_int_t)parts[i].watermark_ms,
+                                             "progress_ms", (json_int_t)parts[i].progress_ms));
+    /* caught_up is /readyz's answer (one truth): offsets at the end say nothing while the
+     * brokers are unreachable or store writes fail; not_ready says why. */
+    char why[400] = "";
+    int ready = seq_consumer_ready(a->ctx.consumer, why, sizeof why);
+    return json_pack("{s:I,s:b,s:s,s:I,s:o}", "watermark_ms",
                      (json_int_t)atomic_load_explicit(a->ctx.stream_watermark, memory_order_relaxed),
-                     "caught_up", atomic_load_explicit(&st->caught_up, memory_order_relaxed),
+                     "caught_up", ready, "not_ready", ready ? "" : why,
                      "lag", (json_int_t)atomic_load_explicit(&st->lag, memory_order_relaxed),
                      "partitions", arr);
 }
@@ -136,9 +141,10 @@ static json_t *status_counts(seq_admin *a)
 {
     seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
 #define LD(f) (json_int_t) atomic_load_explicit(&st->f, memory_order_relaxed)
-    return json_pack("{s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(applied), "malformed",
-                     LD(malformed), "skipped_unknown_type", LD(skipped_unknown_type), "filtered",
-                     LD(filtered), "late_batch_owned", LD(late_batch_owned));
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(applied), "malformed",
+                     LD(malformed), "future", LD(future), "skipped_unknown_type",
+                     LD(skipped_unknown_type), "filtered", LD(filtered), "late_batch_owned",
+                     LD(late_batch_owned));
 #undef LD
 }
 
