@@ -24,6 +24,7 @@ struct seq_admin {
     struct event_base *base;
     struct evhttp *http;
     struct event *stop_ev; /* activated from the stopping thread */
+    struct event *sample_ev; /* the console's sampler */
     pthread_t thread;
     int thread_started;
     char address[300];
@@ -167,6 +168,25 @@ static void on_status(seq_admin *a, struct evhttp_request *req)
     json_decref(root);
 }
 
+static void on_console(seq_admin *a, struct evhttp_request *req, const char *path)
+{
+    seq_console_reply r;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (seq_console_handle(a->ctx.console, path, query, &r)) {
+        reply_text(req, 500, "Internal Server Error", "out of memory\n");
+    } else {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Cache-Control", r.cache);
+        /* closed networks: nothing but this origin, and no framing by other sites */
+        evhttp_add_header(h, "Content-Security-Policy",
+                          "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+        evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+        reply(req, r.status, r.status == 200 ? "OK" : r.status == 400 ? "Bad Request" : "Not Found",
+              r.ctype, r.body.data, r.body.len);
+    }
+    seq_buf_free(&r.body);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     seq_admin *a = arg;
@@ -181,7 +201,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     else if (strcmp(path, "/healthz") == 0) reply_text(req, 200, "OK", "ok\n");
     else if (strcmp(path, "/readyz") == 0) on_readyz(a, req);
     else if (strcmp(path, "/status") == 0) on_status(a, req);
-    else reply_text(req, 404, "Not Found", "not found; try /metrics /healthz /readyz /status\n");
+    else if (a->ctx.console && strncmp(path, "/ui", 3) == 0 && (path[3] == '\0' || path[3] == '/'))
+        on_console(a, req, path);
+    else reply_text(req, 404, "Not Found", "not found; try /ui /metrics /healthz /readyz /status\n");
 }
 
 /* ---- lifecycle ---- */
@@ -192,6 +214,12 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     event_base_loopbreak(((seq_admin *)arg)->base);
+}
+
+static void on_sample(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    seq_console_sample(((seq_admin *)arg)->ctx.console);
 }
 
 static void *run(void *arg)
@@ -243,6 +271,15 @@ int seq_admin_start(const seq_admin_ctx *ctx, seq_admin **out, char *err, size_t
         seq_errf(err, errlen, "admin: cannot create the event loop");
         goto fail;
     }
+    if (ctx->console) {
+        struct timeval every = {SEQ_CONSOLE_SAMPLE_MS / 1000, (SEQ_CONSOLE_SAMPLE_MS % 1000) * 1000};
+        seq_console_sample(ctx->console); /* the first point, before the loop runs */
+        if (!(a->sample_ev = event_new(a->base, -1, EV_PERSIST, on_sample, a)) ||
+            event_add(a->sample_ev, &every)) {
+            seq_errf(err, errlen, "admin: cannot create the console's timer");
+            goto fail;
+        }
+    }
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
     evhttp_set_gencb(a->http, on_request, a);
     if ((rc = bind_listener(a, err, errlen))) goto fail;
@@ -269,6 +306,7 @@ void seq_admin_stop(seq_admin *a)
         pthread_join(a->thread, NULL);
     }
     if (a->stop_ev) event_free(a->stop_ev);
+    if (a->sample_ev) event_free(a->sample_ev);
     if (a->http) evhttp_free(a->http);
     if (a->base) event_base_free(a->base);
     free(a);

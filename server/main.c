@@ -37,6 +37,7 @@ typedef struct {
     seq_service *service;
     seq_grpc_server *grpc;
     seq_admin *admin;
+    seq_console *console;
     char *token;
     _Atomic int64_t stream_watermark;
 } server;
@@ -329,8 +330,15 @@ static int start(server *s, char *err, size_t errlen)
                           .max_header_bytes = (unsigned)s->cfg.max_header_bytes};
     if (seq_grpc_start(&gc, &s->grpc, err, errlen)) return 1;
 
+    seq_console_ctx cc2 = {.def = s->def, .store = s->store, .consumer = s->consumer,
+                           .metrics = s->metrics, .service = s->service,
+                           .stream_watermark = &s->stream_watermark};
+    if (!(s->console = seq_console_new(&cc2))) {
+        seq_errf(err, errlen, "out of memory");
+        return 1;
+    }
     seq_admin_ctx ac = {&s->cfg, seq_grpc_address(s->grpc), s->def, s->store, s->consumer,
-                        s->metrics, &s->stream_watermark};
+                        s->metrics, &s->stream_watermark, s->console};
     if (seq_admin_start(&ac, &s->admin, err, errlen)) return 1;
     return 0;
 }
@@ -342,6 +350,7 @@ static void stop(server *s)
     if (s->service) seq_service_drain(s->service);
     if (s->grpc) seq_grpc_stop(s->grpc);
     if (s->admin) seq_admin_stop(s->admin);
+    seq_console_free(s->console);
     seq_consumer_stop(s->consumer);
     if (s->grpc) seq_grpc_free(s->grpc);
     seq_service_free(s->service);

@@ -292,6 +292,33 @@ static void sum_method(seq_metrics *m, size_t mi, uint64_t codes[N_CODES],
     }
 }
 
+_Static_assert(N_CODES == SEQ_METRICS_N_CODES && N_BOUNDS + 1 == SEQ_METRICS_N_BUCKETS,
+               "metrics.h's sizes");
+
+static int named(const char *const *methods, const char *name)
+{
+    if (!methods) return 1;
+    for (; *methods; methods++)
+        if (strcmp(*methods, name) == 0) return 1;
+    return 0;
+}
+
+void seq_metrics_sum(seq_metrics *m, const char *const *methods,
+                     uint64_t codes[SEQ_METRICS_N_CODES], uint64_t buckets[SEQ_METRICS_N_BUCKETS])
+{
+    uint64_t c[N_CODES], b[N_BOUNDS + 1], sum_ns;
+    memset(codes, 0, N_CODES * sizeof codes[0]);
+    memset(buckets, 0, (N_BOUNDS + 1) * sizeof buckets[0]);
+    for (size_t mi = 0; mi <= m->n_methods; mi++) {
+        if (!named(methods, method_label(m, mi))) continue;
+        sum_method(m, mi, c, b, &sum_ns);
+        for (int k = 0; k < N_CODES; k++) codes[k] += c[k];
+        for (size_t k = 0; k <= N_BOUNDS; k++) buckets[k] += b[k];
+    }
+}
+
+double seq_metrics_bucket_bound(size_t i) { return i < N_BOUNDS ? BOUNDS_S[i] : INFINITY; }
+
 static int render_grpc(seq_metrics *m, seq_buf *out)
 {
     size_t n = m->n_methods + 1;
