@@ -72,6 +72,18 @@ uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t)
     return t < g->end_ms ? g->gen : 0;
 }
 
+int64_t seq_merge_gap_ms(const seq_cov_seg *cov, uint32_t n, int64_t lo, int64_t hi)
+{
+    if (hi <= lo) return 0;
+    int64_t gap = hi - lo;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t a = cov[i].start_ms > lo ? cov[i].start_ms : lo;
+        int64_t b = cov[i].end_ms < hi ? cov[i].end_ms : hi;
+        if (b > a) gap -= b - a;
+    }
+    return gap;
+}
+
 /* The owner of times visited in decreasing order (a batch handed in read order): a
  * cursor over the coverage instead of a binary search per record. Kept in the caller's
  * locals: the stores of kept records may alias it for the compiler otherwise. */
@@ -118,19 +130,6 @@ int seq_merge_stream_visible(const seq_merge_params *p, int64_t t)
 {
     if (p->view == SEQ_VIEW_STREAM) return t >= floor_ms(p);
     return t >= floor_ms(p) && !batch_owned(p, p->now_ms - p->horizon_ms, t);
-}
-
-int64_t seq_merge_gap(const seq_merge_params *p)
-{
-    int64_t lo = floor_ms(p), hi = p->now_ms - p->horizon_ms;
-    if (hi <= lo) return 0;
-    int64_t gap = hi - lo;
-    for (uint32_t i = 0; i < p->n_cov; i++) { /* segments do not overlap: subtract each */
-        int64_t s = p->cov[i].start_ms > lo ? p->cov[i].start_ms : lo;
-        int64_t e = p->cov[i].end_ms < hi ? p->cov[i].end_ms : hi;
-        if (e > s) gap -= e - s;
-    }
-    return gap;
 }
 
 uint32_t seq_merge_need(const seq_merge_params *p)

@@ -47,10 +47,6 @@ typedef struct {
 /* Generation owning time t, 0 when t is in no coverage. */
 uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t);
 
-/* Total length of [now - retention, now - horizon) that no segment of p->cov covers
- * (PRODUCT.md "Completeness gap"; the view does not matter). 0 when retention <= horizon. */
-int64_t seq_merge_gap(const seq_merge_params *p);
-
 /* Could a stream record at time t be shown (within retention, not batch-owned
  * history)? The reader uses it to count what it has gathered. */
 int seq_merge_stream_visible(const seq_merge_params *p, int64_t t);
@@ -60,6 +56,10 @@ int seq_merge_stream_visible(const seq_merge_params *p, int64_t t);
  * since_ms). Gathering more than this is harmless. */
 uint32_t seq_merge_need(const seq_merge_params *p);
 int64_t seq_merge_stop_before(const seq_merge_params *p);
+
+/* Length of [lo, hi) that no segment of cov (sorted, disjoint) covers; 0 when hi <= lo.
+ * The completeness gap of PRODUCT.md with lo = now - retention_ms, hi = now - H. */
+int64_t seq_merge_gap_ms(const seq_cov_seg *cov, uint32_t n, int64_t lo, int64_t hi);
 
 typedef struct seq_merge_scratch seq_merge_scratch; /* per thread; reused across calls */
 seq_merge_scratch *seq_merge_scratch_new(void);

@@ -123,11 +123,11 @@ static int batch_sample(server *s, size_t i, const char **label, double *v, int 
     const seq_sequence *seq = &s->def->seqs[i];
     const seq_store_view *view = seq_store_view_acquire(s->store);
     const seq_store_seqstate *st = seq_store_view_seq(view, seq->id);
-    seq_merge_params mp = {.now_ms = seq_now_ms(), .horizon_ms = s->def->horizon_ms,
-                           .seq = seq, .cov = st->cov, .n_cov = st->n_cov};
+    int64_t now = seq_now_ms();
     *v = what == B_WATERMARK ? (double)st->watermark_ms / 1000.0
-         : what == B_GAP     ? (double)seq_merge_gap(&mp) / 1000.0
-                             : (double)st->generation;
+         : what == B_GAP ? (double)seq_merge_gap_ms(st->cov, st->n_cov, now - seq->retention_ms,
+                                                    now - s->def->horizon_ms) / 1000.0
+                         : (double)st->generation;
     seq_store_view_release(s->store, view);
     *label = seq->name;
     return 1;

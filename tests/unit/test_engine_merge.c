@@ -369,26 +369,32 @@ static void test_views(void)
     EXPECT(merge_prov(&p, st, N(st), bt, N(bt)), "");
 }
 
+static int64_t gap_of(const seq_merge_params *p)
+{
+    return seq_merge_gap_ms(p->cov, p->n_cov, p->now_ms - p->seq->retention_ms,
+                            p->now_ms - p->horizon_ms);
+}
+
 /* The part of [floor, C) = [500000, 900000) that no segment covers. */
-static void test_gap(void)
+static void test_completeness_gap(void)
 {
     seq_merge_params p = params(NULL, 0);
-    CHECK_EQ_INT(seq_merge_gap(&p), CUT - FLOOR); /* before any load: retention - horizon */
+    CHECK_EQ_INT(gap_of(&p), CUT - FLOOR); /* before any load: retention - horizon */
     seq_cov_seg a[] = {{400000, 600000, 1}, {600000, 650000, 2}, {700000, 950000, 3}};
     p = params(a, 3); /* [500000,650000) and [700000,900000) covered: 50000 left */
-    CHECK_EQ_INT(seq_merge_gap(&p), 50000);
+    CHECK_EQ_INT(gap_of(&p), 50000);
     seq_cov_seg all[] = {{FLOOR, CUT, 1}};
     p = params(all, 1);
-    CHECK_EQ_INT(seq_merge_gap(&p), 0);
+    CHECK_EQ_INT(gap_of(&p), 0);
     seq_cov_seg edge[] = {{FLOOR + 1, CUT - 1, 1}}; /* exact to the millisecond */
     p = params(edge, 1);
-    CHECK_EQ_INT(seq_merge_gap(&p), 2);
+    CHECK_EQ_INT(gap_of(&p), 2);
     seq_cov_seg recent[] = {{CUT, NOW, 1}, {100, 200, 2}}; /* outside [floor, C) */
     p = params(recent, 2);
-    CHECK_EQ_INT(seq_merge_gap(&p), CUT - FLOOR);
+    CHECK_EQ_INT(gap_of(&p), CUT - FLOOR);
     seq.retention_ms = HORIZON; /* no history at all: nothing to be incomplete */
     p = params(NULL, 0);
-    CHECK_EQ_INT(seq_merge_gap(&p), 0);
+    CHECK_EQ_INT(gap_of(&p), 0);
     seq.retention_ms = NOW - FLOOR;
 }
 
@@ -565,7 +571,7 @@ int main(void)
     RUN(test_need_and_stop);
     RUN(test_provenance);
     RUN(test_views);
-    RUN(test_gap);
+    RUN(test_completeness_gap);
     RUN(test_random);
     seq_merge_scratch_free(scratch);
     return seq_t_done();
