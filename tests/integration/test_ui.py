@@ -128,6 +128,17 @@ def test_inspector_deep_link_shows_the_users_events(ui, tmp_path):
     items = re.findall(r'<td class="num item">(\d+)</td>', dom)
     assert [int(i) for i in items] == list(resp.item_ids)
     assert "900000" in items  # a batch event, history owned by the batch
+    # provenance: the source column says which path each event came from
+    sources = re.findall(r'<td class="source">(\w+)</td>', dom)
+    assert sources == ["batch" if 900000 <= i < 900030 else "stream" for i in resp.item_ids]
+    assert text_of(dom, "view") == "merged"
+
+
+def test_inspector_view_switch(ui, tmp_path):
+    dom = rendered(ui, tmp_path, "/ui/inspect?user=1&sequence=engagements&view=batch_only")
+    items = [int(i) for i in re.findall(r'<td class="num item">(\d+)</td>', dom)]
+    assert sorted(items) == list(range(900000, 900030))  # the batch's events only
+    assert text_of(dom, "view") == "batch only"
 
 
 def test_inspector_bad_value_says_why(ui, tmp_path):

@@ -279,9 +279,16 @@
     var user = el("input", {name: "user", inputmode: "numeric", placeholder: "user id", value: params.get("user") || ""});
     var seq = el("select", {name: "sequence"});
     var limit = el("input", {name: "limit", inputmode: "numeric", placeholder: "all", value: params.get("limit") || ""});
-    // views and as-of (issue 13) are passed through when given in the URL (view=, as_of=)
+    var view = el("select", {name: "view"},
+      el("option", {value: "merged", text: "merged (what readers get)"}),
+      el("option", {value: "stream_only", text: "stream only"}),
+      el("option", {value: "batch_only", text: "batch only"}));
+    view.value = params.get("view") || "merged";
+    var asOf = el("input", {name: "as_of", inputmode: "numeric", placeholder: "now (or ms since epoch)",
+                            value: params.get("as_of") || ""});
     var form = el("form", {cls: "inspect"},
       el("label", null, "User id", user), el("label", null, "Sequence", seq),
+      el("label", null, "View", view), el("label", null, "As of", asOf),
       el("label", null, "Newest N", limit), el("button", {type: "submit", text: "Show"}));
     m.appendChild(form);
     m.appendChild(el("div", {id: "result"}));
@@ -290,8 +297,9 @@
       var q = new URLSearchParams();
       q.set("user", user.value.trim());
       q.set("sequence", seq.value);
+      if (view.value !== "merged") q.set("view", view.value);
+      if (asOf.value.trim()) q.set("as_of", asOf.value.trim());
       if (limit.value.trim()) q.set("limit", limit.value.trim());
-      ["view", "as_of"].forEach(function (k) { if (params.get(k)) q.set(k, params.get(k)); });
       history.pushState(null, "", "/ui/inspect?" + q.toString());
       show(q);
     });
@@ -312,7 +320,10 @@
         card("Events", String(r.count), "event-count"),
         card("Stream watermark", fmtTime(r.stream_watermark_ms)),
         card("Batch generation", r.batch_generation ? String(r.batch_generation) : "none", "batch-generation"),
-        card("Batch coverage ends", fmtTime(r.batch_watermark_ms))));
+        card("Batch coverage ends", fmtTime(r.batch_watermark_ms)),
+        card("Completeness gap", fmtDur(r.completeness_gap_ms / 1000), "completeness-gap"),
+        card("View", r.view.replace("_", " "), "view"),
+        card("As of", fmtTime(r.as_of_ms), "as-of")));
       var heads = ["#", "Time", "Type", {label: "Item", num: 1}];
       r.columns.forEach(function (c) { heads.push({label: c, num: 1}); });
       if (r.provenance) heads.push("Source", {label: "Generation", num: 1});
@@ -321,7 +332,7 @@
                     el("td", {text: e.type}), el("td", {cls: "num item", text: e.item}));
         e.columns.forEach(function (v) { tr.appendChild(el("td", {cls: "num", text: v === null ? "NaN" : v})); });
         if (r.provenance) {
-          tr.appendChild(el("td", {text: e.source || ""}));
+          tr.appendChild(el("td", {cls: "source", text: e.source || ""}));
           tr.appendChild(el("td", {cls: "num", text: e.generation || ""}));
         }
         return tr;
