@@ -336,7 +336,15 @@ int seqc_cmd_produce(const seqc_ctx *ctx, int argc, char **argv)
     json_t *status = NULL;
     char err[512];
     if (!a.brokers || !a.topic || a.sampling) {
-        if (!(status = seqc_fetch_status(ctx, err, sizeof err))) return seqc_fail("%s", err);
+        if (!(status = seqc_fetch_status(ctx, err, sizeof err)))
+            return seqc_fail("produce: %s%s%s not given, and the server's /status, where "
+                             "they come from otherwise, is unreachable (%s)",
+                             !a.brokers && !a.topic ? "--brokers and --topic"
+                             : !a.brokers           ? "--brokers"
+                             : !a.topic             ? "--topic"
+                                                    : "",
+                             a.sampling && (!a.brokers || !a.topic) ? " and " : "",
+                             a.sampling ? "the definition (for --sample)" : "", err);
         if (!a.brokers) a.brokers = json_string_value(json_object_get(status, "brokers"));
         if (!a.topic) a.topic = json_string_value(json_object_get(status, "topic"));
         if (!a.brokers || !a.topic) {
