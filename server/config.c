@@ -40,6 +40,9 @@ static const opt_spec OPTS[] = {
     {"max-concurrent-streams", OPT_INT, F(max_concurrent_streams), 1},
     {"max-header-bytes", OPT_INT, F(max_header_bytes), 1024},
     {"min-free-mb", OPT_SIZE, F(min_free_mb), 0},
+    {"kafka-config", OPT_STR, F(kafka_config), 0},
+    {"instance-id", OPT_STR, F(instance_id), 0},
+    {"advertise", OPT_STR, F(advertise), 0},
     {"help", OPT_FLAG, F(help), 0},
 };
 #undef F
@@ -51,7 +54,8 @@ void seq_config_usage(FILE *f)
           "            [--event-format protobuf|json] [--threads N] [--cache-mb N]\n"
           "            [--max-message-bytes N] [--batch-root DIR] [--admin-token-file FILE]\n"
           "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
-          "            [--max-header-bytes N] [--min-free-mb N]\n"
+          "            [--max-header-bytes N] [--min-free-mb N] [--kafka-config FILE]\n"
+          "            [--instance-id ID] [--advertise HOST:PORT]\n"
           "defaults: --data-dir ./seqd-data --grpc-listen 127.0.0.1:50051\n"
           "          --admin-listen 127.0.0.1:8080 --topic seqd.events --group seqd\n"
           "          --event-format protobuf --threads <cores> --cache-mb 512\n"

@@ -32,6 +32,10 @@ typedef struct {
      * free space than this: RocksDB 7.8 cannot recover in-process from a WAL write that
      * ran out of space, but recovers from flushes that did. 0 = no check. */
     size_t min_free_mb;
+    /* A cluster of nodes (PRODUCT.md, "A cluster of nodes"). */
+    const char *kafka_config; /* librdkafka key=value file for every Kafka client; NULL: none */
+    const char *instance_id;  /* static group membership id; NULL: generated once, kept in the data dir */
+    const char *advertise;    /* HOST:PORT peers and clients reach the gRPC port at; NULL: the bound one */
     int help;           /* --help was given: print usage, exit 0 */
 } seq_config;
 
