@@ -381,8 +381,8 @@ int seq_reflection_answer(const seq_reflection *r, const uint8_t *req, size_t le
         break;
     case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
         snprintf(msg, sizeof msg, "extension not found: %.200s %d (no file declares extensions)",
-                 q->file_containing_extension->containing_type,
-                 (int)q->file_containing_extension->extension_number);
+                 q->file_containing_extension ? q->file_containing_extension->containing_type : "",
+                 q->file_containing_extension ? (int)q->file_containing_extension->extension_number : 0);
         set_error(&resp, &e, SEQ_ENOTFOUND, msg);
         break;
     case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
@@ -411,10 +411,25 @@ int seq_reflection_answer(const seq_reflection *r, const uint8_t *req, size_t le
             GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
         resp.file_descriptor_response = &fd;
     }
+    /* original_request echoes the known fields only: protobuf-c keeps unknown ones
+     * verbatim, and one it let through (field number 0) would make the whole response
+     * undecodable for the client. */
+    Grpc__Reflection__V1__ExtensionRequest *x =
+        q->message_request_case ==
+                GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION
+            ? q->file_containing_extension
+            : NULL;
+    unsigned n_unknown = q->base.n_unknown_fields, nx_unknown = x ? x->base.n_unknown_fields : 0;
+    q->base.n_unknown_fields = 0;
+    if (x) x->base.n_unknown_fields = 0;
     size_t n = grpc__reflection__v1__server_reflection_response__get_packed_size(&resp);
-    if (seq_buf_reserve(out, n) < 0) goto out;
-    out->len += grpc__reflection__v1__server_reflection_response__pack(&resp, out->data + out->len);
-    rc = SEQ_OK;
+    if (seq_buf_reserve(out, n) == 0) {
+        out->len += grpc__reflection__v1__server_reflection_response__pack(&resp,
+                                                                            out->data + out->len);
+        rc = SEQ_OK;
+    }
+    q->base.n_unknown_fields = n_unknown;
+    if (x) x->base.n_unknown_fields = nx_unknown;
 out:
     if (rc != SEQ_OK) seq_errf(err, errlen, "reflection: out of memory");
     free(files);
