@@ -36,6 +36,7 @@ struct seq_console {
     uint64_t prev_ingest, prev_reads, prev_errors;
     uint64_t prev_buckets[SEQ_METRICS_N_BUCKETS];
     seq_consumer_part parts[MAX_PARTS]; /* scratch for snapshots */
+    seq_service_load_note notes[SEQ_SERVICE_LOADS]; /* scratch for the load history */
 };
 
 /* The read methods: the latency and reads/s the console shows are theirs. */
@@ -256,7 +257,7 @@ static int api_overview(seq_console *c, seq_console_reply *r)
 
 static json_t *batches_loads(seq_console *c)
 {
-    static _Thread_local seq_service_load_note notes[SEQ_SERVICE_LOADS];
+    seq_service_load_note *notes = c->notes;
     size_t n = seq_service_loads(c->ctx.service, notes, SEQ_SERVICE_LOADS);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
