@@ -272,6 +272,10 @@ static int assign_all(seq_consumer *c)
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
     int rc = SEQ_EINTERNAL;
     if (!ps || !list || alloc_parts(c, (uint32_t)n)) goto out;
+    /* the stream layout keys data by the user's partition: fixed before the first write */
+    char perr[256];
+    if (seq_store_set_partitions(c->cfg.store, (uint32_t)n, perr, sizeof perr) != SEQ_OK)
+        fprintf(stderr, "seqd: consumer: %s\n", perr);
     for (int p = 0; p < n; p++)
         rd_kafka_topic_partition_list_add(list, c->cfg.topic, p)->offset = start_offset(c, p, &ps[p]);
     rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
@@ -523,6 +527,9 @@ static void *run(void *arg)
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
         publish_committed(c);
+        /* damaged data a read or a compaction reported is kept aside (store.h); a commit
+         * does it too, this covers an idle stream */
+        seq_store_keep_corrupt(c->cfg.store, NULL, 0);
     }
 out:
     free(msgs);

@@ -108,6 +108,16 @@ static seq_store_rcache_stats rcache_stats(void *st)
 static double rcache_hits(void *st) { return (double)rcache_stats(st).hits; }
 static double rcache_misses(void *st) { return (double)rcache_stats(st).misses; }
 static double rcache_bytes(void *st) { return (double)rcache_stats(st).bytes; }
+static double storage_corrupt(void *st) { return (double)seq_store_corrupt_count(st); }
+static seq_store_write_stats write_stats(void *st)
+{
+    seq_store_write_stats w;
+    seq_store_get_write_stats(st, &w);
+    return w;
+}
+static double id_filter_ids(void *st) { return (double)write_stats(st).ids; }
+static double id_filter_bytes(void *st) { return (double)write_stats(st).filter_bytes; }
+static double id_lookups(void *st) { return (double)write_stats(st).id_lookups; }
 static double cache_capacity(void *st)
 {
     uint64_t u, c;
@@ -169,6 +179,14 @@ static void register_metrics(server *s)
                        SEQ_METRIC_GAUGE, cache_usage, s->store);
     seq_metrics_add_fn(m, "seqd_rocksdb_block_cache_capacity_bytes", "RocksDB block cache capacity.",
                        SEQ_METRIC_GAUGE, cache_capacity, s->store);
+    seq_metrics_add_fn(m, "seqd_storage_corrupt_total", "Damaged stored data found (undecodable buckets or merge operands; kept aside, listed in /status).",
+                       SEQ_METRIC_COUNTER, storage_corrupt, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_filter_ids", "Event ids in the stream path's in-memory id filter.",
+                       SEQ_METRIC_GAUGE, id_filter_ids, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_filter_bytes", "Bytes held by the stream path's in-memory id filter.",
+                       SEQ_METRIC_GAUGE, id_filter_bytes, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_lookups_total", "Id index lookups on the write path (ids the filter could not rule out: copies, corrections, false positives).",
+                       SEQ_METRIC_COUNTER, id_lookups, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_hits_total", "Reads served from the record cache.",
                        SEQ_METRIC_COUNTER, rcache_hits, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_misses_total", "Reads that gathered the user's data from RocksDB.",

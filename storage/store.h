@@ -81,6 +81,40 @@ void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t n
  * WAL), then empties the batch for reuse. On failure nothing was written. */
 int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen);
 
+/* The stream layout's partition count (keys.h): the topic's partition count P, set once
+ * by the consumer when it learns it (before its first write) and stored. SEQ_OK when it
+ * is now P; SEQ_EPRECONDITION with a message when the data was laid out for another
+ * count (the stored one stays in use: reads and writes agree whatever P is, only
+ * seq_store_drop_partition then no longer matches the topic's partitions). A store
+ * written before any count was set uses 1. */
+int seq_store_set_partitions(seq_store *st, uint32_t p, char *err, size_t errlen);
+uint32_t seq_store_partitions(seq_store *st);
+
+/* Drops everything the stream path stored for one layout partition: its 's' and 'i' key
+ * ranges (two range deletes: kind, be32 part .. kind, be32 part + 1) and its stored
+ * offset, in one write. For a node that no longer holds the partition (the cluster
+ * helper calls it once the new holder is caught up). Batch data is not touched. SEQ_OK or
+ * SEQ_EINTERNAL. */
+int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t errlen);
+
+/* Damaged stored data (a bucket or merge operand that does not decode, met by a read or a
+ * compaction): counted since the data dir began, and kept aside under 'c' keys with the
+ * key it was found under (written by the next stream commit, or by keep_corrupt, which
+ * the consumer calls when idle). list visits the newest `limit` reports: id, what
+ * ("stream bucket of user 7, sequence s, bucket start ..."), reason, bytes kept. */
+uint64_t seq_store_corrupt_count(seq_store *st);
+int seq_store_keep_corrupt(seq_store *st, char *err, size_t errlen);
+typedef void (*seq_store_corrupt_fn)(void *ctx, uint64_t id, const char *what,
+                                     const char *reason, size_t bytes);
+void seq_store_list_corrupt(seq_store *st, uint32_t limit, seq_store_corrupt_fn fn, void *ctx);
+
+/* Stream-path counters (for /metrics): ids in the in-memory id filter, its bytes, and the
+ * 'i' lookups it could not spare (redeliveries, corrections, false positives). */
+typedef struct {
+    uint64_t ids, filter_bytes, id_lookups;
+} seq_store_write_stats;
+void seq_store_get_write_stats(seq_store *st, seq_store_write_stats *out);
+
 /* Stored next offset and watermark of a partition; SEQ_ENOTFOUND when none. */
 int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
                          int64_t *watermark_ms);
