@@ -112,8 +112,12 @@ int seq_blob_op_replace(seq_buf *out, const char *id, uint32_t id_len, int64_t a
 
 typedef struct {
     seq_rec r;
-    uint32_t ord; /* arrival order: among equal (time, id, applied), the later goes first */
+    /* among equal (time, id, applied): higher first. Operands count up from ORD_OPS (the
+     * later one first), base records down from it (their order kept, so that folding a
+     * fold's output again changes nothing) */
+    uint32_t ord;
 } frec;
+#define ORD_OPS 0x80000000u
 
 typedef struct {
     frec *v;
@@ -150,10 +154,10 @@ static void mark_replaced(fold_state *f, const char *id, uint32_t len, int64_t a
     if (*s && f->v[*s - 1].r.replaced_ms == 0) f->v[*s - 1].r.replaced_ms = at > 0 ? at : 1;
 }
 
-static int push(fold_state *f, const seq_rec *r)
+static int push(fold_state *f, const seq_rec *r, uint32_t ord)
 {
     if (f->n == f->cap) return -1; /* sized up front */
-    f->v[f->n] = (frec){*r, f->n};
+    f->v[f->n] = (frec){*r, ord};
     uint32_t *s = find_slot(f, r->id, r->id_len);
     if (!*s || r->replaced_ms == 0) *s = f->n + 1; /* the live copy is the one to find */
     f->n++;
@@ -198,7 +202,7 @@ int seq_blob_fold(seq_buf *out, const void *base, size_t baselen, const char *co
     if (baselen && seq_blob_iter_init(&it, base, baselen) != SEQ_OK) got = -1;
     else if (baselen)
         while ((got = seq_blob_iter_next(&it, &r)) == 1)
-            if (push(&f, &r) < 0) goto out;
+            if (push(&f, &r, ORD_OPS - 1 - f.n) < 0) goto out;
     if (got < 0) {
         damaged = 1;
         if (bad) bad(ctx, -1, base, baselen);
@@ -209,7 +213,7 @@ int seq_blob_fold(seq_buf *out, const void *base, size_t baselen, const char *co
         if (lens[i] >= 1 && p[0] == 'A' && op_record(p, lens[i], &r) == 0) {
             mark_replaced(&f, r.id, r.id_len, r.applied_ms);
             r.replaced_ms = 0;
-            if (push(&f, &r) < 0) goto out;
+            if (push(&f, &r, ORD_OPS + (uint32_t)i) < 0) goto out;
         } else if (lens[i] >= 9 && lens[i] <= 9 + 255 && p[0] == 'R') {
             memcpy(&at, p + 1, 8);
             mark_replaced(&f, (const char *)p + 9, (uint32_t)(lens[i] - 9), at);
