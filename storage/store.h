@@ -8,19 +8,30 @@
  *   'm' name                          meta: "def" (definition JSON the data was last
  *                                      served with), "off" be32 partition -> i64 next
  *                                      offset, i64 watermark_ms; "malformed" -> u64 count;
- *                                      "gen" be32 seq -> committed batch state
- *   's' be32 seq, be64 user, be64 ~B   stream bucket blob (engine/blob.h); B is the bucket
- *                                      with its sign bit flipped, inverted so that a
- *                                      forward scan goes newest bucket first
- *   'i' be32 seq, be64 user, id        event-id index of the stream: -> i64 time_ms
+ *                                      "gen" be32 seq -> committed batch state; "layout"
+ *                                      -> u64 2; "parts" -> u32 P; "corrupt" -> u64 next
+ *   's' be32 part, be32 seq, be64 user, be64 ~B
+ *                                      stream bucket blob (engine/blob.h), written as
+ *                                      merge operands (store_batch.c, store_merge.c); B
+ *                                      is the bucket with its sign bit flipped, inverted so
+ *                                      that a forward scan goes newest bucket first
+ *   'i' be32 part, be32 seq, be64 user, id   event-id index of the stream: -> i64 time_ms
  *   'b' be32 seq, be64 gen, be64 user, be64 ~B   batch bucket blob of one generation
  *   'x' be32 partition, be64 offset    a malformed message kept aside: u32 reason length,
  *                                      reason, payload
+ *   'c' be64 n                         damaged data kept aside: be16 key length, the key it
+ *                                      was found under, be32 reason length, reason, bytes
+ * `part` is the user's Kafka partition, seq_partition_of_user(user, P), P the topic's
+ * partition count stored as "parts" (seq_store_set_partitions): one partition's stream
+ * data is one key range per kind. To drop a partition's data (a node that no longer
+ * holds it): seq_store_drop_partition, i.e. DeleteRange ['s' be32 p, 's' be32 p+1) and
+ * ['i' be32 p, 'i' be32 p+1), and delete 'm' "off" p, in one write.
  * One user's sequence is one seek plus a few steps over bucket blobs, per source.
  * Value formats and the key codec: storage/keys.h.
  * Retention: a compaction filter drops stream buckets and index entries older than the
- * sequence's retention plus history_ms (as-of reads look that far back), and the copies
- * a correction replaced once they were replaced more than history_ms ago. */
+ * sequence's retention plus history_ms (as-of reads look that far back), buckets left
+ * without a record, and the copies a correction replaced once they were replaced more
+ * than history_ms ago (the merge operator drops those too when it folds a bucket). */
 #ifndef SEQ_STORE_H
 #define SEQ_STORE_H
 
@@ -78,7 +89,9 @@ int seq_store_batch_add_malformed(seq_store_batch *b, int32_t partition, int64_t
 void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t next_offset,
                                 int64_t watermark_ms);
 /* Writes everything added since the last commit in one RocksDB write (synced to the
- * WAL), then empties the batch for reuse. On failure nothing was written. */
+ * WAL), with the damaged-data reports pending (seq_store_keep_corrupt), then empties the
+ * batch for reuse. On failure nothing was written. Nothing is read from RocksDB to add
+ * an event (store_batch.c), but an 'i' lookup when the id filter cannot rule the id out. */
 int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen);
 
 /* The stream layout's partition count (keys.h): the topic's partition count P, set once
@@ -145,7 +158,10 @@ typedef struct seq_store_reader seq_store_reader;
 seq_store_reader *seq_store_reader_new(seq_store *st);
 void seq_store_reader_free(seq_store_reader *r);
 
-/* Gathers user's records for p->seq: stream records newest first, until
+/* Errors: SEQ_EDATALOSS (with a message naming user and sequence) when stored data the
+ * read needs is damaged (a bucket that does not decode or that a fold marked damaged, a
+ * RocksDB checksum error); SEQ_EINTERNAL for other storage failures.
+ * Gathers user's records for p->seq: stream records newest first, until
  * seq_merge_need(p) visible ones or times below seq_merge_stop_before(p); and batch records
  * of every generation in p->cov (gen set on each). Arrays are owned by the reader and
  * valid until its next read. Feed them to seq_merge_run. */
