@@ -304,7 +304,7 @@ static int late_batch_owned(const seq_consumer *c, const seq_store_view *v, int6
                             const seq_event *ev, const seq_exec_out *outs, uint32_t n)
 {
     const seq_def *def = c->cfg.def;
-    if (ev->time_ms >= now - def->horizon_ms) return 0;
+    if (ev->time_ms >= seq_merge_cutoff(now, def->horizon_ms)) return 0;
     for (uint32_t i = 0; i < n; i++) {
         const seq_store_seqstate *s = seq_store_view_seq(v, outs[i].seq_id);
         if (!s || s->n_cov == 0) continue;

@@ -135,10 +135,10 @@ static int batch_sample(server *s, size_t i, const char **label, double *v, int 
     const seq_sequence *seq = &s->def->seqs[i];
     const seq_store_view *view = seq_store_view_acquire(s->store);
     const seq_store_seqstate *st = seq_store_view_seq(view, seq->id);
-    int64_t now = seq_now_ms();
+    int64_t now = seq_now_ms(), cut = seq_merge_cutoff(now, s->def->horizon_ms);
     *v = what == B_WATERMARK ? (double)st->watermark_ms / 1000.0
          : what == B_GAP ? (double)seq_merge_gap_ms(st->cov, st->n_cov, now - seq->retention_ms,
-                                                    now - s->def->horizon_ms) / 1000.0
+                                                    cut) / 1000.0
                          : (double)st->generation;
     seq_store_view_release(s->store, view);
     *label = seq->name;

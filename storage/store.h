@@ -170,6 +170,11 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
                    const seq_rec **stream, uint32_t *ns, const seq_rec **batch, uint32_t *nb,
                    char *err, size_t errlen);
 
+/* For tests: the reader gathers every record within retention (no early stop, nothing
+ * set aside), so that its answers through the merge can be compared with a normal
+ * reader's (tests/unit/test_store_merge_diff.c). */
+void seq_store_reader_set_exhaustive(seq_store_reader *r, int on);
+
 /* Sets the SST format options (compression, key prefix, bloom filters) on RocksDB options
  * of an SST writer, so that its files serve reads as well as the database's own. */
 struct rocksdb_options_t;

@@ -38,6 +38,7 @@ struct seq_store_reader {
     seq_rec *srec, *brec;
     uint32_t scap, bcap;
     struct pend_blob *pend; /* batch buckets set aside (read_batch) */
+    int exhaustive;         /* read everything within retention (tests) */
     uint32_t npend, pcap;
 };
 
@@ -101,6 +102,8 @@ void seq_store_reader_free(seq_store_reader *r)
     free(r->pend);
     free(r);
 }
+
+void seq_store_reader_set_exhaustive(seq_store_reader *r, int on) { r->exhaustive = on; }
 
 static void fresh_iter(seq_store_reader *r)
 {
@@ -296,16 +299,16 @@ static int cur_status(cursor *c, const seq_merge_params *p, uint64_t user, char 
     return c->base ? SEQ_OK : iter_status(c->r, p, user, err, errlen);
 }
 
-/* Stream records newest first, keeping those the merge could show, until enough: `extra`
- * more than the merge needs, since that many may still be dropped as ids the batch shows
- * in covered history. With `all`, down to retention: a stream copy of an id anywhere
- * hides the batch's copy at t >= C, so every stream id matters. */
-static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint32_t extra,
-                       int all, uint32_t *ns, char *err, size_t errlen)
+/* Stream records newest first, keeping those the merge could show, until the merge says
+ * enough (seq_merge_stream_stop: `hist` batch records in history gathered, `recent_batch`
+ * one at t >= C), or down to retention for an exhaustive reader. */
+static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint32_t hist,
+                       int recent_batch, uint32_t *ns, char *err, size_t errlen)
 {
     seq_store_reader *r = c->r;
-    uint32_t need = all ? UINT32_MAX : seq_merge_need(p) + extra;
-    int64_t stop = all ? p->now_ms - p->seq->retention_ms : seq_merge_stop_before(p), bucket;
+    uint32_t need;
+    int64_t stop, bucket;
+    seq_merge_stream_stop(p, hist, recent_batch || r->exhaustive, &need, &stop);
     int64_t bms = r->st->def->bucket_ms;
     for (cur_seek(c, SEQ_K_STREAM, p, user, 0); cur_bucket(c, &bucket); cur_next(c)) {
         if (seq_bucket_end(bucket, bms) <= stop) break;
@@ -429,7 +432,8 @@ static int read_batch(cursor *c, const seq_merge_params *p, uint64_t user, uint3
 {
     seq_store_reader *r = c->r;
     int64_t bms = r->st->def->bucket_ms, bucket;
-    int64_t floor = p->now_ms - p->seq->retention_ms, cut = p->now_ms - p->horizon_ms;
+    int64_t floor = p->now_ms - p->seq->retention_ms;
+    int64_t cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
     uint32_t need = seq_merge_need(p);
     uint64_t top = p->cov[p->n_cov - 1].gen;
     uint32_t settled = settled_below(p, top);
@@ -443,7 +447,7 @@ static int read_batch(cursor *c, const seq_merge_params *p, uint64_t user, uint3
             size_t vl;
             const void *v = cur_value(c, &vl);
             int rc;
-            if (!mixed && i < settled && *nb >= need && end <= cut) {
+            if (!r->exhaustive && !mixed && i < settled && *nb >= need && end <= cut) {
                 rc = pend_add(r, v, vl, g->gen, bucket, hist, err, errlen);
             } else {
                 mixed |= g->gen != top;
@@ -467,7 +471,7 @@ static int settle_pending(seq_store_reader *r, const seq_merge_params *p, uint64
     int all = ns > PEND_SCAN_MAX;
     if (!all) {
         /* decoded records at t >= C (a prefix: newest first) that a stream copy may drop */
-        int64_t cut = p->now_ms - p->horizon_ms;
+        int64_t cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
         uint32_t drop = 0;
         for (uint32_t i = 0; i < *nb && r->brec[i].time_ms >= cut; i++)
             drop += id_set_has(&ids, r->brec[i].id, r->brec[i].id_len);
@@ -590,7 +594,7 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
         (rc = read_batch(&c, p, user, nb, &hist, err, errlen)) != SEQ_OK)
         return rc;
     /* any batch record at t >= C? The decoded ones are newest first, the set-aside ones older */
-    int recent_batch = *nb && r->brec[0].time_ms >= p->now_ms - p->horizon_ms;
+    int recent_batch = *nb && r->brec[0].time_ms >= seq_merge_cutoff(p->now_ms, p->horizon_ms);
     if (p->view != SEQ_VIEW_BATCH &&
         (rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK)
         return rc;
