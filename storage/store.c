@@ -462,6 +462,7 @@ static int build_id_filter(seq_store *st, char *err, size_t errlen)
     }
     rocksdb_free(e);
     rocksdb_iter_destroy(it);
+    seq_store_publish_idf(st);
     return rc;
 }
 
@@ -597,10 +598,16 @@ int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t err
     return SEQ_OK;
 }
 
+void seq_store_publish_idf(seq_store *st)
+{
+    atomic_store_explicit(&st->idf_ids, seq_idfilter_count(st->idf), memory_order_relaxed);
+    atomic_store_explicit(&st->idf_bytes, seq_idfilter_bytes(st->idf), memory_order_relaxed);
+}
+
 void seq_store_get_write_stats(seq_store *st, seq_store_write_stats *out)
 {
-    out->ids = seq_idfilter_count(st->idf);
-    out->filter_bytes = seq_idfilter_bytes(st->idf);
+    out->ids = atomic_load_explicit(&st->idf_ids, memory_order_relaxed);
+    out->filter_bytes = atomic_load_explicit(&st->idf_bytes, memory_order_relaxed);
     out->id_lookups = atomic_load_explicit(&st->id_lookups, memory_order_relaxed);
 }
 

@@ -300,6 +300,7 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
         return SEQ_EINTERNAL;
     }
     forget_written(b);
+    seq_store_publish_idf(st);
     reset(b);
     return SEQ_OK;
 }

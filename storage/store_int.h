@@ -43,6 +43,8 @@ struct seq_store {
     seq_idfilter *idf;          /* ids stored on the stream path (idfilter.h); one writer */
     int idf_partial;            /* the index could not be read whole at open: look up all */
     _Atomic uint64_t id_lookups; /* 'i' lookups the filter could not spare */
+    /* the filter's size for /metrics, published by the writer (the filter is its own) */
+    _Atomic uint64_t idf_ids, idf_bytes;
 
     /* damaged data kept aside (store_merge.c) */
     pthread_mutex_t corrupt_mu;
@@ -64,6 +66,8 @@ struct seq_store {
 int seq_store_get_raw(seq_store *st, const uint8_t *key, size_t klen, char **val, size_t *vlen,
                       char *err, size_t errlen);
 
+/* Publishes the id filter's size for seq_store_get_write_stats (writer thread only). */
+void seq_store_publish_idf(seq_store *st);
 /* The user's partition in the stream layout (keys.h). */
 uint32_t seq_store_part_of(seq_store *st, uint64_t user);
 /* now - history_ms: replaced copies below it are dropped (INT64_MAX with no history). */
