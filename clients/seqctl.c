@@ -24,6 +24,7 @@ static const struct {
     {"broker", seqc_cmd_broker},
     {"build", seqc_cmd_build},
     {"load", seqc_cmd_load},
+    {"malformed", seqc_cmd_malformed},
 };
 
 static const char usage_text[] =
@@ -35,8 +36,9 @@ static const char usage_text[] =
     "  status [--json]\n"
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
-    "        [--format jsonl|pb] INPUT...\n"
+    "        [--format jsonl|pb] [--memory-mb N] INPUT...\n"
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] SST...\n"
+    "  malformed [--limit N] [--json]\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n"
     "'seqctl COMMAND --help' explains one command\n";
 
@@ -61,8 +63,14 @@ static const struct {
      "unless --brokers and --topic are given.\n"},
     {"status", "Summary of the server's /status (--json: the raw document).\n"},
     {"broker", "Runs the embedded (mock) Kafka cluster as its own process; prints brokers=LIST.\n"},
-    {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"},
+    {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"
+              "--memory-mb N (default 1024): past it, sorted runs are spilled beside the\n"
+              "output and merged, so inputs larger than RAM build in bounded memory.\n"},
     {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"},
+    {"malformed",
+     "The Kafka messages seqd kept aside as malformed (GET /malformed on the admin port),\n"
+     "oldest first (by partition, offset): the reason and the start of each value\n"
+     "(--json: the whole values, base64). --limit N: at most N (1..1000, default 20).\n"},
 };
 
 /* `seqctl COMMAND --help`: the command's lines of usage_text (its line and the
