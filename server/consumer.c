@@ -1,5 +1,6 @@
-/* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_event_decode_*
- * -> seq_event_check_time -> seq_exec_apply -> seq_store_batch_add_event, gathered into
+/* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_ingest (decode,
+ * time check, executor: engine/ingest.h, the batch builder's step too) ->
+ * seq_store_batch_add_event (blind writes: storage/store_batch.c), gathered into
  * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, committed to RocksDB in one
  * write per BATCH_BUDGET_MS of work together with every touched partition's next offset
  * and watermark. Offsets live
@@ -33,6 +34,7 @@
 
 #include "../engine/event.h"
 #include "../engine/exec.h"
+#include "../engine/ingest.h"
 #include "../engine/merge.h"
 #include "kafkaconf.h"
 #include "log.h"
@@ -356,21 +358,14 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     seq_exec_out outs[SEQ_MAX_SEQUENCES];
     uint32_t n = 0;
     char why[256];
-    int rc = c->cfg.format == SEQ_FMT_JSON
-                 ? seq_event_decode_json(def, m->payload, m->len, &ev, why, sizeof why)
-             : c->cfg.format == SEQ_FMT_CONFLUENT_PROTOBUF
-                 ? seq_event_decode_confluent_pb(def, m->payload, m->len, &ev, why, sizeof why)
-                 : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
-    if (!rc) rc = seq_event_check_time(def, &ev, now, why, sizeof why);
-    if (rc) {
-        keep_malformed(c, m, why, t);
-        return SEQ_OK;
+    switch (seq_ingest(def, c->cfg.format, m->payload, m->len, now, -1, &ev, outs, &n, why,
+                       sizeof why)) {
+    case SEQ_INGEST_MALFORMED: keep_malformed(c, m, why, t); return SEQ_OK;
+    case SEQ_INGEST_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
+    case SEQ_INGEST_FILTERED: t->filtered++; return SEQ_OK;
+    case SEQ_INGEST_KEPT: break;
     }
-    switch (seq_exec_apply(def, &ev, -1, outs, &n)) {
-    case SEQ_EXEC_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
-    case SEQ_EXEC_FILTERED: t->filtered++; return SEQ_OK;
-    case SEQ_EXEC_KEPT: break;
-    }
+    int rc;
     t->late += (uint64_t)late_batch_owned(c, v, now, &ev, outs, n);
     rc = seq_store_batch_add_event(c->batch, &ev, outs, n, why, sizeof why);
     if (rc == SEQ_EINVAL) { /* the event itself is unstorable: retrying cannot help */
