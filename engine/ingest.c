@@ -16,8 +16,8 @@ seq_ingest_result seq_ingest(const seq_def *def, seq_format fmt, const void *buf
         break;
     default: rc = seq_event_decode_pb(def, buf, len, ev, why, whylen); break;
     }
-    if (rc == SEQ_OK) rc = seq_event_check_time(def, ev, now_ms, why, whylen);
     if (rc != SEQ_OK) return SEQ_INGEST_MALFORMED;
+    if (seq_event_check_time(def, ev, now_ms, why, whylen) != SEQ_OK) return SEQ_INGEST_FUTURE;
     switch (seq_exec_apply(def, ev, only_seq, outs, n)) {
     case SEQ_EXEC_UNKNOWN_TYPE: return SEQ_INGEST_UNKNOWN_TYPE;
     case SEQ_EXEC_FILTERED: return SEQ_INGEST_FILTERED;

@@ -24,9 +24,11 @@ typedef enum {
 
 typedef enum {
     SEQ_INGEST_KEPT = 0,         /* at least one sequence keeps it: outs[0..*n) */
-    SEQ_INGEST_MALFORMED = 1,    /* did not decode, or too far in the future: why says */
-    SEQ_INGEST_FILTERED = 2,     /* a sequence declares the type; filters dropped it */
-    SEQ_INGEST_UNKNOWN_TYPE = 3, /* no sequence (only_seq: not that one) declares it */
+    SEQ_INGEST_MALFORMED = 1,    /* did not decode: why says */
+    SEQ_INGEST_FUTURE = 2,       /* decoded, but more than max_future_ms ahead: malformed
+                                  * too (PRODUCT.md), counted apart by the consumer */
+    SEQ_INGEST_FILTERED = 3,     /* a sequence declares the type; filters dropped it */
+    SEQ_INGEST_UNKNOWN_TYPE = 4, /* no sequence (only_seq: not that one) declares it */
 } seq_ingest_result;
 
 /* Decodes buf as fmt into *ev, checks it against now_ms, and runs the executor (only_seq

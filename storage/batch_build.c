@@ -263,7 +263,7 @@ static int add_record(seq_build *b, const char *path, uint64_t line, const uint8
     b->rep.records++;
     seq_ingest_result ir = seq_ingest(b->def, fmt, rec, len, now, (int)b->seq->id, &ev, &out,
                                       &n_out, msg, sizeof msg);
-    if (ir == SEQ_INGEST_MALFORMED) {
+    if (ir == SEQ_INGEST_MALFORMED || ir == SEQ_INGEST_FUTURE) {
         b->rep.malformed++;
         note(b, path, line, msg);
         return SEQ_OK;

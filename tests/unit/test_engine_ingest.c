@@ -50,7 +50,7 @@ static void outcomes(void)
     /* malformed: bytes, and a time beyond max_future_ms (default 300000) */
     CHECK_EQ_INT(run(d, SEQ_FORMAT_JSON, "{", 1, 3000, -1, a, &na), SEQ_INGEST_MALFORMED);
     CHECK_EQ_INT(run(d, SEQ_FORMAT_JSON, js, strlen(js), 2500 - 300001, -1, a, &na),
-                 SEQ_INGEST_MALFORMED);
+                 SEQ_INGEST_FUTURE);
     /* the framing of the other format is malformed too */
     CHECK_EQ_INT(run(d, SEQ_FORMAT_CONFLUENT_PROTOBUF, PB, sizeof PB, 3000, -1, a, &na),
                  SEQ_INGEST_MALFORMED);
