@@ -66,6 +66,11 @@ static void damaged_bucket_and_operand(void)
     CHECK(strstr(err, "user 50") != NULL);
     CHECK_EQ_INT(read_rc(r, d, 50, &ns, err, sizeof err), SEQ_EDATALOSS);
     CHECK_EQ_INT(seq_store_corrupt_count(st), 1);
+    /* a correction moving "a" out of the damaged bucket (its older bucket): no read of
+     * it, no stall; the commit goes through */
+    CHECK(fx_add(b, d, 50, T + HOUR + 5, "a", 0, 2) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK_EQ_INT(read_rc(r, d, 50, &ns, err, sizeof err), SEQ_EDATALOSS);
 
     /* a merge operand that does not decode, on user 52's bucket */
     CHECK(fx_add(b, d, 52, T + 1, "e", 0, 1) == SEQ_OK);
