@@ -173,8 +173,6 @@ static double ready(void *c)
     return seq_consumer_ready(c, why, sizeof why);
 }
 
-static double zero(void *p) { (void)p; return 0; }
-
 /* Partition i's state: a snapshot taken at i == 0 serves the rest of the scrape (the
  * admin thread renders; the buffer is per thread). */
 static const seq_consumer_part *part_at(server *s, size_t i, const char **label)
@@ -218,9 +216,6 @@ static void register_console_metrics(server *s)
                        SEQ_METRIC_GAUGE, ready, s->consumer);
     seq_metrics_add_fn(m, "seqd_events_future_total", "Stream events more than max_future_ms ahead of the clock (kept aside; not in malformed).",
                        SEQ_METRIC_COUNTER, read_u64, &cs->future);
-    /* Exported at 0 until the write path counts damaged stored data (issue 10). */
-    seq_metrics_add_fn(m, "seqd_storage_corrupt_total", "Damaged stored records found by reads or checks.",
-                       SEQ_METRIC_COUNTER, zero, NULL);
     seq_metrics_add_family(m, "seqd_partition_lag_messages", "Messages of the partition not yet consumed.",
                            SEQ_METRIC_GAUGE, "partition", part_lag, s);
     seq_metrics_add_family(m, "seqd_partition_watermark_age_seconds", "Seconds since the partition last advanced or was consumed to its end: grows on a stuck partition, not on a quiet one.",
