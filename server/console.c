@@ -240,8 +240,7 @@ static int api_overview(seq_console *c, seq_console_reply *r)
                                "malformed", LD(malformed), "future", LD(future),
                                "filtered", LD(filtered), "skipped_unknown_type", LD(skipped_unknown_type),
                                "late_batch_owned", LD(late_batch_owned),
-                               /* no counter of damaged data yet (issue 10 adds one) */
-                               "damaged", (json_int_t)0);
+                               "damaged", (json_int_t)seq_store_corrupt_count(c->ctx.store));
     json_t *root = json_pack("{s:I,s:b,s:s,s:I,s:I,s:i,s:o,s:o,s:o,s:o}", "now_ms", (json_int_t)now,
                              "ready", ready, "not_ready", ready ? "" : why,
                              "stream_watermark_ms",
