@@ -237,6 +237,7 @@ def test_overview_api_counts_and_series(ui):
     o = overview(ui)
     assert o["ready"] is True and o["not_ready"] == ""
     assert o["counts"]["applied"] == ui.status()["counts"]["events_applied"]
+    assert o["counts"]["damaged"] == ui.metric("seqd_storage_corrupt_total")
     # the ring: one point per sample for every series, times increasing
     o = poll(lambda: (lambda o: o if len(o["series"]["t_ms"]) >= 2 else None)(overview(ui)),
              "a second sample")
