@@ -46,44 +46,24 @@ static int parse_load(int argc, char **argv, load_args *a)
     return 0;
 }
 
-/* "Bearer <first line of the file>" into buf. */
-static int read_token(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    char tok[512];
-    if (!f) return -1;
-    int ok = fgets(tok, sizeof tok, f) != NULL;
-    fclose(f);
-    if (!ok) return -1;
-    tok[strcspn(tok, "\r\n")] = '\0';
-    snprintf(buf, len, "Bearer %s", tok);
-    return 0;
-}
-
 static int call_load(const seqc_ctx *ctx, const load_args *a)
 {
-    char auth[600], err[512];
-    seqc_header hdr = {"authorization", auth};
-    if (a->token_file && read_token(a->token_file, auth, sizeof auth) < 0)
-        return seqc_fail("%s: cannot read the token", a->token_file);
     size_t len = seqd__v1__load_batch_request__get_packed_size(&a->req);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return seqc_fail("out of memory");
     seqd__v1__load_batch_request__pack(&a->req, buf);
-    seqc_grpc_result res;
-    int rc = seqc_grpc_unary(ctx->server, "/seqd.v1.SequenceService/LoadBatch", buf, len, &hdr,
-                             a->token_file ? 1 : 0, 600000, &res, err, sizeof err);
+    seq_buf body = {0};
+    int rc = seqc_admin_call(ctx, "LoadBatch", a->token_file, buf, len, &body);
     free(buf);
-    if (rc != 0) return seqc_fail("UNAVAILABLE: %s", err);
-    Seqd__V1__LoadBatchResponse *r = NULL;
-    if (res.status != 0) rc = seqc_fail("%s: %s", seqc_grpc_code_name(res.status), res.message);
-    else if (!(r = seqd__v1__load_batch_response__unpack(NULL, res.body.len, res.body.data)))
+    if (rc != SEQC_EXIT_OK) return rc;
+    Seqd__V1__LoadBatchResponse *r = seqd__v1__load_batch_response__unpack(NULL, body.len, body.data);
+    if (!r)
         rc = seqc_fail("the server's response does not decode as LoadBatchResponse");
     else
         printf("loaded generation %" PRIu64 ": %" PRIu32 " files, %" PRIu64 " users, %" PRIu64
                " events\n", r->generation, r->files, r->users, r->events);
     if (r) seqd__v1__load_batch_response__free_unpacked(r, NULL);
-    seq_buf_free(&res.body);
+    seq_buf_free(&body);
     return rc;
 }
 

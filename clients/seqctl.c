@@ -23,6 +23,7 @@ static const struct {
     {"broker", seqc_cmd_broker},
     {"build", seqc_cmd_build},
     {"load", seqc_cmd_load},
+    {"rollback", seqc_cmd_rollback},
 };
 
 static const char usage_text[] =
@@ -36,6 +37,7 @@ static const char usage_text[] =
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
     "        [--format jsonl|pb] INPUT...\n"
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] SST...\n"
+    "  rollback --sequence S [--to G] [--token-file F]\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n";
 
 int seqc_usage_error(const char *fmt, ...)

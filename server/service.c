@@ -53,14 +53,14 @@ typedef struct {
     op_fn fn;
 } binding;
 
-#define N_METHODS 5
+#define N_METHODS 6
 struct seq_service {
     seq_service_config cfg;
     uint32_t max_length;
     pthread_key_t key;
     binding bindings[N_METHODS];
     seq_grpc_method methods[N_METHODS];
-    /* LoadBatch runs on its own thread; shutdown waits for running loads. */
+    /* LoadBatch and RollbackBatch run on threads of their own; shutdown waits for them. */
     pthread_mutex_t load_mu;
     pthread_cond_t load_cv;
     int loads, draining;
@@ -623,41 +623,81 @@ int seq_service_definition(seq_service *s, const uint8_t *req, size_t len, seq_b
     return SEQ_OK;
 }
 
-/* ---- LoadBatch: verification and ingestion take long, so the call is held and the
- * load runs on a thread of its own, keeping the worker's other streams served. ---- */
+/* ---- LoadBatch and RollbackBatch change what every reader sees: each needs the admin
+ * token, and runs on a thread of its own (verification and ingestion take long; either
+ * may wait for readers of the old state before deleting data), the call held meanwhile,
+ * keeping the worker's other streams served. ---- */
+
+typedef enum { JOB_LOAD, JOB_ROLLBACK } job_kind;
 
 typedef struct {
     seq_service *s;
     seq_grpc_call *call;
-    Seqd__V1__LoadBatchRequest *req; /* protobuf-c default allocator; freed by the job */
-} load_job;
+    job_kind kind;
+    void *req; /* the unpacked request (protobuf-c default allocator); freed by the job */
+} admin_job;
 
 static int encode_load_result(seq_buf *out, const seq_load_result *res)
 {
     Seqd__V1__LoadBatchResponse r = SEQD__V1__LOAD_BATCH_RESPONSE__INIT;
     r.generation = res->generation, r.files = res->files, r.users = res->users, r.events = res->events;
+    r.users_emptied = res->users_emptied, r.stream_events_hidden = res->stream_events_hidden;
     size_t n = seqd__v1__load_batch_response__get_packed_size(&r);
     if (seq_buf_reserve(out, n)) return SEQ_EINTERNAL;
     out->len += seqd__v1__load_batch_response__pack(&r, out->data + out->len);
     return SEQ_OK;
 }
 
-static void *load_thread(void *arg)
+static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf *out, char *msg,
+                    size_t msglen)
 {
-    load_job *j = arg;
-    seq_service *s = j->s;
-    const Seqd__V1__LoadBatchRequest *r = j->req;
     seq_load_req lr = {r->sequence, r->start_ms, r->end_ms, r->generation,
                        (const char *const *)r->sst_paths, r->n_sst_paths};
     seq_load_result res = {0};
-    char msg[1024];
-    int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, sizeof msg);
-    if (!rc && encode_load_result(seq_grpc_call_reply(j->call), &res)) {
+    int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, msglen);
+    if (!rc && encode_load_result(out, &res)) {
         rc = SEQ_EINTERNAL;
-        seq_errf(msg, sizeof msg, "out of memory");
+        seq_errf(msg, msglen, "out of memory");
     }
+    return rc;
+}
+
+static int run_rollback(seq_service *s, const Seqd__V1__RollbackBatchRequest *r, seq_buf *out,
+                        char *msg, size_t msglen)
+{
+    if (!r->sequence || !*r->sequence) {
+        seq_errf(msg, msglen, "sequence: must not be empty");
+        return SEQ_EINVAL;
+    }
+    Seqd__V1__RollbackBatchResponse resp = SEQD__V1__ROLLBACK_BATCH_RESPONSE__INIT;
+    int rc = seq_store_rollback_batch(s->cfg.store, r->sequence, r->generation, &resp.generation,
+                                      msg, msglen);
+    if (rc) return rc;
+    size_t n = seqd__v1__rollback_batch_response__get_packed_size(&resp);
+    if (seq_buf_reserve(out, n ? n : 1)) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    out->len += seqd__v1__rollback_batch_response__pack(&resp, out->data + out->len);
+    return SEQ_OK;
+}
+
+static void free_request(job_kind kind, void *req)
+{
+    if (kind == JOB_LOAD) seqd__v1__load_batch_request__free_unpacked(req, NULL);
+    else seqd__v1__rollback_batch_request__free_unpacked(req, NULL);
+}
+
+static void *job_thread(void *arg)
+{
+    admin_job *j = arg;
+    seq_service *s = j->s;
+    char msg[1024];
+    seq_buf *out = seq_grpc_call_reply(j->call);
+    int rc = j->kind == JOB_LOAD ? run_load(s, j->req, out, msg, sizeof msg)
+                                 : run_rollback(s, j->req, out, msg, sizeof msg);
     seq_grpc_finish(j->call, rc, rc ? msg : NULL);
-    seqd__v1__load_batch_request__free_unpacked(j->req, NULL);
+    free_request(j->kind, j->req);
     free(j);
     pthread_mutex_lock(&s->load_mu);
     s->loads--;
@@ -680,28 +720,30 @@ static int token_ok(const seq_service *s, seq_grpc_call *call)
     return diff == 0;
 }
 
-/* Starts a load job; SEQ_OK (the job finishes the call) or an error for the caller. */
-static int start_load(seq_service *s, seq_grpc_call *call, Seqd__V1__LoadBatchRequest *r,
-                      char *msg, size_t msglen)
+static const char *const JOB_NAMES[] = {"LoadBatch", "RollbackBatch"};
+
+/* Starts a job; SEQ_OK (the job finishes the call) or an error for the caller. */
+static int start_job(seq_service *s, seq_grpc_call *call, job_kind kind, void *r, char *msg,
+                     size_t msglen)
 {
-    load_job *j = malloc(sizeof *j);
+    admin_job *j = malloc(sizeof *j);
     pthread_attr_t attr;
     pthread_t t;
     int rc = SEQ_EUNAVAILABLE;
     pthread_mutex_lock(&s->load_mu);
     if (!j || s->draining) {
-        seq_errf(msg, msglen, j ? "LoadBatch: the server is stopping" : "out of memory");
+        seq_errf(msg, msglen, j ? "%s: the server is stopping" : "out of memory", JOB_NAMES[kind]);
         goto out;
     }
-    *j = (load_job){s, call, r};
+    *j = (admin_job){s, call, kind, r};
     seq_grpc_call_hold(call);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, load_thread, j) == 0) {
+    if (pthread_create(&t, &attr, job_thread, j) == 0) {
         s->loads++;
         rc = SEQ_OK;
     } else {
-        seq_errf(msg, msglen, "LoadBatch: cannot start a thread");
+        seq_errf(msg, msglen, "%s: cannot start a thread", JOB_NAMES[kind]);
     }
     pthread_attr_destroy(&attr);
 out:
@@ -710,24 +752,37 @@ out:
     return rc;
 }
 
-static void handle_load(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+static void handle_job(seq_service *s, seq_grpc_call *call, job_kind kind, const uint8_t *req,
+                       size_t len)
 {
-    seq_service *s = ctx;
     char msg[256];
     if (!token_ok(s, call)) {
-        seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, "LoadBatch: missing or wrong authorization token");
+        seq_errf(msg, sizeof msg, "%s: missing or wrong authorization token", JOB_NAMES[kind]);
+        seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, msg);
         return;
     }
-    Seqd__V1__LoadBatchRequest *r = seqd__v1__load_batch_request__unpack(NULL, len, req);
+    void *r = kind == JOB_LOAD ? (void *)seqd__v1__load_batch_request__unpack(NULL, len, req)
+                               : (void *)seqd__v1__rollback_batch_request__unpack(NULL, len, req);
     if (!r) {
-        seq_grpc_finish(call, SEQ_EINVAL, "request does not decode as seqd.v1.LoadBatchRequest");
+        seq_errf(msg, sizeof msg, "request does not decode as seqd.v1.%sRequest", JOB_NAMES[kind]);
+        seq_grpc_finish(call, SEQ_EINVAL, msg);
         return;
     }
-    int rc = start_load(s, call, r, msg, sizeof msg);
+    int rc = start_job(s, call, kind, r, msg, sizeof msg);
     if (rc) {
-        seqd__v1__load_batch_request__free_unpacked(r, NULL);
+        free_request(kind, r);
         seq_grpc_finish(call, rc, msg);
     }
+}
+
+static void handle_load(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+{
+    handle_job(ctx, call, JOB_LOAD, req, len);
+}
+
+static void handle_rollback(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+{
+    handle_job(ctx, call, JOB_ROLLBACK, req, len);
 }
 
 void seq_service_drain(seq_service *s)
@@ -764,12 +819,15 @@ static void handle(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t le
 static const char *const METHOD_PATHS[N_METHODS] = {
     "/seqd.v1.SequenceService/GetSequence", "/seqd.v1.SequenceService/BatchGetSequences",
     "/seqd.v1.SequenceService/LoadBatch", "/grpc.health.v1.Health/Check",
-    "/seqd.v1.SequenceService/GetDefinition"};
+    "/seqd.v1.SequenceService/GetDefinition", "/seqd.v1.SequenceService/RollbackBatch"};
 static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
-                                                    "LoadBatch", "Check", "GetDefinition"};
-/* NULL: the method has a handler of its own (handle_load). */
+                                                    "LoadBatch", "Check", "GetDefinition",
+                                                    "RollbackBatch"};
+/* NULL: the method has a handler of its own (METHOD_OWN). */
 static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, NULL,
-                                            seq_service_health, seq_service_definition};
+                                            seq_service_health, seq_service_definition, NULL};
+static const seq_grpc_handler_fn METHOD_OWN[N_METHODS] = {NULL, NULL, handle_load, NULL, NULL,
+                                                       handle_rollback};
 
 const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
 
@@ -796,7 +854,7 @@ int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err,
         s->bindings[i] = (binding){s, METHOD_FNS[i]};
         s->methods[i] = METHOD_FNS[i]
                             ? (seq_grpc_method){METHOD_PATHS[i], handle, &s->bindings[i]}
-                            : (seq_grpc_method){METHOD_PATHS[i], handle_load, s};
+                            : (seq_grpc_method){METHOD_PATHS[i], METHOD_OWN[i], s};
     }
     *out = s;
     return SEQ_OK;

@@ -68,6 +68,10 @@ typedef struct {
     uint64_t generation;
     uint32_t files;
     uint64_t users, events;
+    /* what the load changes in the MERGED view over [start, min(end, C)) before the cuts
+     * of rule 5 (PRODUCT.md "Dry-run loads"): users with events there before and none
+     * after, stream events shown there before and not after; 0 for a repeated load */
+    uint64_t users_emptied, stream_events_hidden;
 } seq_load_result;
 
 /* Checks everything a load needs before anything changes: the request's shape; every
@@ -93,7 +97,14 @@ typedef struct seq_store seq_store;
  * SEQ_OK res holds the counts (for a repeated load, the committed ones). */
 int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_req *req,
                          seq_load_result *res, char *err, size_t errlen);
-/* Removes batch generations no committed state references (after a crash mid-load). */
+/* RollbackBatch (PRODUCT.md "Rollback"): undoes the loads in effect above `to` (0: the
+ * newest), atomically for readers and crash-safe (one synced write), under the same lock
+ * as loads. *gen: the sequence's committed generation after it. SEQ_OK (also for the
+ * no-op), SEQ_ENOTFOUND (unknown sequence), SEQ_EPRECONDITION (see history.h), or
+ * SEQ_EINTERNAL. */
+int seq_store_rollback_batch(seq_store *st, const char *sequence, uint64_t to, uint64_t *gen,
+                             char *err, size_t errlen);
+/* Removes batch generations the load history does not keep (after a crash mid-load). */
 int seq_store_batch_gc(seq_store *st, char *err, size_t errlen);
 
 #endif

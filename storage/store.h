@@ -30,6 +30,7 @@
 #include "../engine/def.h"
 #include "../engine/event.h"
 #include "../engine/exec.h"
+#include "../engine/history.h"
 #include "../engine/merge.h"
 
 typedef struct seq_store seq_store;
@@ -78,10 +79,13 @@ void seq_store_list_malformed(seq_store *st, uint32_t limit, seq_store_malformed
 
 /* ---- committed batch state (refcounted snapshot; swapped atomically by loads) ---- */
 typedef struct {
-    uint64_t generation;    /* newest committed generation, 0 before any load */
-    int64_t watermark_ms;   /* largest end_ms of the committed ranges, 0 before any load */
+    uint64_t generation;    /* newest load in effect, 0 before any load */
+    int64_t watermark_ms;   /* largest end_ms of the loads in effect, 0 before any load */
     const seq_cov_seg *cov; /* owned segments, sorted */
     uint32_t n_cov;
+    /* The load history (engine/history.h): the states as of earlier times and what
+     * rollback works on. NULL for a sequence the store does not know. */
+    const seq_hist *hist;
 } seq_store_seqstate;
 
 typedef struct seq_store_view seq_store_view;
@@ -89,6 +93,10 @@ typedef struct seq_store_view seq_store_view;
 const seq_store_view *seq_store_view_acquire(seq_store *st);
 void seq_store_view_release(seq_store *st, const seq_store_view *v);
 const seq_store_seqstate *seq_store_view_seq(const seq_store_view *v, uint32_t seq_id);
+
+/* How many replaced or undone loads per sequence keep their data whatever their age
+ * (--keep-generations; default SEQ_KEEP_GENERATIONS_DEFAULT). Set before serving. */
+void seq_store_set_keep_generations(seq_store *st, uint32_t n);
 
 /* ---- reads: one seq_store_reader per thread (owns the buffers records point into) ---- */
 typedef struct seq_store_reader seq_store_reader;
