@@ -233,7 +233,8 @@ static int start(server *s, char *err, size_t errlen)
         return EXIT_CONFIG;
     if (s->cfg.kafka_config && seq_kafkaconf_load(s->cfg.kafka_config, &s->kafka_conf, err, errlen))
         return EXIT_CONFIG;
-    rc = seq_store_open(s->cfg.data_dir, s->def, s->cfg.cache_mb, &s->store, err, errlen);
+    seq_store_config stc = {s->cfg.cache_mb, s->cfg.history_ms};
+    rc = seq_store_open_cfg(s->cfg.data_dir, s->def, &stc, &s->store, err, errlen);
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
 
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,

@@ -22,7 +22,6 @@ struct seq_store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_cache_t *cache;
-    rocksdb_compactionfilter_t *cfilter; /* referenced by opts: destroyed after the db */
     rocksdb_writeoptions_t *wsync;
     rocksdb_readoptions_t *rget;  /* point lookups */
     rocksdb_readoptions_t *rscan; /* whole-keyspace scans (total order) */
