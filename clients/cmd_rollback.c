@@ -25,7 +25,7 @@ int seqc_cmd_rollback(const seqc_ctx *ctx, int argc, char **argv)
         }
         if (r < 0) return seqc_usage_error("%s needs a value", argv[i]);
     }
-    if (!req.sequence) return seqc_usage_error("rollback needs --sequence");
+    if (!*req.sequence) return seqc_usage_error("rollback needs --sequence");
     uint8_t buf[512];
     if (seqd__v1__rollback_batch_request__get_packed_size(&req) > sizeof buf)
         return seqc_usage_error("--sequence: too long");

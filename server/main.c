@@ -236,6 +236,7 @@ static int start(server *s, char *err, size_t errlen)
     seq_store_config stc = {s->cfg.cache_mb, s->cfg.history_ms};
     rc = seq_store_open_cfg(s->cfg.data_dir, s->def, &stc, &s->store, err, errlen);
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
+    seq_store_set_keep_generations(s->store, (uint32_t)s->cfg.keep_generations);
 
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,

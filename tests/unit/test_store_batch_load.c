@@ -145,7 +145,8 @@ static void loads(void)
     seq_load_result res;
     uint64_t items[10];
     snprintf(dbdir, sizeof dbdir, "%s/db", root);
-    CHECK(seq_store_open(dbdir, def, 64, &st, err, sizeof err) == SEQ_OK);
+    seq_store_config nohist = {64, 0}; /* --history-ms 0: only --keep-generations keeps */
+    CHECK(seq_store_open_cfg(dbdir, def, &nohist, &st, err, sizeof err) == SEQ_OK);
     build("p5", 5, T0, T0 + 48 * H, 3, T0 + 10 * H);
     build("p6", 6, T0 + 24 * H, T0 + 48 * H, 2, T0 + 30 * H);
     build("p7", 7, T0, T0 + 48 * H, 1, T0 + 5 * H);
