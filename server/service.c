@@ -16,6 +16,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "seqd/v1/seqd.pb-c.h"
 #include "../storage/batch.h"
+#include "wmhist.h"
 
 #define ARENA_BYTES (64 * 1024)
 #define SEQ_SERVICE_MSG 384     /* an error message of one request */
@@ -421,14 +422,14 @@ static const seq_store_seqstate NO_BATCH = {0};
 
 /* The committed coverage as ranges (adjacent segments joined), for messages: the first
  * few, then how many more. */
-static void coverage_text(const seq_store_seqstate *st, char *buf, size_t len)
+static void coverage_text(const seq_cov_seg *cov, uint32_t n_cov, char *buf, size_t len)
 {
     size_t n = 0;
     uint32_t ranges = 0;
     buf[0] = 0;
-    for (uint32_t i = 0; i < st->n_cov; i++) {
-        int64_t a = st->cov[i].start_ms, b = st->cov[i].end_ms;
-        while (i + 1 < st->n_cov && st->cov[i + 1].start_ms == b) b = st->cov[++i].end_ms;
+    for (uint32_t i = 0; i < n_cov; i++) {
+        int64_t a = cov[i].start_ms, b = cov[i].end_ms;
+        while (i + 1 < n_cov && cov[i + 1].start_ms == b) b = cov[++i].end_ms;
         if (++ranges <= 3 && n < len)
             n += (size_t)snprintf(buf + n, len - n, "%s[%lld, %lld)", ranges > 1 ? " " : "",
                                   (long long)a, (long long)b);
@@ -438,18 +439,46 @@ static void coverage_text(const seq_store_seqstate *st, char *buf, size_t len)
 }
 
 /* FAILED_PRECONDITION when the request requires more complete history than there is. */
-static int check_gap(const prepared *q, const seq_store_seqstate *st, int64_t gap, char *msg,
-                     size_t msglen)
+static int check_gap(const prepared *q, const seq_cov_seg *cov, uint32_t n_cov, int64_t gap,
+                     char *msg, size_t msglen)
 {
     int64_t max = q->max_gap_ms < 0 ? 0 : q->max_gap_ms;
     if (!q->max_gap_ms || gap <= max) return SEQ_OK;
-    char cov[160];
-    coverage_text(st, cov, sizeof cov);
+    char text[160];
+    coverage_text(cov, n_cov, text, sizeof text);
     seq_errf(msg, msglen,
              "completeness gap %lld ms exceeds max_completeness_gap_ms %lld; committed batch "
              "coverage of '%s': %s",
-             (long long)gap, (long long)q->max_gap_ms, q->seq->name, cov);
+             (long long)gap, (long long)q->max_gap_ms, q->seq->name, text);
     return SEQ_EPRECONDITION;
+}
+
+/* The state as committed at T and the stream watermark then (PRODUCT.md "As of T"), or
+ * FAILED_PRECONDITION naming the oldest time this node answers exactly. */
+static int state_as_of(seq_service *s, const seq_store_seqstate *st, int64_t now, int64_t t,
+                       seq_hist_state *out, int64_t *stream_wm, char *msg, size_t msglen)
+{
+    int64_t keep = seq_store_history_ms(s->cfg.store);
+    if (keep <= 0) {
+        seq_errf(msg, msglen, "as_of_ms: as-of reads are off on this server (--history-ms 0)");
+        return SEQ_EPRECONDITION;
+    }
+    int64_t oldest = now - keep, born = seq_store_born_ms(s->cfg.store), hist_oldest;
+    if (born > oldest) oldest = born;
+    int rc = SEQ_OK;
+    if (!st->hist) *out = (seq_hist_state){0, 0, NULL, 0};
+    else if (seq_hist_at(st->hist, t, out, &hist_oldest) != SEQ_OK) rc = SEQ_EPRECONDITION;
+    if (st->hist && seq_hist_oldest(st->hist) > oldest) oldest = seq_hist_oldest(st->hist);
+    if (rc != SEQ_OK || t < oldest) {
+        seq_errf(msg, msglen,
+                 "as_of_ms: %lld is older than the oldest time this node answers exactly, "
+                 "%lld (--history-ms %lld, reclaimed batch data, or when it began holding "
+                 "the data)",
+                 (long long)t, (long long)oldest, (long long)keep);
+        return SEQ_EPRECONDITION;
+    }
+    *stream_wm = seq_wmhist_at(s->cfg.wmhist, t);
+    return SEQ_OK;
 }
 
 /* Reads and encodes one prepared request against view v at time now. */
@@ -458,25 +487,30 @@ static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, in
 {
     const seq_store_seqstate *st = seq_store_view_seq(v, q->seq->id);
     if (!st) st = &NO_BATCH;
-    if (q->as_of_ms) {
-        seq_errf(msg, msglen, "as_of_ms: as-of reads are not available on this server yet");
-        return SEQ_EPRECONDITION;
+    seq_hist_state at = {st->generation, st->watermark_ms, st->cov, st->n_cov};
+    int64_t t = now, swm = 0;
+    int rc;
+    if (q->as_of_ms) { /* within a second ahead of the clock: as of now */
+        t = q->as_of_ms < now ? q->as_of_ms : now;
+        if ((rc = state_as_of(s, st, now, t, &at, &swm, msg, msglen))) return rc;
+    } else {
+        swm = stream_watermark(s);
     }
-    seq_merge_params mp = {.now_ms = now, .horizon_ms = s->cfg.def->horizon_ms, .seq = q->seq,
-                           .cov = st->cov, .n_cov = st->n_cov, .max_events = q->max_events,
+    seq_merge_params mp = {.now_ms = t, .horizon_ms = s->cfg.def->horizon_ms, .seq = q->seq,
+                           .cov = at.cov, .n_cov = at.n_cov, .max_events = q->max_events,
                            .since_ms = q->since_ms, .until_ms = q->until_ms,
-                           .type_mask = q->type_mask, .view = q->view};
-    int64_t gap = seq_merge_gap_ms(st->cov, st->n_cov, now - q->seq->retention_ms,
-                                   now - s->cfg.def->horizon_ms);
-    int rc = check_gap(q, st, gap, msg, msglen);
-    if (rc) return rc;
+                           .type_mask = q->type_mask, .view = q->view,
+                           .as_of_ms = q->as_of_ms ? t : 0};
+    int64_t gap = seq_merge_gap_ms(at.cov, at.n_cov, t - q->seq->retention_ms,
+                                   t - s->cfg.def->horizon_ms);
+    if ((rc = check_gap(q, at.cov, at.n_cov, gap, msg, msglen))) return rc;
     const seq_rec *sr, *br;
     uint32_t ns, nb;
     rc = seq_store_read(w->reader, &mp, q->user, &sr, &ns, &br, &nb, msg, msglen);
     if (rc) return rc;
     uint32_t n = seq_merge_run(&mp, sr, ns, br, nb, w->out, w->scratch);
-    seq_service_resp r = {q->user, q->seq, w->out, n, stream_watermark(s), st->watermark_ms,
-                          st->generation, q->provenance, gap, now};
+    seq_service_resp r = {q->user, q->seq, w->out, n, swm, at.watermark_ms, at.generation,
+                          q->provenance, gap, t};
     if (encode(out, &r, as_field)) {
         seq_errf(msg, msglen, "out of memory");
         return SEQ_EINTERNAL;

@@ -25,6 +25,7 @@ typedef struct {
     const _Atomic int64_t *stream_watermark; /* published by the consumer; may be NULL */
     const char *batch_root;                  /* LoadBatch reads only below this */
     const char *admin_token;                 /* NULL: LoadBatch needs no token */
+    struct seq_wmhist *wmhist;               /* stream watermark over time; may be NULL */
 } seq_service_config;
 
 /* cfg's pointers must outlive the service. */

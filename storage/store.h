@@ -57,6 +57,8 @@ int seq_store_open(const char *dir, const seq_def *def, size_t cache_mb, seq_sto
                    char *err, size_t errlen);
 /* The history kept (seq_store_config.history_ms). */
 int64_t seq_store_history_ms(const seq_store *st);
+/* When the data dir began (ms): no as-of read can look before it. */
+int64_t seq_store_born_ms(const seq_store *st);
 void seq_store_close(seq_store *st);
 
 /* ---- stream writes: one seq_store_batch per consumer thread ---- */

@@ -252,3 +252,5 @@ int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint
 }
 
 void seq_store_set_keep_generations(seq_store *st, uint32_t n) { st->keep_generations = n; }
+
+int64_t seq_store_born_ms(const seq_store *st) { return st->born_ms; }
