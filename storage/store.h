@@ -8,7 +8,10 @@
  *   'm' name                          meta: "def" (definition JSON the data was last
  *                                      served with), "off" be32 partition -> i64 next
  *                                      offset, i64 watermark_ms; "malformed" -> u64 count;
- *                                      "gen" be32 seq -> committed batch state
+ *                                      "gen" be32 seq -> committed batch state;
+ *                                      "hist" be32 seq -> its load history (loads,
+ *                                      rollbacks, reclaims); "born" -> when the data dir
+ *                                      began (the oldest as-of time)
  *   's' be32 seq, be64 user, be64 ~B   stream bucket blob (engine/blob.h); B is the bucket
  *                                      with its sign bit flipped, inverted so that a
  *                                      forward scan goes newest bucket first

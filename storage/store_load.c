@@ -1,11 +1,13 @@
-/* Batch loads: verify (batch_verify.c) copies of the SST files staged in the data dir,
- * ingest those copies by moving them (a hard link, no second copy), then commit the new
- * generation with one synced write of its 'm' "gen" and 'm' "load" keys and one swap of
- * the in-memory view. Ingested keys carry their generation, so until the commit no reader
- * looks at them: the switch-over is the view swap, whatever the load's size, and a crash
- * before the commit leaves only unreferenced keys, which seq_store_batch_gc removes at
- * the next start. Generations that lose all coverage are deleted once no reader holds
- * the view that still showed them. */
+/* Batch loads and rollbacks: verify (batch_verify.c) copies of the SST files staged in
+ * the data dir, ingest those copies by moving them (a hard link, no second copy), then
+ * commit the new generation through the load history (store_history.c: one synced write
+ * of 'm' "gen" and 'm' "hist", one swap of the in-memory view). Ingested keys carry their
+ * generation, so until the commit no reader looks at them: the switch-over is the view
+ * swap, whatever the load's size, and a crash before the commit leaves only keys the
+ * history does not know, which seq_store_batch_gc removes at the next start. A rollback
+ * is the same commit with loads marked undone. Replaced loads keep their data as
+ * --keep-generations and --history-ms say; the rest is deleted once no reader holds the
+ * view that still showed it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
