@@ -36,7 +36,8 @@ static const char usage_text[] =
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
     "        [--format jsonl|pb] INPUT...\n"
-    "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] SST...\n"
+    "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] [--dry-run]\n"
+    "       SST...\n"
     "  rollback --sequence S [--to G] [--token-file F]\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n";
 

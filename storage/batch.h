@@ -62,6 +62,7 @@ typedef struct {
     uint64_t generation;
     const char *const *paths;
     size_t n_paths;
+    int dry_run; /* verify everything and count what would change; change nothing */
 } seq_load_req;
 
 typedef struct {
@@ -90,6 +91,11 @@ typedef struct {
 int seq_batch_verify(const seq_def *def, const char *batch_root, const char *stage_dir,
                      const seq_load_req *req, char ***resolved, seq_load_result *res, char *err,
                      size_t errlen);
+
+/* The path checks alone (confinement, existence), as seq_batch_verify makes them: what a
+ * repeated load (a no-op) still answers for. SEQ_OK, SEQ_EPERM, SEQ_ENOTFOUND. */
+int seq_batch_check_paths(const char *batch_root, const seq_load_req *req, char *err,
+                          size_t errlen);
 
 typedef struct seq_store seq_store;
 /* Loads a verified partition: generation rules (PRODUCT.md "Details"), verification,

@@ -123,6 +123,8 @@ void seq_store_set_keep_generations(seq_store *st, uint32_t n);
 typedef struct seq_store_reader seq_store_reader;
 seq_store_reader *seq_store_reader_new(seq_store *st);
 void seq_store_reader_free(seq_store_reader *r);
+/* Makes r bypass the record cache (a scan over many users must not evict hot ones). */
+void seq_store_reader_uncached(seq_store_reader *r);
 
 /* Gathers user's records for p->seq: stream records newest first, until
  * seq_merge_need(p) visible ones or times below seq_merge_stop_before(p); and batch records

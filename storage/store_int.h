@@ -8,6 +8,7 @@
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 
+#include "batch.h"
 #include "keys.h"
 #include "rcache.h"
 #include "store.h"
@@ -74,6 +75,12 @@ int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint
                           const char *crash_after, char *err, size_t errlen);
 /* Is generation gen's data still needed (a load of the history not reclaimed)? */
 int seq_store_gen_kept(const seq_store_seqstate *s, uint64_t gen);
+/* store_impact.c: what loading req (verified, its copies staged at `staged`) changes in
+ * the MERGED view over [start, min(end, C)) at `now`, before the cuts of rule 5, against
+ * the state cur: sets res->users_emptied and res->stream_events_hidden. */
+int seq_store_load_impact(seq_store *st, const seq_sequence *s, const seq_store_seqstate *cur,
+                          const seq_load_req *req, char *const *staged, int64_t now,
+                          seq_load_result *res, char *err, size_t errlen);
 /* Deletes every key of a generation (store_load.c). */
 void seq_store_delete_gen(seq_store *st, uint32_t seq, uint64_t gen);
 /* Crash hook for tests (store_load.c): SIGKILLs the process at `where` when

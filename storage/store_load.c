@@ -156,8 +156,11 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     char **paths = NULL;
     seq_load_rec *loads = NULL;
     int rc = check_generation(cur, req, res, err, errlen);
-    if (rc == -1) rc = SEQ_OK, req = NULL; /* no-op */
-    if (rc != SEQ_OK || !req) goto out;
+    if (rc == -1) { /* the committed load again: a no-op, but its paths still answer */
+        rc = seq_batch_check_paths(batch_root, req, err, errlen);
+        goto out;
+    }
+    if (rc != SEQ_OK) goto out;
     if (mkdir(st->stage_dir, 0755) != 0 && errno != EEXIST) {
         seq_errf(err, errlen, "%s: %s", st->stage_dir, strerror(errno));
         rc = SEQ_EINTERNAL;
@@ -165,7 +168,15 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     }
     rc = seq_batch_verify(st->def, batch_root, st->stage_dir, req, &paths, res, err, errlen);
     if (rc == SEQ_OK) seq_store_crash_point("load-after-verify");
+    if (rc == SEQ_OK)
+        rc = seq_store_load_impact(st, s, cur, req, paths, seq_now_ms(), res, err, errlen);
+    if (rc == SEQ_OK && req->dry_run) { /* verified and counted: change nothing */
+        for (size_t i = 0; i < req->n_paths; i++) unlink(paths[i]);
+        goto out;
+    }
     if (rc == SEQ_OK) rc = ingest(st, paths, req->n_paths, err, errlen);
+    else if (paths)
+        for (size_t i = 0; i < req->n_paths; i++) unlink(paths[i]); /* staged copies */
     if (rc != SEQ_OK) goto out;
     seq_store_crash_point("load-after-ingest");
     seq_load_rec add = {req->generation, req->start_ms, req->end_ms, res->files, res->users,
@@ -180,7 +191,7 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
                                "load-after-commit", err, errlen);
 out:
     if (paths)
-        for (size_t i = 0; req && i < req->n_paths; i++) free(paths[i]);
+        for (size_t i = 0; i < req->n_paths; i++) free(paths[i]);
     free(paths);
     free(loads);
     seq_store_view_release(st, old);

@@ -39,6 +39,7 @@ struct seq_store_reader {
     uint32_t scap, bcap;
     struct pend_blob *pend; /* batch buckets set aside (read_batch) */
     uint32_t npend, pcap;
+    int uncached; /* reads RocksDB only (seq_store_reader_uncached) */
 };
 
 static void *arena_alloc(arena *a, size_t n)
@@ -87,6 +88,8 @@ seq_store_reader *seq_store_reader_new(seq_store *st)
     rocksdb_readoptions_set_prefix_same_as_start(r->ro, 1);
     return r;
 }
+
+void seq_store_reader_uncached(seq_store_reader *r) { r->uncached = 1; }
 
 void seq_store_reader_free(seq_store_reader *r)
 {
@@ -553,7 +556,7 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     arena_reset(&r->a);
     seq_rcache_release(r->held); /* the previous read's records are done with */
     r->held = NULL;
-    if (r->st->rcache) {
+    if (r->st->rcache && !r->uncached) {
         if ((rc = open_entry(&c, p, user, err, errlen)) != SEQ_OK) return rc;
     } else {
         fresh_iter(r);
