@@ -1,21 +1,28 @@
-/* The stream watermark series for as-of reads (wmhist.h): a growable ring of (second,
- * value) entries, newest last, under a mutex (the consumer notes once per commit; as-of
- * reads are rare). */
+/* The stream watermark series for as-of reads (wmhist.h): every change of the last ten
+ * minutes exactly (`fine`), older ones thinned to the last change of each second
+ * (`coarse`), both rings of (ms, value) in time order under one mutex (the consumer notes
+ * once per commit; as-of reads are rare). Memory: at most one entry per second of
+ * --history-ms plus the changes of ten minutes. */
 #include "wmhist.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
+#define FINE_MS 600000 /* changes this recent are kept exactly */
+
 typedef struct {
-    int64_t sec; /* wall-clock second (ms / 1000) of the last note it holds */
-    int64_t wm;
+    int64_t ms, wm; /* from ms on, the newest applied event time was wm */
 } entry;
+
+typedef struct {
+    entry *e;
+    uint32_t cap, head, n;
+} ring;
 
 struct seq_wmhist {
     pthread_mutex_t mu;
-    int64_t keep_s;
-    entry *e; /* ring */
-    uint32_t cap, head, n;
+    int64_t keep_ms;
+    ring fine, coarse;
 };
 
 seq_wmhist *seq_wmhist_new(int64_t keep_ms)
@@ -23,7 +30,7 @@ seq_wmhist *seq_wmhist_new(int64_t keep_ms)
     seq_wmhist *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     pthread_mutex_init(&h->mu, NULL);
-    h->keep_s = keep_ms / 1000 + 2;
+    h->keep_ms = keep_ms;
     return h;
 }
 
@@ -31,55 +38,66 @@ void seq_wmhist_free(seq_wmhist *h)
 {
     if (!h) return;
     pthread_mutex_destroy(&h->mu);
-    free(h->e);
+    free(h->fine.e);
+    free(h->coarse.e);
     free(h);
 }
 
-static entry *at(seq_wmhist *h, uint32_t i) { return &h->e[(h->head + i) % h->cap]; }
+static entry *at(ring *r, uint32_t i) { return &r->e[(r->head + i) % r->cap]; }
+static void pop(ring *r) { r->head = (r->head + 1) % r->cap, r->n--; }
 
-/* Room for one more entry (the ring doubles, unrolled in order). 0 or -1. */
-static int grow(seq_wmhist *h)
+/* Appends (the ring doubles, unrolled in order); an entry is dropped on OOM. */
+static void push(ring *r, entry x)
 {
-    if (h->n < h->cap) return 0;
-    uint32_t cap = h->cap ? 2 * h->cap : 64;
-    entry *e = malloc(sizeof *e * cap);
-    if (!e) return -1;
-    for (uint32_t i = 0; i < h->n; i++) e[i] = *at(h, i);
-    free(h->e);
-    h->e = e;
-    h->cap = cap;
-    h->head = 0;
-    return 0;
+    if (r->n == r->cap) {
+        uint32_t cap = r->cap ? 2 * r->cap : 64;
+        entry *e = malloc(sizeof *e * cap);
+        if (!e) return;
+        for (uint32_t i = 0; i < r->n; i++) e[i] = *at(r, i);
+        free(r->e);
+        r->e = e, r->cap = cap, r->head = 0;
+    }
+    *at(r, r->n++) = x;
+}
+
+/* The last entry at or before t, or NULL. */
+static const entry *last_at(ring *r, int64_t t)
+{
+    uint32_t lo = 0, hi = r->n; /* the first entry after t */
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (at(r, mid)->ms <= t) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo ? at(r, lo - 1) : NULL;
 }
 
 void seq_wmhist_note(seq_wmhist *h, int64_t now_ms, int64_t wm)
 {
     if (!h) return;
-    int64_t sec = now_ms / 1000;
     pthread_mutex_lock(&h->mu);
-    entry *last = h->n ? at(h, h->n - 1) : NULL;
-    if (last && last->sec >= sec) { /* the same second (or a clock step back): update it */
-        last->wm = wm;
-    } else if (!last || last->wm != wm) {
-        while (h->n && at(h, 0)->sec < sec - h->keep_s) h->head = (h->head + 1) % h->cap, h->n--;
-        if (grow(h) == 0) *at(h, h->n++) = (entry){sec, wm};
+    ring *f = &h->fine, *c = &h->coarse;
+    const entry *last = f->n ? at(f, f->n - 1) : c->n ? at(c, c->n - 1) : NULL;
+    if (!last || last->wm != wm) push(f, (entry){now_ms, wm});
+    /* thin what leaves the exact window: the last change of each second stays */
+    while (f->n > 1 && at(f, 0)->ms < now_ms - FINE_MS) {
+        entry x = *at(f, 0);
+        pop(f);
+        if (c->n && at(c, c->n - 1)->ms / 1000 == x.ms / 1000) *at(c, c->n - 1) = x;
+        else push(c, x);
     }
+    while (c->n > 1 && at(c, 1)->ms < now_ms - h->keep_ms) pop(c); /* past the history */
     pthread_mutex_unlock(&h->mu);
 }
 
 int64_t seq_wmhist_at(seq_wmhist *h, int64_t t)
 {
     if (!h) return 0;
-    int64_t sec = t / 1000; /* entries of earlier seconds were final by t */
     pthread_mutex_lock(&h->mu);
-    int64_t wm = h->n ? at(h, 0)->wm : 0;
-    uint32_t lo = 0, hi = h->n; /* the first entry of second >= sec */
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (at(h, mid)->sec < sec) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo > 0) wm = at(h, lo - 1)->wm;
+    const entry *e = last_at(&h->fine, t);
+    if (!e) e = last_at(&h->coarse, t);
+    if (!e) e = h->coarse.n ? at(&h->coarse, 0) : h->fine.n ? at(&h->fine, 0) : NULL;
+    int64_t wm = e ? e->wm : 0;
     pthread_mutex_unlock(&h->mu);
     return wm;
 }

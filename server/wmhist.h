@@ -1,10 +1,9 @@
 /* The stream's newest applied event time over wall-clock time, for as-of reads
  * (PRODUCT.md "As of T": stream_watermark_ms is the newest event time applied by T). The
  * consumer notes the value after each commit; a reader asks for the value at T. Kept in
- * memory, one entry per second at most (the last value noted in that second), for
- * --history-ms: an answer is the value at the end of the last whole second before T, so
- * at most a second behind, and before the first note of this process (a restart) it is
- * the first value noted. Thread-safe: one writer, any readers. */
+ * memory for --history-ms: exact for the last ten minutes, then the last change of each
+ * second (so at most a second behind); before the first note of this process (a
+ * restart) it is the first value noted. Thread-safe: one writer, any readers. */
 #ifndef SEQ_WMHIST_H
 #define SEQ_WMHIST_H
 
