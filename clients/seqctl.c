@@ -24,6 +24,7 @@ static const struct {
     {"build", seqc_cmd_build},
     {"load", seqc_cmd_load},
     {"rollback", seqc_cmd_rollback},
+    {"diff", seqc_cmd_diff},
 };
 
 static const char usage_text[] =
@@ -39,6 +40,7 @@ static const char usage_text[] =
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] [--dry-run]\n"
     "       SST...\n"
     "  rollback --sequence S [--to G] [--token-file F]\n"
+    "  diff --sequence S --since MS --until MS --users LIST|@FILE [--json]\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n";
 
 int seqc_usage_error(const char *fmt, ...)

@@ -31,7 +31,7 @@ typedef struct {
     int64_t since_ms, until_ms;
     uint64_t type_mask;
     seq_view view;
-    int provenance;
+    int provenance, event_ids;
     int64_t as_of_ms;    /* 0: now */
     int64_t max_gap_ms;  /* 0: no requirement; < 0: a gap of 0 */
 } prepared;
@@ -192,6 +192,7 @@ static size_t resp_bound(const seq_service_resp *r)
     size_t total = 11 + ld_size(strlen(r->seq->name)) + 5 * 11; /* + the six scalars */
     if (r->n) total += ld_size(TS_MAX(r->n)) + ld_size(ITEMS_MAX(r->n)) + ld_size(TYPES_MAX(r->n));
     if (r->n && r->provenance) total += ld_size(SOURCES_MAX(r->n)) + ld_size(ITEMS_MAX(r->n));
+    if (r->event_ids) total += (size_t)r->n * (1 + 2 + 255); /* ids are at most 255 bytes */
     for (uint32_t c = 0; c < r->seq->n_columns; c++)
         total += ld_size(column_size(r->seq->columns[c].name, r->n));
     return total;
@@ -332,7 +333,10 @@ static uint8_t *write_resp(uint8_t *p, const seq_service_resp *r)
     p = put_scalar(p, 0x48, r->batch_generation);
     if (r->n && r->provenance) p = put_provenance(p, r);
     p = put_scalar(p, 0x60, (uint64_t)r->completeness_gap_ms);
-    return put_scalar(p, 0x68, (uint64_t)r->as_of_ms);
+    p = put_scalar(p, 0x68, (uint64_t)r->as_of_ms);
+    for (uint32_t i = 0; r->event_ids && i < r->n; i++)
+        p = put_bytes_field(p, 0x72, r->recs[i]->id, r->recs[i]->id_len);
+    return p;
 }
 
 /* Appends the response, as a field-1 entry of BatchGetSequencesResponse when
@@ -404,8 +408,8 @@ static int prepare(const seq_service *s, const Seqd__V1__GetSequenceRequest *r, 
         mask |= 1ull << idx;
     }
     *p = (prepared){r->user_id, seq, r->max_events, r->since_ms, r->until_ms, mask,
-                    (seq_view)r->view, r->include_provenance, r->as_of_ms,
-                    r->max_completeness_gap_ms};
+                    (seq_view)r->view, r->include_provenance, r->include_event_ids,
+                    r->as_of_ms, r->max_completeness_gap_ms};
     return SEQ_OK;
 }
 
@@ -510,7 +514,7 @@ static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, in
     if (rc) return rc;
     uint32_t n = seq_merge_run(&mp, sr, ns, br, nb, w->out, w->scratch);
     seq_service_resp r = {q->user, q->seq, w->out, n, swm, at.watermark_ms, at.generation,
-                          q->provenance, gap, t};
+                          q->provenance, q->event_ids, gap, t};
     if (encode(out, &r, as_field)) {
         seq_errf(msg, msglen, "out of memory");
         return SEQ_EINTERNAL;

@@ -62,6 +62,7 @@ typedef struct {
     int64_t stream_watermark_ms, batch_watermark_ms;
     uint64_t batch_generation;
     int provenance;              /* write sources and generations (recs[i]->gen) */
+    int event_ids;               /* write event_ids (field 14) */
     int64_t completeness_gap_ms; /* PRODUCT.md "Completeness gap" */
     int64_t as_of_ms;            /* the time the answer is as of */
 } seq_service_resp;
