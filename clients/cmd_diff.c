@@ -13,6 +13,7 @@
 #include "h2client.h"
 #include "seqctl.h"
 #include "seqd/v1/seqd.pb-c.h"
+#include "timearg.h"
 
 #define MAX_USERS 10000000 /* a list expanding past this is refused */
 #define TOP 10
@@ -104,6 +105,7 @@ static char *read_file(const char *path)
 static int parse_diff(int argc, char **argv, diff_run *d)
 {
     const char *users = NULL;
+    char err[256];
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
@@ -114,12 +116,16 @@ static int parse_diff(int argc, char **argv, diff_run *d)
         if ((r = seqc_opt(argc, argv, &i, "sequence", &v)) == 1) d->sequence = v;
         else if (r == 0 && (r = seqc_opt(argc, argv, &i, "users", &v)) == 1) users = v;
         else if (r == 0 && (r = seqc_opt(argc, argv, &i, "since", &v)) == 1)
-            r = seqc_parse_i64(v, &d->since) == 0 ? (d->have_since = 1) : -2;
+            r = seqc_parse_time(v, seq_now_ms(), &d->since, err, sizeof err) == 0
+                    ? (d->have_since = 1)
+                    : -2;
         else if (r == 0 && (r = seqc_opt(argc, argv, &i, "until", &v)) == 1)
-            r = seqc_parse_i64(v, &d->until) == 0 ? (d->have_until = 1) : -2;
+            r = seqc_parse_time(v, seq_now_ms(), &d->until, err, sizeof err) == 0
+                    ? (d->have_until = 1)
+                    : -2;
         else if (r == 0) return seqc_usage_error("diff: unexpected argument %s", argv[i]);
         if (r == -1) return seqc_usage_error("%s needs a value", argv[i]);
-        if (r == -2) return seqc_usage_error("%s: not a time in ms: '%s'", argv[i - 1], v);
+        if (r == -2) return seqc_usage_error("--since/--until: %s", err);
     }
     if (!d->sequence || !d->have_since || !d->have_until || !users)
         return seqc_usage_error("diff needs --sequence, --since, --until and --users");
