@@ -3,6 +3,8 @@ later does not show; the copy it replaced does), the batch coverage committed at
 and rollbacks after T undone), the generation, watermarks and gap at T, per-entry T in
 BatchGetSequences, and the refusals (--history-ms 0, before the node began, too far
 ahead)."""
+import datetime
+import json
 import time
 
 import grpc
@@ -53,6 +55,14 @@ def test_stream_and_batch_as_of(tmp_path, stubs):
     a2 = s.get(u, as_of_ms=t2)
     assert list(a2.item_ids) == [2, 11] and a2.as_of_ms == t2
     assert a2.stream_watermark_ms >= a1.stream_watermark_ms
+    # seqctl get --as-of: ms or ISO-8601 UTC; a bad time is a usage error
+    iso = datetime.datetime.fromtimestamp(t1 / 1000, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    for arg in (str(t1), iso):
+        doc = json.loads(s.seqctl("get", u, "engagements", "--as-of", arg, "--json",
+                                  check=True).stdout)
+        assert [e["item_id"] for e in doc["events"]] == [1] and doc["as_of_ms"] == t1, arg
+    assert s.seqctl("get", u, "engagements", "--as-of", "yesterday-ish").returncode == 2
     # before the data dir began: refused, naming the oldest answerable time
     with pytest.raises(grpc.RpcError) as e:
         s.get(u, as_of_ms=born - DAY)
