@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "../engine/def.h"
+#include "../storage/batch.h"
 #include "../storage/store.h"
 #include "admin.h"
 #include "config.h"
@@ -239,6 +240,10 @@ static int start(server *s, char *err, size_t errlen)
     rc = seq_store_open_cfg(s->cfg.data_dir, s->def, &stc, &s->store, err, errlen);
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
     seq_store_set_keep_generations(s->store, (uint32_t)s->cfg.keep_generations);
+    /* replaced batch loads past --history-ms: reclaimed now, then once a minute */
+    if (seq_store_batch_sweep(s->store, seq_now_ms(), err, errlen) != SEQ_OK ||
+        seq_store_start_sweeper(s->store, 60000) != SEQ_OK)
+        return 1;
 
     if (!(s->wmhist = seq_wmhist_new(s->cfg.history_ms))) {
         seq_errf(err, errlen, "out of memory");

@@ -110,6 +110,13 @@ int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_r
  * SEQ_EINTERNAL. */
 int seq_store_rollback_batch(seq_store *st, const char *sequence, uint64_t to, uint64_t *gen,
                              char *err, size_t errlen);
+/* Reclaims the data of replaced loads that --history-ms no longer keeps (loads and
+ * rollbacks reclaim at their commit; time alone needs this): one commit per sequence
+ * that has any, under the load lock. seq_store_start_sweeper runs it periodically. */
+int seq_store_batch_sweep(seq_store *st, int64_t now, char *err, size_t errlen);
+/* Runs seq_store_batch_sweep every period_ms on a thread of its own until the store
+ * closes. SEQ_OK or SEQ_EINTERNAL. */
+int seq_store_start_sweeper(seq_store *st, int64_t period_ms);
 /* Removes batch generations the load history does not keep (after a crash mid-load). */
 int seq_store_batch_gc(seq_store *st, char *err, size_t errlen);
 

@@ -406,6 +406,7 @@ fail:
 void seq_store_close(seq_store *st)
 {
     if (!st) return;
+    seq_store_stop_sweeper(st);
     if (st->db) rocksdb_close(st->db);
     if (st->view) seq_store_view_release(st, st->view);
     if (st->opts) rocksdb_options_destroy(st->opts);

@@ -4,6 +4,9 @@
  * coverage ('m' "gen"), installed in the view readers acquire (so a rollback is atomic
  * for readers like a load), and the data of loads it lets go deleted once no reader can
  * still look at it. Sits beside store_load.c: loads and rollbacks both end here. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -254,3 +257,67 @@ int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint
 void seq_store_set_keep_generations(seq_store *st, uint32_t n) { st->keep_generations = n; }
 
 int64_t seq_store_born_ms(const seq_store *st) { return st->born_ms; }
+
+/* ---- the sweeper: time alone lets replaced loads go (--history-ms) ---- */
+
+struct seq_store_sweeper {
+    seq_store *st;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t period_ms;
+    int stop;
+};
+
+static void *sweeper_main(void *arg)
+{
+    struct seq_store_sweeper *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += w->period_ms / 1000;
+        ts.tv_nsec += (w->period_ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != ETIMEDOUT || w->stop) continue;
+        pthread_mutex_unlock(&w->mu);
+        char err[256];
+        if (seq_store_batch_sweep(w->st, seq_now_ms(), err, sizeof err) != SEQ_OK)
+            fprintf(stderr, "seqd: reclaiming replaced batch data: %s\n", err);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int seq_store_start_sweeper(seq_store *st, int64_t period_ms)
+{
+    struct seq_store_sweeper *w = calloc(1, sizeof *w);
+    if (!w) return SEQ_EINTERNAL;
+    *w = (struct seq_store_sweeper){.st = st, .period_ms = period_ms > 0 ? period_ms : 60000};
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->thread, NULL, sweeper_main, w) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        return SEQ_EINTERNAL;
+    }
+    st->sweeper = w;
+    return SEQ_OK;
+}
+
+void seq_store_stop_sweeper(seq_store *st)
+{
+    struct seq_store_sweeper *w = st->sweeper;
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    st->sweeper = NULL;
+}

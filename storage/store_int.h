@@ -43,6 +43,7 @@ struct seq_store {
     /* the load history (store_history.c) */
     int64_t born_ms;           /* when the data dir began: no as-of read before it */
     uint32_t keep_generations; /* replaced loads kept whatever their age */
+    struct seq_store_sweeper *sweeper; /* seq_store_start_sweeper; NULL: none */
 };
 
 /* Point lookup; *val malloc'd by RocksDB (free with rocksdb_free), NULL when absent. */
@@ -73,6 +74,8 @@ int seq_store_hist_open(seq_store *st, uint32_t seq, seq_store_seqstate *out, ch
 int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint32_t n,
                           uint64_t max_gen, int64_t now, const seq_store_view *old,
                           const char *crash_after, char *err, size_t errlen);
+/* Stops the sweeper thread, if any (before the database closes). */
+void seq_store_stop_sweeper(seq_store *st);
 /* Is generation gen's data still needed (a load of the history not reclaimed)? */
 int seq_store_gen_kept(const seq_store_seqstate *s, uint64_t gen);
 /* store_impact.c: what loading req (verified, its copies staged at `staged`) changes in

@@ -280,6 +280,32 @@ int seq_store_rollback_batch(seq_store *st, const char *sequence, uint64_t to, u
     return rc;
 }
 
+int seq_store_batch_sweep(seq_store *st, int64_t now, char *err, size_t errlen)
+{
+    int rc = SEQ_OK;
+    pthread_mutex_lock(&load_mu);
+    for (uint32_t i = 0; i < st->def->n_seqs && rc == SEQ_OK; i++) {
+        uint32_t seq = st->def->seqs[i].id, n;
+        const seq_store_view *old = seq_store_view_acquire(st);
+        const seq_store_seqstate *cur = seq_store_view_seq(old, seq);
+        const seq_load_rec *l = seq_hist_loads(cur->hist, &n);
+        seq_load_rec *loads = n ? malloc(sizeof *loads * n) : NULL;
+        if (n && !loads) {
+            seq_errf(err, errlen, "out of memory");
+            rc = SEQ_EINTERNAL;
+        } else if (n) {
+            memcpy(loads, l, sizeof *loads * n);
+            if (seq_hist_reclaim(loads, n, now, st->keep_generations, st->history_ms) > 0)
+                rc = seq_store_hist_commit(st, seq, loads, n, seq_hist_max_gen(cur->hist), now,
+                                           old, "sweep-after-commit", err, errlen);
+        }
+        free(loads);
+        seq_store_view_release(st, old);
+    }
+    pthread_mutex_unlock(&load_mu);
+    return rc;
+}
+
 /* Removes the staged copies a load killed before ingestion left behind. */
 static void clear_stage(seq_store *st)
 {

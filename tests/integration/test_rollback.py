@@ -43,6 +43,10 @@ def test_rollback_rules(tmp_path, stubs):
     assert committed(s) == (1, {1})
     r = s.get(USERS[0], include_provenance=True)
     assert r.batch_watermark_ms == B and set(r.generations) == {1}
+    loads = {x["name"]: x for x in s.status()["sequences"]}["engagements"]["loads"]
+    assert [(x["generation"], x["state"]) for x in loads] == \
+        [(1, "in effect"), (2, "undone"), (3, "undone")], loads
+    assert loads[1]["undone_ms"] == loads[2]["undone_ms"] >= loads[2]["committed_ms"] > 0
     code, msg = refused(rollback, s, 2)
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "generation 2 was undone" in msg
     code, msg = refused(rollback, s, 99)
