@@ -43,6 +43,7 @@ static int cmp_u64(const void *a, const void *b)
 
 static void users_sort(users *u)
 {
+    if (u->n < 2) return; /* (and qsort must not see the NULL of an empty list) */
     qsort(u->v, u->n, sizeof *u->v, cmp_u64);
     size_t m = 0;
     for (size_t i = 0; i < u->n; i++)
@@ -52,7 +53,7 @@ static void users_sort(users *u)
 
 static int users_has(const users *u, uint64_t user)
 {
-    return bsearch(&user, u->v, u->n, sizeof *u->v, cmp_u64) != NULL;
+    return u->n && bsearch(&user, u->v, u->n, sizeof *u->v, cmp_u64) != NULL;
 }
 
 typedef struct {
