@@ -14,13 +14,14 @@
 #include "seqctl.h"
 #include "seqd/v1/seqd.pb-c.h"
 #include "timearg.h"
+#include "userlist.h"
 
 #define MAX_USERS 10000000 /* a list expanding past this is refused */
 #define TOP 10
 
 typedef struct {
     uint64_t *v;
-    size_t n, cap;
+    size_t n;
 } user_list;
 
 typedef struct {
@@ -42,46 +43,12 @@ typedef struct {
     size_t n_top;
 } diff_run;
 
-static int add_user(user_list *l, uint64_t u)
-{
-    if (l->n >= MAX_USERS) return -1;
-    if (l->n == l->cap) {
-        size_t c = l->cap ? 2 * l->cap : 256;
-        uint64_t *v = realloc(l->v, sizeof *v * c);
-        if (!v) return -1;
-        l->v = v, l->cap = c;
-    }
-    l->v[l->n++] = u;
-    return 0;
-}
-
-/* "1-1000,42" (commas, spaces or newlines between items). 0 or the usage exit code. */
+/* "1-1000,42" (userlist.h). 0 or the usage exit code. */
 static int parse_users(const char *text, user_list *l)
 {
-    const char *p = text;
-    while (*p) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-        if (!*p) break;
-        char *end;
-        uint64_t a = strtoull(p, &end, 10), b = a;
-        if (end == p || *p == '-') return seqc_usage_error("--users: not a user id at '%.20s'", p);
-        if (*end == '-') {
-            const char *q = end + 1;
-            b = strtoull(q, &end, 10);
-            if (end == q || *q == '-' || b < a)
-                return seqc_usage_error("--users: bad range at '%.20s'", p);
-        }
-        if (*end && *end != ',' && *end != ' ' && *end != '\n' && *end != '\t' && *end != '\r')
-            return seqc_usage_error("--users: unexpected '%c' at '%.20s'", *end, p);
-        for (uint64_t u = a;; u++) {
-            if (u == 0) return seqc_usage_error("--users: user id 0 is not a user");
-            if (add_user(l, u) < 0)
-                return seqc_usage_error("--users: more than %d users", MAX_USERS);
-            if (u == b) break;
-        }
-        p = end;
-    }
-    if (l->n == 0) return seqc_usage_error("diff: the user list is empty");
+    char err[128];
+    if (seqc_parse_users(text, MAX_USERS, &l->v, &l->n, err, sizeof err) < 0)
+        return seqc_usage_error("--users: %s", err);
     return 0;
 }
 
