@@ -26,6 +26,7 @@ static const struct {
     {"load", seqc_cmd_load},
     {"rollback", seqc_cmd_rollback},
     {"diff", seqc_cmd_diff},
+    {"malformed", seqc_cmd_malformed},
 };
 
 static const char usage_text[] =
@@ -37,11 +38,12 @@ static const char usage_text[] =
     "  status [--json]\n"
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
-    "        [--format jsonl|pb] INPUT...\n"
+    "        [--format jsonl|pb] [--memory-mb N] INPUT...\n"
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] [--dry-run]\n"
     "       SST...\n"
     "  rollback --sequence S [--to G] [--token-file F]\n"
     "  diff --sequence S --since T --until T --users LIST|@FILE [--json]\n"
+    "  malformed [--limit N] [--json]\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n"
     "'seqctl COMMAND --help' explains one command\n";
 
@@ -68,7 +70,9 @@ static const struct {
      "unless --brokers and --topic are given.\n"},
     {"status", "Summary of the server's /status (--json: the raw document).\n"},
     {"broker", "Runs the embedded (mock) Kafka cluster as its own process; prints brokers=LIST.\n"},
-    {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"},
+    {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"
+              "--memory-mb N (default 1024): past it, sorted runs are spilled beside the\n"
+              "output and merged, so inputs larger than RAM build in bounded memory.\n"},
     {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"
              "  --dry-run  verify and count what the load would change; change nothing\n"},
     {"rollback", "Calls RollbackBatch: undoes the loads in effect above --to G (without\n"
@@ -76,6 +80,10 @@ static const struct {
     {"diff", "Compares the STREAM_ONLY and BATCH_ONLY answers of each user over [since,\n"
              "until) by event_id, inside the committed batch coverage. T: " SEQC_TIME_FORMS "\n"
              "LIST: ids and ranges (1-1000,42); @FILE: the same from a file.\n"},
+    {"malformed",
+     "The Kafka messages seqd kept aside as malformed (GET /malformed on the admin port),\n"
+     "oldest first (by partition, offset): the reason and the start of each value\n"
+     "(--json: the whole values, base64). --limit N: at most N (1..1000, default 20).\n"},
 };
 
 /* `seqctl COMMAND --help`: the command's lines of usage_text (its line and the

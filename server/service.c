@@ -16,6 +16,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "seqd/v1/seqd.pb-c.h"
 #include "../storage/batch.h"
+#include "log.h"
 #include "reflection.h"
 #include "wmhist.h"
 
@@ -688,6 +689,23 @@ static int encode_load_result(seq_buf *out, const seq_load_result *res)
     return SEQ_OK;
 }
 
+/* One line per load, committed or refused (operators grep "load"). */
+static void log_load(const seq_load_req *lr, int rc, const char *msg, const seq_load_result *res)
+{
+    if (rc)
+        seq_log(SEQ_LOG_WARN, "load refused: %s generation %llu [%lld, %lld): %s: %s",
+                lr->sequence, (unsigned long long)lr->generation, (long long)lr->start_ms,
+                (long long)lr->end_ms, seq_log_code_name(rc), msg);
+    else
+        seq_log(SEQ_LOG_INFO, "load: %s generation %llu [%lld, %lld) %s: %u files, "
+                "%llu users, %llu events; empties %llu users, hides %llu stream events",
+                lr->sequence, (unsigned long long)res->generation, (long long)lr->start_ms,
+                (long long)lr->end_ms, lr->dry_run ? "verified (dry run)" : "committed",
+                (unsigned)res->files, (unsigned long long)res->users,
+                (unsigned long long)res->events, (unsigned long long)res->users_emptied,
+                (unsigned long long)res->stream_events_hidden);
+}
+
 static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf *out, char *msg,
                     size_t msglen)
 {
@@ -695,6 +713,7 @@ static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf
                        (const char *const *)r->sst_paths, r->n_sst_paths, r->dry_run};
     seq_load_result res = {0};
     int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, msglen);
+    log_load(&lr, rc, msg, &res);
     if (!rc && encode_load_result(out, &res)) {
         rc = SEQ_EINTERNAL;
         seq_errf(msg, msglen, "out of memory");
@@ -712,7 +731,13 @@ static int run_rollback(seq_service *s, const Seqd__V1__RollbackBatchRequest *r,
     Seqd__V1__RollbackBatchResponse resp = SEQD__V1__ROLLBACK_BATCH_RESPONSE__INIT;
     int rc = seq_store_rollback_batch(s->cfg.store, r->sequence, r->generation, &resp.generation,
                                       msg, msglen);
-    if (rc) return rc;
+    if (rc) {
+        seq_log(SEQ_LOG_WARN, "rollback refused: %s to %llu: %s: %s", r->sequence,
+                (unsigned long long)r->generation, seq_log_code_name(rc), msg);
+        return rc;
+    }
+    seq_log(SEQ_LOG_INFO, "rollback: %s to %llu: committed generation now %llu", r->sequence,
+            (unsigned long long)r->generation, (unsigned long long)resp.generation);
     size_t n = seqd__v1__rollback_batch_response__get_packed_size(&resp);
     if (seq_buf_reserve(out, n ? n : 1)) {
         seq_errf(msg, msglen, "out of memory");
@@ -798,6 +823,8 @@ static void handle_job(seq_service *s, seq_grpc_call *call, job_kind kind, const
     char msg[256];
     if (!token_ok(s, call)) {
         seq_errf(msg, sizeof msg, "%s: missing or wrong authorization token", JOB_NAMES[kind]);
+        seq_log(SEQ_LOG_WARN, "%s refused: UNAUTHENTICATED: missing or wrong token",
+                kind == JOB_LOAD ? "load" : "rollback");
         seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, msg);
         return;
     }
