@@ -511,7 +511,7 @@ static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, in
                            .type_mask = q->type_mask, .view = q->view,
                            .as_of_ms = q->as_of_ms ? t : 0};
     int64_t gap = seq_merge_gap_ms(at.cov, at.n_cov, t - q->seq->retention_ms,
-                                   t - s->cfg.def->horizon_ms);
+                                   seq_merge_cutoff(t, s->cfg.def->horizon_ms));
     if ((rc = check_gap(q, at.cov, at.n_cov, gap, msg, msglen))) return rc;
     const seq_rec *sr, *br;
     uint32_t ns, nb;

@@ -86,8 +86,8 @@ static int staged_entry(void *ctx, const char *key, size_t klen, const char *val
     return c->oom;
 }
 
-/* Users with a bucket of one source (the prefix: 's' seq, or 'b' seq gen) overlapping
- * the window. */
+/* Users with a bucket of one source (the prefix: 's' for the stream, whose keys hold
+ * every sequence, or 'b' seq gen) of sequence c->seq overlapping the window. */
 static int candidates(seq_store *st, const uint8_t *pre, size_t pl, const scan_ctx *c,
                       users *out, char *err, size_t errlen)
 {
@@ -126,11 +126,11 @@ static int before_side(seq_store *st, const seq_sequence *s, const seq_store_seq
 {
     users cand = {0};
     uint8_t pre[SEQ_KEY_MAX];
-    pre[0] = SEQ_K_STREAM;
-    seq_put_be32(pre + 1, s->id);
-    int rc = candidates(st, pre, 5, c, &cand, err, errlen);
+    pre[0] = SEQ_K_STREAM; /* every partition's stream keys: the sequence is filtered */
+    int rc = candidates(st, pre, 1, c, &cand, err, errlen);
     for (uint32_t i = 0; i < cur->n_cov && rc == SEQ_OK; i++) {
         pre[0] = SEQ_K_BATCH;
+        seq_put_be32(pre + 1, s->id);
         seq_put_be64(pre + 5, cur->cov[i].gen);
         rc = candidates(st, pre, 13, c, &cand, err, errlen);
     }
@@ -182,7 +182,7 @@ int seq_store_load_impact(seq_store *st, const seq_sequence *s, const seq_store_
                           seq_load_result *res, char *err, size_t errlen)
 {
     res->users_emptied = res->stream_events_hidden = 0;
-    int64_t cut = now - st->def->horizon_ms;
+    int64_t cut = seq_merge_cutoff(now, st->def->horizon_ms);
     scan_ctx c = {s->id, req->start_ms, req->end_ms < cut ? req->end_ms : cut,
                   st->def->bucket_ms, NULL, 0};
     if (c.hi <= c.lo) return SEQ_OK; /* all of the range is recent: nothing hidden */
