@@ -531,7 +531,10 @@ static void *load_thread(void *arg)
     seq_service *s = j->s;
     const Seqd__V1__LoadBatchRequest *r = j->req;
     seq_load_req lr = {r->sequence, r->start_ms, r->end_ms, r->generation,
-                       (const char *const *)r->sst_paths, r->n_sst_paths};
+                       (const char *const *)r->sst_paths, r->n_sst_paths,
+                       s->cfg.topic_partitions
+                           ? s->cfg.topic_partitions(s->cfg.topic_partitions_ctx)
+                           : 0};
     seq_load_result res = {0};
     char msg[1024];
     int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, sizeof msg);
