@@ -66,6 +66,7 @@ def main():
       f"{one('visible_p99_ms')} ms ({one('visible_probes')}) | | | p99 < 100 ms |")
     p(f"| seqctl build, delimited protobuf, events/s | {one('build_pb_events_per_s')} | | | >= 1000000 |")
     p(f"| seqctl build, JSON Lines, events/s | {one('build_jsonl_events_per_s')} | | | |")
+    p(f"| seqctl build, Avro (snappy), events/s | {one('build_avro_events_per_s')} | | | >= 1000000 |")
     p(f"| LoadBatch 1x: total ms, switch-over window µs (seen by readers) | {one('load_1x_total_ms')} ms, "
       f"{one('load_1x_switch_window_us')} µs | | | |")
     p(f"| LoadBatch 10x: total ms, switch-over window µs (seen by readers) | {one('load_10x_total_ms')} ms, "

@@ -1,5 +1,5 @@
-/* seqctl build: builds one batch (sequence, [start, end), generation) from JSON Lines or
- * length-delimited protobuf event files into SST files and a manifest, or, with
+/* seqctl build: builds one batch (sequence, [start, end), generation) from JSON Lines,
+ * length-delimited protobuf or Avro container event files into SST files and a manifest, or, with
  * --partitions P, into one part per Kafka partition (some of them with --only-partitions),
  * through the same decoders and executor as the server's stream path (storage/batch.h).
  * Progress and the report go to stderr; a one-line JSON summary to stdout. */
@@ -79,8 +79,9 @@ static int parse_args(int argc, char **argv, build_args *a, int *first_input)
         !a->have_gen)
         return seqc_usage_error("build needs --definition, --sequence, --start-ms, --end-ms, "
                                 "--generation and --out");
-    if (strcmp(a->format, "jsonl") != 0 && strcmp(a->format, "pb") != 0)
-        return seqc_usage_error("build: --format is jsonl or pb");
+    if (strcmp(a->format, "jsonl") != 0 && strcmp(a->format, "pb") != 0 &&
+        strcmp(a->format, "avro") != 0)
+        return seqc_usage_error("build: --format is jsonl, pb or avro");
     if ((a->have_parts && (a->partitions < 1 || a->partitions > SEQ_PARTS_MAX)) ||
         (a->only && !a->have_parts))
         return seqc_usage_error("build: --partitions is 1..%d; --only-partitions needs it",
@@ -132,7 +133,9 @@ int seqc_cmd_build(const seqc_ctx *ctx, int argc, char **argv)
     }
     if (a.partitions && (rc = set_partitions(b, &a)) != SEQC_EXIT_OK) goto out;
     rc = SEQC_EXIT_FAIL;
-    seq_input_format fmt = strcmp(a.format, "pb") == 0 ? SEQ_INPUT_PB : SEQ_INPUT_JSONL;
+    seq_input_format fmt = strcmp(a.format, "pb") == 0     ? SEQ_INPUT_PB
+                           : strcmp(a.format, "avro") == 0 ? SEQ_INPUT_AVRO
+                                                           : SEQ_INPUT_JSONL;
     for (int i = first; i < argc; i++) {
         if (seq_build_add_file(b, argv[i], fmt, progress, err, sizeof err) != SEQ_OK) {
             seqc_fail("%s", err);

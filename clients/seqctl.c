@@ -33,7 +33,7 @@ static const char usage_text[] =
     "  status [--json]\n"
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
-    "        [--format jsonl|pb] [--memory-mb N] [--partitions P [--only-partitions LIST]]\n"
+    "        [--format jsonl|pb|avro] [--memory-mb N] [--partitions P [--only-partitions LIST]]\n"
     "        INPUT...\n"
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] SST...\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n";

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { SEQ_INPUT_JSONL, SEQ_INPUT_PB } seq_input_format;
+/* SEQ_INPUT_AVRO files are containers with their own framing: engine/input_avro.h reads
+ * them; seq_input_* here frames only JSONL and PB. */
+typedef enum { SEQ_INPUT_JSONL, SEQ_INPUT_PB, SEQ_INPUT_AVRO } seq_input_format;
 
 typedef struct {
     const uint8_t *p, *end;
