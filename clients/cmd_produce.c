@@ -121,6 +121,9 @@ static int producer_open(producer *p, const char *brokers, const char *topic)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof errstr) ||
         rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof errstr) ||
+        /* Kafka's default (Java) placement of keyed records, which seqd's partitioning
+         * of users assumes (engine/partition.h); librdkafka's own default is CRC32. */
+        rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof errstr) ||
         rd_kafka_conf_set(conf, "message.timeout.ms", "60000", errstr, sizeof errstr)) {
         rd_kafka_conf_destroy(conf);
         return seqc_fail("Kafka configuration: %s", errstr);

@@ -34,6 +34,7 @@
 #include "../engine/event.h"
 #include "../engine/exec.h"
 #include "../engine/merge.h"
+#include "kafkaconf.h"
 
 #define BATCH_MAX 10000
 #define BATCH_WAIT_MS 5
@@ -187,7 +188,8 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
         conf_set(conf, "max.partition.fetch.bytes", "1048576", err, errlen) ||
         conf_set(conf, "queued.min.messages", "20000", err, errlen) ||
         conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
-        conf_set(conf, "log_level", "4", err, errlen))
+        conf_set(conf, "log_level", "4", err, errlen) ||
+        seq_kafkaconf_apply(c->cfg.kafka_conf, conf, err, errlen))
         goto fail;
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);

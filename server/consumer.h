@@ -44,6 +44,7 @@ typedef struct {
     /* Where the stream watermark (PRODUCT.md) is published, in ms; owned by the caller,
      * read by the service on every response. */
     _Atomic int64_t *stream_watermark;
+    const struct seq_kafkaconf *kafka_conf; /* --kafka-config properties; may be NULL */
 } seq_consumer_config;
 
 typedef struct {

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "consumer.h"
 #include "grpc.h"
+#include "kafkaconf.h"
 #include "metrics.h"
 #include "service.h"
 
@@ -37,6 +38,7 @@ typedef struct {
     seq_grpc_server *grpc;
     seq_admin *admin;
     char *token;
+    seq_kafkaconf *kafka_conf; /* --kafka-config, NULL without */
     _Atomic int64_t stream_watermark;
 } server;
 
@@ -220,12 +222,16 @@ static int start(server *s, char *err, size_t errlen)
         return EXIT_CONFIG;
     if (s->cfg.admin_token_file && read_token(s->cfg.admin_token_file, &s->token, err, errlen))
         return EXIT_CONFIG;
-    rc = seq_store_open(s->cfg.data_dir, s->def, s->cfg.cache_mb, &s->store, err, errlen);
+    if (s->cfg.kafka_config && seq_kafkaconf_load(s->cfg.kafka_config, &s->kafka_conf, err, errlen))
+        return EXIT_CONFIG;
+    seq_store_config stc = {s->cfg.cache_mb, s->cfg.history_ms};
+    rc = seq_store_open_cfg(s->cfg.data_dir, s->def, &stc, &s->store, err, errlen);
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
 
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,
-                              (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark};
+                              (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,
+                              s->kafka_conf};
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
     wait_assigned(s);
 
@@ -270,6 +276,7 @@ static void stop(server *s)
     if (s->store) seq_store_close(s->store);
     seq_def_free(s->def);
     free(s->token);
+    seq_kafkaconf_free(s->kafka_conf);
     seq_config_free(&s->cfg);
 }
 

@@ -47,7 +47,7 @@ typedef struct {
     op_fn fn;
 } binding;
 
-#define N_METHODS 4
+#define N_METHODS 5
 struct seq_service {
     seq_service_config cfg;
     uint32_t max_length;
@@ -506,6 +506,32 @@ int seq_service_health(seq_service *s, const uint8_t *req, size_t len, seq_buf *
     return rc;
 }
 
+/* The definition being served and its fingerprint as `seqctl build` records it
+ * (storage/batch_build.c), so that a client maps type indexes and columns without the
+ * admin port. The request has no fields; unknown ones are ignored as protobuf does. */
+int seq_service_definition(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                           char *msg, size_t msglen)
+{
+    Seqd__V1__GetDefinitionRequest *r = seqd__v1__get_definition_request__unpack(NULL, len, req);
+    if (!r) {
+        seq_errf(msg, msglen, "request does not decode as seqd.v1.GetDefinitionRequest");
+        return SEQ_EINVAL;
+    }
+    seqd__v1__get_definition_request__free_unpacked(r, NULL);
+    char fp[17];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)s->cfg.def->fingerprint);
+    Seqd__V1__GetDefinitionResponse resp = SEQD__V1__GET_DEFINITION_RESPONSE__INIT;
+    resp.definition_json = s->cfg.def->json ? s->cfg.def->json : (char *)"{}";
+    resp.fingerprint = fp;
+    size_t n = seqd__v1__get_definition_response__get_packed_size(&resp);
+    if (seq_buf_reserve(out, n)) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    out->len += seqd__v1__get_definition_response__pack(&resp, out->data + out->len);
+    return SEQ_OK;
+}
+
 /* ---- LoadBatch: verification and ingestion take long, so the call is held and the
  * load runs on a thread of its own, keeping the worker's other streams served. ---- */
 
@@ -649,12 +675,13 @@ static void handle(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t le
 
 static const char *const METHOD_PATHS[N_METHODS] = {
     "/seqd.v1.SequenceService/GetSequence", "/seqd.v1.SequenceService/BatchGetSequences",
-    "/seqd.v1.SequenceService/LoadBatch", "/grpc.health.v1.Health/Check"};
+    "/seqd.v1.SequenceService/LoadBatch", "/grpc.health.v1.Health/Check",
+    "/seqd.v1.SequenceService/GetDefinition"};
 static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
-                                                    "LoadBatch", "Check"};
+                                                    "LoadBatch", "Check", "GetDefinition"};
 /* NULL: the method has a handler of its own (handle_load). */
 static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, NULL,
-                                            seq_service_health};
+                                            seq_service_health, seq_service_definition};
 
 const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
 

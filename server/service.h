@@ -51,6 +51,8 @@ int seq_service_get(seq_service *s, const uint8_t *req, size_t len, seq_buf *out
                     size_t msglen);
 int seq_service_batch_get(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
                           char *msg, size_t msglen);
+int seq_service_definition(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                           char *msg, size_t msglen);
 int seq_service_health(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
                        size_t msglen);
 

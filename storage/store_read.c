@@ -285,9 +285,11 @@ static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint
         const void *v = cur_value(c, &vl);
         int rc = open_blob(v, vl, &bi, &r->srec, &r->scap, n, err, errlen);
         if (rc != SEQ_OK) return rc;
-        /* decoded in place; the blob's header count bounds how many fit */
+        /* decoded in place; the blob's header count bounds how many fit. Copies a
+         * correction replaced are kept for as-of reads only (blob.h) */
         while (bi.left && (rc = seq_blob_iter_next(&bi, &r->srec[n])) == 1)
-            n += seq_merge_stream_visible(p, r->srec[n].time_ms) != 0;
+            n += seq_merge_stream_visible(p, r->srec[n].time_ms) != 0 &&
+                 seq_rec_live_at(&r->srec[n], 0);
         *ns = n; /* only visible records were kept */
         if (rc < 0) {
             seq_errf(err, errlen, "corrupt stream bucket of user %llu", (unsigned long long)user);

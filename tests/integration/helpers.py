@@ -108,13 +108,15 @@ def make_event(user_id, time_ms, event_type, item_id=0, event_id=None, attribute
 # ---- Kafka ----
 
 class Producer:
-    """confluent_kafka producer keyed by user id, as seqctl produce does."""
+    """confluent_kafka producer keyed by user id, placed as seqctl produce places them
+    (Kafka's murmur2); partitioner="consistent_random" plays a producer with librdkafka's
+    default, whose events arrive misrouted."""
 
-    def __init__(self, brokers, topic="seqd.events"):
+    def __init__(self, brokers, topic="seqd.events", partitioner="murmur2_random"):
         from confluent_kafka import Producer as KP
         self.topic = topic
         self.p = KP({"bootstrap.servers": brokers, "linger.ms": 2,
-                     "message.timeout.ms": 60000})
+                     "message.timeout.ms": 60000, "partitioner": partitioner})
         self.errors = []
 
     def _cb(self, err, msg):
