@@ -434,7 +434,9 @@ static int map_fields(seq_avro_reader *r, const char *name, char *err, size_t er
  * blocks of ~64 KiB, Java's default; ids and types are short). Process-wide, set once. */
 #define SEQ_AVRO_MAX_ALLOC ((size_t)64 << 20)
 
-static _Atomic size_t live_bytes; /* what avro-c holds (seq_avro_live_bytes) */
+/* What avro-c holds (seq_avro_live_bytes), per thread: a reader allocates and frees on
+ * the thread that reads it, and a locked add on every allocation cost ~4% of a build. */
+static _Thread_local size_t live_bytes;
 
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {

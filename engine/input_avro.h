@@ -39,7 +39,7 @@ int seq_avro_next(seq_avro_reader *r, seq_event *ev, char *msg, size_t msglen);
 /* 1-based number of the record last returned (for "FILE:RECORD: what"). */
 uint64_t seq_avro_record_no(const seq_avro_reader *r);
 void seq_avro_close(seq_avro_reader *r);
-/* Bytes avro-c holds right now, for every reader of the process: back to its value
+/* Bytes avro-c holds right now for the readers of this thread: back to its value
  * before an open once that reader has read an undamaged file to its end and is closed
  * (the fuzz target's leak check; avro-c's own leaks on damaged files are not ours). */
 size_t seq_avro_live_bytes(void);

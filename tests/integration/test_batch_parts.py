@@ -1,56 +1,34 @@
 """Partitioned batches (seqctl build --partitions P, storage/batch_parts.h) on one node:
-every user lands in the part Kafka's murmur2 says (the Python murmur2 here is checked
-against tests/unit/murmur2_vectors.tsv first, the same function the docs' PySpark snippet
-uses); the parts together hold exactly what an unpartitioned build of the same input holds;
+every user lands in the part Kafka's murmur2 says (docs/seqd_partition.py, the function
+the docs' PySpark job uses, is checked against tests/unit/murmur2_vectors.tsv first); the
+parts together hold exactly what an unpartitioned build of the same input holds;
 an empty partition is an empty part; two builders (--only-partitions, one from the whole
 input, one from its own pre-partitioned share) write one batch that LoadBatch loads as one
-generation; a missing part, P unlike the topic's, parts of two generations and a part of
+generation; the docs' job without Spark (input pre-partitioned by docs/seqd_partition.py,
+one builder per partition in parallel, an empty partition from /dev/null) loads; a
+missing part, P unlike the topic's, parts of two generations and a part of
 another definition are FAILED_PRECONDITION with nothing changed; a second builder with
 another generation is refused at build time."""
 import json
 import os
 import shutil
 import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 
 from helpers import BUILD, HOUR, SEQCTL_BIN, SOURCE, Seqd, make_test_definition, now_ms, pb
 
+sys.path.insert(0, os.path.join(SOURCE, "docs"))
+from seqd_partition import murmur2, partition_of  # noqa: E402  (the docs' own module)
+
 DBSCAN = os.path.join(BUILD, "tests", "dbscan")
 VECTORS = os.path.join(SOURCE, "tests", "unit", "murmur2_vectors.tsv")
 B = (now_ms() // HOUR) * HOUR - 6 * 24 * HOUR
 A = B - 24 * HOUR
 P = 8  # the embedded topic's partitions
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (seed 0x9747b28c), as Java's signed 32-bit int."""
-    m, r = 0x5BD1E995, 24
-    h = (0x9747B28C ^ len(data)) & 0xFFFFFFFF
-    n4 = len(data) // 4
-    for i in range(n4):
-        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = data[4 * n4:]
-    if len(tail) >= 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if tail:
-        h ^= tail[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_of(user, p):
-    return (murmur2(str(user).encode()) & 0x7FFFFFFF) % p
 
 
 def test_python_murmur2_matches_the_vectors():
@@ -280,3 +258,37 @@ def test_incomplete_or_mixed_batches_are_refused_with_nothing_changed(node):
     # the whole batch loads after all that
     r = load(s, 20, files)
     assert r.generation == 20 and r.users == 40
+
+
+def test_the_docs_job_without_spark(node):
+    """docs/batch-spark.md's two steps with a thread pool in place of Spark's tasks: the
+    input split into one file per partition by docs/seqd_partition.py (Spark's
+    write.partitionBy), then one seqctl build --only-partitions per partition into one
+    shared directory (a partition without rows built from /dev/null), then one load."""
+    s = node
+    evs = events(3000, 5, "d")  # 5 users: most of the 8 partitions are empty
+    staging = os.path.join(s.workdir, "staging")
+    by_part = {}
+    for e in evs:
+        by_part.setdefault(partition_of(e["user_id"], P), []).append(e)
+    for p, rows in by_part.items():
+        os.makedirs(os.path.join(staging, "part=%d" % p))
+        write_jsonl(os.path.join(staging, "part=%d" % p, "rows.jsonl"), rows)
+    out = os.path.join(s.root, "spark-like")
+
+    def task(p):
+        d = os.path.join(staging, "part=%d" % p)
+        inputs = [os.path.join(d, f) for f in os.listdir(d)] if os.path.isdir(d) else ["/dev/null"]
+        r = subprocess.run([SEQCTL_BIN, "build", "--definition", s.definition_path, "--sequence",
+                            "engagements", "--start-ms", str(A), "--end-ms", str(B),
+                            "--generation", "30", "--out", out, "--partitions", str(P),
+                            "--only-partitions", str(p), "--format", "jsonl"] + inputs,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    with ThreadPoolExecutor(4) as pool:
+        reps = list(pool.map(task, range(P)))
+    assert sum(r["other_partitions"] for r in reps) == 0 and len(by_part) < P
+    r = load(s, 30, part_files(out))
+    assert (r.generation, r.users, r.events) == (30, 5, sum(x["events"] for x in reps))
