@@ -113,7 +113,8 @@ void seq_store_reader_free(seq_store_reader *r);
 
 /* Gathers user's records for p->seq: stream records newest first, until
  * seq_merge_need(p) visible ones or times below seq_merge_stop_before(p); and batch records
- * of every generation in p->cov (gen set on each). Arrays are owned by the reader and
+ * of every generation in p->cov (gen set on each); only the batch's in the BATCH view and
+ * only the stream's in the STREAM view (merge.h). Arrays are owned by the reader and
  * valid until its next read. Feed them to seq_merge_run. */
 int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
                    const seq_rec **stream, uint32_t *ns, const seq_rec **batch, uint32_t *nb,

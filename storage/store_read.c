@@ -560,10 +560,15 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     }
     uint32_t hist = 0;
     r->npend = 0;
-    if (p->n_cov && (rc = read_batch(&c, p, user, nb, &hist, err, errlen)) != SEQ_OK) return rc;
+    /* the views (merge.h) read one source each */
+    if (p->n_cov && p->view != SEQ_VIEW_STREAM &&
+        (rc = read_batch(&c, p, user, nb, &hist, err, errlen)) != SEQ_OK)
+        return rc;
     /* any batch record at t >= C? The decoded ones are newest first, the set-aside ones older */
     int recent_batch = *nb && r->brec[0].time_ms >= p->now_ms - p->horizon_ms;
-    if ((rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
+    if (p->view != SEQ_VIEW_BATCH &&
+        (rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK)
+        return rc;
     if ((rc = settle_pending(r, p, user, *ns, nb, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;
     *batch = r->brec;
