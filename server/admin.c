@@ -150,7 +150,7 @@ static void on_status(seq_admin *a, struct evhttp_request *req)
                              "grpc", a->ctx.grpc_address, "admin", a->address,
                              "brokers", seq_consumer_brokers(a->ctx.consumer), "topic", c->topic,
                              "group", c->group,
-                             "event_format", c->event_format == SEQ_FMT_JSON ? "json" : "protobuf",
+                             "event_format", seq_event_format_name(c->event_format),
                              "embedded_kafka", seq_consumer_embedded(a->ctx.consumer),
                              "definition", def ? def : json_object(), "stream", status_stream(a),
                              "sequences", status_sequences(a), "counts", status_counts(a));

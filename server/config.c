@@ -52,7 +52,8 @@ void seq_config_usage(FILE *f)
 {
     fputs("usage: seqd --definition FILE [--data-dir DIR] [--grpc-listen HOST:PORT]\n"
           "            [--admin-listen HOST:PORT] [--brokers LIST] [--topic NAME] [--group ID]\n"
-          "            [--event-format protobuf|json] [--threads N] [--cache-mb N]\n"
+          "            [--event-format protobuf|json|confluent-protobuf] [--threads N]\n"
+          "            [--cache-mb N]\n"
           "            [--max-message-bytes N] [--batch-root DIR] [--admin-token-file FILE]\n"
           "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
           "            [--max-header-bytes N] [--min-free-mb N] [--kafka-config FILE]\n"
@@ -66,6 +67,12 @@ void seq_config_usage(FILE *f)
           "          --history-ms 604800000 (7 days; 0: keep no replaced copies);\n"
           "          no --brokers: an embedded Kafka cluster\n",
           f);
+}
+
+const char *seq_event_format_name(seq_event_format f)
+{
+    return f == SEQ_FMT_JSON ? "json" : f == SEQ_FMT_CONFLUENT_PROTOBUF ? "confluent-protobuf"
+                                                                        : "protobuf";
 }
 
 static void set_defaults(seq_config *c)
@@ -140,8 +147,9 @@ static int apply(seq_config *c, const opt_spec *o, const char *v, char *err, siz
     case OPT_FORMAT:
         if (strcmp(v, "protobuf") == 0) c->event_format = SEQ_FMT_PROTOBUF;
         else if (strcmp(v, "json") == 0) c->event_format = SEQ_FMT_JSON;
+        else if (strcmp(v, "confluent-protobuf") == 0) c->event_format = SEQ_FMT_CONFLUENT_PROTOBUF;
         else {
-            seq_errf(err, errlen, "--event-format: '%s' is not protobuf or json", v);
+            seq_errf(err, errlen, "--event-format: '%s' is not protobuf, json or confluent-protobuf", v);
             return SEQ_EINVAL;
         }
         return SEQ_OK;

@@ -7,7 +7,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { SEQ_FMT_PROTOBUF = 0, SEQ_FMT_JSON = 1 } seq_event_format;
+/* Kafka values: protobuf seqd.v1.Event, one JSON object, or the Event in the Confluent
+ * serializer's framing (engine/event.h). */
+typedef enum { SEQ_FMT_PROTOBUF = 0, SEQ_FMT_JSON = 1, SEQ_FMT_CONFLUENT_PROTOBUF = 2 } seq_event_format;
+
+/* "protobuf", "json", "confluent-protobuf". */
+const char *seq_event_format_name(seq_event_format f);
 
 typedef struct {
     /* Strings point into argv or at static defaults, except batch_root (owned). */

@@ -329,6 +329,8 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     char why[256];
     int rc = c->cfg.format == SEQ_FMT_JSON
                  ? seq_event_decode_json(def, m->payload, m->len, &ev, why, sizeof why)
+             : c->cfg.format == SEQ_FMT_CONFLUENT_PROTOBUF
+                 ? seq_event_decode_confluent_pb(def, m->payload, m->len, &ev, why, sizeof why)
                  : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
     if (!rc) rc = seq_event_check_time(def, &ev, now, why, sizeof why);
     if (rc) {

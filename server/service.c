@@ -16,6 +16,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "seqd/v1/seqd.pb-c.h"
 #include "../storage/batch.h"
+#include "reflection.h"
 
 #define ARENA_BYTES (64 * 1024)
 #define SEQ_SERVICE_MSG 384     /* an error message of one request */
@@ -53,13 +54,14 @@ typedef struct {
     op_fn fn;
 } binding;
 
-#define N_METHODS 5
+#define N_METHODS 7
 struct seq_service {
     seq_service_config cfg;
     uint32_t max_length;
     pthread_key_t key;
     binding bindings[N_METHODS];
     seq_grpc_method methods[N_METHODS];
+    seq_reflection *reflection;
     /* LoadBatch runs on its own thread; shutdown waits for running loads. */
     pthread_mutex_t load_mu;
     pthread_cond_t load_cv;
@@ -767,12 +769,18 @@ static void handle(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t le
 static const char *const METHOD_PATHS[N_METHODS] = {
     "/seqd.v1.SequenceService/GetSequence", "/seqd.v1.SequenceService/BatchGetSequences",
     "/seqd.v1.SequenceService/LoadBatch", "/grpc.health.v1.Health/Check",
-    "/seqd.v1.SequenceService/GetDefinition"};
+    "/seqd.v1.SequenceService/GetDefinition",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"};
 static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
-                                                    "LoadBatch", "Check", "GetDefinition"};
-/* NULL: the method has a handler of its own (handle_load). */
+                                                    "LoadBatch", "Check", "GetDefinition",
+                                                    "ServerReflectionInfo",
+                                                    "ServerReflectionInfoV1alpha"};
+/* NULL: the method has a handler of its own (handle_load; reflection's stream handler
+ * for the paths under /grpc.reflection.). */
 static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, NULL,
-                                            seq_service_health, seq_service_definition};
+                                            seq_service_health, seq_service_definition,
+                                            NULL, NULL};
 
 const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
 
@@ -795,11 +803,20 @@ int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err,
     pthread_cond_init(&s->load_cv, NULL);
     for (uint32_t i = 0; i < cfg->def->n_seqs; i++)
         if (cfg->def->seqs[i].max_length > s->max_length) s->max_length = cfg->def->seqs[i].max_length;
+    if (seq_reflection_new(METHOD_PATHS, N_METHODS, &s->reflection, err, errlen)) {
+        seq_service_free(s);
+        return SEQ_EINTERNAL;
+    }
     for (int i = 0; i < N_METHODS; i++) {
         s->bindings[i] = (binding){s, METHOD_FNS[i]};
-        s->methods[i] = METHOD_FNS[i]
-                            ? (seq_grpc_method){METHOD_PATHS[i], handle, &s->bindings[i]}
-                            : (seq_grpc_method){METHOD_PATHS[i], handle_load, s};
+        if (strncmp(METHOD_PATHS[i], "/grpc.reflection.", 17) == 0)
+            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .ctx = s->reflection,
+                                              .stream_fn = seq_reflection_stream};
+        else if (METHOD_FNS[i])
+            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .fn = handle,
+                                              .ctx = &s->bindings[i]};
+        else
+            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .fn = handle_load, .ctx = s};
     }
     *out = s;
     return SEQ_OK;
@@ -815,5 +832,6 @@ void seq_service_free(seq_service *s)
     seq_service_drain(s);
     pthread_mutex_destroy(&s->load_mu);
     pthread_cond_destroy(&s->load_cv);
+    seq_reflection_free(s->reflection);
     free(s);
 }
