@@ -62,7 +62,10 @@ static const struct {
      "unless --brokers and --topic are given.\n"},
     {"status", "Summary of the server's /status (--json: the raw document).\n"},
     {"broker", "Runs the embedded (mock) Kafka cluster as its own process; prints brokers=LIST.\n"},
-    {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"},
+    {"build", "Builds a batch's SST files from JSON Lines, protobuf or Avro events.\n"
+              "--partitions P writes one part per Kafka partition of the users (murmur2),\n"
+              "--only-partitions LIST (0-3,7) only those: several builders, one batch.\n"
+              "--memory-mb bounds memory (sorted runs spilled and merged).\n"},
     {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"},
 };
 
