@@ -24,6 +24,7 @@ static const struct {
     {"broker", seqc_cmd_broker},
     {"build", seqc_cmd_build},
     {"load", seqc_cmd_load},
+    {"malformed", seqc_cmd_malformed},
 };
 
 static const char usage_text[] =
@@ -38,6 +39,7 @@ static const char usage_text[] =
     "        [--format jsonl|pb|avro] [--memory-mb N] [--partitions P [--only-partitions LIST]]\n"
     "        INPUT...\n"
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] SST...\n"
+    "  malformed [--limit N] [--json]\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n"
     "'seqctl COMMAND --help' explains one command\n";
 
@@ -63,10 +65,15 @@ static const struct {
     {"status", "Summary of the server's /status (--json: the raw document).\n"},
     {"broker", "Runs the embedded (mock) Kafka cluster as its own process; prints brokers=LIST.\n"},
     {"build", "Builds a batch's SST files from JSON Lines, protobuf or Avro events.\n"
+              "--memory-mb N (default 1024): past it, sorted runs are spilled beside the\n"
+              "output and merged, so inputs larger than RAM build in bounded memory.\n"
               "--partitions P writes one part per Kafka partition of the users (murmur2),\n"
-              "--only-partitions LIST (0-3,7) only those: several builders, one batch.\n"
-              "--memory-mb bounds memory (sorted runs spilled and merged).\n"},
+              "--only-partitions LIST (0-3,7) only those: several builders, one batch.\n"},
     {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"},
+    {"malformed",
+     "The Kafka messages seqd kept aside as malformed (GET /malformed on the admin port),\n"
+     "oldest first (by partition, offset): the reason and the start of each value\n"
+     "(--json: the whole values, base64). --limit N: at most N (1..1000, default 20).\n"},
 };
 
 /* `seqctl COMMAND --help`: the command's lines of usage_text (its line and the

@@ -45,6 +45,7 @@ static const opt_spec OPTS[] = {
     {"advertise", OPT_STR, F(advertise), 0},
     {"history-ms", OPT_I64, F(history_ms), 0},
     {"help", OPT_FLAG, F(help), 0},
+    {"check-definition", OPT_STR, F(check_definition), 0},
 };
 #undef F
 
@@ -65,7 +66,10 @@ void seq_config_usage(FILE *f)
           "          --idle-timeout-s 300 --max-connections 4096 --max-concurrent-streams 256\n"
           "          --max-header-bytes 16384 --min-free-mb 128 (0: no check);\n"
           "          --history-ms 604800000 (7 days; 0: keep no replaced copies);\n"
-          "          no --brokers: an embedded Kafka cluster\n",
+          "          no --brokers: an embedded Kafka cluster\n"
+          "       seqd --check-definition FILE [--data-dir DIR]\n"
+          "          validates FILE (and its compatibility with the data in DIR), prints the\n"
+          "          verdict, exits 0 (valid) or 2; serves nothing\n",
           f);
 }
 
@@ -75,10 +79,12 @@ const char *seq_event_format_name(seq_event_format f)
                                                                         : "protobuf";
 }
 
+static const char DEFAULT_DATA_DIR[] = "./seqd-data";
+
 static void set_defaults(seq_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->data_dir = "./seqd-data";
+    c->data_dir = DEFAULT_DATA_DIR;
     c->grpc_listen = "127.0.0.1:50051";
     c->admin_listen = "127.0.0.1:8080";
     c->topic = "seqd.events";
@@ -203,7 +209,8 @@ int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t err
             goto fail;
         }
     }
-    if (c->help) return SEQ_OK;
+    c->data_dir_given = c->data_dir != DEFAULT_DATA_DIR;
+    if (c->help || c->check_definition) return SEQ_OK;
     if (!c->definition) {
         seq_errf(err, errlen, "--definition FILE is required (see --help)");
         goto fail;

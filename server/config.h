@@ -46,11 +46,15 @@ typedef struct {
      * retention, are kept for as-of reads (storage/store.h); 0 = none. */
     int64_t history_ms;
     int help;           /* --help was given: print usage, exit 0 */
+    /* --check-definition FILE: validate FILE (and, with --data-dir, its compatibility
+     * with the stored data), print the verdict, exit; serve nothing. */
+    const char *check_definition;
+    int data_dir_given; /* --data-dir was on the command line */
 } seq_config;
 
 /* Fills *c with the defaults, then applies argv. Accepts "--opt value" and "--opt=value".
  * SEQ_OK, or SEQ_EINVAL with a message naming the option. --definition is required
- * unless --help is given. */
+ * unless --help or --check-definition is given. */
 int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t errlen);
 void seq_config_free(seq_config *c);
 void seq_config_usage(FILE *f);

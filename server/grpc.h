@@ -25,7 +25,8 @@ typedef void (*seq_grpc_handler_fn)(void *ctx, seq_grpc_call *call, const uint8_
  * with seq_grpc_stream_send and returns SEQ_OK to go on, or a status code (message in
  * err) that ends the call with that status. When the client half-closes, the call ends
  * with OK once every response is sent. While a call's unsent responses pile up (a peer
- * that does not read), its request bytes stay unread and its HTTP/2 window closes. */
+ * that does not read), its request bytes stay unread and its HTTP/2 window closes.
+ * grpc-timeout is checked as each request message arrives (DEADLINE_EXCEEDED). */
 typedef int (*seq_grpc_stream_fn)(void *ctx, seq_grpc_call *call, const uint8_t *msg,
                                   size_t len, char *err, size_t errlen);
 

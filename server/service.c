@@ -16,6 +16,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "seqd/v1/seqd.pb-c.h"
 #include "../storage/batch.h"
+#include "log.h"
 #include "reflection.h"
 
 #define ARENA_BYTES (64 * 1024)
@@ -644,6 +645,20 @@ static int encode_load_result(seq_buf *out, const seq_load_result *res)
     return SEQ_OK;
 }
 
+/* One line per load, committed or refused (operators grep "load"). */
+static void log_load(const seq_load_req *lr, int rc, const char *msg, const seq_load_result *res)
+{
+    if (rc)
+        seq_log(SEQ_LOG_WARN, "load refused: %s generation %llu [%lld, %lld): %s: %s",
+                lr->sequence, (unsigned long long)lr->generation, (long long)lr->start_ms,
+                (long long)lr->end_ms, seq_log_code_name(rc), msg);
+    else
+        seq_log(SEQ_LOG_INFO, "load: %s generation %llu [%lld, %lld) committed: %u files, "
+                "%llu users, %llu events", lr->sequence, (unsigned long long)res->generation,
+                (long long)lr->start_ms, (long long)lr->end_ms, (unsigned)res->files,
+                (unsigned long long)res->users, (unsigned long long)res->events);
+}
+
 static void *load_thread(void *arg)
 {
     load_job *j = arg;
@@ -657,6 +672,7 @@ static void *load_thread(void *arg)
     seq_load_result res = {0};
     char msg[1024];
     int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, sizeof msg);
+    log_load(&lr, rc, msg, &res);
     if (!rc && encode_load_result(seq_grpc_call_reply(j->call), &res)) {
         rc = SEQ_EINTERNAL;
         seq_errf(msg, sizeof msg, "out of memory");
@@ -720,6 +736,7 @@ static void handle_load(void *ctx, seq_grpc_call *call, const uint8_t *req, size
     seq_service *s = ctx;
     char msg[256];
     if (!token_ok(s, call)) {
+        seq_log(SEQ_LOG_WARN, "load refused: UNAUTHENTICATED: missing or wrong token");
         seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, "LoadBatch: missing or wrong authorization token");
         return;
     }

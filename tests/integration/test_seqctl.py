@@ -147,7 +147,11 @@ def test_help():
 
 def test_every_command_has_help():
     import subprocess
-    for cmd in ("get", "produce", "status", "broker", "build", "load"):
+    top = subprocess.run([SEQCTL_BIN, "--help"], capture_output=True, text=True).stdout
+    cmds = sorted({ln.split()[0] for ln in top.splitlines()
+                   if ln.startswith("  ") and not ln.startswith("   ")})
+    assert {"get", "produce", "status", "broker", "build", "load", "malformed"} <= set(cmds)
+    for cmd in cmds:
         r = subprocess.run([SEQCTL_BIN, cmd, "--help"], capture_output=True, text=True)
         assert r.returncode == 0, (cmd, r.stderr)
         assert ("  " + cmd + " ") in r.stdout and not r.stderr
