@@ -58,10 +58,11 @@
 
 typedef struct {
     int64_t next, high, wm;
+    int64_t progress_ms; /* see seq_consumer_part */
 } part_state;
 
 typedef struct {
-    uint64_t applied, malformed, skipped, filtered, late;
+    uint64_t applied, malformed, future, skipped, filtered, late;
 } tallies;
 
 struct seq_consumer {
@@ -254,6 +255,7 @@ static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps, int64_t 
     int stored = seq_store_get_offset(c->cfg.store, p, &next, &wm) == SEQ_OK;
     ps->wm = stored ? wm : 0;
     ps->high = -1;
+    ps->progress_ms = seq_now_ms();
     if (c->mock && stored) {
         if (next > *stale) *stale = next;
         stored = 0;
@@ -332,11 +334,12 @@ static int late_batch_owned(const seq_consumer *c, const seq_store_view *v, int6
     return 0;
 }
 
+/* Keeps the message aside (seqctl reads them back) and counts it in *count. */
 static void keep_malformed(seq_consumer *c, const rd_kafka_message_t *m, const char *why,
-                           tallies *t)
+                           uint64_t *count)
 {
     seq_store_batch_add_malformed(c->batch, m->partition, m->offset, m->payload, m->len, why);
-    t->malformed++;
+    (*count)++;
     seq_log_limited(&c->malformed_log, MALFORMED_LOG_MS, SEQ_LOG_WARN,
                     "kafka: malformed message kept aside: %s [%d] offset %lld: %s "
                     "(seqctl malformed lists them)",
@@ -357,9 +360,12 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
              : c->cfg.format == SEQ_FMT_CONFLUENT_PROTOBUF
                  ? seq_event_decode_confluent_pb(def, m->payload, m->len, &ev, why, sizeof why)
                  : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
-    if (!rc) rc = seq_event_check_time(def, &ev, now, why, sizeof why);
     if (rc) {
-        keep_malformed(c, m, why, t);
+        keep_malformed(c, m, why, &t->malformed);
+        return SEQ_OK;
+    }
+    if (seq_event_check_time(def, &ev, now, why, sizeof why)) { /* a clock, not a codec, issue */
+        keep_malformed(c, m, why, &t->future);
         return SEQ_OK;
     }
     switch (seq_exec_apply(def, &ev, -1, outs, &n)) {
@@ -370,7 +376,7 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     t->late += (uint64_t)late_batch_owned(c, v, now, &ev, outs, n);
     rc = seq_store_batch_add_event(c->batch, &ev, outs, n, why, sizeof why);
     if (rc == SEQ_EINVAL) { /* the event itself is unstorable: retrying cannot help */
-        keep_malformed(c, m, why, t);
+        keep_malformed(c, m, why, &t->malformed);
         return SEQ_OK;
     }
     if (rc) {
@@ -423,6 +429,7 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         part_state *ps = &c->pending[m->partition];
         rc = handle_message(c, v, now, m, t, &ps->wm);
         ps->next = m->offset + 1;
+        ps->progress_ms = now;
         c->touched[m->partition] = 1;
     }
     *used = i;
@@ -473,6 +480,7 @@ static void add_tallies(seq_consumer *c, const tallies *t)
     seq_consumer_stats *s = &c->stats;
     atomic_fetch_add_explicit(&s->applied, t->applied, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->malformed, t->malformed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->future, t->future, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->skipped_unknown_type, t->skipped, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->filtered, t->filtered, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->late_batch_owned, t->late, memory_order_relaxed);
@@ -509,9 +517,16 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
     }
 }
 
-/* Makes the committed pending state the published one (offsets, watermarks, lag). */
+/* Makes the committed pending state the published one (offsets, watermarks, lag). A
+ * partition consumed to its known end counts as progressing (a quiet one is not stale),
+ * unless the brokers are down: its end is then unknown and its age grows. */
 static void publish_committed(seq_consumer *c)
 {
+    int64_t now = seq_now_ms();
+    int down = atomic_load_explicit(&c->stats.brokers_down, memory_order_relaxed);
+    for (uint32_t p = 0; p < c->n_parts && !down; p++)
+        if (c->pending[p].high >= 0 && c->pending[p].next >= c->pending[p].high)
+            c->pending[p].progress_ms = now;
     pthread_mutex_lock(&c->mu);
     memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
     pthread_mutex_unlock(&c->mu);
@@ -651,7 +666,8 @@ uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32
     pthread_mutex_lock(&c->mu);
     uint32_t n = c->n_parts;
     for (uint32_t p = 0; p < n && p < max; p++)
-        out[p] = (seq_consumer_part){(int32_t)p, c->parts[p].next, c->parts[p].high, c->parts[p].wm};
+        out[p] = (seq_consumer_part){(int32_t)p, c->parts[p].next, c->parts[p].high, c->parts[p].wm,
+                                     c->parts[p].progress_ms};
     pthread_mutex_unlock(&c->mu);
     return n;
 }

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "../engine/def.h"
+#include "../engine/merge.h"
 #include "../storage/store.h"
 #include "admin.h"
 #include "config.h"
@@ -38,6 +39,7 @@ typedef struct {
     seq_service *service;
     seq_grpc_server *grpc;
     seq_admin *admin;
+    seq_console *console;
     char *token;
     seq_kafkaconf *kafka_conf; /* --kafka-config, NULL without */
     _Atomic int64_t stream_watermark;
@@ -151,6 +153,73 @@ static int batch_gap(void *s, size_t i, const char **label, double *v)
     return batch_sample(s, i, label, v, B_GAP);
 }
 
+/* ---- additions of issue 12: readiness, per-partition freshness, the default process
+ * series (the completeness gap is batch_gap above) ---- */
+
+/* One truth with /readyz and /status's caught_up: seq_consumer_ready. */
+static double ready(void *c)
+{
+    char why[8];
+    return seq_consumer_ready(c, why, sizeof why);
+}
+
+static double zero(void *p) { (void)p; return 0; }
+
+/* Partition i's state: a snapshot taken at i == 0 serves the rest of the scrape (the
+ * admin thread renders; the buffer is per thread). */
+static const seq_consumer_part *part_at(server *s, size_t i, const char **label)
+{
+    static _Thread_local seq_consumer_part parts[1024];
+    static _Thread_local uint32_t n;
+    static _Thread_local char name[16];
+    if (i == 0) n = seq_consumer_partitions(s->consumer, parts, 1024);
+    if (i >= n || i >= 1024) return NULL;
+    snprintf(name, sizeof name, "%d", (int)parts[i].partition);
+    *label = name;
+    return &parts[i];
+}
+
+static int part_lag(void *s, size_t i, const char **label, double *v)
+{
+    const seq_consumer_part *p = part_at(s, i, label);
+    if (p) *v = p->high_offset < 0 || p->next_offset > p->high_offset ? 0 : (double)(p->high_offset - p->next_offset);
+    return p != NULL;
+}
+
+static int part_age(void *s, size_t i, const char **label, double *v)
+{
+    const seq_consumer_part *p = part_at(s, i, label);
+    if (p) *v = (double)(seq_now_ms() - p->progress_ms) / 1000.0;
+    return p != NULL;
+}
+
+static int part_watermark(void *s, size_t i, const char **label, double *v)
+{
+    const seq_consumer_part *p = part_at(s, i, label);
+    if (p) *v = (double)p->watermark_ms / 1000.0;
+    return p != NULL;
+}
+
+static void register_console_metrics(server *s)
+{
+    seq_consumer_stats *cs = seq_consumer_get_stats(s->consumer);
+    seq_metrics *m = s->metrics;
+    seq_metrics_add_fn(m, "seqd_ready", "1 when /readyz answers 200 (brokers reachable, store writes succeed, stream caught up).",
+                       SEQ_METRIC_GAUGE, ready, s->consumer);
+    seq_metrics_add_fn(m, "seqd_events_future_total", "Stream events more than max_future_ms ahead of the clock (kept aside; not in malformed).",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->future);
+    /* Exported at 0 until the write path counts damaged stored data (issue 10). */
+    seq_metrics_add_fn(m, "seqd_storage_corrupt_total", "Damaged stored records found by reads or checks.",
+                       SEQ_METRIC_COUNTER, zero, NULL);
+    seq_metrics_add_family(m, "seqd_partition_lag_messages", "Messages of the partition not yet consumed.",
+                           SEQ_METRIC_GAUGE, "partition", part_lag, s);
+    seq_metrics_add_family(m, "seqd_partition_watermark_age_seconds", "Seconds since the partition last advanced or was consumed to its end: grows on a stuck partition, not on a quiet one.",
+                           SEQ_METRIC_GAUGE, "partition", part_age, s);
+    seq_metrics_add_family(m, "seqd_partition_watermark_seconds", "Event-time watermark of the partition (newest applied event time).",
+                           SEQ_METRIC_GAUGE, "partition", part_watermark, s);
+    seq_metrics_add_process(m, SEQD_VERSION);
+}
+
 static void register_metrics(server *s)
 {
     seq_consumer_stats *cs = seq_consumer_get_stats(s->consumer);
@@ -195,6 +264,7 @@ static void register_metrics(server *s)
     seq_metrics_add_family(m, "seqd_batch_completeness_gap_seconds",
                            "Length of [now - retention, now - horizon) no committed batch range covers, per sequence.",
                            SEQ_METRIC_GAUGE, "sequence", batch_gap, s);
+    register_console_metrics(s);
 }
 
 /* ---- start and stop ---- */
@@ -272,8 +342,15 @@ static int start(server *s, char *err, size_t errlen)
                           .max_header_bytes = (unsigned)s->cfg.max_header_bytes};
     if (seq_grpc_start(&gc, &s->grpc, err, errlen)) return 1;
 
+    seq_console_ctx cc2 = {.def = s->def, .store = s->store, .consumer = s->consumer,
+                           .metrics = s->metrics, .service = s->service,
+                           .stream_watermark = &s->stream_watermark};
+    if (!(s->console = seq_console_new(&cc2))) {
+        seq_errf(err, errlen, "out of memory");
+        return 1;
+    }
     seq_admin_ctx ac = {&s->cfg, seq_grpc_address(s->grpc), s->def, s->store, s->consumer,
-                        s->metrics, &s->stream_watermark};
+                        s->metrics, &s->stream_watermark, s->console};
     if (seq_admin_start(&ac, &s->admin, err, errlen)) return 1;
     return 0;
 }
@@ -285,6 +362,7 @@ static void stop(server *s)
     if (s->service) seq_service_drain(s->service);
     if (s->grpc) seq_grpc_stop(s->grpc);
     if (s->admin) seq_admin_stop(s->admin);
+    seq_console_free(s->console);
     seq_consumer_stop(s->consumer);
     if (s->grpc) seq_grpc_free(s->grpc);
     seq_service_free(s->service);
