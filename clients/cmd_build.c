@@ -133,9 +133,9 @@ int seqc_cmd_build(const seqc_ctx *ctx, int argc, char **argv)
     }
     if (a.partitions && (rc = set_partitions(b, &a)) != SEQC_EXIT_OK) goto out;
     rc = SEQC_EXIT_FAIL;
-    seq_input_format fmt = strcmp(a.format, "pb") == 0     ? SEQ_INPUT_PB
-                           : strcmp(a.format, "avro") == 0 ? SEQ_INPUT_AVRO
-                                                           : SEQ_INPUT_JSONL;
+    seq_format fmt = strcmp(a.format, "pb") == 0     ? SEQ_FORMAT_PROTOBUF
+                     : strcmp(a.format, "avro") == 0 ? SEQ_FORMAT_AVRO
+                                                     : SEQ_FORMAT_JSON;
     for (int i = first; i < argc; i++) {
         if (seq_build_add_file(b, argv[i], fmt, progress, err, sizeof err) != SEQ_OK) {
             seqc_fail("%s", err);

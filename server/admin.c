@@ -150,18 +150,35 @@ static json_t *status_counts(seq_admin *a)
 #undef LD
 }
 
+static void corrupt_entry(void *ctx, uint64_t id, const char *what, const char *reason,
+                          size_t bytes)
+{
+    json_array_append_new(ctx, json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)id, "what", what,
+                                         "reason", reason, "bytes", (json_int_t)bytes));
+}
+
+/* Damaged stored data kept aside (storage/store.h): the count and the first reports. */
+static json_t *status_corrupt(seq_admin *a)
+{
+    json_t *arr = json_array();
+    seq_store_list_corrupt(a->ctx.store, 100, corrupt_entry, arr);
+    return json_pack("{s:I,s:o}", "count", (json_int_t)seq_store_corrupt_count(a->ctx.store),
+                     "kept", arr);
+}
+
 static void on_status(seq_admin *a, struct evhttp_request *req)
 {
     const seq_config *c = a->ctx.config;
     json_t *def = json_loads(a->ctx.def->json ? a->ctx.def->json : "{}", 0, NULL);
-    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:o,s:o,s:o,s:o}",
+    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:o,s:o,s:o,s:o,s:o}",
                              "grpc", a->ctx.grpc_address, "admin", a->address,
                              "brokers", seq_consumer_brokers(a->ctx.consumer), "topic", c->topic,
                              "group", c->group,
                              "event_format", seq_event_format_name(c->event_format),
                              "embedded_kafka", seq_consumer_embedded(a->ctx.consumer),
                              "definition", def ? def : json_object(), "stream", status_stream(a),
-                             "sequences", status_sequences(a), "counts", status_counts(a));
+                             "sequences", status_sequences(a), "counts", status_counts(a),
+                             "storage_corrupt", status_corrupt(a));
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
     else reply_text(req, 500, "Internal Server Error", "cannot build the status\n");

@@ -1,5 +1,6 @@
-/* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_event_decode_*
- * -> seq_event_check_time -> seq_exec_apply -> seq_store_batch_add_event, gathered into
+/* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_ingest (decode,
+ * time check, executor: engine/ingest.h, the batch builder's step too) ->
+ * seq_store_batch_add_event (blind writes: storage/store_batch.c), gathered into
  * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, committed to RocksDB in one
  * write per BATCH_BUDGET_MS of work together with every touched partition's next offset
  * and watermark. Offsets live
@@ -33,6 +34,7 @@
 
 #include "../engine/event.h"
 #include "../engine/exec.h"
+#include "../engine/ingest.h"
 #include "../engine/merge.h"
 #include "kafkaconf.h"
 #include "log.h"
@@ -286,6 +288,10 @@ static int assign_all(seq_consumer *c)
     int rc = SEQ_EINTERNAL, resumed = 0;
     int64_t stale = 0;
     if (!ps || !list || alloc_parts(c, (uint32_t)n)) goto out;
+    /* the stream layout keys data by the user's partition: fixed before the first write */
+    char perr[256];
+    if (seq_store_set_partitions(c->cfg.store, (uint32_t)n, perr, sizeof perr) != SEQ_OK)
+        seq_log(SEQ_LOG_WARN, "consumer: %s", perr);
     for (int p = 0; p < n; p++) {
         int64_t off = start_offset(c, p, &ps[p], &stale);
         rd_kafka_topic_partition_list_add(list, c->cfg.topic, p)->offset = off;
@@ -323,7 +329,7 @@ static int late_batch_owned(const seq_consumer *c, const seq_store_view *v, int6
                             const seq_event *ev, const seq_exec_out *outs, uint32_t n)
 {
     const seq_def *def = c->cfg.def;
-    if (ev->time_ms >= now - def->horizon_ms) return 0;
+    if (ev->time_ms >= seq_merge_cutoff(now, def->horizon_ms)) return 0;
     for (uint32_t i = 0; i < n; i++) {
         const seq_store_seqstate *s = seq_store_view_seq(v, outs[i].seq_id);
         if (!s || s->n_cov == 0) continue;
@@ -355,24 +361,17 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     seq_exec_out outs[SEQ_MAX_SEQUENCES];
     uint32_t n = 0;
     char why[256];
-    int rc = c->cfg.format == SEQ_FMT_JSON
-                 ? seq_event_decode_json(def, m->payload, m->len, &ev, why, sizeof why)
-             : c->cfg.format == SEQ_FMT_CONFLUENT_PROTOBUF
-                 ? seq_event_decode_confluent_pb(def, m->payload, m->len, &ev, why, sizeof why)
-                 : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
-    if (rc) {
-        keep_malformed(c, m, why, &t->malformed);
-        return SEQ_OK;
-    }
-    if (seq_event_check_time(def, &ev, now, why, sizeof why)) { /* a clock, not a codec, issue */
+    switch (seq_ingest(def, c->cfg.format, m->payload, m->len, now, -1, &ev, outs, &n, why,
+                       sizeof why)) {
+    case SEQ_INGEST_MALFORMED: keep_malformed(c, m, why, &t->malformed); return SEQ_OK;
+    case SEQ_INGEST_FUTURE: /* a clock, not a codec, issue */
         keep_malformed(c, m, why, &t->future);
         return SEQ_OK;
+    case SEQ_INGEST_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
+    case SEQ_INGEST_FILTERED: t->filtered++; return SEQ_OK;
+    case SEQ_INGEST_KEPT: break;
     }
-    switch (seq_exec_apply(def, &ev, -1, outs, &n)) {
-    case SEQ_EXEC_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
-    case SEQ_EXEC_FILTERED: t->filtered++; return SEQ_OK;
-    case SEQ_EXEC_KEPT: break;
-    }
+    int rc;
     t->late += (uint64_t)late_batch_owned(c, v, now, &ev, outs, n);
     rc = seq_store_batch_add_event(c->batch, &ev, outs, n, why, sizeof why);
     if (rc == SEQ_EINVAL) { /* the event itself is unstorable: retrying cannot help */
@@ -565,6 +564,9 @@ static void *run(void *arg)
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
         publish_committed(c);
+        /* damaged data a read or a compaction reported is kept aside (store.h); a commit
+         * does it too, this covers an idle stream */
+        seq_store_keep_corrupt(c->cfg.store, NULL, 0);
     }
 out:
     free(msgs);

@@ -36,7 +36,7 @@ typedef struct {
     const char *brokers; /* NULL: start the embedded mock cluster */
     const char *topic;
     const char *group;
-    seq_event_format format;
+    seq_format format;
     int embedded_partitions; /* partitions of the embedded topic; 0 = 8 */
     const seq_def *def;
     seq_store *store;

@@ -111,6 +111,16 @@ static seq_store_rcache_stats rcache_stats(void *st)
 static double rcache_hits(void *st) { return (double)rcache_stats(st).hits; }
 static double rcache_misses(void *st) { return (double)rcache_stats(st).misses; }
 static double rcache_bytes(void *st) { return (double)rcache_stats(st).bytes; }
+static double storage_corrupt(void *st) { return (double)seq_store_corrupt_count(st); }
+static seq_store_write_stats write_stats(void *st)
+{
+    seq_store_write_stats w;
+    seq_store_get_write_stats(st, &w);
+    return w;
+}
+static double id_filter_ids(void *st) { return (double)write_stats(st).ids; }
+static double id_filter_bytes(void *st) { return (double)write_stats(st).filter_bytes; }
+static double id_lookups(void *st) { return (double)write_stats(st).id_lookups; }
 static double cache_capacity(void *st)
 {
     uint64_t u, c;
@@ -128,10 +138,10 @@ static int batch_sample(server *s, size_t i, const char **label, double *v, int 
     const seq_sequence *seq = &s->def->seqs[i];
     const seq_store_view *view = seq_store_view_acquire(s->store);
     const seq_store_seqstate *st = seq_store_view_seq(view, seq->id);
-    int64_t now = seq_now_ms();
+    int64_t now = seq_now_ms(), cut = seq_merge_cutoff(now, s->def->horizon_ms);
     *v = what == B_WATERMARK ? (double)st->watermark_ms / 1000.0
          : what == B_GAP ? (double)seq_merge_gap_ms(st->cov, st->n_cov, now - seq->retention_ms,
-                                                    now - s->def->horizon_ms) / 1000.0
+                                                    cut) / 1000.0
                          : (double)st->generation;
     seq_store_view_release(s->store, view);
     *label = seq->name;
@@ -162,8 +172,6 @@ static double ready(void *c)
     char why[8];
     return seq_consumer_ready(c, why, sizeof why);
 }
-
-static double zero(void *p) { (void)p; return 0; }
 
 /* Partition i's state: a snapshot taken at i == 0 serves the rest of the scrape (the
  * admin thread renders; the buffer is per thread). */
@@ -208,9 +216,6 @@ static void register_console_metrics(server *s)
                        SEQ_METRIC_GAUGE, ready, s->consumer);
     seq_metrics_add_fn(m, "seqd_events_future_total", "Stream events more than max_future_ms ahead of the clock (kept aside; not in malformed).",
                        SEQ_METRIC_COUNTER, read_u64, &cs->future);
-    /* Exported at 0 until the write path counts damaged stored data (issue 10). */
-    seq_metrics_add_fn(m, "seqd_storage_corrupt_total", "Damaged stored records found by reads or checks.",
-                       SEQ_METRIC_COUNTER, zero, NULL);
     seq_metrics_add_family(m, "seqd_partition_lag_messages", "Messages of the partition not yet consumed.",
                            SEQ_METRIC_GAUGE, "partition", part_lag, s);
     seq_metrics_add_family(m, "seqd_partition_watermark_age_seconds", "Seconds since the partition last advanced or was consumed to its end: grows on a stuck partition, not on a quiet one.",
@@ -251,6 +256,14 @@ static void register_metrics(server *s)
                        SEQ_METRIC_GAUGE, cache_usage, s->store);
     seq_metrics_add_fn(m, "seqd_rocksdb_block_cache_capacity_bytes", "RocksDB block cache capacity.",
                        SEQ_METRIC_GAUGE, cache_capacity, s->store);
+    seq_metrics_add_fn(m, "seqd_storage_corrupt_total", "Damaged stored data found (undecodable buckets or merge operands; kept aside, listed in /status).",
+                       SEQ_METRIC_COUNTER, storage_corrupt, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_filter_ids", "Event ids in the stream path's in-memory id filter.",
+                       SEQ_METRIC_GAUGE, id_filter_ids, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_filter_bytes", "Bytes held by the stream path's in-memory id filter.",
+                       SEQ_METRIC_GAUGE, id_filter_bytes, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_lookups_total", "Id index lookups on the write path (ids the filter could not rule out: copies, corrections, false positives).",
+                       SEQ_METRIC_COUNTER, id_lookups, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_hits_total", "Reads served from the record cache.",
                        SEQ_METRIC_COUNTER, rcache_hits, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_misses_total", "Reads that gathered the user's data from RocksDB.",

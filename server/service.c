@@ -472,7 +472,7 @@ static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, in
                            .since_ms = q->since_ms, .until_ms = q->until_ms,
                            .type_mask = q->type_mask, .view = q->view};
     int64_t gap = seq_merge_gap_ms(st->cov, st->n_cov, now - q->seq->retention_ms,
-                                   now - s->cfg.def->horizon_ms);
+                                   seq_merge_cutoff(now, s->cfg.def->horizon_ms));
     int rc = check_gap(q, st, gap, msg, msglen);
     if (rc) return rc;
     const seq_rec *sr, *br;

@@ -17,6 +17,7 @@
 #include "../engine/blob.h"
 #include "../engine/event.h"
 #include "../engine/exec.h"
+#include "../engine/ingest.h"
 #include "../engine/input_avro.h"
 #include "../engine/partition.h"
 #include "batch_file.h"
@@ -298,31 +299,29 @@ static int over_limit(const seq_build *b)
     return b->arena.len + b->n * sizeof(brec) >= b->mem_limit || b->arena.len > 0xF0000000u;
 }
 
-static int add_event(seq_build *b, const char *path, uint64_t line, const seq_event *ev,
-                     int rc, char *msg, size_t msglen, int64_t now);
+static int account(seq_build *b, const char *path, uint64_t line, seq_ingest_result ir,
+                   const seq_event *ev, const seq_exec_out *out, char *msg, size_t msglen);
 
-/* Runs one input record through the shared decoder and executor. */
+/* Runs one input record through the shared ingest step (engine/ingest.h). */
 static int add_record(seq_build *b, const char *path, uint64_t line, const uint8_t *rec,
-                      size_t len, seq_input_format fmt, int64_t now)
+                      size_t len, seq_format fmt, int64_t now)
 {
     seq_event ev;
-    char msg[160];
-    b->rep.records++;
-    int rc = fmt == SEQ_INPUT_PB
-                 ? seq_event_decode_pb(b->def, rec, len, &ev, msg, sizeof msg)
-                 : seq_event_decode_json(b->def, (const char *)rec, len, &ev, msg, sizeof msg);
-    return add_event(b, path, line, &ev, rc, msg, sizeof msg, now);
-}
-
-/* A decoded event (rc: the decoder's verdict, msg its message) through the clock check,
- * the range and the executor, then kept. */
-static int add_event(seq_build *b, const char *path, uint64_t line, const seq_event *ev,
-                     int rc, char *msg, size_t msglen, int64_t now)
-{
     seq_exec_out out;
     uint32_t n_out = 0;
-    if (rc == SEQ_OK) rc = seq_event_check_time(b->def, ev, now, msg, msglen);
-    if (rc != SEQ_OK) {
+    char msg[160];
+    b->rep.records++;
+    seq_ingest_result ir = seq_ingest(b->def, fmt, rec, len, now, (int)b->seq->id, &ev, &out,
+                                      &n_out, msg, sizeof msg);
+    return account(b, path, line, ir, &ev, &out, msg, sizeof msg);
+}
+
+/* What the ingest step said of one record (msg its message when malformed): counted and
+ * noted, or kept when inside the range. */
+static int account(seq_build *b, const char *path, uint64_t line, seq_ingest_result ir,
+                   const seq_event *ev, const seq_exec_out *out, char *msg, size_t msglen)
+{
+    if (ir == SEQ_INGEST_MALFORMED || ir == SEQ_INGEST_FUTURE) {
         b->rep.malformed++;
         note(b, path, line, msg);
         return SEQ_OK;
@@ -334,20 +333,19 @@ static int add_event(seq_build *b, const char *path, uint64_t line, const seq_ev
         note(b, path, line, msg);
         return SEQ_OK;
     }
-    seq_exec_result er = seq_exec_apply(b->def, ev, (int)b->seq->id, &out, &n_out);
-    if (er == SEQ_EXEC_UNKNOWN_TYPE || (er == SEQ_EXEC_KEPT && n_out == 0)) {
+    if (ir == SEQ_INGEST_UNKNOWN_TYPE) {
         b->rep.unknown_type++;
         snprintf(msg, msglen, "event_type '%s' is not a type of sequence '%s'", ev->type,
                  b->seq->name);
         note(b, path, line, msg);
         return SEQ_OK;
     }
-    if (er == SEQ_EXEC_FILTERED) {
+    if (ir == SEQ_INGEST_FILTERED) {
         b->rep.filtered++;
         return SEQ_OK;
     }
     b->rep.kept++;
-    return keep(b, ev, &out);
+    return keep(b, ev, out);
 }
 
 /* Drops the pages of input already read, [from, to) rounded to pages, so that the
@@ -362,7 +360,8 @@ static size_t release_input(void *map, size_t from, size_t to)
 }
 
 /* An Avro container file (engine/input_avro.h): avro-c reads it record by record, so
- * nothing of it is mapped; records are numbered from 1 in the notes. */
+ * nothing of it is mapped; records are numbered from 1 in the notes. The reader decodes,
+ * the shared ingest step does the rest. */
 static int add_avro_file(seq_build *b, const char *path,
                          void (*progress)(const seq_build_report *r), char *err, size_t errlen)
 {
@@ -371,11 +370,16 @@ static int add_avro_file(seq_build *b, const char *path,
     if (rc != SEQ_OK) return rc;
     int64_t now = seq_now_ms();
     seq_event ev;
+    seq_exec_out out;
+    uint32_t n_out;
     char msg[200];
     while ((got = seq_avro_next(r, &ev, msg, sizeof msg)) > 0) {
         b->rep.records++;
-        rc = add_event(b, path, seq_avro_record_no(r), &ev, got == 1 ? SEQ_OK : SEQ_EINVAL, msg,
-                       sizeof msg, now);
+        seq_ingest_result ir =
+            got == 1 ? seq_ingest_event(b->def, &ev, now, (int)b->seq->id, &out, &n_out, msg,
+                                        sizeof msg)
+                     : SEQ_INGEST_MALFORMED;
+        rc = account(b, path, seq_avro_record_no(r), ir, &ev, &out, msg, sizeof msg);
         if (rc == SEQ_OK && over_limit(b)) rc = spill(b, err, errlen);
         if (rc != SEQ_OK) break;
         if (progress && b->rep.records % 1000000 == 0) progress(&b->rep);
@@ -388,10 +392,10 @@ static int add_avro_file(seq_build *b, const char *path,
     return rc;
 }
 
-int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
+int seq_build_add_file(seq_build *b, const char *path, seq_format fmt,
                        void (*progress)(const seq_build_report *r), char *err, size_t errlen)
 {
-    if (fmt == SEQ_INPUT_AVRO) return add_avro_file(b, path, progress, err, errlen);
+    if (fmt == SEQ_FORMAT_AVRO) return add_avro_file(b, path, progress, err, errlen);
     int fd = open(path, O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
