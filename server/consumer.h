@@ -46,6 +46,7 @@ typedef struct {
      * read by the service on every response. */
     _Atomic int64_t *stream_watermark;
     const struct seq_kafkaconf *kafka_conf; /* --kafka-config properties; may be NULL */
+    struct seq_wmhist *wmhist; /* notes the newest applied event time (wmhist.h); may be NULL */
 } seq_consumer_config;
 
 typedef struct {
