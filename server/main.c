@@ -310,6 +310,12 @@ static void wait_assigned(server *s)
 }
 
 /* Returns 0, or the exit code with a message in err. */
+/* LoadBatch's check of a partitioned batch's P (0 until the partitions are known). */
+static uint32_t topic_partitions(void *consumer)
+{
+    return seq_consumer_partitions(consumer, NULL, 0);
+}
+
 static int start(server *s, char *err, size_t errlen)
 {
     int rc;
@@ -341,7 +347,7 @@ static int start(server *s, char *err, size_t errlen)
     wait_assigned(s);
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token,
-                             s->wmhist};
+                             s->wmhist, topic_partitions, s->consumer};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
     size_t n_methods;
     const seq_grpc_method *methods = seq_service_methods(s->service, &n_methods);
