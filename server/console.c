@@ -254,6 +254,28 @@ static int api_overview(seq_console *c, seq_console_reply *r)
 
 /* ---- /ui/api/batches ---- */
 
+json_t *seq_console_loads_json(const seq_store_seqstate *s)
+{
+    json_t *arr = json_array();
+    uint32_t n;
+    const seq_load_rec *l = seq_hist_loads(s ? s->hist : NULL, &n);
+    for (uint32_t i = 0; arr && i < n; i++) {
+        const char *state = l[i].reclaimed_ms ? "reclaimed"
+                            : l[i].undone_ms  ? "undone"
+                            : l[i].replaced_ms ? "replaced"
+                                               : "in effect";
+        json_array_append_new(
+            arr, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "generation",
+                           (json_int_t)l[i].gen, "start_ms", (json_int_t)l[i].start_ms, "end_ms",
+                           (json_int_t)l[i].end_ms, "users", (json_int_t)l[i].users, "events",
+                           (json_int_t)l[i].events, "committed_ms", (json_int_t)l[i].committed_ms,
+                           "undone_ms", (json_int_t)l[i].undone_ms, "replaced_ms",
+                           (json_int_t)l[i].replaced_ms, "reclaimed_ms",
+                           (json_int_t)l[i].reclaimed_ms, "state", state));
+    }
+    return arr;
+}
+
 static json_t *batches_loads(seq_console *c)
 {
     seq_service_load_note *notes = c->notes;
@@ -288,11 +310,11 @@ static int api_batches(seq_console *c, seq_console_reply *r)
                                                  "generation", (json_int_t)s->cov[k].gen));
         for (uint32_t k = 0; k < q->n_types; k++) json_array_append_new(types, json_string(q->event_types[k]));
         int64_t gap = seq_merge_gap_ms(s ? s->cov : NULL, s ? s->n_cov : 0, now - q->retention_ms, cut);
-        json_array_append_new(seqs, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "name", q->name,
+        json_array_append_new(seqs, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "name", q->name,
             "retention_ms", (json_int_t)q->retention_ms, "floor_ms", (json_int_t)(now - q->retention_ms),
             "generation", (json_int_t)(s ? s->generation : 0),
             "watermark_ms", (json_int_t)(s ? s->watermark_ms : 0), "gap_ms", (json_int_t)gap,
-            "coverage", cov, "event_types", types));
+            "coverage", cov, "event_types", types, "history", seq_console_loads_json(s)));
     }
     seq_store_view_release(c->ctx.store, v);
     return reply_json(r, 200, json_pack("{s:I,s:I,s:I,s:o,s:o}", "now_ms", (json_int_t)now,

@@ -23,6 +23,23 @@ SAMPLE = 200
 GEN = 7
 
 
+def build_and_load(s, gen, start, end, first_item):
+    """seqctl build + seqctl load of 30 click events of user 1 (items first_item..+29)."""
+    src = os.path.join(s.workdir, "batch-%d.jsonl" % gen)
+    with open(src, "w") as f:
+        for i in range(30):
+            f.write(json.dumps({"user_id": 1, "event_time_ms": start + i * HOUR // 2,
+                                "event_type": "click", "item_id": first_item + i,
+                                "event_id": "b-%d" % i, "attributes": {"dwell_ms": 600}}) + "\n")
+    out = os.path.join(s.root, "b%d" % gen)
+    s.seqctl("build", "--definition", s.definition_path, "--sequence", "engagements",
+             "--start-ms", start, "--end-ms", end, "--generation", gen, "--out", out, src,
+             check=True)
+    ssts = sorted(os.path.join(out, f) for f in os.listdir(out) if f.endswith(".sst"))
+    s.seqctl("load", "--sequence", "engagements", "--start-ms", start, "--end-ms", end,
+             "--generation", gen, *ssts, check=True)
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, stubs):
     s = batch_root_server(str(tmp_path_factory.mktemp("ui")))
@@ -34,19 +51,7 @@ def ui(tmp_path_factory, stubs):
         # a batch of engagements for [3 days ago, 2 days ago): history, owned by the batch
         start = (now_ms() - 3 * DAY) // HOUR * HOUR
         end = start + DAY
-        src = os.path.join(s.workdir, "batch.jsonl")
-        with open(src, "w") as f:
-            for i in range(30):
-                f.write(json.dumps({"user_id": 1, "event_time_ms": start + i * HOUR // 2,
-                                    "event_type": "click", "item_id": 900000 + i,
-                                    "event_id": "b-%d" % i, "attributes": {"dwell_ms": 600}}) + "\n")
-        out = os.path.join(s.root, "b7")
-        s.seqctl("build", "--definition", s.definition_path, "--sequence", "engagements",
-                 "--start-ms", start, "--end-ms", end, "--generation", GEN, "--out", out, src,
-                 check=True)
-        ssts = sorted(os.path.join(out, f) for f in os.listdir(out) if f.endswith(".sst"))
-        s.seqctl("load", "--sequence", "engagements", "--start-ms", start, "--end-ms", end,
-                 "--generation", GEN, *ssts, check=True)
+        build_and_load(s, GEN, start, end, 900000)
         s.batch_range = (start, end)
         yield s
     finally:
@@ -265,3 +270,32 @@ def test_console_is_read_only(ui):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=30)
     assert e.value.code == 405
+
+
+def test_batches_show_the_persisted_history_with_a_rollback(tmp_path, stubs):
+    """Loads 7 then 8 over one range, rolls back to 7: the Batches page shows, from the
+    persisted load history (not this process's call list), 8 undone and 7 in effect, and
+    the bar is generation 7 again; after a restart the same history is shown."""
+    s = batch_root_server(str(tmp_path / "srv"))
+    try:
+        start = (now_ms() - 3 * DAY) // HOUR * HOUR
+        build_and_load(s, 7, start, start + DAY, 900000)
+        build_and_load(s, 8, start, start + DAY, 910000)
+        s.seqctl("rollback", "--sequence", "engagements", "--to", 7, check=True)
+
+        def states(dom):
+            eng = re.search(r'<section data-sequence="engagements">(.*?)</section>', dom, re.S).group(1)
+            kept = re.search(r'<table class="loads-kept">(.*?)</table>', eng, re.S).group(1)
+            return (dict(re.findall(r'<tr data-generation="(\d+)" data-state="([^"]+)">', kept)),
+                    re.findall(r'<div class="bar[^"]*" data-generation="(\d+)"', eng))
+
+        rows, bars = states(rendered(s, tmp_path, "/ui/batches"))
+        assert rows == {"7": "in effect", "8": "undone"}, rows
+        assert bars == ["7"], bars
+        assert s.stop() == 0
+        s.start()
+        rows, bars = states(rendered(s, tmp_path, "/ui/batches"))
+        assert rows == {"7": "in effect", "8": "undone"}, rows
+        assert bars == ["7"], bars
+    finally:
+        s.kill()

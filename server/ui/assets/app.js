@@ -200,7 +200,7 @@
     m.appendChild(el("h1", {text: "Batches"}));
     m.appendChild(el("p", {cls: "muted", text: "Committed coverage per sequence: each generation's ranges as bars over [now − retention, now], the horizon cut (now − H) and now as lines. The completeness gap is the part of [now − retention, now − H) no batch covers."}));
     m.appendChild(el("div", {id: "seqs"}));
-    m.appendChild(el("h2", {text: "Load history (this process)"}));
+    m.appendChild(el("h2", {text: "LoadBatch calls (this process)"}));
     m.appendChild(el("div", {id: "loads"}));
     poll(function () { return getJSON("/ui/api/batches").then(renderBatches); }, 10000);
   }
@@ -252,6 +252,23 @@
                     el("td", {text: fmtTime(c.start_ms)}), el("td", {text: fmtTime(c.end_ms)}));
         }), {cls: "coverage"}));
       else sec.appendChild(el("p", {cls: "muted", text: "No batch committed: the stream serves all of it."}));
+      // The persisted load history (engine/history.h): loads in effect, replaced by newer
+      // ones, undone by a rollback, or reclaimed (their data gone).
+      var hist = q.history || [];
+      if (hist.length) {
+        sec.appendChild(el("h3", {text: "Loads kept"}));
+        sec.appendChild(table([{label: "Generation", num: 1}, "Range", "Committed", "State", "Since",
+                               {label: "Users", num: 1}, {label: "Events", num: 1}], hist.map(function (l) {
+          var since = l.reclaimed_ms || l.undone_ms || l.replaced_ms;
+          return el("tr", {"data-generation": l.generation, "data-state": l.state},
+            el("td", {cls: "num", text: l.generation}),
+            el("td", {text: fmtTime(l.start_ms) + " → " + fmtTime(l.end_ms)}),
+            el("td", {text: fmtTime(l.committed_ms)}),
+            el("td", {cls: "state", text: l.state}),
+            el("td", {text: since ? fmtTime(since) : ""}),
+            el("td", {cls: "num", text: l.users}), el("td", {cls: "num", text: l.events}));
+        }), {cls: "loads-kept"}));
+      }
       root.appendChild(sec);
     });
     var lt = document.getElementById("loads");
