@@ -100,10 +100,11 @@ static json_t *status_stream(seq_admin *a)
     uint32_t n = seq_consumer_partitions(a->ctx.consumer, parts, MAX_PARTS);
     json_t *arr = json_array();
     for (uint32_t i = 0; i < n && i < MAX_PARTS; i++)
-        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I}", "partition", (int)parts[i].partition,
+        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:b,s:b}", "partition", (int)parts[i].partition,
                                              "next_offset", (json_int_t)parts[i].next_offset,
                                              "high_offset", (json_int_t)parts[i].high_offset,
-                                             "watermark_ms", (json_int_t)parts[i].watermark_ms));
+                                             "watermark_ms", (json_int_t)parts[i].watermark_ms,
+                                             "held", parts[i].held, "caught_up", parts[i].caught_up));
     return json_pack("{s:I,s:b,s:I,s:o}", "watermark_ms",
                      (json_int_t)atomic_load_explicit(a->ctx.stream_watermark, memory_order_relaxed),
                      "caught_up", atomic_load_explicit(&st->caught_up, memory_order_relaxed),
@@ -135,10 +136,14 @@ static json_t *status_sequences(seq_admin *a)
 static json_t *status_counts(seq_admin *a)
 {
     seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
-#define LD(f) (json_int_t) atomic_load_explicit(&st->f, memory_order_relaxed)
-    return json_pack("{s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(applied), "malformed",
-                     LD(malformed), "skipped_unknown_type", LD(skipped_unknown_type), "filtered",
-                     LD(filtered), "late_batch_owned", LD(late_batch_owned));
+    seq_misroute_stats *ms = seq_consumer_misroute_stats(a->ctx.consumer);
+#define LD(s, f) (json_int_t) atomic_load_explicit(&(s)->f, memory_order_relaxed)
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(st, applied),
+                     "malformed", LD(st, malformed), "skipped_unknown_type",
+                     LD(st, skipped_unknown_type), "filtered", LD(st, filtered),
+                     "late_batch_owned", LD(st, late_batch_owned), "misrouted", LD(ms, misrouted),
+                     "misrouted_copies", LD(ms, reproduced), "misrouted_duplicates",
+                     LD(ms, duplicates));
 #undef LD
 }
 

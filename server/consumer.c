@@ -35,6 +35,7 @@
 #include "../engine/exec.h"
 #include "../engine/merge.h"
 #include "kafkaconf.h"
+#include "misroute.h"
 
 #define BATCH_MAX 10000
 #define BATCH_WAIT_MS 5
@@ -56,6 +57,7 @@
 
 typedef struct {
     int64_t next, high, wm;
+    int held; /* assigned to this node (always, outside a consumer group) */
 } part_state;
 
 typedef struct {
@@ -69,6 +71,7 @@ struct seq_consumer {
     rd_kafka_mock_cluster_t *mock;
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
+    seq_misroute *misroute; /* re-produces events that arrived on another partition */
     pthread_t thread;
     int thread_started;
     _Atomic int stop;
@@ -78,6 +81,7 @@ struct seq_consumer {
     pthread_mutex_t mu; /* guards parts/n_parts against the admin's snapshots */
     part_state *parts;  /* indexed by partition id */
     uint32_t n_parts;
+    int assigned;        /* the first assignment (possibly empty) arrived */
     char store_err[256]; /* the last failed commit's message */
 
     /* consumer-thread only */
@@ -162,6 +166,24 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
     }
 }
 
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+/* Replica groups (PRODUCT.md, "A cluster of nodes"): the group's members split the
+ * partitions as Kafka assigns them, incrementally (cooperative-sticky: a rebalance moves
+ * only the partitions that change hands); --instance-id makes the membership static,
+ * with a 10 s session timeout (--kafka-config may set another). */
+static int group_conf(seq_consumer *c, rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+    if (conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen) ||
+        conf_set(conf, "session.timeout.ms", "10000", err, errlen) ||
+        conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) ||
+        (c->cfg.instance_id && conf_set(conf, "group.instance.id", c->cfg.instance_id, err, errlen)))
+        return SEQ_EINVAL;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    return SEQ_OK;
+}
+
 static int make_consumer(seq_consumer *c, char *err, size_t errlen)
 {
     char e[256];
@@ -189,6 +211,7 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
         conf_set(conf, "queued.min.messages", "20000", err, errlen) ||
         conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
         conf_set(conf, "log_level", "4", err, errlen) ||
+        (c->cfg.group_mode && group_conf(c, conf, err, errlen)) ||
         seq_kafkaconf_apply(c->cfg.kafka_conf, conf, err, errlen))
         goto fail;
     rd_kafka_conf_set_opaque(conf, c);
@@ -259,8 +282,8 @@ static int alloc_parts(seq_consumer *c, uint32_t n)
     return c->parts && c->pending && c->touched ? SEQ_OK : SEQ_EINTERNAL;
 }
 
-/* Waits for the topic, then assigns all its partitions. SEQ_ECANCELLED on stop. */
-static int assign_all(seq_consumer *c)
+/* Waits for the topic and sizes the partition state; SEQ_ECANCELLED on stop. */
+static int wait_topic(seq_consumer *c)
 {
     int n, warned = 0;
     while ((n = topic_partitions(c)) <= 0) {
@@ -268,27 +291,91 @@ static int assign_all(seq_consumer *c)
         rd_kafka_poll(c->rk, 0); /* serves the error callback; bounds the main queue */
         if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return SEQ_ECANCELLED;
     }
-    part_state *ps = calloc((size_t)n, sizeof *ps);
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
-    int rc = SEQ_EINTERNAL;
-    if (!ps || !list || alloc_parts(c, (uint32_t)n)) goto out;
-    for (int p = 0; p < n; p++)
-        rd_kafka_topic_partition_list_add(list, c->cfg.topic, p)->offset = start_offset(c, p, &ps[p]);
-    rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
-    if (e) {
-        fprintf(stderr, "seqd: kafka: assign: %s\n", rd_kafka_err2str(e));
-        goto out;
-    }
+    if (alloc_parts(c, (uint32_t)n)) return SEQ_EINTERNAL;
     pthread_mutex_lock(&c->mu);
-    memcpy(c->parts, ps, (size_t)n * sizeof *ps);
     c->n_parts = (uint32_t)n;
     pthread_mutex_unlock(&c->mu);
-    memcpy(c->pending, ps, (size_t)n * sizeof *ps);
-    rc = SEQ_OK;
-out:
-    free(ps);
-    if (list) rd_kafka_topic_partition_list_destroy(list);
-    return rc;
+    return SEQ_OK;
+}
+
+/* Takes partitions on: each resumes where the data stored with it ends. Consumer thread
+ * (directly, or from the rebalance callback inside a poll). */
+static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *list)
+{
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < list->cnt; i++) {
+        int32_t p = list->elems[i].partition;
+        if (p < 0 || (uint32_t)p >= c->n_parts) continue;
+        part_state ps;
+        list->elems[i].offset = start_offset(c, p, &ps);
+        ps.held = 1;
+        c->parts[p] = c->pending[p] = ps;
+    }
+    c->assigned = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void drop_partitions(seq_consumer *c, const rd_kafka_topic_partition_list_t *list)
+{
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < list->cnt; i++) {
+        int32_t p = list->elems[i].partition;
+        if (p >= 0 && (uint32_t)p < c->n_parts) c->parts[p].held = c->pending[p].held = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Served by rd_kafka_consume_batch_queue on the consumer thread, between batches: the
+ * batch being gathered may still hold messages of a revoked partition; they are applied
+ * (the node keeps a revoked partition's data until its new holder is caught up). */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    seq_consumer *c = opaque;
+    rd_kafka_error_t *e = NULL;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        take_partitions(c, parts);
+        e = rd_kafka_incremental_assign(rk, parts);
+    } else {
+        drop_partitions(c, parts);
+        e = rd_kafka_incremental_unassign(rk, parts);
+    }
+    if (e) {
+        fprintf(stderr, "seqd: kafka: rebalance: %s\n", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+/* Outside a group: every partition, assigned by this node itself. */
+static int assign_all(seq_consumer *c)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)c->n_parts);
+    if (!list) return SEQ_EINTERNAL;
+    for (uint32_t p = 0; p < c->n_parts; p++)
+        rd_kafka_topic_partition_list_add(list, c->cfg.topic, (int32_t)p);
+    take_partitions(c, list);
+    rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) fprintf(stderr, "seqd: kafka: assign: %s\n", rd_kafka_err2str(e));
+    return e ? SEQ_EINTERNAL : SEQ_OK;
+}
+
+static int subscribe(seq_consumer *c)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    if (!list) return SEQ_EINTERNAL;
+    rd_kafka_topic_partition_list_add(list, c->cfg.topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) fprintf(stderr, "seqd: kafka: subscribe: %s\n", rd_kafka_err2str(e));
+    return e ? SEQ_EINTERNAL : SEQ_OK;
+}
+
+static int start_assignment(seq_consumer *c)
+{
+    int rc = wait_topic(c);
+    if (rc) return rc;
+    return c->cfg.group_mode ? subscribe(c) : assign_all(c);
 }
 
 /* ---- processing ---- */
@@ -330,7 +417,13 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     int rc = c->cfg.format == SEQ_FMT_JSON
                  ? seq_event_decode_json(def, m->payload, m->len, &ev, why, sizeof why)
                  : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
-    if (!rc) rc = seq_event_check_time(def, &ev, now, why, sizeof why);
+    if (!rc) {
+        /* an event of another partition's user goes there (misroute.h) */
+        int route = seq_misroute_check(c->misroute, m, ev.user_id, c->n_parts);
+        if (route == SEQ_ROUTE_SENT || route == SEQ_ROUTE_DUP) return SEQ_OK;
+        if (route != SEQ_ROUTE_APPLY) return route;
+        rc = seq_event_check_time(def, &ev, now, why, sizeof why);
+    }
     if (rc) {
         keep_malformed(c, m, why, t);
         return SEQ_OK;
@@ -402,8 +495,10 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
     seq_store_view_release(c->cfg.store, v);
     for (uint32_t p = 0; p < c->n_parts && !rc; p++)
         if (c->touched[p]) seq_store_batch_set_offset(c->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
+    if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
+    /* the offsets of misrouted events are stored only once their copies are delivered */
+    if (!rc) rc = seq_misroute_flush(c->misroute, &c->stop, err, errlen);
     if (!rc) rc = seq_store_batch_commit(c->batch, err, errlen);
-    else seq_errf(err, errlen, "adding events to the store batch failed");
     return rc;
 }
 
@@ -418,6 +513,7 @@ static void publish(seq_consumer *c)
     int behind = 0, unknown = 0;
     for (uint32_t p = 0; p < c->n_parts; p++) {
         const part_state *ps = &c->parts[p];
+        if (!ps->held) continue; /* another node's: not ours to be behind on */
         if (ps->wm > newest) newest = ps->wm;
         if (ps->high < 0) {
             unknown = 1;
@@ -436,7 +532,7 @@ static void refresh_highs(seq_consumer *c)
 {
     for (uint32_t p = 0; p < c->n_parts; p++) {
         int64_t lo, hi;
-        if (rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) == 0 && hi >= 0)
+        if (c->pending[p].held && rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) == 0 && hi >= 0)
             c->pending[p].high = hi;
     }
 }
@@ -469,6 +565,7 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
         if (pause == 100) /* the first failure of a streak; later ones only count */
             fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
         atomic_fetch_add_explicit(&c->stats.store_errors, 1, memory_order_relaxed);
+        seq_misroute_discard(c->misroute); /* the retry counts its messages again */
         atomic_store_explicit(&c->stats.store_failing, 1, memory_order_relaxed);
         pthread_mutex_lock(&c->mu);
         memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
@@ -513,7 +610,7 @@ static void *run(void *arg)
 {
     seq_consumer *c = arg;
     rd_kafka_message_t **msgs = malloc(BATCH_MAX * sizeof *msgs);
-    if (!msgs || assign_all(c) != SEQ_OK) goto out;
+    if (!msgs || start_assignment(c) != SEQ_OK) goto out;
     publish(c);
     while (!atomic_load(&c->stop)) {
         size_t n = gather(c, msgs);
@@ -542,6 +639,8 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
                           : start_mock(c, err, errlen);
     if (rc) goto fail;
     if ((rc = make_consumer(c, err, errlen))) goto fail;
+    if ((rc = seq_misroute_new(c->brokers, cfg->topic, cfg->kafka_conf, &c->misroute, err, errlen)))
+        goto fail;
     if (!(c->batch = seq_store_batch_new(cfg->store))) {
         rc = SEQ_EINTERNAL;
         seq_errf(err, errlen, "consumer: out of memory");
@@ -571,6 +670,7 @@ void seq_consumer_stop(seq_consumer *c)
         rd_kafka_destroy(c->rk);
     }
     if (c->batch) seq_store_batch_free(c->batch);
+    seq_misroute_free(c->misroute); /* before the embedded cluster it produces to */
     if (c->mock) rd_kafka_mock_cluster_destroy(c->mock);
     if (c->mock_rk) rd_kafka_destroy(c->mock_rk);
     pthread_mutex_destroy(&c->mu);
@@ -585,7 +685,7 @@ int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms)
 {
     for (int waited = 0;; waited += 10) {
         pthread_mutex_lock(&c->mu);
-        int assigned = c->n_parts > 0;
+        int assigned = c->assigned;
         pthread_mutex_unlock(&c->mu);
         if (assigned) return 1;
         if (waited >= timeout_ms) return 0;
@@ -598,12 +698,12 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
     seq_consumer_stats *st = &c->stats;
     char store_err[sizeof c->store_err];
     pthread_mutex_lock(&c->mu);
-    uint32_t n_parts = c->n_parts;
+    int assigned = c->assigned;
     memcpy(store_err, c->store_err, sizeof store_err);
     pthread_mutex_unlock(&c->mu);
     if (atomic_load_explicit(&st->brokers_down, memory_order_relaxed))
         seq_errf(why, whylen, "kafka brokers %s unreachable", c->brokers);
-    else if (n_parts == 0)
+    else if (!assigned)
         seq_errf(why, whylen, "stream partitions not assigned yet");
     else if (atomic_load_explicit(&st->store_failing, memory_order_relaxed))
         seq_errf(why, whylen, "store writes failing (retrying): %s", store_err);
@@ -618,13 +718,17 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
 const char *seq_consumer_brokers(const seq_consumer *c) { return c->brokers; }
 int seq_consumer_embedded(const seq_consumer *c) { return c->mock != NULL; }
 seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c) { return &c->stats; }
+seq_misroute_stats *seq_consumer_misroute_stats(seq_consumer *c) { return seq_misroute_get_stats(c->misroute); }
 
 uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max)
 {
     pthread_mutex_lock(&c->mu);
     uint32_t n = c->n_parts;
-    for (uint32_t p = 0; p < n && p < max; p++)
-        out[p] = (seq_consumer_part){(int32_t)p, c->parts[p].next, c->parts[p].high, c->parts[p].wm};
+    for (uint32_t p = 0; p < n && p < max; p++) {
+        const part_state *ps = &c->parts[p];
+        out[p] = (seq_consumer_part){(int32_t)p, ps->next, ps->high, ps->wm, ps->held,
+                                     ps->held && ps->high >= 0 && ps->next >= ps->high};
+    }
     pthread_mutex_unlock(&c->mu);
     return n;
 }

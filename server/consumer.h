@@ -13,6 +13,7 @@
 #include "../engine/def.h"
 #include "../storage/store.h"
 #include "config.h"
+#include "misroute.h"
 
 typedef struct seq_consumer seq_consumer;
 
@@ -45,22 +46,30 @@ typedef struct {
      * read by the service on every response. */
     _Atomic int64_t *stream_watermark;
     const struct seq_kafkaconf *kafka_conf; /* --kafka-config properties; may be NULL */
+    /* Consumer-group membership (replica groups): 0 = standalone, this node assigns every
+     * partition itself; 1 = subscribe with `group` (cooperative-sticky) and hold what the
+     * group assigns. instance_id: static membership (group.instance.id), NULL = dynamic. */
+    int group_mode;
+    const char *instance_id;
 } seq_consumer_config;
 
 typedef struct {
     int32_t partition;
     int64_t next_offset, high_offset, watermark_ms;
+    int held;      /* this node holds it (its group assigned it here) */
+    int caught_up; /* held and consumed to the log's end as of the last fetch */
 } seq_consumer_part;
 
-/* Starts the embedded cluster if needed and the consumer thread. The thread assigns the
- * topic's partitions once the topic exists, starting where the store's offsets say. */
+/* Starts the embedded cluster if needed and the consumer thread. Once the topic exists
+ * the thread assigns its partitions (standalone) or subscribes (group_mode); each
+ * partition taken starts where the store's offsets for it say. */
 int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char *err,
                        size_t errlen);
 /* Stops the thread (the last processed batch is committed), closes the Kafka consumer,
  * then the embedded cluster; frees c. */
 void seq_consumer_stop(seq_consumer *c);
 
-/* Waits until the partitions are assigned (1) or timeout_ms passed (0): main waits
+/* Waits until the first assignment arrived (1) or timeout_ms passed (0): main waits
  * so that the ready line comes with a complete /status. */
 int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms);
 
@@ -72,8 +81,10 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen);
 const char *seq_consumer_brokers(const seq_consumer *c);
 int seq_consumer_embedded(const seq_consumer *c);
 seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c);
-/* Copies up to max partitions' state; returns how many the consumer has (0 before the
- * assignment). Takes a mutex: for the admin server, not for the hot path. */
+/* Misrouted events and their copies (server/misroute.h). */
+seq_misroute_stats *seq_consumer_misroute_stats(seq_consumer *c);
+/* Copies up to max partitions' state (every partition of the topic, held or not);
+ * returns how many the topic has (0 before it was found). Takes a mutex: for the admin server, not for the hot path. */
 uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max);
 
 #endif

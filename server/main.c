@@ -24,6 +24,7 @@
 #include "grpc.h"
 #include "kafkaconf.h"
 #include "metrics.h"
+#include "nodeid.h"
 #include "service.h"
 
 #define EXIT_CONFIG 2
@@ -39,6 +40,7 @@ typedef struct {
     seq_admin *admin;
     char *token;
     seq_kafkaconf *kafka_conf; /* --kafka-config, NULL without */
+    char node_id[64];          /* --instance-id, or the id kept in the data dir */
     _Atomic int64_t stream_watermark;
 } server;
 
@@ -153,6 +155,13 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, read_u64, &cs->filtered);
     seq_metrics_add_fn(m, "seqd_events_late_batch_owned_total", "Stream events stored in batch-owned history (never shown).",
                        SEQ_METRIC_COUNTER, read_u64, &cs->late_batch_owned);
+    seq_misroute_stats *ms = seq_consumer_misroute_stats(s->consumer);
+    seq_metrics_add_fn(m, "seqd_events_misrouted_total", "Stream events that arrived on another partition than their user's (a producer not partitioning with Kafka's murmur2); each re-produced to its user's partition.",
+                       SEQ_METRIC_COUNTER, read_u64, &ms->misrouted);
+    seq_metrics_add_fn(m, "seqd_misrouted_copies_total", "Copies of misrouted events delivered to their user's partition (header seqd-origin).",
+                       SEQ_METRIC_COUNTER, read_u64, &ms->reproduced);
+    seq_metrics_add_fn(m, "seqd_misrouted_duplicates_total", "Copies of a misrouted event whose origin was already applied here, skipped.",
+                       SEQ_METRIC_COUNTER, read_u64, &ms->duplicates);
     seq_metrics_add_fn(m, "seqd_consumer_lag_messages", "Messages in the topic not yet consumed.",
                        SEQ_METRIC_GAUGE, read_i64, &cs->lag);
     seq_metrics_add_fn(m, "seqd_consumer_caught_up", "1 when every partition is consumed to its end.",
@@ -207,6 +216,16 @@ static void wait_assigned(server *s)
     fprintf(stderr, "seqd: kafka: topic %s not assigned yet; serving meanwhile\n", s->cfg.topic);
 }
 
+/* Does this node join its group's consumer group? With --instance-id or --advertise it is
+ * a cluster member (README, "A cluster of nodes"); without either it is standalone and
+ * assigns every partition itself, as a node did before clusters: a restart then never
+ * waits for a group rebalance (Kafka holds a vanished member's partitions until its
+ * session times out). The embedded cluster is in-process: no one else can join it. */
+static int cluster_member(const seq_config *c)
+{
+    return c->brokers && (c->instance_id || c->advertise);
+}
+
 /* Returns 0, or the exit code with a message in err. */
 static int start(server *s, char *err, size_t errlen)
 {
@@ -218,13 +237,15 @@ static int start(server *s, char *err, size_t errlen)
         return EXIT_CONFIG;
     if (s->cfg.kafka_config && seq_kafkaconf_load(s->cfg.kafka_config, &s->kafka_conf, err, errlen))
         return EXIT_CONFIG;
+    if (seq_node_id(s->cfg.data_dir, s->cfg.instance_id, s->node_id, sizeof s->node_id, err, errlen))
+        return EXIT_CONFIG;
     rc = seq_store_open(s->cfg.data_dir, s->def, s->cfg.cache_mb, &s->store, err, errlen);
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
 
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,
                               (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,
-                              s->kafka_conf};
+                              s->kafka_conf, cluster_member(&s->cfg), s->cfg.instance_id};
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
     wait_assigned(s);
 
