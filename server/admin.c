@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cluster.h"
+
 #define MAX_PARTS 1024
 
 struct seq_admin {
@@ -27,7 +29,24 @@ struct seq_admin {
     pthread_t thread;
     int thread_started;
     char address[300];
+    _Atomic(seq_cluster *) cluster;
 };
+
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                  const void *body, size_t len);
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text);
+
+void seq_admin_set_cluster(seq_admin *a, seq_cluster *c) { atomic_store(&a->cluster, c); }
+
+/* GET /cluster: the cluster map as JSON (server/cluster.h). */
+static void on_cluster(seq_admin *a, struct evhttp_request *req)
+{
+    seq_cluster *c = atomic_load(&a->cluster);
+    char *text = c ? seq_cluster_json(c) : NULL;
+    if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
+    else reply_text(req, 503, "Service Unavailable", c ? "cannot build the map\n" : "the cluster map is not running yet\n");
+    free(text);
+}
 
 int seq_admin_split_hostport(const char *s, char *host, size_t hostlen, int *port)
 {
@@ -180,7 +199,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     else if (strcmp(path, "/healthz") == 0) reply_text(req, 200, "OK", "ok\n");
     else if (strcmp(path, "/readyz") == 0) on_readyz(a, req);
     else if (strcmp(path, "/status") == 0) on_status(a, req);
-    else reply_text(req, 404, "Not Found", "not found; try /metrics /healthz /readyz /status\n");
+    else if (strcmp(path, "/cluster") == 0) on_cluster(a, req);
+    else reply_text(req, 404, "Not Found", "not found; try /metrics /healthz /readyz /status /cluster\n");
 }
 
 /* ---- lifecycle ---- */

@@ -133,6 +133,9 @@ static int start_mock(seq_consumer *c, char *err, size_t errlen)
     }
     int parts = c->cfg.embedded_partitions > 0 ? c->cfg.embedded_partitions : 8;
     rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(c->mock, c->cfg.topic, parts, 1);
+    char map_topic[300]; /* the cluster map's (server/cluster.h) */
+    snprintf(map_topic, sizeof map_topic, "%s.seqd-cluster", c->cfg.topic);
+    if (!rerr) rerr = rd_kafka_mock_topic_create(c->mock, map_topic, 1, 1);
     if (rerr) {
         seq_errf(err, errlen, "embedded kafka: topic %s: %s", c->cfg.topic, rd_kafka_err2str(rerr));
         return SEQ_EINTERNAL;

@@ -19,12 +19,14 @@
 #include "../engine/def.h"
 #include "../storage/store.h"
 #include "admin.h"
+#include "cluster.h"
 #include "config.h"
 #include "consumer.h"
 #include "grpc.h"
 #include "kafkaconf.h"
 #include "metrics.h"
 #include "nodeid.h"
+#include "route.h"
 #include "service.h"
 
 #define EXIT_CONFIG 2
@@ -36,6 +38,8 @@ typedef struct {
     seq_metrics *metrics;
     seq_consumer *consumer;
     seq_service *service;
+    seq_route *route; /* the transport's method table: the service's, routed by the cluster map */
+    seq_cluster *cluster;
     seq_grpc_server *grpc;
     seq_admin *admin;
     char *token;
@@ -251,9 +255,10 @@ static int start(server *s, char *err, size_t errlen)
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
+    if (seq_route_new(s->service, &s->route, err, errlen)) return 1;
     size_t n_methods;
-    const seq_grpc_method *methods = seq_service_methods(s->service, &n_methods);
-    if (!(s->metrics = seq_metrics_new(seq_service_method_names(), n_methods))) {
+    const seq_grpc_method *methods = seq_route_methods(s->route, &n_methods);
+    if (!(s->metrics = seq_metrics_new(seq_route_method_names(s->route), n_methods))) {
         seq_errf(err, errlen, "out of memory");
         return 1;
     }
@@ -266,12 +271,22 @@ static int start(server *s, char *err, size_t errlen)
                           .idle_timeout_ms = idle_ms(s->cfg.idle_timeout_s),
                           .max_connections = (unsigned)s->cfg.max_connections,
                           .max_concurrent_streams = (unsigned)s->cfg.max_concurrent_streams,
-                          .max_header_bytes = (unsigned)s->cfg.max_header_bytes};
+                          .max_header_bytes = (unsigned)s->cfg.max_header_bytes,
+                          .served_by = s->node_id};
     if (seq_grpc_start(&gc, &s->grpc, err, errlen)) return 1;
 
     seq_admin_ctx ac = {&s->cfg, seq_grpc_address(s->grpc), s->def, s->store, s->consumer,
                         s->metrics, &s->stream_watermark};
     if (seq_admin_start(&ac, &s->admin, err, errlen)) return 1;
+
+    const char *advertised = s->cfg.advertise ? s->cfg.advertise : seq_grpc_address(s->grpc);
+    seq_cluster_config kc = {s->node_id, s->cfg.group, s->cfg.topic, advertised,
+                             seq_admin_address(s->admin), s->def, s->store, s->consumer,
+                             s->kafka_conf};
+    if ((rc = seq_cluster_start(&kc, &s->cluster, err, errlen)))
+        return rc == SEQ_EPRECONDITION ? EXIT_CONFIG : 1;
+    seq_admin_set_cluster(s->admin, s->cluster);
+    seq_route_set_cluster(s->route, s->cluster);
     return 0;
 }
 
@@ -282,8 +297,10 @@ static void stop(server *s)
     if (s->service) seq_service_drain(s->service);
     if (s->grpc) seq_grpc_stop(s->grpc);
     if (s->admin) seq_admin_stop(s->admin);
+    seq_cluster_stop(s->cluster); /* publishes the leave while the brokers are still known */
     seq_consumer_stop(s->consumer);
     if (s->grpc) seq_grpc_free(s->grpc);
+    seq_route_free(s->route);
     seq_service_free(s->service);
     seq_metrics_free(s->metrics);
     if (s->store) seq_store_close(s->store);
