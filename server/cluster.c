@@ -49,7 +49,7 @@ struct seq_cluster {
     int thread_started;
     _Atomic int stop;
     _Atomic uint32_t n_parts;
-    _Atomic uint8_t held[SEQ_CLUSTER_MAX_PARTS];
+    _Atomic uint8_t held[SEQ_CLUSTER_MAX_PARTS];   /* 1 held, 2 held and caught up */
     pthread_rwlock_t lock; /* nodes, n_nodes, updated_ms */
     node *nodes;
     int n_nodes;
@@ -286,7 +286,8 @@ static void refresh_self(seq_cluster *c, int64_t now)
     for (uint32_t p = 0; p < n; p++) {
         if (parts[p].held) r.held[p / 8] |= (uint8_t)(1u << (p % 8));
         if (parts[p].caught_up) r.caught[p / 8] |= (uint8_t)(1u << (p % 8));
-        atomic_store_explicit(&c->held[p], (uint8_t)parts[p].held, memory_order_relaxed);
+        atomic_store_explicit(&c->held[p], (uint8_t)(parts[p].held + (parts[p].held && parts[p].caught_up)),
+                              memory_order_relaxed);
     }
     atomic_store_explicit(&c->n_parts, n, memory_order_release);
     char why[200];
@@ -518,6 +519,24 @@ int seq_cluster_holds(const seq_cluster *c, uint32_t p)
 }
 
 static int bit(const uint8_t *bits, uint32_t p) { return (bits[p / 8] >> (p % 8)) & 1; }
+
+int seq_cluster_caught_up(const seq_cluster *c, uint32_t p)
+{
+    return p < SEQ_CLUSTER_MAX_PARTS &&
+           atomic_load_explicit(&((seq_cluster *)c)->held[p], memory_order_relaxed) == 2;
+}
+
+int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p)
+{
+    int found = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (int i = 0; i < c->n_nodes && !found; i++) {
+        const node *x = &c->nodes[i];
+        found = !x->self && p < x->r.n_parts && bit(x->r.held, p) && bit(x->r.caught, p) && x->r.grpc[0];
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return found;
+}
 
 int seq_cluster_route(seq_cluster *c, uint32_t p, char (*addrs)[SEQ_CLUSTER_ADDR], int max)
 {

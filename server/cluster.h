@@ -60,6 +60,10 @@ uint32_t seq_cluster_partitions(const seq_cluster *c);
 /* 1 when this node holds partition p (as of the last refresh, every ~200 ms). */
 int seq_cluster_holds(const seq_cluster *c, uint32_t p);
 
+/* 1 when this node holds p and has consumed it to the log's end. */
+int seq_cluster_caught_up(const seq_cluster *c, uint32_t p);
+/* 1 when another node of the map holds p caught up (read lock). */
+int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p);
 /* Other nodes that hold partition p, best first: caught up before not, this node's group
  * before others; up to max advertised gRPC addresses copied into addrs[i] (each
  * SEQ_CLUSTER_ADDR bytes). Returns how many. */

@@ -57,7 +57,9 @@
 
 typedef struct {
     int64_t next, high, wm;
-    int held; /* assigned to this node (always, outside a consumer group) */
+    int held;   /* assigned to this node (always, outside a consumer group) */
+    int filled; /* consumed to the log's end once since it was taken on: caught up (a latch,
+                 * so that reads are not sent elsewhere whenever a few messages wait) */
 } part_state;
 
 typedef struct {
@@ -309,7 +311,7 @@ static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *li
     for (int i = 0; i < list->cnt; i++) {
         int32_t p = list->elems[i].partition;
         if (p < 0 || (uint32_t)p >= c->n_parts) continue;
-        part_state ps;
+        part_state ps = {0};
         list->elems[i].offset = start_offset(c, p, &ps);
         ps.held = 1;
         c->parts[p] = c->pending[p] = ps;
@@ -585,6 +587,10 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
 /* Makes the committed pending state the published one (offsets, watermarks, lag). */
 static void publish_committed(seq_consumer *c)
 {
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        part_state *ps = &c->pending[p];
+        if (ps->held && ps->high >= 0 && ps->next >= ps->high) ps->filled = 1;
+    }
     pthread_mutex_lock(&c->mu);
     memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
     pthread_mutex_unlock(&c->mu);
@@ -730,7 +736,7 @@ uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32
     for (uint32_t p = 0; p < n && p < max; p++) {
         const part_state *ps = &c->parts[p];
         out[p] = (seq_consumer_part){(int32_t)p, ps->next, ps->high, ps->wm, ps->held,
-                                     ps->held && ps->high >= 0 && ps->next >= ps->high};
+                                     ps->held && ps->filled};
     }
     pthread_mutex_unlock(&c->mu);
     return n;

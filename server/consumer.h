@@ -57,7 +57,7 @@ typedef struct {
     int32_t partition;
     int64_t next_offset, high_offset, watermark_ms;
     int held;      /* this node holds it (its group assigned it here) */
-    int caught_up; /* held and consumed to the log's end as of the last fetch */
+    int caught_up; /* held, and consumed to the log's end once since this node took it */
 } seq_consumer_part;
 
 /* Starts the embedded cluster if needed and the consumer thread. Once the topic exists

@@ -95,6 +95,7 @@ static int read_token(const char *path, char **out, char *err, size_t errlen)
 /* ---- metrics wiring: values read at scrape time from their owners ---- */
 
 static double read_u64(void *p) { return (double)atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed); }
+static double read_ull(void *p) { return (double)atomic_load_explicit((_Atomic unsigned long long *)p, memory_order_relaxed); }
 static double read_i64(void *p) { return (double)atomic_load_explicit((_Atomic int64_t *)p, memory_order_relaxed); }
 static double read_int(void *p) { return atomic_load_explicit((_Atomic int *)p, memory_order_relaxed); }
 static double read_wm_seconds(void *p) { return read_i64(p) / 1000.0; }
@@ -166,6 +167,13 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, read_u64, &ms->reproduced);
     seq_metrics_add_fn(m, "seqd_misrouted_duplicates_total", "Copies of a misrouted event whose origin was already applied here, skipped.",
                        SEQ_METRIC_COUNTER, read_u64, &ms->duplicates);
+    seq_route_stats *rs = seq_route_get_stats(s->route);
+    seq_metrics_add_fn(m, "seqd_forwarded_total", "Reads (or parts of a BatchGetSequences) forwarded to a node holding the user's partition, each try counted.",
+                       SEQ_METRIC_COUNTER, read_ull, &rs->forwarded);
+    seq_metrics_add_fn(m, "seqd_forward_retries_total", "Forwarded reads tried again on the next replica (UNAVAILABLE, DATA_LOSS, FAILED_PRECONDITION or no answer).",
+                       SEQ_METRIC_COUNTER, read_ull, &rs->forward_retries);
+    seq_metrics_add_fn(m, "seqd_forward_refused_total", "Forwarded reads refused here: the partition is not held by this node (never forwarded twice).",
+                       SEQ_METRIC_COUNTER, read_ull, &rs->refused);
     seq_metrics_add_fn(m, "seqd_consumer_lag_messages", "Messages in the topic not yet consumed.",
                        SEQ_METRIC_GAUGE, read_i64, &cs->lag);
     seq_metrics_add_fn(m, "seqd_consumer_caught_up", "1 when every partition is consumed to its end.",

@@ -95,14 +95,20 @@ static int put_entry(seq_buf *b, const uint8_t *e, size_t n)
 
 /* ---- where a user is read ---- */
 
-/* -1: read here; else the partition to forward to. */
-static int64_t remote_partition(seq_route *r, uint64_t uid)
+/* -1: read here; else the partition to forward to. A partition this node holds but is
+ * still filling (acquired in a rebalance) is read at a caught-up replica when there is
+ * one, here otherwise (online and stale: the watermark says how far behind). A call that
+ * arrived forwarded is read here whenever the partition is held. */
+static int64_t remote_partition(seq_route *r, uint64_t uid, int was_forwarded)
 {
     seq_cluster *cl = atomic_load_explicit(&r->cluster, memory_order_acquire);
     uint32_t np = cl ? seq_cluster_partitions(cl) : 0;
     if (!np || !uid) return -1;
     uint32_t p = seq_partition_of_user(uid, np);
-    return seq_cluster_holds(cl, p) ? -1 : (int64_t)p;
+    if (seq_cluster_caught_up(cl, p)) return -1;
+    if (seq_cluster_holds(cl, p))
+        return !was_forwarded && seq_cluster_caught_up_elsewhere(cl, p) ? (int64_t)p : -1;
+    return (int64_t)p;
 }
 
 static int forwarded(seq_grpc_call *call)
@@ -239,7 +245,7 @@ static job *job_new(seq_route *r, seq_grpc_call *call, const char *path, int64_t
 static void h_get(void *ctx, seq_grpc_call *call, const uint8_t *msg, size_t len)
 {
     seq_route *r = ctx;
-    int64_t p = remote_partition(r, user_of(msg, len));
+    int64_t p = remote_partition(r, user_of(msg, len), forwarded(call));
     if (p < 0) {
         r->svc_get.fn(r->svc_get.ctx, call, msg, len);
         return;
@@ -376,7 +382,8 @@ static part *part_for(batch *b, int64_t p)
 }
 
 /* Splits the request's entries by partition; 0, or -1 (malformed: read here). */
-static int split(seq_route *r, batch *b, const uint8_t *msg, size_t len, seq_buf *reqs)
+static int split(seq_route *r, batch *b, const uint8_t *msg, size_t len, seq_buf *reqs,
+                 int was_forwarded)
 {
     const uint8_t *p = msg, *end = msg + len, *sl;
     uint32_t f;
@@ -391,7 +398,7 @@ static int split(seq_route *r, batch *b, const uint8_t *msg, size_t len, seq_buf
     uint32_t i = 0;
     while (next_field(&p, end, &f, &v, &sl, &sn) == 1) {
         if (f != 1) continue;
-        part *pt = part_for(b, remote_partition(r, user_of(sl, sn)));
+        part *pt = part_for(b, remote_partition(r, user_of(sl, sn), was_forwarded));
         if (!pt || put_entry(&reqs[pt - b->parts], sl, sn)) return -1;
         pt->idx[pt->n++] = i++;
     }
@@ -414,7 +421,7 @@ static void h_batch(void *ctx, seq_grpc_call *call, const uint8_t *msg, size_t l
         size_t sn;
         while (next_field(&p, end, &f, &v, &sl, &sn) == 1) max_parts += f == 1;
     }
-    if (!(reqs = calloc(max_parts ? max_parts : 1, sizeof *reqs)) || split(r, b, msg, len, reqs))
+    if (!(reqs = calloc(max_parts ? max_parts : 1, sizeof *reqs)) || split(r, b, msg, len, reqs, forwarded(call)))
         goto local;
     if (b->n_parts == 1 && b->parts[0].partition < 0) goto local; /* all here */
     for (size_t i = 0; i < b->n_parts; i++)
