@@ -40,6 +40,7 @@ static int parse_get(int argc, char **argv, get_args *a)
         int r = 0;
         uint64_t u;
         if (strcmp(argv[i], "--json") == 0) { a->json = 1; continue; }
+        if (strcmp(argv[i], "--provenance") == 0) { a->req.include_provenance = 1; continue; }
         if ((r = seqc_opt(argc, argv, &i, "max", &v)) == 1) {
             if (seqc_parse_u64(v, &u) < 0 || u > UINT32_MAX)
                 return seqc_usage_error("--max: not a count: '%s'", v);
@@ -50,6 +51,11 @@ static int parse_get(int argc, char **argv, get_args *a)
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "until", &v)) == 1) {
             if (seqc_parse_i64(v, &a->req.until_ms) < 0)
                 return seqc_usage_error("--until: not a time in ms: '%s'", v);
+        } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "view", &v)) == 1) {
+            if (strcmp(v, "merged") == 0) a->req.view = SEQD__V1__VIEW__MERGED;
+            else if (strcmp(v, "stream") == 0) a->req.view = SEQD__V1__VIEW__STREAM_ONLY;
+            else if (strcmp(v, "batch") == 0) a->req.view = SEQD__V1__VIEW__BATCH_ONLY;
+            else return seqc_usage_error("--view: merged, stream or batch, got '%s'", v);
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "types", &v)) == 1) {
             if (split_types(a, v) < 0) return seqc_usage_error("out of memory");
         } else if (r == 0 && strncmp(argv[i], "--", 2) == 0) {
@@ -97,18 +103,30 @@ static double col_at(const Seqd__V1__Column *c, size_t i)
     return i < c->n_values ? c->values[i] : NAN;
 }
 
-static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef)
+/* Provenance of event i: "stream" or "batch gN" ("?" when the server sent none). */
+static const char *source_at(const Seqd__V1__GetSequenceResponse *r, size_t i, char *buf,
+                             size_t len)
 {
-    char tbuf[40], nbuf[16];
+    if (i >= r->n_sources) return "?";
+    if (r->sources[i] == 0) return "stream";
+    snprintf(buf, len, "batch g%" PRIu64, i < r->n_generations ? r->generations[i] : 0);
+    return buf;
+}
+
+static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, int prov)
+{
+    char tbuf[40], nbuf[16], sbuf[40];
     printf("user %" PRIu64 "  sequence %s  events %zu\n", r->user_id, r->sequence, n_events(r));
     printf("%-24s  %-12s  %20s", "time", "type", "item_id");
     for (size_t c = 0; c < r->n_columns; c++) printf("  %12s", r->columns[c]->name);
+    if (prov) printf("  %s", "source");
     putchar('\n');
     for (size_t i = 0; i < n_events(r); i++) {
         seqc_format_time(r->timestamps_ms[i], tbuf, sizeof tbuf);
         printf("%-24s  %-12s  %20" PRIu64, tbuf, type_name(seqdef, type_at(r, i), nbuf, sizeof nbuf),
                item_at(r, i));
         for (size_t c = 0; c < r->n_columns; c++) printf("  %12g", col_at(r->columns[c], i));
+        if (prov) printf("  %s", source_at(r, i, sbuf, sizeof sbuf));
         putchar('\n');
     }
     seqc_format_time(r->stream_watermark_ms, tbuf, sizeof tbuf);
@@ -117,9 +135,13 @@ static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef)
     seqc_format_time(r->batch_watermark_ms, tbuf, sizeof tbuf);
     printf("batch_watermark_ms  %" PRId64 " (%s)  batch_generation %" PRIu64 "\n",
            r->batch_watermark_ms, r->batch_watermark_ms ? tbuf : "none", r->batch_generation);
+    seqc_format_time(r->as_of_ms, tbuf, sizeof tbuf);
+    printf("completeness_gap_ms %" PRId64 " (%.1f h)  as_of_ms %" PRId64 " (%s)\n",
+           r->completeness_gap_ms, (double)r->completeness_gap_ms / 3600000.0, r->as_of_ms, tbuf);
 }
 
-static json_t *event_json(const Seqd__V1__GetSequenceResponse *r, size_t i, json_t *seqdef)
+static json_t *event_json(const Seqd__V1__GetSequenceResponse *r, size_t i, json_t *seqdef,
+                          int prov)
 {
     char tbuf[40], nbuf[16];
     seqc_format_time(r->timestamps_ms[i], tbuf, sizeof tbuf);
@@ -129,21 +151,29 @@ static json_t *event_json(const Seqd__V1__GetSequenceResponse *r, size_t i, json
         /* JSON has no NaN: a column without a value and without a default is null */
         json_object_set_new(cols, r->columns[c]->name, isfinite(v) ? json_real(v) : json_null());
     }
-    return json_pack("{s:I, s:s, s:s, s:i, s:o, s:o}", "time_ms", (json_int_t)r->timestamps_ms[i],
-                     "time", tbuf, "type", type_name(seqdef, type_at(r, i), nbuf, sizeof nbuf),
-                     "type_index", (int)type_at(r, i), "item_id", seqc_json_u64(item_at(r, i)),
-                     "columns", cols);
+    json_t *e = json_pack("{s:I, s:s, s:s, s:i, s:o, s:o}", "time_ms", (json_int_t)r->timestamps_ms[i],
+                          "time", tbuf, "type", type_name(seqdef, type_at(r, i), nbuf, sizeof nbuf),
+                          "type_index", (int)type_at(r, i), "item_id", seqc_json_u64(item_at(r, i)),
+                          "columns", cols);
+    if (prov && i < r->n_sources && i < r->n_generations) {
+        json_object_set_new(e, "source", json_string(r->sources[i] ? "batch" : "stream"));
+        json_object_set_new(e, "generation", seqc_json_u64(r->generations[i]));
+    }
+    return e;
 }
 
-static void print_json(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef)
+static void print_json(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, int prov)
 {
     json_t *events = json_array();
-    for (size_t i = 0; i < n_events(r); i++) json_array_append_new(events, event_json(r, i, seqdef));
-    json_t *doc = json_pack("{s:o, s:s, s:o, s:I, s:I, s:o}", "user_id", seqc_json_u64(r->user_id),
-                            "sequence", r->sequence, "events", events, "stream_watermark_ms",
-                            (json_int_t)r->stream_watermark_ms, "batch_watermark_ms",
-                            (json_int_t)r->batch_watermark_ms, "batch_generation",
-                            seqc_json_u64(r->batch_generation));
+    for (size_t i = 0; i < n_events(r); i++)
+        json_array_append_new(events, event_json(r, i, seqdef, prov));
+    json_t *doc = json_pack("{s:o, s:s, s:o, s:I, s:I, s:o, s:I, s:I}", "user_id",
+                            seqc_json_u64(r->user_id), "sequence", r->sequence, "events", events,
+                            "stream_watermark_ms", (json_int_t)r->stream_watermark_ms,
+                            "batch_watermark_ms", (json_int_t)r->batch_watermark_ms,
+                            "batch_generation", seqc_json_u64(r->batch_generation),
+                            "completeness_gap_ms", (json_int_t)r->completeness_gap_ms,
+                            "as_of_ms", (json_int_t)r->as_of_ms);
     json_dumpf(doc, stdout, JSON_COMPACT);
     putchar('\n');
     json_decref(doc);
@@ -176,8 +206,9 @@ static int call_and_print(const seqc_ctx *ctx, const get_args *a)
     /* type names are a nicety: without the admin port, indices are printed */
     json_t *status = seqc_fetch_status(ctx, NULL, 0);
     json_t *seqdef = seqc_status_sequence_def(status, r->sequence);
-    if (a->json) print_json(r, seqdef);
-    else print_table(r, seqdef);
+    int prov = a->req.include_provenance;
+    if (a->json) print_json(r, seqdef, prov);
+    else print_table(r, seqdef, prov);
     json_decref(status);
     seqd__v1__get_sequence_response__free_unpacked(r, NULL);
     ret = SEQC_EXIT_OK;

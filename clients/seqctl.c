@@ -28,7 +28,8 @@ static const struct {
 
 static const char usage_text[] =
     "usage: seqctl [--server HOST:PORT] [--admin HOST:PORT] COMMAND [ARGS]\n"
-    "  get USER SEQUENCE [--max N] [--since MS] [--until MS] [--types a,b] [--json]\n"
+    "  get USER SEQUENCE [--max N] [--since MS] [--until MS] [--types a,b]\n"
+    "      [--view merged|stream|batch] [--provenance] [--json]\n"
     "  produce [--brokers LIST] [--topic T] [--format protobuf|json] FILE|-\n"
     "  produce --sample N [--users U] [--brokers LIST] [--topic T] [--format F]\n"
     "  status [--json]\n"

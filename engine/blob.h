@@ -1,11 +1,17 @@
 /* Bucket blobs: the stored form of one (user, sequence, bucket) slice, shared by the
  * stream path, the batch builder and the read path. A blob holds records sorted newest
- * first (time descending, then event_id bytewise descending), ids unique.
+ * first (time descending, then event_id bytewise descending, then applied_ms descending).
+ * Among the records with replaced_ms == 0 (the live ones) ids are unique; a stream blob
+ * may also hold copies a correction replaced (same id, replaced_ms != 0), kept for as-of
+ * reads (PRODUCT.md "As of T") until they are older than --history-ms.
  *
- * Layout (little-endian): header u8 version=1, u8[3] zero, u32 count; then per record
- * i64 time_ms, u64 item_id, u16 type_idx, u8 id_len, u8 n_cols, id bytes, n_cols f64.
+ * Layout (little-endian): header u8 version, u8[3] zero, u32 count; then per record
+ *   version 1 (batch blobs, stream blobs written before apply times were kept):
+ *     i64 time_ms, u64 item_id, u16 type_idx, u8 id_len, u8 n_cols, id bytes, n_cols f64
+ *   version 2 (stream blobs): the same with i64 applied_ms, i64 replaced_ms after n_cols.
  * Each record carries its own n_cols, so columns appended to the definition later read
- * as their default for older records. */
+ * as their default for older records. A version-1 record reads as applied_ms 0 (unknown)
+ * and replaced_ms 0 (live). */
 #ifndef SEQ_BLOB_H
 #define SEQ_BLOB_H
 
@@ -25,7 +31,24 @@ typedef struct {
     uint32_t n_cols;
     const uint8_t *cols; /* n_cols doubles, unaligned, little-endian */
     uint64_t gen;        /* batch generation the record came from; 0 for the stream */
+    /* Stream records: the server's wall clock (ms) when the consumer applied this copy
+     * (stored, so it survives restarts and replays); 0 for batch records and for stream
+     * records stored before apply times were kept. */
+    int64_t applied_ms;
+    /* 0: the live copy. Otherwise the wall clock (ms) at which a later copy of the same
+     * event_id (a correction or a redelivered duplicate) replaced this one: the copy is
+     * kept only so that an as-of read before that time sees it, never shown by a normal
+     * read, and dropped once replaced_ms < now - history_ms. */
+    int64_t replaced_ms;
 } seq_rec;
+
+/* Is r part of the answer as of time as_of (0 = now)? A copy counts from its apply time
+ * until a later copy replaced it. Batch records (applied 0, never replaced) always do. */
+static inline int seq_rec_live_at(const seq_rec *r, int64_t as_of)
+{
+    if (as_of == 0) return r->replaced_ms == 0;
+    return r->applied_ms <= as_of && (r->replaced_ms == 0 || r->replaced_ms > as_of);
+}
 
 /* Column i of r, or dflt when the record has fewer columns. */
 double seq_rec_col(const seq_rec *r, uint32_t i, double dflt);
@@ -36,18 +59,21 @@ int seq_rec_cmp(const seq_rec *a, const seq_rec *b);
 typedef struct {
     const uint8_t *p, *end;
     uint32_t left;
+    uint32_t fixed; /* fixed bytes per record: SEQ_BLOB_REC_FIXED or SEQ_BLOB_REC_FIXED2 */
 } seq_blob_iter;
 
-/* SEQ_OK or SEQ_EINVAL (bad header). */
+/* SEQ_OK or SEQ_EINVAL (bad header, unknown version). */
 int seq_blob_iter_init(seq_blob_iter *it, const void *blob, size_t len);
-#define SEQ_BLOB_REC_FIXED 20 /* time 8 + item 8 + type 2 + id_len 1 + n_cols 1 */
+#define SEQ_BLOB_REC_FIXED 20  /* v1: time 8 + item 8 + type 2 + id_len 1 + n_cols 1 */
+#define SEQ_BLOB_REC_FIXED2 36 /* v2: v1 + applied_ms 8 + replaced_ms 8 */
 
 /* 1: *r filled (gen 0); 0: end; -1: corrupt blob. Inline: the read path
  * decodes every record of a user's buckets per request. */
 static inline int seq_blob_iter_next(seq_blob_iter *it, seq_rec *r)
 {
     if (it->left == 0) return it->p == it->end ? 0 : -1;
-    if ((size_t)(it->end - it->p) < SEQ_BLOB_REC_FIXED) return -1;
+    size_t fixed = it->fixed;
+    if ((size_t)(it->end - it->p) < fixed) return -1;
     const uint8_t *p = it->p;
     uint16_t t;
     memcpy(&r->time_ms, p, 8);
@@ -56,10 +82,16 @@ static inline int seq_blob_iter_next(seq_blob_iter *it, seq_rec *r)
     r->type_idx = t;
     r->id_len = p[18];
     r->n_cols = p[19];
-    size_t need = SEQ_BLOB_REC_FIXED + r->id_len + (size_t)r->n_cols * 8;
+    size_t need = fixed + r->id_len + (size_t)r->n_cols * 8;
     if ((size_t)(it->end - p) < need) return -1;
-    r->id = (const char *)p + SEQ_BLOB_REC_FIXED;
-    r->cols = p + SEQ_BLOB_REC_FIXED + r->id_len;
+    if (fixed == SEQ_BLOB_REC_FIXED2) {
+        memcpy(&r->applied_ms, p + 20, 8);
+        memcpy(&r->replaced_ms, p + 28, 8);
+    } else {
+        r->applied_ms = r->replaced_ms = 0;
+    }
+    r->id = (const char *)p + fixed;
+    r->cols = p + fixed + r->id_len;
     r->gen = 0;
     it->p = p + need;
     it->left--;
@@ -75,16 +107,29 @@ static inline unsigned seq_id_bit(const char *id, uint32_t len)
 /* Number of records a valid blob holds (from its header). */
 uint32_t seq_blob_count(const void *blob, size_t len);
 
-/* out is reset, then receives: old with rec inserted at its place, replacing any record
- * with the same id. old may be NULL/0 (empty). SEQ_OK, SEQ_EINVAL (corrupt old),
+/* Stream blobs (version 2). `drop_before`: a replaced copy whose replaced_ms is below it
+ * is dropped instead of kept (now - history_ms; INT64_MAX keeps no replaced copy).
+ *
+ * seq_blob_upsert: out is reset, then receives old with rec inserted at its place; the
+ * live copy of rec's id, if any, is marked replaced at rec->applied_ms (at least 1).
+ * old may be NULL/0 (empty) and of either version. SEQ_OK, SEQ_EINVAL (corrupt old),
  * SEQ_EINTERNAL (OOM). */
-int seq_blob_upsert(seq_buf *out, const void *old, size_t oldlen, const seq_rec *rec);
-/* out is reset, then receives old without the record with that id; *found says whether
- * there was one. */
-int seq_blob_remove(seq_buf *out, const void *old, size_t oldlen, const char *id,
-                    uint32_t id_len, int *found);
-/* out is reset, then receives a blob of recs, which must already be sorted in read order
- * with unique ids. */
+int seq_blob_upsert(seq_buf *out, const void *old, size_t oldlen, const seq_rec *rec,
+                    int64_t drop_before);
+/* out is reset, then receives old with the live copy of that id marked replaced at
+ * replaced_ms (at least 1); *found says whether there was one. Codes as upsert. */
+int seq_blob_replace(seq_buf *out, const void *old, size_t oldlen, const char *id,
+                     uint32_t id_len, int64_t replaced_ms, int64_t drop_before, int *found);
+/* out is reset, then receives old without the replaced copies below drop_before; *dropped
+ * counts them (0: out is old's copy, re-encoded). Codes as upsert. */
+int seq_blob_expire(seq_buf *out, const void *old, size_t oldlen, int64_t drop_before,
+                    uint32_t *dropped);
+/* Smallest replaced_ms of a replaced copy in a valid blob, INT64_MAX when none (so that a
+ * compaction rewrites a blob only when a copy expired). */
+int64_t seq_blob_oldest_replaced(const void *blob, size_t len);
+
+/* Batch blobs (version 1): out is reset, then receives a blob of recs, which must already
+ * be sorted in read order with unique ids. */
 int seq_blob_build(seq_buf *out, const seq_rec *recs, size_t n);
 
 #endif

@@ -72,6 +72,18 @@ uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t)
     return t < g->end_ms ? g->gen : 0;
 }
 
+int64_t seq_merge_gap_ms(const seq_cov_seg *cov, uint32_t n, int64_t lo, int64_t hi)
+{
+    if (hi <= lo) return 0;
+    int64_t gap = hi - lo;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t a = cov[i].start_ms > lo ? cov[i].start_ms : lo;
+        int64_t b = cov[i].end_ms < hi ? cov[i].end_ms : hi;
+        if (b > a) gap -= b - a;
+    }
+    return gap;
+}
+
 /* The owner of times visited in decreasing order (a batch handed in read order): a
  * cursor over the coverage instead of a binary search per record. Kept in the caller's
  * locals: the stores of kept records may alias it for the compiler otherwise. */
@@ -116,6 +128,7 @@ static inline int batch_owned(const seq_merge_params *p, int64_t cut, int64_t t)
 
 int seq_merge_stream_visible(const seq_merge_params *p, int64_t t)
 {
+    if (p->view == SEQ_VIEW_STREAM) return t >= floor_ms(p);
     return t >= floor_ms(p) && !batch_owned(p, p->now_ms - p->horizon_ms, t);
 }
 
@@ -518,6 +531,12 @@ uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_
                        const seq_rec *batch, uint32_t nb, const seq_rec **out,
                        seq_merge_scratch *s)
 {
+    if (p->view == SEQ_VIEW_STREAM) { /* as if no batch were committed */
+        seq_merge_params q = *p;
+        q.cov = NULL, q.n_cov = 0;
+        return run_stream_only(&q, stream, ns, out);
+    }
+    if (p->view == SEQ_VIEW_BATCH) ns = 0; /* the batch's records over all their coverage */
     if (nb == 0 || p->n_cov == 0) return run_stream_only(p, stream, ns, out);
     /* the reader hands the batch over in read order; one generation is the common case */
     int shape = batch_shape(batch, nb), one = shape == (IN_ORDER | ONE_GEN);

@@ -23,6 +23,10 @@ typedef struct {
     uint64_t gen;
 } seq_cov_seg;
 
+/* Which paths a read answers from (PRODUCT.md "Views"); the values are the API's enum. */
+typedef enum { SEQ_VIEW_MERGED = 0, SEQ_VIEW_STREAM = 1, SEQ_VIEW_BATCH = 2 } seq_view;
+#define SEQ_VIEW_MAX SEQ_VIEW_BATCH
+
 typedef struct {
     int64_t now_ms;
     int64_t horizon_ms;
@@ -34,6 +38,10 @@ typedef struct {
     int64_t since_ms; /* inclusive */
     int64_t until_ms; /* exclusive */
     uint64_t type_mask; /* bit i = seq->event_types[i]; 0 = all types */
+    /* MERGED: rules 1-5. STREAM: the stream's records as if no batch were committed (cov
+     * ignored). BATCH: the batch's records over their whole coverage (stream ignored).
+     * Every cut of rule 5 applies in each. */
+    seq_view view;
 } seq_merge_params;
 
 /* Generation owning time t, 0 when t is in no coverage. */
@@ -49,15 +57,21 @@ int seq_merge_stream_visible(const seq_merge_params *p, int64_t t);
 uint32_t seq_merge_need(const seq_merge_params *p);
 int64_t seq_merge_stop_before(const seq_merge_params *p);
 
+/* Length of [lo, hi) that no segment of cov (sorted, disjoint) covers; 0 when hi <= lo.
+ * The completeness gap of PRODUCT.md with lo = now - retention_ms, hi = now - H. */
+int64_t seq_merge_gap_ms(const seq_cov_seg *cov, uint32_t n, int64_t lo, int64_t hi);
+
 typedef struct seq_merge_scratch seq_merge_scratch; /* per thread; reused across calls */
 seq_merge_scratch *seq_merge_scratch_new(void);
 void seq_merge_scratch_free(seq_merge_scratch *s);
 
-/* stream: newest first, ids unique. batch: records of the generations in p->cov (each
- * with rec.gen set), newest first per generation or overall (any order is accepted);
+/* stream: newest first, ids unique (ignored in the BATCH view). batch: records of the
+ * generations in p->cov (each with rec.gen set), newest first per generation or overall (any order is accepted);
  * records whose owner(t) != rec.gen are ignored; an id present in two generations keeps
  * the higher generation's copy. out must hold p->seq->max_length pointers; it receives
- * the answer, newest first. Returns the count. Pointers stay valid as long as the inputs. */
+ * the answer, newest first. Returns the count. Pointers stay valid as long as the inputs.
+ * Provenance: out[i]->gen is 0 for a stream record and the generation whose data it is
+ * for a batch record (the merge never mixes them up: tests/unit/test_engine_merge.c). */
 uint32_t seq_merge_run(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
                        const seq_rec *batch, uint32_t nb, const seq_rec **out,
                        seq_merge_scratch *s);

@@ -11,7 +11,7 @@
 
 #include "../engine/common.h"
 
-typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_FORMAT, OPT_FLAG } opt_kind;
+typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_I64, OPT_FORMAT, OPT_FLAG } opt_kind;
 
 typedef struct {
     const char *name;
@@ -43,6 +43,7 @@ static const opt_spec OPTS[] = {
     {"kafka-config", OPT_STR, F(kafka_config), 0},
     {"instance-id", OPT_STR, F(instance_id), 0},
     {"advertise", OPT_STR, F(advertise), 0},
+    {"history-ms", OPT_I64, F(history_ms), 0},
     {"help", OPT_FLAG, F(help), 0},
 };
 #undef F
@@ -55,13 +56,14 @@ void seq_config_usage(FILE *f)
           "            [--max-message-bytes N] [--batch-root DIR] [--admin-token-file FILE]\n"
           "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
           "            [--max-header-bytes N] [--min-free-mb N] [--kafka-config FILE]\n"
-          "            [--instance-id ID] [--advertise HOST:PORT]\n"
+          "            [--instance-id ID] [--advertise HOST:PORT] [--history-ms MS]\n"
           "defaults: --data-dir ./seqd-data --grpc-listen 127.0.0.1:50051\n"
           "          --admin-listen 127.0.0.1:8080 --topic seqd.events --group seqd\n"
           "          --event-format protobuf --threads <cores> --cache-mb 512\n"
           "          --max-message-bytes 4194304 --batch-root <data-dir>/batch\n"
           "          --idle-timeout-s 300 --max-connections 4096 --max-concurrent-streams 256\n"
           "          --max-header-bytes 16384 --min-free-mb 128 (0: no check);\n"
+          "          --history-ms 604800000 (7 days; 0: keep no replaced copies);\n"
           "          no --brokers: an embedded Kafka cluster\n",
           f);
 }
@@ -80,6 +82,7 @@ static void set_defaults(seq_config *c)
     c->cache_mb = 512;
     c->max_message_bytes = 4194304;
     c->min_free_mb = 128;
+    c->history_ms = 604800000; /* 7 days (PRODUCT.md "As of T") */
 }
 
 static const opt_spec *find_opt(const char *name, size_t len)
@@ -129,6 +132,10 @@ static int apply(seq_config *c, const opt_spec *o, const char *v, char *err, siz
     case OPT_SIZE:
         if (parse_number(o, v, (long long)(SIZE_MAX >> 21), &n, err, errlen)) return SEQ_EINVAL;
         *(size_t *)field = (size_t)n;
+        return SEQ_OK;
+    case OPT_I64: /* times in ms: bounded so that now - value cannot overflow */
+        if (parse_number(o, v, INT64_MAX >> 2, &n, err, errlen)) return SEQ_EINVAL;
+        *(int64_t *)field = (int64_t)n;
         return SEQ_OK;
     case OPT_FORMAT:
         if (strcmp(v, "protobuf") == 0) c->event_format = SEQ_FMT_PROTOBUF;

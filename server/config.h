@@ -4,6 +4,7 @@
 #define SEQ_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef enum { SEQ_FMT_PROTOBUF = 0, SEQ_FMT_JSON = 1 } seq_event_format;
@@ -36,6 +37,9 @@ typedef struct {
     const char *kafka_config; /* librdkafka key=value file for every Kafka client; NULL: none */
     const char *instance_id;  /* static group membership id; NULL: generated once, kept in the data dir */
     const char *advertise;    /* HOST:PORT peers and clients reach the gRPC port at; NULL: the bound one */
+    /* --history-ms: how long copies replaced by a correction, and stream data beyond
+     * retention, are kept for as-of reads (storage/store.h); 0 = none. */
+    int64_t history_ms;
     int help;           /* --help was given: print usage, exit 0 */
 } seq_config;
 

@@ -123,26 +123,38 @@ static double cache_capacity(void *st)
 }
 
 /* Per-sequence batch state, read from the committed view at scrape time: completeness,
- * reported apart from the stream's freshness. */
-static int batch_sample(server *s, size_t i, const char **label, double *v, int watermark)
+ * reported apart from the stream's freshness (mixing the two masks both). */
+enum { B_GENERATION, B_WATERMARK, B_GAP };
+
+static int batch_sample(server *s, size_t i, const char **label, double *v, int what)
 {
     if (i >= s->def->n_seqs) return 0;
+    const seq_sequence *seq = &s->def->seqs[i];
     const seq_store_view *view = seq_store_view_acquire(s->store);
-    const seq_store_seqstate *st = seq_store_view_seq(view, s->def->seqs[i].id);
-    *v = watermark ? (double)st->watermark_ms / 1000.0 : (double)st->generation;
+    const seq_store_seqstate *st = seq_store_view_seq(view, seq->id);
+    int64_t now = seq_now_ms();
+    *v = what == B_WATERMARK ? (double)st->watermark_ms / 1000.0
+         : what == B_GAP ? (double)seq_merge_gap_ms(st->cov, st->n_cov, now - seq->retention_ms,
+                                                    now - s->def->horizon_ms) / 1000.0
+                         : (double)st->generation;
     seq_store_view_release(s->store, view);
-    *label = s->def->seqs[i].name;
+    *label = seq->name;
     return 1;
 }
 
 static int batch_generation(void *s, size_t i, const char **label, double *v)
 {
-    return batch_sample(s, i, label, v, 0);
+    return batch_sample(s, i, label, v, B_GENERATION);
 }
 
 static int batch_watermark(void *s, size_t i, const char **label, double *v)
 {
-    return batch_sample(s, i, label, v, 1);
+    return batch_sample(s, i, label, v, B_WATERMARK);
+}
+
+static int batch_gap(void *s, size_t i, const char **label, double *v)
+{
+    return batch_sample(s, i, label, v, B_GAP);
 }
 
 static void register_metrics(server *s)
@@ -200,6 +212,9 @@ static void register_metrics(server *s)
                            SEQ_METRIC_GAUGE, "sequence", batch_generation, s);
     seq_metrics_add_family(m, "seqd_batch_watermark_seconds", "End of the newest committed batch coverage per sequence.",
                            SEQ_METRIC_GAUGE, "sequence", batch_watermark, s);
+    seq_metrics_add_family(m, "seqd_batch_completeness_gap_seconds",
+                           "Length of [now - retention, now - horizon) no committed batch range covers, per sequence.",
+                           SEQ_METRIC_GAUGE, "sequence", batch_gap, s);
 }
 
 /* ---- start and stop ---- */
@@ -251,7 +266,8 @@ static int start(server *s, char *err, size_t errlen)
         return EXIT_CONFIG;
     if (seq_node_id(s->cfg.data_dir, s->cfg.instance_id, s->node_id, sizeof s->node_id, err, errlen))
         return EXIT_CONFIG;
-    rc = seq_store_open(s->cfg.data_dir, s->def, s->cfg.cache_mb, &s->store, err, errlen);
+    seq_store_config stc = {s->cfg.cache_mb, s->cfg.history_ms};
+    rc = seq_store_open_cfg(s->cfg.data_dir, s->def, &stc, &s->store, err, errlen);
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
 
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,

@@ -18,6 +18,8 @@
 #include "../storage/batch.h"
 
 #define ARENA_BYTES (64 * 1024)
+#define SEQ_SERVICE_MSG 384     /* an error message of one request */
+#define SEQ_AS_OF_AHEAD_MS 1000 /* as_of_ms up to this far ahead of the clock is "now" */
 
 /* ---- per-thread state ---- */
 
@@ -27,6 +29,10 @@ typedef struct {
     uint32_t max_events;
     int64_t since_ms, until_ms;
     uint64_t type_mask;
+    seq_view view;
+    int provenance;
+    int64_t as_of_ms;    /* 0: now */
+    int64_t max_gap_ms;  /* 0: no requirement; < 0: a gap of 0 */
 } prepared;
 
 typedef struct {
@@ -177,11 +183,14 @@ static size_t column_size(const char *name, uint32_t n)
 #define ITEMS_MAX(n) ((size_t)(n) * 10)
 #define TYPES_MAX(n) ((size_t)(n) * 5)
 
+#define SOURCES_MAX(n) ((size_t)(n)) /* 0 or 1: one byte each */
+
 /* An upper bound of the message's size, without walking the records. */
 static size_t resp_bound(const seq_service_resp *r)
 {
-    size_t total = 11 + ld_size(strlen(r->seq->name)) + 3 * 11; /* + the four scalars */
+    size_t total = 11 + ld_size(strlen(r->seq->name)) + 5 * 11; /* + the six scalars */
     if (r->n) total += ld_size(TS_MAX(r->n)) + ld_size(ITEMS_MAX(r->n)) + ld_size(TYPES_MAX(r->n));
+    if (r->n && r->provenance) total += ld_size(SOURCES_MAX(r->n)) + ld_size(ITEMS_MAX(r->n));
     for (uint32_t c = 0; c < r->seq->n_columns; c++)
         total += ld_size(column_size(r->seq->columns[c].name, r->n));
     return total;
@@ -296,6 +305,20 @@ static uint8_t *put_packed(uint8_t *p, const seq_service_resp *r)
     return ld_close(slot, TYPES_MAX(r->n), p);
 }
 
+/* Provenance (fields 10 and 11): per record its source (a generation is never 0 for a
+ * batch record, so gen != 0 is the source) and its generation, each array in one pass. */
+static uint8_t *put_provenance(uint8_t *p, const seq_service_resp *r)
+{
+    *p++ = 0x52;
+    p = put_varint(p, r->n); /* one byte per source: the length is known */
+    for (uint32_t i = 0; i < r->n; i++) p[i] = r->recs[i]->gen != 0;
+    p += r->n;
+    uint8_t *slot;
+    p = ld_open(p, 0x5a, ITEMS_MAX(r->n), &slot);
+    for (uint32_t i = 0; i < r->n; i++) p = put_varint_wide(p, r->recs[i]->gen);
+    return ld_close(slot, ITEMS_MAX(r->n), p);
+}
+
 /* Writes the message; the buffer must hold resp_bound() bytes. Returns its end. */
 static uint8_t *write_resp(uint8_t *p, const seq_service_resp *r)
 {
@@ -305,7 +328,10 @@ static uint8_t *write_resp(uint8_t *p, const seq_service_resp *r)
     for (uint32_t c = 0; c < r->seq->n_columns; c++) p = put_column(p, r, c);
     p = put_scalar(p, 0x38, (uint64_t)r->stream_watermark_ms);
     p = put_scalar(p, 0x40, (uint64_t)r->batch_watermark_ms);
-    return put_scalar(p, 0x48, r->batch_generation);
+    p = put_scalar(p, 0x48, r->batch_generation);
+    if (r->n && r->provenance) p = put_provenance(p, r);
+    p = put_scalar(p, 0x60, (uint64_t)r->completeness_gap_ms);
+    return put_scalar(p, 0x68, (uint64_t)r->as_of_ms);
 }
 
 /* Appends the response, as a field-1 entry of BatchGetSequencesResponse when
@@ -329,8 +355,9 @@ int seq_service_resp_encode(seq_buf *out, const seq_service_resp *r)
 
 /* ---- validation ---- */
 
-static int prepare(const seq_service *s, const Seqd__V1__GetSequenceRequest *r, prepared *p,
-                   char *msg, size_t msglen)
+/* Checks the request against the definition and the clock `now`; fills p. */
+static int prepare(const seq_service *s, const Seqd__V1__GetSequenceRequest *r, int64_t now,
+                   prepared *p, char *msg, size_t msglen)
 {
     const char *name = r->sequence ? r->sequence : "";
     if (!*name) {
@@ -341,6 +368,24 @@ static int prepare(const seq_service *s, const Seqd__V1__GetSequenceRequest *r, 
     if (!seq) {
         seq_errf(msg, msglen, "unknown sequence '%s'", name);
         return SEQ_ENOTFOUND;
+    }
+    if (r->user_id == 0) { /* protobuf's "not set": never a silently empty answer */
+        seq_errf(msg, msglen, "user_id: required");
+        return SEQ_EINVAL;
+    }
+    if ((uint32_t)r->view > SEQ_VIEW_MAX) {
+        seq_errf(msg, msglen, "view: %d is not a View (MERGED 0, STREAM_ONLY 1, BATCH_ONLY 2)",
+                 (int)r->view);
+        return SEQ_EINVAL;
+    }
+    if (r->as_of_ms < 0) {
+        seq_errf(msg, msglen, "as_of_ms: %lld is negative (0 = now)", (long long)r->as_of_ms);
+        return SEQ_EINVAL;
+    }
+    if (r->as_of_ms > now + SEQ_AS_OF_AHEAD_MS) {
+        seq_errf(msg, msglen, "as_of_ms: %lld is in the future (server clock %lld)",
+                 (long long)r->as_of_ms, (long long)now);
+        return SEQ_EINVAL;
     }
     if (r->since_ms && r->until_ms && r->since_ms > r->until_ms) {
         seq_errf(msg, msglen, "since_ms (%lld) > until_ms (%lld)", (long long)r->since_ms,
@@ -357,7 +402,9 @@ static int prepare(const seq_service *s, const Seqd__V1__GetSequenceRequest *r, 
         }
         mask |= 1ull << idx;
     }
-    *p = (prepared){r->user_id, seq, r->max_events, r->since_ms, r->until_ms, mask};
+    *p = (prepared){r->user_id, seq, r->max_events, r->since_ms, r->until_ms, mask,
+                    (seq_view)r->view, r->include_provenance, r->as_of_ms,
+                    r->max_completeness_gap_ms};
     return SEQ_OK;
 }
 
@@ -372,23 +419,64 @@ static int64_t stream_watermark(const seq_service *s)
 
 static const seq_store_seqstate NO_BATCH = {0};
 
+/* The committed coverage as ranges (adjacent segments joined), for messages: the first
+ * few, then how many more. */
+static void coverage_text(const seq_store_seqstate *st, char *buf, size_t len)
+{
+    size_t n = 0;
+    uint32_t ranges = 0;
+    buf[0] = 0;
+    for (uint32_t i = 0; i < st->n_cov; i++) {
+        int64_t a = st->cov[i].start_ms, b = st->cov[i].end_ms;
+        while (i + 1 < st->n_cov && st->cov[i + 1].start_ms == b) b = st->cov[++i].end_ms;
+        if (++ranges <= 3 && n < len)
+            n += (size_t)snprintf(buf + n, len - n, "%s[%lld, %lld)", ranges > 1 ? " " : "",
+                                  (long long)a, (long long)b);
+    }
+    if (ranges == 0) snprintf(buf, len, "none");
+    else if (ranges > 3 && n < len) snprintf(buf + n, len - n, " and %u more", ranges - 3);
+}
+
+/* FAILED_PRECONDITION when the request requires more complete history than there is. */
+static int check_gap(const prepared *q, const seq_store_seqstate *st, int64_t gap, char *msg,
+                     size_t msglen)
+{
+    int64_t max = q->max_gap_ms < 0 ? 0 : q->max_gap_ms;
+    if (!q->max_gap_ms || gap <= max) return SEQ_OK;
+    char cov[160];
+    coverage_text(st, cov, sizeof cov);
+    seq_errf(msg, msglen,
+             "completeness gap %lld ms exceeds max_completeness_gap_ms %lld; committed batch "
+             "coverage of '%s': %s",
+             (long long)gap, (long long)q->max_gap_ms, q->seq->name, cov);
+    return SEQ_EPRECONDITION;
+}
+
 /* Reads and encodes one prepared request against view v at time now. */
 static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, int64_t now,
                     const prepared *q, seq_buf *out, int as_field, char *msg, size_t msglen)
 {
     const seq_store_seqstate *st = seq_store_view_seq(v, q->seq->id);
     if (!st) st = &NO_BATCH;
+    if (q->as_of_ms) {
+        seq_errf(msg, msglen, "as_of_ms: as-of reads are not available on this server yet");
+        return SEQ_EPRECONDITION;
+    }
     seq_merge_params mp = {.now_ms = now, .horizon_ms = s->cfg.def->horizon_ms, .seq = q->seq,
                            .cov = st->cov, .n_cov = st->n_cov, .max_events = q->max_events,
                            .since_ms = q->since_ms, .until_ms = q->until_ms,
-                           .type_mask = q->type_mask};
+                           .type_mask = q->type_mask, .view = q->view};
+    int64_t gap = seq_merge_gap_ms(st->cov, st->n_cov, now - q->seq->retention_ms,
+                                   now - s->cfg.def->horizon_ms);
+    int rc = check_gap(q, st, gap, msg, msglen);
+    if (rc) return rc;
     const seq_rec *sr, *br;
     uint32_t ns, nb;
-    int rc = seq_store_read(w->reader, &mp, q->user, &sr, &ns, &br, &nb, msg, msglen);
+    rc = seq_store_read(w->reader, &mp, q->user, &sr, &ns, &br, &nb, msg, msglen);
     if (rc) return rc;
     uint32_t n = seq_merge_run(&mp, sr, ns, br, nb, w->out, w->scratch);
     seq_service_resp r = {q->user, q->seq, w->out, n, stream_watermark(s), st->watermark_ms,
-                          st->generation};
+                          st->generation, q->provenance, gap, now};
     if (encode(out, &r, as_field)) {
         seq_errf(msg, msglen, "out of memory");
         return SEQ_EINTERNAL;
@@ -413,10 +501,11 @@ int seq_service_get(seq_service *s, const uint8_t *req, size_t len, seq_buf *out
         return SEQ_EINVAL;
     }
     prepared q;
-    int rc = prepare(s, r, &q, msg, msglen);
+    int64_t now = seq_now_ms();
+    int rc = prepare(s, r, now, &q, msg, msglen);
     if (!rc) {
         const seq_store_view *v = seq_store_view_acquire(s->cfg.store);
-        rc = read_one(s, w, v, seq_now_ms(), &q, out, 0, msg, msglen);
+        rc = read_one(s, w, v, now, &q, out, 0, msg, msglen);
         seq_store_view_release(s->cfg.store, v);
     }
     seqd__v1__get_sequence_request__free_unpacked(r, &w->alloc);
@@ -437,15 +526,15 @@ static int grow_preps(worker_state *w, size_t n)
 /* Validates every entry before reading any, so that an invalid entry fails the call
  * whole, with its index. */
 static int prepare_all(seq_service *s, worker_state *w, const Seqd__V1__BatchGetSequencesRequest *r,
-                       char *msg, size_t msglen)
+                       int64_t now, char *msg, size_t msglen)
 {
     if (grow_preps(w, r->n_requests)) {
         seq_errf(msg, msglen, "out of memory");
         return SEQ_EINTERNAL;
     }
     for (size_t i = 0; i < r->n_requests; i++) {
-        char inner[200];
-        int rc = prepare(s, r->requests[i], &w->preps[i], inner, sizeof inner);
+        char inner[SEQ_SERVICE_MSG];
+        int rc = prepare(s, r->requests[i], now, &w->preps[i], inner, sizeof inner);
         if (rc) {
             seq_errf(msg, msglen, "requests[%zu]: %s", i, inner);
             return rc;
@@ -469,12 +558,14 @@ int seq_service_batch_get(seq_service *s, const uint8_t *req, size_t len, seq_bu
         seq_errf(msg, msglen, "request does not decode as seqd.v1.BatchGetSequencesRequest");
         return SEQ_EINVAL;
     }
-    int rc = prepare_all(s, w, r, msg, msglen);
+    int64_t now = seq_now_ms();
+    int rc = prepare_all(s, w, r, now, msg, msglen);
     if (!rc) {
         const seq_store_view *v = seq_store_view_acquire(s->cfg.store);
-        int64_t now = seq_now_ms();
+        char inner[SEQ_SERVICE_MSG];
         for (size_t i = 0; i < r->n_requests && !rc; i++)
-            rc = read_one(s, w, v, now, &w->preps[i], out, 1, msg, msglen);
+            if ((rc = read_one(s, w, v, now, &w->preps[i], out, 1, inner, sizeof inner)))
+                seq_errf(msg, msglen, "requests[%zu]: %s", i, inner);
         seq_store_view_release(s->cfg.store, v);
     }
     seqd__v1__batch_get_sequences_request__free_unpacked(r, &w->alloc);
@@ -661,7 +752,7 @@ static int deadline_passed(seq_grpc_call *call)
 static void handle(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
 {
     const binding *b = ctx;
-    char msg[256];
+    char msg[SEQ_SERVICE_MSG + 32];
     if (deadline_passed(call)) {
         seq_grpc_finish(call, SEQ_EDEADLINE, "deadline exceeded before the call was served");
         return;

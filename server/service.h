@@ -60,6 +60,9 @@ typedef struct {
     uint32_t n;
     int64_t stream_watermark_ms, batch_watermark_ms;
     uint64_t batch_generation;
+    int provenance;              /* write sources and generations (recs[i]->gen) */
+    int64_t completeness_gap_ms; /* PRODUCT.md "Completeness gap" */
+    int64_t as_of_ms;            /* the time the answer is as of */
 } seq_service_resp;
 
 /* Appends the encoded GetSequenceResponse to out. SEQ_OK or SEQ_EINTERNAL (OOM). */

@@ -23,35 +23,91 @@ static const seq_sequence *seq_by_id(const seq_def *def, uint32_t id)
     return NULL;
 }
 
-/* Drops what retention has made invisible for ever: stream buckets that end at or before
- * now - retention (every time in them is older) and index entries whose time is older.
- * Batch buckets, meta and malformed records are never touched here. */
+/* One compaction's filter state: RocksDB copies a changed value and never frees it, so it
+ * lives in `out` until the next key or the end of the compaction. */
+typedef struct {
+    const seq_store *st;
+    seq_buf out;
+} filter_state;
+
+/* Drops replaced copies older than history from a stream bucket blob kept otherwise.
+ * Returns 1 when the whole blob can go. */
+static unsigned char expire_replaced(filter_state *fs, int64_t now, const char *val,
+                                     size_t vlen, char **nv, size_t *nvlen,
+                                     unsigned char *changed)
+{
+    const seq_store *st = fs->st;
+    seq_buf *out = &fs->out;
+    int64_t drop_before = st->history_ms > 0 ? now - st->history_ms : INT64_MAX;
+    if (seq_blob_oldest_replaced(val, vlen) >= drop_before) return 0;
+    uint32_t dropped;
+    if (seq_blob_expire(out, val, vlen, drop_before, &dropped) != SEQ_OK || dropped == 0)
+        return 0;
+    if (seq_blob_count(out->data, out->len) == 0) return 1;
+    *nv = (char *)out->data;
+    *nvlen = out->len;
+    *changed = 1;
+    return 0;
+}
+
+/* Drops what retention has made invisible for ever, keeping history_ms more for as-of
+ * reads: stream buckets that end at or before now - retention - history (every time in
+ * them is older) and index entries whose time is older; and replaced copies replaced
+ * before now - history. Batch buckets, meta and malformed records are never touched
+ * here. */
 static unsigned char retention_filter(void *state, int level, const char *key, size_t klen,
                                       const char *val, size_t vlen, char **nv, size_t *nvlen,
                                       unsigned char *changed)
 {
-    const seq_def *def = state;
+    filter_state *fs = state;
+    const seq_store *st = fs->st;
+    const seq_def *def = st->def;
     seq_key k;
-    (void)level, (void)nv, (void)nvlen, (void)changed;
+    (void)level;
     if (seq_key_parse(key, klen, &k) != 0) return 0;
     if (k.kind != SEQ_K_STREAM && k.kind != SEQ_K_INDEX) return 0;
+    int64_t now = seq_now_ms();
     const seq_sequence *s = seq_by_id(def, k.seq);
-    if (!s || s->retention_ms <= 0) return 0;
-    int64_t floor = seq_now_ms() - s->retention_ms;
-    if (k.kind == SEQ_K_STREAM) return seq_bucket_end(k.bucket, def->bucket_ms) <= floor;
+    if (!s || s->retention_ms <= 0) {
+        if (k.kind != SEQ_K_STREAM) return 0;
+        return expire_replaced(fs, now, val, vlen, nv, nvlen, changed);
+    }
+    int64_t floor = now - s->retention_ms - st->history_ms;
+    if (k.kind == SEQ_K_STREAM) {
+        if (seq_bucket_end(k.bucket, def->bucket_ms) <= floor) return 1;
+        return expire_replaced(fs, now, val, vlen, nv, nvlen, changed);
+    }
     if (vlen != 8) return 0;
     return (int64_t)seq_get_be64((const uint8_t *)val) < floor;
 }
 
 static void retention_state_free(void *state)
 {
-    (void)state; /* the definition belongs to the caller */
+    filter_state *fs = state;
+    seq_buf_free(&fs->out);
+    free(fs);
 }
 
 static const char *retention_name(void *state)
 {
     (void)state;
     return "seqd.retention";
+}
+
+static rocksdb_compactionfilter_t *retention_create(void *state,
+                                                    rocksdb_compactionfiltercontext_t *ctx)
+{
+    (void)ctx;
+    filter_state *fs = calloc(1, sizeof *fs);
+    if (!fs) return NULL; /* no filter for this compaction: nothing dropped, nothing lost */
+    fs->st = state;
+    return rocksdb_compactionfilter_create(fs, retention_state_free, retention_filter,
+                                           retention_name);
+}
+
+static void retention_factory_free(void *state)
+{
+    (void)state; /* the store outlives its options */
 }
 
 /* ---- small RocksDB helpers ---- */
@@ -259,9 +315,10 @@ static void configure(seq_store *st, size_t cache_mb)
     st->cache = rocksdb_cache_create_lru(cache_bytes);
     table_options(st->opts, st->cache);
 
-    st->cfilter = rocksdb_compactionfilter_create((void *)st->def, retention_state_free,
-                                                  retention_filter, retention_name);
-    rocksdb_options_set_compaction_filter(st->opts, st->cfilter);
+    /* a factory, so that each compaction's filter owns its buffer (and frees it) */
+    rocksdb_options_set_compaction_filter_factory(
+        st->opts, rocksdb_compactionfilterfactory_create(st, retention_factory_free,
+                                                         retention_create, retention_name));
 
     /* Sync on commit: the consumer commits many events at once, so the fsync is
      * amortised, and offsets stored with the data must survive a power loss too. */
@@ -314,15 +371,25 @@ static int load_malformed(seq_store *st, char *err, size_t errlen)
 int seq_store_open(const char *dir, const seq_def *def, size_t cache_mb, seq_store **out,
                    char *err, size_t errlen)
 {
+    seq_store_config cfg = {cache_mb, SEQ_HISTORY_MS_DEFAULT};
+    return seq_store_open_cfg(dir, def, &cfg, out, err, errlen);
+}
+
+int64_t seq_store_history_ms(const seq_store *st) { return st->history_ms; }
+
+int seq_store_open_cfg(const char *dir, const seq_def *def, const seq_store_config *cfg,
+                       seq_store **out, char *err, size_t errlen)
+{
     seq_store *st = calloc(1, sizeof *st);
     char *e = NULL;
     int rc = SEQ_EINTERNAL;
     *out = NULL;
     if (!st) return SEQ_EINTERNAL;
     st->def = def;
+    st->history_ms = cfg->history_ms > 0 ? cfg->history_ms : 0;
     pthread_mutex_init(&st->commit_mu, NULL);
     pthread_mutex_init(&st->view_mu, NULL);
-    configure(st, cache_mb);
+    configure(st, cfg->cache_mb);
     if (!(st->stage_dir = malloc(strlen(dir) + sizeof "/load-staging"))) goto fail;
     strcpy(stpcpy(st->stage_dir, dir), "/load-staging");
     st->db = rocksdb_open(st->opts, dir, &e);
@@ -350,7 +417,6 @@ void seq_store_close(seq_store *st)
     if (st->db) rocksdb_close(st->db);
     if (st->view) seq_store_view_release(st, st->view);
     if (st->opts) rocksdb_options_destroy(st->opts);
-    if (st->cfilter) rocksdb_compactionfilter_destroy(st->cfilter);
     if (st->cache) rocksdb_cache_destroy(st->cache);
     seq_rcache_free(st->rcache);
     if (st->wsync) rocksdb_writeoptions_destroy(st->wsync);

@@ -19,7 +19,8 @@
  * One user's sequence is one seek plus a few steps over bucket blobs, per source.
  * Value formats and the key codec: storage/keys.h.
  * Retention: a compaction filter drops stream buckets and index entries older than the
- * sequence's retention. */
+ * sequence's retention plus history_ms (as-of reads look that far back), and the copies
+ * a correction replaced once they were replaced more than history_ms ago. */
 #ifndef SEQ_STORE_H
 #define SEQ_STORE_H
 
@@ -34,13 +35,27 @@
 
 typedef struct seq_store seq_store;
 
+/* --history-ms default (PRODUCT.md "As of T"): 7 days. */
+#define SEQ_HISTORY_MS_DEFAULT 604800000LL
+
+typedef struct {
+    size_t cache_mb;    /* block cache, memtables and record cache share it */
+    /* How long copies replaced by a correction are kept (seq_rec.replaced_ms), and how
+     * much stream data beyond retention is kept, for as-of reads; 0 = none. */
+    int64_t history_ms;
+} seq_store_config;
+
 /* Opens (creating if needed) the database in dir. If data was served with another
  * definition, `def` must be compatible with it (seq_def_check_compat): otherwise
  * SEQ_EPRECONDITION and a message saying what changed. On success `def` is stored as the
- * definition the data is served with. `def` must outlive the store. Block cache and
- * memtables share cache_mb. Caller closes with seq_store_close. */
+ * definition the data is served with. `def` must outlive the store. Caller closes with
+ * seq_store_close. seq_store_open is seq_store_open_cfg with the default history. */
+int seq_store_open_cfg(const char *dir, const seq_def *def, const seq_store_config *cfg,
+                       seq_store **out, char *err, size_t errlen);
 int seq_store_open(const char *dir, const seq_def *def, size_t cache_mb, seq_store **out,
                    char *err, size_t errlen);
+/* The history kept (seq_store_config.history_ms). */
+int64_t seq_store_history_ms(const seq_store *st);
 void seq_store_close(seq_store *st);
 
 /* ---- stream writes: one seq_store_batch per consumer thread ---- */
@@ -48,10 +63,11 @@ typedef struct seq_store_batch seq_store_batch;
 seq_store_batch *seq_store_batch_new(seq_store *st);
 void seq_store_batch_free(seq_store_batch *b);
 
-/* Adds an event kept by n sequences (outs from seq_exec_apply). A copy of the same
- * event_id already stored for that user and sequence, in any bucket, is replaced (the
- * copy applied last wins, its time included). Several events touching one bucket in one
- * batch are combined in memory. */
+/* Adds an event kept by n sequences (outs from seq_exec_apply), stamped with the wall
+ * clock as its applied_ms. A copy of the same event_id already stored for that user and
+ * sequence, in any bucket, is replaced (the copy applied last wins, its time included):
+ * it stays stored with replaced_ms set while history_ms keeps it (engine/blob.h).
+ * Several events touching one bucket in one batch are combined in memory. */
 int seq_store_batch_add_event(seq_store_batch *b, const seq_event *ev, const seq_exec_out *outs,
                               uint32_t n, char *err, size_t errlen);
 /* Keeps a malformed message aside (key 'x') and counts it. */
@@ -97,7 +113,8 @@ void seq_store_reader_free(seq_store_reader *r);
 
 /* Gathers user's records for p->seq: stream records newest first, until
  * seq_merge_need(p) visible ones or times below seq_merge_stop_before(p); and batch records
- * of every generation in p->cov (gen set on each). Arrays are owned by the reader and
+ * of every generation in p->cov (gen set on each); only the batch's in the BATCH view and
+ * only the stream's in the STREAM view (merge.h). Arrays are owned by the reader and
  * valid until its next read. Feed them to seq_merge_run. */
 int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
                    const seq_rec **stream, uint32_t *ns, const seq_rec **batch, uint32_t *nb,

@@ -182,9 +182,17 @@ static void set_from_tmp(seq_store_batch *b, int64_t idx)
     e->dirty = 1;
 }
 
-/* Removes id from the bucket its indexed copy lives in, when that is not `bucket`. */
+/* When history keeps no replaced copy, they are dropped on the spot (INT64_MAX). */
+static int64_t drop_before(const seq_store_batch *b, int64_t applied)
+{
+    int64_t h = b->st->history_ms;
+    return h > 0 ? applied - h : INT64_MAX;
+}
+
+/* Marks id replaced in the bucket its indexed copy lives in, when that is not `bucket`. */
 static int unlink_old(seq_store_batch *b, int64_t iidx, uint32_t seq, uint64_t user,
-                      int64_t bucket, const seq_event *ev, char *err, size_t errlen)
+                      int64_t bucket, const seq_event *ev, int64_t applied, char *err,
+                      size_t errlen)
 {
     const pend *ie = &b->ent[iidx];
     if (ie->val.len != 8) return SEQ_OK;
@@ -198,8 +206,8 @@ static int unlink_old(seq_store_batch *b, int64_t iidx, uint32_t seq, uint64_t u
     const pend *se = &b->ent[sidx];
     int found = 0;
     if (se->val.len == 0) return SEQ_OK;
-    if (seq_blob_remove(&b->tmp, se->val.data, se->val.len, ev->id, ev->id_len, &found) !=
-        SEQ_OK) {
+    if (seq_blob_replace(&b->tmp, se->val.data, se->val.len, ev->id, ev->id_len, applied,
+                         drop_before(b, applied), &found) != SEQ_OK) {
         seq_errf(err, errlen, "corrupt stream bucket (seq %u, user %llu)", seq,
                  (unsigned long long)user);
         return SEQ_EINTERNAL;
@@ -208,14 +216,14 @@ static int unlink_old(seq_store_batch *b, int64_t iidx, uint32_t seq, uint64_t u
     return SEQ_OK;
 }
 
-static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *o, char *err,
-                   size_t errlen)
+static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *o,
+                   int64_t applied, char *err, size_t errlen)
 {
     uint8_t k[SEQ_KEY_MAX];
     size_t kl = seq_key_index(k, o->seq_id, ev->user_id, ev->id, ev->id_len);
     int64_t iidx = touch(b, k, kl, err, errlen);
     if (iidx < 0) return SEQ_EINTERNAL;
-    int rc = unlink_old(b, iidx, o->seq_id, ev->user_id, o->bucket, ev, err, errlen);
+    int rc = unlink_old(b, iidx, o->seq_id, ev->user_id, o->bucket, ev, applied, err, errlen);
     if (rc != SEQ_OK) return rc;
 
     kl = seq_key_stream(k, o->seq_id, ev->user_id, o->bucket);
@@ -223,9 +231,10 @@ static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *
     if (sidx < 0) return SEQ_EINTERNAL;
     seq_rec rec = {.time_ms = ev->time_ms, .item_id = ev->item_id, .type_idx = o->type_idx,
                    .id_len = ev->id_len, .id = ev->id, .n_cols = o->n_cols,
-                   .cols = (const uint8_t *)o->cols}; /* blob columns are LE doubles */
+                   .cols = (const uint8_t *)o->cols, /* blob columns are LE doubles */
+                   .applied_ms = applied};
     const pend *se = &b->ent[sidx];
-    rc = seq_blob_upsert(&b->tmp, se->val.data, se->val.len, &rec);
+    rc = seq_blob_upsert(&b->tmp, se->val.data, se->val.len, &rec, drop_before(b, applied));
     if (rc != SEQ_OK) {
         seq_errf(err, errlen, "stream bucket update failed (seq %u, user %llu)", o->seq_id,
                  (unsigned long long)ev->user_id);
@@ -247,8 +256,9 @@ static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *
 int seq_store_batch_add_event(seq_store_batch *b, const seq_event *ev, const seq_exec_out *outs,
                               uint32_t n, char *err, size_t errlen)
 {
+    int64_t applied = seq_now_ms(); /* one apply time for every sequence of the event */
     for (uint32_t i = 0; i < n; i++) {
-        int rc = add_one(b, ev, &outs[i], err, errlen);
+        int rc = add_one(b, ev, &outs[i], applied, err, errlen);
         if (rc != SEQ_OK) return rc;
     }
     return SEQ_OK;

@@ -22,11 +22,11 @@ struct seq_store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_cache_t *cache;
-    rocksdb_compactionfilter_t *cfilter; /* referenced by opts: destroyed after the db */
     rocksdb_writeoptions_t *wsync;
     rocksdb_readoptions_t *rget;  /* point lookups */
     rocksdb_readoptions_t *rscan; /* whole-keyspace scans (total order) */
     const seq_def *def;
+    int64_t history_ms; /* seq_store_config.history_ms */
     seq_rcache *rcache; /* hot users' bucket blobs (rcache.h); NULL: none */
     char *stage_dir;    /* <data dir>/load-staging: a load's verified copies (store_load.c) */
 

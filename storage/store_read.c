@@ -285,9 +285,11 @@ static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint
         const void *v = cur_value(c, &vl);
         int rc = open_blob(v, vl, &bi, &r->srec, &r->scap, n, err, errlen);
         if (rc != SEQ_OK) return rc;
-        /* decoded in place; the blob's header count bounds how many fit */
+        /* decoded in place; the blob's header count bounds how many fit. Copies a
+         * correction replaced are kept for as-of reads only (blob.h) */
         while (bi.left && (rc = seq_blob_iter_next(&bi, &r->srec[n])) == 1)
-            n += seq_merge_stream_visible(p, r->srec[n].time_ms) != 0;
+            n += seq_merge_stream_visible(p, r->srec[n].time_ms) != 0 &&
+                 seq_rec_live_at(&r->srec[n], 0);
         *ns = n; /* only visible records were kept */
         if (rc < 0) {
             seq_errf(err, errlen, "corrupt stream bucket of user %llu", (unsigned long long)user);
@@ -558,10 +560,15 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     }
     uint32_t hist = 0;
     r->npend = 0;
-    if (p->n_cov && (rc = read_batch(&c, p, user, nb, &hist, err, errlen)) != SEQ_OK) return rc;
+    /* the views (merge.h) read one source each */
+    if (p->n_cov && p->view != SEQ_VIEW_STREAM &&
+        (rc = read_batch(&c, p, user, nb, &hist, err, errlen)) != SEQ_OK)
+        return rc;
     /* any batch record at t >= C? The decoded ones are newest first, the set-aside ones older */
     int recent_batch = *nb && r->brec[0].time_ms >= p->now_ms - p->horizon_ms;
-    if ((rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK) return rc;
+    if (p->view != SEQ_VIEW_BATCH &&
+        (rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK)
+        return rc;
     if ((rc = settle_pending(r, p, user, *ns, nb, err, errlen)) != SEQ_OK) return rc;
     *stream = r->srec;
     *batch = r->brec;

@@ -20,6 +20,9 @@
     "\"retention_ms\":172800000,\"columns\":[\"dwell_ms\"]}]}"
 
 static char fx_dir[64];
+/* --history-ms of the stores fx_open opens: 0 (no replaced copies kept, nothing kept past
+ * retention) unless a test keeps history. */
+static int64_t fx_history_ms;
 
 static inline void fx_mkdir(void)
 {
@@ -49,7 +52,8 @@ static inline seq_store *fx_open(const seq_def *d)
 {
     seq_store *st = NULL;
     char err[256];
-    int rc = seq_store_open(fx_dir, d, 16, &st, err, sizeof err);
+    seq_store_config cfg = {16, fx_history_ms};
+    int rc = seq_store_open_cfg(fx_dir, d, &cfg, &st, err, sizeof err);
     if (rc != SEQ_OK) fprintf(stderr, "open: %s\n", err);
     return st;
 }
@@ -138,6 +142,25 @@ static inline int fx_has_stream(seq_store *st, uint64_t user, int64_t t)
     uint8_t k[SEQ_KEY_MAX];
     size_t kl = seq_key_stream(k, 0, user, seq_bucket_of(t, st->def->bucket_ms));
     return fx_has(st, k, kl);
+}
+
+/* The records of user's stream bucket holding t, replaced copies included (at most max);
+ * the blob is copied into *keep (caller frees with seq_buf_free). */
+static inline uint32_t fx_bucket_recs(seq_store *st, uint64_t user, int64_t t, seq_rec *out,
+                                      uint32_t max, seq_buf *keep)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_stream(k, 0, user, seq_bucket_of(t, st->def->bucket_ms)), vl;
+    char *v;
+    uint32_t n = 0;
+    keep->len = 0;
+    if (seq_store_get_raw(st, k, kl, &v, &vl, NULL, 0) != SEQ_OK || !v) return 0;
+    CHECK(seq_buf_append(keep, v, vl) == 0);
+    rocksdb_free(v);
+    seq_blob_iter it;
+    if (seq_blob_iter_init(&it, keep->data, keep->len) != SEQ_OK) return 0;
+    while (n < max && seq_blob_iter_next(&it, &out[n]) == 1) n++;
+    return n;
 }
 
 static inline int fx_has_index(seq_store *st, uint64_t user, const char *id)

@@ -35,6 +35,7 @@ static void test_defaults(void)
     CHECK(strcmp(c.batch_root, "./seqd-data/batch") == 0);
     CHECK(c.admin_token_file == NULL);
     CHECK_EQ_INT(c.help, 0);
+    CHECK(c.history_ms == 604800000); /* 7 days */
     seq_config_free(&c);
 }
 
@@ -47,7 +48,7 @@ static void test_both_spellings(void)
                     "--group=g", "--event-format", "json", "--threads=3", "--cache-mb", "64",
                     "--max-message-bytes=65536", "--admin-token-file", "tok", "--idle-timeout-s=30",
                     "--max-connections=100", "--max-concurrent-streams", "8",
-                    "--max-header-bytes=2048", NULL};
+                    "--max-header-bytes=2048", "--history-ms", "0", NULL};
     CHECK_EQ_INT(parse(&c, argv, err, sizeof err), SEQ_OK);
     CHECK(strcmp(c.definition, "d.json") == 0);
     CHECK(strcmp(c.data_dir, "/tmp/x") == 0);
@@ -66,6 +67,7 @@ static void test_both_spellings(void)
     CHECK_EQ_INT(c.max_connections, 100);
     CHECK_EQ_INT(c.max_concurrent_streams, 8);
     CHECK_EQ_INT(c.max_header_bytes, 2048);
+    CHECK(c.history_ms == 0);
     seq_config_free(&c);
 }
 
@@ -121,6 +123,8 @@ static void test_errors(void)
     expect_error(a9, "--definition");
     char *a10[] = {"seqd", "--definition", "d", "--max-message-bytes", "99999999999999999999", NULL};
     expect_error(a10, "--max-message-bytes");
+    char *a11[] = {"seqd", "--definition", "d", "--history-ms", "-1", NULL};
+    expect_error(a11, "--history-ms");
 }
 
 int main(void)

@@ -280,6 +280,124 @@ static void test_need_and_stop(void)
     CHECK_EQ_INT(seq_merge_stop_before(&p), FLOOR);
 }
 
+/* The answer with each record's provenance: "id@t/s" (stream) or "id@t/gN" (batch). */
+static const char *merge_prov(const seq_merge_params *p, const R *st, uint32_t ns, const R *bt,
+                              uint32_t nb)
+{
+    static char buf[4096];
+    seq_rec s[64], b[64];
+    const seq_rec *out[256];
+    to_recs(st, ns, s);
+    to_recs(bt, nb, b);
+    qsort(s, ns, sizeof s[0], cmp_rec);
+    uint32_t n = seq_merge_run(p, s, ns, b, nb, out, scratch);
+    size_t len = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%.*s@%lld/", i ? " " : "",
+                                (int)out[i]->id_len, out[i]->id, (long long)out[i]->time_ms);
+        len += (size_t)(out[i]->gen ? snprintf(buf + len, sizeof buf - len, "g%llu",
+                                               (unsigned long long)out[i]->gen)
+                                    : snprintf(buf + len, sizeof buf - len, "s"));
+    }
+    return buf;
+}
+
+/* Provenance in every case the merge has: stream in the recent range and in uncovered
+ * history, batch in covered history, batch in the recent range deduplicated against the
+ * stream (either copy winning), and several generations over adjacent ranges, on the
+ * hot one-generation walk and on the general path. */
+static void test_provenance(void)
+{
+    seq_cov_seg cov[] = {{700000, 800000, 3}, {800000, 950000, 4}};
+    seq_merge_params p = params(cov, 2);
+    R st[] = {{990000, "recent", 0, 0}, {940000, "dupR", 0, 0}, {850000, "dupH", 0, 0},
+              {820000, "hidden", 0, 0}, {650000, "uncov", 0, 0}};
+    R bt[] = {{945000, "b_recent", 0, 4}, {930000, "dupR", 0, 4}, {860000, "dupH", 0, 4},
+              {850000, "g4", 0, 4}, {750000, "g3", 0, 3}, {760000, "g4_foreign", 0, 4}};
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)),
+           "recent@990000/s b_recent@945000/g4 dupR@940000/s dupH@860000/g4 g4@850000/g4 "
+           "g3@750000/g3 uncov@650000/s");
+    /* batch only, one generation, in read order (the hot walk) */
+    seq_cov_seg one[] = {{700000, 950000, 9}};
+    p = params(one, 1);
+    R b1[] = {{940000, "x", 0, 9}, {800000, "y", 0, 9}};
+    EXPECT(merge_prov(&p, NULL, 0, b1, N(b1)), "x@940000/g9 y@800000/g9");
+    /* a few stream records against one generation (paired from the stream's side) */
+    R s1[] = {{960000, "x", 0, 0}, {650000, "z", 0, 0}};
+    EXPECT(merge_prov(&p, s1, N(s1), b1, N(b1)), "x@960000/s y@800000/g9 z@650000/s");
+}
+
+/* STREAM: the stream's records as if no batch were committed (covered history too),
+ * deduplicated among themselves, with every cut. BATCH: the batch's over the whole
+ * coverage (recent range too, no stream copy winning), with every cut. */
+static void test_views(void)
+{
+    seq_cov_seg cov[] = {{700000, 800000, 3}, {800000, 950000, 4}};
+    seq_merge_params p = params(cov, 2);
+    R st[] = {{990000, "recent", 0, 0}, {940000, "dupR", 0, 0}, {850000, "dupH", 0, 0},
+              {820000, "hidden", 1, 0}, {650000, "uncov", 0, 0}, {FLOOR - 1, "old", 0, 0}};
+    R bt[] = {{945000, "b_recent", 0, 4}, {930000, "dupR", 1, 4}, {860000, "dupH", 0, 4},
+              {750000, "g3", 0, 3}, {760000, "g4_foreign", 0, 4}, {FLOOR, "b_floor", 0, 3}};
+    p.view = SEQ_VIEW_STREAM;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)),
+           "recent@990000/s dupR@940000/s dupH@850000/s hidden@820000/s uncov@650000/s");
+    CHECK(seq_merge_stream_visible(&p, 820000)); /* covered history is the stream's here */
+    CHECK(!seq_merge_stream_visible(&p, FLOOR - 1));
+    p.view = SEQ_VIEW_BATCH;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)),
+           "b_recent@945000/g4 dupR@930000/g4 dupH@860000/g4 g3@750000/g3");
+    CHECK(merge_prov(&p, NULL, 0, bt, N(bt))[0] == 'b'); /* the same without a stream */
+    /* with every cut: max_length, window, types, max_events */
+    seq.max_length = 3;
+    p.view = SEQ_VIEW_STREAM;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)), "recent@990000/s dupR@940000/s dupH@850000/s");
+    p.view = SEQ_VIEW_BATCH;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)),
+           "b_recent@945000/g4 dupR@930000/g4 dupH@860000/g4");
+    seq.max_length = 100;
+    p.type_mask = 2, p.view = SEQ_VIEW_STREAM;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)), "hidden@820000/s");
+    p.view = SEQ_VIEW_BATCH;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)), "dupR@930000/g4");
+    p.type_mask = 0, p.since_ms = 700000, p.until_ms = 940000, p.max_events = 2;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)), "dupR@930000/g4 dupH@860000/g4");
+    p.view = SEQ_VIEW_STREAM;
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)), "dupH@850000/s hidden@820000/s");
+    p.view = SEQ_VIEW_BATCH, p.since_ms = p.until_ms = 0, p.max_events = 0;
+    p.n_cov = 0; /* no batch committed: empty */
+    EXPECT(merge_prov(&p, st, N(st), bt, N(bt)), "");
+}
+
+static int64_t gap_of(const seq_merge_params *p)
+{
+    return seq_merge_gap_ms(p->cov, p->n_cov, p->now_ms - p->seq->retention_ms,
+                            p->now_ms - p->horizon_ms);
+}
+
+/* The part of [floor, C) = [500000, 900000) that no segment covers. */
+static void test_completeness_gap(void)
+{
+    seq_merge_params p = params(NULL, 0);
+    CHECK_EQ_INT(gap_of(&p), CUT - FLOOR); /* before any load: retention - horizon */
+    seq_cov_seg a[] = {{400000, 600000, 1}, {600000, 650000, 2}, {700000, 950000, 3}};
+    p = params(a, 3); /* [500000,650000) and [700000,900000) covered: 50000 left */
+    CHECK_EQ_INT(gap_of(&p), 50000);
+    seq_cov_seg all[] = {{FLOOR, CUT, 1}};
+    p = params(all, 1);
+    CHECK_EQ_INT(gap_of(&p), 0);
+    seq_cov_seg edge[] = {{FLOOR + 1, CUT - 1, 1}}; /* exact to the millisecond */
+    p = params(edge, 1);
+    CHECK_EQ_INT(gap_of(&p), 2);
+    seq_cov_seg recent[] = {{CUT, NOW, 1}, {100, 200, 2}}; /* outside [floor, C) */
+    p = params(recent, 2);
+    CHECK_EQ_INT(gap_of(&p), CUT - FLOOR);
+    seq.retention_ms = HORIZON; /* no history at all: nothing to be incomplete */
+    p = params(NULL, 0);
+    CHECK_EQ_INT(gap_of(&p), 0);
+    seq.retention_ms = NOW - FLOOR;
+}
+
 /* ---------- randomized comparison with a literal reference ---------- */
 
 static int in_win(const seq_merge_params *p, const seq_rec *r)
@@ -298,6 +416,14 @@ static int same_id(const seq_rec *a, const seq_rec *b)
 static uint32_t reference(const seq_merge_params *p, const seq_rec *s, uint32_t ns,
                           const seq_rec *b, uint32_t nb, const seq_rec **out)
 {
+    if (p->view != SEQ_VIEW_MERGED) { /* a view: the merge of one source alone */
+        seq_merge_params q = *p;
+        q.view = SEQ_VIEW_MERGED;
+        if (p->view == SEQ_VIEW_STREAM) q.n_cov = 0;
+        return reference(&q, p->view == SEQ_VIEW_BATCH ? NULL : s,
+                         p->view == SEQ_VIEW_BATCH ? 0 : ns, b,
+                         p->view == SEQ_VIEW_STREAM ? 0 : nb, out);
+    }
     int64_t C = p->now_ms - p->horizon_ms, fl = p->now_ms - p->seq->retention_ms;
     const seq_rec *all[192];
     uint32_t n = 0;
@@ -374,6 +500,7 @@ static void random_case(void)
     if (rnd(3) == 0) p.since_ms = 400000 + 10000 * rnd(60);
     if (rnd(3) == 0) p.until_ms = p.since_ms + 10000 * rnd(30);
     if (rnd(3) == 0) p.type_mask = 1 + rnd(7);
+    if (rnd(4) == 0) p.view = rnd(2) ? SEQ_VIEW_STREAM : SEQ_VIEW_BATCH;
     /* a third of the cases: the hot read (one generation, newest first; half of them
      * with stream records too) */
     int one_gen = rnd(3) == 0;
@@ -442,6 +569,9 @@ int main(void)
     RUN(test_order_of_cuts);
     RUN(test_equal_times_and_order);
     RUN(test_need_and_stop);
+    RUN(test_provenance);
+    RUN(test_views);
+    RUN(test_completeness_gap);
     RUN(test_random);
     seq_merge_scratch_free(scratch);
     return seq_t_done();

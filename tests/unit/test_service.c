@@ -31,8 +31,10 @@ static void test_encoder(void)
         {.time_ms = 5, .item_id = 7, .type_idx = 0, .n_cols = 1, .cols = c1}, /* no position */
         {.time_ms = -2, .item_id = 0, .type_idx = 1, .n_cols = 0, .cols = NULL},
     };
+    r[1].gen = 1764000000000, r[2].gen = 3; /* r[0] is a stream record */
     const seq_rec *recs[3] = {&r[0], &r[1], &r[2]};
-    seq_service_resp in = {42, &seq, recs, 3, 1764000000000, 1763000000000, 99};
+    seq_service_resp in = {42, &seq, recs, 3, 1764000000000, 1763000000000, 99, 1, 86400000,
+                           1764000000999};
     seq_buf out = {0};
     CHECK_EQ_INT(seq_service_resp_encode(&out, &in), SEQ_OK);
     Seqd__V1__GetSequenceResponse *m = seqd__v1__get_sequence_response__unpack(NULL, out.len, out.data);
@@ -62,10 +64,35 @@ static void test_encoder(void)
     CHECK_EQ_INT(m->stream_watermark_ms, 1764000000000);
     CHECK_EQ_INT(m->batch_watermark_ms, 1763000000000);
     CHECK_EQ_INT(m->batch_generation, 99);
+    CHECK_EQ_INT(m->n_sources, 3);
+    CHECK_EQ_INT(m->n_generations, 3);
+    if (m->n_sources == 3 && m->n_generations == 3) {
+        CHECK_EQ_INT(m->sources[0], 0);
+        CHECK_EQ_INT(m->sources[1], 1);
+        CHECK_EQ_INT(m->sources[2], 1);
+        CHECK_EQ_INT(m->generations[0], 0);
+        CHECK_EQ_INT(m->generations[1], 1764000000000);
+        CHECK_EQ_INT(m->generations[2], 3);
+    }
+    CHECK_EQ_INT(m->completeness_gap_ms, 86400000);
+    CHECK_EQ_INT(m->as_of_ms, 1764000000999);
     seqd__v1__get_sequence_response__free_unpacked(m, NULL);
 
+    /* Without provenance: no sources, no generations, nothing else changes. */
+    in.provenance = 0;
+    out.len = 0;
+    CHECK_EQ_INT(seq_service_resp_encode(&out, &in), SEQ_OK);
+    m = seqd__v1__get_sequence_response__unpack(NULL, out.len, out.data);
+    CHECK(m != NULL);
+    if (m) {
+        CHECK_EQ_INT(m->n_sources + m->n_generations, 0);
+        CHECK_EQ_INT(m->n_timestamps_ms, 3);
+        CHECK_EQ_INT(m->completeness_gap_ms, 86400000);
+        seqd__v1__get_sequence_response__free_unpacked(m, NULL);
+    }
+
     /* Empty: zero scalars and empty arrays are omitted; column names stay. */
-    seq_service_resp empty = {0, &seq, recs, 0, 0, 0, 0};
+    seq_service_resp empty = {0, &seq, recs, 0, 0, 0, 0, 1, 0, 0};
     out.len = 0;
     CHECK_EQ_INT(seq_service_resp_encode(&out, &empty), SEQ_OK);
     m = seqd__v1__get_sequence_response__unpack(NULL, out.len, out.data);
@@ -89,7 +116,8 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
     uint32_t n = in->n;
     int64_t *ts = calloc(n + 1, sizeof *ts);
     uint64_t *items = calloc(n + 1, sizeof *items);
-    uint32_t *types = calloc(n + 1, sizeof *types);
+    uint32_t *types = calloc(n + 1, sizeof *types), *sources = calloc(n + 1, sizeof *sources);
+    uint64_t *gens = calloc(n + 1, sizeof *gens);
     double *vals = calloc(2 * (size_t)n + 1, sizeof *vals);
     Seqd__V1__Column col[2] = {SEQD__V1__COLUMN__INIT, SEQD__V1__COLUMN__INIT};
     Seqd__V1__Column *cols[2] = {&col[0], &col[1]};
@@ -97,6 +125,7 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
     for (uint32_t i = 0; i < n; i++) {
         ts[i] = in->recs[i]->time_ms, items[i] = in->recs[i]->item_id;
         types[i] = in->recs[i]->type_idx;
+        sources[i] = in->recs[i]->gen != 0, gens[i] = in->recs[i]->gen;
         for (uint32_t c = 0; c < 2; c++)
             vals[c * n + i] = seq_rec_col(in->recs[i], c, seq->columns[c].dflt);
     }
@@ -108,6 +137,11 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
     m.n_columns = 2, m.columns = cols;
     m.stream_watermark_ms = in->stream_watermark_ms, m.batch_watermark_ms = in->batch_watermark_ms;
     m.batch_generation = in->batch_generation;
+    if (in->provenance) {
+        m.n_sources = m.n_generations = n;
+        m.sources = sources, m.generations = gens;
+    }
+    m.completeness_gap_ms = in->completeness_gap_ms, m.as_of_ms = in->as_of_ms;
     size_t want = seqd__v1__get_sequence_response__get_packed_size(&m);
     uint8_t *ref = malloc(want);
     seqd__v1__get_sequence_response__pack(&m, ref);
@@ -116,7 +150,7 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
     CHECK_EQ_INT(out.len, want);
     CHECK(out.len == want && memcmp(out.data, ref, want) == 0);
     seq_buf_free(&out);
-    free(ref), free(ts), free(items), free(types), free(vals);
+    free(ref), free(ts), free(items), free(types), free(vals), free(sources), free(gens);
 }
 
 static void test_encoder_canonical(void)
@@ -137,14 +171,17 @@ static void test_encoder_canonical(void)
                          .item_id = x >> (i % 64),
                          /* from 51 records on, one type index needs 2 varint bytes */
                          .type_idx = i == 50 ? 300 : (uint32_t)(x % 3),
-                         .n_cols = (uint32_t)(i % 3), .cols = c0};
+                         .n_cols = (uint32_t)(i % 3), .cols = c0,
+                         /* generations of every varint width, and stream records (0) */
+                         .gen = i % 4 == 1 ? 0 : x >> (i % 61)};
         recs[i] = &r[i];
     }
     static const uint32_t sizes[] = {0, 1, 2, 12, 13, 14, 20, 25, 26, 27, 100, 127, 128, 129,
                                      400, 1638, 1639, 1700};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         seq_service_resp in = {k % 2 ? 0 : 42 + k, &seq, recs, sizes[k], k % 3 ? 1764000000000 : 0,
-                               1763000000000, k};
+                               1763000000000, k, k % 2 == 0, k % 5 ? (int64_t)k * 3600000 : 0,
+                               k % 4 ? 1764000000000 + (int64_t)k : 0};
         check_canonical(&seq, &in);
     }
     /* answers are newest first: times of one varint width (2, 6 and 8 bytes) go out
@@ -155,7 +192,7 @@ static void test_encoder_canonical(void)
     for (size_t k = 0; k < sizeof newest / sizeof newest[0]; k++) {
         for (uint32_t i = 0; i < 129; i++)
             r[i].time_ms = newest[k] - i, r[i].type_idx = i % 3, r[i].n_cols = k % 2 || i != 5 ? 2 : 1;
-        seq_service_resp in = {42, &seq, recs, 129, 0, 0, 1};
+        seq_service_resp in = {42, &seq, recs, 129, 0, 0, 1, (int)(k % 2), 0, 0};
         check_canonical(&seq, &in);
     }
     free(r);
@@ -262,7 +299,22 @@ static void test_get(fixture *f)
     }
     CHECK_EQ_INT(r->stream_watermark_ms, f->wm);
     CHECK_EQ_INT(r->batch_generation, 0);
+    CHECK_EQ_INT(r->n_sources + r->n_generations, 0); /* not asked */
     seqd__v1__get_sequence_response__free_unpacked(r, NULL);
+
+    req.include_provenance = 1; /* stream records: source 0, generation 0 */
+    for (int view = 0; view < 3; view++) {
+        req.view = (Seqd__V1__View)view;
+        CHECK_EQ_INT(call_get(f, &req, &r, msg, sizeof msg), SEQ_OK);
+        if (!r) continue;
+        CHECK_EQ_INT(r->n_item_ids, view == 2 ? 0 : 3); /* no batch: BATCH_ONLY is empty */
+        CHECK_EQ_INT(r->n_sources, r->n_item_ids);
+        CHECK_EQ_INT(r->n_generations, r->n_item_ids);
+        for (size_t i = 0; i < r->n_sources && i < r->n_generations; i++)
+            CHECK(r->sources[i] == 0 && r->generations[i] == 0);
+        seqd__v1__get_sequence_response__free_unpacked(r, NULL);
+    }
+    req.view = 0, req.include_provenance = 0;
 
     char *types[] = {"save"};
     req.event_types = types, req.n_event_types = 1;
@@ -304,10 +356,42 @@ static void test_get_errors(fixture *f)
     char *types[] = {"click", "buy"};
     req.event_types = types, req.n_event_types = 2;
     expect(f, &req, SEQ_EINVAL, "event_types: 'buy' is not a type of sequence 'engagements'");
+    req.n_event_types = 0;
+    req.user_id = 0; /* protobuf's "not set" */
+    expect(f, &req, SEQ_EINVAL, "user_id: required");
+    req.user_id = 1;
+    req.view = (Seqd__V1__View)3;
+    expect(f, &req, SEQ_EINVAL, "view: 3 is not a View (MERGED 0, STREAM_ONLY 1, BATCH_ONLY 2)");
+    req.view = (Seqd__V1__View)-1;
+    expect(f, &req, SEQ_EINVAL, "view: -1 is not a View (MERGED 0, STREAM_ONLY 1, BATCH_ONLY 2)");
+    req.view = SEQD__V1__VIEW__BATCH_ONLY;
+    req.as_of_ms = -5;
+    expect(f, &req, SEQ_EINVAL, "as_of_ms: -5 is negative (0 = now)");
+    req.as_of_ms = seq_now_ms() + 60000;
+    Seqd__V1__GetSequenceResponse *r;
+    char msg[256] = "";
+    CHECK_EQ_INT(call_get(f, &req, &r, msg, sizeof msg), SEQ_EINVAL);
+    CHECK(strncmp(msg, "as_of_ms: ", 10) == 0 && strstr(msg, "is in the future"));
+    req.as_of_ms = 0;
+    /* no batch: the gap is retention - horizon (89 days); -1 requires 0 */
+    req.max_completeness_gap_ms = -1;
+    expect(f, &req, SEQ_EPRECONDITION,
+           "completeness gap 7689600000 ms exceeds max_completeness_gap_ms -1; committed batch "
+           "coverage of 'engagements': none");
+    req.max_completeness_gap_ms = 7689600000 - 1;
+    CHECK_EQ_INT(call_get(f, &req, &r, msg, sizeof msg), SEQ_EPRECONDITION);
+    req.max_completeness_gap_ms = 7689600000;
+    req.since_ms = req.until_ms = 0;
+    CHECK_EQ_INT(call_get(f, &req, &r, msg, sizeof msg), SEQ_OK);
+    if (r) {
+        CHECK_EQ_INT(r->completeness_gap_ms, 7689600000);
+        CHECK_EQ_INT(r->n_item_ids, 0); /* BATCH_ONLY, and no batch */
+        CHECK(r->as_of_ms > 1764000000000 && r->as_of_ms <= seq_now_ms());
+        seqd__v1__get_sequence_response__free_unpacked(r, NULL);
+    }
 
     static const uint8_t junk[] = {0x0a, 0x05, 'a'}; /* truncated field */
     seq_buf out = {0};
-    char msg[256];
     CHECK_EQ_INT(seq_service_get(f->svc, junk, sizeof junk, &out, msg, sizeof msg), SEQ_EINVAL);
     CHECK(strcmp(msg, "request does not decode as seqd.v1.GetSequenceRequest") == 0);
     seq_buf_free(&out);
@@ -352,6 +436,16 @@ static void test_batch_get(fixture *f)
     out.len = 0;
     CHECK_EQ_INT(seq_service_batch_get(f->svc, buf, len, &out, msg, sizeof msg), SEQ_ENOTFOUND);
     CHECK(strcmp(msg, "requests[2]: unknown sequence 'other'") == 0);
+    c.sequence = "engagements", c.user_id = 0;
+    len = seqd__v1__batch_get_sequences_request__pack(&breq, buf);
+    out.len = 0;
+    CHECK_EQ_INT(seq_service_batch_get(f->svc, buf, len, &out, msg, sizeof msg), SEQ_EINVAL);
+    CHECK(strcmp(msg, "requests[2]: user_id: required") == 0);
+    c.user_id = 42, c.max_completeness_gap_ms = -1; /* refused at read time, still named */
+    len = seqd__v1__batch_get_sequences_request__pack(&breq, buf);
+    out.len = 0;
+    CHECK_EQ_INT(seq_service_batch_get(f->svc, buf, len, &out, msg, sizeof msg), SEQ_EPRECONDITION);
+    CHECK(strncmp(msg, "requests[2]: completeness gap ", 30) == 0);
     seq_buf_free(&out);
 }
 

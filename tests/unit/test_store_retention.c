@@ -53,10 +53,33 @@ static void compaction_drops_expired(void)
     seq_def_free(d);
 }
 
+/* With --history-ms, stream data is kept for retention plus history (as-of reads look
+ * that far back), and only then dropped. */
+static void history_extends_retention(void)
+{
+    fx_history_ms = DAY;
+    seq_def *d = fx_def(DEF_JSON); /* retention 2 days */
+    seq_store *st = fx_open(d);
+    int64_t now = seq_now_ms();
+    int64_t kept = now - 2 * DAY - 2 * HOUR, gone = now - 3 * DAY - 2 * HOUR;
+    seq_store_batch *b = seq_store_batch_new(st);
+    CHECK(fx_add(b, d, 3, kept, "kept", 0, 0) == SEQ_OK);
+    CHECK(fx_add(b, d, 3, gone, "gone", 0, 0) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+    rocksdb_compact_range(seq_store_db(st), NULL, 0, NULL, 0);
+    CHECK(fx_has_stream(st, 3, kept) == 1 && fx_has_index(st, 3, "kept") == 1);
+    CHECK(fx_has_stream(st, 3, gone) == 0 && fx_has_index(st, 3, "gone") == 0);
+    seq_store_batch_free(b);
+    seq_store_close(st);
+    seq_def_free(d);
+    fx_history_ms = 0;
+}
+
 int main(void)
 {
     fx_mkdir();
     RUN(compaction_drops_expired);
+    RUN(history_extends_retention);
     fx_rmdir();
     return seq_t_done();
 }

@@ -1,7 +1,9 @@
 /* Storage, stream path: events written through a batch read back newest first;
  * re-sent ids replace the earlier copy (same bucket, moved bucket, within one batch and
- * across batches); offsets are atomic with the data; malformed records are kept and
- * counted; everything survives a reopen; an incompatible definition is refused. */
+ * across batches); with history kept, the replaced copies stay stored with their apply and
+ * replace times (never read by a normal read) and expire after history_ms; offsets are
+ * atomic with the data; malformed records are kept and counted; everything survives a
+ * reopen; an incompatible definition is refused. */
 #include "store_fixture.h"
 
 static int64_t T; /* start of a bucket three hours ago */
@@ -95,6 +97,70 @@ static void dedup(void)
     seq_store_reader_free(r);
     seq_store_close(st);
     seq_def_free(d);
+}
+
+/* With history kept: each copy carries its apply time; a correction marks the copy it
+ * replaced (same bucket or another) with the new copy's apply time instead of deleting
+ * it; reads show only live copies; both times survive a reopen; expired replaced copies
+ * go at the next write of their bucket and at compaction. */
+static void history_kept(void)
+{
+    fx_history_ms = DAY;
+    seq_def *d = fx_def(DEF_JSON);
+    seq_store *st = fx_open(d);
+    CHECK(seq_store_history_ms(st) == DAY);
+    seq_store_batch *b = seq_store_batch_new(st);
+    int64_t t0 = seq_now_ms();
+    CHECK(fx_add(b, d, 40, T + 10, "h", 0, 1) == SEQ_OK);
+    CHECK(fx_commit(b) == SEQ_OK);
+    int64_t t1 = seq_now_ms();
+    CHECK(fx_add(b, d, 40, T + 20, "h", 0, 2) == SEQ_OK);        /* same bucket */
+    CHECK(fx_add(b, d, 40, T + HOUR + 1, "h", 0, 3) == SEQ_OK);  /* moved, same batch */
+    CHECK(fx_commit(b) == SEQ_OK);
+    seq_store_batch_free(b);
+    seq_store_close(st);
+    st = fx_open(d); /* the times are stored */
+    seq_store_reader *r = seq_store_reader_new(st);
+    seq_merge_params p = fx_params(d, seq_now_ms());
+    char ids[256];
+    const seq_rec *s;
+    CHECK_EQ_INT(fx_read(r, &p, 40, &s, ids, sizeof ids), 1);
+    CHECK(s[0].time_ms == T + HOUR + 1 && seq_rec_col(&s[0], 0, 0) == 3);
+    CHECK(s[0].applied_ms >= t1 && s[0].applied_ms <= seq_now_ms() && s[0].replaced_ms == 0);
+    int64_t a3 = s[0].applied_ms;
+
+    seq_rec rec[8];
+    seq_buf keep = {0};
+    CHECK_EQ_INT(fx_bucket_recs(st, 40, T, rec, 8, &keep), 2);
+    CHECK(rec[0].time_ms == T + 20 && rec[0].applied_ms == a3 && rec[0].replaced_ms == a3);
+    CHECK(rec[1].time_ms == T + 10 && rec[1].applied_ms >= t0 && rec[1].applied_ms <= t1);
+    CHECK(rec[1].replaced_ms == a3); /* both copies were applied and replaced in one batch */
+    seq_store_reader_free(r);
+    seq_store_close(st);
+
+    /* history of 1 ms: replaced copies expire at the next write and at compaction */
+    fx_history_ms = 1;
+    st = fx_open(d);
+    b = seq_store_batch_new(st);
+    CHECK(fx_add(b, d, 41, T + 10, "e", 0, 1) == SEQ_OK);
+    CHECK(fx_add(b, d, 41, T + HOUR, "e", 0, 2) == SEQ_OK); /* moves: T's copy replaced */
+    CHECK(fx_commit(b) == SEQ_OK);
+    int64_t w = seq_now_ms();
+    while (seq_now_ms() < w + 3) {} /* until the replaced copy is older than 1 ms */
+    CHECK_EQ_INT(fx_bucket_recs(st, 41, T, rec, 8, &keep), 1);
+    CHECK(rec[0].replaced_ms != 0);
+    CHECK(fx_add(b, d, 41, T + 11, "f", 0, 1) == SEQ_OK); /* a write to T's bucket */
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK_EQ_INT(fx_bucket_recs(st, 41, T, rec, 8, &keep), 1);
+    CHECK(rec[0].id_len == 1 && rec[0].id[0] == 'f');
+    rocksdb_compact_range(seq_store_db(st), NULL, 0, NULL, 0);
+    CHECK(fx_has_stream(st, 40, T) == 0); /* every copy in it expired: the bucket went */
+    CHECK(fx_has_stream(st, 40, T + HOUR) == 1);
+    seq_buf_free(&keep);
+    seq_store_batch_free(b);
+    seq_store_close(st);
+    seq_def_free(d);
+    fx_history_ms = 0;
 }
 
 static void offsets_atomic(void)
@@ -238,6 +304,7 @@ int main(void)
     fx_mkdir();
     RUN(write_read);
     RUN(dedup);
+    RUN(history_kept);
     RUN(offsets_atomic);
     RUN(malformed);
     RUN(reopen);
