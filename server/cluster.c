@@ -30,8 +30,11 @@
 #define REFRESH_MS 200
 #define PUBLISH_MS 1000
 #define LOOKBACK_MS 15000    /* where the reader starts: before every live node's last record */
-#define STARTUP_READ_MS 3000 /* how long the start reads the map for a live node with our id */
-#define PROBE_TIMEOUT_MS 1000
+/* A new node reads the map this long before it publishes: every live node published
+ * within it, so a live node with the same id (a twin) is seen, and this node fences
+ * itself (seq_cluster_fenced) instead of overwriting the twin's entry. */
+#define TWIN_WINDOW_MS 2500
+#define PROBE_TIMEOUT_MS 3000 /* a loaded twin's admin thread may be slow to answer */
 
 typedef struct {
     seq_cluster_record r;
@@ -55,6 +58,11 @@ struct seq_cluster {
     int n_nodes;
     int64_t updated_ms;
     int warned_twin;
+    int64_t quiet_until;  /* cluster thread: no publishing before (mono ms) */
+    _Atomic int fenced;   /* a live twin was found: this node must stop */
+    _Atomic int window_done; /* the first TWIN_WINDOW_MS are over, their twins probed */
+    char fence_msg[640];  /* written before fenced is set */
+    seq_cluster_record twin; /* cluster thread: a twin's record to probe (id "" = none) */
 };
 
 void seq_cluster_topic_name(const char *topic, char *out, size_t outlen)
@@ -186,6 +194,8 @@ static int start_reader(seq_cluster *c, char *err, size_t errlen)
     return (c->queue = rd_kafka_queue_get_consumer(c->cons)) ? SEQ_OK : SEQ_EINTERNAL;
 }
 
+static int twin_alive(const char *admin, const char *id, const char *incarnation);
+
 /* ---- entries ---- */
 
 static node *find(seq_cluster *c, const char *id)
@@ -201,15 +211,43 @@ static void remove_at(seq_cluster *c, int i)
     c->nodes[i] = c->nodes[--c->n_nodes];
 }
 
+/* A fresh record of this node's id from another process (write lock held). While this
+ * node is new (it has not published yet), it is kept for the thread to probe after the
+ * lock is released (check_twin); later, it is only reported. */
+static void twin_seen(seq_cluster *c, const seq_cluster_record *r, int64_t now)
+{
+    if (now < c->quiet_until) {
+        c->twin = *r;
+        c->twin.generations = NULL;
+        return;
+    }
+    if (!c->warned_twin++)
+        fprintf(stderr, "seqd: cluster: another node publishes with this node's id %s (grpc %s)\n",
+                r->id, r->grpc);
+}
+
+/* A twin that still answers as itself (its admin port's /cluster) fences this node; a
+ * record of a dead predecessor (a restart after a crash) is ignored. */
+static void check_twin(seq_cluster *c)
+{
+    seq_cluster_record *r = &c->twin;
+    if (!r->id[0] || atomic_load(&c->fenced)) return;
+    if (twin_alive(r->admin, r->id, r->incarnation) || twin_alive(r->admin, r->id, r->incarnation)) {
+        snprintf(c->fence_msg, sizeof c->fence_msg,
+                 "another live node already uses the id %s (grpc %s, admin %s, group %s): "
+                 "give this node another --instance-id", r->id, r->grpc, r->admin, r->group);
+        atomic_store(&c->fenced, 1);
+    }
+    r->id[0] = '\0';
+}
+
 /* A record of another node (write lock held). Records of our own id from another
  * incarnation are a twin: warned about once (the start refused a live one). */
 static void apply_record(seq_cluster *c, seq_cluster_record *r, int64_t now)
 {
     if (strcmp(r->id, c->cfg.node_id) == 0) {
-        if (strcmp(r->incarnation, c->incarnation) != 0 && now - r->heartbeat_ms < SEQ_CLUSTER_SILENT_MS &&
-            !c->warned_twin++)
-            fprintf(stderr, "seqd: cluster: another node publishes with this node's id %s (grpc %s)\n",
-                    r->id, r->grpc);
+        if (strcmp(r->incarnation, c->incarnation) != 0 && seq_now_ms() - r->heartbeat_ms < SEQ_CLUSTER_SILENT_MS)
+            twin_seen(c, r, now);
         seq_cluster_record_clear(r);
         return;
     }
@@ -355,9 +393,11 @@ static void *run(void *arg)
     int64_t next_pub = 0;
     while (!atomic_load(&c->stop)) {
         read_some(c, REFRESH_MS);
+        check_twin(c);
         int64_t now = mono_ms();
+        if (now >= c->quiet_until) atomic_store(&c->window_done, 1);
         refresh_self(c, now);
-        if (now >= next_pub) {
+        if (now >= next_pub && now >= c->quiet_until && !atomic_load(&c->fenced)) {
             publish(c, 0);
             next_pub = now + PUBLISH_MS;
         }
@@ -406,43 +446,6 @@ static int twin_alive(const char *admin, const char *id, const char *incarnation
     return alive;
 }
 
-/* Reads the map up to its end (or STARTUP_READ_MS) and refuses to start when a node with
- * this id, another incarnation, published recently and still answers as itself: a
- * restart after a crash has a silent (or dead) predecessor and goes on. */
-static int check_twin(seq_cluster *c, char *err, size_t errlen)
-{
-    int64_t lo = 0, hi = 0, start = mono_ms();
-    if (rd_kafka_query_watermark_offsets(c->cons, c->map_topic, 0, &lo, &hi, 2000)) return SEQ_OK;
-    seq_cluster_record twin = {0};
-    while (mono_ms() - start < STARTUP_READ_MS) {
-        rd_kafka_message_t *m = rd_kafka_consume_queue(c->queue, 100);
-        if (!m) continue;
-        int64_t off = m->offset;
-        seq_cluster_record r;
-        if (!m->err && m->payload && m->key_len == strlen(c->cfg.node_id) &&
-            memcmp(m->key, c->cfg.node_id, m->key_len) == 0 &&
-            seq_cluster_parse_record(m->payload, m->len, &r) == SEQ_OK) {
-            seq_cluster_record_clear(&twin);
-            twin = r;
-        } else if (!m->err) {
-            on_message(c, m, mono_ms());
-        }
-        rd_kafka_message_destroy(m);
-        if (off >= hi - 1) break;
-    }
-    int rc = SEQ_OK;
-    if (twin.id[0] && seq_now_ms() - twin.heartbeat_ms < SEQ_CLUSTER_SILENT_MS &&
-        twin_alive(twin.admin, twin.id, twin.incarnation)) {
-        seq_errf(err, errlen,
-                 "another live node already uses the id %s (grpc %s, admin %s, group %s): "
-                 "give this node another --instance-id",
-                 twin.id, twin.grpc, twin.admin, twin.group);
-        rc = SEQ_EPRECONDITION;
-    }
-    seq_cluster_record_clear(&twin);
-    return rc;
-}
-
 /* ---- lifecycle ---- */
 
 int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *err, size_t errlen)
@@ -465,9 +468,8 @@ int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *er
     if (!(c->prod = make_client(c, RD_KAFKA_PRODUCER, err, errlen)) ||
         !(c->cons = make_client(c, RD_KAFKA_CONSUMER, err, errlen)))
         goto fail;
-    if ((rc = ensure_topic(c, err, errlen)) || (rc = start_reader(c, err, errlen)) ||
-        (rc = check_twin(c, err, errlen)))
-        goto fail;
+    if ((rc = ensure_topic(c, err, errlen)) || (rc = start_reader(c, err, errlen))) goto fail;
+    c->quiet_until = mono_ms() + TWIN_WINDOW_MS;
     refresh_self(c, mono_ms());
     if (pthread_create(&c->thread, NULL, run, c)) {
         seq_errf(err, errlen, "cluster: cannot start its thread");
@@ -488,7 +490,7 @@ void seq_cluster_stop(seq_cluster *c)
     atomic_store(&c->stop, 1);
     if (c->thread_started) {
         pthread_join(c->thread, NULL);
-        publish(c, 1); /* the leave: the others drop this node at once */
+        if (!atomic_load(&c->fenced)) publish(c, 1); /* the leave: the others drop this node at once */
         rd_kafka_flush(c->prod, 1000);
     }
     if (c->queue) rd_kafka_queue_destroy(c->queue);
@@ -506,6 +508,19 @@ void seq_cluster_stop(seq_cluster *c)
 /* ---- readers ---- */
 
 const char *seq_cluster_self(const seq_cluster *c) { return c->cfg.node_id; }
+
+const char *seq_cluster_wait_window(seq_cluster *c)
+{
+    for (int waited = 0; waited < 30000 && !atomic_load(&c->window_done) && !atomic_load(&c->fenced);
+         waited += 50)
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    return seq_cluster_fenced(c);
+}
+
+const char *seq_cluster_fenced(seq_cluster *c)
+{
+    return atomic_load(&c->fenced) ? c->fence_msg : NULL;
+}
 
 uint32_t seq_cluster_partitions(const seq_cluster *c)
 {

@@ -40,10 +40,9 @@ typedef struct {
 /* The name of the map's topic for an event topic, into out. */
 void seq_cluster_topic_name(const char *topic, char *out, size_t outlen);
 
-/* Makes sure the map's topic exists (creating it, with a real broker, when missing),
- * reads the map for a moment and refuses (SEQ_EPRECONDITION, with a message) when another
- * live node already uses this node's id; then starts the thread. Brokers that do not
- * answer are not an error: the thread keeps trying. */
+/* Makes sure the map's topic exists (creating it, with a real broker, when missing;
+ * SEQ_EPRECONDITION saying how to create it when the broker refuses), then starts the
+ * thread. Brokers that do not answer are not an error: the thread keeps trying. */
 int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *err, size_t errlen);
 /* Publishes the leave record (best effort), stops the thread, frees c. NULL is fine. */
 void seq_cluster_stop(seq_cluster *c);
@@ -53,6 +52,13 @@ char *seq_cluster_json(seq_cluster *c);
 /* The map as an encoded seqd.v1.ClusterMap appended to out. SEQ_OK or SEQ_EINTERNAL. */
 int seq_cluster_encode(seq_cluster *c, seq_buf *out);
 
+/* NULL, or why this node must stop: in its first seconds it found another live node
+ * publishing with its id (it then never publishes; main exits 2 with the message). */
+const char *seq_cluster_fenced(seq_cluster *c);
+/* Waits until the node's first seconds in the map are over (a twin would have shown up
+ * and been probed); returns seq_cluster_fenced. Main calls it before the consumer joins
+ * its group, so that a twin never takes the live node's static membership. */
+const char *seq_cluster_wait_window(seq_cluster *c);
 /* This node's id. */
 const char *seq_cluster_self(const seq_cluster *c);
 /* The topic's partition count (0 while unknown). */

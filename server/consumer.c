@@ -77,6 +77,7 @@ struct seq_consumer {
     pthread_t thread;
     int thread_started;
     _Atomic int stop;
+    _Atomic int join; /* group mode: main allows the subscription (seq_consumer_join) */
     seq_consumer_stats stats;
     int64_t probe_at_ms; /* consumer thread: next broker probe, 0 = none due */
 
@@ -380,7 +381,10 @@ static int start_assignment(seq_consumer *c)
 {
     int rc = wait_topic(c);
     if (rc) return rc;
-    return c->cfg.group_mode ? subscribe(c) : assign_all(c);
+    if (!c->cfg.group_mode) return assign_all(c);
+    while (!atomic_load(&c->join))
+        if (pause_unless_stopped(c, 50)) return SEQ_ECANCELLED;
+    return subscribe(c);
 }
 
 /* ---- processing ---- */
@@ -723,6 +727,8 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
         return 1;
     return 0;
 }
+
+void seq_consumer_join(seq_consumer *c) { atomic_store(&c->join, 1); }
 
 const char *seq_consumer_brokers(const seq_consumer *c) { return c->brokers; }
 int seq_consumer_embedded(const seq_consumer *c) { return c->mock != NULL; }

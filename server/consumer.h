@@ -69,6 +69,10 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
  * then the embedded cluster; frees c. */
 void seq_consumer_stop(seq_consumer *c);
 
+/* group_mode: the consumer subscribes only once this is called (main checks first that
+ * no live node has this node's id: server/cluster.h). Standalone: no effect. */
+void seq_consumer_join(seq_consumer *c);
+
 /* Waits until the first assignment arrived (1) or timeout_ms passed (0): main waits
  * so that the ready line comes with a complete /status. */
 int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms);

@@ -275,7 +275,6 @@ static int start(server *s, char *err, size_t errlen)
                               (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,
                               s->kafka_conf, cluster_member(&s->cfg), s->cfg.instance_id};
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
-    wait_assigned(s);
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
@@ -309,6 +308,13 @@ static int start(server *s, char *err, size_t errlen)
                              s->kafka_conf};
     if ((rc = seq_cluster_start(&kc, &s->cluster, err, errlen)))
         return rc == SEQ_EPRECONDITION ? EXIT_CONFIG : 1;
+    const char *fenced = cluster_member(&s->cfg) ? seq_cluster_wait_window(s->cluster) : NULL;
+    if (fenced) {
+        seq_errf(err, errlen, "%s", fenced);
+        return EXIT_CONFIG;
+    }
+    seq_consumer_join(s->consumer);
+    wait_assigned(s);
     seq_admin_set_cluster(s->admin, s->cluster);
     seq_route_set_cluster(s->route, s->cluster);
     return 0;
@@ -353,7 +359,7 @@ static uint64_t rss_bytes(void)
  * fragment the arenas under load, and the RSS grew to 4x the live heap (bench/NOTES.md,
  * "Memory"). Only then: a trim walks every free chunk under each arena's lock, ~9 ms on a
  * fragmented 3 GB heap, a stall the readers would see in their p99. */
-static int wait_for_signal(size_t cache_mb)
+static int wait_for_signal(size_t cache_mb, seq_cluster *cluster)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -364,6 +370,7 @@ static int wait_for_signal(size_t cache_mb)
     for (;;) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig > 0) return sig;
+        if (cluster && seq_cluster_fenced(cluster)) return 0;
         if (rss_bytes() > budget) malloc_trim(0);
     }
 }
@@ -400,7 +407,12 @@ int main(int argc, char **argv)
     printf("seqd ready grpc=%s admin=%s brokers=%s\n", seq_grpc_address(s.grpc),
            seq_admin_address(s.admin), seq_consumer_brokers(s.consumer));
     fflush(stdout);
-    int sig = wait_for_signal(s.cfg.cache_mb);
+    int sig = wait_for_signal(s.cfg.cache_mb, s.cluster);
+    if (sig == 0) { /* fenced: another live node has this node's id */
+        fprintf(stderr, "seqd: %s\n", seq_cluster_fenced(s.cluster));
+        stop(&s);
+        return EXIT_CONFIG;
+    }
     fprintf(stderr, "seqd: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     stop(&s);
     return 0;

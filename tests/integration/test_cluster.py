@@ -206,8 +206,12 @@ def test_second_node_with_a_live_id_refused(cluster):
                      args=["--group", "g2", "--instance-id", "c"])
     try:
         s.start(expect_ready=False)
-        assert s.wait_exit() == 2
+        try:
+            rc = s.wait_exit()
+        except AssertionError:
+            raise AssertionError("the twin did not exit: " + s.stderr_text())
         err = s.stderr_text()
+        assert rc == 2, err
         assert "another live node already uses the id c" in err and nodes[2].grpc in err, err
     finally:
         s.kill()
