@@ -205,10 +205,26 @@ static node *find(seq_cluster *c, const char *id)
     return NULL;
 }
 
+/* Entries stay sorted by id, so that routing tries the holders of a pass in one order on
+ * every node (seq_cluster_route). */
 static void remove_at(seq_cluster *c, int i)
 {
     seq_cluster_record_clear(&c->nodes[i].r);
-    c->nodes[i] = c->nodes[--c->n_nodes];
+    memmove(&c->nodes[i], &c->nodes[i + 1], (size_t)(c->n_nodes - i - 1) * sizeof *c->nodes);
+    c->n_nodes--;
+}
+
+/* A zeroed entry for id at its sorted place; NULL when the map is full. */
+static node *insert(seq_cluster *c, const char *id)
+{
+    if (c->n_nodes >= SEQ_CLUSTER_MAX_NODES) return NULL;
+    int i = 0;
+    while (i < c->n_nodes && strcmp(c->nodes[i].r.id, id) < 0) i++;
+    memmove(&c->nodes[i + 1], &c->nodes[i], (size_t)(c->n_nodes - i) * sizeof *c->nodes);
+    c->n_nodes++;
+    memset(&c->nodes[i], 0, sizeof c->nodes[i]);
+    snprintf(c->nodes[i].r.id, sizeof c->nodes[i].r.id, "%s", id);
+    return &c->nodes[i];
 }
 
 /* A fresh record of this node's id from another process (write lock held). While this
@@ -259,13 +275,9 @@ static void apply_record(seq_cluster *c, seq_cluster_record *r, int64_t now)
         seq_cluster_record_clear(r);
         return;
     }
-    if (!n) {
-        if (c->n_nodes >= SEQ_CLUSTER_MAX_NODES) {
-            seq_cluster_record_clear(r);
-            return;
-        }
-        n = &c->nodes[c->n_nodes++];
-        memset(n, 0, sizeof *n);
+    if (!n && !(n = insert(c, r->id))) {
+        seq_cluster_record_clear(r);
+        return;
     } else if (r->heartbeat_ms < n->r.heartbeat_ms && strcmp(r->incarnation, n->r.incarnation) == 0) {
         seq_cluster_record_clear(r); /* an older record of the same process (read back) */
         return;
@@ -342,10 +354,7 @@ static void refresh_self(seq_cluster *c, int64_t now)
     json_decref(gens);
     pthread_rwlock_wrlock(&c->lock);
     node *me = find(c, c->cfg.node_id);
-    if (!me && c->n_nodes < SEQ_CLUSTER_MAX_NODES) {
-        me = &c->nodes[c->n_nodes++];
-        memset(me, 0, sizeof *me);
-    }
+    if (!me) me = insert(c, c->cfg.node_id);
     if (me) {
         seq_cluster_record_clear(&me->r);
         me->r = r;

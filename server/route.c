@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../engine/partition.h"
 #include "forward.h"
@@ -151,6 +152,13 @@ typedef struct {
 static void job_try(job *j);
 static void batch_part_done(job *j);
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int retryable(int status)
 {
     return status == SEQ_EUNAVAILABLE || status == SEQ_EDATALOSS || status == SEQ_EPRECONDITION;
@@ -185,7 +193,8 @@ static void job_done(void *ctx, int status, const char *msg, const uint8_t *resp
     j->status = status;
     snprintf(j->msg, sizeof j->msg, "%s", msg);
     snprintf(j->served_by, sizeof j->served_by, "%s", served_by);
-    if (retryable(status) && j->next < j->n) {
+    int again = retryable(status) || (status == SEQ_EDEADLINE && (!j->deadline || mono_ns() < j->deadline));
+    if (again && j->next < j->n) {
         atomic_fetch_add_explicit(&j->r->stats.forward_retries, 1, memory_order_relaxed);
         job_try(j);
         return;
@@ -203,11 +212,21 @@ static void job_done(void *ctx, int status, const char *msg, const uint8_t *resp
     job_end(j);
 }
 
+/* A try that is not the last gets half of the time left, so that a peer that swallows
+ * packets (no reset, no answer) still leaves time for the next replica. */
+static uint64_t try_deadline(const job *j)
+{
+    uint64_t now = mono_ns(), end = j->deadline ? j->deadline : now + 30000000000ull;
+    if (j->next >= j->n || end <= now) return end;
+    return now + (end - now) / 2;
+}
+
 static void job_try(job *j)
 {
+    uint64_t until = try_deadline(j);
     const char *addr = j->addrs[j->next++];
     atomic_fetch_add_explicit(&j->r->stats.forwarded, 1, memory_order_relaxed);
-    if (seq_fwd_call(j->base, addr, j->path, j->req.data, j->req.len, j->deadline, job_done, j)) {
+    if (seq_fwd_call(j->base, addr, j->path, j->req.data, j->req.len, until, job_done, j)) {
         j->status = SEQ_EINTERNAL;
         snprintf(j->msg, sizeof j->msg, "forwarding to %s: out of memory", addr);
         job_end(j);

@@ -143,8 +143,11 @@ def test_batch_across_owners_in_request_order(cluster):
 
 
 def test_dead_address_in_map_and_garbage_peer(cluster):
-    """Entries of group g1 naming an address where nothing listens and one that answers
-    garbage, claiming every partition caught up: reads at a still succeed (next replica)."""
+    """Entries of group g1 claiming every partition caught up, sorted before the real
+    nodes (holders are tried in id order): one naming an address where nothing listens,
+    one that answers garbage, one that accepts and never answers. Reads at a still succeed
+    within their deadline (each try but the last gets half the time left, then the next
+    replica)."""
     broker, nodes, users, tmp, factory = cluster
     from confluent_kafka import Producer
     dead = helpers.free_port()
@@ -152,6 +155,10 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
     garbage_port = lsock.getsockname()[1]
+    sink = socket.socket()  # accepts (the kernel does) and never reads or answers
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(64)
+    sink_port = sink.getsockname()[1]
     stop = threading.Event()
 
     def garbage():
@@ -168,7 +175,7 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     def publish():
         import json as j
         while not stop.is_set():
-            for nid, port in (("ghost", dead), ("liar", garbage_port)):
+            for nid, port in (("0ghost", dead), ("0liar", garbage_port), ("0sink", sink_port)):
                 rec = {"v": 1, "id": nid, "group": "g1", "grpc": "127.0.0.1:%d" % port,
                        "admin": "127.0.0.1:1", "incarnation": "x", "fingerprint": "0",
                        "n_partitions": P, "partitions": list(range(P)),
@@ -181,21 +188,26 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     for t in threads:
         t.start()
     try:
-        helpers.poll(lambda: {"ghost", "liar"} <= set(nodes_by_id(nodes[0])), "ghosts in a's map")
-        for u in users[:80]:
-            r, md = get_with_md(nodes[0], u, timeout=5)
+        ghosts = {"0ghost", "0liar", "0sink"}
+        helpers.poll(lambda: ghosts <= set(nodes_by_id(nodes[0])), "ghosts in a's map")
+        retries = nodes[0].metric("seqd_forward_retries_total")
+        remote = [u for u in users if owner_of(nodes, G1, u) == "b"][:5]
+        for u in remote:
+            r, md = get_with_md(nodes[0], u, timeout=4)
             assert len(r.item_ids) == 3
-            assert md["seqd-served-by"] in ("a", "b"), md
+            assert md["seqd-served-by"] == "b", md
+        assert nodes[0].metric("seqd_forward_retries_total") >= retries + 3 * len(remote)
     finally:
         stop.set()
         for t in threads:
             t.join()
         lsock.close()
+        sink.close()
     # a leave record (null value) takes them out at once
-    for nid in ("ghost", "liar"):
+    for nid in ghosts:
         p.produce("seqd.events.seqd-cluster", key=nid, value=None, partition=0)
     p.flush(5)
-    helpers.poll(lambda: not {"ghost", "liar"} & set(nodes_by_id(nodes[0])), "ghosts gone")
+    helpers.poll(lambda: not ghosts & set(nodes_by_id(nodes[0])), "ghosts gone")
 
 
 def test_second_node_with_a_live_id_refused(cluster):
