@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "h2client.h"
+#include "numfmt.h"
 #include "seqctl.h"
+#include "timearg.h"
 #include "seqd/v1/seqd.pb-c.h"
 
 typedef struct {
@@ -35,6 +37,7 @@ static int split_types(get_args *a, const char *list)
 static int parse_get(int argc, char **argv, get_args *a)
 {
     int npos = 0;
+    char err[256];
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r = 0;
@@ -46,11 +49,11 @@ static int parse_get(int argc, char **argv, get_args *a)
                 return seqc_usage_error("--max: not a count: '%s'", v);
             a->req.max_events = (uint32_t)u;
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "since", &v)) == 1) {
-            if (seqc_parse_i64(v, &a->req.since_ms) < 0)
-                return seqc_usage_error("--since: not a time in ms: '%s'", v);
+            if (seqc_parse_time(v, seq_now_ms(), &a->req.since_ms, err, sizeof err) < 0)
+                return seqc_usage_error("--since: %s", err);
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "until", &v)) == 1) {
-            if (seqc_parse_i64(v, &a->req.until_ms) < 0)
-                return seqc_usage_error("--until: not a time in ms: '%s'", v);
+            if (seqc_parse_time(v, seq_now_ms(), &a->req.until_ms, err, sizeof err) < 0)
+                return seqc_usage_error("--until: %s", err);
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "view", &v)) == 1) {
             if (strcmp(v, "merged") == 0) a->req.view = SEQD__V1__VIEW__MERGED;
             else if (strcmp(v, "stream") == 0) a->req.view = SEQD__V1__VIEW__STREAM_ONLY;
@@ -115,7 +118,7 @@ static const char *source_at(const Seqd__V1__GetSequenceResponse *r, size_t i, c
 
 static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, int prov)
 {
-    char tbuf[40], nbuf[16], sbuf[40];
+    char tbuf[40], nbuf[16], sbuf[40], vbuf[40];
     printf("user %" PRIu64 "  sequence %s  events %zu\n", r->user_id, r->sequence, n_events(r));
     printf("%-24s  %-12s  %20s", "time", "type", "item_id");
     for (size_t c = 0; c < r->n_columns; c++) printf("  %12s", r->columns[c]->name);
@@ -125,7 +128,8 @@ static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, 
         seqc_format_time(r->timestamps_ms[i], tbuf, sizeof tbuf);
         printf("%-24s  %-12s  %20" PRIu64, tbuf, type_name(seqdef, type_at(r, i), nbuf, sizeof nbuf),
                item_at(r, i));
-        for (size_t c = 0; c < r->n_columns; c++) printf("  %12g", col_at(r->columns[c], i));
+        for (size_t c = 0; c < r->n_columns; c++)
+            printf("  %12s", seqc_format_double(col_at(r->columns[c], i), vbuf, sizeof vbuf));
         if (prov) printf("  %s", source_at(r, i, sbuf, sizeof sbuf));
         putchar('\n');
     }
@@ -174,7 +178,7 @@ static void print_json(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, i
                             "batch_generation", seqc_json_u64(r->batch_generation),
                             "completeness_gap_ms", (json_int_t)r->completeness_gap_ms,
                             "as_of_ms", (json_int_t)r->as_of_ms);
-    json_dumpf(doc, stdout, JSON_COMPACT);
+    seqc_json_print(doc, stdout);
     putchar('\n');
     json_decref(doc);
 }

@@ -1,7 +1,8 @@
 /* seqctl produce: events into Kafka, the streaming path's input. Events come from a
  * JSON Lines file (or stdin) or are synthesised (--sample N) from the server's
  * definition; both sources yield JSON event objects that go through one encoder
- * (protobuf seqd.v1.Event or the JSON object itself), keyed by the user id. */
+ * (protobuf seqd.v1.Event, the same in Confluent framing, or the JSON object itself),
+ * keyed by the user id. */
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -12,9 +13,16 @@
 #include "seqctl.h"
 #include "seqd/v1/seqd.pb-c.h"
 
+/* --format: the Kafka value written for each event. */
+enum { FMT_PROTOBUF, FMT_JSON, FMT_CONFLUENT };
+
+/* Confluent's framing of a protobuf value (engine/event.h): magic byte 0, schema id 1
+ * (big-endian), message indexes [0] written as the single byte 0. */
+static const uint8_t CONFLUENT_HEADER[6] = {0, 0, 0, 0, 1, 0};
+
 typedef struct {
     const char *brokers, *topic, *file;
-    int json_format;
+    int format; /* FMT_* */
     uint64_t sample, users;
     int sampling;
 } produce_args;
@@ -81,19 +89,23 @@ static void event_free_attrs(Seqd__V1__Event *ev)
 }
 
 /* The message value into *val (malloc'd, caller frees) and the key into key. */
-static int encode(json_t *o, int json_format, char **val, size_t *vlen, char *key,
+static int encode(json_t *o, int format, char **val, size_t *vlen, char *key,
                   size_t keylen, char *err, size_t errlen)
 {
     Seqd__V1__Event ev = SEQD__V1__EVENT__INIT;
     int rc = event_from_json(o, &ev, err, errlen);
     if (rc == 0) {
         snprintf(key, keylen, "%" PRIu64, ev.user_id);
-        if (json_format) {
+        if (format == FMT_JSON) {
             *val = json_dumps(o, JSON_COMPACT);
             *vlen = *val ? strlen(*val) : 0;
         } else {
-            *vlen = seqd__v1__event__get_packed_size(&ev);
-            if ((*val = malloc(*vlen ? *vlen : 1))) seqd__v1__event__pack(&ev, (uint8_t *)*val);
+            size_t h = format == FMT_CONFLUENT ? sizeof CONFLUENT_HEADER : 0;
+            *vlen = h + seqd__v1__event__get_packed_size(&ev);
+            if ((*val = malloc(*vlen))) {
+                memcpy(*val, CONFLUENT_HEADER, h);
+                seqd__v1__event__pack(&ev, (uint8_t *)*val + h);
+            }
         }
         if (!*val) rc = -1, seq_errf(err, errlen, "out of memory");
     }
@@ -167,11 +179,11 @@ static int producer_close(producer *p, uint64_t submitted, const char *brokers)
     return SEQC_EXIT_OK;
 }
 
-static int send_event(producer *p, json_t *o, int json_format, char *err, size_t errlen)
+static int send_event(producer *p, json_t *o, int format, char *err, size_t errlen)
 {
     char key[24], *val = NULL;
     size_t vlen = 0;
-    if (encode(o, json_format, &val, &vlen, key, sizeof key, err, errlen) < 0) return -1;
+    if (encode(o, format, &val, &vlen, key, sizeof key, err, errlen) < 0) return -1;
     int rc = producer_send(p, key, val, vlen);
     free(val);
     return rc ? -2 : 0;
@@ -180,7 +192,7 @@ static int send_event(producer *p, json_t *o, int json_format, char *err, size_t
 /* ---- sources ---- */
 
 /* JSON Lines: a bad line is reported and skipped; the exit code then says 1. */
-static int produce_file(producer *p, const char *path, int json_format, uint64_t *sent,
+static int produce_file(producer *p, const char *path, int format, uint64_t *sent,
                         int *bad)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
@@ -194,7 +206,7 @@ static int produce_file(producer *p, const char *path, int json_format, uint64_t
         if (strspn(line, " \t\r\n") == (size_t)n) continue;
         json_error_t jerr;
         json_t *o = json_loadb(line, (size_t)n, 0, &jerr);
-        int r = o ? send_event(p, o, json_format, err, sizeof err) : -1;
+        int r = o ? send_event(p, o, format, err, sizeof err) : -1;
         if (!o) snprintf(err, sizeof err, "%s", jerr.text);
         if (r == -1) {
             fprintf(stderr, "error: %s:%zu: %s\n", path, lineno, err);
@@ -289,7 +301,7 @@ static int produce_sample(producer *p, json_t *def, const produce_args *a, uint6
                               "event_type", type, "item_id",
                               (json_int_t)(1 + (i * 2654435761u) % 100000), "event_id", id,
                               "attributes", sample_attrs(def, type, i));
-        int r = send_event(p, o, a->json_format, err, sizeof err);
+        int r = send_event(p, o, a->format, err, sizeof err);
         if (r == -1) rc = seqc_fail("sample event %" PRIu64 ": %s", i, err);
         if (r == -2) rc = SEQC_EXIT_FAIL;
         if (r == 0) (*sent)++;
@@ -309,9 +321,12 @@ static int parse_produce(int argc, char **argv, produce_args *a)
         if ((r = seqc_opt(argc, argv, &i, "brokers", &v)) == 1) a->brokers = v;
         else if (r == 0 && (r = seqc_opt(argc, argv, &i, "topic", &v)) == 1) a->topic = v;
         else if (r == 0 && (r = seqc_opt(argc, argv, &i, "format", &v)) == 1) {
-            if (strcmp(v, "json") != 0 && strcmp(v, "protobuf") != 0)
-                return seqc_usage_error("--format: want protobuf or json, got '%s'", v);
-            a->json_format = strcmp(v, "json") == 0;
+            if (strcmp(v, "protobuf") == 0) a->format = FMT_PROTOBUF;
+            else if (strcmp(v, "json") == 0) a->format = FMT_JSON;
+            else if (strcmp(v, "confluent-protobuf") == 0) a->format = FMT_CONFLUENT;
+            else
+                return seqc_usage_error("--format: want protobuf, json or confluent-protobuf, "
+                                        "got '%s'", v);
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "sample", &v)) == 1) {
             if (seqc_parse_u64(v, &a->sample) < 0 || a->sample == 0)
                 return seqc_usage_error("--sample: want a count > 0, got '%s'", v);
@@ -339,7 +354,15 @@ int seqc_cmd_produce(const seqc_ctx *ctx, int argc, char **argv)
     json_t *status = NULL;
     char err[512];
     if (!a.brokers || !a.topic || a.sampling) {
-        if (!(status = seqc_fetch_status(ctx, err, sizeof err))) return seqc_fail("%s", err);
+        if (!(status = seqc_fetch_status(ctx, err, sizeof err)))
+            return seqc_fail("produce: %s%s%s not given, and the server's /status, where "
+                             "they come from otherwise, is unreachable (%s)",
+                             !a.brokers && !a.topic ? "--brokers and --topic"
+                             : !a.brokers           ? "--brokers"
+                             : !a.topic             ? "--topic"
+                                                    : "",
+                             a.sampling && (!a.brokers || !a.topic) ? " and " : "",
+                             a.sampling ? "the definition (for --sample)" : "", err);
         if (!a.brokers) a.brokers = json_string_value(json_object_get(status, "brokers"));
         if (!a.topic) a.topic = json_string_value(json_object_get(status, "topic"));
         if (!a.brokers || !a.topic) {
@@ -352,7 +375,7 @@ int seqc_cmd_produce(const seqc_ctx *ctx, int argc, char **argv)
     int bad = 0;
     if ((rc = producer_open(&p, a.brokers, a.topic)) == 0) {
         rc = a.sampling ? produce_sample(&p, json_object_get(status, "definition"), &a, &sent)
-                        : produce_file(&p, a.file, a.json_format, &sent, &bad);
+                        : produce_file(&p, a.file, a.format, &sent, &bad);
         int crc = producer_close(&p, sent, a.brokers);
         if (rc == 0) rc = crc ? crc : bad ? SEQC_EXIT_FAIL : 0;
     }

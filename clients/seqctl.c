@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "http1.h"
+#include "timearg.h"
 
 static const struct {
     const char *name;
@@ -24,21 +25,86 @@ static const struct {
     {"build", seqc_cmd_build},
     {"load", seqc_cmd_load},
     {"cluster", seqc_cmd_cluster},
+    {"malformed", seqc_cmd_malformed},
 };
 
 static const char usage_text[] =
     "usage: seqctl [--server HOST:PORT] [--admin HOST:PORT] COMMAND [ARGS]\n"
-    "  get USER SEQUENCE [--max N] [--since MS] [--until MS] [--types a,b]\n"
+    "  get USER SEQUENCE [--max N] [--since T] [--until T] [--types a,b]\n"
     "      [--view merged|stream|batch] [--provenance] [--json]\n"
-    "  produce [--brokers LIST] [--topic T] [--format protobuf|json] FILE|-\n"
+    "  produce [--brokers LIST] [--topic T] [--format protobuf|json|confluent-protobuf] FILE|-\n"
     "  produce --sample N [--users U] [--brokers LIST] [--topic T] [--format F]\n"
     "  status [--json]\n"
     "  cluster [--json]\n"
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
-    "        [--format jsonl|pb] INPUT...\n"
+    "        [--format jsonl|pb] [--memory-mb N] INPUT...\n"
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] SST...\n"
-    "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n";
+    "  malformed [--limit N] [--json]\n"
+    "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n"
+    "'seqctl COMMAND --help' explains one command\n";
+
+/* What `seqctl COMMAND --help` adds below the command's lines of usage_text. */
+static const struct {
+    const char *name, *text;
+} command_notes[] = {
+    {"get",
+     "One GetSequence call, printed as a table (or one JSON object with --json).\n"
+     "  --since T   start of the window, inclusive       T: " SEQC_TIME_FORMS "\n"
+     "  --until T   end of the window, exclusive: the window is [since, until)\n"
+     "  --types a,b only these event types     --max N  the newest N events of the window\n"
+     "The window, --types and --max select from the cut sequence: the server first merges\n"
+     "the stream and batch events, keeps those within retention and cuts the result to the\n"
+     "definition's max_length (newest first), then selects. A window reaching further back\n"
+     "than the cut shows nothing from before it, even when older events are stored.\n"},
+    {"produce",
+     "Sends JSON Lines events (FILE, or - for stdin) to Kafka, keyed by user id, as protobuf\n"
+     "seqd.v1.Event (default), the JSON object (--format json) or Confluent-framed protobuf\n"
+     "(--format confluent-protobuf: magic byte 0, schema id 1, message index [0]).\n"
+     "Brokers, topic and (for --sample) the definition come from the server's /status\n"
+     "unless --brokers and --topic are given.\n"},
+    {"status", "Summary of the server's /status (--json: the raw document).\n"},
+    {"broker", "Runs the embedded (mock) Kafka cluster as its own process; prints brokers=LIST.\n"},
+    {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"
+              "--memory-mb N (default 1024): past it, sorted runs are spilled beside the\n"
+              "output and merged, so inputs larger than RAM build in bounded memory.\n"},
+    {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"},
+    {"malformed",
+     "The Kafka messages seqd kept aside as malformed (GET /malformed on the admin port),\n"
+     "oldest first (by partition, offset): the reason and the start of each value\n"
+     "(--json: the whole values, base64). --limit N: at most N (1..1000, default 20).\n"},
+};
+
+/* `seqctl COMMAND --help`: the command's lines of usage_text (its line and the
+ * continuation lines below it), then its notes. */
+static int command_help(const char *name)
+{
+    size_t n = strlen(name);
+    int in = 0;
+    fputs("usage: seqctl [--server HOST:PORT] [--admin HOST:PORT]\n", stdout);
+    for (const char *p = strchr(usage_text, '\n') + 1; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p + 1) : strlen(p);
+        if (strncmp(p, "  ", 2) == 0 && p[2] != ' ')
+            in = strncmp(p + 2, name, n) == 0 && p[2 + n] == ' ';
+        else if (strncmp(p, "  ", 2) != 0)
+            in = 0;
+        if (in) fwrite(p, 1, len, stdout);
+        p += len;
+    }
+    for (size_t i = 0; i < sizeof command_notes / sizeof command_notes[0]; i++)
+        if (strcmp(command_notes[i].name, name) == 0) fputs(command_notes[i].text, stdout);
+    return SEQC_EXIT_OK;
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) return 0;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
+    }
+    return 0;
+}
 
 int seqc_usage_error(const char *fmt, ...)
 {
@@ -185,6 +251,7 @@ int main(int argc, char **argv)
     }
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
         if (strcmp(argv[i], commands[c].name) == 0)
-            return commands[c].fn(&ctx, argc - i, argv + i);
+            return wants_help(argc - i, argv + i) ? command_help(commands[c].name)
+                                                  : commands[c].fn(&ctx, argc - i, argv + i);
     return seqc_usage_error("unknown command '%s'", argv[i]);
 }

@@ -27,6 +27,7 @@ int seqc_cmd_broker(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_build(const seqc_ctx *ctx, int argc, char **argv); /* cmd_build.c */
 int seqc_cmd_load(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_cluster(const seqc_ctx *ctx, int argc, char **argv); /* cmd_cluster.c */
+int seqc_cmd_malformed(const seqc_ctx *ctx, int argc, char **argv);
 
 /* Prints "seqctl: <message>" and the hint to stderr; returns SEQC_EXIT_USAGE. */
 int seqc_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -218,6 +218,59 @@ int seq_event_decode_pb(const seq_def *def, const uint8_t *buf, size_t len, seq_
     return finish(ev, err, errlen);
 }
 
+/* ---------- Confluent framing ---------- */
+
+/* A zigzag varint of at most 5 bytes (Confluent writes int32 values). */
+static int zigzag32(pb_reader *r, int64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 5; i++) {
+        if (r->p >= r->end) return -1;
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return 0;
+        }
+    }
+    return -2;
+}
+
+int seq_event_unframe_confluent(const uint8_t *buf, size_t len, size_t *payload_off, char *err,
+                                size_t errlen)
+{
+    if (len == 0 || buf[0] != 0) {
+        seq_errf(err, errlen, "confluent: %s", len ? "no magic byte 0" : "empty value");
+        return SEQ_EINVAL;
+    }
+    if (len < 6) {
+        seq_errf(err, errlen, "confluent: truncated header (%zu of at least 6 bytes)", len);
+        return SEQ_EINVAL;
+    }
+    pb_reader r = {buf + 5, buf + len};
+    int64_t count, idx;
+    int rc = zigzag32(&r, &count);
+    if (rc == 0 && count < 0) rc = -3;
+    /* each index takes at least one byte: a count above what is left is truncated */
+    if (rc == 0 && count > r.end - r.p) rc = -1;
+    for (int64_t i = 0; rc == 0 && i < count; i++) rc = zigzag32(&r, &idx);
+    if (rc != 0) {
+        seq_errf(err, errlen, "confluent: %s message indexes",
+                 rc == -1 ? "truncated" : rc == -2 ? "over-long varint in" : "negative count of");
+        return SEQ_EINVAL;
+    }
+    *payload_off = (size_t)(r.p - buf);
+    return SEQ_OK;
+}
+
+int seq_event_decode_confluent_pb(const seq_def *def, const uint8_t *buf, size_t len,
+                                  seq_event *ev, char *err, size_t errlen)
+{
+    size_t off;
+    int rc = seq_event_unframe_confluent(buf, len, &off, err, errlen);
+    return rc ? rc : seq_event_decode_pb(def, buf + off, len - off, ev, err, errlen);
+}
+
 /* ---------- JSON ---------- */
 
 /* Full uint64 range from decimal digits only; -1 on garbage or overflow. */

@@ -1,5 +1,5 @@
-/* Event decoding: a Kafka message value or a batch input record (protobuf seqd.v1.Event
- * or one JSON object) becomes a seq_event. Pure: no I/O, no allocation that outlives the
+/* Event decoding: a Kafka message value or a batch input record (protobuf seqd.v1.Event,
+ * the same framed by the Confluent serializer, or one JSON object) becomes a seq_event. Pure: no I/O, no allocation that outlives the
  * call. The stream consumer and the batch builder call exactly these functions. */
 #ifndef SEQ_EVENT_H
 #define SEQ_EVENT_H
@@ -30,6 +30,18 @@ int seq_event_decode_pb(const seq_def *def, const uint8_t *buf, size_t len, seq_
                         char *err, size_t errlen);
 int seq_event_decode_json(const seq_def *def, const char *buf, size_t len, seq_event *ev,
                           char *err, size_t errlen);
+
+/* Confluent wire format (what the Confluent protobuf serializer writes): magic byte 0,
+ * a 4-byte big-endian schema id, the message indexes (a zigzag-varint count, then that
+ * many zigzag-varint indexes; a single 0 byte means [0]), then a protobuf seqd.v1.Event.
+ * The schema id and the indexes are not checked. Sets *payload_off to the Event's first
+ * byte. Returns SEQ_OK, or SEQ_EINVAL with a message: no magic byte, truncated header or
+ * indexes, a negative count, a varint longer than 5 bytes (Confluent's are 32-bit). */
+int seq_event_unframe_confluent(const uint8_t *buf, size_t len, size_t *payload_off, char *err,
+                                size_t errlen);
+/* seq_event_unframe_confluent, then seq_event_decode_pb of the payload. */
+int seq_event_decode_confluent_pb(const seq_def *def, const uint8_t *buf, size_t len,
+                                  seq_event *ev, char *err, size_t errlen);
 
 /* The derived id: "d" followed by 16 lowercase hex digits of FNV-1a 64 over the text
  * "<user_id>:<event_time_ms>:<event_type>:<item_id>" (decimal numbers). */

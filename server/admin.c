@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <jansson.h>
@@ -174,13 +175,100 @@ static void on_status(seq_admin *a, struct evhttp_request *req)
                              "grpc", a->ctx.grpc_address, "admin", a->address,
                              "brokers", seq_consumer_brokers(a->ctx.consumer), "topic", c->topic,
                              "group", c->group,
-                             "event_format", c->event_format == SEQ_FMT_JSON ? "json" : "protobuf",
+                             "event_format", seq_event_format_name(c->event_format),
                              "embedded_kafka", seq_consumer_embedded(a->ctx.consumer),
                              "definition", def ? def : json_object(), "stream", status_stream(a),
                              "sequences", status_sequences(a), "counts", status_counts(a));
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
     else reply_text(req, 500, "Internal Server Error", "cannot build the status\n");
+    free(text);
+    json_decref(root);
+}
+
+/* ---- /malformed: the messages kept aside ---- */
+
+static void base64(const uint8_t *p, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (; n >= 3; p += 3, n -= 3) {
+        *out++ = tab[p[0] >> 2];
+        *out++ = tab[(p[0] & 3) << 4 | p[1] >> 4];
+        *out++ = tab[(p[1] & 15) << 2 | p[2] >> 6];
+        *out++ = tab[p[2] & 63];
+    }
+    if (n) {
+        *out++ = tab[p[0] >> 2];
+        *out++ = tab[(p[0] & 3) << 4 | (n > 1 ? p[1] >> 4 : 0)];
+        *out++ = n > 1 ? tab[(p[1] & 15) << 2] : '=';
+        *out++ = '=';
+    }
+    *out = 0;
+}
+
+/* Printable ASCII as is, other bytes as \xNN, up to max input bytes (JSON strings must
+ * be valid UTF-8, and a reason may quote the message). */
+static void escape_bytes(const uint8_t *p, size_t n, size_t max, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n && i < max; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\') {
+            *out++ = (char)p[i];
+        } else {
+            *out++ = '\\', *out++ = 'x', *out++ = hex[p[i] >> 4], *out++ = hex[p[i] & 15];
+        }
+    }
+    *out = 0;
+}
+
+#define PREVIEW_BYTES 120
+
+static void add_malformed(void *ctx, int32_t partition, int64_t offset, const char *reason,
+                          const void *payload, size_t len)
+{
+    char *b64 = malloc(len / 3 * 4 + 5), why[1024], preview[PREVIEW_BYTES * 4 + 1];
+    if (!b64) return;
+    base64(payload, len, b64);
+    escape_bytes((const uint8_t *)reason, strlen(reason), (sizeof why - 1) / 4, why);
+    escape_bytes(payload, len, PREVIEW_BYTES, preview);
+    json_array_append_new(ctx, json_pack("{s:i, s:I, s:s, s:I, s:s, s:s}", "partition",
+                                         (int)partition, "offset", (json_int_t)offset,
+                                         "reason", why, "value_len", (json_int_t)len,
+                                         "value_preview", preview, "value_base64", b64));
+    free(b64);
+}
+
+/* GET /malformed?limit=N (1..1000, default 20): the malformed messages kept aside, oldest
+ * (by partition, offset) first, with the total count. */
+static void on_malformed(seq_admin *a, struct evhttp_request *req)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq q = {0};
+    long limit = 20;
+    if (query && evhttp_parse_query_str(query, &q) != 0) {
+        reply_text(req, 400, "Bad Request", "malformed query string\n");
+        return;
+    }
+    const char *v = evhttp_find_header(&q, "limit");
+    if (v) {
+        char *end;
+        limit = strtol(v, &end, 10);
+        if (*v < '0' || *v > '9' || *end || limit < 1 || limit > 1000) {
+            evhttp_clear_headers(&q);
+            reply_text(req, 400, "Bad Request", "limit: want a count from 1 to 1000\n");
+            return;
+        }
+    }
+    evhttp_clear_headers(&q);
+    json_t *list = json_array();
+    if (list) seq_store_list_malformed(a->ctx.store, (uint32_t)limit, add_malformed, list);
+    json_t *root = list ? json_pack("{s:I, s:o}", "count",
+                                    (json_int_t)seq_store_malformed_count(a->ctx.store),
+                                    "messages", list)
+                        : NULL;
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
+    else reply_text(req, 500, "Internal Server Error", "cannot list the malformed messages\n");
     free(text);
     json_decref(root);
 }
@@ -199,8 +287,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     else if (strcmp(path, "/healthz") == 0) reply_text(req, 200, "OK", "ok\n");
     else if (strcmp(path, "/readyz") == 0) on_readyz(a, req);
     else if (strcmp(path, "/status") == 0) on_status(a, req);
+    else if (strcmp(path, "/malformed") == 0) on_malformed(a, req);
     else if (strcmp(path, "/cluster") == 0) on_cluster(a, req);
-    else reply_text(req, 404, "Not Found", "not found; try /metrics /healthz /readyz /status /cluster\n");
+    else reply_text(req, 404, "Not Found",
+                    "not found; try /metrics /healthz /readyz /status /malformed /cluster\n");
 }
 
 /* ---- lifecycle ---- */

@@ -1,5 +1,6 @@
 /* The admin HTTP server (HTTP/1.1, evhttp on its own thread and event_base):
- * GET /metrics, /healthz, /readyz, /status, /cluster. Reads the state of the other modules; never
+ * GET /metrics, /healthz, /readyz, /status, /malformed (the messages kept aside),
+ * /cluster (the cluster map). Reads the state of the other modules; never
  * on the request path of gRPC. */
 #ifndef SEQ_ADMIN_H
 #define SEQ_ADMIN_H

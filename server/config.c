@@ -45,6 +45,7 @@ static const opt_spec OPTS[] = {
     {"advertise", OPT_STR, F(advertise), 0},
     {"history-ms", OPT_I64, F(history_ms), 0},
     {"help", OPT_FLAG, F(help), 0},
+    {"check-definition", OPT_STR, F(check_definition), 0},
 };
 #undef F
 
@@ -52,7 +53,8 @@ void seq_config_usage(FILE *f)
 {
     fputs("usage: seqd --definition FILE [--data-dir DIR] [--grpc-listen HOST:PORT]\n"
           "            [--admin-listen HOST:PORT] [--brokers LIST] [--topic NAME] [--group ID]\n"
-          "            [--event-format protobuf|json] [--threads N] [--cache-mb N]\n"
+          "            [--event-format protobuf|json|confluent-protobuf] [--threads N]\n"
+          "            [--cache-mb N]\n"
           "            [--max-message-bytes N] [--batch-root DIR] [--admin-token-file FILE]\n"
           "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
           "            [--max-header-bytes N] [--min-free-mb N] [--kafka-config FILE]\n"
@@ -64,14 +66,25 @@ void seq_config_usage(FILE *f)
           "          --idle-timeout-s 300 --max-connections 4096 --max-concurrent-streams 256\n"
           "          --max-header-bytes 16384 --min-free-mb 128 (0: no check);\n"
           "          --history-ms 604800000 (7 days; 0: keep no replaced copies);\n"
-          "          no --brokers: an embedded Kafka cluster\n",
+          "          no --brokers: an embedded Kafka cluster\n"
+          "       seqd --check-definition FILE [--data-dir DIR]\n"
+          "          validates FILE (and its compatibility with the data in DIR), prints the\n"
+          "          verdict, exits 0 (valid) or 2; serves nothing\n",
           f);
 }
+
+const char *seq_event_format_name(seq_event_format f)
+{
+    return f == SEQ_FMT_JSON ? "json" : f == SEQ_FMT_CONFLUENT_PROTOBUF ? "confluent-protobuf"
+                                                                        : "protobuf";
+}
+
+static const char DEFAULT_DATA_DIR[] = "./seqd-data";
 
 static void set_defaults(seq_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->data_dir = "./seqd-data";
+    c->data_dir = DEFAULT_DATA_DIR;
     c->grpc_listen = "127.0.0.1:50051";
     c->admin_listen = "127.0.0.1:8080";
     c->topic = "seqd.events";
@@ -140,8 +153,9 @@ static int apply(seq_config *c, const opt_spec *o, const char *v, char *err, siz
     case OPT_FORMAT:
         if (strcmp(v, "protobuf") == 0) c->event_format = SEQ_FMT_PROTOBUF;
         else if (strcmp(v, "json") == 0) c->event_format = SEQ_FMT_JSON;
+        else if (strcmp(v, "confluent-protobuf") == 0) c->event_format = SEQ_FMT_CONFLUENT_PROTOBUF;
         else {
-            seq_errf(err, errlen, "--event-format: '%s' is not protobuf or json", v);
+            seq_errf(err, errlen, "--event-format: '%s' is not protobuf, json or confluent-protobuf", v);
             return SEQ_EINVAL;
         }
         return SEQ_OK;
@@ -195,7 +209,8 @@ int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t err
             goto fail;
         }
     }
-    if (c->help) return SEQ_OK;
+    c->data_dir_given = c->data_dir != DEFAULT_DATA_DIR;
+    if (c->help || c->check_definition) return SEQ_OK;
     if (!c->definition) {
         seq_errf(err, errlen, "--definition FILE is required (see --help)");
         goto fail;

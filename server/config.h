@@ -7,7 +7,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { SEQ_FMT_PROTOBUF = 0, SEQ_FMT_JSON = 1 } seq_event_format;
+/* Kafka values: protobuf seqd.v1.Event, one JSON object, or the Event in the Confluent
+ * serializer's framing (engine/event.h). */
+typedef enum { SEQ_FMT_PROTOBUF = 0, SEQ_FMT_JSON = 1, SEQ_FMT_CONFLUENT_PROTOBUF = 2 } seq_event_format;
+
+/* "protobuf", "json", "confluent-protobuf". */
+const char *seq_event_format_name(seq_event_format f);
 
 typedef struct {
     /* Strings point into argv or at static defaults, except batch_root (owned). */
@@ -41,11 +46,15 @@ typedef struct {
      * retention, are kept for as-of reads (storage/store.h); 0 = none. */
     int64_t history_ms;
     int help;           /* --help was given: print usage, exit 0 */
+    /* --check-definition FILE: validate FILE (and, with --data-dir, its compatibility
+     * with the stored data), print the verdict, exit; serve nothing. */
+    const char *check_definition;
+    int data_dir_given; /* --data-dir was on the command line */
 } seq_config;
 
 /* Fills *c with the defaults, then applies argv. Accepts "--opt value" and "--opt=value".
  * SEQ_OK, or SEQ_EINVAL with a message naming the option. --definition is required
- * unless --help is given. */
+ * unless --help or --check-definition is given. */
 int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t errlen);
 void seq_config_free(seq_config *c);
 void seq_config_usage(FILE *f);

@@ -35,6 +35,7 @@
 #include "../engine/exec.h"
 #include "../engine/merge.h"
 #include "kafkaconf.h"
+#include "log.h"
 #include "misroute.h"
 
 #define BATCH_MAX 10000
@@ -54,6 +55,7 @@
 #define RETRY_MAX_MS 5000      /* longest pause between retries of a failed commit */
 #define METADATA_TIMEOUT_MS 1000 /* bounds how long a stop can wait for a metadata call */
 #define PROBE_EVERY_MS 1000
+#define MALFORMED_LOG_MS 10000
 
 typedef struct {
     int64_t next, high, wm;
@@ -91,6 +93,7 @@ struct seq_consumer {
     seq_store_batch *batch;
     part_state *pending; /* parts as they will be once the current batch commits */
     uint8_t *touched;
+    seq_log_limit malformed_log; /* a line per MALFORMED_LOG_MS at most */
 };
 
 static void sleep_ms(int ms)
@@ -266,16 +269,24 @@ static void probe_brokers(seq_consumer *c)
 }
 
 /* Where partition p starts: the stored next offset, or the beginning when none. A stored
- * offset past the log's end (the embedded log restarted empty) gets OFFSET_OUT_OF_RANGE
- * from the broker and librdkafka restarts at the earliest offset (auto.offset.reset), so
- * we neither skip nor wait for offsets that will never come. The high watermark is
- * unknown (-1) until the first fetch response. */
-static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps)
+ * offset past the log's end (a real log that lost data) gets OFFSET_OUT_OF_RANGE from
+ * the broker and librdkafka restarts at the earliest offset (auto.offset.reset), so we
+ * neither skip nor wait for offsets that will never come. The embedded cluster is
+ * created empty at every start while the store keeps the previous run's offsets: those
+ * name messages that are gone, so its partitions start at the beginning (assign_all
+ * says so once; *stale gets the largest offset dropped) instead of earning a warning
+ * each and reporting next offsets past the new log's end. The high watermark is unknown
+ * (-1) until the first fetch response. */
+static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps, int64_t *stale)
 {
     int64_t next = 0, wm = 0;
     int stored = seq_store_get_offset(c->cfg.store, p, &next, &wm) == SEQ_OK;
     ps->wm = stored ? wm : 0;
     ps->high = -1;
+    if (c->mock && stored) {
+        if (next > *stale) *stale = next;
+        stored = 0;
+    }
     ps->next = stored ? next : 0;
     return stored ? next : RD_KAFKA_OFFSET_BEGINNING;
 }
@@ -308,17 +319,27 @@ static int wait_topic(seq_consumer *c)
  * (directly, or from the rebalance callback inside a poll). */
 static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *list)
 {
+    int resumed = 0;
+    int64_t stale = 0;
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < list->cnt; i++) {
         int32_t p = list->elems[i].partition;
         if (p < 0 || (uint32_t)p >= c->n_parts) continue;
         part_state ps = {0};
-        list->elems[i].offset = start_offset(c, p, &ps);
+        list->elems[i].offset = start_offset(c, p, &ps, &stale);
+        resumed += list->elems[i].offset != RD_KAFKA_OFFSET_BEGINNING;
         ps.held = 1;
         c->parts[p] = c->pending[p] = ps;
     }
     c->assigned = 1;
     pthread_mutex_unlock(&c->mu);
+    if (stale > 0)
+        seq_log(SEQ_LOG_INFO, "kafka: the embedded cluster's log starts empty at every start: "
+                "its partitions are read from offset 0 (the previous run's log, up to offset "
+                "%lld, is gone; its events are in the store)", (long long)stale);
+    seq_log(SEQ_LOG_INFO, "kafka: assigned %d partitions of %s at %s (%d resume from stored "
+            "offsets, %d from the beginning)", list->cnt, c->cfg.topic, c->brokers, resumed,
+            list->cnt - resumed);
 }
 
 static void drop_partitions(seq_consumer *c, const rd_kafka_topic_partition_list_t *list)
@@ -412,6 +433,10 @@ static void keep_malformed(seq_consumer *c, const rd_kafka_message_t *m, const c
 {
     seq_store_batch_add_malformed(c->batch, m->partition, m->offset, m->payload, m->len, why);
     t->malformed++;
+    seq_log_limited(&c->malformed_log, MALFORMED_LOG_MS, SEQ_LOG_WARN,
+                    "kafka: malformed message kept aside: %s [%d] offset %lld: %s "
+                    "(seqctl malformed lists them)",
+                    c->cfg.topic, (int)m->partition, (long long)m->offset, why);
 }
 
 /* One message into the store batch. SEQ_OK, or a store error that fails the batch. */
@@ -425,6 +450,8 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     char why[256];
     int rc = c->cfg.format == SEQ_FMT_JSON
                  ? seq_event_decode_json(def, m->payload, m->len, &ev, why, sizeof why)
+             : c->cfg.format == SEQ_FMT_CONFLUENT_PROTOBUF
+                 ? seq_event_decode_confluent_pb(def, m->payload, m->len, &ev, why, sizeof why)
                  : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
     if (!rc) {
         /* an event of another partition's user goes there (misroute.h) */

@@ -54,6 +54,8 @@
 #define MEM_MIN_SHIFT 5           /* nghttp2 block classes: 32 << k bytes, header included */
 #define MEM_CLASSES 8             /* ... up to 4096; larger blocks go to malloc */
 #define MEM_KEEP_BYTES (512u << 10) /* free blocks kept per class and worker, in bytes */
+#define STREAM_OUT_HIGH (256u << 10) /* a streaming call's unsent responses above which
+                                        its request bytes are left unread */
 
 typedef struct worker worker;
 typedef struct conn conn;
@@ -67,7 +69,8 @@ struct seq_grpc_call {
     seq_grpc_call *qnext;       /* completion queue link */
     struct event *timer;        /* deadline of a held call; made once, kept in the pool */
     seq_frame frame;
-    seq_buf reply;
+    seq_buf reply; /* unary: the response message; streaming: framed responses queued */
+    seq_buf in;    /* streaming: request bytes received, not yet decoded */
     /* ---- per request, reset by call_reset ---- */
     int32_t stream_id;
     int refs;
@@ -77,6 +80,15 @@ struct seq_grpc_call {
     int done_reported; /* on_done called */
     int timer_on;      /* timer added (a held call with a deadline) */
     int is_post, ct_ok;
+    /* streaming calls (methods with stream_fn) */
+    int streaming;
+    int headers_sent; /* response HEADERS with the data provider submitted */
+    int deferred;     /* the data provider said DEFERRED: resume it on new output */
+    int half_closed;  /* the client's END_STREAM arrived */
+    int ending;       /* end status decided: trailers follow the queued responses */
+    int stalled;      /* input left undecoded because the queue is above STREAM_OUT_HIGH */
+    int end_status;
+    size_t in_off;    /* decoded bytes at the front of `in` */
     uint64_t start_ns, deadline_ns;
     size_t sent;   /* bytes of prefix + reply framed by nghttp2 (data_read_cb) */
     size_t copied; /* ... and written to the connection's output (send_data_cb) */
@@ -105,6 +117,7 @@ struct conn {
     seq_grpc_call *last_call; /* the call stream_call found last, or NULL */
     int read_paused, writing, closing, dirty; /* writing: wev is added */
     unsigned nstreams; /* streams with a call: what MAX_CONCURRENT_STREAMS bounds */
+    unsigned nstalled; /* streaming calls with call->stalled set */
     conn *prev, *next, *dnext;
 };
 
@@ -317,6 +330,7 @@ static void call_reset(seq_grpc_call *c)
     c->method = -1;
     seq_frame_reset(&c->frame);
     c->reply.len = 0;
+    c->in.len = 0;
 }
 
 static void call_destroy(seq_grpc_call *c)
@@ -324,6 +338,7 @@ static void call_destroy(seq_grpc_call *c)
     if (c->timer) event_free(c->timer);
     seq_frame_free(&c->frame);
     seq_buf_free(&c->reply);
+    seq_buf_free(&c->in);
     free(c);
 }
 
@@ -366,6 +381,7 @@ static void call_unref(seq_grpc_call *c)
     call_timer_stop(c);
     if (c->frame.msg.cap > KEEP_BUF_MAX) seq_buf_free(&c->frame.msg);
     if (c->reply.cap > KEEP_BUF_MAX) seq_buf_free(&c->reply);
+    if (c->in.cap > KEEP_BUF_MAX) seq_buf_free(&c->in);
     if (w->npool >= POOL_MAX) {
         call_destroy(c);
         return;
@@ -390,6 +406,8 @@ static void call_detach(seq_grpc_call *c)
     if (!cn) return;
     if (!c->responded) call_report(c, SEQ_ECANCELLED);
     cn->nstreams--;
+    if (c->stalled) cn->nstalled--;
+    c->stalled = 0;
     if (cn->last_call == c) cn->last_call = NULL;
     if (c->prev) c->prev->next = c->next;
     else cn->calls = c->next;
@@ -481,6 +499,13 @@ static int send_data_cb(nghttp2_session *sess, nghttp2_frame *frame, const uint8
     uint8_t *p = cn->out.data + cn->out.len;
     memcpy(p, framehd, 9);
     p += 9;
+    if (c->streaming) { /* the queue holds framed messages: copy, drop what is sent */
+        memcpy(p, c->reply.data + c->copied, length);
+        c->copied += length;
+        cn->out.len += 9 + length;
+        if (c->copied == c->reply.len) c->reply.len = c->sent = c->copied = 0;
+        return 0;
+    }
     size_t k = c->copied < 5 ? 5 - c->copied : 0; /* prefix bytes still due */
     if (k > length) k = length;
     if (k) memcpy(p, c->prefix + c->copied, k);
@@ -490,20 +515,28 @@ static int send_data_cb(nghttp2_session *sess, nghttp2_frame *frame, const uint8
     return 0;
 }
 
+/* grpc-status and, when msg is not empty, grpc-message (percent-encoded into enc, of
+ * MSG_MAX * 3 bytes) into nv[0..1]. Returns the number of fields. */
+static size_t status_fields(nghttp2_nv *nv, int status, const char *msg, char *enc)
+{
+    const nghttp2_nv fields[2] = {NV("grpc-status", ""), NV("grpc-message", "")};
+    nv[0] = fields[0];
+    nv[1] = fields[1];
+    if (status < 0 || status > 16) status = SEQ_EINTERNAL;
+    nv[0].value = (uint8_t *)status_str[status];
+    nv[0].valuelen = strlen(status_str[status]);
+    if (!msg || !*msg) return 1;
+    nv[1].value = (uint8_t *)enc;
+    nv[1].valuelen = seq_grpc_pct_encode(msg, enc, MSG_MAX * 3);
+    nv[1].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME; /* nghttp2 copies the value */
+    return 2;
+}
+
 static void respond_error(seq_grpc_call *c, int status, const char *msg)
 {
     char enc[MSG_MAX * 3];
-    nghttp2_nv nv[5] = {ok_headers[0], ok_headers[1], NV("grpc-status", ""), NV("grpc-message", "")};
-    if (status < 0 || status > 16) status = SEQ_EINTERNAL;
-    nv[2].value = (uint8_t *)status_str[status];
-    nv[2].valuelen = strlen(status_str[status]);
-    size_t n = 3;
-    if (msg && *msg) {
-        nv[3].value = (uint8_t *)enc;
-        nv[3].valuelen = seq_grpc_pct_encode(msg, enc, sizeof enc);
-        nv[3].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME; /* nghttp2 copies the value */
-        n = 4;
-    }
+    nghttp2_nv nv[5] = {ok_headers[0], ok_headers[1]};
+    size_t n = 2 + status_fields(nv + 2, status, msg, enc);
     n += served_by_nv(c, &nv[n]);
     call_report(c, status);
     nghttp2_submit_response(c->conn->sess, c->stream_id, nv, n, NULL);
@@ -570,7 +603,9 @@ static void request_headers_done(seq_grpc_call *c)
         char m[300];
         snprintf(m, sizeof m, "unknown method %.256s", path ? path : "(none)");
         respond(c, SEQ_EUNIMPLEMENTED, m);
+        return;
     }
+    c->streaming = c->w->srv->cfg.methods[c->method].stream_fn != NULL;
 }
 
 static void request_end(seq_grpc_call *c)
@@ -634,6 +669,169 @@ void seq_grpc_finish(seq_grpc_call *c, int status, const char *msg)
     if (c->state != CALL_HANDLER) return;
     respond(c, status, msg);
     c->state = CALL_DONE;
+}
+
+/* ------------------------------------------------------------------ streaming calls */
+
+/* A streaming call's data provider: the queued framed responses (send_data_cb copies
+ * them), DEFERRED while the queue is empty and the call goes on; once the call is
+ * ending and the queue is drained, EOF and the trailers with the end status. */
+static ssize_t stream_read_cb(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t length,
+                              uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)buf;
+    (void)ud;
+    seq_grpc_call *c = src->ptr;
+    size_t avail = c->reply.len - c->sent, n = avail < length ? avail : length;
+    if (n == 0 && !c->ending) {
+        c->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    c->sent += n;
+    if (n) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (c->ending && c->sent == c->reply.len) {
+        char enc[MSG_MAX * 3];
+        nghttp2_nv nv[3];
+        size_t k = status_fields(nv, c->end_status, c->fin_msg, enc);
+        k += served_by_nv(c, &nv[k]);
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (nghttp2_submit_trailer(sess, sid, nv, k) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
+    }
+    return (ssize_t)n;
+}
+
+/* New output or the end of the call: let the data provider run again. */
+static int stream_kick(seq_grpc_call *c)
+{
+    if (!c->headers_sent) {
+        nghttp2_data_provider prd = {.source.ptr = c, .read_callback = stream_read_cb};
+        c->headers_sent = 1;
+        return nghttp2_submit_response(c->conn->sess, c->stream_id, ok_headers, 2, &prd);
+    }
+    if (!c->deferred) return 0;
+    c->deferred = 0;
+    return nghttp2_session_resume_data(c->conn->sess, c->stream_id);
+}
+
+/* Decides how the call ends: after the queued responses, trailers with status (and
+ * msg); an error before any response is a trailers-only response. */
+static void stream_end(seq_grpc_call *c, int status, const char *msg)
+{
+    if (c->responded || !c->conn) return;
+    if (!c->headers_sent && status != SEQ_OK) {
+        respond(c, status, msg);
+        return;
+    }
+    c->responded = 1;
+    c->ending = 1;
+    c->end_status = status;
+    snprintf(c->fin_msg, sizeof c->fin_msg, "%s", status == SEQ_OK || !msg ? "" : msg);
+    call_report(c, status);
+    stream_kick(c);
+}
+
+int seq_grpc_stream_send(seq_grpc_call *c, const uint8_t *msg, size_t len)
+{
+    if (!c->streaming || c->responded || !c->conn) return SEQ_EINVAL;
+    if (len > c->w->srv->max_msg || seq_buf_reserve(&c->reply, 5 + len) < 0) return SEQ_ERESOURCE;
+    uint8_t *p = c->reply.data + c->reply.len;
+    p[0] = 0;
+    seq_put_be32(p + 1, (uint32_t)len);
+    if (len) memcpy(p + 5, msg, len);
+    c->reply.len += 5 + len;
+    return stream_kick(c) == 0 ? SEQ_OK : SEQ_ERESOURCE;
+}
+
+static size_t stream_backlog(const seq_grpc_call *c) { return c->reply.len - c->copied; }
+
+/* Decodes and handles the call's buffered request messages while its queue of
+ * responses is below STREAM_OUT_HIGH; the bytes it decodes are handed back to the
+ * stream's flow-control window (nghttp2_session_consume_stream), so a peer that does not
+ * read its responses soon stops being able to send. Ends the call on a bad message, a
+ * handler error, an expired deadline, or the client's half-close once all is handled. */
+static void stream_pump(seq_grpc_call *c)
+{
+    conn *cn = c->conn;
+    const seq_grpc_method *m = &c->w->srv->cfg.methods[c->method];
+    char err[200];
+    while (!c->responded && c->in_off < c->in.len) {
+        if (stream_backlog(c) >= STREAM_OUT_HIGH) {
+            if (!c->stalled) cn->nstalled++;
+            c->stalled = 1;
+            break;
+        }
+        size_t used;
+        int rv = seq_frame_feed_upto(&c->frame, c->in.data + c->in_off, c->in.len - c->in_off,
+                                     &used, err, sizeof err);
+        c->in_off += used;
+        nghttp2_session_consume_stream(cn->sess, c->stream_id, used);
+        if (rv != SEQ_OK) {
+            stream_end(c, rv, err);
+            break;
+        }
+        if (!c->frame.complete) break;
+        if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+            stream_end(c, SEQ_EDEADLINE, "deadline exceeded");
+            break;
+        }
+        err[0] = 0;
+        rv = m->stream_fn(m->ctx, c, c->frame.msg.data ? c->frame.msg.data : (const uint8_t *)"",
+                          c->frame.msg.len, err, sizeof err);
+        seq_frame_reset(&c->frame);
+        if (rv != SEQ_OK) stream_end(c, rv, err);
+    }
+    if (c->in_off == c->in.len || c->responded) {
+        /* all decoded (or the call is over: whatever is left is dropped) */
+        if (c->responded && c->in_off < c->in.len)
+            nghttp2_session_consume_stream(cn->sess, c->stream_id, c->in.len - c->in_off);
+        c->in.len = c->in_off = 0;
+    }
+    if (c->half_closed && !c->responded && c->in_off == c->in.len) {
+        if (c->frame.have_prefix > 0 && seq_frame_end(&c->frame, err, sizeof err) != SEQ_OK)
+            stream_end(c, SEQ_EINTERNAL, err);
+        else
+            stream_end(c, SEQ_OK, NULL);
+    }
+}
+
+/* A chunk of a streaming call's request body. The connection window gets it back at
+ * once; the stream's only as the bytes are decoded (stream_pump). */
+static void stream_data(seq_grpc_call *c, const uint8_t *data, size_t len)
+{
+    conn *cn = c->conn;
+    nghttp2_session_consume_connection(cn->sess, len);
+    if (c->responded) {
+        nghttp2_session_consume_stream(cn->sess, c->stream_id, len);
+        return;
+    }
+    if (c->in_off > 0 && c->in_off >= c->in.len / 2) { /* compact */
+        memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+        c->in.len -= c->in_off;
+        c->in_off = 0;
+    }
+    if (seq_buf_append(&c->in, data, len) < 0) {
+        nghttp2_session_consume_stream(cn->sess, c->stream_id, len);
+        stream_end(c, SEQ_ERESOURCE, "out of memory for the request stream");
+        return;
+    }
+    if (!c->stalled) stream_pump(c);
+}
+
+/* Streaming calls whose queue drained below STREAM_OUT_HIGH go on decoding. Returns
+ * whether any did. */
+static int conn_pump_stalled(conn *cn)
+{
+    int any = 0;
+    for (seq_grpc_call *c = cn->calls, *next; c && cn->nstalled; c = next) {
+        next = c->next;
+        if (!c->stalled || stream_backlog(c) >= STREAM_OUT_HIGH) continue;
+        c->stalled = 0;
+        cn->nstalled--;
+        any = 1;
+        stream_pump(c);
+    }
+    return any;
 }
 
 /* ------------------------------------------------------------------ nghttp2 callbacks */
@@ -714,16 +912,28 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     if (!c) return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
         request_headers_done(c);
-    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) request_end(c);
+    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    if (!c->streaming) {
+        request_end(c);
+    } else if (!c->half_closed) {
+        c->half_closed = 1;
+        if (!c->stalled) stream_pump(c);
+    }
     return 0;
 }
 
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
                          size_t len, void *ud)
 {
-    (void)s;
     (void)flags;
     seq_grpc_call *c = stream_call(ud, sid);
+    if (c && c->streaming) {
+        stream_data(c, data, len);
+        return 0;
+    }
+    /* Unary: the bytes are buffered or dropped right here, so the windows get them back
+     * at once (the session does not update windows by itself: make_callbacks). */
+    nghttp2_session_consume(s, sid, len);
     /* After an early answer the rest of the body is dropped unbuffered. */
     if (!c || c->responded || c->state != CALL_RECV) return 0;
     char err[200];
@@ -758,6 +968,9 @@ static int make_callbacks(seq_grpc_server *srv)
      * MAX_CONCURRENT_STREAMS, which it believes unlimited (conn_send_settings): a
      * connection would keep every stream it ever had until it closes. */
     nghttp2_option_set_no_closed_streams(srv->opt, 1);
+    /* Window updates are the transport's: a streaming call gives its stream's window
+     * back only as it decodes (stream_pump), unary calls at once (on_data_chunk). */
+    nghttp2_option_set_no_auto_window_update(srv->opt, 1);
     return 0;
 }
 
@@ -795,6 +1008,7 @@ static size_t conn_pending(const conn *c) { return c->out.len - c->out_off; }
 static int conn_flush(conn *c)
 {
     for (;;) {
+        if (c->nstalled) conn_pump_stalled(c);
         while (conn_pending(c) < OUT_HIGH) {
             const uint8_t *d;
             ssize_t n = nghttp2_session_mem_send(c->sess, &d);
@@ -802,7 +1016,11 @@ static int conn_flush(conn *c)
             if (n == 0) break;
         }
         size_t pend = conn_pending(c);
-        if (pend == 0) break;
+        if (pend == 0) {
+            /* the queues drained: stalled streaming calls may go on */
+            if (c->nstalled && conn_pump_stalled(c)) continue;
+            break;
+        }
         ssize_t k = send(c->fd, c->out.data + c->out_off, pend, MSG_NOSIGNAL);
         if (k < 0) {
             if (errno == EINTR) continue;

@@ -20,10 +20,21 @@ typedef struct seq_grpc_call seq_grpc_call;
 typedef void (*seq_grpc_handler_fn)(void *ctx, seq_grpc_call *call, const uint8_t *msg,
                                     size_t len);
 
+/* A bidirectional streaming method: called on the connection's worker thread for each
+ * request message as it completes, in order. It sends any number of response messages
+ * with seq_grpc_stream_send and returns SEQ_OK to go on, or a status code (message in
+ * err) that ends the call with that status. When the client half-closes, the call ends
+ * with OK once every response is sent. While a call's unsent responses pile up (a peer
+ * that does not read), its request bytes stay unread and its HTTP/2 window closes.
+ * grpc-timeout is checked as each request message arrives (DEADLINE_EXCEEDED). */
+typedef int (*seq_grpc_stream_fn)(void *ctx, seq_grpc_call *call, const uint8_t *msg,
+                                  size_t len, char *err, size_t errlen);
+
 typedef struct {
     const char *path; /* e.g. "/seqd.v1.SequenceService/GetSequence" */
     seq_grpc_handler_fn fn;
     void *ctx;
+    seq_grpc_stream_fn stream_fn; /* set: a streaming method (fn unused) */
 } seq_grpc_method;
 
 /* Called once per finished call (any status), on the thread that finishes it; index is
@@ -82,5 +93,10 @@ void seq_grpc_call_set_served_by(seq_grpc_call *c, const char *v);
  * seq_grpc_finish. If the client resets the stream meanwhile, finish still must be
  * called once, and it then just frees the call. */
 void seq_grpc_call_hold(seq_grpc_call *c);
+
+/* ---- inside a streaming method ---- */
+/* Queues one response message (the transport frames it). SEQ_OK, or SEQ_ERESOURCE when
+ * it exceeds max_message_bytes or memory runs out. */
+int seq_grpc_stream_send(seq_grpc_call *c, const uint8_t *msg, size_t len);
 
 #endif

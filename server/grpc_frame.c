@@ -1,5 +1,6 @@
-/* gRPC message framing: reassembles the one request message of a unary call from the
- * DATA chunks nghttp2 hands the transport (grpc.c). The 5-byte prefix is checked as soon
+/* gRPC message framing: reassembles the one request message of a unary call (or each
+ * request message of a streaming call, one at a time) from the DATA chunks nghttp2
+ * hands the transport (grpc.c). The 5-byte prefix is checked as soon
  * as it is complete, so an oversized or compressed message is refused before any of its
  * body is buffered. Pure code, no I/O; fuzzed by tests/fuzz/fuzz_grpc_frame.c. */
 #include "grpc_frame.h"
@@ -58,8 +59,11 @@ static int frame_prefix_done(seq_frame *f, char *err, size_t errlen)
     return SEQ_OK;
 }
 
-int seq_frame_feed(seq_frame *f, const uint8_t *p, size_t n, char *err, size_t errlen)
+int seq_frame_feed_upto(seq_frame *f, const uint8_t *p, size_t n, size_t *used, char *err,
+                        size_t errlen)
 {
+    const uint8_t *start = p;
+    *used = 0;
     if (f->have_prefix == 5 && !f->complete) {
         int rv = frame_check_prefix(f, err, errlen);
         if (rv != SEQ_OK) return rv;
@@ -72,6 +76,7 @@ int seq_frame_feed(seq_frame *f, const uint8_t *p, size_t n, char *err, size_t e
             f->have_prefix += (uint32_t)k;
             p += k;
             n -= k;
+            *used = (size_t)(p - start);
             if (f->have_prefix == 5) {
                 int rv = frame_prefix_done(f, err, errlen);
                 if (rv != SEQ_OK) return rv;
@@ -84,10 +89,18 @@ int seq_frame_feed(seq_frame *f, const uint8_t *p, size_t n, char *err, size_t e
         f->msg.len += k;
         p += k;
         n -= k;
+        *used = (size_t)(p - start);
         if (f->msg.len == f->msg_len) f->complete = 1;
     }
-    if (n > 0) f->extra = 1;
     return SEQ_OK;
+}
+
+int seq_frame_feed(seq_frame *f, const uint8_t *p, size_t n, char *err, size_t errlen)
+{
+    size_t used;
+    int rv = seq_frame_feed_upto(f, p, n, &used, err, errlen);
+    if (rv == SEQ_OK && used < n) f->extra = 1;
+    return rv;
 }
 
 int seq_frame_end(const seq_frame *f, char *err, size_t errlen)

@@ -29,6 +29,11 @@ void seq_frame_reset(seq_frame *f);
  * unknown flag bits), with a message in err. Unary calls take exactly one message:
  * bytes after it set `extra` (the caller answers INVALID_ARGUMENT... or ignores). */
 int seq_frame_feed(seq_frame *f, const uint8_t *p, size_t n, char *err, size_t errlen);
+/* Streaming calls: like seq_frame_feed, but stops at the end of the current message
+ * (`complete` set) and says in *used how many of the n bytes it took; the caller handles
+ * the message, seq_frame_reset()s and feeds the rest. Same return codes. */
+int seq_frame_feed_upto(seq_frame *f, const uint8_t *p, size_t n, size_t *used, char *err,
+                        size_t errlen);
 /* At END_STREAM: SEQ_OK when exactly one complete message arrived; SEQ_EINTERNAL for a
  * truncated message (prefix promised more bytes than came); SEQ_EINVAL for no message. */
 int seq_frame_end(const seq_frame *f, char *err, size_t errlen);

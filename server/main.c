@@ -22,6 +22,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "consumer.h"
+#include "defcheck.h"
 #include "grpc.h"
 #include "kafkaconf.h"
 #include "metrics.h"
@@ -387,6 +388,12 @@ int main(int argc, char **argv)
         seq_config_usage(stdout);
         seq_config_free(&s.cfg);
         return 0;
+    }
+    if (s.cfg.check_definition) {
+        int code = seq_defcheck_run(s.cfg.check_definition,
+                                    s.cfg.data_dir_given ? s.cfg.data_dir : NULL, stdout);
+        seq_config_free(&s.cfg);
+        return code;
     }
     /* Block the stop signals before any thread exists, so every thread inherits the mask
      * and only sigwait below receives them. SIGPIPE: a vanished peer is an error return. */

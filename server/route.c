@@ -516,8 +516,8 @@ int seq_route_new(seq_service *svc, seq_route **out, char *err, size_t errlen)
     const seq_grpc_method *m = seq_service_methods(svc, &n);
     const char *const *names = seq_service_method_names();
     seq_route *r = calloc(1, sizeof *r);
-    if (!r || !(r->methods = calloc(n + 1, sizeof *r->methods)) ||
-        !(r->names = calloc(n + 1, sizeof *r->names))) {
+    if (!r || !(r->methods = calloc(n, sizeof *r->methods)) ||
+        !(r->names = calloc(n, sizeof *r->names))) {
         seq_route_free(r);
         seq_errf(err, errlen, "route: out of memory");
         return SEQ_EINTERNAL;
@@ -528,15 +528,15 @@ int seq_route_new(seq_service *svc, seq_route **out, char *err, size_t errlen)
         r->names[i] = names[i];
         if (strcmp(m[i].path, PATH_GET) == 0) {
             r->svc_get = m[i];
-            r->methods[i] = (seq_grpc_method){m[i].path, h_get, r};
+            r->methods[i] = (seq_grpc_method){m[i].path, h_get, r, NULL};
         } else if (strcmp(m[i].path, PATH_BATCH) == 0) {
             r->svc_batch = m[i];
-            r->methods[i] = (seq_grpc_method){m[i].path, h_batch, r};
+            r->methods[i] = (seq_grpc_method){m[i].path, h_batch, r, NULL};
+        } else if (strcmp(m[i].path, PATH_MAP) == 0) {
+            r->methods[i] = (seq_grpc_method){m[i].path, h_map, r, NULL};
         }
     }
-    r->methods[n] = (seq_grpc_method){PATH_MAP, h_map, r};
-    r->names[n] = "GetClusterMap";
-    r->n = n + 1;
+    r->n = n;
     if (!r->svc_get.fn || !r->svc_batch.fn) {
         seq_route_free(r);
         seq_errf(err, errlen, "route: the service lacks GetSequence or BatchGetSequences");

@@ -6,7 +6,7 @@
  * that does not answer, within the call's deadline. BatchGetSequences is split by
  * partition, the parts asked in parallel and answered in request order. A call that
  * arrives forwarded (`seqd-forwarded: 1`) is never forwarded again: for a partition not
- * held here it is UNAVAILABLE naming the partition. Plus ClusterService/GetClusterMap.
+ * held here it is UNAVAILABLE naming the partition. And ClusterService/GetClusterMap.
  * Before the cluster map runs (seq_route_set_cluster), everything is read here. */
 #ifndef SEQ_ROUTE_H
 #define SEQ_ROUTE_H
@@ -19,10 +19,11 @@
 
 typedef struct seq_route seq_route;
 
-/* Wraps the service's method table (n entries, names in the same order). */
+/* Wraps the service's method table: GetSequence, BatchGetSequences and
+ * ClusterService/GetClusterMap are replaced by the routed ones, the rest served as is. */
 int seq_route_new(seq_service *svc, seq_route **out, char *err, size_t errlen);
 void seq_route_free(seq_route *r);
-/* The table for seq_grpc_config and its metric names (the service's + GetClusterMap). */
+/* The table for seq_grpc_config and its metric names (the service's, in its order). */
 const seq_grpc_method *seq_route_methods(seq_route *r, size_t *n);
 const char *const *seq_route_method_names(seq_route *r);
 /* Starts routing by the cluster map (set once, before the ready line). */

@@ -16,6 +16,8 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "seqd/v1/seqd.pb-c.h"
 #include "../storage/batch.h"
+#include "log.h"
+#include "reflection.h"
 
 #define ARENA_BYTES (64 * 1024)
 #define SEQ_SERVICE_MSG 384     /* an error message of one request */
@@ -53,13 +55,14 @@ typedef struct {
     op_fn fn;
 } binding;
 
-#define N_METHODS 5
+#define N_METHODS 8
 struct seq_service {
     seq_service_config cfg;
     uint32_t max_length;
     pthread_key_t key;
     binding bindings[N_METHODS];
     seq_grpc_method methods[N_METHODS];
+    seq_reflection *reflection;
     /* LoadBatch runs on its own thread; shutdown waits for running loads. */
     pthread_mutex_t load_mu;
     pthread_cond_t load_cv;
@@ -623,6 +626,16 @@ int seq_service_definition(seq_service *s, const uint8_t *req, size_t len, seq_b
     return SEQ_OK;
 }
 
+/* ClusterService/GetClusterMap where no cluster map runs (server/route.c serves it once
+ * the map does): listed here so that reflection lists the service. */
+int seq_service_no_cluster_map(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                               char *msg, size_t msglen)
+{
+    (void)s, (void)req, (void)len, (void)out;
+    seq_errf(msg, msglen, "the cluster map is not running yet");
+    return SEQ_EUNAVAILABLE;
+}
+
 /* ---- LoadBatch: verification and ingestion take long, so the call is held and the
  * load runs on a thread of its own, keeping the worker's other streams served. ---- */
 
@@ -642,6 +655,20 @@ static int encode_load_result(seq_buf *out, const seq_load_result *res)
     return SEQ_OK;
 }
 
+/* One line per load, committed or refused (operators grep "load"). */
+static void log_load(const seq_load_req *lr, int rc, const char *msg, const seq_load_result *res)
+{
+    if (rc)
+        seq_log(SEQ_LOG_WARN, "load refused: %s generation %llu [%lld, %lld): %s: %s",
+                lr->sequence, (unsigned long long)lr->generation, (long long)lr->start_ms,
+                (long long)lr->end_ms, seq_log_code_name(rc), msg);
+    else
+        seq_log(SEQ_LOG_INFO, "load: %s generation %llu [%lld, %lld) committed: %u files, "
+                "%llu users, %llu events", lr->sequence, (unsigned long long)res->generation,
+                (long long)lr->start_ms, (long long)lr->end_ms, (unsigned)res->files,
+                (unsigned long long)res->users, (unsigned long long)res->events);
+}
+
 static void *load_thread(void *arg)
 {
     load_job *j = arg;
@@ -652,6 +679,7 @@ static void *load_thread(void *arg)
     seq_load_result res = {0};
     char msg[1024];
     int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, sizeof msg);
+    log_load(&lr, rc, msg, &res);
     if (!rc && encode_load_result(seq_grpc_call_reply(j->call), &res)) {
         rc = SEQ_EINTERNAL;
         seq_errf(msg, sizeof msg, "out of memory");
@@ -715,6 +743,7 @@ static void handle_load(void *ctx, seq_grpc_call *call, const uint8_t *req, size
     seq_service *s = ctx;
     char msg[256];
     if (!token_ok(s, call)) {
+        seq_log(SEQ_LOG_WARN, "load refused: UNAUTHENTICATED: missing or wrong token");
         seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, "LoadBatch: missing or wrong authorization token");
         return;
     }
@@ -764,12 +793,20 @@ static void handle(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t le
 static const char *const METHOD_PATHS[N_METHODS] = {
     "/seqd.v1.SequenceService/GetSequence", "/seqd.v1.SequenceService/BatchGetSequences",
     "/seqd.v1.SequenceService/LoadBatch", "/grpc.health.v1.Health/Check",
-    "/seqd.v1.SequenceService/GetDefinition"};
+    "/seqd.v1.SequenceService/GetDefinition",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "/seqd.v1.ClusterService/GetClusterMap"};
 static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
-                                                    "LoadBatch", "Check", "GetDefinition"};
-/* NULL: the method has a handler of its own (handle_load). */
+                                                    "LoadBatch", "Check", "GetDefinition",
+                                                    "ServerReflectionInfo",
+                                                    "ServerReflectionInfoV1alpha",
+                                                    "GetClusterMap"};
+/* NULL: the method has a handler of its own (handle_load; reflection's stream handler
+ * for the paths under /grpc.reflection.). */
 static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, NULL,
-                                            seq_service_health, seq_service_definition};
+                                            seq_service_health, seq_service_definition,
+                                            NULL, NULL, seq_service_no_cluster_map};
 
 const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
 
@@ -792,11 +829,20 @@ int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err,
     pthread_cond_init(&s->load_cv, NULL);
     for (uint32_t i = 0; i < cfg->def->n_seqs; i++)
         if (cfg->def->seqs[i].max_length > s->max_length) s->max_length = cfg->def->seqs[i].max_length;
+    if (seq_reflection_new(METHOD_PATHS, N_METHODS, &s->reflection, err, errlen)) {
+        seq_service_free(s);
+        return SEQ_EINTERNAL;
+    }
     for (int i = 0; i < N_METHODS; i++) {
         s->bindings[i] = (binding){s, METHOD_FNS[i]};
-        s->methods[i] = METHOD_FNS[i]
-                            ? (seq_grpc_method){METHOD_PATHS[i], handle, &s->bindings[i]}
-                            : (seq_grpc_method){METHOD_PATHS[i], handle_load, s};
+        if (strncmp(METHOD_PATHS[i], "/grpc.reflection.", 17) == 0)
+            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .ctx = s->reflection,
+                                              .stream_fn = seq_reflection_stream};
+        else if (METHOD_FNS[i])
+            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .fn = handle,
+                                              .ctx = &s->bindings[i]};
+        else
+            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .fn = handle_load, .ctx = s};
     }
     *out = s;
     return SEQ_OK;
@@ -812,5 +858,6 @@ void seq_service_free(seq_service *s)
     seq_service_drain(s);
     pthread_mutex_destroy(&s->load_mu);
     pthread_cond_destroy(&s->load_cv);
+    seq_reflection_free(s->reflection);
     free(s);
 }

@@ -1,4 +1,5 @@
-/* The gRPC methods of seqd (seqd.v1.SequenceService and grpc.health.v1.Health) on top of
+/* The gRPC methods of seqd (seqd.v1.SequenceService, grpc.health.v1.Health and server
+ * reflection, server/reflection.h) on top of
  * the transport (server/grpc.h): request decoding and validation, the read path
  * (view -> seq_store_read -> seq_merge_run) and the response encoder, which writes the
  * GetSequenceResponse wire format by hand straight into the call's reply buffer.
@@ -49,6 +50,8 @@ int seq_service_batch_get(seq_service *s, const uint8_t *req, size_t len, seq_bu
                           char *msg, size_t msglen);
 int seq_service_definition(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
                            char *msg, size_t msglen);
+int seq_service_no_cluster_map(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                               char *msg, size_t msglen);
 int seq_service_health(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
                        size_t msglen);
 

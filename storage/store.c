@@ -349,7 +349,9 @@ static int check_def(seq_store *st, char *err, size_t errlen)
         rc = seq_def_check_compat(prev, st->def, perr, sizeof perr);
         seq_def_free(prev);
         if (rc != SEQ_OK) {
-            seq_errf(err, errlen, "definition incompatible with the stored data: %s", perr);
+            seq_errf(err, errlen, "definition incompatible with the stored data: %s (to get "
+                     "back, serve the definition the data was last served with: `seqd "
+                     "--check-definition FILE --data-dir DIR` prints it)", perr);
             return rc;
         }
     }

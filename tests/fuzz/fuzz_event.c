@@ -1,4 +1,5 @@
-/* libFuzzer entry: both event decoders and the executor on arbitrary bytes. Accepted
+/* libFuzzer entry: the event decoders (protobuf, JSON, Confluent-framed protobuf) and the
+ * executor on arbitrary bytes. Accepted
  * events must satisfy the decoder's guarantees (required fields set, lengths in range,
  * NUL-terminated), and the executor must stay within its output bounds.
  * Build: clang -fsanitize=fuzzer,address -I. -Ibuild/gen tests/fuzz/fuzz_event.c
@@ -41,5 +42,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (seq_event_decode_pb(def, data, size, &ev, err, sizeof err) == SEQ_OK) check(&ev);
     if (seq_event_decode_json(def, (const char *)data, size, &ev, err, sizeof err) == SEQ_OK)
         check(&ev);
+    /* Confluent framing (seeds confluent_*: framed Events); an accepted header leaves the
+     * payload inside the input. */
+    if (seq_event_decode_confluent_pb(def, data, size, &ev, err, sizeof err) == SEQ_OK)
+        check(&ev);
+    size_t off;
+    if (seq_event_unframe_confluent(data, size, &off, err, sizeof err) == SEQ_OK &&
+        (off < 6 || off > size))
+        abort();
     return 0;
 }

@@ -44,11 +44,24 @@ static void h_forget(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
     (void)n; /* returns without finishing: the transport answers INTERNAL */
 }
 
+/* Streaming: echoes each message ("x..." ends the call with an error). */
+static int h_stream(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n, char *err,
+                    size_t errlen)
+{
+    (void)ctx;
+    if (n && m[0] == 'x') {
+        seq_errf(err, errlen, "bad");
+        return SEQ_EINVAL;
+    }
+    return seq_grpc_stream_send(c, m, n);
+}
+
 static const seq_grpc_method methods[] = {
-    {"/e.E/Echo", h_echo, NULL},
-    {"/e.E/Fail", h_fail, NULL},
-    {"/e.E/Held", h_held, NULL},
-    {"/e.E/Forget", h_forget, NULL},
+    {"/e.E/Echo", h_echo, NULL, NULL},
+    {"/e.E/Fail", h_fail, NULL, NULL},
+    {"/e.E/Held", h_held, NULL, NULL},
+    {"/e.E/Forget", h_forget, NULL, NULL},
+    {.path = "/e.E/Stream", .stream_fn = h_stream},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -143,3 +143,53 @@ def test_help():
     import subprocess
     r = subprocess.run([SEQCTL_BIN, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "produce" in r.stdout and "broker" in r.stdout
+
+
+def test_every_command_has_help():
+    import subprocess
+    top = subprocess.run([SEQCTL_BIN, "--help"], capture_output=True, text=True).stdout
+    cmds = sorted({ln.split()[0] for ln in top.splitlines()
+                   if ln.startswith("  ") and not ln.startswith("   ")})
+    assert {"get", "produce", "status", "broker", "build", "load", "malformed"} <= set(cmds)
+    for cmd in cmds:
+        r = subprocess.run([SEQCTL_BIN, cmd, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert ("  " + cmd + " ") in r.stdout and not r.stderr
+    r = subprocess.run([SEQCTL_BIN, "get", "-h"], capture_output=True, text=True)
+    assert "[since, until)" in r.stdout and "cut sequence" in r.stdout and "-2h" in r.stdout
+
+
+def test_get_time_forms(server):
+    u, t = seed(server)  # events at t (click 77) and t - 5000 (save 88)
+    def items(*args):
+        r = server.seqctl("get", u, "engagements", "--json", *args, check=True)
+        return [e["item_id"] for e in json.loads(r.stdout)["events"]]
+    # ISO-8601 UTC: the window [t - 5000, t) holds the save only (until is exclusive)
+    assert items("--since", _iso(t - 5000), "--until", _iso(t)) == [88]
+    # relative: the last 10 minutes hold both; from a day ago until 10 minutes ago, nothing
+    assert items("--since", "-10m") == [77, 88]
+    assert items("--since", "-1d", "--until", "-10m") == []
+    r = server.seqctl("get", u, "engagements", "--since", "yesterday")
+    assert r.returncode == 2 and "ISO-8601" in r.stderr and "'yesterday'" in r.stderr
+
+
+def test_get_prints_shortest_floats(server):
+    u, t = new_user(), now_ms() - 60000
+    server.producer().events([dict(user_id=u, time_ms=t, event_type="click", item_id=1,
+                                   attributes={"dwell_ms": 19.99, "position": 0.1})])
+    server.wait_visible(u, 1)
+    r = server.seqctl("get", u, "engagements", "--json", check=True)
+    assert '"dwell_ms":19.99' in r.stdout and '"position":0.1' in r.stdout, r.stdout
+    assert json.loads(r.stdout)["events"][0]["columns"] == {"dwell_ms": 19.99, "position": 0.1}
+    table = server.seqctl("get", u, "engagements", check=True).stdout
+    assert table.splitlines()[2].split()[3:5] == ["19.99", "0.1"], table
+
+
+def test_produce_without_topic_and_server_says_what_is_missing(tmp_path):
+    import subprocess
+    f = tmp_path / "e.jsonl"
+    f.write_text('{"user_id": 1, "event_time_ms": 1, "event_type": "click"}\n')
+    r = subprocess.run([SEQCTL_BIN, "--admin", "127.0.0.1:1", "produce", "--brokers",
+                        "127.0.0.1:1", str(f)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "--topic not given" in r.stderr and "/status" in r.stderr, r.stderr

@@ -157,6 +157,114 @@ check(h.get("grpc-status") == "3", "two messages in a unary call: INVALID_ARGUME
 h, d = raw_call("/test.Echo/Echo", b"")
 check(h.get("grpc-status") == "3", "no message: INVALID_ARGUMENT")
 
+# Bidirectional streaming: several messages each way on one stream, in order.
+stream = chan.stream_stream("/test.Echo/Stream", request_serializer=ident,
+                            response_deserializer=ident)
+got = list(stream(iter([b"a", b"twice:b", b"", b"c"]), timeout=10))
+check(got == [b"a", b"twice:b", b"twice:b", b"", b"c"], "stream: echoes in order %r" % got)
+check(list(stream(iter([]), timeout=10)) == [], "stream: immediate half-close, OK")
+# Far more response bytes than the server queues per stream (256 KiB): it stops
+# decoding while grpcio catches up, and nothing is lost or reordered.
+reqs = [b"%05d" % i + b"x" * 4000 for i in range(400)]
+got = list(stream(iter(reqs), timeout=30))
+check(got == reqs, "stream: 400 x 4 KB through the per-stream backpressure (%d back)" % len(got))
+it = stream(iter([b"one", b"fail", b"never"]), timeout=10)
+first = next(it)
+e = rpc_error(lambda: list(it))
+check(first == b"one" and e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT and
+      e.details() == "bad stream message", "stream: an error after a response ends the call")
+e = rpc_error(lambda: list(stream(iter([b"fail"]), timeout=10)))
+check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT, "stream: error first")
+check(echo(b"after streams", timeout=5) == b"after streams", "unary after streams")
+
+# Raw HTTP/2: responses in 3-byte DATA frames; a truncated last message is INTERNAL.
+h, d = raw_call("/test.Echo/Stream", grpc_frame(b"p") + grpc_frame(b"q"), window=3)
+check(h.get("grpc-status") == "0" and d == grpc_frame(b"p") + grpc_frame(b"q"),
+      "raw stream: two responses through a 3-byte window")
+h, d = raw_call("/test.Echo/Stream", grpc_frame(b"p") + grpc_frame(b"qqq")[:6])
+check(h.get("grpc-status") == "13" and d == grpc_frame(b"p"),
+      "raw stream: truncated last message after a response: INTERNAL in trailers")
+h, d = raw_call("/test.Echo/Stream", grpc_frame(b"zz", flag=1))
+check(h.get("grpc-status") == "3", "raw stream: compressed flag refused")
+
+
+def stalled_stream():
+    """A peer that sends requests but does not read responses: once the server's queue
+    for the stream is full it stops taking request bytes (the stream's window is not
+    returned), yet the connection still serves other streams; once the peer reads, all
+    responses arrive."""
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                header_encoding="utf-8"))
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+    conn.increment_flow_control_window(1 << 30)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                            (":path", "/test.Echo/Stream"), (":authority", "x"),
+                            ("content-type", "application/grpc"), ("te", "trailers")])
+    msg = grpc_frame(b"y" * 8000)
+    want = 600  # 4.8 MB of requests: more than the 1 MiB stream window plus the queue
+    body = msg * want
+    sent = 0
+    s.sendall(conn.data_to_send())
+    s.settimeout(0.2)
+    stuck_rounds = 0
+    received, unacked = b"", 0
+    # Phase 1: send what flow control allows; read frames but never grant window, so
+    # the server's responses stall after 64 KiB and its queue fills.
+    while sent < len(body) and stuck_rounds < 20:
+        room = min(conn.local_settings.max_frame_size, conn.local_flow_control_window(sid),
+                   len(body) - sent)
+        if room > 0:
+            conn.send_data(sid, body[sent:sent + room])
+            sent += room
+            stuck_rounds = 0
+        else:
+            stuck_rounds += 1
+        s.sendall(conn.data_to_send())
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            chunk = b""
+        for ev in conn.receive_data(chunk):
+            if isinstance(ev, h2.events.DataReceived):
+                received += ev.data
+                unacked += ev.flow_controlled_length
+        s.sendall(conn.data_to_send())
+    check(sent < len(body), "stalled stream: the server stopped returning window "
+          "(%d of %d request bytes taken)" % (sent, len(body)))
+    # Phase 2: read everything; the rest of the requests go through.
+    s.settimeout(10)
+    if unacked:
+        conn.acknowledge_received_data(unacked, sid)
+    done = False
+    while not done:
+        room = min(conn.local_settings.max_frame_size, conn.local_flow_control_window(sid),
+                   len(body) - sent)
+        if room > 0:
+            conn.send_data(sid, body[sent:sent + room], end_stream=sent + room == len(body))
+            sent += room
+        s.sendall(conn.data_to_send())
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        for ev in conn.receive_data(chunk):
+            if isinstance(ev, h2.events.DataReceived):
+                received += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                done = True
+            elif isinstance(ev, h2.events.StreamReset):
+                break
+        s.sendall(conn.data_to_send())
+    s.close()
+    check(done and received == body, "stalled stream: all %d responses once the peer reads"
+          % want)
+
+
+stalled_stream()
+
 # Garbage instead of the preface: GOAWAY (frame type 7) or a plain close, never a hang.
 s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 4)

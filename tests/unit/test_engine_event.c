@@ -270,6 +270,77 @@ static void test_json(void)
     }
 }
 
+/* Confluent framing: header + the Event encoded by encode(). */
+static int decode_framed(const uint8_t *hdr, size_t hlen, size_t body_len_cut)
+{
+    uint8_t buf[600];
+    memcpy(buf, hdr, hlen);
+    size_t n = encode(42, 1764000000000LL, "click", 7, "e-1", "dwell_ms", 1200.5, buf + hlen);
+    err[0] = '\0';
+    memset(&ev, 0, sizeof ev);
+    return seq_event_decode_confluent_pb(def, buf, hlen + n - body_len_cut, &ev, err, sizeof err);
+}
+
+static void test_confluent(void)
+{
+    /* magic 0, schema id 1, indexes [0] as the single byte 0 */
+    static const uint8_t plain[] = {0, 0, 0, 0, 1, 0};
+    CHECK_EQ_INT(decode_framed(plain, sizeof plain, 0), SEQ_OK);
+    CHECK(ev.user_id == 42 && ev.item_id == 7 && strcmp(ev.id, "e-1") == 0);
+    CHECK(ev.attr[dwell] == 1200.5);
+    /* explicit indexes: count 1 [0] (zigzag 2, 0); count 2 [1, 3] (4, 2, 6); the schema id
+     * and indexes are not checked */
+    static const uint8_t one[] = {0, 0xff, 0xff, 0xff, 0xff, 2, 0};
+    CHECK_EQ_INT(decode_framed(one, sizeof one, 0), SEQ_OK);
+    CHECK(ev.user_id == 42);
+    static const uint8_t two[] = {0, 0, 0, 0, 9, 4, 2, 6};
+    CHECK_EQ_INT(decode_framed(two, sizeof two, 0), SEQ_OK);
+    CHECK(ev.user_id == 42);
+    /* a 5-byte varint index (the int32 maximum) is fine */
+    static const uint8_t big[] = {0, 0, 0, 0, 1, 2, 0xfe, 0xff, 0xff, 0xff, 0x0f};
+    CHECK_EQ_INT(decode_framed(big, sizeof big, 0), SEQ_OK);
+    CHECK(ev.user_id == 42);
+
+    /* malformed: wrong magic, truncated header, truncated or bad indexes */
+    static const uint8_t magic[] = {1, 0, 0, 0, 1, 0};
+    CHECK_EQ_INT(decode_framed(magic, sizeof magic, 0), SEQ_EINVAL);
+    CHECK(strstr(err, "magic") != NULL);
+    size_t off = 0;
+    static const uint8_t shorthdr[] = {0, 0, 0, 1};
+    CHECK_EQ_INT(seq_event_unframe_confluent(shorthdr, sizeof shorthdr, &off, err, sizeof err),
+                 SEQ_EINVAL);
+    CHECK(strstr(err, "truncated header") != NULL);
+    static const uint8_t noidx[] = {0, 0, 0, 0, 1};
+    CHECK_EQ_INT(seq_event_unframe_confluent(noidx, sizeof noidx, &off, err, sizeof err),
+                 SEQ_EINVAL);
+    CHECK_EQ_INT(seq_event_unframe_confluent(noidx, 0, &off, err, sizeof err), SEQ_EINVAL);
+    static const uint8_t cut[] = {0, 0, 0, 0, 1, 4, 2}; /* count 2, one index */
+    CHECK_EQ_INT(seq_event_unframe_confluent(cut, sizeof cut, &off, err, sizeof err), SEQ_EINVAL);
+    CHECK(strstr(err, "truncated message indexes") != NULL);
+    static const uint8_t cutvar[] = {0, 0, 0, 0, 1, 2, 0x80}; /* index varint cut */
+    CHECK_EQ_INT(seq_event_unframe_confluent(cutvar, sizeof cutvar, &off, err, sizeof err),
+                 SEQ_EINVAL);
+    static const uint8_t neg[] = {0, 0, 0, 0, 1, 1}; /* zigzag 1 = -1 */
+    CHECK_EQ_INT(seq_event_unframe_confluent(neg, sizeof neg, &off, err, sizeof err), SEQ_EINVAL);
+    CHECK(strstr(err, "negative") != NULL);
+    static const uint8_t longv[] = {0, 0, 0, 0, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0};
+    CHECK_EQ_INT(seq_event_unframe_confluent(longv, sizeof longv, &off, err, sizeof err),
+                 SEQ_EINVAL);
+    CHECK(strstr(err, "over-long") != NULL);
+    /* a huge count with few bytes left is truncated, not a long loop */
+    static const uint8_t huge[] = {0, 0, 0, 0, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0};
+    CHECK_EQ_INT(seq_event_unframe_confluent(huge, sizeof huge, &off, err, sizeof err),
+                 SEQ_EINVAL);
+    /* the header alone, then a cut Event: the Event decoder's error */
+    CHECK_EQ_INT(seq_event_unframe_confluent(plain, sizeof plain, &off, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(off, 6);
+    CHECK_EQ_INT(decode_framed(plain, sizeof plain, 3), SEQ_EINVAL);
+    /* a plain (unframed) Event is not a framed one: its first byte is a tag, not 0 */
+    uint8_t buf[512];
+    size_t n = encode(42, 1764000000000LL, "click", 7, "e-1", NULL, 0, buf);
+    CHECK_EQ_INT(seq_event_decode_confluent_pb(def, buf, n, &ev, err, sizeof err), SEQ_EINVAL);
+}
+
 static void test_check_time(void)
 {
     ev.time_ms = 1000000 + 300000;
@@ -298,6 +369,7 @@ int main(void)
     RUN(test_pb_attrs);
     RUN(test_json);
     RUN(test_check_time);
+    RUN(test_confluent);
     seq_def_free(def);
     return seq_t_done();
 }

@@ -21,7 +21,7 @@
 
 #define LIMIT 65536
 
-enum { M_ECHO, M_FAIL, M_FAILUTF, M_BIG, M_AUTH, M_SLOW, N_METHODS };
+enum { M_ECHO, M_FAIL, M_FAILUTF, M_BIG, M_AUTH, M_SLOW, M_STREAM, N_METHODS };
 static atomic_int done_count[N_METHODS + 1][17]; /* [method + 1][status] */
 static atomic_int slow_outstanding;
 
@@ -118,13 +118,32 @@ static void h_slow(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n)
     pthread_detach(th);
 }
 
+/* Bidirectional: each request echoed back ("twice:..." twice); "fail" ends the call
+ * with INVALID_ARGUMENT after the responses so far. */
+static int h_stream(void *ctx, seq_grpc_call *c, const uint8_t *m, size_t n, char *err,
+                    size_t errlen)
+{
+    (void)ctx;
+    if (n == 4 && memcmp(m, "fail", 4) == 0) {
+        seq_errf(err, errlen, "bad stream message");
+        return SEQ_EINVAL;
+    }
+    int times = n >= 6 && memcmp(m, "twice:", 6) == 0 ? 2 : 1;
+    for (int i = 0; i < times; i++) {
+        int rc = seq_grpc_stream_send(c, m, n);
+        if (rc != SEQ_OK) return rc;
+    }
+    return SEQ_OK;
+}
+
 static const seq_grpc_method methods[N_METHODS] = {
-    [M_ECHO] = {"/test.Echo/Echo", h_echo, NULL},
-    [M_FAIL] = {"/test.Echo/Fail", h_fail, NULL},
-    [M_FAILUTF] = {"/test.Echo/FailUtf", h_fail, "100% \xc3\xbcnicode\nline"},
-    [M_BIG] = {"/test.Echo/Big", h_big, NULL},
-    [M_AUTH] = {"/test.Echo/Auth", h_auth, NULL},
-    [M_SLOW] = {"/test.Echo/Slow", h_slow, NULL},
+    [M_ECHO] = {"/test.Echo/Echo", h_echo, NULL, NULL},
+    [M_FAIL] = {"/test.Echo/Fail", h_fail, NULL, NULL},
+    [M_FAILUTF] = {"/test.Echo/FailUtf", h_fail, "100% \xc3\xbcnicode\nline", NULL},
+    [M_BIG] = {"/test.Echo/Big", h_big, NULL, NULL},
+    [M_AUTH] = {"/test.Echo/Auth", h_auth, NULL, NULL},
+    [M_SLOW] = {"/test.Echo/Slow", h_slow, NULL, NULL},
+    [M_STREAM] = {.path = "/test.Echo/Stream", .stream_fn = h_stream},
 };
 
 static seq_grpc_server *start(const char *listen, int threads)
@@ -230,6 +249,8 @@ static void test_against_grpcio(void)
     CHECK(done_count[M_BIG + 1][SEQ_ERESOURCE] >= 1);
     CHECK(done_count[M_ECHO + 1][SEQ_ERESOURCE] >= 1);
     CHECK(done_count[M_ECHO + 1][SEQ_EINTERNAL] >= 1);
+    CHECK(done_count[M_STREAM + 1][SEQ_OK] >= 4);
+    CHECK(done_count[M_STREAM + 1][SEQ_EINVAL] >= 2);
 }
 
 /* seq_grpc_stop while a call is held: the call still completes, then the port closes. */
@@ -383,7 +404,7 @@ static size_t bighdr_request(uint8_t *p, uint32_t sid, size_t vlen)
 
 static void test_session_memory(void)
 {
-    static const seq_grpc_method m[] = {{"/test.Echo/BigHdr", h_bighdr, NULL}};
+    static const seq_grpc_method m[] = {{"/test.Echo/BigHdr", h_bighdr, NULL, NULL}};
     static const size_t sizes[] = {1, 20, 100, 300, 700, 1500, 3000, 3900, 17, 2000};
     enum { NS = sizeof sizes / sizeof sizes[0] };
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
