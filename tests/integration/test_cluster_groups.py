@@ -3,6 +3,7 @@ one --group split the topic's partitions (cooperative-sticky), each consuming on
 holds, from the offsets stored with its data; a node of another group holds everything;
 a restart with the same --instance-id keeps its partitions and its data; a node without
 --instance-id or --advertise stays standalone and holds every partition at once."""
+import json
 import os
 import signal
 import subprocess
@@ -71,6 +72,24 @@ def test_standalone_without_instance_id(seqd_factory):
     try:
         s = seqd_factory(brokers=brokers, args=["--group", "g3"])
         assert held(s) == list(range(P))  # at the ready line already: no rebalance wait
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
+
+
+def test_advertise_is_the_address_in_the_map(seqd_factory):
+    """--advertise HOST:PORT is what the map (and so every forwarder) uses for the node;
+    it also makes the node a group member without --instance-id (dynamic membership)."""
+    broker, brokers = start_broker()
+    try:
+        s = seqd_factory(brokers=brokers, args=["--group", "g5", "--advertise", "127.0.0.1:1"])
+        def me():
+            m = json.loads(s.http("/cluster")[1])
+            return next((n for n in m["nodes"] if n["self"]), None)
+        entry = helpers.poll(me, "its own entry")
+        assert entry["grpc"] == "127.0.0.1:1" and entry["admin"] == s.admin
+        assert entry["id"] == open(os.path.join(s.data_dir, "node-id")).read().strip()
+        helpers.poll(lambda: held(s) == list(range(P)), "the group of one holds everything")
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait()
