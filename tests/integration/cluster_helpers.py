@@ -34,6 +34,19 @@ def start_node(factory, broker, node_id, group, tmp_path, **kw):
                    **kw)
 
 
+def start_three(factory, broker, tmp_path):
+    """Nodes a and b in group g1, c in g2; returns [a, b, c] once the map has settled on
+    every node (each node's .node_id set)."""
+    nodes = []
+    for nid, g in (("a", "g1"), ("b", "g1"), ("c", "g2")):
+        s = start_node(factory, broker, nid, g, tmp_path)
+        s.node_id = nid
+        nodes.append(s)
+    helpers.poll(lambda: settled(nodes, {"g1": ["a", "b"], "g2": ["c"]}),
+                 "the map settled on every node")
+    return nodes
+
+
 def cluster_map(s):
     code, body = s.http("/cluster")
     assert code == 200, (code, body)

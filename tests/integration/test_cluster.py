@@ -13,7 +13,7 @@ import pytest
 
 import helpers
 from cluster_helpers import (P, Broker, cluster_map, get_with_md, nodes_by_id, owner_of,
-                             partition_of_user, settled, start_node)
+                             partition_of_user, start_three)
 
 G1, G2 = ["a", "b"], ["c"]
 
@@ -32,12 +32,7 @@ def cluster(tmp_path_factory):
 
     broker = Broker()
     try:
-        nodes = []
-        for nid, g in (("a", "g1"), ("b", "g1"), ("c", "g2")):
-            s = start_node(factory, broker, nid, g, tmp)
-            s.node_id = nid
-            nodes.append(s)
-        helpers.poll(lambda: settled(nodes, {"g1": G1, "g2": G2}), "the map settled on every node")
+        nodes = start_three(factory, broker, tmp)
         users = list(range(1, 301))
         now = helpers.now_ms()
         evs = [dict(user_id=u, time_ms=now - 60000 + k, event_type="click", item_id=u * 10 + k,

@@ -4,28 +4,20 @@ every partition and events keep arriving: no read fails (a forwards to b's repli
 other group until its group gives it b's partitions and it has filled them); afterwards
 a holds everything, and every event, those produced meanwhile and misrouted ones (a
 producer with librdkafka's default partitioner) included, is visible once on every node."""
-import os
 import signal
 import threading
 import time
 
-import grpc
 
 import helpers
-from cluster_helpers import (P, Broker, get_with_md, nodes_by_id, partition_of_user, settled,
-                             start_node)
+from cluster_helpers import P, Broker, get_with_md, nodes_by_id, partition_of_user, start_three
 
 
 def test_sigkill_failover_no_failed_read(seqd_factory, tmp_path):
     broker = Broker()
     try:
-        nodes = []
-        for nid, g in (("a", "g1"), ("b", "g1"), ("c", "g2")):
-            s = start_node(seqd_factory, broker, nid, g, tmp_path)
-            s.node_id = nid
-            nodes.append(s)
+        nodes = start_three(seqd_factory, broker, tmp_path)
         a, b, c = nodes
-        helpers.poll(lambda: settled(nodes, {"g1": ["a", "b"], "g2": ["c"]}), "map settled")
         users = list(range(1, 81))
         assert {partition_of_user(u, P) for u in users} == set(range(P))
         now = helpers.now_ms()

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 import helpers
-from cluster_helpers import P, Broker, settled, start_node
+from cluster_helpers import P, Broker, start_three
 
 sys.path.insert(0, os.path.join(helpers.SOURCE, "clients", "python"))
 from seqd_client import SeqdClient  # noqa: E402
@@ -37,12 +37,7 @@ def test_client_routes_directly_and_fails_over(seqd_factory, tmp_path, monkeypat
     broker = Broker()
     client = None
     try:
-        nodes = []
-        for nid, g in (("a", "g1"), ("b", "g1"), ("c", "g2")):
-            s = start_node(seqd_factory, broker, nid, g, tmp_path)
-            s.node_id = nid
-            nodes.append(s)
-        helpers.poll(lambda: settled(nodes, {"g1": ["a", "b"], "g2": ["c"]}), "map settled")
+        nodes = start_three(seqd_factory, broker, tmp_path)
         users = list(range(1, 41))
         now = helpers.now_ms()
         nodes[0].producer().events([
