@@ -13,6 +13,9 @@ sys.path.insert(0, os.path.join(helpers.SOURCE, "clients", "python"))
 from seqd_client.partition import partition_of_user  # noqa: E402,F401
 
 P = 8
+# Deadlines of calls in the tests (the product's are the caller's): scaled under the
+# sanitizers, whose builds run several times slower.
+SLOW = 4 if helpers.asan_build() or helpers.tsan_build() else 1
 
 
 class Broker:

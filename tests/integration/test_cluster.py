@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 import helpers
-from cluster_helpers import (P, Broker, cluster_map, get_with_md, nodes_by_id, owner_of,
+from cluster_helpers import (P, SLOW, Broker, cluster_map, get_with_md, nodes_by_id, owner_of,
                              partition_of_user, start_three)
 
 G1, G2 = ["a", "b"], ["c"]
@@ -188,7 +188,7 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
         retries = nodes[0].metric("seqd_forward_retries_total")
         remote = [u for u in users if owner_of(nodes, G1, u) == "b"][:5]
         for u in remote:
-            r, md = get_with_md(nodes[0], u, timeout=4)
+            r, md = get_with_md(nodes[0], u, timeout=4 * SLOW)
             assert len(r.item_ids) == 3
             assert md["seqd-served-by"] == "b", md
         assert nodes[0].metric("seqd_forward_retries_total") >= retries + 3 * len(remote)

@@ -10,7 +10,7 @@ import time
 
 
 import helpers
-from cluster_helpers import P, Broker, get_with_md, nodes_by_id, partition_of_user, start_three
+from cluster_helpers import P, SLOW, Broker, get_with_md, nodes_by_id, partition_of_user, start_three
 
 
 def test_sigkill_failover_no_failed_read(seqd_factory, tmp_path):
@@ -53,7 +53,7 @@ def test_sigkill_failover_no_failed_read(seqd_factory, tmp_path):
                 i += 1
                 try:
                     stub.GetSequence(pb.GetSequenceRequest(user_id=u, sequence="engagements"),
-                                     timeout=1.0)
+                                     timeout=1.0 * SLOW)
                     reads[0] += 1
                 except g.RpcError as e:
                     failures.append((u, e.code(), e.details()))

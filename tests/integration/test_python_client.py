@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 import helpers
-from cluster_helpers import P, Broker, start_three
+from cluster_helpers import P, SLOW, Broker, start_three
 
 sys.path.insert(0, os.path.join(helpers.SOURCE, "clients", "python"))
 from seqd_client import SeqdClient  # noqa: E402
@@ -46,7 +46,7 @@ def test_client_routes_directly_and_fails_over(seqd_factory, tmp_path, monkeypat
         for s in nodes:
             for u in users:
                 s.wait_visible(u, 2)
-        client = SeqdClient([nodes[0].grpc], timeout=1.0)
+        client = SeqdClient([nodes[0].grpc], timeout=1.0 * SLOW)
         m = client.cluster_map()
         assert m.partitions == P and len(m.nodes) == 3
         before = [s.metric("seqd_forwarded_total") for s in nodes]
@@ -68,7 +68,7 @@ def test_client_routes_directly_and_fails_over(seqd_factory, tmp_path, monkeypat
         assert nodes[1].stop(signal.SIGKILL) == -signal.SIGKILL
         for _ in range(3):
             for u in users:
-                assert len(client.get(u, "engagements", timeout=1.0).item_ids) == 2
+                assert len(client.get(u, "engagements", timeout=1.0 * SLOW).item_ids) == 2
     finally:
         if client:
             client.close()
