@@ -45,6 +45,7 @@ typedef struct {
 struct seq_cluster {
     seq_cluster_config cfg;
     char map_topic[300];
+    char grpc[128], admin[128]; /* copies: the admin server is stopped before the map */
     char incarnation[24]; /* this process: tells a restarted node from a live twin */
     rd_kafka_t *prod, *cons;
     rd_kafka_queue_t *queue;
@@ -466,6 +467,10 @@ int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *er
         return SEQ_EINTERNAL;
     }
     c->cfg = *cfg;
+    snprintf(c->grpc, sizeof c->grpc, "%s", cfg->grpc);
+    snprintf(c->admin, sizeof c->admin, "%s", cfg->admin);
+    c->cfg.grpc = c->grpc;
+    c->cfg.admin = c->admin;
     pthread_rwlock_init(&c->lock, NULL);
     seq_cluster_topic_name(cfg->topic, c->map_topic, sizeof c->map_topic);
     unsigned char r[8] = {0};

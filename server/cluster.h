@@ -29,8 +29,8 @@ typedef struct {
     const char *node_id;
     const char *group;
     const char *topic;      /* the event topic; the map's is topic + ".seqd-cluster" */
-    const char *grpc;       /* advertised gRPC HOST:PORT */
-    const char *admin;      /* admin HOST:PORT as bound */
+    const char *grpc;       /* advertised gRPC HOST:PORT (copied) */
+    const char *admin;      /* admin HOST:PORT as bound (copied) */
     const seq_def *def;     /* fingerprint, sequence names */
     seq_store *store;       /* committed generations */
     seq_consumer *consumer; /* held and caught-up partitions, readiness, brokers */
