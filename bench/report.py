@@ -60,6 +60,9 @@ def main():
         p(f"| random-user mix req/s, CPU µs/req (seqload) | {mix_rps:,.0f}, {mix_cpu:.2f} µs | | | |")
     p(f"| latency p50 / p99 / p999 at {one('latency_rate')} req/s (half peak, open loop) | "
       f"{one('latency_p50_us')} / {one('latency_p99_us')} / {one('latency_p999_us')} µs | | | p99 < 1000 µs |")
+    p(f"| the same, seqload pinned to core 0 and seqd to core 1 (taskset) | "
+      f"{one('latency_pinned_p50_us')} / {one('latency_pinned_p99_us')} / {one('latency_pinned_p999_us')} µs"
+      f" | | | p99 < 1000 µs |")
     p(f"| streaming ingest, events applied/s (producer alongside: {one('ingest_produced_per_s', 'seqfeed')}/s produced) "
       f"| {one('ingest_applied_per_s')} | | | >= 250000 |")
     p(f"| produce-to-visible p50 / p99 at 50k events/s (probes visible) | {one('visible_p50_ms')} / "

@@ -93,7 +93,7 @@ int seqc_cmd_build(const seqc_ctx *ctx, int argc, char **argv)
         seqc_fail("%s", err);
         goto out;
     }
-    seq_input_format fmt = strcmp(a.format, "pb") == 0 ? SEQ_INPUT_PB : SEQ_INPUT_JSONL;
+    seq_format fmt = strcmp(a.format, "pb") == 0 ? SEQ_FORMAT_PROTOBUF : SEQ_FORMAT_JSON;
     for (int i = first; i < argc; i++) {
         if (seq_build_add_file(b, argv[i], fmt, progress, err, sizeof err) != SEQ_OK) {
             seqc_fail("%s", err);

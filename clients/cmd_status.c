@@ -28,8 +28,11 @@ static void print_stream(json_t *stream)
 {
     printf("stream:   ");
     print_time("watermark_ms", int_of(stream, "watermark_ms"));
-    printf("  lag %" JSON_INTEGER_FORMAT "  caught_up %s\n", int_of(stream, "lag"),
-           json_is_true(json_object_get(stream, "caught_up")) ? "yes" : "no");
+    /* caught_up is the server's /readyz answer; not_ready says why when it is no */
+    const char *why = str_or(stream, "not_ready", "");
+    printf("  lag %" JSON_INTEGER_FORMAT "  caught_up %s%s%s%s\n", int_of(stream, "lag"),
+           json_is_true(json_object_get(stream, "caught_up")) ? "yes" : "no", *why ? " (" : "",
+           why, *why ? ")" : "");
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(stream, "partitions"), i, p) {
@@ -60,7 +63,7 @@ static void print_sequences(json_t *seqs)
 
 static void print_counts(json_t *counts)
 {
-    static const char *const keys[] = {"events_applied", "malformed", "skipped_unknown_type",
+    static const char *const keys[] = {"events_applied", "malformed", "future", "skipped_unknown_type",
                                        "filtered", "late_batch_owned"};
     printf("counts:  ");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)

@@ -107,23 +107,38 @@ static inline unsigned seq_id_bit(const char *id, uint32_t len)
 /* Number of records a valid blob holds (from its header). */
 uint32_t seq_blob_count(const void *blob, size_t len);
 
-/* Stream blobs (version 2). `drop_before`: a replaced copy whose replaced_ms is below it
- * is dropped instead of kept (now - history_ms; INT64_MAX keeps no replaced copy).
- *
- * seq_blob_upsert: out is reset, then receives old with rec inserted at its place; the
- * live copy of rec's id, if any, is marked replaced at rec->applied_ms (at least 1).
- * old may be NULL/0 (empty) and of either version. SEQ_OK, SEQ_EINVAL (corrupt old),
- * SEQ_EINTERNAL (OOM). */
-int seq_blob_upsert(seq_buf *out, const void *old, size_t oldlen, const seq_rec *rec,
-                    int64_t drop_before);
-/* out is reset, then receives old with the live copy of that id marked replaced at
- * replaced_ms (at least 1); *found says whether there was one. Codes as upsert. */
-int seq_blob_replace(seq_buf *out, const void *old, size_t oldlen, const char *id,
-                     uint32_t id_len, int64_t replaced_ms, int64_t drop_before, int *found);
-/* out is reset, then receives old without the replaced copies below drop_before; *dropped
- * counts them (0: out is old's copy, re-encoded). Codes as upsert. */
-int seq_blob_expire(seq_buf *out, const void *old, size_t oldlen, int64_t drop_before,
-                    uint32_t *dropped);
+/* ---- stream blobs (version 2): written only by folding merge operands ----
+ * The consumer never reads a bucket to change it: each change is a RocksDB merge operand
+ * of the bucket's key, and storage's merge operator folds operands into the blob when a
+ * read or a compaction meets them (storage/store_merge.c). An operand is
+ *   'A' + one version-2 record: a new copy; the live copy of its id in the bucket, if
+ *        any, is marked replaced at the new copy's applied_ms;
+ *   'R' + i64 at + id bytes: the id moved to another bucket; its live copy here is
+ *        marked replaced at `at`.
+ * Header byte 1, bit 0 (SEQ_BLOB_DAMAGED): part of what was folded into this blob could
+ * not be decoded (damaged stored data): reads of it answer DATA_LOSS. */
+#define SEQ_BLOB_DAMAGED 1
+
+/* out is reset, then receives the operand. SEQ_OK or SEQ_EINTERNAL (OOM, id > 255). */
+int seq_blob_op_add(seq_buf *out, const seq_rec *rec);
+int seq_blob_op_replace(seq_buf *out, const char *id, uint32_t id_len, int64_t at);
+
+/* Called for each part a fold could not decode: index -1 the base, else the operand. */
+typedef void (*seq_blob_bad_fn)(void *ctx, int index, const void *bytes, size_t len);
+
+/* out is reset, then receives base (NULL/0: none; version 1 or 2) with the n operands
+ * applied oldest first, as a version-2 blob in read order (a newer copy of an id before
+ * an older one with the same time), without the replaced copies whose replaced_ms is
+ * below drop_before (now - history_ms; INT64_MAX keeps none). Never fails on bad input:
+ * an undecodable base (what decoded of it is kept) or operand is reported to bad (may be
+ * NULL) and the output is marked SEQ_BLOB_DAMAGED, as it is when base was. SEQ_OK, or
+ * SEQ_EINTERNAL (out of memory). n = 0 just drops expired copies. */
+int seq_blob_fold(seq_buf *out, const void *base, size_t baselen, const char *const *ops,
+                  const size_t *lens, int n, int64_t drop_before, seq_blob_bad_fn bad,
+                  void *ctx);
+/* Is the blob marked damaged (see above)? */
+int seq_blob_damaged(const void *blob, size_t len);
+
 /* Smallest replaced_ms of a replaced copy in a valid blob, INT64_MAX when none (so that a
  * compaction rewrites a blob only when a copy expired). */
 int64_t seq_blob_oldest_replaced(const void *blob, size_t len);

@@ -7,7 +7,7 @@
 
 #define SEQ_INPUT_MAX_RECORD (64u << 20)
 
-void seq_input_init(seq_input *in, seq_input_format fmt, const void *data, size_t len)
+void seq_input_init(seq_input *in, seq_format fmt, const void *data, size_t len)
 {
     in->p = data;
     in->end = in->p + len;
@@ -66,6 +66,6 @@ static int next_delimited(seq_input *in, const uint8_t **rec, size_t *len, char 
 
 int seq_input_next(seq_input *in, const uint8_t **rec, size_t *len, char *err, size_t errlen)
 {
-    if (in->fmt == SEQ_INPUT_JSONL) return next_line(in, rec, len);
+    if (in->fmt == SEQ_FORMAT_JSON) return next_line(in, rec, len);
     return next_delimited(in, rec, len, err, errlen);
 }

@@ -9,15 +9,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { SEQ_INPUT_JSONL, SEQ_INPUT_PB } seq_input_format;
+#include "ingest.h"
 
+/* The framing follows from the events' format (engine/ingest.h): SEQ_FORMAT_JSON is JSON
+ * Lines, SEQ_FORMAT_PROTOBUF (and CONFLUENT_PROTOBUF) length-delimited records. */
 typedef struct {
     const uint8_t *p, *end;
-    seq_input_format fmt;
+    seq_format fmt;
     uint64_t record_no; /* 1-based number of the record last returned (line number for JSONL) */
 } seq_input;
 
-void seq_input_init(seq_input *in, seq_input_format fmt, const void *data, size_t len);
+void seq_input_init(seq_input *in, seq_format fmt, const void *data, size_t len);
 /* 1: rec and len give the next record; 0: end of input; -1: framing error (a truncated or
  * oversized varint length, or a length past the end): the rest of the input is unusable,
  * and err says where. */

@@ -129,7 +129,7 @@ static inline int batch_owned(const seq_merge_params *p, int64_t cut, int64_t t)
 int seq_merge_stream_visible(const seq_merge_params *p, int64_t t)
 {
     if (p->view == SEQ_VIEW_STREAM) return t >= floor_ms(p);
-    return t >= floor_ms(p) && !batch_owned(p, p->now_ms - p->horizon_ms, t);
+    return t >= floor_ms(p) && !batch_owned(p, seq_merge_cutoff(p->now_ms, p->horizon_ms), t);
 }
 
 uint32_t seq_merge_need(const seq_merge_params *p)
@@ -143,6 +143,21 @@ int64_t seq_merge_stop_before(const seq_merge_params *p)
 {
     int64_t f = floor_ms(p);
     return p->since_ms > f ? p->since_ms : f;
+}
+
+int64_t seq_merge_cutoff(int64_t now_ms, int64_t horizon_ms) { return now_ms - horizon_ms; }
+
+void seq_merge_stream_stop(const seq_merge_params *p, uint32_t hist, int recent_batch,
+                           uint32_t *need, int64_t *stop_before)
+{
+    if (recent_batch) {
+        *need = UINT32_MAX;
+        *stop_before = floor_ms(p);
+        return;
+    }
+    uint64_t n = (uint64_t)seq_merge_need(p) + hist;
+    *need = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    *stop_before = seq_merge_stop_before(p);
 }
 
 /* ---------- the cuts (step 4), fed records newest first ---------- */
@@ -177,7 +192,7 @@ static uint32_t run_stream_only(const seq_merge_params *p, const seq_rec *stream
                                 const seq_rec **out)
 {
     cutter c = {p, out, 0, 0};
-    int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
+    int64_t fl = floor_ms(p), cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
     for (uint32_t i = 0; i < ns; i++) {
         const seq_rec *r = &stream[i];
         if (r->time_ms < fl) break;
@@ -335,7 +350,7 @@ static uint32_t stream_stop(const seq_merge_params *p, uint32_t ns, uint32_t nbk
 {
     uint32_t need = seq_merge_need(p);
     if (ns <= need) return UINT32_MAX;
-    int64_t cut = p->now_ms - p->horizon_ms;
+    int64_t cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
     for (uint32_t i = 0; i < nbk; i++)
         if (s->bk[i]->time_ms >= cut) return UINT32_MAX;
     return need;
@@ -345,7 +360,7 @@ static uint32_t stream_stop(const seq_merge_params *p, uint32_t ns, uint32_t nbk
 static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
                            uint32_t nbk, int table, seq_merge_scratch *s)
 {
-    int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
+    int64_t fl = floor_ms(p), cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
     uint32_t n = 0, stop = stream_stop(p, ns, nbk, s);
     if (grow_ptrs(&s->sk, &s->sk_cap, ns) < 0) return -1;
     for (uint32_t i = 0; i < ns && n < stop; i++) {
@@ -371,7 +386,7 @@ static int64_t keep_stream(const seq_merge_params *p, const seq_rec *stream, uin
 static int64_t keep_stream_few(const seq_merge_params *p, const seq_rec *stream, uint32_t ns,
                                uint32_t nbk, seq_merge_scratch *s)
 {
-    int64_t fl = floor_ms(p), cut = p->now_ms - p->horizon_ms;
+    int64_t fl = floor_ms(p), cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
     uint64_t vis = 0, hidden = 0, mask = 0; /* bit i: stream[i]; mask: seq_id_bit */
     for (uint32_t i = 0; i < ns; i++) {
         const seq_rec *r = &stream[i];

@@ -44,6 +44,11 @@ typedef struct {
     seq_view view;
 } seq_merge_params;
 
+/* C = now - horizon: times below it are history (the batch's where covered), at or
+ * above it recent (PRODUCT.md "Semantics"). The one place the cutoff is computed: every
+ * module asks here. */
+int64_t seq_merge_cutoff(int64_t now_ms, int64_t horizon_ms);
+
 /* Generation owning time t, 0 when t is in no coverage. */
 uint64_t seq_merge_owner(const seq_merge_params *p, int64_t t);
 
@@ -56,6 +61,19 @@ int seq_merge_stream_visible(const seq_merge_params *p, int64_t t);
  * since_ms). Gathering more than this is harmless. */
 uint32_t seq_merge_need(const seq_merge_params *p);
 int64_t seq_merge_stop_before(const seq_merge_params *p);
+
+/* When a reader may stop gathering stream records (newest first, counting those
+ * seq_merge_stream_visible lets through), given what it gathered of the batch: `hist`
+ * batch records at t < C, each of which may hide one stream record by id (a batch copy in
+ * covered history wins everywhere), so one more is needed per such record; `recent_batch`
+ * when it gathered a batch record at t >= C, which a stream copy of its id anywhere
+ * within retention hides, so that every stream record within retention matters. *need:
+ * visible stream records to gather (UINT32_MAX: all); *stop_before: records older than
+ * this may be left unread. Gathering more is harmless. Storage's read path asks this
+ * instead of deriving the rules (tests/unit/test_store_merge_diff.c holds it to a read
+ * of everything). */
+void seq_merge_stream_stop(const seq_merge_params *p, uint32_t hist, int recent_batch,
+                           uint32_t *need, int64_t *stop_before);
 
 /* Length of [lo, hi) that no segment of cov (sorted, disjoint) covers; 0 when hi <= lo.
  * The completeness gap of PRODUCT.md with lo = now - retention_ms, hi = now - H. */

@@ -27,6 +27,7 @@ struct seq_admin {
     struct event_base *base;
     struct evhttp *http;
     struct event *stop_ev; /* activated from the stopping thread */
+    struct event *sample_ev; /* the console's sampler */
     pthread_t thread;
     int thread_started;
     char address[300];
@@ -120,14 +121,19 @@ static json_t *status_stream(seq_admin *a)
     uint32_t n = seq_consumer_partitions(a->ctx.consumer, parts, MAX_PARTS);
     json_t *arr = json_array();
     for (uint32_t i = 0; i < n && i < MAX_PARTS; i++)
-        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:b,s:b}", "partition", (int)parts[i].partition,
+        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:I,s:b,s:b}", "partition", (int)parts[i].partition,
                                              "next_offset", (json_int_t)parts[i].next_offset,
                                              "high_offset", (json_int_t)parts[i].high_offset,
                                              "watermark_ms", (json_int_t)parts[i].watermark_ms,
+                                             "progress_ms", (json_int_t)parts[i].progress_ms,
                                              "held", parts[i].held, "caught_up", parts[i].caught_up));
-    return json_pack("{s:I,s:b,s:I,s:o}", "watermark_ms",
+    /* caught_up is /readyz's answer (one truth): offsets at the end say nothing while the
+     * brokers are unreachable or store writes fail; not_ready says why. */
+    char why[400] = "";
+    int ready = seq_consumer_ready(a->ctx.consumer, why, sizeof why);
+    return json_pack("{s:I,s:b,s:s,s:I,s:o}", "watermark_ms",
                      (json_int_t)atomic_load_explicit(a->ctx.stream_watermark, memory_order_relaxed),
-                     "caught_up", atomic_load_explicit(&st->caught_up, memory_order_relaxed),
+                     "caught_up", ready, "not_ready", ready ? "" : why,
                      "lag", (json_int_t)atomic_load_explicit(&st->lag, memory_order_relaxed),
                      "partitions", arr);
 }
@@ -158,32 +164,68 @@ static json_t *status_counts(seq_admin *a)
     seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
     seq_misroute_stats *ms = seq_consumer_misroute_stats(a->ctx.consumer);
 #define LD(s, f) (json_int_t) atomic_load_explicit(&(s)->f, memory_order_relaxed)
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(st, applied),
-                     "malformed", LD(st, malformed), "skipped_unknown_type",
-                     LD(st, skipped_unknown_type), "filtered", LD(st, filtered),
-                     "late_batch_owned", LD(st, late_batch_owned), "misrouted", LD(ms, misrouted),
-                     "misrouted_copies", LD(ms, reproduced), "misrouted_duplicates",
-                     LD(ms, duplicates));
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(st, applied),
+                     "malformed", LD(st, malformed), "future", LD(st, future),
+                     "skipped_unknown_type", LD(st, skipped_unknown_type), "filtered",
+                     LD(st, filtered), "late_batch_owned", LD(st, late_batch_owned),
+                     "misrouted", LD(ms, misrouted), "misrouted_copies", LD(ms, reproduced),
+                     "misrouted_duplicates", LD(ms, duplicates));
 #undef LD
+}
+
+static void corrupt_entry(void *ctx, uint64_t id, const char *what, const char *reason,
+                          size_t bytes)
+{
+    json_array_append_new(ctx, json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)id, "what", what,
+                                         "reason", reason, "bytes", (json_int_t)bytes));
+}
+
+/* Damaged stored data kept aside (storage/store.h): the count and the first reports. */
+static json_t *status_corrupt(seq_admin *a)
+{
+    json_t *arr = json_array();
+    seq_store_list_corrupt(a->ctx.store, 100, corrupt_entry, arr);
+    return json_pack("{s:I,s:o}", "count", (json_int_t)seq_store_corrupt_count(a->ctx.store),
+                     "kept", arr);
 }
 
 static void on_status(seq_admin *a, struct evhttp_request *req)
 {
     const seq_config *c = a->ctx.config;
     json_t *def = json_loads(a->ctx.def->json ? a->ctx.def->json : "{}", 0, NULL);
-    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:o,s:o,s:o,s:o}",
+    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:o,s:o,s:o,s:o,s:o}",
                              "grpc", a->ctx.grpc_address, "admin", a->address,
                              "brokers", seq_consumer_brokers(a->ctx.consumer), "topic", c->topic,
                              "group", c->group,
                              "event_format", seq_event_format_name(c->event_format),
                              "embedded_kafka", seq_consumer_embedded(a->ctx.consumer),
                              "definition", def ? def : json_object(), "stream", status_stream(a),
-                             "sequences", status_sequences(a), "counts", status_counts(a));
+                             "sequences", status_sequences(a), "counts", status_counts(a),
+                             "storage_corrupt", status_corrupt(a));
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
     else reply_text(req, 500, "Internal Server Error", "cannot build the status\n");
     free(text);
     json_decref(root);
+}
+
+static void on_console(seq_admin *a, struct evhttp_request *req, const char *path)
+{
+    seq_console_reply r;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (seq_console_handle(a->ctx.console, path, query, &r)) {
+        reply_text(req, 500, "Internal Server Error", "out of memory\n");
+    } else {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Cache-Control", r.cache);
+        /* closed networks: nothing but this origin, and no framing by other sites */
+        evhttp_add_header(h, "Content-Security-Policy",
+                          "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+        evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+        reply(req, r.status, r.status == 200 ? "OK" : r.status == 400 ? "Bad Request" : "Not Found",
+              r.ctype, r.body.data, r.body.len);
+    }
+    seq_buf_free(&r.body);
 }
 
 /* ---- /malformed: the messages kept aside ---- */
@@ -289,8 +331,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     else if (strcmp(path, "/status") == 0) on_status(a, req);
     else if (strcmp(path, "/malformed") == 0) on_malformed(a, req);
     else if (strcmp(path, "/cluster") == 0) on_cluster(a, req);
+    else if (a->ctx.console && strncmp(path, "/ui", 3) == 0 && (path[3] == '\0' || path[3] == '/'))
+        on_console(a, req, path);
     else reply_text(req, 404, "Not Found",
-                    "not found; try /metrics /healthz /readyz /status /malformed /cluster\n");
+                    "not found; try /ui /metrics /healthz /readyz /status /malformed /cluster\n");
 }
 
 /* ---- lifecycle ---- */
@@ -301,6 +345,12 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     event_base_loopbreak(((seq_admin *)arg)->base);
+}
+
+static void on_sample(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    seq_console_sample(((seq_admin *)arg)->ctx.console);
 }
 
 static void *run(void *arg)
@@ -352,6 +402,15 @@ int seq_admin_start(const seq_admin_ctx *ctx, seq_admin **out, char *err, size_t
         seq_errf(err, errlen, "admin: cannot create the event loop");
         goto fail;
     }
+    if (ctx->console) {
+        struct timeval every = {SEQ_CONSOLE_SAMPLE_MS / 1000, (SEQ_CONSOLE_SAMPLE_MS % 1000) * 1000};
+        seq_console_sample(ctx->console); /* the first point, before the loop runs */
+        if (!(a->sample_ev = event_new(a->base, -1, EV_PERSIST, on_sample, a)) ||
+            event_add(a->sample_ev, &every)) {
+            seq_errf(err, errlen, "admin: cannot create the console's timer");
+            goto fail;
+        }
+    }
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
     evhttp_set_gencb(a->http, on_request, a);
     if ((rc = bind_listener(a, err, errlen))) goto fail;
@@ -378,6 +437,7 @@ void seq_admin_stop(seq_admin *a)
         pthread_join(a->thread, NULL);
     }
     if (a->stop_ev) event_free(a->stop_ev);
+    if (a->sample_ev) event_free(a->sample_ev);
     if (a->http) evhttp_free(a->http);
     if (a->base) event_base_free(a->base);
     free(a);

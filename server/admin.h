@@ -1,6 +1,7 @@
 /* The admin HTTP server (HTTP/1.1, evhttp on its own thread and event_base):
  * GET /metrics, /healthz, /readyz, /status, /malformed (the messages kept aside),
- * /cluster (the cluster map). Reads the state of the other modules; never
+ * /cluster (the cluster map), and the web console under /ui (console.h; its sampler runs
+ * as a timer on this thread). Reads the state of the other modules; never
  * on the request path of gRPC. */
 #ifndef SEQ_ADMIN_H
 #define SEQ_ADMIN_H
@@ -10,6 +11,7 @@
 #include "../engine/def.h"
 #include "../storage/store.h"
 #include "config.h"
+#include "console.h"
 #include "consumer.h"
 #include "metrics.h"
 
@@ -23,6 +25,7 @@ typedef struct {
     seq_consumer *consumer;
     seq_metrics *metrics;
     const _Atomic int64_t *stream_watermark;
+    seq_console *console; /* NULL: no /ui */
 } seq_admin_ctx;
 
 /* Binds config->admin_listen (port 0 picks one) and starts the thread. ctx's pointers

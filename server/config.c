@@ -73,9 +73,9 @@ void seq_config_usage(FILE *f)
           f);
 }
 
-const char *seq_event_format_name(seq_event_format f)
+const char *seq_event_format_name(seq_format f)
 {
-    return f == SEQ_FMT_JSON ? "json" : f == SEQ_FMT_CONFLUENT_PROTOBUF ? "confluent-protobuf"
+    return f == SEQ_FORMAT_JSON ? "json" : f == SEQ_FORMAT_CONFLUENT_PROTOBUF ? "confluent-protobuf"
                                                                         : "protobuf";
 }
 
@@ -89,7 +89,7 @@ static void set_defaults(seq_config *c)
     c->admin_listen = "127.0.0.1:8080";
     c->topic = "seqd.events";
     c->group = "seqd";
-    c->event_format = SEQ_FMT_PROTOBUF;
+    c->event_format = SEQ_FORMAT_PROTOBUF;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = n > 0 ? (int)n : 1;
     c->cache_mb = 512;
@@ -151,9 +151,9 @@ static int apply(seq_config *c, const opt_spec *o, const char *v, char *err, siz
         *(int64_t *)field = (int64_t)n;
         return SEQ_OK;
     case OPT_FORMAT:
-        if (strcmp(v, "protobuf") == 0) c->event_format = SEQ_FMT_PROTOBUF;
-        else if (strcmp(v, "json") == 0) c->event_format = SEQ_FMT_JSON;
-        else if (strcmp(v, "confluent-protobuf") == 0) c->event_format = SEQ_FMT_CONFLUENT_PROTOBUF;
+        if (strcmp(v, "protobuf") == 0) c->event_format = SEQ_FORMAT_PROTOBUF;
+        else if (strcmp(v, "json") == 0) c->event_format = SEQ_FORMAT_JSON;
+        else if (strcmp(v, "confluent-protobuf") == 0) c->event_format = SEQ_FORMAT_CONFLUENT_PROTOBUF;
         else {
             seq_errf(err, errlen, "--event-format: '%s' is not protobuf, json or confluent-protobuf", v);
             return SEQ_EINVAL;

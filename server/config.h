@@ -7,12 +7,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Kafka values: protobuf seqd.v1.Event, one JSON object, or the Event in the Confluent
- * serializer's framing (engine/event.h). */
-typedef enum { SEQ_FMT_PROTOBUF = 0, SEQ_FMT_JSON = 1, SEQ_FMT_CONFLUENT_PROTOBUF = 2 } seq_event_format;
+#include "../engine/ingest.h"
 
-/* "protobuf", "json", "confluent-protobuf". */
-const char *seq_event_format_name(seq_event_format f);
+/* Kafka values (--event-format): the engine's one format enum (engine/ingest.h).
+ * "protobuf", "json", "confluent-protobuf". */
+const char *seq_event_format_name(seq_format f);
 
 typedef struct {
     /* Strings point into argv or at static defaults, except batch_root (owned). */
@@ -23,7 +22,7 @@ typedef struct {
     const char *brokers; /* NULL: the embedded mock cluster */
     const char *topic;
     const char *group;
-    seq_event_format event_format;
+    seq_format event_format;
     int threads;
     size_t cache_mb;
     size_t max_message_bytes;

@@ -1,5 +1,6 @@
-/* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_event_decode_*
- * -> seq_event_check_time -> seq_exec_apply -> seq_store_batch_add_event, gathered into
+/* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_ingest (decode,
+ * time check, executor: engine/ingest.h, the batch builder's step too) ->
+ * seq_store_batch_add_event (blind writes: storage/store_batch.c), gathered into
  * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, committed to RocksDB in one
  * write per BATCH_BUDGET_MS of work together with every touched partition's next offset
  * and watermark. Offsets live
@@ -33,6 +34,7 @@
 
 #include "../engine/event.h"
 #include "../engine/exec.h"
+#include "../engine/ingest.h"
 #include "../engine/merge.h"
 #include "kafkaconf.h"
 #include "log.h"
@@ -62,10 +64,11 @@ typedef struct {
     int held;   /* assigned to this node (always, outside a consumer group) */
     int filled; /* consumed to the log's end once since it was taken on: caught up (a latch,
                  * so that reads are not sent elsewhere whenever a few messages wait) */
+    int64_t progress_ms; /* see seq_consumer_part */
 } part_state;
 
 typedef struct {
-    uint64_t applied, malformed, skipped, filtered, late;
+    uint64_t applied, malformed, future, skipped, filtered, late;
 } tallies;
 
 struct seq_consumer {
@@ -283,6 +286,7 @@ static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps, int64_t 
     int stored = seq_store_get_offset(c->cfg.store, p, &next, &wm) == SEQ_OK;
     ps->wm = stored ? wm : 0;
     ps->high = -1;
+    ps->progress_ms = seq_now_ms();
     if (c->mock && stored) {
         if (next > *stale) *stale = next;
         stored = 0;
@@ -309,6 +313,10 @@ static int wait_topic(seq_consumer *c)
         if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return SEQ_ECANCELLED;
     }
     if (alloc_parts(c, (uint32_t)n)) return SEQ_EINTERNAL;
+    /* the stream layout keys data by the user's partition: fixed before the first write */
+    char perr[256];
+    if (seq_store_set_partitions(c->cfg.store, (uint32_t)n, perr, sizeof perr) != SEQ_OK)
+        seq_log(SEQ_LOG_WARN, "consumer: %s", perr);
     pthread_mutex_lock(&c->mu);
     c->n_parts = (uint32_t)n;
     pthread_mutex_unlock(&c->mu);
@@ -417,7 +425,7 @@ static int late_batch_owned(const seq_consumer *c, const seq_store_view *v, int6
                             const seq_event *ev, const seq_exec_out *outs, uint32_t n)
 {
     const seq_def *def = c->cfg.def;
-    if (ev->time_ms >= now - def->horizon_ms) return 0;
+    if (ev->time_ms >= seq_merge_cutoff(now, def->horizon_ms)) return 0;
     for (uint32_t i = 0; i < n; i++) {
         const seq_store_seqstate *s = seq_store_view_seq(v, outs[i].seq_id);
         if (!s || s->n_cov == 0) continue;
@@ -428,11 +436,12 @@ static int late_batch_owned(const seq_consumer *c, const seq_store_view *v, int6
     return 0;
 }
 
+/* Keeps the message aside (seqctl reads them back) and counts it in *count. */
 static void keep_malformed(seq_consumer *c, const rd_kafka_message_t *m, const char *why,
-                           tallies *t)
+                           uint64_t *count)
 {
     seq_store_batch_add_malformed(c->batch, m->partition, m->offset, m->payload, m->len, why);
-    t->malformed++;
+    (*count)++;
     seq_log_limited(&c->malformed_log, MALFORMED_LOG_MS, SEQ_LOG_WARN,
                     "kafka: malformed message kept aside: %s [%d] offset %lld: %s "
                     "(seqctl malformed lists them)",
@@ -448,31 +457,29 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     seq_exec_out outs[SEQ_MAX_SEQUENCES];
     uint32_t n = 0;
     char why[256];
-    int rc = c->cfg.format == SEQ_FMT_JSON
-                 ? seq_event_decode_json(def, m->payload, m->len, &ev, why, sizeof why)
-             : c->cfg.format == SEQ_FMT_CONFLUENT_PROTOBUF
-                 ? seq_event_decode_confluent_pb(def, m->payload, m->len, &ev, why, sizeof why)
-                 : seq_event_decode_pb(def, m->payload, m->len, &ev, why, sizeof why);
-    if (!rc) {
-        /* an event of another partition's user goes there (misroute.h) */
+    seq_ingest_result ir = seq_ingest(def, c->cfg.format, m->payload, m->len, now, -1, &ev, outs,
+                                      &n, why, sizeof why);
+    if (ir != SEQ_INGEST_MALFORMED) {
+        /* an event of another partition's user goes there, whatever this node would do
+         * with it (misroute.h) */
         int route = seq_misroute_check(c->misroute, m, ev.user_id, c->n_parts);
         if (route == SEQ_ROUTE_SENT || route == SEQ_ROUTE_DUP) return SEQ_OK;
         if (route != SEQ_ROUTE_APPLY) return route;
-        rc = seq_event_check_time(def, &ev, now, why, sizeof why);
     }
-    if (rc) {
-        keep_malformed(c, m, why, t);
+    switch (ir) {
+    case SEQ_INGEST_MALFORMED: keep_malformed(c, m, why, &t->malformed); return SEQ_OK;
+    case SEQ_INGEST_FUTURE: /* a clock, not a codec, issue */
+        keep_malformed(c, m, why, &t->future);
         return SEQ_OK;
+    case SEQ_INGEST_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
+    case SEQ_INGEST_FILTERED: t->filtered++; return SEQ_OK;
+    case SEQ_INGEST_KEPT: break;
     }
-    switch (seq_exec_apply(def, &ev, -1, outs, &n)) {
-    case SEQ_EXEC_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
-    case SEQ_EXEC_FILTERED: t->filtered++; return SEQ_OK;
-    case SEQ_EXEC_KEPT: break;
-    }
+    int rc;
     t->late += (uint64_t)late_batch_owned(c, v, now, &ev, outs, n);
     rc = seq_store_batch_add_event(c->batch, &ev, outs, n, why, sizeof why);
     if (rc == SEQ_EINVAL) { /* the event itself is unstorable: retrying cannot help */
-        keep_malformed(c, m, why, t);
+        keep_malformed(c, m, why, &t->malformed);
         return SEQ_OK;
     }
     if (rc) {
@@ -525,6 +532,7 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         part_state *ps = &c->pending[m->partition];
         rc = handle_message(c, v, now, m, t, &ps->wm);
         ps->next = m->offset + 1;
+        ps->progress_ms = now;
         c->touched[m->partition] = 1;
     }
     *used = i;
@@ -578,6 +586,7 @@ static void add_tallies(seq_consumer *c, const tallies *t)
     seq_consumer_stats *s = &c->stats;
     atomic_fetch_add_explicit(&s->applied, t->applied, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->malformed, t->malformed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->future, t->future, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->skipped_unknown_type, t->skipped, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->filtered, t->filtered, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->late_batch_owned, t->late, memory_order_relaxed);
@@ -615,12 +624,18 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
     }
 }
 
-/* Makes the committed pending state the published one (offsets, watermarks, lag). */
+/* Makes the committed pending state the published one (offsets, watermarks, lag). A
+ * partition consumed to its known end counts as progressing (a quiet one is not stale),
+ * unless the brokers are down: its end is then unknown and its age grows. */
 static void publish_committed(seq_consumer *c)
 {
+    int64_t now = seq_now_ms();
+    int down = atomic_load_explicit(&c->stats.brokers_down, memory_order_relaxed);
     for (uint32_t p = 0; p < c->n_parts; p++) {
         part_state *ps = &c->pending[p];
-        if (ps->held && ps->high >= 0 && ps->next >= ps->high) ps->filled = 1;
+        if (ps->high < 0 || ps->next < ps->high) continue;
+        if (!down) ps->progress_ms = now;
+        if (ps->held) ps->filled = 1;
     }
     pthread_mutex_lock(&c->mu);
     memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
@@ -660,6 +675,9 @@ static void *run(void *arg)
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
         publish_committed(c);
+        /* damaged data a read or a compaction reported is kept aside (store.h); a commit
+         * does it too, this covers an idle stream */
+        seq_store_keep_corrupt(c->cfg.store, NULL, 0);
     }
 out:
     free(msgs);
@@ -768,8 +786,8 @@ uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32
     uint32_t n = c->n_parts;
     for (uint32_t p = 0; p < n && p < max; p++) {
         const part_state *ps = &c->parts[p];
-        out[p] = (seq_consumer_part){(int32_t)p, ps->next, ps->high, ps->wm, ps->held,
-                                     ps->held && ps->filled};
+        out[p] = (seq_consumer_part){(int32_t)p, ps->next, ps->high, ps->wm, ps->progress_ms,
+                                     ps->held, ps->held && ps->filled};
     }
     pthread_mutex_unlock(&c->mu);
     return n;

@@ -21,7 +21,8 @@ typedef struct seq_consumer seq_consumer;
  * committed. Readers load them relaxed. */
 typedef struct {
     _Atomic uint64_t applied;              /* events kept by at least one sequence */
-    _Atomic uint64_t malformed;            /* undecodable or too far in the future */
+    _Atomic uint64_t malformed;            /* undecodable or unstorable */
+    _Atomic uint64_t future;               /* decoded, but too far in the future (max_future_ms) */
     _Atomic uint64_t skipped_unknown_type; /* no sequence declares the type */
     _Atomic uint64_t filtered;             /* declared, but every keeping sequence filtered it */
     _Atomic uint64_t late_batch_owned;     /* stored, but in batch-owned history */
@@ -36,7 +37,7 @@ typedef struct {
     const char *brokers; /* NULL: start the embedded mock cluster */
     const char *topic;
     const char *group;
-    seq_event_format format;
+    seq_format format;
     int embedded_partitions; /* partitions of the embedded topic; 0 = 8 */
     const seq_def *def;
     seq_store *store;
@@ -56,6 +57,10 @@ typedef struct {
 typedef struct {
     int32_t partition;
     int64_t next_offset, high_offset, watermark_ms;
+    /* Wall-clock ms when the partition last advanced or was seen consumed to its end:
+     * now minus this is its watermark age, which grows on a stuck partition and stays
+     * near 0 on a quiet one (its event-time watermark cannot tell the two apart). */
+    int64_t progress_ms;
     int held;      /* this node holds it (its group assigned it here) */
     int caught_up; /* held, and consumed to the log's end once since this node took it */
 } seq_consumer_part;

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "../engine/def.h"
+#include "../engine/merge.h"
 #include "../storage/store.h"
 #include "admin.h"
 #include "cluster.h"
@@ -43,6 +44,7 @@ typedef struct {
     seq_cluster *cluster;
     seq_grpc_server *grpc;
     seq_admin *admin;
+    seq_console *console;
     char *token;
     seq_kafkaconf *kafka_conf; /* --kafka-config, NULL without */
     char node_id[64];          /* --instance-id, or the id kept in the data dir */
@@ -116,6 +118,16 @@ static seq_store_rcache_stats rcache_stats(void *st)
 static double rcache_hits(void *st) { return (double)rcache_stats(st).hits; }
 static double rcache_misses(void *st) { return (double)rcache_stats(st).misses; }
 static double rcache_bytes(void *st) { return (double)rcache_stats(st).bytes; }
+static double storage_corrupt(void *st) { return (double)seq_store_corrupt_count(st); }
+static seq_store_write_stats write_stats(void *st)
+{
+    seq_store_write_stats w;
+    seq_store_get_write_stats(st, &w);
+    return w;
+}
+static double id_filter_ids(void *st) { return (double)write_stats(st).ids; }
+static double id_filter_bytes(void *st) { return (double)write_stats(st).filter_bytes; }
+static double id_lookups(void *st) { return (double)write_stats(st).id_lookups; }
 static double cache_capacity(void *st)
 {
     uint64_t u, c;
@@ -133,10 +145,10 @@ static int batch_sample(server *s, size_t i, const char **label, double *v, int 
     const seq_sequence *seq = &s->def->seqs[i];
     const seq_store_view *view = seq_store_view_acquire(s->store);
     const seq_store_seqstate *st = seq_store_view_seq(view, seq->id);
-    int64_t now = seq_now_ms();
+    int64_t now = seq_now_ms(), cut = seq_merge_cutoff(now, s->def->horizon_ms);
     *v = what == B_WATERMARK ? (double)st->watermark_ms / 1000.0
          : what == B_GAP ? (double)seq_merge_gap_ms(st->cov, st->n_cov, now - seq->retention_ms,
-                                                    now - s->def->horizon_ms) / 1000.0
+                                                    cut) / 1000.0
                          : (double)st->generation;
     seq_store_view_release(s->store, view);
     *label = seq->name;
@@ -156,6 +168,68 @@ static int batch_watermark(void *s, size_t i, const char **label, double *v)
 static int batch_gap(void *s, size_t i, const char **label, double *v)
 {
     return batch_sample(s, i, label, v, B_GAP);
+}
+
+/* ---- additions of issue 12: readiness, per-partition freshness, the default process
+ * series (the completeness gap is batch_gap above) ---- */
+
+/* One truth with /readyz and /status's caught_up: seq_consumer_ready. */
+static double ready(void *c)
+{
+    char why[8];
+    return seq_consumer_ready(c, why, sizeof why);
+}
+
+/* Partition i's state: a snapshot taken at i == 0 serves the rest of the scrape (the
+ * admin thread renders; the buffer is per thread). */
+static const seq_consumer_part *part_at(server *s, size_t i, const char **label)
+{
+    static _Thread_local seq_consumer_part parts[1024];
+    static _Thread_local uint32_t n;
+    static _Thread_local char name[16];
+    if (i == 0) n = seq_consumer_partitions(s->consumer, parts, 1024);
+    if (i >= n || i >= 1024) return NULL;
+    snprintf(name, sizeof name, "%d", (int)parts[i].partition);
+    *label = name;
+    return &parts[i];
+}
+
+static int part_lag(void *s, size_t i, const char **label, double *v)
+{
+    const seq_consumer_part *p = part_at(s, i, label);
+    if (p) *v = p->high_offset < 0 || p->next_offset > p->high_offset ? 0 : (double)(p->high_offset - p->next_offset);
+    return p != NULL;
+}
+
+static int part_age(void *s, size_t i, const char **label, double *v)
+{
+    const seq_consumer_part *p = part_at(s, i, label);
+    if (p) *v = (double)(seq_now_ms() - p->progress_ms) / 1000.0;
+    return p != NULL;
+}
+
+static int part_watermark(void *s, size_t i, const char **label, double *v)
+{
+    const seq_consumer_part *p = part_at(s, i, label);
+    if (p) *v = (double)p->watermark_ms / 1000.0;
+    return p != NULL;
+}
+
+static void register_console_metrics(server *s)
+{
+    seq_consumer_stats *cs = seq_consumer_get_stats(s->consumer);
+    seq_metrics *m = s->metrics;
+    seq_metrics_add_fn(m, "seqd_ready", "1 when /readyz answers 200 (brokers reachable, store writes succeed, stream caught up).",
+                       SEQ_METRIC_GAUGE, ready, s->consumer);
+    seq_metrics_add_fn(m, "seqd_events_future_total", "Stream events more than max_future_ms ahead of the clock (kept aside; not in malformed).",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->future);
+    seq_metrics_add_family(m, "seqd_partition_lag_messages", "Messages of the partition not yet consumed.",
+                           SEQ_METRIC_GAUGE, "partition", part_lag, s);
+    seq_metrics_add_family(m, "seqd_partition_watermark_age_seconds", "Seconds since the partition last advanced or was consumed to its end: grows on a stuck partition, not on a quiet one.",
+                           SEQ_METRIC_GAUGE, "partition", part_age, s);
+    seq_metrics_add_family(m, "seqd_partition_watermark_seconds", "Event-time watermark of the partition (newest applied event time).",
+                           SEQ_METRIC_GAUGE, "partition", part_watermark, s);
+    seq_metrics_add_process(m, SEQD_VERSION);
 }
 
 static void register_metrics(server *s)
@@ -203,6 +277,14 @@ static void register_metrics(server *s)
                        SEQ_METRIC_GAUGE, cache_usage, s->store);
     seq_metrics_add_fn(m, "seqd_rocksdb_block_cache_capacity_bytes", "RocksDB block cache capacity.",
                        SEQ_METRIC_GAUGE, cache_capacity, s->store);
+    seq_metrics_add_fn(m, "seqd_storage_corrupt_total", "Damaged stored data found (undecodable buckets or merge operands; kept aside, listed in /status).",
+                       SEQ_METRIC_COUNTER, storage_corrupt, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_filter_ids", "Event ids in the stream path's in-memory id filter.",
+                       SEQ_METRIC_GAUGE, id_filter_ids, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_filter_bytes", "Bytes held by the stream path's in-memory id filter.",
+                       SEQ_METRIC_GAUGE, id_filter_bytes, s->store);
+    seq_metrics_add_fn(m, "seqd_stream_id_lookups_total", "Id index lookups on the write path (ids the filter could not rule out: copies, corrections, false positives).",
+                       SEQ_METRIC_COUNTER, id_lookups, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_hits_total", "Reads served from the record cache.",
                        SEQ_METRIC_COUNTER, rcache_hits, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_misses_total", "Reads that gathered the user's data from RocksDB.",
@@ -216,6 +298,7 @@ static void register_metrics(server *s)
     seq_metrics_add_family(m, "seqd_batch_completeness_gap_seconds",
                            "Length of [now - retention, now - horizon) no committed batch range covers, per sequence.",
                            SEQ_METRIC_GAUGE, "sequence", batch_gap, s);
+    register_console_metrics(s);
 }
 
 /* ---- start and stop ---- */
@@ -299,8 +382,15 @@ static int start(server *s, char *err, size_t errlen)
                           .served_by = s->node_id};
     if (seq_grpc_start(&gc, &s->grpc, err, errlen)) return 1;
 
+    seq_console_ctx cc2 = {.def = s->def, .store = s->store, .consumer = s->consumer,
+                           .metrics = s->metrics, .service = s->service,
+                           .stream_watermark = &s->stream_watermark};
+    if (!(s->console = seq_console_new(&cc2))) {
+        seq_errf(err, errlen, "out of memory");
+        return 1;
+    }
     seq_admin_ctx ac = {&s->cfg, seq_grpc_address(s->grpc), s->def, s->store, s->consumer,
-                        s->metrics, &s->stream_watermark};
+                        s->metrics, &s->stream_watermark, s->console};
     if (seq_admin_start(&ac, &s->admin, err, errlen)) return 1;
 
     const char *advertised = s->cfg.advertise ? s->cfg.advertise : seq_grpc_address(s->grpc);
@@ -329,6 +419,7 @@ static void stop(server *s)
     if (s->grpc) seq_grpc_stop(s->grpc);
     if (s->admin) seq_admin_stop(s->admin);
     seq_cluster_stop(s->cluster); /* publishes the leave while the brokers are still known */
+    seq_console_free(s->console);
     seq_consumer_stop(s->consumer);
     if (s->grpc) seq_grpc_free(s->grpc);
     seq_route_free(s->route);

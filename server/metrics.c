@@ -4,12 +4,15 @@
  * sum the shards. */
 #include "metrics.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define MAX_FNS 64
 #define N_SHARDS 8
@@ -98,6 +101,119 @@ int seq_metrics_add_family(seq_metrics *m, const char *name, const char *help,
     return SEQ_OK;
 }
 
+/* ---- the default process series, from /proc/self (Linux only, as seqd is) ---- */
+
+/* Fields of /proc/self/stat used here (proc(5) numbering): 14 utime, 15 stime, 22
+ * starttime (clock ticks after boot), 23 vsize (bytes), 24 rss (pages). The command name
+ * (field 2) may hold spaces and parentheses: parsing starts after its last ')'. */
+typedef struct {
+    unsigned long long utime, stime, starttime, vsize;
+    long long rss;
+} proc_stat;
+
+static int read_proc_stat(proc_stat *ps)
+{
+    char buf[2048];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f) return SEQ_EINTERNAL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    /* after ")": 3 state, 4..13 skipped, 14 utime 15 stime, 16..21 skipped, 22..24 */
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld",
+                     &ps->utime, &ps->stime, &ps->starttime, &ps->vsize, &ps->rss) != 5)
+        return SEQ_EINTERNAL;
+    return SEQ_OK;
+}
+
+static double proc_cpu_seconds(void *ctx)
+{
+    (void)ctx;
+    proc_stat ps;
+    if (read_proc_stat(&ps)) return NAN;
+    return (double)(ps.utime + ps.stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double proc_rss_bytes(void *ctx)
+{
+    (void)ctx;
+    proc_stat ps;
+    return read_proc_stat(&ps) ? NAN : (double)ps.rss * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double proc_vsize_bytes(void *ctx)
+{
+    (void)ctx;
+    proc_stat ps;
+    return read_proc_stat(&ps) ? NAN : (double)ps.vsize;
+}
+
+/* Boot time (the btime line of /proc/stat) plus the process's start in ticks after it. */
+static double proc_start_time(void *ctx)
+{
+    (void)ctx;
+    proc_stat ps;
+    char line[256];
+    long long btime = -1;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f || read_proc_stat(&ps)) {
+        if (f) fclose(f);
+        return NAN;
+    }
+    while (btime < 0 && fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %lld", &btime) != 1) btime = -1;
+    fclose(f);
+    return btime < 0 ? NAN : (double)btime + (double)ps.starttime / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double proc_open_fds(void *ctx)
+{
+    (void)ctx;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return NAN;
+    double n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory stream's own descriptor */
+}
+
+static double proc_max_fds(void *ctx)
+{
+    (void)ctx;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return NAN;
+    return rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur;
+}
+
+static int build_info(void *ctx, size_t i, const char **label, double *v)
+{
+    if (i > 0) return 0;
+    *label = ctx;
+    *v = 1;
+    return 1;
+}
+
+int seq_metrics_add_process(seq_metrics *m, const char *version)
+{
+    int rc = seq_metrics_add_fn(m, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+                                SEQ_METRIC_COUNTER, proc_cpu_seconds, NULL);
+    if (!rc) rc = seq_metrics_add_fn(m, "process_resident_memory_bytes", "Resident memory size in bytes.",
+                                     SEQ_METRIC_GAUGE, proc_rss_bytes, NULL);
+    if (!rc) rc = seq_metrics_add_fn(m, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                                     SEQ_METRIC_GAUGE, proc_vsize_bytes, NULL);
+    if (!rc) rc = seq_metrics_add_fn(m, "process_open_fds", "Number of open file descriptors.",
+                                     SEQ_METRIC_GAUGE, proc_open_fds, NULL);
+    if (!rc) rc = seq_metrics_add_fn(m, "process_max_fds", "Maximum number of open file descriptors.",
+                                     SEQ_METRIC_GAUGE, proc_max_fds, NULL);
+    if (!rc) rc = seq_metrics_add_fn(m, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+                                     SEQ_METRIC_GAUGE, proc_start_time, NULL);
+    if (!rc) rc = seq_metrics_add_family(m, "seqd_build_info", "1, labeled with the version of this seqd.",
+                                         SEQ_METRIC_GAUGE, "version", build_info, (void *)version);
+    return rc;
+}
+
 static method_stats *stats_at(seq_metrics *m, unsigned shard, size_t method)
 {
     return (method_stats *)((char *)m->shards + shard * m->shard_size) + method;
@@ -175,6 +291,33 @@ static void sum_method(seq_metrics *m, size_t mi, uint64_t codes[N_CODES],
         *sum_ns += atomic_load_explicit(&s->sum_ns, memory_order_relaxed);
     }
 }
+
+_Static_assert(N_CODES == SEQ_METRICS_N_CODES && N_BOUNDS + 1 == SEQ_METRICS_N_BUCKETS,
+               "metrics.h's sizes");
+
+static int named(const char *const *methods, const char *name)
+{
+    if (!methods) return 1;
+    for (; *methods; methods++)
+        if (strcmp(*methods, name) == 0) return 1;
+    return 0;
+}
+
+void seq_metrics_sum(seq_metrics *m, const char *const *methods,
+                     uint64_t codes[SEQ_METRICS_N_CODES], uint64_t buckets[SEQ_METRICS_N_BUCKETS])
+{
+    uint64_t c[N_CODES], b[N_BOUNDS + 1], sum_ns;
+    memset(codes, 0, N_CODES * sizeof codes[0]);
+    memset(buckets, 0, (N_BOUNDS + 1) * sizeof buckets[0]);
+    for (size_t mi = 0; mi <= m->n_methods; mi++) {
+        if (!named(methods, method_label(m, mi))) continue;
+        sum_method(m, mi, c, b, &sum_ns);
+        for (int k = 0; k < N_CODES; k++) codes[k] += c[k];
+        for (size_t k = 0; k <= N_BOUNDS; k++) buckets[k] += b[k];
+    }
+}
+
+double seq_metrics_bucket_bound(size_t i) { return i < N_BOUNDS ? BOUNDS_S[i] : INFINITY; }
 
 static int render_grpc(seq_metrics *m, seq_buf *out)
 {

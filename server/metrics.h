@@ -37,6 +37,22 @@ int seq_metrics_add_family(seq_metrics *m, const char *name, const char *help,
                            seq_metric_type type, const char *label, seq_metric_family_fn fn,
                            void *ctx);
 
+/* The series every Prometheus client library exports by default (process_cpu_seconds_total,
+ * process_resident_memory_bytes, process_virtual_memory_bytes, process_open_fds,
+ * process_max_fds, process_start_time_seconds, read from /proc/self at scrape time) and
+ * seqd_build_info{version} = 1. version must outlive the registry. SEQ_OK or SEQ_ERESOURCE. */
+int seq_metrics_add_process(seq_metrics *m, const char *version);
+
+/* For the console: the gRPC statistics summed over the methods named in methods
+ * (NULL-terminated label names; NULL = every method): calls per status code (index =
+ * code) and per duration bucket (not cumulative; the last is +Inf). Bucket i's upper
+ * bound in seconds: seq_metrics_bucket_bound(i) (+Inf for the last). */
+#define SEQ_METRICS_N_CODES 17
+#define SEQ_METRICS_N_BUCKETS 14
+void seq_metrics_sum(seq_metrics *m, const char *const *methods,
+                     uint64_t codes[SEQ_METRICS_N_CODES], uint64_t buckets[SEQ_METRICS_N_BUCKETS]);
+double seq_metrics_bucket_bound(size_t i);
+
 /* One finished gRPC call: method index (-1 unknown), gRPC status, duration. Matches
  * seq_grpc_done_fn, so it can be passed as on_done with the registry as ctx. */
 void seq_metrics_grpc_done(void *m, int method_index, int status, uint64_t elapsed_ns);

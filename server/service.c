@@ -67,6 +67,8 @@ struct seq_service {
     pthread_mutex_t load_mu;
     pthread_cond_t load_cv;
     int loads, draining;
+    seq_service_load_note notes[SEQ_SERVICE_LOADS]; /* a ring under load_mu */
+    size_t n_notes;                                  /* ever written */
 };
 
 /* Bump allocation for protobuf-c; memory is reclaimed wholesale after each call. */
@@ -470,7 +472,7 @@ static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, in
                            .since_ms = q->since_ms, .until_ms = q->until_ms,
                            .type_mask = q->type_mask, .view = q->view};
     int64_t gap = seq_merge_gap_ms(st->cov, st->n_cov, now - q->seq->retention_ms,
-                                   now - s->cfg.def->horizon_ms);
+                                   seq_merge_cutoff(now, s->cfg.def->horizon_ms));
     int rc = check_gap(q, st, gap, msg, msglen);
     if (rc) return rc;
     const seq_rec *sr, *br;
@@ -655,6 +657,29 @@ static int encode_load_result(seq_buf *out, const seq_load_result *res)
     return SEQ_OK;
 }
 
+static void note_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, int64_t started,
+                      int rc, const seq_load_result *res, const char *msg)
+{
+    seq_service_load_note n = {.done_ms = seq_now_ms(), .start_ms = r->start_ms,
+                               .end_ms = r->end_ms, .generation = r->generation, .status = rc,
+                               .files = res->files, .users = res->users, .events = res->events};
+    n.duration_ms = (uint32_t)(n.done_ms - started);
+    snprintf(n.sequence, sizeof n.sequence, "%.63s", r->sequence ? r->sequence : "");
+    snprintf(n.message, sizeof n.message, "%.255s", rc ? msg : "");
+    pthread_mutex_lock(&s->load_mu);
+    s->notes[s->n_notes++ % SEQ_SERVICE_LOADS] = n;
+    pthread_mutex_unlock(&s->load_mu);
+}
+
+size_t seq_service_loads(seq_service *s, seq_service_load_note *out, size_t max)
+{
+    pthread_mutex_lock(&s->load_mu);
+    size_t have = s->n_notes < SEQ_SERVICE_LOADS ? s->n_notes : SEQ_SERVICE_LOADS, k = 0;
+    for (; k < have && k < max; k++) out[k] = s->notes[(s->n_notes - 1 - k) % SEQ_SERVICE_LOADS];
+    pthread_mutex_unlock(&s->load_mu);
+    return k;
+}
+
 /* One line per load, committed or refused (operators grep "load"). */
 static void log_load(const seq_load_req *lr, int rc, const char *msg, const seq_load_result *res)
 {
@@ -678,7 +703,9 @@ static void *load_thread(void *arg)
                        (const char *const *)r->sst_paths, r->n_sst_paths};
     seq_load_result res = {0};
     char msg[1024];
+    int64_t started = seq_now_ms();
     int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, sizeof msg);
+    note_load(s, r, started, rc, &res, msg);
     log_load(&lr, rc, msg, &res);
     if (!rc && encode_load_result(seq_grpc_call_reply(j->call), &res)) {
         rc = SEQ_EINTERNAL;

@@ -41,6 +41,23 @@ void seq_service_free(seq_service *s);
 const seq_grpc_method *seq_service_methods(seq_service *s, size_t *n);
 const char *const *seq_service_method_names(void);
 
+/* Load history for the console (/ui): the outcome of each of the last SEQ_SERVICE_LOADS
+ * LoadBatch calls that reached the store (refused tokens and undecodable requests do not). */
+#define SEQ_SERVICE_LOADS 32
+typedef struct {
+    int64_t done_ms;             /* wall clock when it finished */
+    uint32_t duration_ms;
+    char sequence[64];
+    int64_t start_ms, end_ms;
+    uint64_t generation;         /* as requested */
+    int status;                  /* SEQ_OK or the error code it answered */
+    uint32_t files;
+    uint64_t users, events;
+    char message[256];           /* the error message; empty on success */
+} seq_service_load_note;
+/* Copies up to max notes, newest first; returns how many. Thread-safe. */
+size_t seq_service_loads(seq_service *s, seq_service_load_note *out, size_t max);
+
 /* Transport-free handlers: the request message in, the response message appended to
  * out; SEQ_OK or a gRPC status with a message in msg. The transport handlers wrap them;
  * tests call them directly. */

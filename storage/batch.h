@@ -47,7 +47,7 @@ int seq_build_new(const seq_def *def, const char *sequence, int64_t start_ms, in
 /* Reads one input file. Bad records are counted (and the first few noted) and skipped;
  * an unreadable file or broken framing is an error. progress (may be NULL) is called
  * every million records. */
-int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
+int seq_build_add_file(seq_build *b, const char *path, seq_format fmt,
                        void (*progress)(const seq_build_report *r), char *err, size_t errlen);
 /* Sorts, deduplicates, writes the SST files and the manifest. */
 int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errlen);

@@ -17,6 +17,7 @@
 #include "../engine/blob.h"
 #include "../engine/event.h"
 #include "../engine/exec.h"
+#include "../engine/ingest.h"
 #include "batch_file.h"
 #include "store.h"
 
@@ -253,18 +254,16 @@ static int over_limit(const seq_build *b)
 
 /* Runs one input record through the shared decoder and executor. */
 static int add_record(seq_build *b, const char *path, uint64_t line, const uint8_t *rec,
-                      size_t len, seq_input_format fmt, int64_t now)
+                      size_t len, seq_format fmt, int64_t now)
 {
     seq_event ev;
     seq_exec_out out;
     uint32_t n_out = 0;
     char msg[160];
     b->rep.records++;
-    int rc = fmt == SEQ_INPUT_PB
-                 ? seq_event_decode_pb(b->def, rec, len, &ev, msg, sizeof msg)
-                 : seq_event_decode_json(b->def, (const char *)rec, len, &ev, msg, sizeof msg);
-    if (rc == SEQ_OK) rc = seq_event_check_time(b->def, &ev, now, msg, sizeof msg);
-    if (rc != SEQ_OK) {
+    seq_ingest_result ir = seq_ingest(b->def, fmt, rec, len, now, (int)b->seq->id, &ev, &out,
+                                      &n_out, msg, sizeof msg);
+    if (ir == SEQ_INGEST_MALFORMED || ir == SEQ_INGEST_FUTURE) {
         b->rep.malformed++;
         note(b, path, line, msg);
         return SEQ_OK;
@@ -276,15 +275,14 @@ static int add_record(seq_build *b, const char *path, uint64_t line, const uint8
         note(b, path, line, msg);
         return SEQ_OK;
     }
-    seq_exec_result er = seq_exec_apply(b->def, &ev, (int)b->seq->id, &out, &n_out);
-    if (er == SEQ_EXEC_UNKNOWN_TYPE || (er == SEQ_EXEC_KEPT && n_out == 0)) {
+    if (ir == SEQ_INGEST_UNKNOWN_TYPE) {
         b->rep.unknown_type++;
         snprintf(msg, sizeof msg, "event_type '%s' is not a type of sequence '%s'", ev.type,
                  b->seq->name);
         note(b, path, line, msg);
         return SEQ_OK;
     }
-    if (er == SEQ_EXEC_FILTERED) {
+    if (ir == SEQ_INGEST_FILTERED) {
         b->rep.filtered++;
         return SEQ_OK;
     }
@@ -303,7 +301,7 @@ static size_t release_input(void *map, size_t from, size_t to)
     return to > from ? to : from;
 }
 
-int seq_build_add_file(seq_build *b, const char *path, seq_input_format fmt,
+int seq_build_add_file(seq_build *b, const char *path, seq_format fmt,
                        void (*progress)(const seq_build_report *r), char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY);

@@ -13,6 +13,8 @@ int64_t seq_key_bucket_dec(uint64_t enc) { return (int64_t)(~enc ^ SIGN64); }
 size_t seq_key_prefix_len(const char *key, size_t len)
 {
     if (len >= SEQ_KEY_BATCH_PREFIX && key[0] == SEQ_K_BATCH) return SEQ_KEY_BATCH_PREFIX;
+    if (len >= SEQ_KEY_USER_PREFIX && (key[0] == SEQ_K_STREAM || key[0] == SEQ_K_INDEX))
+        return SEQ_KEY_USER_PREFIX;
     return len < SEQ_KEY_PREFIX ? len : SEQ_KEY_PREFIX;
 }
 
@@ -24,24 +26,35 @@ static size_t head(uint8_t *k, uint8_t kind, uint32_t seq, uint64_t x)
     return SEQ_KEY_PREFIX;
 }
 
-size_t seq_key_user_prefix(uint8_t *k, uint8_t kind, uint32_t seq, uint64_t user)
+size_t seq_key_part(uint8_t *k, uint8_t kind, uint32_t part)
 {
-    return head(k, kind, seq, user);
+    k[0] = kind;
+    seq_put_be32(k + 1, part);
+    return SEQ_KEY_PART_LEN;
 }
 
-size_t seq_key_stream(uint8_t *k, uint32_t seq, uint64_t user, int64_t bucket)
+size_t seq_key_user_prefix(uint8_t *k, uint8_t kind, uint32_t part, uint32_t seq, uint64_t user)
 {
-    head(k, SEQ_K_STREAM, seq, user);
-    seq_put_be64(k + 13, seq_key_bucket_enc(bucket));
+    seq_key_part(k, kind, part);
+    seq_put_be32(k + 5, seq);
+    seq_put_be64(k + 9, user);
+    return SEQ_KEY_USER_PREFIX;
+}
+
+size_t seq_key_stream(uint8_t *k, uint32_t part, uint32_t seq, uint64_t user, int64_t bucket)
+{
+    seq_key_user_prefix(k, SEQ_K_STREAM, part, seq, user);
+    seq_put_be64(k + SEQ_KEY_USER_PREFIX, seq_key_bucket_enc(bucket));
     return SEQ_KEY_STREAM_LEN;
 }
 
-size_t seq_key_index(uint8_t *k, uint32_t seq, uint64_t user, const char *id, uint32_t id_len)
+size_t seq_key_index(uint8_t *k, uint32_t part, uint32_t seq, uint64_t user, const char *id,
+                     uint32_t id_len)
 {
     if (id_len > 255) id_len = 255;
-    head(k, SEQ_K_INDEX, seq, user);
-    memcpy(k + 13, id, id_len);
-    return 13 + (size_t)id_len;
+    seq_key_user_prefix(k, SEQ_K_INDEX, part, seq, user);
+    memcpy(k + SEQ_KEY_USER_PREFIX, id, id_len);
+    return SEQ_KEY_USER_PREFIX + (size_t)id_len;
 }
 
 size_t seq_key_batch_prefix(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user)
@@ -97,17 +110,19 @@ int seq_key_parse(const void *key, size_t len, seq_key *out)
     out->kind = k[0];
     switch (k[0]) {
     case SEQ_K_STREAM:
-        if (len != SEQ_KEY_STREAM_LEN) return -1;
-        out->seq = seq_get_be32(k + 1);
-        out->user = seq_get_be64(k + 5);
-        out->bucket = seq_key_bucket_dec(seq_get_be64(k + 13));
-        return 0;
     case SEQ_K_INDEX:
-        if (len > SEQ_KEY_MAX) return -1;
-        out->seq = seq_get_be32(k + 1);
-        out->user = seq_get_be64(k + 5);
-        out->id = (const char *)k + 13;
-        out->id_len = (uint32_t)(len - 13);
+        if (k[0] == SEQ_K_STREAM ? len != SEQ_KEY_STREAM_LEN
+                                 : len < SEQ_KEY_USER_PREFIX || len > SEQ_KEY_MAX)
+            return -1;
+        out->partition = (int32_t)seq_get_be32(k + 1);
+        out->seq = seq_get_be32(k + 5);
+        out->user = seq_get_be64(k + 9);
+        if (k[0] == SEQ_K_STREAM) {
+            out->bucket = seq_key_bucket_dec(seq_get_be64(k + SEQ_KEY_USER_PREFIX));
+        } else {
+            out->id = (const char *)k + SEQ_KEY_USER_PREFIX;
+            out->id_len = (uint32_t)(len - SEQ_KEY_USER_PREFIX);
+        }
         return 0;
     case SEQ_K_BATCH:
         if (len != SEQ_KEY_BATCH_LEN) return -1;

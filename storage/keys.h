@@ -4,6 +4,9 @@
  *
  * Numbers are big-endian. A bucket B is stored as ~(B ^ 2^63): flipping the sign bit
  * makes signed order unsigned, inverting makes a forward scan go newest bucket first.
+ * Stream keys ('s', 'i') start with kind and be32 partition (the user's Kafka partition,
+ * engine/partition.h, under the store's layout partition count): one partition's stream
+ * data is two key ranges, dropped with two range deletes (store.h).
  *
  * Values (all big-endian):
  *   'm' "def"            definition JSON (compact), as served last
@@ -15,9 +18,9 @@
  *   'i' ...              be64 time_ms                                    (8 bytes)
  *   'b' ...              bucket blob
  *   'x' be32 part, be64 offset (sign bit flipped)   be32 reason_len, reason, payload
- * RocksDB prefix (seq_key_prefix_len): the first 13 bytes of 's', 'i' and 'x' keys, the
- * first 21 of 'b' bucket keys ('b' seq gen user); shorter keys ('m', the 13-byte batch
- * marker) are their own prefix. Every prefix is exactly one user's data of one source, so
+ * RocksDB prefix (seq_key_prefix_len): the first 17 bytes of 's' and 'i' keys (kind part
+ * seq user), the first 13 of 'x' keys, the first 21 of 'b' bucket keys ('b' seq gen user);
+ * shorter keys ('m', the 13-byte batch marker) are their own prefix. Every prefix is exactly one user's data of one source, so
  * a seek for a user is answered by the prefix bloom filters when the user is absent. */
 #ifndef SEQ_KEYS_H
 #define SEQ_KEYS_H
@@ -27,19 +30,27 @@
 
 #include "../engine/merge.h"
 
-#define SEQ_KEY_PREFIX 13
-#define SEQ_KEY_MAX (SEQ_KEY_PREFIX + 255) /* longest key: 'i' with a 255-byte id */
-#define SEQ_KEY_STREAM_LEN 21
+#define SEQ_KEY_PREFIX 13       /* the prefix of 'x' keys; shorter keys are their own */
+#define SEQ_KEY_USER_PREFIX 17  /* 's' and 'i' keys: kind, partition, seq, user */
+#define SEQ_KEY_MAX (SEQ_KEY_USER_PREFIX + 255) /* longest key: 'i' with a 255-byte id */
+#define SEQ_KEY_STREAM_LEN 25
 #define SEQ_KEY_BATCH_LEN 29
 #define SEQ_KEY_BATCH_PREFIX 21 /* 'b' seq gen user: the prefix of 'b' bucket keys */
+#define SEQ_KEY_PART_LEN 5      /* kind, partition: the start of one partition's range */
 
 enum { SEQ_K_META = 'm', SEQ_K_STREAM = 's', SEQ_K_INDEX = 'i', SEQ_K_BATCH = 'b',
-       SEQ_K_MALFORMED = 'x' };
+       SEQ_K_MALFORMED = 'x', SEQ_K_CORRUPT = 'c' };
 
-/* Each returns the key length written to k (k must hold SEQ_KEY_MAX bytes). */
-size_t seq_key_stream(uint8_t *k, uint32_t seq, uint64_t user, int64_t bucket);
-size_t seq_key_user_prefix(uint8_t *k, uint8_t kind, uint32_t seq, uint64_t user); /* 13 */
-size_t seq_key_index(uint8_t *k, uint32_t seq, uint64_t user, const char *id, uint32_t id_len);
+/* Each returns the key length written to k (k must hold SEQ_KEY_MAX bytes). `part` is the
+ * user's Kafka partition under the store's layout partition count (store.h), so that one
+ * partition's stream data is one key range ('s'/'i' part ...). */
+size_t seq_key_stream(uint8_t *k, uint32_t part, uint32_t seq, uint64_t user, int64_t bucket);
+size_t seq_key_user_prefix(uint8_t *k, uint8_t kind, uint32_t part, uint32_t seq,
+                           uint64_t user); /* 's' or 'i': SEQ_KEY_USER_PREFIX */
+size_t seq_key_index(uint8_t *k, uint32_t part, uint32_t seq, uint64_t user, const char *id,
+                     uint32_t id_len);
+/* kind ('s' or 'i'), be32 part: every key of that partition starts with these 5 bytes. */
+size_t seq_key_part(uint8_t *k, uint8_t kind, uint32_t part);
 size_t seq_key_batch(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user, int64_t bucket);
 size_t seq_key_batch_prefix(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t user); /* 21 */
 size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset);
@@ -59,7 +70,7 @@ typedef struct {
     uint32_t seq;
     uint64_t user, gen;
     int64_t bucket;
-    int32_t partition;
+    int32_t partition; /* 'x': the Kafka partition; 's', 'i': the layout partition */
     int64_t offset;
     const char *id; /* 'i': points into the key */
     uint32_t id_len;

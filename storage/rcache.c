@@ -237,6 +237,18 @@ void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig
     pthread_mutex_unlock(&s->mu);
 }
 
+void seq_rcache_clear(seq_rcache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < SHARDS; i++) {
+        shard *s = &c->s[i];
+        pthread_mutex_lock(&s->mu);
+        evict_to(s, s->cap + 1); /* room for more than the capacity: drops every entry */
+        s->version++;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user)
 {
     uint64_t h = mix(seq, user);

@@ -54,6 +54,8 @@ void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig
 
 /* Drops (seq, user)'s entry and moves its shard's version. */
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user);
+/* Drops every entry (a partition's data was dropped); NULL is a no-op. */
+void seq_rcache_clear(seq_rcache *c);
 
 typedef struct {
     uint64_t hits, misses, bytes, capacity;

@@ -8,19 +8,30 @@
  *   'm' name                          meta: "def" (definition JSON the data was last
  *                                      served with), "off" be32 partition -> i64 next
  *                                      offset, i64 watermark_ms; "malformed" -> u64 count;
- *                                      "gen" be32 seq -> committed batch state
- *   's' be32 seq, be64 user, be64 ~B   stream bucket blob (engine/blob.h); B is the bucket
- *                                      with its sign bit flipped, inverted so that a
- *                                      forward scan goes newest bucket first
- *   'i' be32 seq, be64 user, id        event-id index of the stream: -> i64 time_ms
+ *                                      "gen" be32 seq -> committed batch state; "layout"
+ *                                      -> u64 2; "parts" -> u32 P; "corrupt" -> u64 next
+ *   's' be32 part, be32 seq, be64 user, be64 ~B
+ *                                      stream bucket blob (engine/blob.h), written as
+ *                                      merge operands (store_batch.c, store_merge.c); B
+ *                                      is the bucket with its sign bit flipped, inverted so
+ *                                      that a forward scan goes newest bucket first
+ *   'i' be32 part, be32 seq, be64 user, id   event-id index of the stream: -> i64 time_ms
  *   'b' be32 seq, be64 gen, be64 user, be64 ~B   batch bucket blob of one generation
  *   'x' be32 partition, be64 offset    a malformed message kept aside: u32 reason length,
  *                                      reason, payload
+ *   'c' be64 n                         damaged data kept aside: be16 key length, the key it
+ *                                      was found under, be32 reason length, reason, bytes
+ * `part` is the user's Kafka partition, seq_partition_of_user(user, P), P the topic's
+ * partition count stored as "parts" (seq_store_set_partitions): one partition's stream
+ * data is one key range per kind. To drop a partition's data (a node that no longer
+ * holds it): seq_store_drop_partition, i.e. DeleteRange ['s' be32 p, 's' be32 p+1) and
+ * ['i' be32 p, 'i' be32 p+1), and delete 'm' "off" p, in one write.
  * One user's sequence is one seek plus a few steps over bucket blobs, per source.
  * Value formats and the key codec: storage/keys.h.
  * Retention: a compaction filter drops stream buckets and index entries older than the
- * sequence's retention plus history_ms (as-of reads look that far back), and the copies
- * a correction replaced once they were replaced more than history_ms ago. */
+ * sequence's retention plus history_ms (as-of reads look that far back), buckets left
+ * without a record, and the copies a correction replaced once they were replaced more
+ * than history_ms ago (the merge operator drops those too when it folds a bucket). */
 #ifndef SEQ_STORE_H
 #define SEQ_STORE_H
 
@@ -78,8 +89,44 @@ int seq_store_batch_add_malformed(seq_store_batch *b, int32_t partition, int64_t
 void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t next_offset,
                                 int64_t watermark_ms);
 /* Writes everything added since the last commit in one RocksDB write (synced to the
- * WAL), then empties the batch for reuse. On failure nothing was written. */
+ * WAL), with the damaged-data reports pending (seq_store_keep_corrupt), then empties the
+ * batch for reuse. On failure nothing was written. Nothing is read from RocksDB to add
+ * an event (store_batch.c), but an 'i' lookup when the id filter cannot rule the id out. */
 int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen);
+
+/* The stream layout's partition count (keys.h): the topic's partition count P, set once
+ * by the consumer when it learns it (before its first write) and stored. SEQ_OK when it
+ * is now P; SEQ_EPRECONDITION with a message when the data was laid out for another
+ * count (the stored one stays in use: reads and writes agree whatever P is, only
+ * seq_store_drop_partition then no longer matches the topic's partitions). A store
+ * written before any count was set uses 1. */
+int seq_store_set_partitions(seq_store *st, uint32_t p, char *err, size_t errlen);
+uint32_t seq_store_partitions(seq_store *st);
+
+/* Drops everything the stream path stored for one layout partition: its 's' and 'i' key
+ * ranges (two range deletes: kind, be32 part .. kind, be32 part + 1) and its stored
+ * offset, in one write. For a node that no longer holds the partition (the cluster
+ * helper calls it once the new holder is caught up). Batch data is not touched. SEQ_OK or
+ * SEQ_EINTERNAL. */
+int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t errlen);
+
+/* Damaged stored data (a bucket or merge operand that does not decode, met by a read or a
+ * compaction): counted since the data dir began, and kept aside under 'c' keys with the
+ * key it was found under (written by the next stream commit, or by keep_corrupt, which
+ * the consumer calls when idle). list visits the newest `limit` reports: id, what
+ * ("stream bucket of user 7, sequence s, bucket start ..."), reason, bytes kept. */
+uint64_t seq_store_corrupt_count(seq_store *st);
+int seq_store_keep_corrupt(seq_store *st, char *err, size_t errlen);
+typedef void (*seq_store_corrupt_fn)(void *ctx, uint64_t id, const char *what,
+                                     const char *reason, size_t bytes);
+void seq_store_list_corrupt(seq_store *st, uint32_t limit, seq_store_corrupt_fn fn, void *ctx);
+
+/* Stream-path counters (for /metrics): ids in the in-memory id filter, its bytes, and the
+ * 'i' lookups it could not spare (redeliveries, corrections, false positives). */
+typedef struct {
+    uint64_t ids, filter_bytes, id_lookups;
+} seq_store_write_stats;
+void seq_store_get_write_stats(seq_store *st, seq_store_write_stats *out);
 
 /* Stored next offset and watermark of a partition; SEQ_ENOTFOUND when none. */
 int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
@@ -111,7 +158,10 @@ typedef struct seq_store_reader seq_store_reader;
 seq_store_reader *seq_store_reader_new(seq_store *st);
 void seq_store_reader_free(seq_store_reader *r);
 
-/* Gathers user's records for p->seq: stream records newest first, until
+/* Errors: SEQ_EDATALOSS (with a message naming user and sequence) when stored data the
+ * read needs is damaged (a bucket that does not decode or that a fold marked damaged, a
+ * RocksDB checksum error); SEQ_EINTERNAL for other storage failures.
+ * Gathers user's records for p->seq: stream records newest first, until
  * seq_merge_need(p) visible ones or times below seq_merge_stop_before(p); and batch records
  * of every generation in p->cov (gen set on each); only the batch's in the BATCH view and
  * only the stream's in the STREAM view (merge.h). Arrays are owned by the reader and
@@ -119,6 +169,11 @@ void seq_store_reader_free(seq_store_reader *r);
 int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
                    const seq_rec **stream, uint32_t *ns, const seq_rec **batch, uint32_t *nb,
                    char *err, size_t errlen);
+
+/* For tests: the reader gathers every record within retention (no early stop, nothing
+ * set aside), so that its answers through the merge can be compared with a normal
+ * reader's (tests/unit/test_store_merge_diff.c). */
+void seq_store_reader_set_exhaustive(seq_store_reader *r, int on);
 
 /* Sets the SST format options (compression, key prefix, bloom filters) on RocksDB options
  * of an SST writer, so that its files serve reads as well as the database's own. */

@@ -1,46 +1,48 @@
 /* Stream writes: the consumer's batch of applied events, committed with the Kafka
  * offsets that produced them in one synced RocksDB write (PRODUCT.md rule 7).
  *
- * Every touched key (a bucket blob 's', an id index entry 'i') lives in a pending map:
- * read from RocksDB on first touch, then changed in memory, so that many events of one
- * bucket cost one read and one write. After a commit the map is kept as a write-through
- * cache (its values are now what RocksDB holds) until it grows past CACHE_BYTES.
- * This is only correct while no other writer changes the same users' stream keys: use
- * one batch per consumer, and route a user's events to one consumer. */
+ * Blind writes (issue 10): applying an event reads nothing from RocksDB on the hot path.
+ * Each kept event becomes a merge operand of its bucket's key ('A', engine/blob.h), folded
+ * into the bucket blob by the merge operator when a read or a compaction meets it
+ * (store_merge.c), plus a put of its id index key ('i' -> the event's time). Duplicates
+ * are resolved where the copies meet:
+ *   - same bucket: the fold marks the older copy replaced (the copy applied last wins);
+ *   - another bucket (a correction that moved the event's time): the old bucket gets an
+ *     'R' operand marking its copy replaced. Which bucket that is comes from the id
+ *     index, looked up only when the in-memory id filter (idfilter.h) says the id may
+ *     have been stored before (a redelivery, a correction, or a ~1 % false positive), or
+ *     from this batch's own index entries (not in RocksDB until the commit).
+ * This is only correct while no other writer writes the same users' stream keys: one
+ * batch per consumer, a user's events routed to one consumer. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_int.h"
 
-#define CACHE_BYTES ((size_t)64 << 20)
+/* This batch's id index entries (key -> time), so that a second copy of an id in the
+ * same batch finds the first before the commit makes it visible to lookups. */
+typedef struct {
+    uint32_t hash, koff;
+    uint16_t klen;
+    int64_t time;
+} ient;
 
 typedef struct {
-    uint32_t hash;
-    uint32_t koff; /* the key's bytes are keys.data + koff */
-    uint16_t klen;
-    uint8_t in_db; /* RocksDB holds the key: an emptied value must be deleted */
-    uint8_t dirty; /* changed since the last commit: listed in dirty[] */
-    seq_buf val;   /* 's': blob, 'i': be64 time; len 0 = absent */
-} pend;
-
-/* What an entry costs besides its value: the entry, its table slot and dirty slot (the
- * table is kept at most half full), its key. Counted so that CACHE_BYTES bounds memory. */
-#define ENT_OVERHEAD (sizeof(pend) + 3 * sizeof(uint32_t))
+    uint32_t seq;
+    uint64_t user;
+} touched;
 
 struct seq_store_batch {
     seq_store *st;
-    rocksdb_writebatch_t *wb; /* offsets and malformed records, added as they come */
-    pend *ent;
-    uint32_t n_ent, n_init, cap_ent; /* entries [0, n_init) own an initialised val */
-    uint32_t *tab;                   /* open addressing: entry index + 1, 0 = empty */
-    uint32_t tab_cap;                /* power of two, > 2 * n_ent */
-    seq_buf keys;                    /* every entry's key bytes, appended on first touch */
-    /* Entries changed since the last commit, so that a commit costs what the batch
-     * changed, not what the cache holds (cap_ent slots: an entry is listed once). */
-    uint32_t *dirty;
-    uint32_t n_dirty;
-    size_t bytes; /* sum of val capacities, for the cache bound */
-    seq_buf tmp;
+    rocksdb_writebatch_t *wb;
+    ient *ent;
+    uint32_t n_ent, cap_ent;
+    uint32_t *tab;   /* open addressing: entry index + 1, 0 = empty */
+    uint32_t tab_cap; /* power of two, > 2 * n_ent */
+    seq_buf keys;     /* the entries' key bytes */
+    touched *users;   /* (seq, user) written, for the record cache */
+    uint32_t n_users, cap_users;
+    seq_buf op;
     uint64_t n_malformed;
 };
 
@@ -66,34 +68,14 @@ seq_store_batch *seq_store_batch_new(seq_store *st)
     return b;
 }
 
-static void clear_map(seq_store_batch *b)
-{
-    b->n_ent = 0;
-    b->n_dirty = 0;
-    b->keys.len = 0;
-    memset(b->tab, 0, sizeof *b->tab * b->tab_cap);
-}
-
-static const uint8_t *key_of(const seq_store_batch *b, const pend *e)
-{
-    return b->keys.data + e->koff;
-}
-
-/* Memory the map holds: values, entries and keys (compared with CACHE_BYTES). */
-static size_t map_bytes(const seq_store_batch *b)
-{
-    return b->bytes + (size_t)b->n_ent * ENT_OVERHEAD + b->keys.len;
-}
-
 void seq_store_batch_free(seq_store_batch *b)
 {
     if (!b) return;
-    for (uint32_t i = 0; i < b->n_init; i++) seq_buf_free(&b->ent[i].val);
     free(b->ent);
     free(b->tab);
-    free(b->dirty);
+    free(b->users);
     seq_buf_free(&b->keys);
-    seq_buf_free(&b->tmp);
+    seq_buf_free(&b->op);
     if (b->wb) rocksdb_writebatch_destroy(b->wb);
     free(b);
 }
@@ -109,12 +91,9 @@ static int grow(seq_store_batch *b)
 {
     if (b->n_ent == b->cap_ent) {
         uint32_t cap = b->cap_ent ? b->cap_ent * 2 : 256;
-        pend *e = realloc(b->ent, sizeof *e * cap);
+        ient *e = realloc(b->ent, sizeof *e * cap);
         if (!e) return -1;
         b->ent = e;
-        uint32_t *d = realloc(b->dirty, sizeof *d * cap);
-        if (!d) return -1;
-        b->dirty = d;
         b->cap_ent = cap;
     }
     if ((b->n_ent + 1) * 2 > b->tab_cap) {
@@ -129,133 +108,122 @@ static int grow(seq_store_batch *b)
     return 0;
 }
 
-/* Index of the pending entry for key, loading it from RocksDB on first touch; -1 on
- * error. Indexes stay valid until the map is cleared (pointers do not: the array grows). */
-static int64_t touch(seq_store_batch *b, const uint8_t *key, size_t klen, char *err,
-                     size_t errlen)
+/* This batch's entry for an index key, or NULL. */
+static ient *find_ent(seq_store_batch *b, const uint8_t *key, size_t klen, uint32_t h)
 {
-    uint32_t h = hash_key(key, klen);
     for (uint32_t i = h & (b->tab_cap - 1); b->tab[i]; i = (i + 1) & (b->tab_cap - 1)) {
-        pend *e = &b->ent[b->tab[i] - 1];
-        if (e->hash == h && e->klen == klen && memcmp(key_of(b, e), key, klen) == 0)
-            return b->tab[i] - 1;
+        ient *e = &b->ent[b->tab[i] - 1];
+        if (e->hash == h && e->klen == klen && memcmp(b->keys.data + e->koff, key, klen) == 0)
+            return e;
     }
-    char *val;
-    size_t vl;
-    if (seq_store_get_raw(b->st, key, klen, &val, &vl, err, errlen) != SEQ_OK) return -1;
+    return NULL;
+}
+
+/* Records key -> time in this batch's index entries and in the write batch. */
+static int put_index(seq_store_batch *b, const uint8_t *key, size_t klen, uint32_t h,
+                     ient *e, int64_t time)
+{
+    uint8_t t[8];
+    seq_put_be64(t, (uint64_t)time);
+    rocksdb_writebatch_put(b->wb, (const char *)key, klen, (const char *)t, 8);
+    if (e) {
+        e->time = time;
+        return 0;
+    }
+    if (grow(b) < 0) return -1;
     uint32_t koff = (uint32_t)b->keys.len;
-    if (grow(b) < 0 || seq_buf_append(&b->keys, key, klen) < 0) goto oom;
-    uint32_t idx = b->n_ent;
-    pend *e = &b->ent[idx];
-    if (idx == b->n_init) {
-        memset(&e->val, 0, sizeof e->val);
-        b->n_init++;
-    }
-    e->koff = koff;
-    e->klen = (uint16_t)klen;
-    e->hash = h;
-    e->dirty = 0;
-    e->in_db = val != NULL;
-    e->val.len = 0;
-    size_t cap0 = e->val.cap;
-    if (val && seq_buf_append(&e->val, val, vl) < 0) goto oom;
-    b->bytes += e->val.cap - cap0;
-    rocksdb_free(val);
+    if (seq_buf_append(&b->keys, key, klen) < 0) return -1;
+    b->ent[b->n_ent] = (ient){h, koff, (uint16_t)klen, time};
+    tab_insert(b->tab, b->tab_cap, h, b->n_ent);
     b->n_ent++;
-    tab_insert(b->tab, b->tab_cap, h, idx);
-    return idx;
-oom:
-    rocksdb_free(val);
-    seq_errf(err, errlen, "out of memory");
-    return -1;
+    return 0;
 }
 
-/* Replaces entry idx's value with b->tmp (swapping buffers: no copy). */
-static void set_from_tmp(seq_store_batch *b, int64_t idx)
+/* Where the id's previous copy lives: its time, from this batch or (when the id filter
+ * cannot rule it out) from RocksDB. 1 found, 0 none. A lookup that fails (damaged
+ * index entry or block) is treated as none and reported: the new copy is stored, at
+ * worst beside an older copy that a read then shows too (never a stalled consumer). */
+static int previous_time(seq_store_batch *b, const uint8_t *key, size_t klen, ient *e,
+                         uint64_t idh, int64_t *time)
 {
-    pend *e = &b->ent[idx];
-    seq_buf t = e->val;
-    b->bytes += b->tmp.cap - t.cap;
-    e->val = b->tmp;
-    b->tmp = t;
-    if (!e->dirty) b->dirty[b->n_dirty++] = (uint32_t)idx;
-    e->dirty = 1;
-}
-
-/* When history keeps no replaced copy, they are dropped on the spot (INT64_MAX). */
-static int64_t drop_before(const seq_store_batch *b, int64_t applied)
-{
-    int64_t h = b->st->history_ms;
-    return h > 0 ? applied - h : INT64_MAX;
-}
-
-/* Marks id replaced in the bucket its indexed copy lives in, when that is not `bucket`. */
-static int unlink_old(seq_store_batch *b, int64_t iidx, uint32_t seq, uint64_t user,
-                      int64_t bucket, const seq_event *ev, int64_t applied, char *err,
-                      size_t errlen)
-{
-    const pend *ie = &b->ent[iidx];
-    if (ie->val.len != 8) return SEQ_OK;
-    int64_t told = (int64_t)seq_get_be64(ie->val.data);
-    int64_t ob = seq_bucket_of(told, b->st->def->bucket_ms);
-    if (ob == bucket) return SEQ_OK; /* the upsert replaces it in place */
-    uint8_t k[SEQ_KEY_MAX];
-    size_t kl = seq_key_stream(k, seq, user, ob);
-    int64_t sidx = touch(b, k, kl, err, errlen);
-    if (sidx < 0) return SEQ_EINTERNAL;
-    const pend *se = &b->ent[sidx];
-    int found = 0;
-    if (se->val.len == 0) return SEQ_OK;
-    if (seq_blob_replace(&b->tmp, se->val.data, se->val.len, ev->id, ev->id_len, applied,
-                         drop_before(b, applied), &found) != SEQ_OK) {
-        seq_errf(err, errlen, "corrupt stream bucket (seq %u, user %llu)", seq,
-                 (unsigned long long)user);
-        return SEQ_EINTERNAL;
+    seq_store *st = b->st;
+    if (e) {
+        *time = e->time;
+        return 1;
     }
-    if (found) set_from_tmp(b, sidx);
-    return SEQ_OK;
+    if (!st->idf_partial && !seq_idfilter_maybe(st->idf, idh)) return 0;
+    atomic_fetch_add_explicit(&st->id_lookups, 1, memory_order_relaxed);
+    char *val, err[256];
+    size_t vl;
+    if (seq_store_get_raw(st, key, klen, &val, &vl, err, sizeof err) != SEQ_OK) {
+        seq_store_note_corrupt(st, key, klen, err, strlen(err), "id index lookup failed");
+        return 0;
+    }
+    int found = val && vl == 8;
+    if (found) *time = (int64_t)seq_get_be64((const uint8_t *)val);
+    else if (val) seq_store_note_corrupt(st, key, klen, val, vl, "undecodable id index entry");
+    rocksdb_free(val);
+    return found;
+}
+
+static int note_user(seq_store_batch *b, uint32_t seq, uint64_t user)
+{
+    if (b->n_users && b->users[b->n_users - 1].seq == seq && b->users[b->n_users - 1].user == user)
+        return 0;
+    if (b->n_users == b->cap_users) {
+        uint32_t cap = b->cap_users ? b->cap_users * 2 : 256;
+        touched *u = realloc(b->users, sizeof *u * cap);
+        if (!u) return -1;
+        b->users = u;
+        b->cap_users = cap;
+    }
+    b->users[b->n_users++] = (touched){seq, user};
+    return 0;
 }
 
 static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *o,
                    int64_t applied, char *err, size_t errlen)
 {
-    uint8_t k[SEQ_KEY_MAX];
-    size_t kl = seq_key_index(k, o->seq_id, ev->user_id, ev->id, ev->id_len);
-    int64_t iidx = touch(b, k, kl, err, errlen);
-    if (iidx < 0) return SEQ_EINTERNAL;
-    int rc = unlink_old(b, iidx, o->seq_id, ev->user_id, o->bucket, ev, applied, err, errlen);
-    if (rc != SEQ_OK) return rc;
-
-    kl = seq_key_stream(k, o->seq_id, ev->user_id, o->bucket);
-    int64_t sidx = touch(b, k, kl, err, errlen);
-    if (sidx < 0) return SEQ_EINTERNAL;
+    seq_store *st = b->st;
+    uint32_t part = seq_store_part_of(st, ev->user_id);
+    uint8_t ik[SEQ_KEY_MAX], sk[SEQ_KEY_MAX];
+    size_t ikl = seq_key_index(ik, part, o->seq_id, ev->user_id, ev->id, ev->id_len);
+    uint32_t h = hash_key(ik, ikl);
+    uint64_t idh = seq_idfilter_hash(o->seq_id, ev->user_id, ev->id, ev->id_len);
+    ient *e = find_ent(b, ik, ikl, h);
+    int64_t told;
+    if (previous_time(b, ik, ikl, e, idh, &told)) {
+        int64_t ob = seq_bucket_of(told, st->def->bucket_ms);
+        if (ob != o->bucket) { /* same bucket: the fold replaces it in place */
+            size_t skl = seq_key_stream(sk, part, o->seq_id, ev->user_id, ob);
+            if (seq_blob_op_replace(&b->op, ev->id, ev->id_len, applied) != SEQ_OK) goto oom;
+            rocksdb_writebatch_merge(b->wb, (const char *)sk, skl, (const char *)b->op.data,
+                                     b->op.len);
+        }
+    } else if (!e && seq_idfilter_add(st->idf, idh) < 0) {
+        goto oom;
+    }
     seq_rec rec = {.time_ms = ev->time_ms, .item_id = ev->item_id, .type_idx = o->type_idx,
                    .id_len = ev->id_len, .id = ev->id, .n_cols = o->n_cols,
                    .cols = (const uint8_t *)o->cols, /* blob columns are LE doubles */
                    .applied_ms = applied};
-    const pend *se = &b->ent[sidx];
-    rc = seq_blob_upsert(&b->tmp, se->val.data, se->val.len, &rec, drop_before(b, applied));
-    if (rc != SEQ_OK) {
-        seq_errf(err, errlen, "stream bucket update failed (seq %u, user %llu)", o->seq_id,
-                 (unsigned long long)ev->user_id);
-        return rc;
-    }
-    set_from_tmp(b, sidx);
-
-    uint8_t t[8];
-    seq_put_be64(t, (uint64_t)ev->time_ms);
-    b->tmp.len = 0;
-    if (seq_buf_append(&b->tmp, t, 8) < 0) {
-        seq_errf(err, errlen, "out of memory");
-        return SEQ_EINTERNAL;
-    }
-    set_from_tmp(b, iidx);
+    if (seq_blob_op_add(&b->op, &rec) != SEQ_OK) goto oom;
+    size_t skl = seq_key_stream(sk, part, o->seq_id, ev->user_id, o->bucket);
+    rocksdb_writebatch_merge(b->wb, (const char *)sk, skl, (const char *)b->op.data, b->op.len);
+    if (put_index(b, ik, ikl, h, e, ev->time_ms) < 0 || note_user(b, o->seq_id, ev->user_id) < 0)
+        goto oom;
     return SEQ_OK;
+oom:
+    seq_errf(err, errlen, "out of memory");
+    return SEQ_EINTERNAL;
 }
 
 int seq_store_batch_add_event(seq_store_batch *b, const seq_event *ev, const seq_exec_out *outs,
                               uint32_t n, char *err, size_t errlen)
 {
+    /* the layout's partition count must be fixed before the first stream key is written */
+    if (!seq_store_partitions(b->st) && seq_store_set_partitions(b->st, 1, err, errlen))
+        return SEQ_EINTERNAL;
     int64_t applied = seq_now_ms(); /* one apply time for every sequence of the event */
     for (uint32_t i = 0; i < n; i++) {
         int rc = add_one(b, ev, &outs[i], applied, err, errlen);
@@ -289,80 +257,29 @@ void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t n
     rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 16);
 }
 
-static int is_empty(const seq_store_batch *b, const pend *e)
-{
-    if (e->val.len == 0) return 1;
-    return key_of(b, e)[0] == SEQ_K_STREAM && seq_blob_count(e->val.data, e->val.len) == 0;
-}
-
-static int cmp_ent(const void *x, const void *y, void *arg)
-{
-    const seq_store_batch *m = arg;
-    const pend *a = &m->ent[*(const uint32_t *)x], *b = &m->ent[*(const uint32_t *)y];
-    int c = memcmp(key_of(m, a), key_of(m, b), a->klen < b->klen ? a->klen : b->klen);
-    return c ? c : (int)a->klen - (int)b->klen;
-}
-
-/* Adds the dirty entries to the write batch in key order: RocksDB's memtable insert
- * keeps the previous insert's position (a splice), which saves the skiplist search when
- * the next key is adjacent (a user's keys of one batch). */
-static void stage_entries(seq_store_batch *b)
-{
-    if (b->n_dirty > 1) qsort_r(b->dirty, b->n_dirty, sizeof *b->dirty, cmp_ent, b);
-    for (uint32_t j = 0; j < b->n_dirty; j++) {
-        const pend *e = &b->ent[b->dirty[j]];
-        const char *k = (const char *)key_of(b, e);
-        if (!is_empty(b, e))
-            rocksdb_writebatch_put(b->wb, k, e->klen, (const char *)e->val.data, e->val.len);
-        else if (e->in_db)
-            rocksdb_writebatch_delete(b->wb, k, e->klen);
-    }
-}
-
 /* After a successful write, readers must not be served what the record cache holds of
- * the stream buckets it changed (rcache.h). */
+ * the users it changed (rcache.h). */
 static void forget_written(seq_store_batch *b)
 {
     if (!b->st->rcache) return;
-    for (uint32_t j = 0; j < b->n_dirty; j++) {
-        const uint8_t *k = key_of(b, &b->ent[b->dirty[j]]);
-        if (k[0] == SEQ_K_STREAM)
-            seq_rcache_forget(b->st->rcache, seq_get_be32(k + 1), seq_get_be64(k + 5));
-    }
+    for (uint32_t j = 0; j < b->n_users; j++)
+        seq_rcache_forget(b->st->rcache, b->users[j].seq, b->users[j].user);
 }
 
-/* After a successful write the pending values are what RocksDB holds. */
-static void mark_clean(seq_store_batch *b)
-{
-    for (uint32_t j = 0; j < b->n_dirty; j++) {
-        pend *e = &b->ent[b->dirty[j]];
-        if (is_empty(b, e)) e->val.len = 0;
-        e->in_db = e->val.len != 0;
-        e->dirty = 0;
-    }
-    b->n_dirty = 0;
-}
-
-static void reset(seq_store_batch *b, int keep_cache)
+static void reset(seq_store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
     b->n_malformed = 0;
-    if (!keep_cache || map_bytes(b) > CACHE_BYTES) {
-        if (map_bytes(b) > CACHE_BYTES) { /* give back what an unusual batch grew to */
-            for (uint32_t i = 0; i < b->n_init; i++) seq_buf_free(&b->ent[i].val);
-            b->n_init = 0;
-            b->bytes = 0;
-            seq_buf_free(&b->keys);
-        }
-        clear_map(b);
-    }
+    b->n_ent = 0;
+    b->n_users = 0;
+    b->keys.len = 0;
+    memset(b->tab, 0, sizeof *b->tab * b->tab_cap);
 }
 
 int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
 {
     seq_store *st = b->st;
     char *e = NULL;
-    stage_entries(b);
     pthread_mutex_lock(&st->commit_mu);
     uint64_t count = atomic_load(&st->malformed) + b->n_malformed;
     if (b->n_malformed) {
@@ -371,17 +288,19 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
         seq_put_be64(v, count);
         rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 8);
     }
+    struct seq_corrupt_item *kept = seq_store_corrupt_take(st, b->wb);
     rocksdb_write(st->db, st->wsync, b->wb, &e);
     if (!e) atomic_store(&st->malformed, count);
     pthread_mutex_unlock(&st->commit_mu);
+    seq_store_corrupt_done(st, kept, e == NULL);
     if (e) {
         seq_errf(err, errlen, "rocksdb write: %s", e);
         rocksdb_free(e);
-        reset(b, 0); /* the caller resumes from the stored offsets */
+        reset(b); /* the caller resumes from the stored offsets */
         return SEQ_EINTERNAL;
     }
     forget_written(b);
-    mark_clean(b);
-    reset(b, 1);
+    seq_store_publish_idf(st);
+    reset(b);
     return SEQ_OK;
 }

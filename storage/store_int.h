@@ -8,9 +8,13 @@
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 
+#include "idfilter.h"
 #include "keys.h"
 #include "rcache.h"
 #include "store.h"
+
+#define SEQ_CORRUPT_SEEN 1024 /* reports of damaged data remembered, to report each once */
+struct seq_corrupt_item;
 
 struct seq_store_view {
     atomic_uint refs;
@@ -33,6 +37,24 @@ struct seq_store {
     pthread_mutex_t commit_mu; /* serialises stream commits (the malformed counter) */
     _Atomic uint64_t malformed;
 
+    /* Stream layout (keys.h): the partition count user partitions are computed with,
+     * stored as 'm' "parts"; 0 until the consumer (or a first write) sets it. */
+    _Atomic uint32_t layout_parts;
+    seq_idfilter *idf;          /* ids stored on the stream path (idfilter.h); one writer */
+    int idf_partial;            /* the index could not be read whole at open: look up all */
+    _Atomic uint64_t id_lookups; /* 'i' lookups the filter could not spare */
+    /* the filter's size for /metrics, published by the writer (the filter is its own) */
+    _Atomic uint64_t idf_ids, idf_bytes;
+
+    /* damaged data kept aside (store_merge.c) */
+    pthread_mutex_t corrupt_mu;
+    struct seq_corrupt_item *corrupt_head, **corrupt_tail; /* reports not written yet */
+    _Atomic uint32_t n_corrupt_pending;
+    uint64_t corrupt_seen[SEQ_CORRUPT_SEEN];
+    uint32_t corrupt_seen_next;
+    uint64_t corrupt_next_id;        /* next 'c' key; persisted as 'm' "corrupt" */
+    _Atomic uint64_t corrupt_total;  /* reports since the data dir began */
+
     pthread_mutex_t view_mu; /* guards the view pointer swap; refcounts are atomic */
     struct seq_store_view *view;
     /* Bumped whenever data appears without a new sequence number (file ingestion) or the
@@ -43,6 +65,24 @@ struct seq_store {
 /* Point lookup; *val malloc'd by RocksDB (free with rocksdb_free), NULL when absent. */
 int seq_store_get_raw(seq_store *st, const uint8_t *key, size_t klen, char **val, size_t *vlen,
                       char *err, size_t errlen);
+
+/* Publishes the id filter's size for seq_store_get_write_stats (writer thread only). */
+void seq_store_publish_idf(seq_store *st);
+/* The user's partition in the stream layout (keys.h). */
+uint32_t seq_store_part_of(seq_store *st, uint64_t user);
+/* now - history_ms: replaced copies below it are dropped (INT64_MAX with no history). */
+int64_t seq_store_drop_before(const seq_store *st, int64_t now);
+
+/* store_merge.c: the stream buckets' merge operator (owned by the options it is set on),
+ * and damaged data. note_corrupt is thread-safe and cheap for a report already made. */
+rocksdb_mergeoperator_t *seq_store_merge_operator(seq_store *st);
+void seq_store_note_corrupt(seq_store *st, const void *key, size_t klen, const void *val,
+                            size_t vlen, const char *reason);
+/* Under commit_mu: moves the pending reports into wb as 'c' keys; after the write,
+ * corrupt_done frees them (written) or puts them back (not written). */
+struct seq_corrupt_item *seq_store_corrupt_take(seq_store *st, rocksdb_writebatch_t *wb);
+void seq_store_corrupt_done(seq_store *st, struct seq_corrupt_item *list, int written);
+void seq_store_corrupt_free(seq_store *st); /* at close */
 
 /* For loads: installs `s` as sequence seq_id's committed state in a new view (s->cov is
  * copied) and bumps the epoch. The caller persists the matching 'm' "gen" key first. */

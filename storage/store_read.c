@@ -38,6 +38,7 @@ struct seq_store_reader {
     seq_rec *srec, *brec;
     uint32_t scap, bcap;
     struct pend_blob *pend; /* batch buckets set aside (read_batch) */
+    int exhaustive;         /* read everything within retention (tests) */
     uint32_t npend, pcap;
 };
 
@@ -101,6 +102,8 @@ void seq_store_reader_free(seq_store_reader *r)
     free(r->pend);
     free(r);
 }
+
+void seq_store_reader_set_exhaustive(seq_store_reader *r, int on) { r->exhaustive = on; }
 
 static void fresh_iter(seq_store_reader *r)
 {
@@ -180,7 +183,8 @@ static void cur_seek(cursor *c, uint8_t kind, const seq_merge_params *p, uint64_
         return;
     }
     if (kind == SEQ_K_STREAM) {
-        c->pl = seq_key_user_prefix(c->pre, SEQ_K_STREAM, p->seq->id, user);
+        c->pl = seq_key_user_prefix(c->pre, SEQ_K_STREAM, seq_store_part_of(c->r->st, user),
+                                    p->seq->id, user);
         c->klen = SEQ_KEY_STREAM_LEN;
     } else {
         c->pl = seq_key_batch_prefix(c->pre, p->seq->id, gen, user);
@@ -226,56 +230,85 @@ static const void *cur_value(cursor *c, size_t *vl)
     return copy;
 }
 
+/* Which bucket blob a read is decoding, to name it when it is damaged. */
+typedef struct {
+    uint8_t kind; /* 's' or 'b' */
+    uint64_t gen;
+    int64_t bucket;
+} blob_at;
+
+/* A damaged bucket (it does not decode, or a fold marked it): DATA_LOSS naming the user
+ * and sequence; the bytes are reported to be kept aside (store_merge.c). */
+static int damaged(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
+                   const blob_at *at, const void *v, size_t vl, char *err, size_t errlen)
+{
+    seq_store *st = r->st;
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = at->kind == SEQ_K_STREAM
+                    ? seq_key_stream(k, seq_store_part_of(st, user), p->seq->id, user, at->bucket)
+                    : seq_key_batch(k, p->seq->id, at->gen, user, at->bucket);
+    int folded = seq_blob_damaged(v, vl); /* already reported by the merge operator */
+    if (!folded) seq_store_note_corrupt(st, k, kl, v, vl, "undecodable bucket met by a read");
+    seq_errf(err, errlen,
+             "stored %s data of user %llu, sequence %s is damaged (bucket starting at %lld ms%s); "
+             "it is kept aside for inspection (/status)",
+             at->kind == SEQ_K_STREAM ? "stream" : "batch", (unsigned long long)user,
+             p->seq->name, (long long)seq_bucket_start(at->bucket, st->def->bucket_ms),
+             folded ? ", part of it could not be decoded" : "");
+    return SEQ_EDATALOSS;
+}
+
 /* Starts iterating blob v, with room for its records in *arr after the first n. A NULL v
  * is cur_value's failed copy. */
-static int open_blob(const void *v, size_t vl, seq_blob_iter *bi, seq_rec **arr, uint32_t *cap,
-                     uint32_t n, char *err, size_t errlen)
+static int open_blob(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
+                     const blob_at *at, const void *v, size_t vl, seq_blob_iter *bi,
+                     seq_rec **arr, uint32_t *cap, uint32_t n, char *err, size_t errlen)
 {
     if (!v) {
         seq_errf(err, errlen, "out of memory");
         return SEQ_EINTERNAL;
     }
     uint32_t count = seq_blob_count(v, vl);
-    if (count > vl / 20) { /* a record takes at least 20 bytes */
-        seq_errf(err, errlen, "corrupt bucket blob");
-        return SEQ_EINTERNAL;
-    }
+    if (count > vl / 20 || seq_blob_damaged(v, vl) || seq_blob_iter_init(bi, v, vl) != SEQ_OK)
+        return damaged(r, p, user, at, v, vl, err, errlen); /* a record takes >= 20 bytes */
     if (reserve(arr, cap, n, count) < 0) {
         seq_errf(err, errlen, "out of memory");
-        return SEQ_EINTERNAL;
-    }
-    if (seq_blob_iter_init(bi, v, vl) != SEQ_OK) {
-        seq_errf(err, errlen, "corrupt bucket blob");
         return SEQ_EINTERNAL;
     }
     return SEQ_OK;
 }
 
-static int iter_status(seq_store_reader *r, char *err, size_t errlen)
+/* RocksDB's own checks (a block checksum) failing is damaged data too: DATA_LOSS. */
+static int iter_status(seq_store_reader *r, const seq_merge_params *p, uint64_t user, char *err,
+                       size_t errlen)
 {
     char *e = NULL;
     rocksdb_iter_get_error(r->it, &e);
     if (!e) return SEQ_OK;
-    seq_errf(err, errlen, "rocksdb read: %s", e);
+    int loss = strncmp(e, "Corruption", 10) == 0;
+    seq_errf(err, errlen, "%s of user %llu, sequence %s: rocksdb: %s",
+             loss ? "stored data damaged" : "storage read failed", (unsigned long long)user,
+             p->seq->name, e);
     rocksdb_free(e);
-    return SEQ_EINTERNAL;
+    return loss ? SEQ_EDATALOSS : SEQ_EINTERNAL;
 }
 
-static int cur_status(cursor *c, char *err, size_t errlen)
+static int cur_status(cursor *c, const seq_merge_params *p, uint64_t user, char *err,
+                      size_t errlen)
 {
-    return c->base ? SEQ_OK : iter_status(c->r, err, errlen);
+    return c->base ? SEQ_OK : iter_status(c->r, p, user, err, errlen);
 }
 
-/* Stream records newest first, keeping those the merge could show, until enough: `extra`
- * more than the merge needs, since that many may still be dropped as ids the batch shows
- * in covered history. With `all`, down to retention: a stream copy of an id anywhere
- * hides the batch's copy at t >= C, so every stream id matters. */
-static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint32_t extra,
-                       int all, uint32_t *ns, char *err, size_t errlen)
+/* Stream records newest first, keeping those the merge could show, until the merge says
+ * enough (seq_merge_stream_stop: `hist` batch records in history gathered, `recent_batch`
+ * one at t >= C), or down to retention for an exhaustive reader. */
+static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint32_t hist,
+                       int recent_batch, uint32_t *ns, char *err, size_t errlen)
 {
     seq_store_reader *r = c->r;
-    uint32_t need = all ? UINT32_MAX : seq_merge_need(p) + extra;
-    int64_t stop = all ? p->now_ms - p->seq->retention_ms : seq_merge_stop_before(p), bucket;
+    uint32_t need;
+    int64_t stop, bucket;
+    seq_merge_stream_stop(p, hist, recent_batch || r->exhaustive, &need, &stop);
     int64_t bms = r->st->def->bucket_ms;
     for (cur_seek(c, SEQ_K_STREAM, p, user, 0); cur_bucket(c, &bucket); cur_next(c)) {
         if (seq_bucket_end(bucket, bms) <= stop) break;
@@ -283,7 +316,8 @@ static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint
         uint32_t n = *ns;
         size_t vl;
         const void *v = cur_value(c, &vl);
-        int rc = open_blob(v, vl, &bi, &r->srec, &r->scap, n, err, errlen);
+        blob_at at = {SEQ_K_STREAM, 0, bucket};
+        int rc = open_blob(r, p, user, &at, v, vl, &bi, &r->srec, &r->scap, n, err, errlen);
         if (rc != SEQ_OK) return rc;
         /* decoded in place; the blob's header count bounds how many fit. Copies a
          * correction replaced are kept for as-of reads only (blob.h) */
@@ -291,13 +325,10 @@ static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint
             n += seq_merge_stream_visible(p, r->srec[n].time_ms) != 0 &&
                  seq_rec_live_at(&r->srec[n], 0);
         *ns = n; /* only visible records were kept */
-        if (rc < 0) {
-            seq_errf(err, errlen, "corrupt stream bucket of user %llu", (unsigned long long)user);
-            return SEQ_EINTERNAL;
-        }
+        if (rc < 0) return damaged(r, p, user, &at, v, vl, err, errlen);
         if (n >= need) break;
     }
-    return cur_status(c, err, errlen);
+    return cur_status(c, p, user, err, errlen);
 }
 
 /* ---- batch records, newest first across generations ----
@@ -320,6 +351,7 @@ typedef struct pend_blob {
     const void *v;
     size_t vl;
     uint64_t gen;
+    int64_t bucket;
 } pend_blob;
 
 /* The stream's ids at a glance: a 64-bit set of a cheap hash of each, then a scan. */
@@ -344,20 +376,15 @@ static inline int id_set_has(const id_set *ids, const char *id, uint32_t len)
     return 0;
 }
 
-static int corrupt_batch(uint64_t user, char *err, size_t errlen)
-{
-    seq_errf(err, errlen, "corrupt batch bucket of user %llu", (unsigned long long)user);
-    return SEQ_EINTERNAL;
-}
-
 /* Appends blob v's records (generation gen) to r->brec, only those whose id is in ids
  * when ids is set; *hist counts the records before cut. */
-static int decode_batch(seq_store_reader *r, const void *v, size_t vl, uint64_t gen, int64_t cut,
-                        const id_set *ids, uint64_t user, uint32_t *nb, uint32_t *hist, char *err,
-                        size_t errlen)
+static int decode_batch(seq_store_reader *r, const seq_merge_params *p, const void *v, size_t vl,
+                        uint64_t gen, int64_t bucket, int64_t cut, const id_set *ids,
+                        uint64_t user, uint32_t *nb, uint32_t *hist, char *err, size_t errlen)
 {
     seq_blob_iter bi;
-    int rc = open_blob(v, vl, &bi, &r->brec, &r->bcap, *nb, err, errlen);
+    blob_at at = {SEQ_K_BATCH, gen, bucket};
+    int rc = open_blob(r, p, user, &at, v, vl, &bi, &r->brec, &r->bcap, *nb, err, errlen);
     if (rc != SEQ_OK) return rc;
     /* counts in locals: through the pointers, every record's stores would reload them */
     seq_rec *rec = r->brec;
@@ -369,12 +396,12 @@ static int decode_batch(seq_store_reader *r, const void *v, size_t vl, uint64_t 
     }
     *nb = n;
     *hist = h;
-    return rc < 0 ? corrupt_batch(user, err, errlen) : SEQ_OK;
+    return rc < 0 ? damaged(r, p, user, &at, v, vl, err, errlen) : SEQ_OK;
 }
 
 /* Sets blob v aside; *hist counts its records (all before C). */
-static int pend_add(seq_store_reader *r, const void *v, size_t vl, uint64_t gen, uint32_t *hist,
-                    char *err, size_t errlen)
+static int pend_add(seq_store_reader *r, const void *v, size_t vl, uint64_t gen, int64_t bucket,
+                    uint32_t *hist, char *err, size_t errlen)
 {
     if (v && r->npend == r->pcap) {
         uint32_t c = r->pcap ? 2 * r->pcap : 16;
@@ -385,7 +412,7 @@ static int pend_add(seq_store_reader *r, const void *v, size_t vl, uint64_t gen,
         seq_errf(err, errlen, "out of memory");
         return SEQ_EINTERNAL;
     }
-    r->pend[r->npend++] = (pend_blob){v, vl, gen};
+    r->pend[r->npend++] = (pend_blob){v, vl, gen, bucket};
     *hist += seq_blob_count(v, vl);
     return SEQ_OK;
 }
@@ -405,7 +432,8 @@ static int read_batch(cursor *c, const seq_merge_params *p, uint64_t user, uint3
 {
     seq_store_reader *r = c->r;
     int64_t bms = r->st->def->bucket_ms, bucket;
-    int64_t floor = p->now_ms - p->seq->retention_ms, cut = p->now_ms - p->horizon_ms;
+    int64_t floor = p->now_ms - p->seq->retention_ms;
+    int64_t cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
     uint32_t need = seq_merge_need(p);
     uint64_t top = p->cov[p->n_cov - 1].gen;
     uint32_t settled = settled_below(p, top);
@@ -419,15 +447,16 @@ static int read_batch(cursor *c, const seq_merge_params *p, uint64_t user, uint3
             size_t vl;
             const void *v = cur_value(c, &vl);
             int rc;
-            if (!mixed && i < settled && *nb >= need && end <= cut) {
-                rc = pend_add(r, v, vl, g->gen, hist, err, errlen);
+            if (!r->exhaustive && !mixed && i < settled && *nb >= need && end <= cut) {
+                rc = pend_add(r, v, vl, g->gen, bucket, hist, err, errlen);
             } else {
                 mixed |= g->gen != top;
-                rc = decode_batch(r, v, vl, g->gen, cut, NULL, user, nb, hist, err, errlen);
+                rc = decode_batch(r, p, v, vl, g->gen, bucket, cut, NULL, user, nb, hist, err,
+                                  errlen);
             }
             if (rc != SEQ_OK) return rc;
         }
-        int rc = cur_status(c, err, errlen);
+        int rc = cur_status(c, p, user, err, errlen);
         if (rc != SEQ_OK) return rc;
     }
     return SEQ_OK;
@@ -442,7 +471,7 @@ static int settle_pending(seq_store_reader *r, const seq_merge_params *p, uint64
     int all = ns > PEND_SCAN_MAX;
     if (!all) {
         /* decoded records at t >= C (a prefix: newest first) that a stream copy may drop */
-        int64_t cut = p->now_ms - p->horizon_ms;
+        int64_t cut = seq_merge_cutoff(p->now_ms, p->horizon_ms);
         uint32_t drop = 0;
         for (uint32_t i = 0; i < *nb && r->brec[i].time_ms >= cut; i++)
             drop += id_set_has(&ids, r->brec[i].id, r->brec[i].id_len);
@@ -451,8 +480,8 @@ static int settle_pending(seq_store_reader *r, const seq_merge_params *p, uint64
     uint32_t hist = 0;
     for (uint32_t k = 0; k < r->npend; k++) {
         const pend_blob *b = &r->pend[k];
-        int rc = decode_batch(r, b->v, b->vl, b->gen, 0, all ? NULL : &ids, user, nb, &hist, err,
-                              errlen);
+        int rc = decode_batch(r, p, b->v, b->vl, b->gen, b->bucket, 0, all ? NULL : &ids, user,
+                              nb, &hist, err, errlen);
         if (rc != SEQ_OK) return rc;
     }
     return SEQ_OK;
@@ -499,7 +528,7 @@ static int gather_source(cursor *c, uint8_t kind, const seq_merge_params *p, uin
     return 0;
 }
 
-/* Gathers user's entry into r->ent. 0: done, 1: too large, <0: error (in err). */
+/* Gathers user's entry into r->ent. 0: done, 1: too large, <0: minus a SEQ_ code (in err). */
 static int gather(cursor *c, const seq_merge_params *p, uint64_t user, size_t max, char *err,
                   size_t errlen)
 {
@@ -510,9 +539,9 @@ static int gather(cursor *c, const seq_merge_params *p, uint64_t user, size_t ma
     if (rc == 0) rc = gather_source(c, SEQ_K_STREAM, p, user, 0, max);
     if (rc < 0) {
         seq_errf(err, errlen, "out of memory");
-        return SEQ_EINTERNAL;
+        return -SEQ_EINTERNAL;
     }
-    if (rc == 0 && iter_status(c->r, err, errlen) != SEQ_OK) return SEQ_EINTERNAL;
+    if (rc == 0 && (rc = iter_status(c->r, p, user, err, errlen)) != SEQ_OK) return -rc;
     return rc;
 }
 
@@ -532,7 +561,7 @@ static int open_entry(cursor *c, const seq_merge_params *p, uint64_t user, char 
     } else {
         fresh_iter(r); /* after the version was read: see rcache.h */
         int rc = gather(c, p, user, seq_rcache_max_entry(rc_), err, errlen);
-        if (rc < 0) return rc;
+        if (rc < 0) return -rc;
         if (rc == 1) return SEQ_OK; /* iterator mode */
         seq_rcache_put(rc_, p->seq->id, user, sig, version, r->ent.data, r->ent.len);
         data = r->ent.data;
@@ -565,7 +594,7 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
         (rc = read_batch(&c, p, user, nb, &hist, err, errlen)) != SEQ_OK)
         return rc;
     /* any batch record at t >= C? The decoded ones are newest first, the set-aside ones older */
-    int recent_batch = *nb && r->brec[0].time_ms >= p->now_ms - p->horizon_ms;
+    int recent_batch = *nb && r->brec[0].time_ms >= seq_merge_cutoff(p->now_ms, p->horizon_ms);
     if (p->view != SEQ_VIEW_BATCH &&
         (rc = read_stream(&c, p, user, hist, recent_batch, ns, err, errlen)) != SEQ_OK)
         return rc;

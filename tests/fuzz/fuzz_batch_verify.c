@@ -76,7 +76,7 @@ static void setup(void)
     seq_build *b = NULL;
     seq_build_report rep;
     if (seq_build_new(def, "eng", START, END, GEN, part, 0, &b, err, sizeof err) ||
-        seq_build_add_file(b, path, SEQ_INPUT_JSONL, NULL, err, sizeof err) ||
+        seq_build_add_file(b, path, SEQ_FORMAT_JSON, NULL, err, sizeof err) ||
         seq_build_finish(b, &rep, err, sizeof err) || rep.files != 1)
         abort();
     seq_build_free(b);

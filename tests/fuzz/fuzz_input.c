@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     if (!def && seq_def_parse(DEF, strlen(DEF), &def, err, sizeof err) != SEQ_OK) abort();
     if (size < 1) return 0;
-    seq_input_format fmt = data[0] & 1 ? SEQ_INPUT_PB : SEQ_INPUT_JSONL;
+    seq_format fmt = data[0] & 1 ? SEQ_FORMAT_PROTOBUF : SEQ_FORMAT_JSON;
     const uint8_t *file = data + 1, *end = data + size;
     seq_input in;
     seq_input_init(&in, fmt, file, size - 1);
@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         prev_no = in.record_no;
         last = rec + len;
         seq_event ev;
-        if (fmt == SEQ_INPUT_PB) seq_event_decode_pb(def, rec, len, &ev, err, sizeof err);
+        if (fmt == SEQ_FORMAT_PROTOBUF) seq_event_decode_pb(def, rec, len, &ev, err, sizeof err);
         else seq_event_decode_json(def, (const char *)rec, len, &ev, err, sizeof err);
     }
     if (got == -1 && seq_input_next(&in, &rec, &len, err, sizeof err) == 1) abort();

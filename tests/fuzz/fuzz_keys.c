@@ -15,9 +15,13 @@ static void check_key(const uint8_t *data, size_t size)
     size_t n = 0;
     if (seq_key_parse(data, size, &k) != 0) return;
     switch (k.kind) {
-    case SEQ_K_STREAM: n = seq_key_stream(re, k.seq, k.user, k.bucket); break;
+    case SEQ_K_STREAM:
+        n = seq_key_stream(re, (uint32_t)k.partition, k.seq, k.user, k.bucket);
+        break;
     case SEQ_K_BATCH: n = seq_key_batch(re, k.seq, k.gen, k.user, k.bucket); break;
-    case SEQ_K_INDEX: n = seq_key_index(re, k.seq, k.user, k.id, k.id_len); break;
+    case SEQ_K_INDEX:
+        n = seq_key_index(re, (uint32_t)k.partition, k.seq, k.user, k.id, k.id_len);
+        break;
     case SEQ_K_MALFORMED: n = seq_key_malformed(re, k.partition, k.offset); break;
     default: abort();
     }

@@ -52,11 +52,14 @@ def test_missing_user_id_is_malformed(server):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_far_future_event_is_malformed(server):
+def test_far_future_event_is_kept_aside_and_counted_apart(server):
     u, before = new_user(), server.counts()
+    m_before = server.metric("seqd_events_future_total")
     ev = make_event(u, now_ms() + HOUR, "click", 5, "future")
     send_then_sentinel(server, u, [ev.SerializeToString()])
-    assert deltas(before, server.counts())["malformed"] == 1
+    d = deltas(before, server.counts())
+    assert d["future"] == 1 and d["malformed"] == 0
+    assert server.metric("seqd_events_future_total") == m_before + 1
     assert list(server.get(u).item_ids) == [SENTINEL]
 
 

@@ -125,6 +125,15 @@ static inline int fx_has(seq_store *st, const uint8_t *k, size_t kl)
     return v != NULL;
 }
 
+/* Compacts everything twice: stream buckets are merge operands, which the first
+ * compaction folds into values and only the next one filters (RocksDB's compaction
+ * filter sees values, not operands). */
+static inline void fx_compact(seq_store *st)
+{
+    rocksdb_compact_range(seq_store_db(st), NULL, 0, NULL, 0);
+    rocksdb_compact_range(seq_store_db(st), NULL, 0, NULL, 0);
+}
+
 /* Writes a key straight into RocksDB, around the store's own write paths. */
 static inline void fx_put_raw(seq_store *st, const uint8_t *k, size_t kl, const void *v,
                               size_t vl)
@@ -140,7 +149,8 @@ static inline void fx_put_raw(seq_store *st, const uint8_t *k, size_t kl, const 
 static inline int fx_has_stream(seq_store *st, uint64_t user, int64_t t)
 {
     uint8_t k[SEQ_KEY_MAX];
-    size_t kl = seq_key_stream(k, 0, user, seq_bucket_of(t, st->def->bucket_ms));
+    size_t kl = seq_key_stream(k, seq_store_part_of(st, user), 0, user,
+                               seq_bucket_of(t, st->def->bucket_ms));
     return fx_has(st, k, kl);
 }
 
@@ -150,7 +160,8 @@ static inline uint32_t fx_bucket_recs(seq_store *st, uint64_t user, int64_t t, s
                                       uint32_t max, seq_buf *keep)
 {
     uint8_t k[SEQ_KEY_MAX];
-    size_t kl = seq_key_stream(k, 0, user, seq_bucket_of(t, st->def->bucket_ms)), vl;
+    size_t kl = seq_key_stream(k, seq_store_part_of(st, user), 0, user,
+                               seq_bucket_of(t, st->def->bucket_ms)), vl;
     char *v;
     uint32_t n = 0;
     keep->len = 0;
@@ -166,7 +177,7 @@ static inline uint32_t fx_bucket_recs(seq_store *st, uint64_t user, int64_t t, s
 static inline int fx_has_index(seq_store *st, uint64_t user, const char *id)
 {
     uint8_t k[SEQ_KEY_MAX];
-    size_t kl = seq_key_index(k, 0, user, id, (uint32_t)strlen(id));
+    size_t kl = seq_key_index(k, seq_store_part_of(st, user), 0, user, id, (uint32_t)strlen(id));
     return fx_has(st, k, kl);
 }
 

@@ -28,7 +28,7 @@ static void test_defaults(void)
     CHECK(c.brokers == NULL);
     CHECK(strcmp(c.topic, "seqd.events") == 0);
     CHECK(strcmp(c.group, "seqd") == 0);
-    CHECK_EQ_INT(c.event_format, SEQ_FMT_PROTOBUF);
+    CHECK_EQ_INT(c.event_format, SEQ_FORMAT_PROTOBUF);
     CHECK_EQ_INT(c.threads, sysconf(_SC_NPROCESSORS_ONLN));
     CHECK_EQ_INT(c.cache_mb, 512);
     CHECK_EQ_INT(c.max_message_bytes, 4194304);
@@ -57,7 +57,7 @@ static void test_both_spellings(void)
     CHECK(c.brokers && strcmp(c.brokers, "h1:9092,h2:9092") == 0);
     CHECK(strcmp(c.topic, "t") == 0);
     CHECK(strcmp(c.group, "g") == 0);
-    CHECK_EQ_INT(c.event_format, SEQ_FMT_JSON);
+    CHECK_EQ_INT(c.event_format, SEQ_FORMAT_JSON);
     CHECK_EQ_INT(c.threads, 3);
     CHECK_EQ_INT(c.cache_mb, 64);
     CHECK_EQ_INT(c.max_message_bytes, 65536);

@@ -557,6 +557,19 @@ static void test_random(void)
     seq.max_length = 100;
 }
 
+/* The completeness gap: [lo, hi) minus the coverage, clipped at both ends. */
+static void test_gap(void)
+{
+    seq_cov_seg cov[] = {{100, 200, 1}, {300, 400, 2}, {450, 1000, 3}};
+    CHECK_EQ_INT(seq_merge_gap_ms(NULL, 0, 0, 500), 500);       /* nothing loaded */
+    CHECK_EQ_INT(seq_merge_gap_ms(cov, 3, 0, 500), 500 - 100 - 100 - 50);
+    CHECK_EQ_INT(seq_merge_gap_ms(cov, 3, 150, 350), 200 - 50 - 50); /* clipped segments */
+    CHECK_EQ_INT(seq_merge_gap_ms(cov, 3, 460, 900), 0);        /* fully covered */
+    CHECK_EQ_INT(seq_merge_gap_ms(cov, 3, 200, 300), 100);      /* touching ends only */
+    CHECK_EQ_INT(seq_merge_gap_ms(cov, 3, 500, 500), 0);        /* empty range */
+    CHECK_EQ_INT(seq_merge_gap_ms(cov, 3, 600, 100), 0);        /* retention shorter than H */
+}
+
 int main(void)
 {
     scratch = seq_merge_scratch_new();
@@ -573,6 +586,7 @@ int main(void)
     RUN(test_views);
     RUN(test_completeness_gap);
     RUN(test_random);
+    RUN(test_gap);
     seq_merge_scratch_free(scratch);
     return seq_t_done();
 }

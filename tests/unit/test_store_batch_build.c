@@ -86,7 +86,7 @@ static void build_once(const char *dir, size_t mem_limit, scan_out *o, seq_build
     seq_build *b = NULL;
     CHECK(seq_build_new(def, "eng", T0, T0 + 24 * H, 5, dir, mem_limit, &b, err, sizeof err) ==
           SEQ_OK);
-    CHECK(seq_build_add_file(b, in, SEQ_INPUT_JSONL, NULL, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_add_file(b, in, SEQ_FORMAT_JSON, NULL, err, sizeof err) == SEQ_OK);
     CHECK(seq_build_finish(b, rep, err, sizeof err) == SEQ_OK);
     if (err[0]) fprintf(stderr, "build: %s\n", err);
     seq_build_free(b);

@@ -37,7 +37,7 @@ static void build(const char *name, uint64_t gen, int64_t start, int64_t end, in
     fclose(f);
     seq_build *b = NULL;
     CHECK(seq_build_new(def, "eng", start, end, gen, dir, 0, &b, err, sizeof err) == SEQ_OK);
-    CHECK(seq_build_add_file(b, in, SEQ_INPUT_JSONL, NULL, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_add_file(b, in, SEQ_FORMAT_JSON, NULL, err, sizeof err) == SEQ_OK);
     CHECK(seq_build_finish(b, NULL, err, sizeof err) == SEQ_OK);
     seq_build_free(b);
 }

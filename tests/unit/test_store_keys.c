@@ -11,8 +11,8 @@ static void bucket_order(void)
     int64_t b[] = {INT64_MAX, 500000, 1, 0, -1, -7, INT64_MIN};
     for (size_t i = 0; i + 1 < sizeof b / sizeof b[0]; i++) {
         uint8_t k1[SEQ_KEY_MAX], k2[SEQ_KEY_MAX];
-        seq_key_stream(k1, 3, 9, b[i]);
-        seq_key_stream(k2, 3, 9, b[i + 1]);
+        seq_key_stream(k1, 5, 3, 9, b[i]);
+        seq_key_stream(k2, 5, 3, 9, b[i + 1]);
         CHECK(memcmp(k1, k2, SEQ_KEY_STREAM_LEN) < 0); /* newer bucket first */
         CHECK(seq_key_bucket_dec(seq_key_bucket_enc(b[i])) == b[i]);
     }
@@ -26,15 +26,22 @@ static void parse_roundtrip(void)
 {
     uint8_t k[SEQ_KEY_MAX];
     seq_key p;
-    size_t n = seq_key_stream(k, 2, 77, -5);
+    size_t n = seq_key_stream(k, 6, 2, 77, -5);
     CHECK(seq_key_parse(k, n, &p) == 0 && p.kind == 's' && p.seq == 2 && p.user == 77 &&
-          p.bucket == -5);
+          p.bucket == -5 && p.partition == 6);
     n = seq_key_batch(k, 1, 123, 77, 42);
     CHECK(seq_key_parse(k, n, &p) == 0 && p.kind == 'b' && p.gen == 123 && p.user == 77 &&
           p.bucket == 42);
-    n = seq_key_index(k, 1, 77, "ev-1", 4);
+    n = seq_key_index(k, 6, 1, 77, "ev-1", 4);
     CHECK(seq_key_parse(k, n, &p) == 0 && p.kind == 'i' && p.id_len == 4 &&
-          memcmp(p.id, "ev-1", 4) == 0);
+          memcmp(p.id, "ev-1", 4) == 0 && p.partition == 6 && p.seq == 1 && p.user == 77);
+    /* one partition's stream keys are one range: they start with kind + partition, and
+     * sort after every key of the partitions below */
+    uint8_t part[SEQ_KEY_MAX], k2[SEQ_KEY_MAX];
+    CHECK(seq_key_part(part, 'i', 6) == SEQ_KEY_PART_LEN && memcmp(part, k, 5) == 0);
+    seq_key_stream(k, 6, 0, 0, INT64_MAX);
+    seq_key_stream(k2, 5, UINT32_MAX, UINT64_MAX, INT64_MIN);
+    CHECK(memcmp(k2, k, SEQ_KEY_STREAM_LEN) < 0);
     n = seq_key_malformed(k, -2, -9);
     CHECK(seq_key_parse(k, n, &p) == 0 && p.partition == -2 && p.offset == -9);
     CHECK(seq_key_parse(k, n - 1, &p) < 0);
@@ -55,9 +62,12 @@ static void prefixes(void)
     uint8_t k[SEQ_KEY_MAX], pre[SEQ_KEY_MAX];
     size_t n = seq_key_batch(k, 1, 7, 77, 42), pl = seq_key_batch_prefix(pre, 1, 7, 77);
     CHECK(seq_key_prefix_len((const char *)k, n) == pl && seq_key_prefix_len((char *)pre, pl) == pl);
-    n = seq_key_stream(k, 1, 77, 42);
-    CHECK(seq_key_prefix_len((const char *)k, n) == seq_key_user_prefix(pre, 's', 1, 77));
-    n = seq_key_index(k, 1, 77, "an-event-id-longer-than-8", 25);
+    n = seq_key_stream(k, 3, 1, 77, 42);
+    CHECK(seq_key_prefix_len((const char *)k, n) == seq_key_user_prefix(pre, 's', 3, 1, 77));
+    CHECK(memcmp(k, pre, SEQ_KEY_USER_PREFIX) == 0);
+    n = seq_key_index(k, 3, 1, 77, "an-event-id-longer-than-8", 25);
+    CHECK(seq_key_prefix_len((const char *)k, n) == SEQ_KEY_USER_PREFIX);
+    n = seq_key_malformed(k, 3, 77);
     CHECK(seq_key_prefix_len((const char *)k, n) == SEQ_KEY_PREFIX);
     n = seq_key_meta(k, "gen"); /* short keys, and the 13-byte batch marker: themselves */
     CHECK(seq_key_prefix_len((const char *)k, n) == n);

@@ -22,7 +22,7 @@ static void compaction_drops_expired(void)
     fx_put_raw(st, k, kl, "", 0);
     CHECK(fx_has_stream(st, 1, old) == 1 && fx_has_index(st, 1, "old") == 1);
 
-    rocksdb_compact_range(seq_store_db(st), NULL, 0, NULL, 0);
+    fx_compact(st);
 
     CHECK(fx_has_stream(st, 1, old) == 0);
     CHECK(fx_has_index(st, 1, "old") == 0);
@@ -66,7 +66,7 @@ static void history_extends_retention(void)
     CHECK(fx_add(b, d, 3, kept, "kept", 0, 0) == SEQ_OK);
     CHECK(fx_add(b, d, 3, gone, "gone", 0, 0) == SEQ_OK);
     CHECK(fx_commit(b) == SEQ_OK);
-    rocksdb_compact_range(seq_store_db(st), NULL, 0, NULL, 0);
+    fx_compact(st);
     CHECK(fx_has_stream(st, 3, kept) == 1 && fx_has_index(st, 3, "kept") == 1);
     CHECK(fx_has_stream(st, 3, gone) == 0 && fx_has_index(st, 3, "gone") == 0);
     seq_store_batch_free(b);
