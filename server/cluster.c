@@ -196,6 +196,7 @@ static int start_reader(seq_cluster *c, char *err, size_t errlen)
 }
 
 static int twin_alive(const char *admin, const char *id, const char *incarnation);
+static int bit(const uint8_t *bits, uint32_t p);
 
 /* ---- entries ---- */
 
@@ -397,10 +398,34 @@ static void read_some(seq_cluster *c, int timeout_ms)
     }
 }
 
+/* A partition this node no longer holds keeps its data (the only copy of stream history
+ * older than the Kafka log) until its new holder in this node's group reports it caught
+ * up; then the consumer drops it (seq_consumer_drop_partition). Only where the store's
+ * layout has the topic's partition count, so that a layout partition is a Kafka one. */
+static void drop_handed_over(seq_cluster *c)
+{
+    uint32_t np = seq_cluster_partitions(c);
+    if (!np || np != seq_store_partitions(c->cfg.store)) return;
+    uint8_t ready[SEQ_CLUSTER_MAX_PARTS] = {0};
+    pthread_rwlock_rdlock(&c->lock);
+    for (int i = 0; i < c->n_nodes; i++) {
+        const node *x = &c->nodes[i];
+        if (x->self || strcmp(x->r.group, c->cfg.group) != 0) continue;
+        for (uint32_t p = 0; p < np && p < x->r.n_parts; p++) ready[p] |= bit(x->r.caught, p);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    for (uint32_t p = 0; p < np; p++) {
+        int64_t next, wm;
+        if (ready[p] && !seq_cluster_holds(c, p) &&
+            seq_store_get_offset(c->cfg.store, (int32_t)p, &next, &wm) == SEQ_OK)
+            seq_consumer_drop_partition(c->cfg.consumer, p);
+    }
+}
+
 static void *run(void *arg)
 {
     seq_cluster *c = arg;
-    int64_t next_pub = 0;
+    int64_t next_pub = 0, next_drop = 0;
     while (!atomic_load(&c->stop)) {
         read_some(c, REFRESH_MS);
         check_twin(c);
@@ -410,6 +435,10 @@ static void *run(void *arg)
         if (now >= next_pub && now >= c->quiet_until && !atomic_load(&c->fenced)) {
             publish(c, 0);
             next_pub = now + PUBLISH_MS;
+        }
+        if (now >= next_drop) {
+            drop_handed_over(c);
+            next_drop = now + 2 * PUBLISH_MS;
         }
         expire(c, now);
     }

@@ -94,6 +94,7 @@ struct seq_consumer {
 
     /* consumer-thread only */
     seq_store_batch *batch;
+    _Atomic uint8_t *drop_req; /* partitions whose data the cluster map says to drop */
     part_state *pending; /* parts as they will be once the current batch commits */
     uint8_t *touched;
     seq_log_limit malformed_log; /* a line per MALFORMED_LOG_MS at most */
@@ -300,7 +301,8 @@ static int alloc_parts(seq_consumer *c, uint32_t n)
     c->parts = calloc(n, sizeof *c->parts);
     c->pending = calloc(n, sizeof *c->pending);
     c->touched = calloc(n, 1);
-    return c->parts && c->pending && c->touched ? SEQ_OK : SEQ_EINTERNAL;
+    c->drop_req = calloc(n, sizeof *c->drop_req);
+    return c->parts && c->pending && c->touched && c->drop_req ? SEQ_OK : SEQ_EINTERNAL;
 }
 
 /* Waits for the topic and sizes the partition state; SEQ_ECANCELLED on stop. */
@@ -661,6 +663,24 @@ static size_t gather(seq_consumer *c, rd_kafka_message_t **msgs)
     return (size_t)(1 + (more > 0 ? more : 0));
 }
 
+/* Requested drops (seq_consumer_drop_partition) of partitions this node does not hold:
+ * here, between batches, so that a drop never races with the partition being taken on
+ * again (take_partitions reads its stored offset, which the drop deletes). */
+static void run_drops(seq_consumer *c)
+{
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        if (!atomic_exchange(&c->drop_req[p], 0) || c->pending[p].held) continue;
+        char err[256];
+        if (seq_store_drop_partition(c->cfg.store, p, err, sizeof err) == SEQ_OK) {
+            atomic_fetch_add_explicit(&c->stats.partitions_dropped, 1, memory_order_relaxed);
+            seq_log(SEQ_LOG_INFO, "consumer: dropped the stream data of partition %u (its new "
+                    "holder is caught up)", p);
+        } else {
+            seq_log(SEQ_LOG_WARN, "consumer: dropping partition %u: %s", p, err);
+        }
+    }
+}
+
 static void *run(void *arg)
 {
     seq_consumer *c = arg;
@@ -675,6 +695,7 @@ static void *run(void *arg)
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
         publish_committed(c);
+        run_drops(c);
         /* damaged data a read or a compaction reported is kept aside (store.h); a commit
          * does it too, this covers an idle stream */
         seq_store_keep_corrupt(c->cfg.store, NULL, 0);
@@ -735,6 +756,7 @@ void seq_consumer_stop(seq_consumer *c)
     free(c->parts);
     free(c->pending);
     free(c->touched);
+    free((void *)c->drop_req);
     free(c->brokers);
     free(c);
 }
@@ -774,6 +796,13 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
 }
 
 void seq_consumer_join(seq_consumer *c) { atomic_store(&c->join, 1); }
+
+void seq_consumer_drop_partition(seq_consumer *c, uint32_t p)
+{
+    pthread_mutex_lock(&c->mu);
+    if (p < c->n_parts && !c->parts[p].held) atomic_store(&c->drop_req[p], 1);
+    pthread_mutex_unlock(&c->mu);
+}
 
 const char *seq_consumer_brokers(const seq_consumer *c) { return c->brokers; }
 int seq_consumer_embedded(const seq_consumer *c) { return c->mock != NULL; }

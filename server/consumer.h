@@ -31,6 +31,7 @@ typedef struct {
     _Atomic int brokers_down;              /* the last metadata probe found no usable broker */
     _Atomic int store_failing;             /* the last store commit failed (being retried) */
     _Atomic uint64_t store_errors;         /* failed store commits (each retried) */
+    _Atomic uint64_t partitions_dropped;   /* revoked partitions whose stream data was dropped */
 } seq_consumer_stats;
 
 typedef struct {
@@ -77,6 +78,11 @@ void seq_consumer_stop(seq_consumer *c);
 /* group_mode: the consumer subscribes only once this is called (main checks first that
  * no live node has this node's id: server/cluster.h). Standalone: no effect. */
 void seq_consumer_join(seq_consumer *c);
+
+/* Asks the consumer thread to drop what the store holds of partition p (its stream data
+ * and stored offset: seq_store_drop_partition), unless this node holds p by then. For the
+ * cluster map, once p's new holder in this node's group is caught up. Any thread. */
+void seq_consumer_drop_partition(seq_consumer *c, uint32_t p);
 
 /* Waits until the first assignment arrived (1) or timeout_ms passed (0): main waits
  * so that the ready line comes with a complete /status. */

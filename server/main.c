@@ -254,6 +254,8 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, read_u64, &ms->reproduced);
     seq_metrics_add_fn(m, "seqd_misrouted_duplicates_total", "Copies of a misrouted event whose origin was already applied here, skipped.",
                        SEQ_METRIC_COUNTER, read_u64, &ms->duplicates);
+    seq_metrics_add_fn(m, "seqd_partitions_dropped_total", "Partitions this node no longer holds whose stream data it dropped, once their new holder in its group was caught up.",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->partitions_dropped);
     seq_route_stats *rs = seq_route_get_stats(s->route);
     seq_metrics_add_fn(m, "seqd_forwarded_total", "Reads (or parts of a BatchGetSequences) forwarded to a node holding the user's partition, each try counted.",
                        SEQ_METRIC_COUNTER, read_ull, &rs->forwarded);

@@ -93,3 +93,37 @@ def test_advertise_is_the_address_in_the_map(seqd_factory):
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait()
+
+
+def test_handed_over_partitions_dropped_once_new_holder_caught_up(seqd_factory, tmp_path):
+    """a alone in g1 consumes every partition; b joins and takes half; once b reports them
+    caught up in the map, a drops its stream data of those (seqd_partitions_dropped_total,
+    a log line per partition) and reads of their users at a are answered by b."""
+    broker, brokers = start_broker()
+    try:
+        a = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "a"])
+        helpers.poll(lambda: held(a) == list(range(P)), "a holds everything")
+        users = [helpers.new_user() for _ in range(40)]
+        now = helpers.now_ms()
+        a.producer().events([dict(user_id=u, time_ms=now - 1000, event_type="click", item_id=u)
+                             for u in users])
+        for u in users:
+            a.wait_item(u, u)
+        assert a.metric("seqd_partitions_dropped_total") == 0
+        b = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "b"])
+        mine = helpers.poll(lambda: (lambda x, y: y if x and y and sorted(x + y) == list(range(P))
+                                     else None)(held(a), held(b)), "b took a share")
+        helpers.poll(lambda: a.metric("seqd_partitions_dropped_total") == len(mine),
+                     "a dropped what b holds")
+        for p in mine:
+            assert "dropped the stream data of partition %d " % p in a.stderr_text()
+        pb = helpers.pb()
+        for u in users:
+            r, call = a.stub().GetSequence.with_call(
+                pb.GetSequenceRequest(user_id=u, sequence="engagements"), timeout=30)
+            assert list(r.item_ids) == [u]
+            served = dict(call.trailing_metadata())["seqd-served-by"]
+            assert served == ("b" if partition_of_user(u, P) in mine else "a"), (u, served)
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
