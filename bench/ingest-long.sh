@@ -76,7 +76,11 @@ while :; do
 done
 total=$(( $(date +%s%N) - t0 ))
 rate=$(( (prev - start_applied) * 1000000000 / total ))
-log "seqd: $prev events applied in $(( total / 1000000 )) ms: $rate events/s over the whole log"
+SEQD_PID=$(pgrep -n -f "data-dir $DATA/seqd" || true)
+cpu_ms=0
+[ -n "$SEQD_PID" ] && cpu_ms=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$SEQD_PID/stat")
+log "seqd: $prev events applied in $(( total / 1000000 )) ms: $rate events/s over the whole log;" \
+    "seqd CPU $cpu_ms ms ($(awk -v c="$cpu_ms" -v n="$prev" 'BEGIN {printf "%.2f", n ? c * 1000 / n : 0}') µs/event, start included)"
 
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   RP=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

@@ -58,6 +58,11 @@ def main():
     mix_rps, mix_cpu = num("read_rps", "seqd-mix"), num("read_cpu_us", "seqd-mix")
     if mix_rps:
         p(f"| random-user mix req/s, CPU µs/req (seqload) | {mix_rps:,.0f}, {mix_cpu:.2f} µs | | | |")
+    for label, name, bar in (("seqd-provenance", "with include_provenance", "<= 1.2"),
+                             ("seqd-as-of", "as of 60 s ago", "<= 2")):
+        c = num("read_cpu_us", label)
+        if c and mix_cpu:
+            p(f"| mix CPU µs/req {name} vs without | {c:.2f} | {mix_cpu:.2f} | {c / mix_cpu:.2f} | {bar} |")
     p(f"| latency p50 / p99 / p999 at {one('latency_rate')} req/s (half peak, open loop) | "
       f"{one('latency_p50_us')} / {one('latency_p99_us')} / {one('latency_p999_us')} µs | | | p99 < 1000 µs |")
     p(f"| the same, seqload pinned to core 0 and seqd to core 1 (taskset) | "

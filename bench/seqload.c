@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "h2c.h"
 #include "hist.h"
@@ -35,6 +36,8 @@ typedef struct {
     double secs, warmup, rps;
     uint32_t max_events;
     int track, fixed;
+    int provenance;     /* --provenance 1: include_provenance (issue 13's 1.2x bar) */
+    int64_t as_of_ago;  /* --as-of-ago MS: as_of_ms = start time - MS (the 2x bar) */
 } opts;
 
 typedef struct {
@@ -92,6 +95,8 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--write-request")) o->write_req = v;
         else if (!strcmp(k, "--track-gen")) o->track = atoi(v);
         else if (!strcmp(k, "--fixed-user")) o->user = strtoull(v, NULL, 10), o->fixed = 1;
+        else if (!strcmp(k, "--provenance")) o->provenance = atoi(v);
+        else if (!strcmp(k, "--as-of-ago")) o->as_of_ago = strtoll(v, NULL, 10);
         else return -1;
     }
     return o->conns > 0 && o->conns <= MAX_CONNS && o->streams > 0 && o->users > 0 ? 0 : -1;
@@ -110,9 +115,27 @@ static int write_request(const opts *o)
 }
 
 typedef struct {
-    uint8_t b[96];
+    uint8_t b[128];
     size_t n;
 } req;
+
+/* Appends a varint field to a framed request and fixes its length prefix. */
+static void add_varint_field(req *r, uint8_t tag, uint64_t v)
+{
+    r->b[r->n++] = tag;
+    while (v >= 0x80) r->b[r->n++] = (uint8_t)(v | 0x80), v >>= 7;
+    r->b[r->n++] = (uint8_t)v;
+    size_t m = r->n - 5;
+    r->b[1] = (uint8_t)(m >> 24), r->b[2] = (uint8_t)(m >> 16), r->b[3] = (uint8_t)(m >> 8);
+    r->b[4] = (uint8_t)m;
+}
+
+/* The history knobs: include_provenance (field 7), as_of_ms (field 9). */
+static void add_history_fields(const opts *o, req *r, int64_t now_ms)
+{
+    if (o->provenance) add_varint_field(r, 0x38, 1);
+    if (o->as_of_ago) add_varint_field(r, 0x48, (uint64_t)(now_ms - o->as_of_ago));
+}
 
 static volatile sig_atomic_t stop_now; /* SIGINT/SIGTERM: end the run early, still report */
 static void on_signal(int sig) { (void)sig, stop_now = 1; }
@@ -138,9 +161,14 @@ static int run(const opts *o, stats *s)
     struct pollfd pf[MAX_CONNS];
     char err[256] = "";
     int rc = 1;
-    for (int i = 0; i < REQS; i++)
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t now_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    for (int i = 0; i < REQS; i++) {
         reqs[i].n = h2c_get_request(reqs[i].b, o->fixed ? o->user : 1 + rnd() % o->users, o->seq,
                                     o->max_events);
+        add_history_fields(o, &reqs[i], now_ms);
+    }
     for (int i = 0; i < o->conns; i++)
         if (!(cs[i] = h2c_connect(o->target, on_done, s, err, sizeof err))) {
             fprintf(stderr, "seqload: %s\n", err);

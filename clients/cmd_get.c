@@ -54,6 +54,11 @@ static int parse_get(int argc, char **argv, get_args *a)
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "until", &v)) == 1) {
             if (seqc_parse_time(v, seq_now_ms(), &a->req.until_ms, err, sizeof err) < 0)
                 return seqc_usage_error("--until: %s", err);
+        } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "as-of", &v)) == 1) {
+            if (seqc_parse_time(v, seq_now_ms(), &a->req.as_of_ms, err, sizeof err) < 0)
+                return seqc_usage_error("--as-of: %s", err);
+            if (a->req.as_of_ms <= 0)
+                return seqc_usage_error("--as-of: %s is not after the epoch", v);
         } else if (r == 0 && (r = seqc_opt(argc, argv, &i, "view", &v)) == 1) {
             if (strcmp(v, "merged") == 0) a->req.view = SEQD__V1__VIEW__MERGED;
             else if (strcmp(v, "stream") == 0) a->req.view = SEQD__V1__VIEW__STREAM_ONLY;

@@ -23,6 +23,10 @@ static int parse_load(int argc, char **argv, load_args *a)
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
+        if (strcmp(argv[i], "--dry-run") == 0) {
+            a->req.dry_run = 1;
+            continue;
+        }
         if ((r = seqc_opt(argc, argv, &i, "sequence", &v)) == 1) a->req.sequence = (char *)v;
         else if (r == 0 && (r = seqc_opt(argc, argv, &i, "token-file", &v)) == 1) a->token_file = v;
         else if (r == 0 && (r = seqc_opt(argc, argv, &i, "start-ms", &v)) == 1)
@@ -46,44 +50,66 @@ static int parse_load(int argc, char **argv, load_args *a)
     return 0;
 }
 
-/* "Bearer <first line of the file>" into buf. */
-static int read_token(const char *path, char *buf, size_t len)
+/* The sequence's committed generation before the call (a repeated load is an OK no-op
+ * that changes nothing: seqctl says so); 0 when it cannot be asked. */
+static uint64_t committed_before(const seqc_ctx *ctx, const char *sequence)
 {
-    FILE *f = fopen(path, "r");
-    char tok[512];
-    if (!f) return -1;
-    int ok = fgets(tok, sizeof tok, f) != NULL;
-    fclose(f);
-    if (!ok) return -1;
-    tok[strcspn(tok, "\r\n")] = '\0';
-    snprintf(buf, len, "Bearer %s", tok);
-    return 0;
+    Seqd__V1__GetSequenceRequest q = SEQD__V1__GET_SEQUENCE_REQUEST__INIT;
+    q.user_id = 1, q.sequence = (char *)sequence, q.max_events = 1;
+    uint8_t buf[512];
+    if (seqd__v1__get_sequence_request__get_packed_size(&q) > sizeof buf) return 0;
+    size_t len = seqd__v1__get_sequence_request__pack(&q, buf);
+    seqc_grpc_result res;
+    char err[256];
+    uint64_t gen = 0;
+    if (seqc_grpc_unary(ctx->server, "/seqd.v1.SequenceService/GetSequence", buf, len, NULL, 0,
+                        30000, &res, err, sizeof err) != 0)
+        return 0;
+    Seqd__V1__GetSequenceResponse *r =
+        res.status == 0 ? seqd__v1__get_sequence_response__unpack(NULL, res.body.len, res.body.data)
+                        : NULL;
+    if (r) gen = r->batch_generation;
+    if (r) seqd__v1__get_sequence_response__free_unpacked(r, NULL);
+    seq_buf_free(&res.body);
+    return gen;
+}
+
+static void print_result(const load_args *a, const Seqd__V1__LoadBatchResponse *r, uint64_t before)
+{
+    if (a->req.dry_run) {
+        printf("dry run: generation %" PRIu64 " would load %" PRIu32 " files, %" PRIu64
+               " users, %" PRIu64 " events; in [start, min(end, now - horizon)) it would empty %"
+               PRIu64 " users and hide %" PRIu64 " stream events; nothing changed\n",
+               r->generation, r->files, r->users, r->events, r->users_emptied,
+               r->stream_events_hidden);
+    } else if (before && before == r->generation) {
+        printf("generation %" PRIu64 " is already committed with this range: nothing changed (%"
+               PRIu32 " files, %" PRIu64 " users, %" PRIu64 " events)\n",
+               r->generation, r->files, r->users, r->events);
+    } else {
+        printf("loaded generation %" PRIu64 ": %" PRIu32 " files, %" PRIu64 " users, %" PRIu64
+               " events; emptied %" PRIu64 " users, hid %" PRIu64 " stream events\n",
+               r->generation, r->files, r->users, r->events, r->users_emptied,
+               r->stream_events_hidden);
+    }
 }
 
 static int call_load(const seqc_ctx *ctx, const load_args *a)
 {
-    char auth[600], err[512];
-    seqc_header hdr = {"authorization", auth};
-    if (a->token_file && read_token(a->token_file, auth, sizeof auth) < 0)
-        return seqc_fail("%s: cannot read the token", a->token_file);
     size_t len = seqd__v1__load_batch_request__get_packed_size(&a->req);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return seqc_fail("out of memory");
     seqd__v1__load_batch_request__pack(&a->req, buf);
-    seqc_grpc_result res;
-    int rc = seqc_grpc_unary(ctx->server, "/seqd.v1.SequenceService/LoadBatch", buf, len, &hdr,
-                             a->token_file ? 1 : 0, 600000, &res, err, sizeof err);
+    uint64_t before = committed_before(ctx, a->req.sequence);
+    seq_buf body = {0};
+    int rc = seqc_admin_call(ctx, "LoadBatch", a->token_file, buf, len, &body);
     free(buf);
-    if (rc != 0) return seqc_fail("UNAVAILABLE: %s", err);
-    Seqd__V1__LoadBatchResponse *r = NULL;
-    if (res.status != 0) rc = seqc_fail("%s: %s", seqc_grpc_code_name(res.status), res.message);
-    else if (!(r = seqd__v1__load_batch_response__unpack(NULL, res.body.len, res.body.data)))
-        rc = seqc_fail("the server's response does not decode as LoadBatchResponse");
-    else
-        printf("loaded generation %" PRIu64 ": %" PRIu32 " files, %" PRIu64 " users, %" PRIu64
-               " events\n", r->generation, r->files, r->users, r->events);
+    if (rc != SEQC_EXIT_OK) return rc;
+    Seqd__V1__LoadBatchResponse *r = seqd__v1__load_batch_response__unpack(NULL, body.len, body.data);
+    if (!r) rc = seqc_fail("the server's response does not decode as LoadBatchResponse");
+    else print_result(a, r, before);
     if (r) seqd__v1__load_batch_response__free_unpacked(r, NULL);
-    seq_buf_free(&res.body);
+    seq_buf_free(&body);
     return rc;
 }
 

@@ -25,12 +25,14 @@ static const struct {
     {"build", seqc_cmd_build},
     {"load", seqc_cmd_load},
     {"cluster", seqc_cmd_cluster},
+    {"rollback", seqc_cmd_rollback},
+    {"diff", seqc_cmd_diff},
     {"malformed", seqc_cmd_malformed},
 };
 
 static const char usage_text[] =
     "usage: seqctl [--server HOST:PORT] [--admin HOST:PORT] COMMAND [ARGS]\n"
-    "  get USER SEQUENCE [--max N] [--since T] [--until T] [--types a,b]\n"
+    "  get USER SEQUENCE [--max N] [--since T] [--until T] [--types a,b] [--as-of T]\n"
     "      [--view merged|stream|batch] [--provenance] [--json]\n"
     "  produce [--brokers LIST] [--topic T] [--format protobuf|json|confluent-protobuf] FILE|-\n"
     "  produce --sample N [--users U] [--brokers LIST] [--topic T] [--format F]\n"
@@ -39,7 +41,10 @@ static const char usage_text[] =
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
     "        [--format jsonl|pb] [--memory-mb N] INPUT...\n"
-    "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] SST...\n"
+    "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] [--dry-run]\n"
+    "       SST...\n"
+    "  rollback --sequence S [--to G] [--token-file F]\n"
+    "  diff --sequence S --since T --until T --users LIST|@FILE [--json]\n"
     "  malformed [--limit N] [--json]\n"
     "defaults: --server 127.0.0.1:50051 --admin 127.0.0.1:8080\n"
     "'seqctl COMMAND --help' explains one command\n";
@@ -56,7 +61,9 @@ static const struct {
      "The window, --types and --max select from the cut sequence: the server first merges\n"
      "the stream and batch events, keeps those within retention and cuts the result to the\n"
      "definition's max_length (newest first), then selects. A window reaching further back\n"
-     "than the cut shows nothing from before it, even when older events are stored.\n"},
+     "than the cut shows nothing from before it, even when older events are stored.\n"
+     "  --as-of T   the answer the server gave at T (within its --history-ms)\n"
+     "  --view stream|batch  one path alone     --provenance  a source column\n"},
     {"produce",
      "Sends JSON Lines events (FILE, or - for stdin) to Kafka, keyed by user id, as protobuf\n"
      "seqd.v1.Event (default), the JSON object (--format json) or Confluent-framed protobuf\n"
@@ -68,7 +75,13 @@ static const struct {
     {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"
               "--memory-mb N (default 1024): past it, sorted runs are spilled beside the\n"
               "output and merged, so inputs larger than RAM build in bounded memory.\n"},
-    {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"},
+    {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"
+             "  --dry-run  verify and count what the load would change; change nothing\n"},
+    {"rollback", "Calls RollbackBatch: undoes the loads in effect above --to G (without\n"
+                 "--to: the newest load in effect); prints the committed generation after.\n"},
+    {"diff", "Compares the STREAM_ONLY and BATCH_ONLY answers of each user over [since,\n"
+             "until) by event_id, inside the committed batch coverage. T: " SEQC_TIME_FORMS "\n"
+             "LIST: ids and ranges (1-1000,42); @FILE: the same from a file.\n"},
     {"malformed",
      "The Kafka messages seqd kept aside as malformed (GET /malformed on the admin port),\n"
      "oldest first (by partition, offset): the reason and the start of each value\n"

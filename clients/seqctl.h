@@ -27,6 +27,8 @@ int seqc_cmd_broker(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_build(const seqc_ctx *ctx, int argc, char **argv); /* cmd_build.c */
 int seqc_cmd_load(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_cluster(const seqc_ctx *ctx, int argc, char **argv); /* cmd_cluster.c */
+int seqc_cmd_rollback(const seqc_ctx *ctx, int argc, char **argv);
+int seqc_cmd_diff(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_malformed(const seqc_ctx *ctx, int argc, char **argv);
 
 /* Prints "seqctl: <message>" and the hint to stderr; returns SEQC_EXIT_USAGE. */
@@ -54,6 +56,12 @@ json_t *seqc_status_sequence_def(json_t *status, const char *name);
 
 /* A uint64 as a JSON integer, or as a decimal string above INT64_MAX. New reference. */
 json_t *seqc_json_u64(uint64_t v);
+
+/* An admin call (LoadBatch, RollbackBatch: `method`) with the token of token_file (NULL:
+ * none). SEQC_EXIT_OK with the response message in *body (caller frees), or the exit
+ * code after printing what failed. */
+int seqc_admin_call(const seqc_ctx *ctx, const char *method, const char *token_file,
+                    const uint8_t *req, size_t len, seq_buf *body);
 
 /* "2025-11-24T16:00:00.123Z" into buf (at least 32 bytes). */
 void seqc_format_time(int64_t ms, char *buf, size_t len);

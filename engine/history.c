@@ -293,3 +293,5 @@ int seq_hist_at(const seq_hist *h, int64_t t, seq_hist_state *out, int64_t *olde
     *out = h->ep[lo - 1].st;
     return SEQ_OK;
 }
+
+void seq_hist_current(const seq_hist *h, seq_hist_state *out) { *out = h->ep[h->n_ep - 1].st; }

@@ -86,6 +86,9 @@ int64_t seq_hist_start(const seq_hist *h);
  * which every t is answerable. The state points into h. */
 int seq_hist_at(const seq_hist *h, int64_t t, seq_hist_state *out, int64_t *oldest);
 
+/* The state now (the last one, whatever the clock says). Points into h. */
+void seq_hist_current(const seq_hist *h, seq_hist_state *out);
+
 /* Oldest t from which seq_hist_at answers every t (the start, or just after the last
  * moment a reclaimed load owned coverage). */
 int64_t seq_hist_oldest(const seq_hist *h);

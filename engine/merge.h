@@ -42,6 +42,9 @@ typedef struct {
      * ignored). BATCH: the batch's records over their whole coverage (stream ignored).
      * Every cut of rule 5 applies in each. */
     seq_view view;
+    /* 0: now. Otherwise an as-of read (now_ms is then that time too): stream copies count
+     * as they stood then (blob.h seq_rec_live_at), the reader's concern. */
+    int64_t as_of_ms;
 } seq_merge_params;
 
 /* C = now - horizon: times below it are history (the batch's where covered), at or

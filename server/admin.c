@@ -138,6 +138,30 @@ static json_t *status_stream(seq_admin *a)
                      "partitions", arr);
 }
 
+/* The load history (engine/history.h): every load kept, with when it was committed,
+ * undone, replaced and reclaimed (0: not), and its state now. */
+static json_t *status_loads(const seq_store_seqstate *s)
+{
+    json_t *arr = json_array();
+    uint32_t n;
+    const seq_load_rec *l = seq_hist_loads(s ? s->hist : NULL, &n);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *state = l[i].reclaimed_ms ? "reclaimed"
+                            : l[i].undone_ms  ? "undone"
+                            : l[i].replaced_ms ? "replaced"
+                                               : "in effect";
+        json_array_append_new(
+            arr, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "generation",
+                           (json_int_t)l[i].gen, "start_ms", (json_int_t)l[i].start_ms, "end_ms",
+                           (json_int_t)l[i].end_ms, "users", (json_int_t)l[i].users, "events",
+                           (json_int_t)l[i].events, "committed_ms", (json_int_t)l[i].committed_ms,
+                           "undone_ms", (json_int_t)l[i].undone_ms, "replaced_ms",
+                           (json_int_t)l[i].replaced_ms, "reclaimed_ms",
+                           (json_int_t)l[i].reclaimed_ms, "state", state));
+    }
+    return arr;
+}
+
 static json_t *status_sequences(seq_admin *a)
 {
     const seq_def *def = a->ctx.def;
@@ -150,10 +174,10 @@ static json_t *status_sequences(seq_admin *a)
             json_array_append_new(cov, json_pack("{s:I,s:I,s:I}", "start_ms", (json_int_t)s->cov[c].start_ms,
                                                  "end_ms", (json_int_t)s->cov[c].end_ms,
                                                  "generation", (json_int_t)s->cov[c].gen));
-        json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:o}", "name", def->seqs[i].name,
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:o,s:o}", "name", def->seqs[i].name,
                                              "batch_generation", (json_int_t)(s ? s->generation : 0),
                                              "batch_watermark_ms", (json_int_t)(s ? s->watermark_ms : 0),
-                                             "coverage", cov));
+                                             "coverage", cov, "loads", status_loads(s)));
     }
     seq_store_view_release(a->ctx.store, v);
     return arr;

@@ -44,6 +44,7 @@ static const opt_spec OPTS[] = {
     {"instance-id", OPT_STR, F(instance_id), 0},
     {"advertise", OPT_STR, F(advertise), 0},
     {"history-ms", OPT_I64, F(history_ms), 0},
+    {"keep-generations", OPT_INT, F(keep_generations), 0},
     {"help", OPT_FLAG, F(help), 0},
     {"check-definition", OPT_STR, F(check_definition), 0},
 };
@@ -59,6 +60,7 @@ void seq_config_usage(FILE *f)
           "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
           "            [--max-header-bytes N] [--min-free-mb N] [--kafka-config FILE]\n"
           "            [--instance-id ID] [--advertise HOST:PORT] [--history-ms MS]\n"
+          "            [--keep-generations N]\n"
           "defaults: --data-dir ./seqd-data --grpc-listen 127.0.0.1:50051\n"
           "          --admin-listen 127.0.0.1:8080 --topic seqd.events --group seqd\n"
           "          --event-format protobuf --threads <cores> --cache-mb 512\n"
@@ -66,6 +68,7 @@ void seq_config_usage(FILE *f)
           "          --idle-timeout-s 300 --max-connections 4096 --max-concurrent-streams 256\n"
           "          --max-header-bytes 16384 --min-free-mb 128 (0: no check);\n"
           "          --history-ms 604800000 (7 days; 0: keep no replaced copies);\n"
+          "          --keep-generations 2 (replaced batch loads kept for rollback);\n"
           "          no --brokers: an embedded Kafka cluster\n"
           "       seqd --check-definition FILE [--data-dir DIR]\n"
           "          validates FILE (and its compatibility with the data in DIR), prints the\n"
@@ -96,6 +99,7 @@ static void set_defaults(seq_config *c)
     c->max_message_bytes = 4194304;
     c->min_free_mb = 128;
     c->history_ms = 604800000; /* 7 days (PRODUCT.md "As of T") */
+    c->keep_generations = 2;   /* PRODUCT.md "Rollback" */
 }
 
 static const opt_spec *find_opt(const char *name, size_t len)

@@ -44,6 +44,9 @@ typedef struct {
     /* --history-ms: how long copies replaced by a correction, and stream data beyond
      * retention, are kept for as-of reads (storage/store.h); 0 = none. */
     int64_t history_ms;
+    /* --keep-generations: replaced or undone batch loads whose data is kept per sequence
+     * whatever their age (a rollback can return to them); storage/store.h */
+    int keep_generations;
     int help;           /* --help was given: print usage, exit 0 */
     /* --check-definition FILE: validate FILE (and, with --data-dir, its compatibility
      * with the stored data), print the verdict, exit; serve nothing. */

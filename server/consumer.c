@@ -21,6 +21,7 @@
  * short timeout, repeated every PROBE_EVERY_MS until one succeeds; /readyz reports the
  * brokers down meanwhile. */
 #include "consumer.h"
+#include "wmhist.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -570,6 +571,7 @@ static void publish(seq_consumer *c)
         }
     }
     atomic_store_explicit(c->cfg.stream_watermark, behind ? lowest : newest, memory_order_relaxed);
+    seq_wmhist_note(c->cfg.wmhist, seq_now_ms(), newest); /* for as-of reads */
     atomic_store_explicit(&c->stats.lag, lag, memory_order_relaxed);
     atomic_store_explicit(&c->stats.caught_up, !behind && !unknown, memory_order_relaxed);
 }

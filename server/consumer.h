@@ -48,6 +48,7 @@ typedef struct {
      * read by the service on every response. */
     _Atomic int64_t *stream_watermark;
     const struct seq_kafkaconf *kafka_conf; /* --kafka-config properties; may be NULL */
+    struct seq_wmhist *wmhist; /* notes the newest applied event time (wmhist.h); may be NULL */
     /* Consumer-group membership (replica groups): 0 = standalone, this node assigns every
      * partition itself; 1 = subscribe with `group` (cooperative-sticky) and hold what the
      * group assigns. instance_id: static membership (group.instance.id), NULL = dynamic. */

@@ -18,6 +18,7 @@
 
 #include "../engine/def.h"
 #include "../engine/merge.h"
+#include "../storage/batch.h"
 #include "../storage/store.h"
 #include "admin.h"
 #include "cluster.h"
@@ -30,6 +31,7 @@
 #include "nodeid.h"
 #include "route.h"
 #include "service.h"
+#include "wmhist.h"
 
 #define EXIT_CONFIG 2
 
@@ -49,6 +51,7 @@ typedef struct {
     seq_kafkaconf *kafka_conf; /* --kafka-config, NULL without */
     char node_id[64];          /* --instance-id, or the id kept in the data dir */
     _Atomic int64_t stream_watermark;
+    seq_wmhist *wmhist; /* the newest applied event time over time, for as-of reads */
 } server;
 
 /* mkdir -p */
@@ -355,14 +358,24 @@ static int start(server *s, char *err, size_t errlen)
     seq_store_config stc = {s->cfg.cache_mb, s->cfg.history_ms};
     rc = seq_store_open_cfg(s->cfg.data_dir, s->def, &stc, &s->store, err, errlen);
     if (rc) return rc == SEQ_EPRECONDITION || rc == SEQ_EINVAL ? EXIT_CONFIG : 1;
+    seq_store_set_keep_generations(s->store, (uint32_t)s->cfg.keep_generations);
+    /* replaced batch loads past --history-ms: reclaimed now, then once a minute */
+    if (seq_store_batch_sweep(s->store, seq_now_ms(), err, errlen) != SEQ_OK ||
+        seq_store_start_sweeper(s->store, 60000) != SEQ_OK)
+        return 1;
 
+    if (!(s->wmhist = seq_wmhist_new(s->cfg.history_ms))) {
+        seq_errf(err, errlen, "out of memory");
+        return 1;
+    }
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,
                               (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,
-                              s->kafka_conf, cluster_member(&s->cfg), s->cfg.instance_id};
+                              s->kafka_conf, s->wmhist, cluster_member(&s->cfg), s->cfg.instance_id};
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
 
-    seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token};
+    seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token,
+                             s->wmhist};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
     if (seq_route_new(s->service, &s->route, err, errlen)) return 1;
     size_t n_methods;
@@ -428,6 +441,7 @@ static void stop(server *s)
     seq_service_free(s->service);
     seq_metrics_free(s->metrics);
     if (s->store) seq_store_close(s->store);
+    seq_wmhist_free(s->wmhist);
     seq_def_free(s->def);
     free(s->token);
     seq_kafkaconf_free(s->kafka_conf);

@@ -18,6 +18,7 @@
 #include "../storage/batch.h"
 #include "log.h"
 #include "reflection.h"
+#include "wmhist.h"
 
 #define ARENA_BYTES (64 * 1024)
 #define SEQ_SERVICE_MSG 384     /* an error message of one request */
@@ -32,7 +33,7 @@ typedef struct {
     int64_t since_ms, until_ms;
     uint64_t type_mask;
     seq_view view;
-    int provenance;
+    int provenance, event_ids;
     int64_t as_of_ms;    /* 0: now */
     int64_t max_gap_ms;  /* 0: no requirement; < 0: a gap of 0 */
 } prepared;
@@ -55,7 +56,7 @@ typedef struct {
     op_fn fn;
 } binding;
 
-#define N_METHODS 8
+#define N_METHODS 9
 struct seq_service {
     seq_service_config cfg;
     uint32_t max_length;
@@ -63,7 +64,7 @@ struct seq_service {
     binding bindings[N_METHODS];
     seq_grpc_method methods[N_METHODS];
     seq_reflection *reflection;
-    /* LoadBatch runs on its own thread; shutdown waits for running loads. */
+    /* LoadBatch and RollbackBatch run on threads of their own; shutdown waits for them. */
     pthread_mutex_t load_mu;
     pthread_cond_t load_cv;
     int loads, draining;
@@ -196,6 +197,7 @@ static size_t resp_bound(const seq_service_resp *r)
     size_t total = 11 + ld_size(strlen(r->seq->name)) + 5 * 11; /* + the six scalars */
     if (r->n) total += ld_size(TS_MAX(r->n)) + ld_size(ITEMS_MAX(r->n)) + ld_size(TYPES_MAX(r->n));
     if (r->n && r->provenance) total += ld_size(SOURCES_MAX(r->n)) + ld_size(ITEMS_MAX(r->n));
+    if (r->event_ids) total += (size_t)r->n * (1 + 2 + 255); /* ids are at most 255 bytes */
     for (uint32_t c = 0; c < r->seq->n_columns; c++)
         total += ld_size(column_size(r->seq->columns[c].name, r->n));
     return total;
@@ -336,7 +338,10 @@ static uint8_t *write_resp(uint8_t *p, const seq_service_resp *r)
     p = put_scalar(p, 0x48, r->batch_generation);
     if (r->n && r->provenance) p = put_provenance(p, r);
     p = put_scalar(p, 0x60, (uint64_t)r->completeness_gap_ms);
-    return put_scalar(p, 0x68, (uint64_t)r->as_of_ms);
+    p = put_scalar(p, 0x68, (uint64_t)r->as_of_ms);
+    for (uint32_t i = 0; r->event_ids && i < r->n; i++)
+        p = put_bytes_field(p, 0x72, r->recs[i]->id, r->recs[i]->id_len);
+    return p;
 }
 
 /* Appends the response, as a field-1 entry of BatchGetSequencesResponse when
@@ -408,8 +413,8 @@ static int prepare(const seq_service *s, const Seqd__V1__GetSequenceRequest *r, 
         mask |= 1ull << idx;
     }
     *p = (prepared){r->user_id, seq, r->max_events, r->since_ms, r->until_ms, mask,
-                    (seq_view)r->view, r->include_provenance, r->as_of_ms,
-                    r->max_completeness_gap_ms};
+                    (seq_view)r->view, r->include_provenance, r->include_event_ids,
+                    r->as_of_ms, r->max_completeness_gap_ms};
     return SEQ_OK;
 }
 
@@ -426,14 +431,14 @@ static const seq_store_seqstate NO_BATCH = {0};
 
 /* The committed coverage as ranges (adjacent segments joined), for messages: the first
  * few, then how many more. */
-static void coverage_text(const seq_store_seqstate *st, char *buf, size_t len)
+static void coverage_text(const seq_cov_seg *cov, uint32_t n_cov, char *buf, size_t len)
 {
     size_t n = 0;
     uint32_t ranges = 0;
     buf[0] = 0;
-    for (uint32_t i = 0; i < st->n_cov; i++) {
-        int64_t a = st->cov[i].start_ms, b = st->cov[i].end_ms;
-        while (i + 1 < st->n_cov && st->cov[i + 1].start_ms == b) b = st->cov[++i].end_ms;
+    for (uint32_t i = 0; i < n_cov; i++) {
+        int64_t a = cov[i].start_ms, b = cov[i].end_ms;
+        while (i + 1 < n_cov && cov[i + 1].start_ms == b) b = cov[++i].end_ms;
         if (++ranges <= 3 && n < len)
             n += (size_t)snprintf(buf + n, len - n, "%s[%lld, %lld)", ranges > 1 ? " " : "",
                                   (long long)a, (long long)b);
@@ -443,18 +448,46 @@ static void coverage_text(const seq_store_seqstate *st, char *buf, size_t len)
 }
 
 /* FAILED_PRECONDITION when the request requires more complete history than there is. */
-static int check_gap(const prepared *q, const seq_store_seqstate *st, int64_t gap, char *msg,
-                     size_t msglen)
+static int check_gap(const prepared *q, const seq_cov_seg *cov, uint32_t n_cov, int64_t gap,
+                     char *msg, size_t msglen)
 {
     int64_t max = q->max_gap_ms < 0 ? 0 : q->max_gap_ms;
     if (!q->max_gap_ms || gap <= max) return SEQ_OK;
-    char cov[160];
-    coverage_text(st, cov, sizeof cov);
+    char text[160];
+    coverage_text(cov, n_cov, text, sizeof text);
     seq_errf(msg, msglen,
              "completeness gap %lld ms exceeds max_completeness_gap_ms %lld; committed batch "
              "coverage of '%s': %s",
-             (long long)gap, (long long)q->max_gap_ms, q->seq->name, cov);
+             (long long)gap, (long long)q->max_gap_ms, q->seq->name, text);
     return SEQ_EPRECONDITION;
+}
+
+/* The state as committed at T and the stream watermark then (PRODUCT.md "As of T"), or
+ * FAILED_PRECONDITION naming the oldest time this node answers exactly. */
+static int state_as_of(seq_service *s, const seq_store_seqstate *st, int64_t now, int64_t t,
+                       seq_hist_state *out, int64_t *stream_wm, char *msg, size_t msglen)
+{
+    int64_t keep = seq_store_history_ms(s->cfg.store);
+    if (keep <= 0) {
+        seq_errf(msg, msglen, "as_of_ms: as-of reads are off on this server (--history-ms 0)");
+        return SEQ_EPRECONDITION;
+    }
+    int64_t oldest = now - keep, born = seq_store_born_ms(s->cfg.store), hist_oldest;
+    if (born > oldest) oldest = born;
+    int rc = SEQ_OK;
+    if (!st->hist) *out = (seq_hist_state){0, 0, NULL, 0};
+    else if (seq_hist_at(st->hist, t, out, &hist_oldest) != SEQ_OK) rc = SEQ_EPRECONDITION;
+    if (st->hist && seq_hist_oldest(st->hist) > oldest) oldest = seq_hist_oldest(st->hist);
+    if (rc != SEQ_OK || t < oldest) {
+        seq_errf(msg, msglen,
+                 "as_of_ms: %lld is older than the oldest time this node answers exactly, "
+                 "%lld (--history-ms %lld, reclaimed batch data, or when it began holding "
+                 "the data)",
+                 (long long)t, (long long)oldest, (long long)keep);
+        return SEQ_EPRECONDITION;
+    }
+    *stream_wm = seq_wmhist_at(s->cfg.wmhist, t);
+    return SEQ_OK;
 }
 
 /* Reads and encodes one prepared request against view v at time now. */
@@ -463,25 +496,30 @@ static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, in
 {
     const seq_store_seqstate *st = seq_store_view_seq(v, q->seq->id);
     if (!st) st = &NO_BATCH;
-    if (q->as_of_ms) {
-        seq_errf(msg, msglen, "as_of_ms: as-of reads are not available on this server yet");
-        return SEQ_EPRECONDITION;
+    seq_hist_state at = {st->generation, st->watermark_ms, st->cov, st->n_cov};
+    int64_t t = now, swm = 0;
+    int rc;
+    if (q->as_of_ms) { /* within a second ahead of the clock: as of now */
+        t = q->as_of_ms < now ? q->as_of_ms : now;
+        if ((rc = state_as_of(s, st, now, t, &at, &swm, msg, msglen))) return rc;
+    } else {
+        swm = stream_watermark(s);
     }
-    seq_merge_params mp = {.now_ms = now, .horizon_ms = s->cfg.def->horizon_ms, .seq = q->seq,
-                           .cov = st->cov, .n_cov = st->n_cov, .max_events = q->max_events,
+    seq_merge_params mp = {.now_ms = t, .horizon_ms = s->cfg.def->horizon_ms, .seq = q->seq,
+                           .cov = at.cov, .n_cov = at.n_cov, .max_events = q->max_events,
                            .since_ms = q->since_ms, .until_ms = q->until_ms,
-                           .type_mask = q->type_mask, .view = q->view};
-    int64_t gap = seq_merge_gap_ms(st->cov, st->n_cov, now - q->seq->retention_ms,
-                                   seq_merge_cutoff(now, s->cfg.def->horizon_ms));
-    int rc = check_gap(q, st, gap, msg, msglen);
-    if (rc) return rc;
+                           .type_mask = q->type_mask, .view = q->view,
+                           .as_of_ms = q->as_of_ms ? t : 0};
+    int64_t gap = seq_merge_gap_ms(at.cov, at.n_cov, t - q->seq->retention_ms,
+                                   seq_merge_cutoff(t, s->cfg.def->horizon_ms));
+    if ((rc = check_gap(q, at.cov, at.n_cov, gap, msg, msglen))) return rc;
     const seq_rec *sr, *br;
     uint32_t ns, nb;
     rc = seq_store_read(w->reader, &mp, q->user, &sr, &ns, &br, &nb, msg, msglen);
     if (rc) return rc;
     uint32_t n = seq_merge_run(&mp, sr, ns, br, nb, w->out, w->scratch);
-    seq_service_resp r = {q->user, q->seq, w->out, n, stream_watermark(s), st->watermark_ms,
-                          st->generation, q->provenance, gap, now};
+    seq_service_resp r = {q->user, q->seq, w->out, n, swm, at.watermark_ms, at.generation,
+                          q->provenance, q->event_ids, gap, t};
     if (encode(out, &r, as_field)) {
         seq_errf(msg, msglen, "out of memory");
         return SEQ_EINTERNAL;
@@ -638,19 +676,25 @@ int seq_service_no_cluster_map(seq_service *s, const uint8_t *req, size_t len, s
     return SEQ_EUNAVAILABLE;
 }
 
-/* ---- LoadBatch: verification and ingestion take long, so the call is held and the
- * load runs on a thread of its own, keeping the worker's other streams served. ---- */
+/* ---- LoadBatch and RollbackBatch change what every reader sees: each needs the admin
+ * token, and runs on a thread of its own (verification and ingestion take long; either
+ * may wait for readers of the old state before deleting data), the call held meanwhile,
+ * keeping the worker's other streams served. ---- */
+
+typedef enum { JOB_LOAD, JOB_ROLLBACK } job_kind;
 
 typedef struct {
     seq_service *s;
     seq_grpc_call *call;
-    Seqd__V1__LoadBatchRequest *req; /* protobuf-c default allocator; freed by the job */
-} load_job;
+    job_kind kind;
+    void *req; /* the unpacked request (protobuf-c default allocator); freed by the job */
+} admin_job;
 
 static int encode_load_result(seq_buf *out, const seq_load_result *res)
 {
     Seqd__V1__LoadBatchResponse r = SEQD__V1__LOAD_BATCH_RESPONSE__INIT;
     r.generation = res->generation, r.files = res->files, r.users = res->users, r.events = res->events;
+    r.users_emptied = res->users_emptied, r.stream_events_hidden = res->stream_events_hidden;
     size_t n = seqd__v1__load_batch_response__get_packed_size(&r);
     if (seq_buf_reserve(out, n)) return SEQ_EINTERNAL;
     out->len += seqd__v1__load_batch_response__pack(&r, out->data + out->len);
@@ -688,31 +732,74 @@ static void log_load(const seq_load_req *lr, int rc, const char *msg, const seq_
                 lr->sequence, (unsigned long long)lr->generation, (long long)lr->start_ms,
                 (long long)lr->end_ms, seq_log_code_name(rc), msg);
     else
-        seq_log(SEQ_LOG_INFO, "load: %s generation %llu [%lld, %lld) committed: %u files, "
-                "%llu users, %llu events", lr->sequence, (unsigned long long)res->generation,
-                (long long)lr->start_ms, (long long)lr->end_ms, (unsigned)res->files,
-                (unsigned long long)res->users, (unsigned long long)res->events);
+        seq_log(SEQ_LOG_INFO, "load: %s generation %llu [%lld, %lld) %s: %u files, "
+                "%llu users, %llu events; empties %llu users, hides %llu stream events",
+                lr->sequence, (unsigned long long)res->generation, (long long)lr->start_ms,
+                (long long)lr->end_ms, lr->dry_run ? "verified (dry run)" : "committed",
+                (unsigned)res->files, (unsigned long long)res->users,
+                (unsigned long long)res->events, (unsigned long long)res->users_emptied,
+                (unsigned long long)res->stream_events_hidden);
 }
 
-static void *load_thread(void *arg)
+static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf *out, char *msg,
+                    size_t msglen)
 {
-    load_job *j = arg;
-    seq_service *s = j->s;
-    const Seqd__V1__LoadBatchRequest *r = j->req;
     seq_load_req lr = {r->sequence, r->start_ms, r->end_ms, r->generation,
-                       (const char *const *)r->sst_paths, r->n_sst_paths};
+                       (const char *const *)r->sst_paths, r->n_sst_paths, r->dry_run};
     seq_load_result res = {0};
-    char msg[1024];
     int64_t started = seq_now_ms();
-    int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, sizeof msg);
+    int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, msglen);
     note_load(s, r, started, rc, &res, msg);
     log_load(&lr, rc, msg, &res);
-    if (!rc && encode_load_result(seq_grpc_call_reply(j->call), &res)) {
+    if (!rc && encode_load_result(out, &res)) {
         rc = SEQ_EINTERNAL;
-        seq_errf(msg, sizeof msg, "out of memory");
+        seq_errf(msg, msglen, "out of memory");
     }
+    return rc;
+}
+
+static int run_rollback(seq_service *s, const Seqd__V1__RollbackBatchRequest *r, seq_buf *out,
+                        char *msg, size_t msglen)
+{
+    if (!r->sequence || !*r->sequence) {
+        seq_errf(msg, msglen, "sequence: must not be empty");
+        return SEQ_EINVAL;
+    }
+    Seqd__V1__RollbackBatchResponse resp = SEQD__V1__ROLLBACK_BATCH_RESPONSE__INIT;
+    int rc = seq_store_rollback_batch(s->cfg.store, r->sequence, r->generation, &resp.generation,
+                                      msg, msglen);
+    if (rc) {
+        seq_log(SEQ_LOG_WARN, "rollback refused: %s to %llu: %s: %s", r->sequence,
+                (unsigned long long)r->generation, seq_log_code_name(rc), msg);
+        return rc;
+    }
+    seq_log(SEQ_LOG_INFO, "rollback: %s to %llu: committed generation now %llu", r->sequence,
+            (unsigned long long)r->generation, (unsigned long long)resp.generation);
+    size_t n = seqd__v1__rollback_batch_response__get_packed_size(&resp);
+    if (seq_buf_reserve(out, n ? n : 1)) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    out->len += seqd__v1__rollback_batch_response__pack(&resp, out->data + out->len);
+    return SEQ_OK;
+}
+
+static void free_request(job_kind kind, void *req)
+{
+    if (kind == JOB_LOAD) seqd__v1__load_batch_request__free_unpacked(req, NULL);
+    else seqd__v1__rollback_batch_request__free_unpacked(req, NULL);
+}
+
+static void *job_thread(void *arg)
+{
+    admin_job *j = arg;
+    seq_service *s = j->s;
+    char msg[1024];
+    seq_buf *out = seq_grpc_call_reply(j->call);
+    int rc = j->kind == JOB_LOAD ? run_load(s, j->req, out, msg, sizeof msg)
+                                 : run_rollback(s, j->req, out, msg, sizeof msg);
     seq_grpc_finish(j->call, rc, rc ? msg : NULL);
-    seqd__v1__load_batch_request__free_unpacked(j->req, NULL);
+    free_request(j->kind, j->req);
     free(j);
     pthread_mutex_lock(&s->load_mu);
     s->loads--;
@@ -735,28 +822,30 @@ static int token_ok(const seq_service *s, seq_grpc_call *call)
     return diff == 0;
 }
 
-/* Starts a load job; SEQ_OK (the job finishes the call) or an error for the caller. */
-static int start_load(seq_service *s, seq_grpc_call *call, Seqd__V1__LoadBatchRequest *r,
-                      char *msg, size_t msglen)
+static const char *const JOB_NAMES[] = {"LoadBatch", "RollbackBatch"};
+
+/* Starts a job; SEQ_OK (the job finishes the call) or an error for the caller. */
+static int start_job(seq_service *s, seq_grpc_call *call, job_kind kind, void *r, char *msg,
+                     size_t msglen)
 {
-    load_job *j = malloc(sizeof *j);
+    admin_job *j = malloc(sizeof *j);
     pthread_attr_t attr;
     pthread_t t;
     int rc = SEQ_EUNAVAILABLE;
     pthread_mutex_lock(&s->load_mu);
     if (!j || s->draining) {
-        seq_errf(msg, msglen, j ? "LoadBatch: the server is stopping" : "out of memory");
+        seq_errf(msg, msglen, j ? "%s: the server is stopping" : "out of memory", JOB_NAMES[kind]);
         goto out;
     }
-    *j = (load_job){s, call, r};
+    *j = (admin_job){s, call, kind, r};
     seq_grpc_call_hold(call);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, load_thread, j) == 0) {
+    if (pthread_create(&t, &attr, job_thread, j) == 0) {
         s->loads++;
         rc = SEQ_OK;
     } else {
-        seq_errf(msg, msglen, "LoadBatch: cannot start a thread");
+        seq_errf(msg, msglen, "%s: cannot start a thread", JOB_NAMES[kind]);
     }
     pthread_attr_destroy(&attr);
 out:
@@ -765,25 +854,39 @@ out:
     return rc;
 }
 
-static void handle_load(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+static void handle_job(seq_service *s, seq_grpc_call *call, job_kind kind, const uint8_t *req,
+                       size_t len)
 {
-    seq_service *s = ctx;
     char msg[256];
     if (!token_ok(s, call)) {
-        seq_log(SEQ_LOG_WARN, "load refused: UNAUTHENTICATED: missing or wrong token");
-        seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, "LoadBatch: missing or wrong authorization token");
+        seq_errf(msg, sizeof msg, "%s: missing or wrong authorization token", JOB_NAMES[kind]);
+        seq_log(SEQ_LOG_WARN, "%s refused: UNAUTHENTICATED: missing or wrong token",
+                kind == JOB_LOAD ? "load" : "rollback");
+        seq_grpc_finish(call, SEQ_EUNAUTHENTICATED, msg);
         return;
     }
-    Seqd__V1__LoadBatchRequest *r = seqd__v1__load_batch_request__unpack(NULL, len, req);
+    void *r = kind == JOB_LOAD ? (void *)seqd__v1__load_batch_request__unpack(NULL, len, req)
+                               : (void *)seqd__v1__rollback_batch_request__unpack(NULL, len, req);
     if (!r) {
-        seq_grpc_finish(call, SEQ_EINVAL, "request does not decode as seqd.v1.LoadBatchRequest");
+        seq_errf(msg, sizeof msg, "request does not decode as seqd.v1.%sRequest", JOB_NAMES[kind]);
+        seq_grpc_finish(call, SEQ_EINVAL, msg);
         return;
     }
-    int rc = start_load(s, call, r, msg, sizeof msg);
+    int rc = start_job(s, call, kind, r, msg, sizeof msg);
     if (rc) {
-        seqd__v1__load_batch_request__free_unpacked(r, NULL);
+        free_request(kind, r);
         seq_grpc_finish(call, rc, msg);
     }
+}
+
+static void handle_load(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+{
+    handle_job(ctx, call, JOB_LOAD, req, len);
+}
+
+static void handle_rollback(void *ctx, seq_grpc_call *call, const uint8_t *req, size_t len)
+{
+    handle_job(ctx, call, JOB_ROLLBACK, req, len);
 }
 
 void seq_service_drain(seq_service *s)
@@ -823,17 +926,19 @@ static const char *const METHOD_PATHS[N_METHODS] = {
     "/seqd.v1.SequenceService/GetDefinition",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-    "/seqd.v1.ClusterService/GetClusterMap"};
+    "/seqd.v1.SequenceService/RollbackBatch", "/seqd.v1.ClusterService/GetClusterMap"};
 static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
                                                     "LoadBatch", "Check", "GetDefinition",
                                                     "ServerReflectionInfo",
                                                     "ServerReflectionInfoV1alpha",
-                                                    "GetClusterMap"};
-/* NULL: the method has a handler of its own (handle_load; reflection's stream handler
- * for the paths under /grpc.reflection.). */
+                                                    "RollbackBatch", "GetClusterMap"};
+/* NULL: the method has a handler of its own (METHOD_OWN; reflection's stream handler for
+ * the paths under /grpc.reflection.). */
 static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, NULL,
                                             seq_service_health, seq_service_definition,
-                                            NULL, NULL, seq_service_no_cluster_map};
+                                            NULL, NULL, NULL, seq_service_no_cluster_map};
+static const seq_grpc_handler_fn METHOD_OWN[N_METHODS] = {NULL, NULL, handle_load, NULL, NULL,
+                                                       NULL, NULL, handle_rollback, NULL};
 
 const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
 
@@ -869,7 +974,8 @@ int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err,
             s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .fn = handle,
                                               .ctx = &s->bindings[i]};
         else
-            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .fn = handle_load, .ctx = s};
+            s->methods[i] = (seq_grpc_method){.path = METHOD_PATHS[i], .fn = METHOD_OWN[i],
+                                              .ctx = s};
     }
     *out = s;
     return SEQ_OK;

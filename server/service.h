@@ -26,6 +26,7 @@ typedef struct {
     const _Atomic int64_t *stream_watermark; /* published by the consumer; may be NULL */
     const char *batch_root;                  /* LoadBatch reads only below this */
     const char *admin_token;                 /* NULL: LoadBatch needs no token */
+    struct seq_wmhist *wmhist;               /* stream watermark over time; may be NULL */
 } seq_service_config;
 
 /* cfg's pointers must outlive the service. */
@@ -81,6 +82,7 @@ typedef struct {
     int64_t stream_watermark_ms, batch_watermark_ms;
     uint64_t batch_generation;
     int provenance;              /* write sources and generations (recs[i]->gen) */
+    int event_ids;               /* write event_ids (field 14) */
     int64_t completeness_gap_ms; /* PRODUCT.md "Completeness gap" */
     int64_t as_of_ms;            /* the time the answer is as of */
 } seq_service_resp;

@@ -62,12 +62,17 @@ typedef struct {
     uint64_t generation;
     const char *const *paths;
     size_t n_paths;
+    int dry_run; /* verify everything and count what would change; change nothing */
 } seq_load_req;
 
 typedef struct {
     uint64_t generation;
     uint32_t files;
     uint64_t users, events;
+    /* what the load changes in the MERGED view over [start, min(end, C)) before the cuts
+     * of rule 5 (PRODUCT.md "Dry-run loads"): users with events there before and none
+     * after, stream events shown there before and not after; 0 for a repeated load */
+    uint64_t users_emptied, stream_events_hidden;
 } seq_load_result;
 
 /* Checks everything a load needs before anything changes: the request's shape; every
@@ -87,13 +92,32 @@ int seq_batch_verify(const seq_def *def, const char *batch_root, const char *sta
                      const seq_load_req *req, char ***resolved, seq_load_result *res, char *err,
                      size_t errlen);
 
+/* The path checks alone (confinement, existence), as seq_batch_verify makes them: what a
+ * repeated load (a no-op) still answers for. SEQ_OK, SEQ_EPERM, SEQ_ENOTFOUND. */
+int seq_batch_check_paths(const char *batch_root, const seq_load_req *req, char *err,
+                          size_t errlen);
+
 typedef struct seq_store seq_store;
 /* Loads a verified partition: generation rules (PRODUCT.md "Details"), verification,
  * ingestion, then the atomic commit. One load at a time; reads go on meanwhile. On
  * SEQ_OK res holds the counts (for a repeated load, the committed ones). */
 int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_req *req,
                          seq_load_result *res, char *err, size_t errlen);
-/* Removes batch generations no committed state references (after a crash mid-load). */
+/* RollbackBatch (PRODUCT.md "Rollback"): undoes the loads in effect above `to` (0: the
+ * newest), atomically for readers and crash-safe (one synced write), under the same lock
+ * as loads. *gen: the sequence's committed generation after it. SEQ_OK (also for the
+ * no-op), SEQ_ENOTFOUND (unknown sequence), SEQ_EPRECONDITION (see history.h), or
+ * SEQ_EINTERNAL. */
+int seq_store_rollback_batch(seq_store *st, const char *sequence, uint64_t to, uint64_t *gen,
+                             char *err, size_t errlen);
+/* Reclaims the data of replaced loads that --history-ms no longer keeps (loads and
+ * rollbacks reclaim at their commit; time alone needs this): one commit per sequence
+ * that has any, under the load lock. seq_store_start_sweeper runs it periodically. */
+int seq_store_batch_sweep(seq_store *st, int64_t now, char *err, size_t errlen);
+/* Runs seq_store_batch_sweep every period_ms on a thread of its own until the store
+ * closes. SEQ_OK or SEQ_EINTERNAL. */
+int seq_store_start_sweeper(seq_store *st, int64_t period_ms);
+/* Removes batch generations the load history does not keep (after a crash mid-load). */
 int seq_store_batch_gc(seq_store *st, char *err, size_t errlen);
 
 #endif

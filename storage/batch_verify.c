@@ -32,16 +32,20 @@ static int resolve(const char *root, const char *path, char out[PATH_MAX], char 
         return SEQ_OK;
     }
     if (errno != ENOENT && errno != ENOTDIR) goto denied;
-    /* Missing: NOT_FOUND only if its directory is inside the root, so that probing
+    /* Missing (the file, or directories on its way): NOT_FOUND only if the nearest
+     * existing ancestor is inside the root and no ".." follows it, so that probing
      * outside the root learns nothing. */
     char dir[PATH_MAX * 2], rdir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", joined);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    if (slash && realpath(dir[0] ? dir : "/", rdir) &&
-        (under_root(root, rdir) || strcmp(root, rdir) == 0)) {
-        seq_errf(err, errlen, "%s: no such file", path);
-        return SEQ_ENOTFOUND;
+    for (char *slash; (slash = strrchr(dir, '/'));) {
+        if (strcmp(slash + 1, "..") == 0) break;
+        *slash = '\0';
+        if (realpath(dir[0] ? dir : "/", rdir)) {
+            if (!under_root(root, rdir) && strcmp(root, rdir) != 0) break;
+            seq_errf(err, errlen, "%s: no such file", path);
+            return SEQ_ENOTFOUND;
+        }
+        if (errno != ENOENT && errno != ENOTDIR) break;
     }
 denied:
     seq_errf(err, errlen, "%s: outside the batch root", path);
@@ -268,6 +272,20 @@ static char **staged_names(const char *stage_dir, size_t n)
         }
     }
     return p;
+}
+
+int seq_batch_check_paths(const char *batch_root, const seq_load_req *req, char *err,
+                          size_t errlen)
+{
+    char root[PATH_MAX], buf[PATH_MAX];
+    if (!realpath(batch_root, root)) {
+        seq_errf(err, errlen, "batch root %s: %s", batch_root, strerror(errno));
+        return SEQ_EINTERNAL;
+    }
+    int rc = SEQ_OK;
+    for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++)
+        rc = resolve(root, req->paths[i], buf, err, errlen);
+    return rc;
 }
 
 int seq_batch_verify(const seq_def *def, const char *batch_root, const char *stage_dir,

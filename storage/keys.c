@@ -102,6 +102,13 @@ size_t seq_key_gen(uint8_t *k, uint32_t seq)
     return n + 4;
 }
 
+size_t seq_key_hist(uint8_t *k, uint32_t seq)
+{
+    size_t n = seq_key_meta(k, "hist");
+    seq_put_be32(k + n, seq);
+    return n + 4;
+}
+
 int seq_key_parse(const void *key, size_t len, seq_key *out)
 {
     const uint8_t *k = key;
@@ -203,5 +210,57 @@ int seq_genval_decode(const void *val, size_t len, uint64_t *gen, int64_t *water
     }
     *cov = c;
     *n_cov = n;
+    return 0;
+}
+
+/* ---- 'm' "hist": the load history (engine/history.h) ---- */
+
+#define HIST_HDR 24 /* be32 version, be32 n, be64 max_gen, be64 start_ms */
+#define HIST_REC 80 /* ten be64 fields */
+
+int seq_histval_encode(seq_buf *out, uint64_t max_gen, int64_t start_ms, const seq_load_rec *l,
+                       uint32_t n)
+{
+    uint8_t b[HIST_REC];
+    out->len = 0;
+    seq_put_be32(b, 1);
+    seq_put_be32(b + 4, n);
+    seq_put_be64(b + 8, max_gen);
+    seq_put_be64(b + 16, (uint64_t)start_ms);
+    if (seq_buf_append(out, b, HIST_HDR) < 0) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint64_t f[10] = {l[i].gen, (uint64_t)l[i].start_ms, (uint64_t)l[i].end_ms,
+                                l[i].files, l[i].users, l[i].events,
+                                (uint64_t)l[i].committed_ms, (uint64_t)l[i].undone_ms,
+                                (uint64_t)l[i].replaced_ms, (uint64_t)l[i].reclaimed_ms};
+        for (int j = 0; j < 10; j++) seq_put_be64(b + 8 * j, f[j]);
+        if (seq_buf_append(out, b, HIST_REC) < 0) return -1;
+    }
+    return 0;
+}
+
+int seq_histval_decode(const void *val, size_t len, uint64_t *max_gen, int64_t *start_ms,
+                       seq_load_rec **loads, uint32_t *n_loads)
+{
+    const uint8_t *p = val;
+    *loads = NULL;
+    *n_loads = 0;
+    if (len < HIST_HDR || seq_get_be32(p) != 1) return -1;
+    uint32_t n = seq_get_be32(p + 4);
+    if ((len - HIST_HDR) % HIST_REC != 0 || (len - HIST_HDR) / HIST_REC != n) return -1;
+    *max_gen = seq_get_be64(p + 8);
+    *start_ms = (int64_t)seq_get_be64(p + 16);
+    if (n == 0) return 0;
+    seq_load_rec *l = malloc(sizeof *l * n);
+    if (!l) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *q = p + HIST_HDR + (size_t)i * HIST_REC;
+        uint64_t f[10];
+        for (int j = 0; j < 10; j++) f[j] = seq_get_be64(q + 8 * j);
+        l[i] = (seq_load_rec){f[0], (int64_t)f[1], (int64_t)f[2], f[3], f[4], f[5],
+                              (int64_t)f[6], (int64_t)f[7], (int64_t)f[8], (int64_t)f[9]};
+    }
+    *loads = l;
+    *n_loads = n;
     return 0;
 }

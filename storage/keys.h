@@ -14,6 +14,10 @@
  *   'm' "malformed"      be64 count                                      (8 bytes)
  *   'm' "gen" be32 seq   be64 generation, be64 watermark_ms, be32 n_cov, then n_cov x
  *                        (be64 start_ms, be64 end_ms, be64 gen)          (20 + 24 n)
+ *   'm' "hist" be32 seq  the load history (engine/history.h): be32 version 1, be32 n,
+ *                        be64 max_gen, be64 start_ms, then n x (be64 gen, start_ms,
+ *                        end_ms, files, users, events, committed_ms, undone_ms,
+ *                        replaced_ms, reclaimed_ms)                      (24 + 80 n)
  *   's' ...              bucket blob (engine/blob.h)
  *   'i' ...              be64 time_ms                                    (8 bytes)
  *   'b' ...              bucket blob
@@ -28,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../engine/history.h"
 #include "../engine/merge.h"
 
 #define SEQ_KEY_PREFIX 13       /* the prefix of 'x' keys; shorter keys are their own */
@@ -56,6 +61,7 @@ size_t seq_key_batch_prefix(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t use
 size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset);
 size_t seq_key_offset(uint8_t *k, int32_t partition);
 size_t seq_key_gen(uint8_t *k, uint32_t seq);
+size_t seq_key_hist(uint8_t *k, uint32_t seq); /* 'm' "hist" be32 seq */
 size_t seq_key_meta(uint8_t *k, const char *name); /* 'm' name (name < 64 bytes) */
 
 /* Length of the RocksDB prefix of a key (see the top of this file); never more than len. */
@@ -91,5 +97,12 @@ int seq_genval_encode(seq_buf *out, uint64_t gen, int64_t watermark_ms, const se
                       uint32_t n_cov);
 int seq_genval_decode(const void *val, size_t len, uint64_t *gen, int64_t *watermark_ms,
                       seq_cov_seg **cov, uint32_t *n_cov);
+
+/* The load history of one sequence ('m' "hist" value). encode: out is reset. decode:
+ * *loads is malloc'd (caller frees; NULL when n == 0); -1 if malformed. */
+int seq_histval_encode(seq_buf *out, uint64_t max_gen, int64_t start_ms, const seq_load_rec *l,
+                       uint32_t n);
+int seq_histval_decode(const void *val, size_t len, uint64_t *max_gen, int64_t *start_ms,
+                       seq_load_rec **loads, uint32_t *n_loads);
 
 #endif

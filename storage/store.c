@@ -147,7 +147,10 @@ rocksdb_t *seq_store_db(seq_store *st) { return st->db; }
 
 static void view_free(struct seq_store_view *v)
 {
-    for (uint32_t i = 0; i < v->n; i++) free((void *)v->st[i].cov);
+    for (uint32_t i = 0; i < v->n; i++) {
+        free((void *)v->st[i].cov);
+        seq_hist_free((seq_hist *)v->st[i].hist);
+    }
     free(v);
 }
 
@@ -160,9 +163,11 @@ static struct seq_store_view *view_new(uint32_t n)
     return v;
 }
 
+/* The history is immutable and shared between views (a reference each). */
 static int state_copy(seq_store_seqstate *dst, const seq_store_seqstate *src)
 {
     *dst = *src;
+    dst->hist = seq_hist_ref((seq_hist *)src->hist);
     dst->cov = NULL;
     if (src->n_cov == 0) return 0;
     seq_cov_seg *c = malloc(sizeof *c * src->n_cov);
@@ -217,28 +222,15 @@ fail:
 
 void seq_store_bump_epoch(seq_store *st) { atomic_fetch_add(&st->epoch, 1); }
 
-/* Reads every 'm' "gen" key into the initial view. */
+/* Reads every sequence's committed state (its load history) into the initial view. */
 static int load_view(seq_store *st, char *err, size_t errlen)
 {
     struct seq_store_view *v = view_new(st->def->n_seqs);
     if (!v) return SEQ_EINTERNAL;
-    int rc = SEQ_OK;
-    for (uint32_t i = 0; i < v->n && rc == SEQ_OK; i++) {
-        uint8_t k[SEQ_KEY_MAX];
-        size_t kl = seq_key_gen(k, st->def->seqs[i].id), vl;
-        char *val;
-        rc = seq_store_get_raw(st, k, kl, &val, &vl, err, errlen);
-        if (rc != SEQ_OK || !val) continue;
-        seq_cov_seg *cov;
-        if (seq_genval_decode(val, vl, &v->st[i].generation, &v->st[i].watermark_ms, &cov,
-                              &v->st[i].n_cov) < 0) {
-            seq_errf(err, errlen, "stored batch state of sequence %s is corrupt",
-                     st->def->seqs[i].name);
-            rc = SEQ_EINTERNAL;
-        }
-        v->st[i].cov = cov;
-        rocksdb_free(val);
-    }
+    st->keep_generations = SEQ_KEEP_GENERATIONS_DEFAULT; /* seq_store_set_keep_generations */
+    int rc = seq_store_born(st, err, errlen);
+    for (uint32_t i = 0; i < v->n && rc == SEQ_OK; i++)
+        rc = seq_store_hist_open(st, st->def->seqs[i].id, &v->st[i], err, errlen);
     if (rc != SEQ_OK) {
         view_free(v);
         return rc;
@@ -527,6 +519,7 @@ fail:
 void seq_store_close(seq_store *st)
 {
     if (!st) return;
+    seq_store_stop_sweeper(st);
     if (st->db) rocksdb_close(st->db);
     if (st->view) seq_store_view_release(st, st->view);
     if (st->opts) rocksdb_options_destroy(st->opts);

@@ -9,7 +9,10 @@
  *                                      served with), "off" be32 partition -> i64 next
  *                                      offset, i64 watermark_ms; "malformed" -> u64 count;
  *                                      "gen" be32 seq -> committed batch state; "layout"
- *                                      -> u64 2; "parts" -> u32 P; "corrupt" -> u64 next
+ *                                      -> u64 2; "parts" -> u32 P; "corrupt" -> u64 next;
+ *                                      "hist" be32 seq -> its load history (loads,
+ *                                      rollbacks, reclaims); "born" -> when the data dir
+ *                                      began (the oldest as-of time)
  *   's' be32 part, be32 seq, be64 user, be64 ~B
  *                                      stream bucket blob (engine/blob.h), written as
  *                                      merge operands (store_batch.c, store_merge.c); B
@@ -42,6 +45,7 @@
 #include "../engine/def.h"
 #include "../engine/event.h"
 #include "../engine/exec.h"
+#include "../engine/history.h"
 #include "../engine/merge.h"
 
 typedef struct seq_store seq_store;
@@ -67,6 +71,8 @@ int seq_store_open(const char *dir, const seq_def *def, size_t cache_mb, seq_sto
                    char *err, size_t errlen);
 /* The history kept (seq_store_config.history_ms). */
 int64_t seq_store_history_ms(const seq_store *st);
+/* When the data dir began (ms): no as-of read can look before it. */
+int64_t seq_store_born_ms(const seq_store *st);
 void seq_store_close(seq_store *st);
 
 /* ---- stream writes: one seq_store_batch per consumer thread ---- */
@@ -141,10 +147,13 @@ void seq_store_list_malformed(seq_store *st, uint32_t limit, seq_store_malformed
 
 /* ---- committed batch state (refcounted snapshot; swapped atomically by loads) ---- */
 typedef struct {
-    uint64_t generation;    /* newest committed generation, 0 before any load */
-    int64_t watermark_ms;   /* largest end_ms of the committed ranges, 0 before any load */
+    uint64_t generation;    /* newest load in effect, 0 before any load */
+    int64_t watermark_ms;   /* largest end_ms of the loads in effect, 0 before any load */
     const seq_cov_seg *cov; /* owned segments, sorted */
     uint32_t n_cov;
+    /* The load history (engine/history.h): the states as of earlier times and what
+     * rollback works on. NULL for a sequence the store does not know. */
+    const seq_hist *hist;
 } seq_store_seqstate;
 
 typedef struct seq_store_view seq_store_view;
@@ -153,10 +162,16 @@ const seq_store_view *seq_store_view_acquire(seq_store *st);
 void seq_store_view_release(seq_store *st, const seq_store_view *v);
 const seq_store_seqstate *seq_store_view_seq(const seq_store_view *v, uint32_t seq_id);
 
+/* How many replaced or undone loads per sequence keep their data whatever their age
+ * (--keep-generations; default SEQ_KEEP_GENERATIONS_DEFAULT). Set before serving. */
+void seq_store_set_keep_generations(seq_store *st, uint32_t n);
+
 /* ---- reads: one seq_store_reader per thread (owns the buffers records point into) ---- */
 typedef struct seq_store_reader seq_store_reader;
 seq_store_reader *seq_store_reader_new(seq_store *st);
 void seq_store_reader_free(seq_store_reader *r);
+/* Makes r bypass the record cache (a scan over many users must not evict hot ones). */
+void seq_store_reader_uncached(seq_store_reader *r);
 
 /* Errors: SEQ_EDATALOSS (with a message naming user and sequence) when stored data the
  * read needs is damaged (a bucket that does not decode or that a fold marked damaged, a

@@ -32,6 +32,19 @@ typedef struct {
     uint64_t user;
 } touched;
 
+/* A stream write staged until the commit, so that the commit hands RocksDB its keys in
+ * order: the memtable's skiplist insert starts from the previous insert's position (a
+ * splice), and inserts in key order make each search short. The skiplist search was
+ * most of the write path's CPU (bench/NOTES.md, "Stream write path"). The same key's
+ * writes keep their order (merge operands fold oldest first). */
+typedef struct {
+    uint32_t off;  /* key then value in staged.data */
+    uint16_t klen;
+    uint8_t merge; /* 1: merge operand, 0: put */
+    uint32_t vlen;
+    uint32_t ord;  /* staging order */
+} staged;
+
 struct seq_store_batch {
     seq_store *st;
     rocksdb_writebatch_t *wb;
@@ -43,6 +56,9 @@ struct seq_store_batch {
     touched *users;   /* (seq, user) written, for the record cache */
     uint32_t n_users, cap_users;
     seq_buf op;
+    seq_buf sbytes;   /* staged writes' keys and values */
+    staged *st_w;     /* staged writes */
+    uint32_t n_st, cap_st;
     uint64_t n_malformed;
 };
 
@@ -74,6 +90,8 @@ void seq_store_batch_free(seq_store_batch *b)
     free(b->ent);
     free(b->tab);
     free(b->users);
+    free(b->st_w);
+    seq_buf_free(&b->sbytes);
     seq_buf_free(&b->keys);
     seq_buf_free(&b->op);
     if (b->wb) rocksdb_writebatch_destroy(b->wb);
@@ -119,13 +137,53 @@ static ient *find_ent(seq_store_batch *b, const uint8_t *key, size_t klen, uint3
     return NULL;
 }
 
-/* Records key -> time in this batch's index entries and in the write batch. */
+static int stage(seq_store_batch *b, int merge, const uint8_t *k, size_t kl, const void *v,
+                 size_t vl)
+{
+    if (b->n_st == b->cap_st) {
+        uint32_t cap = b->cap_st ? b->cap_st * 2 : 1024;
+        staged *w = realloc(b->st_w, sizeof *w * cap);
+        if (!w) return -1;
+        b->st_w = w;
+        b->cap_st = cap;
+    }
+    if (b->sbytes.len + kl + vl > UINT32_MAX) return -1;
+    uint32_t off = (uint32_t)b->sbytes.len;
+    if (seq_buf_append(&b->sbytes, k, kl) < 0 || seq_buf_append(&b->sbytes, v, vl) < 0) return -1;
+    b->st_w[b->n_st] = (staged){off, (uint16_t)kl, (uint8_t)merge, (uint32_t)vl, b->n_st};
+    b->n_st++;
+    return 0;
+}
+
+static int cmp_staged(const void *x, const void *y, void *arg)
+{
+    const staged *a = x, *c = y;
+    const uint8_t *d = arg;
+    int r = memcmp(d + a->off, d + c->off, a->klen < c->klen ? a->klen : c->klen);
+    if (r) return r;
+    if (a->klen != c->klen) return a->klen < c->klen ? -1 : 1;
+    return a->ord < c->ord ? -1 : a->ord > c->ord;
+}
+
+/* The staged writes into the write batch, in key order. */
+static void flush_staged(seq_store_batch *b)
+{
+    if (b->n_st > 1) qsort_r(b->st_w, b->n_st, sizeof *b->st_w, cmp_staged, b->sbytes.data);
+    for (uint32_t i = 0; i < b->n_st; i++) {
+        const staged *w = &b->st_w[i];
+        const char *k = (const char *)b->sbytes.data + w->off;
+        if (w->merge) rocksdb_writebatch_merge(b->wb, k, w->klen, k + w->klen, w->vlen);
+        else rocksdb_writebatch_put(b->wb, k, w->klen, k + w->klen, w->vlen);
+    }
+}
+
+/* Records key -> time in this batch's index entries and stages its put. */
 static int put_index(seq_store_batch *b, const uint8_t *key, size_t klen, uint32_t h,
                      ient *e, int64_t time)
 {
     uint8_t t[8];
     seq_put_be64(t, (uint64_t)time);
-    rocksdb_writebatch_put(b->wb, (const char *)key, klen, (const char *)t, 8);
+    if (stage(b, 0, key, klen, t, 8) < 0) return -1;
     if (e) {
         e->time = time;
         return 0;
@@ -196,9 +254,9 @@ static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *
         int64_t ob = seq_bucket_of(told, st->def->bucket_ms);
         if (ob != o->bucket) { /* same bucket: the fold replaces it in place */
             size_t skl = seq_key_stream(sk, part, o->seq_id, ev->user_id, ob);
-            if (seq_blob_op_replace(&b->op, ev->id, ev->id_len, applied) != SEQ_OK) goto oom;
-            rocksdb_writebatch_merge(b->wb, (const char *)sk, skl, (const char *)b->op.data,
-                                     b->op.len);
+            if (seq_blob_op_replace(&b->op, ev->id, ev->id_len, applied) != SEQ_OK ||
+                stage(b, 1, sk, skl, b->op.data, b->op.len) < 0)
+                goto oom;
         }
     } else if (!e && seq_idfilter_add(st->idf, idh) < 0) {
         goto oom;
@@ -209,7 +267,7 @@ static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *
                    .applied_ms = applied};
     if (seq_blob_op_add(&b->op, &rec) != SEQ_OK) goto oom;
     size_t skl = seq_key_stream(sk, part, o->seq_id, ev->user_id, o->bucket);
-    rocksdb_writebatch_merge(b->wb, (const char *)sk, skl, (const char *)b->op.data, b->op.len);
+    if (stage(b, 1, sk, skl, b->op.data, b->op.len) < 0) goto oom;
     if (put_index(b, ik, ikl, h, e, ev->time_ms) < 0 || note_user(b, o->seq_id, ev->user_id) < 0)
         goto oom;
     return SEQ_OK;
@@ -272,6 +330,8 @@ static void reset(seq_store_batch *b)
     b->n_malformed = 0;
     b->n_ent = 0;
     b->n_users = 0;
+    b->n_st = 0;
+    b->sbytes.len = 0;
     b->keys.len = 0;
     memset(b->tab, 0, sizeof *b->tab * b->tab_cap);
 }
@@ -280,6 +340,7 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
 {
     seq_store *st = b->st;
     char *e = NULL;
+    flush_staged(b);
     pthread_mutex_lock(&st->commit_mu);
     uint64_t count = atomic_load(&st->malformed) + b->n_malformed;
     if (b->n_malformed) {

@@ -8,6 +8,7 @@
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 
+#include "batch.h"
 #include "idfilter.h"
 #include "keys.h"
 #include "rcache.h"
@@ -60,6 +61,11 @@ struct seq_store {
     /* Bumped whenever data appears without a new sequence number (file ingestion) or the
      * view changes: readers then recreate their cached iterator. */
     _Atomic uint64_t epoch;
+
+    /* the load history (store_history.c) */
+    int64_t born_ms;           /* when the data dir began: no as-of read before it */
+    uint32_t keep_generations; /* replaced loads kept whatever their age */
+    struct seq_store_sweeper *sweeper; /* seq_store_start_sweeper; NULL: none */
 };
 
 /* Point lookup; *val malloc'd by RocksDB (free with rocksdb_free), NULL when absent. */
@@ -91,5 +97,37 @@ int seq_store_view_install(seq_store *st, uint32_t seq_id, const seq_store_seqst
 void seq_store_bump_epoch(seq_store *st);
 /* For loads: the RocksDB handle (ingestion, 'm' "gen" writes). */
 rocksdb_t *seq_store_db(seq_store *st);
+
+/* ---- store_history.c: the load history of each sequence ---- */
+/* Reads (or, the first time, writes) st->born_ms. */
+int seq_store_born(seq_store *st, char *err, size_t errlen);
+/* At open: sequence seq's committed state from its 'm' "hist" (migrating a data dir that
+ * has only 'm' "gen"); out->cov and out->hist are owned by the caller's view. */
+int seq_store_hist_open(seq_store *st, uint32_t seq, seq_store_seqstate *out, char *err,
+                        size_t errlen);
+/* Commits a changed record list of sequence seq at `now` (a load appended, or loads
+ * undone): marks replaced loads, picks what --keep-generations/--history-ms let go,
+ * writes 'm' "gen" and 'm' "hist" in one synced write (then the crash point
+ * `crash_after`), installs the new state for readers, then (once no reader holds `old`,
+ * the view the caller acquired before the change) deletes the data of the loads it
+ * reclaimed. `loads` is modified. The caller holds the load lock. */
+int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint32_t n,
+                          uint64_t max_gen, int64_t now, const seq_store_view *old,
+                          const char *crash_after, char *err, size_t errlen);
+/* Stops the sweeper thread, if any (before the database closes). */
+void seq_store_stop_sweeper(seq_store *st);
+/* Is generation gen's data still needed (a load of the history not reclaimed)? */
+int seq_store_gen_kept(const seq_store_seqstate *s, uint64_t gen);
+/* store_impact.c: what loading req (verified, its copies staged at `staged`) changes in
+ * the MERGED view over [start, min(end, C)) at `now`, before the cuts of rule 5, against
+ * the state cur: sets res->users_emptied and res->stream_events_hidden. */
+int seq_store_load_impact(seq_store *st, const seq_sequence *s, const seq_store_seqstate *cur,
+                          const seq_load_req *req, char *const *staged, int64_t now,
+                          seq_load_result *res, char *err, size_t errlen);
+/* Deletes every key of a generation (store_load.c). */
+void seq_store_delete_gen(seq_store *st, uint32_t seq, uint64_t gen);
+/* Crash hook for tests (store_load.c): SIGKILLs the process at `where` when
+ * SEQD_CRASH_AT names it. */
+void seq_store_crash_point(const char *where);
 
 #endif

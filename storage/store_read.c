@@ -40,6 +40,7 @@ struct seq_store_reader {
     struct pend_blob *pend; /* batch buckets set aside (read_batch) */
     int exhaustive;         /* read everything within retention (tests) */
     uint32_t npend, pcap;
+    int uncached; /* reads RocksDB only (seq_store_reader_uncached) */
 };
 
 static void *arena_alloc(arena *a, size_t n)
@@ -88,6 +89,8 @@ seq_store_reader *seq_store_reader_new(seq_store *st)
     rocksdb_readoptions_set_prefix_same_as_start(r->ro, 1);
     return r;
 }
+
+void seq_store_reader_uncached(seq_store_reader *r) { r->uncached = 1; }
 
 void seq_store_reader_free(seq_store_reader *r)
 {
@@ -323,7 +326,7 @@ static int read_stream(cursor *c, const seq_merge_params *p, uint64_t user, uint
          * correction replaced are kept for as-of reads only (blob.h) */
         while (bi.left && (rc = seq_blob_iter_next(&bi, &r->srec[n])) == 1)
             n += seq_merge_stream_visible(p, r->srec[n].time_ms) != 0 &&
-                 seq_rec_live_at(&r->srec[n], 0);
+                 seq_rec_live_at(&r->srec[n], p->as_of_ms);
         *ns = n; /* only visible records were kept */
         if (rc < 0) return damaged(r, p, user, &at, v, vl, err, errlen);
         if (n >= need) break;
@@ -582,7 +585,7 @@ int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user
     arena_reset(&r->a);
     seq_rcache_release(r->held); /* the previous read's records are done with */
     r->held = NULL;
-    if (r->st->rcache) {
+    if (r->st->rcache && !r->uncached) {
         if ((rc = open_entry(&c, p, user, err, errlen)) != SEQ_OK) return rc;
     } else {
         fresh_iter(r);

@@ -1,8 +1,8 @@
-/* Fuzz target for the storage key parser and the batch-state decoder (storage/keys.c),
- * which read bytes from disk and from ingested SST files. A parsed key must re-encode
- * to the same bytes; decoding must never read out of bounds.
+/* Fuzz target for the storage key parser and the batch-state and load-history decoders
+ * (storage/keys.c), which read bytes from disk and from ingested SST files. A parsed key
+ * or value must re-encode to the same bytes; decoding must never read out of bounds.
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_keys.c \
- *         storage/keys.c engine/common.c -o fuzz_keys && ./fuzz_keys -max_total_time=30 */
+ *         storage/keys.c engine/common.c engine/history.c -o fuzz_keys && ./fuzz_keys -max_total_time=30 */
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +42,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         seq_buf_free(&out);
         free(cov);
+    }
+    uint64_t max_gen;
+    int64_t start;
+    seq_load_rec *loads;
+    if (seq_histval_decode(data, size, &max_gen, &start, &loads, &n) == 0) {
+        seq_buf out = {0};
+        if (seq_histval_encode(&out, max_gen, start, loads, n) != 0 || out.len != size ||
+            memcmp(out.data, data, size) != 0)
+            abort();
+        seq_buf_free(&out);
+        free(loads);
     }
     return 0;
 }

@@ -21,10 +21,11 @@ A = B - 24 * HOUR
 USERS = list(range(500, 530))
 
 
-def start(wd, crash_at=None):
-    """A seqd on wd's data dir (batch root wd/root); SEQD_CRASH_AT set only for it."""
+def start(wd, crash_at=None, keep=("--keep-generations", "0", "--history-ms", "0")):
+    """A seqd on wd's data dir (batch root wd/root); SEQD_CRASH_AT set only for it. By
+    default it keeps no replaced load (so a replaced generation's keys must go)."""
     os.makedirs(os.path.join(wd, "root"), exist_ok=True)
-    s = Seqd(wd, args=["--batch-root", os.path.join(wd, "root")],
+    s = Seqd(wd, args=["--batch-root", os.path.join(wd, "root")] + list(keep),
              definition_path=os.path.join(wd, "definition.json")
              if os.path.exists(os.path.join(wd, "definition.json")) else None)
     if crash_at:

@@ -3,6 +3,7 @@ provenance and the two paths side by side"): request validation of the new field
 provenance per event, the STREAM_ONLY and BATCH_ONLY views, the completeness gap (field,
 refusal, /metrics gauge)."""
 import json
+import os
 import re
 
 import grpc
@@ -128,3 +129,49 @@ def test_provenance_views_and_gap(hserver):
     assert "source" not in out and len([ln for ln in out.splitlines() if re.match(r"\d{4}-", ln)]) == 5
     r = s.seqctl("get", u, "engagements", "--view", "both")
     assert r.returncode == 2 and "--view" in r.stderr
+
+
+def test_seqctl_diff(hserver):
+    s = hserver
+    u, quiet = new_user(), new_user()
+    now = now_ms()
+    start, end = floor_hour(now - 20 * DAY), floor_hour(now - 12 * DAY)
+    p = s.producer()
+    p.events([make_event(u, t, "click", item, eid) for t, item, eid in [
+        (start + HOUR, 1, "same"),              # in both, equal
+        (start + 2 * HOUR, 2, "moved"),         # in both, the batch fixed its item
+        (start + 3 * HOUR, 3, "stream-only"),   # only the stream has it
+        (end + HOUR, 4, "outside"),             # outside the coverage: not compared
+    ]])
+    p.flush()
+    s.wait_visible(u, 4, view=pb().STREAM_ONLY)
+    paths = build(s, "diff", "engagements", start, end, 7000, [
+        ev(u, start + HOUR, 1, "same"), ev(u, start + 2 * HOUR, 22, "moved"),
+        ev(u, start + 4 * HOUR, 5, "late"),     # only the batch has it
+    ])
+    load(s, "engagements", start, end, 7000, paths)
+    args = ["diff", "--sequence", "engagements", "--since", start, "--until", now,
+            "--users", "%d,%d" % (u, quiet)]
+    doc = json.loads(s.seqctl(*args, "--json", check=True).stdout)
+    assert {k: doc[k] for k in ("users", "both", "only_batch", "only_stream", "different")} == \
+        {"users": 2, "both": 2, "only_batch": 1, "only_stream": 1, "different": 1}, doc
+    assert doc["agreement"] == pytest.approx(0.25)
+    assert [t["user"] for t in doc["top"]] == [u]
+    out = s.seqctl(*args, check=True).stdout
+    assert re.search(r"only in batch\s+1\b", out) and re.search(r"agreement\s+0\.2500", out), out
+    assert str(u) in out.split("users that differ most:")[1]
+    # users from a file, with a range
+    f = os.path.join(s.workdir, "users.txt")
+    with open(f, "w") as fh:
+        fh.write("%d\n%d-%d\n" % (u, quiet, quiet))
+    doc2 = json.loads(s.seqctl(*(args[:-1] + ["@" + f, "--json"]), check=True).stdout)
+    assert doc2["users"] == 2 and doc2["both"] == 2
+    # usage errors: exit 2 with a message
+    for bad in (["--users", ""], ["--users", "5-2"], ["--users", "x"]):
+        r = s.seqctl(*(args[:-2] + bad))
+        assert r.returncode == 2 and "user" in r.stderr, (bad, r.stderr)
+    r = s.seqctl("diff", "--sequence", "engagements", "--since", now, "--until", now,
+                 "--users", "1")
+    assert r.returncode == 2 and "empty" in r.stderr
+    r = s.seqctl("diff", "--sequence", "nope", "--since", 1, "--until", 2, "--users", "1")
+    assert r.returncode == 1 and "nope" in r.stderr

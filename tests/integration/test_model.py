@@ -2,8 +2,10 @@
 "Details"): a small reference model and the real server receive the same seeded random
 interleaving of stream events (duplicates, corrections, late events, missing ids, unknown
 types, filtered events), batch builds and loads (new, stale and repeated generations,
-coverages that overlap and that reach into the recent range) and restarts (SIGTERM and
-SIGKILL); after every step, random reads with random filters must equal the model.
+coverages that overlap and that reach into the recent range), rollbacks (to loads in
+effect, undone or never committed, and of the newest) and restarts (SIGTERM and SIGKILL);
+after every step, random reads with random filters, views and provenance must equal the
+model, now and as of the moment after any earlier step (the model keeps a copy of each).
 
 Event times keep well away from the horizon cutoff and the retention floor (the wall clock
 moves while the test runs); the pure merge at exactly C is pinned in the engine's unit
@@ -14,6 +16,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 
 import grpc
 
@@ -45,11 +48,18 @@ class Model:
 
     def __init__(self):
         self.stream = {u: {} for u in USERS}  # user -> id -> event
-        self.gen = 0
-        self.cov = []  # [start, end, gen], sorted, non-overlapping
         self.data = {}  # gen -> user -> id -> event
-        self.last = None  # (gen, start, end, users, events)
-        self.watermark = 0
+        self.loads = []  # [gen, start, end, users, events, undone], commit order
+        self.max_gen = 0
+
+    def snapshot(self):
+        """A deep enough copy for as-of reads of this moment."""
+        m = Model()
+        m.stream = {u: dict(d) for u, d in self.stream.items()}
+        m.data = self.data  # never modified once loaded
+        m.loads = [list(x) for x in self.loads]
+        m.max_gen = self.max_gen
+        return m
 
     @staticmethod
     def kept(e):
@@ -64,59 +74,102 @@ class Model:
         if self.kept(e):
             self.stream[e["user_id"]][e["event_id"]] = e
 
+    def in_effect(self):
+        return [x for x in self.loads if not x[5]]
+
+    @property
+    def gen(self):
+        e = self.in_effect()
+        return e[-1][0] if e else 0
+
+    @property
+    def watermark(self):
+        return max((x[2] for x in self.in_effect()), default=0)
+
+    @property
+    def cov(self):
+        cov = []
+        for g, start, end, _, _, _ in self.in_effect():
+            nxt = []
+            for s, t, og in cov:
+                if s < start:
+                    nxt.append([s, min(t, start), og])
+                if t > end:
+                    nxt.append([max(s, end), t, og])
+            nxt.append([start, end, g])
+            cov = sorted(nxt)
+        return cov
+
     def load(self, gen, start, end, events):
         """Returns (code, response fields) as the server must answer."""
-        if gen < self.gen:
-            return grpc.StatusCode.FAILED_PRECONDITION, None
-        if gen == self.gen:
-            if self.last and self.last[1:3] == (start, end):
-                return grpc.StatusCode.OK, self.last
+        e = self.in_effect()
+        if gen <= self.max_gen:
+            if e and gen == e[-1][0] and tuple(e[-1][1:3]) == (start, end):
+                return grpc.StatusCode.OK, tuple(e[-1][:5])
             return grpc.StatusCode.FAILED_PRECONDITION, None
         per_user = {}
-        for e in events:  # the builder: range, filters, last copy of an id wins
-            if start <= e["event_time_ms"] < end and self.kept(e):
-                per_user.setdefault(e["user_id"], {})[e["event_id"]] = e
+        for ev in events:  # the builder: range, filters, last copy of an id wins
+            if start <= ev["event_time_ms"] < end and self.kept(ev):
+                per_user.setdefault(ev["user_id"], {})[ev["event_id"]] = ev
         self.data[gen] = per_user
-        cov = []
-        for s, t, g in self.cov:
-            if s < start:
-                cov.append([s, min(t, start), g])
-            if t > end:
-                cov.append([max(s, end), t, g])
-        cov.append([start, end, gen])
-        self.cov = sorted(cov)
-        self.gen = gen
-        self.watermark = max(self.watermark, end)
         n = sum(len(v) for v in per_user.values())
-        self.last = (gen, start, end, len(per_user), n)
-        return grpc.StatusCode.OK, self.last
+        self.loads.append([gen, start, end, len(per_user), n, False])
+        self.max_gen = gen
+        return grpc.StatusCode.OK, tuple(self.loads[-1][:5])
 
-    def owner(self, t):
-        for s, e, g in self.cov:
+    def rollback(self, to):
+        """(code, generation after) as the server must answer."""
+        e = self.in_effect()
+        if not e:
+            return grpc.StatusCode.FAILED_PRECONDITION, None
+        if to == 0:
+            to = e[-2][0] if len(e) > 1 else 0
+        else:
+            rec = [x for x in self.loads if x[0] == to]
+            if not rec or rec[0][5]:
+                return grpc.StatusCode.FAILED_PRECONDITION, None
+            if to == e[-1][0]:
+                return grpc.StatusCode.OK, to
+        for x in e:
+            if x[0] > to:
+                x[5] = True
+        return grpc.StatusCode.OK, to
+
+    def owner(self, t, cov):
+        for s, e, g in cov:
             if s <= t < e:
                 return g
         return 0
 
-    def read(self, user, now, max_events=0, since=0, until=0, types=()):
+    def read(self, user, now, max_events=0, since=0, until=0, types=(), view=0):
+        """The answer as [(event, generation or 0 for the stream)], newest first."""
         C = now - DAY
+        cov = self.cov if view != 1 else []
         batch = {}
-        for g in sorted({g for _, _, g in self.cov}):
+        for g in sorted({g for _, _, g in cov}):
             for i, e in self.data[g].get(user, {}).items():
-                if self.owner(e["event_time_ms"]) == g:
-                    batch[i] = e  # higher generations overwrite
-        hist = {i for i, e in batch.items() if e["event_time_ms"] < C}
-        stream = {i: e for i, e in self.stream[user].items()
-                  if not (e["event_time_ms"] < C and self.owner(e["event_time_ms"]))
-                  and i not in hist}
-        merged = list(stream.values())
-        merged += [e for i, e in batch.items() if e["event_time_ms"] < C or i not in stream]
-        merged = [e for e in merged if e["event_time_ms"] >= now - 30 * DAY]
-        merged.sort(key=lambda e: (e["event_time_ms"], e["event_id"].encode()), reverse=True)
+                if self.owner(e["event_time_ms"], cov) == g:
+                    batch[i] = (e, g)  # higher generations overwrite
+        if view == 2:
+            merged = list(batch.values())
+        elif view == 1:
+            merged = [(e, 0) for e in self.stream[user].values()]
+        else:
+            hist = {i for i, (e, _) in batch.items() if e["event_time_ms"] < C}
+            stream = {i: e for i, e in self.stream[user].items()
+                      if not (e["event_time_ms"] < C and self.owner(e["event_time_ms"], cov))
+                      and i not in hist}
+            merged = [(e, 0) for e in stream.values()]
+            merged += [(e, g) for i, (e, g) in batch.items()
+                       if e["event_time_ms"] < C or i not in stream]
+        merged = [x for x in merged if x[0]["event_time_ms"] >= now - 30 * DAY]
+        merged.sort(key=lambda x: (x[0]["event_time_ms"], x[0]["event_id"].encode()),
+                    reverse=True)
         seq = merged[:MAXLEN]
-        sel = [e for e in seq
-               if (not since or e["event_time_ms"] >= since)
-               and (not until or e["event_time_ms"] < until)
-               and (not types or e["event_type"] in types)]
+        sel = [x for x in seq
+               if (not since or x[0]["event_time_ms"] >= since)
+               and (not until or x[0]["event_time_ms"] < until)
+               and (not types or x[0]["event_type"] in types)]
         return sel[:max_events] if max_events else sel
 
 
@@ -127,6 +180,7 @@ class Run:
         self.now0 = now_ms()
         self.model = Model()
         self.produced = 0
+        self.snapshots = []  # (wall-clock ms, model state then)
         self.next_id = 0
         self.all_ids = []
         self.broker = subprocess.Popen([SEQCTL_BIN, "broker", "--partitions", "4"],
@@ -230,12 +284,14 @@ class Run:
     def load_args(self):
         m = self.model
         r = self.rnd.random()
-        if m.last and r < 0.12:
-            return m.gen, m.last[1], m.last[2]  # the same load again: a no-op
-        if m.gen and r < 0.25:
-            gen = max(1, m.gen - self.rnd.randrange(0, 2))  # stale, or same gen, new range
+        e = m.in_effect()
+        if e and r < 0.12:
+            return e[-1][0], e[-1][1], e[-1][2]  # the committed load again: a no-op
+        if m.max_gen and r < 0.25:
+            # stale, the committed one with a new range, or an undone one (rolled back)
+            gen = max(1, self.rnd.choice([m.gen, m.max_gen]) - self.rnd.randrange(0, 2))
         else:
-            gen = m.gen + self.rnd.randrange(1, 4)
+            gen = m.max_gen + self.rnd.randrange(1, 4)
         start = floor_hour(self.now0 - self.rnd.randrange(4 * DAY, 21 * DAY))
         if self.rnd.random() < 0.3:  # coverage that reaches into the recent range
             end = floor_hour(self.now0 - 2 * HOUR)
@@ -282,6 +338,28 @@ class Run:
             assert (resp.generation, resp.users, resp.events) == (want[0], want[3], want[4])
         return "load gen %d [%d, %d) %d events: %s" % (gen, start, end, len(evs), code.name)
 
+    def step_rollback(self):
+        m = self.model
+        r = self.rnd.random()
+        known = [x[0] for x in m.loads]
+        if r < 0.3 or not known:
+            to = 0
+        elif r < 0.9:
+            to = self.rnd.choice(known)  # in effect, the newest, or undone
+        else:
+            to = m.max_gen + self.rnd.randrange(1, 5)  # never committed
+        want_code, want = m.rollback(to)
+        req = pb().RollbackBatchRequest(sequence="m", generation=to)
+        try:
+            resp = self.server.stub().RollbackBatch(req, timeout=120)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            code, resp = e.code(), None
+        assert code == want_code, "rollback to %d: %s, model %s" % (to, code, want_code)
+        if resp:
+            assert resp.generation == want
+        return "rollback to %d: %s" % (to, code.name)
+
     def step_restart(self):
         sig = self.rnd.choice([signal.SIGTERM, signal.SIGKILL])
         if sig == signal.SIGTERM:
@@ -305,25 +383,42 @@ class Run:
                 kw["since"], kw["until"] = kw["until"], kw["since"]
             if self.rnd.random() < 0.2:
                 kw["types"] = self.rnd.sample(TYPES, self.rnd.randrange(1, 3))
+            if self.rnd.random() < 0.3:
+                kw["view"] = self.rnd.choice([1, 2])
+            kw["provenance"] = self.rnd.random() < 0.5
+            if self.snapshots and self.rnd.random() < 0.3:  # as of an earlier moment
+                kw["as_of"] = self.rnd.randrange(len(self.snapshots))
             self.check_one(user, **kw)
 
-    def check_one(self, user, max_events=0, since=0, until=0, types=()):
+    def mark(self):
+        """After a step, with everything applied and visible: this moment's model state,
+        for as-of reads of it later (a wall-clock instant strictly after the step)."""
+        time.sleep(0.005)
+        self.snapshots.append((now_ms(), self.model.snapshot()))
+        time.sleep(0.005)
+
+    def check_one(self, user, max_events=0, since=0, until=0, types=(), view=0,
+                  provenance=False, as_of=None):
+        t, model = (0, self.model) if as_of is None else self.snapshots[as_of]
         req = pb().GetSequenceRequest(user_id=user, sequence="m", max_events=max_events,
-                                      since_ms=since, until_ms=until, event_types=list(types))
+                                      since_ms=since, until_ms=until, event_types=list(types),
+                                      view=view, include_provenance=provenance, as_of_ms=t)
         resp = self.server.stub().GetSequence(req, timeout=30)
-        want = self.model.read(user, now_ms(), max_events, since, until, types)
+        want_p = model.read(user, t or now_ms(), max_events, since, until, types, view)
+        want = [e for e, _ in want_p]
         got = list(zip(resp.timestamps_ms, resp.item_ids, resp.event_types))
         exp = [(e["event_time_ms"], e["item_id"], TYPES.index(e["event_type"])) for e in want]
-        ctx = "user %d max=%d since=%d until=%d types=%s" % (user, max_events, since, until, types)
+        ctx = "user %d max=%d since=%d until=%d types=%s view=%d as_of=%s" % (
+            user, max_events, since, until, types, view, as_of)
         if got != exp:
-            known = [("stream", e) for e in self.model.stream[user].values()]
-            for g, d in self.model.data.items():
+            known = [("stream", e) for e in model.stream[user].values()]
+            for g, d in model.data.items():
                 known += [("gen%d" % g, e) for e in d.get(user, {}).values()]
             extra = [k for k in known if (k[1]["event_time_ms"], k[1]["item_id"]) in
                      {(t, i) for t, i, _ in got}]
             raise AssertionError("%s\n got %s\nwant %s\nids %s\nknown %s\ncov %s"
                                  % (ctx, got, exp, [e["event_id"] for e in want], extra,
-                                    self.model.cov))
+                                    model.cov))
         cols = {c.name: list(c.values) for c in resp.columns}
         for name, dflt in (("x", math.nan), ("y", -1.0)):
             wantc = [e.get("attributes", {}).get(name, dflt) for e in want]
@@ -331,8 +426,15 @@ class Run:
             assert len(gotc) == len(wantc) and all(
                 a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(gotc, wantc)), (
                 ctx, name, gotc, wantc)
-        assert resp.batch_generation == self.model.gen, ctx
-        assert resp.batch_watermark_ms == self.model.watermark, ctx
+        assert resp.batch_generation == model.gen, ctx
+        assert resp.batch_watermark_ms == model.watermark, ctx
+        if provenance:
+            assert list(resp.sources) == [1 if g else 0 for _, g in want_p], ctx
+            assert list(resp.generations) == [g for _, g in want_p], ctx
+        else:
+            assert len(resp.sources) == 0 and len(resp.generations) == 0, ctx
+        if t:
+            assert resp.as_of_ms == t, ctx
 
 
 def test_model(tmp_path, stubs):
@@ -342,13 +444,16 @@ def test_model(tmp_path, stubs):
     try:
         for i in range(STEPS):
             r = rnd.random()
-            if r < 0.5:
+            if r < 0.45:
                 what = run.step_stream()
-            elif r < 0.88:
+            elif r < 0.78:
                 what = run.step_load()
+            elif r < 0.9:
+                what = run.step_rollback()
             else:
                 what = run.step_restart()
             log.append(what)
+            run.mark()
             try:
                 run.check_reads()
             except AssertionError as e:

@@ -36,6 +36,7 @@ static void test_defaults(void)
     CHECK(c.admin_token_file == NULL);
     CHECK_EQ_INT(c.help, 0);
     CHECK(c.history_ms == 604800000); /* 7 days */
+    CHECK(c.keep_generations == 2);
     seq_config_free(&c);
 }
 
@@ -48,7 +49,8 @@ static void test_both_spellings(void)
                     "--group=g", "--event-format", "json", "--threads=3", "--cache-mb", "64",
                     "--max-message-bytes=65536", "--admin-token-file", "tok", "--idle-timeout-s=30",
                     "--max-connections=100", "--max-concurrent-streams", "8",
-                    "--max-header-bytes=2048", "--history-ms", "0", NULL};
+                    "--max-header-bytes=2048", "--history-ms", "0", "--keep-generations", "5",
+                    NULL};
     CHECK_EQ_INT(parse(&c, argv, err, sizeof err), SEQ_OK);
     CHECK(strcmp(c.definition, "d.json") == 0);
     CHECK(strcmp(c.data_dir, "/tmp/x") == 0);
@@ -68,6 +70,7 @@ static void test_both_spellings(void)
     CHECK_EQ_INT(c.max_concurrent_streams, 8);
     CHECK_EQ_INT(c.max_header_bytes, 2048);
     CHECK(c.history_ms == 0);
+    CHECK(c.keep_generations == 5);
     seq_config_free(&c);
 }
 
@@ -125,6 +128,8 @@ static void test_errors(void)
     expect_error(a10, "--max-message-bytes");
     char *a11[] = {"seqd", "--definition", "d", "--history-ms", "-1", NULL};
     expect_error(a11, "--history-ms");
+    char *a12[] = {"seqd", "--definition", "d", "--keep-generations", "-1", NULL};
+    expect_error(a12, "--keep-generations");
 }
 
 int main(void)

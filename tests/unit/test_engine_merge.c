@@ -51,10 +51,11 @@ static int cmp_rec(const void *a, const void *b)
     return seq_rec_cmp(a, b);
 }
 
-/* Runs the merge; returns the answer as "id@t id@t ...". The stream is sorted first (its
- * contract), the batch is passed in the order given. */
-static const char *merge(const seq_merge_params *p, const R *st, uint32_t ns, const R *bt,
-                         uint32_t nb)
+/* Runs the merge; returns the answer as "id@t id@t ..." (with `prov`, each record's
+ * provenance too: "id@t/s" for the stream, "id@t/gN" for generation N). The stream is
+ * sorted first (its contract), the batch is passed in the order given. */
+static const char *run_text(const seq_merge_params *p, const R *st, uint32_t ns, const R *bt,
+                            uint32_t nb, int prov)
 {
     static char buf[4096];
     seq_rec s[64], b[64];
@@ -65,10 +66,27 @@ static const char *merge(const seq_merge_params *p, const R *st, uint32_t ns, co
     uint32_t n = seq_merge_run(p, s, ns, b, nb, out, scratch);
     size_t len = 0;
     buf[0] = '\0';
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%.*s@%lld", i ? " " : "",
                                 (int)out[i]->id_len, out[i]->id, (long long)out[i]->time_ms);
+        if (!prov) continue;
+        len += (size_t)(out[i]->gen ? snprintf(buf + len, sizeof buf - len, "/g%llu",
+                                               (unsigned long long)out[i]->gen)
+                                    : snprintf(buf + len, sizeof buf - len, "/s"));
+    }
     return buf;
+}
+
+static const char *merge(const seq_merge_params *p, const R *st, uint32_t ns, const R *bt,
+                         uint32_t nb)
+{
+    return run_text(p, st, ns, bt, nb, 0);
+}
+
+static const char *merge_prov(const seq_merge_params *p, const R *st, uint32_t ns, const R *bt,
+                              uint32_t nb)
+{
+    return run_text(p, st, ns, bt, nb, 1);
 }
 
 #define EXPECT(got, want)                                                                  \
@@ -278,29 +296,6 @@ static void test_need_and_stop(void)
     CHECK_EQ_INT(seq_merge_need(&p), 100);
     p.since_ms = 100;
     CHECK_EQ_INT(seq_merge_stop_before(&p), FLOOR);
-}
-
-/* The answer with each record's provenance: "id@t/s" (stream) or "id@t/gN" (batch). */
-static const char *merge_prov(const seq_merge_params *p, const R *st, uint32_t ns, const R *bt,
-                              uint32_t nb)
-{
-    static char buf[4096];
-    seq_rec s[64], b[64];
-    const seq_rec *out[256];
-    to_recs(st, ns, s);
-    to_recs(bt, nb, b);
-    qsort(s, ns, sizeof s[0], cmp_rec);
-    uint32_t n = seq_merge_run(p, s, ns, b, nb, out, scratch);
-    size_t len = 0;
-    buf[0] = '\0';
-    for (uint32_t i = 0; i < n; i++) {
-        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%.*s@%lld/", i ? " " : "",
-                                (int)out[i]->id_len, out[i]->id, (long long)out[i]->time_ms);
-        len += (size_t)(out[i]->gen ? snprintf(buf + len, sizeof buf - len, "g%llu",
-                                               (unsigned long long)out[i]->gen)
-                                    : snprintf(buf + len, sizeof buf - len, "s"));
-    }
-    return buf;
 }
 
 /* Provenance in every case the merge has: stream in the recent range and in uncovered

@@ -33,7 +33,7 @@ static void test_encoder(void)
     };
     r[1].gen = 1764000000000, r[2].gen = 3; /* r[0] is a stream record */
     const seq_rec *recs[3] = {&r[0], &r[1], &r[2]};
-    seq_service_resp in = {42, &seq, recs, 3, 1764000000000, 1763000000000, 99, 1, 86400000,
+    seq_service_resp in = {42, &seq, recs, 3, 1764000000000, 1763000000000, 99, 1, 0, 86400000,
                            1764000000999};
     seq_buf out = {0};
     CHECK_EQ_INT(seq_service_resp_encode(&out, &in), SEQ_OK);
@@ -92,7 +92,7 @@ static void test_encoder(void)
     }
 
     /* Empty: zero scalars and empty arrays are omitted; column names stay. */
-    seq_service_resp empty = {0, &seq, recs, 0, 0, 0, 0, 1, 0, 0};
+    seq_service_resp empty = {0, &seq, recs, 0, 0, 0, 0, 1, 1, 0, 0};
     out.len = 0;
     CHECK_EQ_INT(seq_service_resp_encode(&out, &empty), SEQ_OK);
     m = seqd__v1__get_sequence_response__unpack(NULL, out.len, out.data);
@@ -118,6 +118,7 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
     uint64_t *items = calloc(n + 1, sizeof *items);
     uint32_t *types = calloc(n + 1, sizeof *types), *sources = calloc(n + 1, sizeof *sources);
     uint64_t *gens = calloc(n + 1, sizeof *gens);
+    char **ids = calloc(n + 1, sizeof *ids);
     double *vals = calloc(2 * (size_t)n + 1, sizeof *vals);
     Seqd__V1__Column col[2] = {SEQD__V1__COLUMN__INIT, SEQD__V1__COLUMN__INIT};
     Seqd__V1__Column *cols[2] = {&col[0], &col[1]};
@@ -126,6 +127,7 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
         ts[i] = in->recs[i]->time_ms, items[i] = in->recs[i]->item_id;
         types[i] = in->recs[i]->type_idx;
         sources[i] = in->recs[i]->gen != 0, gens[i] = in->recs[i]->gen;
+        ids[i] = strndup(in->recs[i]->id ? in->recs[i]->id : "", in->recs[i]->id_len);
         for (uint32_t c = 0; c < 2; c++)
             vals[c * n + i] = seq_rec_col(in->recs[i], c, seq->columns[c].dflt);
     }
@@ -142,6 +144,7 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
         m.sources = sources, m.generations = gens;
     }
     m.completeness_gap_ms = in->completeness_gap_ms, m.as_of_ms = in->as_of_ms;
+    if (in->event_ids) m.n_event_ids = n, m.event_ids = ids;
     size_t want = seqd__v1__get_sequence_response__get_packed_size(&m);
     uint8_t *ref = malloc(want);
     seqd__v1__get_sequence_response__pack(&m, ref);
@@ -150,7 +153,8 @@ static void check_canonical(const seq_sequence *seq, const seq_service_resp *in)
     CHECK_EQ_INT(out.len, want);
     CHECK(out.len == want && memcmp(out.data, ref, want) == 0);
     seq_buf_free(&out);
-    free(ref), free(ts), free(items), free(types), free(vals), free(sources), free(gens);
+    for (uint32_t i = 0; i < n; i++) free(ids[i]);
+    free(ref), free(ts), free(items), free(types), free(vals), free(sources), free(gens), free(ids);
 }
 
 static void test_encoder_canonical(void)
@@ -164,6 +168,8 @@ static void test_encoder_canonical(void)
     const seq_rec **recs = calloc(MAXN, sizeof *recs);
     uint8_t c0[16];
     memcpy(c0, &(double){1200.5}, 8), memcpy(c0 + 8, &(double){3}, 8);
+    static char idpool[256];
+    for (int i = 0; i < 255; i++) idpool[i] = (char)('a' + i % 26);
     uint64_t x = 88172645463325252ull; /* xorshift: values of every varint width */
     for (uint32_t i = 0; i < MAXN; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -173,14 +179,17 @@ static void test_encoder_canonical(void)
                          .type_idx = i == 50 ? 300 : (uint32_t)(x % 3),
                          .n_cols = (uint32_t)(i % 3), .cols = c0,
                          /* generations of every varint width, and stream records (0) */
-                         .gen = i % 4 == 1 ? 0 : x >> (i % 61)};
+                         .gen = i % 4 == 1 ? 0 : x >> (i % 61),
+                         /* ids of 0 to 39 bytes, and some past 127 (a 2-byte length) */
+                         .id = idpool + i % 50, .id_len = i % 97 == 5 ? 200 : i % 40};
         recs[i] = &r[i];
     }
     static const uint32_t sizes[] = {0, 1, 2, 12, 13, 14, 20, 25, 26, 27, 100, 127, 128, 129,
                                      400, 1638, 1639, 1700};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         seq_service_resp in = {k % 2 ? 0 : 42 + k, &seq, recs, sizes[k], k % 3 ? 1764000000000 : 0,
-                               1763000000000, k, k % 2 == 0, k % 5 ? (int64_t)k * 3600000 : 0,
+                               1763000000000, k, k % 2 == 0, k % 3 == 1,
+                               k % 5 ? (int64_t)k * 3600000 : 0,
                                k % 4 ? 1764000000000 + (int64_t)k : 0};
         check_canonical(&seq, &in);
     }
@@ -192,7 +201,7 @@ static void test_encoder_canonical(void)
     for (size_t k = 0; k < sizeof newest / sizeof newest[0]; k++) {
         for (uint32_t i = 0; i < 129; i++)
             r[i].time_ms = newest[k] - i, r[i].type_idx = i % 3, r[i].n_cols = k % 2 || i != 5 ? 2 : 1;
-        seq_service_resp in = {42, &seq, recs, 129, 0, 0, 1, (int)(k % 2), 0, 0};
+        seq_service_resp in = {42, &seq, recs, 129, 0, 0, 1, (int)(k % 2), 0, 0, 0};
         check_canonical(&seq, &in);
     }
     free(r);
@@ -251,7 +260,7 @@ static int setup(fixture *f)
     CHECK_EQ_INT(seq_store_batch_commit(b, err, sizeof err), SEQ_OK);
     seq_store_batch_free(b);
     f->wm = now - 1000;
-    seq_service_config sc = {f->def, f->st, &f->wm, "/tmp", NULL};
+    seq_service_config sc = {f->def, f->st, &f->wm, "/tmp", NULL, NULL};
     return seq_service_new(&sc, &f->svc, err, sizeof err);
 }
 

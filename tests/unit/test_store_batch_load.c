@@ -145,7 +145,8 @@ static void loads(void)
     seq_load_result res;
     uint64_t items[10];
     snprintf(dbdir, sizeof dbdir, "%s/db", root);
-    CHECK(seq_store_open(dbdir, def, 64, &st, err, sizeof err) == SEQ_OK);
+    seq_store_config nohist = {64, 0}; /* --history-ms 0: only --keep-generations keeps */
+    CHECK(seq_store_open_cfg(dbdir, def, &nohist, &st, err, sizeof err) == SEQ_OK);
     build("p5", 5, T0, T0 + 48 * H, 3, T0 + 10 * H);
     build("p6", 6, T0 + 24 * H, T0 + 48 * H, 2, T0 + 30 * H);
     build("p7", 7, T0, T0 + 48 * H, 1, T0 + 5 * H);
@@ -193,7 +194,9 @@ static void loads(void)
     CHECK_EQ_INT(read_items(st, 1, items, 10), 2);
     CHECK(items[0] == 6 && items[1] == 5);
     CHECK_EQ_INT(count_gen_keys(st, 5), 4); /* 3 users + the partition marker */
-    /* gen 7 over both days replaces 5 and 6 entirely: both reclaimed */
+    /* gen 7 over both days replaces 5 and 6 entirely: with --keep-generations 0 (and no
+     * history kept) both are reclaimed at once (the default keeps the last two) */
+    seq_store_set_keep_generations(st, 0);
     CHECK_EQ_INT(load(st, p3, 7, T0, T0 + 48 * H, &res, err), SEQ_OK);
     CHECK_EQ_INT(read_items(st, 3, items, 10), 0);
     CHECK_EQ_INT(read_items(st, 1, items, 10), 1);
@@ -227,6 +230,36 @@ static void loads(void)
     seq_store_close(st);
 }
 
+/* --history-ms alone (keep 0): a replaced load keeps its data until it was replaced
+ * that long ago, then the sweep reclaims it (time alone, no load needed). */
+static void sweep(void)
+{
+    char err[256] = "", dbdir[128], p1[300], p2[300];
+    seq_store *st = NULL;
+    seq_load_result res;
+    snprintf(dbdir, sizeof dbdir, "%s/db-sweep", root);
+    seq_store_config cfg = {64, 60000};
+    CHECK(seq_store_open_cfg(dbdir, def, &cfg, &st, err, sizeof err) == SEQ_OK);
+    if (!st) return;
+    seq_store_set_keep_generations(st, 0);
+    build("s20", 20, T0, T0 + 24 * H, 2, T0 + 5 * H);
+    build("s21", 21, T0, T0 + 24 * H, 1, T0 + 6 * H);
+    snprintf(p1, sizeof p1, "%s/s20/part-00000.sst", root);
+    snprintf(p2, sizeof p2, "%s/s21/part-00000.sst", root);
+    CHECK_EQ_INT(load(st, p1, 20, T0, T0 + 24 * H, &res, err), SEQ_OK);
+    CHECK_EQ_INT(load(st, p2, 21, T0, T0 + 24 * H, &res, err), SEQ_OK);
+    CHECK_EQ_INT(count_gen_keys(st, 20), 3); /* replaced a moment ago: kept */
+    int64_t now = seq_now_ms();
+    CHECK_EQ_INT(seq_store_batch_sweep(st, now, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(count_gen_keys(st, 20), 3);
+    CHECK_EQ_INT(seq_store_batch_sweep(st, now + 61000, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(count_gen_keys(st, 20), 0); /* a minute later: reclaimed */
+    CHECK_EQ_INT(count_gen_keys(st, 21), 2);
+    CHECK_EQ_INT(committed_gen(st), 21);
+    CHECK_EQ_INT(seq_store_start_sweeper(st, 10), SEQ_OK); /* runs, then stops at close */
+    seq_store_close(st);
+}
+
 int main(void)
 {
     char err[256];
@@ -235,6 +268,7 @@ int main(void)
     if (seq_def_parse(DEF, strlen(DEF), &def, err, sizeof err) != SEQ_OK) return 1;
     RUN(stage);
     RUN(loads);
+    RUN(sweep);
     seq_def_free(def);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);

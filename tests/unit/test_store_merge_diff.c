@@ -127,7 +127,7 @@ static void differential(void)
         if (n_cov > 1 && rnd(2)) cov[0].gen = gen + 1, gen++; /* an older range, newer gen */
         for (uint32_t i = 0; i < n_cov; i++) /* records inside and around the segment */
             put_batch(st, user, cov[i].gen, cov[i].start_ms - HOUR, cov[i].end_ms + HOUR);
-        seq_store_seqstate s = {gen, n_cov ? cov[n_cov - 1].end_ms : 0, cov, n_cov};
+        seq_store_seqstate s = {gen, n_cov ? cov[n_cov - 1].end_ms : 0, cov, n_cov, NULL};
         CHECK(seq_store_view_install(st, 0, &s) == SEQ_OK);
         /* stream: events with corrections, over the last 30 h and a little ahead */
         uint32_t n = rnd(25);
