@@ -343,6 +343,12 @@ static int cluster_member(const seq_config *c)
 }
 
 /* Returns 0, or the exit code with a message in err. */
+/* LoadBatch's check of a partitioned batch's P (0 until the partitions are known). */
+static uint32_t topic_partitions(void *consumer)
+{
+    return seq_consumer_partitions(consumer, NULL, 0);
+}
+
 static int start(server *s, char *err, size_t errlen)
 {
     int rc;
@@ -375,7 +381,7 @@ static int start(server *s, char *err, size_t errlen)
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token,
-                             s->wmhist};
+                             s->wmhist, topic_partitions, s->consumer};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
     if (seq_route_new(s->service, &s->route, err, errlen)) return 1;
     size_t n_methods;
