@@ -52,6 +52,11 @@ typedef struct {
     char node_id[64];          /* --instance-id, or the id kept in the data dir */
     _Atomic int64_t stream_watermark;
     seq_wmhist *wmhist; /* the newest applied event time over time, for as-of reads */
+    /* the per-partition series' snapshot, taken once per scrape (scrapes run on the admin
+     * thread only) */
+    seq_consumer_part scrape_parts[1024];
+    uint32_t n_scrape_parts;
+    char part_label[16];
 } server;
 
 /* mkdir -p */
@@ -183,18 +188,14 @@ static double ready(void *c)
     return seq_consumer_ready(c, why, sizeof why);
 }
 
-/* Partition i's state: a snapshot taken at i == 0 serves the rest of the scrape (the
- * admin thread renders; the buffer is per thread). */
+/* Partition i's state: a snapshot taken at i == 0 serves the rest of the family. */
 static const seq_consumer_part *part_at(server *s, size_t i, const char **label)
 {
-    static _Thread_local seq_consumer_part parts[1024];
-    static _Thread_local uint32_t n;
-    static _Thread_local char name[16];
-    if (i == 0) n = seq_consumer_partitions(s->consumer, parts, 1024);
-    if (i >= n || i >= 1024) return NULL;
-    snprintf(name, sizeof name, "%d", (int)parts[i].partition);
-    *label = name;
-    return &parts[i];
+    if (i == 0) s->n_scrape_parts = seq_consumer_partitions(s->consumer, s->scrape_parts, 1024);
+    if (i >= s->n_scrape_parts || i >= 1024) return NULL;
+    snprintf(s->part_label, sizeof s->part_label, "%d", (int)s->scrape_parts[i].partition);
+    *label = s->part_label;
+    return &s->scrape_parts[i];
 }
 
 static int part_lag(void *s, size_t i, const char **label, double *v)
