@@ -44,6 +44,9 @@ typedef struct {
     seq_service *service;
     seq_route *route; /* the transport's method table: the service's, routed by the cluster map */
     seq_cluster *cluster;
+    /* the console's view of the cluster map: set (admin thread reads it) once the map runs,
+     * and only on a cluster member; NULL = the console's single-node page */
+    _Atomic(seq_cluster *) console_cluster;
     seq_grpc_server *grpc;
     seq_admin *admin;
     seq_console *console;
@@ -343,6 +346,15 @@ static int cluster_member(const seq_config *c)
     return c->brokers && (c->instance_id || c->advertise);
 }
 
+/* The console's Cluster page (server/console.h cluster_json hook): the map as /cluster
+ * has it, on a cluster member once the map runs; NULL (single node) otherwise. */
+static char *console_cluster_json(void *ctx)
+{
+    server *s = ctx;
+    seq_cluster *c = atomic_load(&s->console_cluster);
+    return c ? seq_cluster_json(c) : NULL;
+}
+
 /* Returns 0, or the exit code with a message in err. */
 /* LoadBatch's check of a partitioned batch's P (0 until the partitions are known). */
 static uint32_t topic_partitions(void *consumer)
@@ -406,7 +418,8 @@ static int start(server *s, char *err, size_t errlen)
 
     seq_console_ctx cc2 = {.def = s->def, .store = s->store, .consumer = s->consumer,
                            .metrics = s->metrics, .service = s->service,
-                           .stream_watermark = &s->stream_watermark};
+                           .stream_watermark = &s->stream_watermark,
+                           .cluster_json = console_cluster_json, .cluster_ctx = s};
     if (!(s->console = seq_console_new(&cc2))) {
         seq_errf(err, errlen, "out of memory");
         return 1;
@@ -429,6 +442,7 @@ static int start(server *s, char *err, size_t errlen)
     seq_consumer_join(s->consumer);
     wait_assigned(s);
     seq_admin_set_cluster(s->admin, s->cluster);
+    if (cluster_member(&s->cfg)) atomic_store(&s->console_cluster, s->cluster);
     seq_route_set_cluster(s->route, s->cluster);
     return 0;
 }

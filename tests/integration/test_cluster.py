@@ -5,6 +5,7 @@ once and never twice, BatchGetSequences across owners in request order, a map en
 naming an address where nothing listens (the next replica answers), a peer that speaks
 garbage, and a second node with a live node's id refused at start."""
 import os
+import re
 import socket
 import threading
 
@@ -223,3 +224,23 @@ def test_second_node_with_a_live_id_refused(cluster):
     finally:
         s.kill()
     assert nodes_by_id(nodes[0])["c"]["grpc"] == nodes[2].grpc
+
+
+def test_console_cluster_page(cluster, tmp_path):
+    """The console's Cluster page (issue 12) at node a, in headless Chromium: one section
+    per group with its nodes, and a partitions grid whose every cell names the node that
+    holds it in /cluster, coloured caught up."""
+    from test_ui import rendered  # the browser harness (skips without chromium)
+    _, nodes, _, _, _ = cluster
+    a = nodes[0]
+    dom = rendered(a, tmp_path, "/ui/cluster")
+    assert 'id="single-node"' not in dom
+    held = {}
+    for n in cluster_map(a)["nodes"]:
+        for p in n["partitions"]:
+            held.setdefault(n["group"], {})[p] = n["id"]
+    for g, members in (("g1", G1), ("g2", G2)):
+        sec = re.search(r'<section data-group="%s">(.*?)</section>' % g, dom, re.S).group(1)
+        assert sorted(re.findall(r'<tr data-node="([^"]+)">', sec)) == members
+        cells = re.findall(r'<div class="cell caught"[^>]*><b>p(\d+)</b><span>([^<]+)</span>', sec)
+        assert {int(p): nid for p, nid in cells} == held[g], (g, cells)
