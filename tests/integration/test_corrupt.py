@@ -49,7 +49,8 @@ def test_damaged_bucket_answers_data_loss(seqd_factory, tmp_path):
         assert s.metric("seqd_storage_corrupt_total") >= 1
         kept = poll(lambda: s.status()["storage_corrupt"]["kept"] or None, "damage kept aside")
         assert any("user 2, sequence all" in k["what"] for k in kept), kept
-        assert s.http("/readyz")[0] == 200
+        # damaged data never makes the node unready (it may be briefly behind the stream)
+        poll(lambda: s.http("/readyz")[0] == 200, "ready with damaged data kept aside")
         assert s.stop() == 0
     finally:
         broker.send_signal(signal.SIGTERM)
