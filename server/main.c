@@ -309,6 +309,12 @@ static void wait_assigned(server *s)
     fprintf(stderr, "seqd: kafka: topic %s not assigned yet; serving meanwhile\n", s->cfg.topic);
 }
 
+/* One stored sample of the stream watermark series (seq_store_newest_series). */
+static void note_newest(void *h, int64_t ms, int64_t newest)
+{
+    seq_wmhist_note(h, ms, newest);
+}
+
 /* Returns 0, or the exit code with a message in err. */
 static int start(server *s, char *err, size_t errlen)
 {
@@ -333,6 +339,8 @@ static int start(server *s, char *err, size_t errlen)
         seq_errf(err, errlen, "out of memory");
         return 1;
     }
+    /* as-of reads of times before this start: the series as the store kept it */
+    seq_store_newest_series(s->store, note_newest, s->wmhist);
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,
                               (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,
