@@ -90,6 +90,8 @@ static void test_persisted(void)
     seq_store_close(st);
 
     st = fx_open(d); /* a restart */
+    uint8_t k[SEQ_KEY_MAX];
+    fx_put_raw(st, k, seq_key_wmh(k, s0 / 1000 + 5), "bad", 3); /* damaged: skipped */
     seq_wmhist *h = seq_wmhist_new(DAY);
     samples s = stored(st, h);
     CHECK_EQ_INT(s.n, 2);
