@@ -1,8 +1,11 @@
 /* gen: synthetic batch input for bench/run: --users users x --events events each, of the
  * types and attributes of bench/definition.json (click/save/view, dwell_ms >= 500 so every
  * event passes the filter, position), spread over the --span-ms before --end-ms, as
- * length-delimited protobuf seqd.v1.Event (the builder's --format pb) or JSON Lines.
+ * length-delimited protobuf seqd.v1.Event (the builder's --format pb), JSON Lines, or an
+ * Avro container file of proto/seqd/v1/event.avsc's records (--format avro, codec
+ * --codec null|deflate|snappy, default snappy as Spark writes), through avro-c.
  * Deterministic: the same arguments give the same bytes. Not part of seqd. */
+#include <avro.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,9 +73,70 @@ static void write_json(FILE *f, const ev *e)
             e->user, e->t, TYPES[e->type], e->item, e->id, e->dwell, e->pos);
 }
 
+/* proto/seqd/v1/event.avsc, docs left out */
+static const char AVSC[] =
+    "{\"type\":\"record\",\"name\":\"Event\",\"namespace\":\"seqd.v1\",\"fields\":["
+    "{\"name\":\"user_id\",\"type\":\"long\"},{\"name\":\"event_time_ms\",\"type\":\"long\"},"
+    "{\"name\":\"event_type\",\"type\":\"string\"},"
+    "{\"name\":\"item_id\",\"type\":[\"null\",\"long\"],\"default\":null},"
+    "{\"name\":\"event_id\",\"type\":[\"null\",\"string\"],\"default\":null},"
+    "{\"name\":\"attributes\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"double\"}],"
+    "\"default\":null}]}";
+
+typedef struct {
+    avro_file_writer_t w;
+    avro_value_iface_t *iface;
+    avro_value_t rec;
+} avro_out;
+
+static int avro_open(avro_out *a, const char *path, const char *codec)
+{
+    avro_schema_t s;
+    if (avro_schema_from_json_length(AVSC, sizeof AVSC - 1, &s) ||
+        avro_file_writer_create_with_codec(path, s, &a->w, codec, 0) ||
+        !(a->iface = avro_generic_class_from_schema(s)) ||
+        avro_generic_value_new(a->iface, &a->rec)) {
+        fprintf(stderr, "gen: %s: %s\n", path, avro_strerror());
+        return -1;
+    }
+    avro_schema_decref(s);
+    return 0;
+}
+
+/* Sets the union field idx to its non-null branch (1) and returns that branch. */
+static avro_value_t branch(avro_value_t *rec, size_t idx)
+{
+    avro_value_t u, b;
+    avro_value_get_by_index(rec, idx, &u, NULL);
+    avro_value_set_branch(&u, 1, &b);
+    return b;
+}
+
+static int write_avro(avro_out *a, const ev *e)
+{
+    avro_value_t f, m, v;
+    avro_value_reset(&a->rec);
+    avro_value_get_by_index(&a->rec, 0, &f, NULL);
+    avro_value_set_long(&f, (int64_t)e->user);
+    avro_value_get_by_index(&a->rec, 1, &f, NULL);
+    avro_value_set_long(&f, e->t);
+    avro_value_get_by_index(&a->rec, 2, &f, NULL);
+    avro_value_set_string(&f, TYPES[e->type]);
+    f = branch(&a->rec, 3);
+    avro_value_set_long(&f, (int64_t)e->item);
+    f = branch(&a->rec, 4);
+    avro_value_set_string(&f, e->id);
+    m = branch(&a->rec, 5);
+    avro_value_add(&m, "dwell_ms", &v, NULL, NULL);
+    avro_value_set_double(&v, e->dwell);
+    avro_value_add(&m, "position", &v, NULL, NULL);
+    avro_value_set_double(&v, e->pos);
+    return avro_file_writer_append_value(a->w, &a->rec);
+}
+
 int main(int argc, char **argv)
 {
-    const char *fmt = "pb", *out = NULL;
+    const char *fmt = "pb", *out = NULL, *codec = "snappy";
     uint64_t users = 1000, first = 1, events = 100;
     int64_t end = 0, span = 3600000;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -84,14 +148,17 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--end-ms")) end = strtoll(v, NULL, 10);
         else if (!strcmp(k, "--span-ms")) span = strtoll(v, NULL, 10);
         else if (!strcmp(k, "--out")) out = v;
+        else if (!strcmp(k, "--codec")) codec = v;
     }
-    int pb = strcmp(fmt, "pb") == 0;
-    if (!out || end <= span || !events || (!pb && strcmp(fmt, "jsonl") != 0)) {
-        fprintf(stderr, "usage: gen --out FILE --end-ms T [--format pb|jsonl] [--users N]\n"
-                        "           [--first U] [--events E] [--span-ms S]\n");
+    int pb = strcmp(fmt, "pb") == 0, av = strcmp(fmt, "avro") == 0;
+    if (!out || end <= span || !events || (!pb && !av && strcmp(fmt, "jsonl") != 0)) {
+        fprintf(stderr, "usage: gen --out FILE --end-ms T [--format pb|jsonl|avro] [--users N]\n"
+                        "           [--first U] [--events E] [--span-ms S] [--codec C]\n");
         return 2;
     }
-    FILE *f = fopen(out, "wb");
+    avro_out a = {0};
+    if (av && avro_open(&a, out, codec) < 0) return 1;
+    FILE *f = av ? fopen("/dev/null", "wb") : fopen(out, "wb");
     if (!f) {
         perror(out);
         return 1;
@@ -105,8 +172,20 @@ int main(int argc, char **argv)
                     .t = end - 1 - (int64_t)((k * (uint64_t)span) / events) - (int64_t)(u % 997),
                     .dwell = (double)(500 + (u * 31 + k * 17) % 9000), .pos = (double)(k % 50)};
             snprintf(e.id, sizeof e.id, "%" PRIu64, k);
+            if (av && write_avro(&a, &e)) {
+                fprintf(stderr, "gen: %s: %s\n", out, avro_strerror());
+                return 1;
+            }
             if (pb) write_pb(f, &e);
-            else write_json(f, &e);
+            else if (!av) write_json(f, &e);
+        }
+    }
+    if (av) {
+        avro_value_decref(&a.rec);
+        avro_value_iface_decref(a.iface);
+        if (avro_file_writer_close(a.w)) {
+            fprintf(stderr, "gen: %s: %s\n", out, avro_strerror());
+            return 1;
         }
     }
     if (fclose(f) != 0) {

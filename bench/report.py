@@ -74,6 +74,12 @@ def main():
       f"{one('visible_p99_ms')} ms ({one('visible_probes')}) | | | p99 < 100 ms |")
     p(f"| seqctl build, delimited protobuf, events/s | {one('build_pb_events_per_s')} | | | >= 1000000 |")
     p(f"| seqctl build, JSON Lines, events/s | {one('build_jsonl_events_per_s')} | | | |")
+    p(f"| seqctl build, Avro (snappy), events/s | {one('build_avro_events_per_s')} | | | >= 1000000 |")
+    b1, b2 = num("build_parts1_events_per_s", "seqd"), num("build_parts2_events_per_s", "seqd")
+    p(f"| seqctl build --partitions 8, protobuf: 1 builder / 2 at once (--only-partitions, same input), "
+      f"events/s in total (per builder) | {one('build_parts1_events_per_s')} / "
+      f"{one('build_parts2_events_per_s')} ({one('build_parts2_per_builder_events_per_s')}) | | "
+      f"{b2 / b1 if b1 and b2 else float('nan'):.2f} (2 vs 1) | >= 1.6 (2 vs 1) |")
     p(f"| LoadBatch 1x: total ms, switch-over window µs (seen by readers) | {one('load_1x_total_ms')} ms, "
       f"{one('load_1x_switch_window_us')} µs | | | |")
     p(f"| LoadBatch 10x: total ms, switch-over window µs (seen by readers) | {one('load_10x_total_ms')} ms, "

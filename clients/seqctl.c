@@ -38,7 +38,8 @@ static const char usage_text[] =
     "  status [--json]\n"
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
-    "        [--format jsonl|pb] [--memory-mb N] INPUT...\n"
+    "        [--format jsonl|pb|avro] [--memory-mb N] [--partitions P [--only-partitions LIST]]\n"
+    "        INPUT...\n"
     "  load --sequence S --start-ms A --end-ms B --generation G [--token-file F] [--dry-run]\n"
     "       SST...\n"
     "  rollback --sequence S [--to G] [--token-file F]\n"
@@ -70,9 +71,11 @@ static const struct {
      "unless --brokers and --topic are given.\n"},
     {"status", "Summary of the server's /status (--json: the raw document).\n"},
     {"broker", "Runs the embedded (mock) Kafka cluster as its own process; prints brokers=LIST.\n"},
-    {"build", "Builds a batch partition's SST files from JSON Lines or protobuf events.\n"
+    {"build", "Builds a batch's SST files from JSON Lines, protobuf or Avro events.\n"
               "--memory-mb N (default 1024): past it, sorted runs are spilled beside the\n"
-              "output and merged, so inputs larger than RAM build in bounded memory.\n"},
+              "output and merged, so inputs larger than RAM build in bounded memory.\n"
+              "--partitions P writes one part per Kafka partition of the users (murmur2),\n"
+              "--only-partitions LIST (0-3,7) only those: several builders, one batch.\n"},
     {"load", "Calls LoadBatch with SST files the server reads under its --batch-root.\n"
              "  --dry-run  verify and count what the load would change; change nothing\n"},
     {"rollback", "Calls RollbackBatch: undoes the loads in effect above --to G (without\n"

@@ -433,3 +433,26 @@ int seq_event_check_time(const seq_def *def, const seq_event *ev, int64_t now_ms
     }
     return SEQ_OK;
 }
+
+/* ---------- the same steps for decoders outside this file (engine/input_avro.c) ---------- */
+
+void seq_event_reset(seq_event *ev) { reset(ev); }
+
+int seq_event_set_type(seq_event *ev, const char *p, size_t n, char *err, size_t errlen)
+{
+    return set_type(ev, p, n, err, errlen);
+}
+
+int seq_event_set_id(seq_event *ev, const char *p, size_t n, char *err, size_t errlen)
+{
+    return set_id(ev, p, n, err, errlen);
+}
+
+void seq_event_set_attr(const seq_def *def, seq_event *ev, const char *name, size_t n, double v)
+{
+    set_attr(def, ev, name, n, v);
+}
+
+int seq_event_finish(seq_event *ev, char *err, size_t errlen) { return finish(ev, err, errlen); }
+
+int seq_event_parse_id(const char *s, size_t n, uint64_t *out) { return parse_u64(s, n, out); }

@@ -47,6 +47,19 @@ int seq_event_decode_confluent_pb(const seq_def *def, const uint8_t *buf, size_t
  * "<user_id>:<event_time_ms>:<event_type>:<item_id>" (decimal numbers). */
 void seq_event_derive_id(seq_event *ev);
 
+/* The steps the decoders above share, for other decoders (engine/input_avro.c), so that
+ * every input format fills a seq_event the same way: reset it; set the type and id
+ * (SEQ_EINVAL when longer than SEQ_TYPE_MAX / SEQ_ID_MAX); set an attribute by name
+ * (ignored unless the definition uses it; a repeated name keeps the last value); finish
+ * (SEQ_EINVAL when user_id, event_time_ms or event_type is missing; derives a missing
+ * id). parse_id: a decimal uint64 (digits only), 0 or -1. */
+void seq_event_reset(seq_event *ev);
+int seq_event_set_type(seq_event *ev, const char *p, size_t n, char *err, size_t errlen);
+int seq_event_set_id(seq_event *ev, const char *p, size_t n, char *err, size_t errlen);
+void seq_event_set_attr(const seq_def *def, seq_event *ev, const char *name, size_t n, double v);
+int seq_event_finish(seq_event *ev, char *err, size_t errlen);
+int seq_event_parse_id(const char *s, size_t n, uint64_t *out);
+
 /* Events more than max_future_ms ahead of now_ms are malformed (SEQ_EINVAL). */
 int seq_event_check_time(const seq_def *def, const seq_event *ev, int64_t now_ms, char *err,
                          size_t errlen);

@@ -20,6 +20,8 @@ typedef enum {
     SEQ_FORMAT_PROTOBUF = 0,           /* seqd.v1.Event */
     SEQ_FORMAT_JSON = 1,               /* the same event as one JSON object */
     SEQ_FORMAT_CONFLUENT_PROTOBUF = 2, /* Confluent's wire format around a seqd.v1.Event */
+    SEQ_FORMAT_AVRO = 3, /* batch files only: an Avro container file, whose records
+                          * engine/input_avro.h decodes; not a format of one message */
 } seq_format;
 
 typedef enum {
@@ -36,5 +38,11 @@ typedef enum {
 seq_ingest_result seq_ingest(const seq_def *def, seq_format fmt, const void *buf, size_t len,
                              int64_t now_ms, int only_seq, seq_event *ev, seq_exec_out *outs,
                              uint32_t *n, char *why, size_t whylen);
+/* The same step after the decoding, for an event a reader decoded itself (the Avro batch
+ * input, engine/input_avro.h): the clock check and the executor. seq_ingest is the
+ * decoding followed by this. Never SEQ_INGEST_MALFORMED. */
+seq_ingest_result seq_ingest_event(const seq_def *def, const seq_event *ev, int64_t now_ms,
+                                   int only_seq, seq_exec_out *outs, uint32_t *n, char *why,
+                                   size_t whylen);
 
 #endif

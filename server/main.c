@@ -316,6 +316,12 @@ static void note_newest(void *h, int64_t ms, int64_t newest)
 }
 
 /* Returns 0, or the exit code with a message in err. */
+/* LoadBatch's check of a partitioned batch's P (0 until the partitions are known). */
+static uint32_t topic_partitions(void *consumer)
+{
+    return seq_consumer_partitions(consumer, NULL, 0);
+}
+
 static int start(server *s, char *err, size_t errlen)
 {
     int rc;
@@ -349,7 +355,7 @@ static int start(server *s, char *err, size_t errlen)
     wait_assigned(s);
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token,
-                             s->wmhist};
+                             s->wmhist, topic_partitions, s->consumer};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
     size_t n_methods;
     const seq_grpc_method *methods = seq_service_methods(s->service, &n_methods);

@@ -735,7 +735,10 @@ static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf
                     size_t msglen)
 {
     seq_load_req lr = {r->sequence, r->start_ms, r->end_ms, r->generation,
-                       (const char *const *)r->sst_paths, r->n_sst_paths, r->dry_run};
+                       (const char *const *)r->sst_paths, r->n_sst_paths, r->dry_run,
+                       s->cfg.topic_partitions
+                           ? s->cfg.topic_partitions(s->cfg.topic_partitions_ctx)
+                           : 0};
     seq_load_result res = {0};
     int64_t started = seq_now_ms();
     int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, msglen);

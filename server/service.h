@@ -27,6 +27,10 @@ typedef struct {
     const char *batch_root;                  /* LoadBatch reads only below this */
     const char *admin_token;                 /* NULL: LoadBatch needs no token */
     struct seq_wmhist *wmhist;               /* stream watermark over time; may be NULL */
+    /* The topic's partition count, which a partitioned batch's P must equal (0: unknown,
+     * not checked); may be NULL. */
+    uint32_t (*topic_partitions)(void *ctx);
+    void *topic_partitions_ctx;
 } seq_service_config;
 
 /* cfg's pointers must outlive the service. */

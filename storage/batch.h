@@ -22,7 +22,9 @@
 
 typedef struct {
     uint64_t records;      /* input records read */
-    uint64_t kept;         /* kept by the sequence, before deduplication */
+    uint64_t kept;         /* kept by the sequence, before deduplication (and before
+                              other_partitions are set aside) */
+    uint64_t other_partitions; /* kept, but of a partition another builder writes */
     uint64_t duplicates;   /* dropped as an earlier copy of an id */
     uint64_t events;       /* written */
     uint64_t users;        /* distinct users written */
@@ -32,6 +34,7 @@ typedef struct {
     uint64_t filtered;     /* dropped by the sequence's filters */
     uint32_t files;
     uint32_t runs;         /* sorted runs spilled to disk (memory limit reached) */
+    uint32_t parts;        /* part directories written (1 when not partitioned) */
     uint32_t n_notes;
     char notes[SEQ_BUILD_MAX_NOTES][200]; /* "FILE:LINE: what" for the first problems */
 } seq_build_report;
@@ -39,11 +42,19 @@ typedef struct {
 typedef struct seq_build seq_build;
 
 /* mem_limit: bytes of records kept in memory before a sorted run is spilled to out_dir
- * (0 = 1 GiB). out_dir is created if missing and must not already hold a manifest.
+ * (0 = 1 GiB; a spilled run's file is unlinked once open, so nothing is left behind). out_dir is created if missing and must not already hold a manifest.
  * Caller frees with seq_build_free. */
 int seq_build_new(const seq_def *def, const char *sequence, int64_t start_ms, int64_t end_ms,
                   uint64_t generation, const char *out_dir, size_t mem_limit,
                   seq_build **out, char *err, size_t errlen);
+/* Makes the build partitioned (storage/batch_parts.h): the batch's users are split into
+ * `partitions` parts by engine/partition.h, and only the parts with selected[p] != 0
+ * (NULL: all) are written, each into out_dir/partition-NNNNN/ with its own manifest,
+ * an empty partition as an empty part; out_dir/batch.json describes the whole batch.
+ * Call once, before any input. SEQ_EINVAL: a bad P, a selected part already built there,
+ * or a batch.json there describing another batch. */
+int seq_build_set_partitions(seq_build *b, uint32_t partitions, const uint8_t *selected,
+                             char *err, size_t errlen);
 /* Reads one input file. Bad records are counted (and the first few noted) and skipped;
  * an unreadable file or broken framing is an error. progress (may be NULL) is called
  * every million records. */
@@ -63,6 +74,8 @@ typedef struct {
     const char *const *paths;
     size_t n_paths;
     int dry_run; /* verify everything and count what would change; change nothing */
+    uint32_t partitions; /* the topic's partitions: a partitioned batch must have as many
+                            (0: not checked) */
 } seq_load_req;
 
 typedef struct {
@@ -78,7 +91,11 @@ typedef struct {
 /* Checks everything a load needs before anything changes: the request's shape; every
  * path confined to batch_root after resolving symlinks and ".." (relative paths are
  * taken under batch_root; PERMISSION_DENIED), present (NOT_FOUND), all in one directory
- * with a manifest that agrees with the request and lists exactly these files, each file's
+ * with a manifest that agrees with the request and lists exactly these files (or, for a
+ * partitioned batch, batch_parts.h: the files of every part of one batch directory, each
+ * part's directory so, the parts agreeing with its batch.json, each part once, P equal to
+ * req->partitions when set: FAILED_PRECONDITION otherwise, before any file is read, and
+ * every user of a part in its partition: INVALID_ARGUMENT), each file's
  * size and hash as the manifest says (INVALID_ARGUMENT: corrupt or foreign), built from a
  * definition compatible for this sequence (FAILED_PRECONDITION), and every SST entry a
  * well-formed bucket blob of this sequence, generation and range (INVALID_ARGUMENT).

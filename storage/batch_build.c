@@ -18,17 +18,24 @@
 #include "../engine/event.h"
 #include "../engine/exec.h"
 #include "../engine/ingest.h"
+#include "../engine/input_avro.h"
+#include "../engine/partition.h"
 #include "batch_file.h"
+#include "batch_parts.h"
 #include "store.h"
 
 #define FILE_TARGET_BYTES (256u << 20) /* start a new SST past this size */
 
-/* One kept event in memory: fixed part + offset of its id and columns in the arena. */
+/* One kept event in memory: fixed part + offset of its id and columns in the arena. The
+ * partition shares a word with the input order so that a partitioned build's records
+ * stay 40 bytes (the sort moves them around). */
+#define SEQNO_BITS 48
 typedef struct {
     uint64_t user;
     int64_t time;
     uint64_t item;
-    uint64_t seqno; /* input order: the larger copy of an id wins */
+    uint64_t seqno : SEQNO_BITS; /* input order: the larger copy of an id wins */
+    uint64_t part : 64 - SEQNO_BITS; /* its partition in a partitioned build, else 0 */
     uint32_t off;   /* into arena: id bytes then n_cols doubles */
     uint16_t type;
     uint8_t id_len, n_cols;
@@ -52,8 +59,12 @@ struct seq_build {
     uint64_t seqno;
     run_file *runs;
     size_t n_runs;
+    uint32_t partitions; /* 0: one unpartitioned batch in out_dir; else P (batch_parts.h) */
+    uint8_t *selected;   /* [partitions]: the parts this builder writes */
     seq_build_report rep;
 };
+
+static int write_desc(seq_build *b, char *err, size_t errlen);
 
 static void note(seq_build *b, const char *file, uint64_t line, const char *what)
 {
@@ -103,10 +114,35 @@ int seq_build_new(const seq_def *def, const char *sequence, int64_t start_ms, in
     return SEQ_OK;
 }
 
-/* Build order: user ascending, then read order (time descending, larger id first), then
+int seq_build_set_partitions(seq_build *b, uint32_t partitions, const uint8_t *selected,
+                             char *err, size_t errlen)
+{
+    if (partitions < 1 || partitions > SEQ_PARTS_MAX || b->n || b->n_runs || b->partitions) {
+        seq_errf(err, errlen, "partitions must be 1..%d, set once before any input",
+                 SEQ_PARTS_MAX);
+        return SEQ_EINVAL;
+    }
+    if (!(b->selected = malloc(partitions))) return SEQ_EINTERNAL;
+    b->partitions = partitions;
+    for (uint32_t p = 0; p < partitions; p++) {
+        b->selected[p] = selected ? selected[p] != 0 : 1;
+        char name[32], path[4200];
+        seq_parts_dir_name(name, sizeof name, p);
+        snprintf(path, sizeof path, "%s/%s/" SEQ_BATCH_MANIFEST, b->out_dir, name);
+        if (b->selected[p] && access(path, F_OK) == 0) {
+            seq_errf(err, errlen, "%s already exists: each part is built once", path);
+            return SEQ_EINVAL;
+        }
+    }
+    /* A batch.json of another batch there: refuse now rather than after the work. */
+    return write_desc(b, err, errlen);
+}
+
+/* Build order: partition, user ascending, then read order (time descending, larger id first), then
  * the later input copy first. ia/ib: each record's id bytes. */
 static inline int rec_order(const brec *a, const uint8_t *ia, const brec *b, const uint8_t *ib)
 {
+    if (a->part != b->part) return a->part < b->part ? -1 : 1;
     if (a->user != b->user) return a->user < b->user ? -1 : 1;
     if (a->time != b->time) return a->time > b->time ? -1 : 1;
     size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
@@ -192,14 +228,18 @@ static int spill(seq_build *b, char *err, size_t errlen)
     if (!rf) return SEQ_EINTERNAL;
     b->runs = rf;
     rf = &b->runs[b->n_runs];
-    snprintf(rf->path, sizeof rf->path, "%s/.run-%zu.tmp", b->out_dir, b->n_runs);
-    rf->f = fopen(rf->path, "w+b");
+    /* A unique name: builders of other parts may spill into the same directory. */
+    snprintf(rf->path, sizeof rf->path, "%s/.run-XXXXXX", b->out_dir);
+    int fd = mkstemp(rf->path);
+    rf->f = fd >= 0 ? fdopen(fd, "w+b") : NULL;
     if (!rf->f) {
+        if (fd >= 0) close(fd);
         seq_errf(err, errlen, "%s: %s", rf->path, strerror(errno));
         return SEQ_EINTERNAL;
     }
     b->n_runs++;
     b->rep.runs++;
+    unlink(rf->path); /* nobody else needs its name; gone even if the builder is killed */
     for (size_t i = 0; i < b->n; i++) {
         const brec *r = &b->recs[i];
         size_t extra = r->id_len + (size_t)r->n_cols * 8;
@@ -230,12 +270,19 @@ static int grow(brec **recs, size_t *cap, size_t n, size_t initial)
 static int keep(seq_build *b, const seq_event *ev, const seq_exec_out *o)
 {
     size_t extra = ev->id_len + (size_t)o->n_cols * 8;
+    uint32_t part = b->partitions ? seq_partition_of_user(ev->user_id, b->partitions) : 0;
+    if (b->partitions && !b->selected[part]) {
+        b->rep.other_partitions++; /* another builder's share */
+        return SEQ_OK;
+    }
+    if (b->seqno + 1 >= (uint64_t)1 << SEQNO_BITS) return SEQ_EINTERNAL;
     if (grow(&b->recs, &b->cap, b->n, 65536) < 0) return SEQ_EINTERNAL;
     brec *r = &b->recs[b->n++];
     r->user = ev->user_id;
     r->time = ev->time_ms;
     r->item = ev->item_id;
     r->seqno = ++b->seqno;
+    r->part = part;
     r->off = (uint32_t)b->arena.len;
     r->type = (uint16_t)o->type_idx;
     r->id_len = (uint8_t)ev->id_len;
@@ -252,7 +299,10 @@ static int over_limit(const seq_build *b)
     return b->arena.len + b->n * sizeof(brec) >= b->mem_limit || b->arena.len > 0xF0000000u;
 }
 
-/* Runs one input record through the shared decoder and executor. */
+static int account(seq_build *b, const char *path, uint64_t line, seq_ingest_result ir,
+                   const seq_event *ev, const seq_exec_out *out, char *msg, size_t msglen);
+
+/* Runs one input record through the shared ingest step (engine/ingest.h). */
 static int add_record(seq_build *b, const char *path, uint64_t line, const uint8_t *rec,
                       size_t len, seq_format fmt, int64_t now)
 {
@@ -263,21 +313,29 @@ static int add_record(seq_build *b, const char *path, uint64_t line, const uint8
     b->rep.records++;
     seq_ingest_result ir = seq_ingest(b->def, fmt, rec, len, now, (int)b->seq->id, &ev, &out,
                                       &n_out, msg, sizeof msg);
+    return account(b, path, line, ir, &ev, &out, msg, sizeof msg);
+}
+
+/* What the ingest step said of one record (msg its message when malformed): counted and
+ * noted, or kept when inside the range. */
+static int account(seq_build *b, const char *path, uint64_t line, seq_ingest_result ir,
+                   const seq_event *ev, const seq_exec_out *out, char *msg, size_t msglen)
+{
     if (ir == SEQ_INGEST_MALFORMED || ir == SEQ_INGEST_FUTURE) {
         b->rep.malformed++;
         note(b, path, line, msg);
         return SEQ_OK;
     }
-    if (ev.time_ms < b->start_ms || ev.time_ms >= b->end_ms) {
+    if (ev->time_ms < b->start_ms || ev->time_ms >= b->end_ms) {
         b->rep.out_of_range++;
-        snprintf(msg, sizeof msg, "event_time_ms %lld outside [%lld, %lld)",
-                 (long long)ev.time_ms, (long long)b->start_ms, (long long)b->end_ms);
+        snprintf(msg, msglen, "event_time_ms %lld outside [%lld, %lld)",
+                 (long long)ev->time_ms, (long long)b->start_ms, (long long)b->end_ms);
         note(b, path, line, msg);
         return SEQ_OK;
     }
     if (ir == SEQ_INGEST_UNKNOWN_TYPE) {
         b->rep.unknown_type++;
-        snprintf(msg, sizeof msg, "event_type '%s' is not a type of sequence '%s'", ev.type,
+        snprintf(msg, msglen, "event_type '%s' is not a type of sequence '%s'", ev->type,
                  b->seq->name);
         note(b, path, line, msg);
         return SEQ_OK;
@@ -287,7 +345,7 @@ static int add_record(seq_build *b, const char *path, uint64_t line, const uint8
         return SEQ_OK;
     }
     b->rep.kept++;
-    return keep(b, &ev, &out);
+    return keep(b, ev, out);
 }
 
 /* Drops the pages of input already read, [from, to) rounded to pages, so that the
@@ -301,9 +359,43 @@ static size_t release_input(void *map, size_t from, size_t to)
     return to > from ? to : from;
 }
 
+/* An Avro container file (engine/input_avro.h): avro-c reads it record by record, so
+ * nothing of it is mapped; records are numbered from 1 in the notes. The reader decodes,
+ * the shared ingest step does the rest. */
+static int add_avro_file(seq_build *b, const char *path,
+                         void (*progress)(const seq_build_report *r), char *err, size_t errlen)
+{
+    seq_avro_reader *r;
+    int rc = seq_avro_open(b->def, path, &r, err, errlen), got;
+    if (rc != SEQ_OK) return rc;
+    int64_t now = seq_now_ms();
+    seq_event ev;
+    seq_exec_out out;
+    uint32_t n_out;
+    char msg[200];
+    while ((got = seq_avro_next(r, &ev, msg, sizeof msg)) > 0) {
+        b->rep.records++;
+        seq_ingest_result ir =
+            got == 1 ? seq_ingest_event(b->def, &ev, now, (int)b->seq->id, &out, &n_out, msg,
+                                        sizeof msg)
+                     : SEQ_INGEST_MALFORMED;
+        rc = account(b, path, seq_avro_record_no(r), ir, &ev, &out, msg, sizeof msg);
+        if (rc == SEQ_OK && over_limit(b)) rc = spill(b, err, errlen);
+        if (rc != SEQ_OK) break;
+        if (progress && b->rep.records % 1000000 == 0) progress(&b->rep);
+    }
+    if (got < 0) {
+        seq_errf(err, errlen, "%s: %s", path, msg);
+        rc = SEQ_EINVAL;
+    }
+    seq_avro_close(r);
+    return rc;
+}
+
 int seq_build_add_file(seq_build *b, const char *path, seq_format fmt,
                        void (*progress)(const seq_build_report *r), char *err, size_t errlen)
 {
+    if (fmt == SEQ_FORMAT_AVRO) return add_avro_file(b, path, progress, err, errlen);
     int fd = open(path, O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
@@ -383,7 +475,12 @@ typedef struct {
     rocksdb_envoptions_t *envopts;
     rocksdb_sstfilewriter_t *w;
     seq_batch_file_info cur; /* the file being written */
-    json_t *files;
+    char dir[4096];          /* where the current part's files go */
+    int part_open;           /* a part's files are being written */
+    uint32_t part;           /* the current part (0 when not partitioned) */
+    uint32_t next_part;      /* partitions below it are done */
+    uint64_t part_users, part_events;
+    json_t *files;           /* the current part's files */
     uint32_t file_no;
     brec *user_recs; /* the buffered user's records; off points into user_bytes */
     size_t n_user, cap_user;
@@ -398,7 +495,7 @@ static int writer_open_file(writer *w, char *err, size_t errlen)
     char *e = NULL;
     snprintf(w->cur.name, sizeof w->cur.name, "part-%05u.sst", w->file_no++);
     char path[4400];
-    snprintf(path, sizeof path, "%s/%s", w->b->out_dir, w->cur.name);
+    snprintf(path, sizeof path, "%s/%s", w->dir, w->cur.name);
     w->w = rocksdb_sstfilewriter_create(w->envopts, w->opts);
     rocksdb_sstfilewriter_open(w->w, path, &e);
     if (e) {
@@ -426,7 +523,7 @@ static int writer_close_file(writer *w, char *err, size_t errlen)
     memcpy(w->cur.last_key, w->key_last.data, w->key_last.len);
     w->cur.last_key_len = (uint32_t)w->key_last.len;
     char path[4400];
-    snprintf(path, sizeof path, "%s/%s", w->b->out_dir, w->cur.name);
+    snprintf(path, sizeof path, "%s/%s", w->dir, w->cur.name);
     int rc = seq_batch_file_hash(path, &w->cur.size, &w->cur.hash, err, errlen);
     if (rc != SEQ_OK) return rc;
     json_array_append_new(w->files, seq_batch_file_to_json(&w->cur));
@@ -515,6 +612,75 @@ static int put_marker(writer *w, char *err, size_t errlen)
     return seq_buf_append(&w->key_last, key, klen) < 0 ? SEQ_EINTERNAL : SEQ_OK;
 }
 
+/* ---- parts: one in an unpartitioned build, else one directory per selected partition
+ * (batch_parts.h), written in partition order since records sort by partition first ---- */
+
+static int part_begin(writer *w, uint32_t part, char *err, size_t errlen)
+{
+    seq_build *b = w->b;
+    snprintf(w->dir, sizeof w->dir, "%s", b->out_dir);
+    if (b->partitions) {
+        char name[32];
+        seq_parts_dir_name(name, sizeof name, part);
+        snprintf(w->dir, sizeof w->dir, "%s/%s", b->out_dir, name);
+        if (mkdir(w->dir, 0755) < 0 && errno != EEXIST) {
+            seq_errf(err, errlen, "%s: %s", w->dir, strerror(errno));
+            return SEQ_EINTERNAL;
+        }
+    }
+    w->part = part;
+    w->part_open = 1;
+    w->part_users = w->part_events = 0;
+    w->file_no = 0;
+    json_decref(w->files);
+    if (!(w->files = json_array())) return SEQ_EINTERNAL;
+    return put_marker(w, err, errlen);
+}
+
+/* Closes the part's last file and writes its manifest. */
+static int part_end(writer *w, char *err, size_t errlen)
+{
+    seq_build *b = w->b;
+    int rc = writer_close_file(w, err, errlen);
+    if (rc != SEQ_OK) return rc;
+    seq_batch_manifest m = {.start_ms = b->start_ms, .end_ms = b->end_ms,
+                            .generation = b->gen, .users = w->part_users,
+                            .events = w->part_events, .files = w->files,
+                            .partitions = b->partitions, .partition = w->part};
+    snprintf(m.sequence, sizeof m.sequence, "%s", b->seq->name);
+    rc = seq_batch_manifest_write(w->dir, &m, b->def, err, errlen);
+    w->part_open = 0;
+    w->next_part = w->part + 1;
+    if (rc == SEQ_OK) b->rep.parts++;
+    return rc;
+}
+
+/* Makes `part` the open part (a no-op when it is): ends the open one and writes an empty
+ * part for every selected partition in between, since a partition with no users is still
+ * a part. part == partitions ends them all. Unpartitioned builds have one part, open. */
+static int part_switch(writer *w, uint32_t part, char *err, size_t errlen)
+{
+    seq_build *b = w->b;
+    int rc = SEQ_OK;
+    if (!b->partitions || (w->part_open && w->part == part)) return SEQ_OK;
+    if (w->part_open) rc = part_end(w, err, errlen);
+    for (uint32_t p = w->next_part; p < part && rc == SEQ_OK; p++)
+        if (b->selected[p] && (rc = part_begin(w, p, err, errlen)) == SEQ_OK)
+            rc = part_end(w, err, errlen);
+    if (rc == SEQ_OK && part < b->partitions) rc = part_begin(w, part, err, errlen);
+    return rc;
+}
+
+static int write_desc(seq_build *b, char *err, size_t errlen)
+{
+    seq_batch_desc d = {.start_ms = b->start_ms, .end_ms = b->end_ms, .generation = b->gen,
+                        .partitions = b->partitions};
+    snprintf(d.sequence, sizeof d.sequence, "%s", b->seq->name);
+    snprintf(d.fingerprint, sizeof d.fingerprint, "%016llx",
+             (unsigned long long)b->def->fingerprint);
+    return seq_batch_desc_write(b->out_dir, &d, err, errlen);
+}
+
 /* Emits the buffered user: drops earlier copies of an id, then one blob per bucket. */
 static int flush_user(writer *w, char *err, size_t errlen)
 {
@@ -551,7 +717,7 @@ static int flush_user(writer *w, char *err, size_t errlen)
                                  .n_cols = x->n_cols, .cols = data + x->id_len};
     }
     free(drop);
-    int rc = SEQ_OK;
+    int rc = part_switch(w, w->user_recs[0].part, err, errlen);
     for (size_t i = 0; i < m && rc == SEQ_OK;) {
         int64_t bucket = seq_exec_bucket(w->b->def, w->recs[i].time_ms);
         size_t j = i + 1;
@@ -563,6 +729,8 @@ static int flush_user(writer *w, char *err, size_t errlen)
         w->b->rep.users++;
         w->b->rep.events += m;
         w->cur.users++;
+        w->part_users++;
+        w->part_events += m;
     }
     w->n_user = 0;
     w->user_bytes.len = 0;
@@ -616,15 +784,6 @@ static int merge_runs(seq_build *b, writer *w, char *err, size_t errlen)
     return rc;
 }
 
-static int write_manifest(seq_build *b, json_t *files, char *err, size_t errlen)
-{
-    seq_batch_manifest m = {.start_ms = b->start_ms, .end_ms = b->end_ms,
-                            .generation = b->gen, .users = b->rep.users,
-                            .events = b->rep.events, .files = files};
-    snprintf(m.sequence, sizeof m.sequence, "%s", b->seq->name);
-    return seq_batch_manifest_write(b->out_dir, &m, b->def, err, errlen);
-}
-
 int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errlen)
 {
     writer w = {.b = b};
@@ -633,11 +792,11 @@ int seq_build_finish(seq_build *b, seq_build_report *rep, char *err, size_t errl
     w.opts = rocksdb_options_create();
     w.envopts = rocksdb_envoptions_create();
     seq_store_sst_options(w.opts); /* the database's prefix blooms */
-    w.files = json_array();
-    rc = put_marker(&w, err, errlen);
+    if (!b->partitions) rc = part_begin(&w, 0, err, errlen); /* even with no events */
     if (rc == SEQ_OK) rc = merge_runs(b, &w, err, errlen);
-    if (rc == SEQ_OK) rc = writer_close_file(&w, err, errlen);
-    if (rc == SEQ_OK) rc = write_manifest(b, w.files, err, errlen);
+    if (rc == SEQ_OK && b->partitions) rc = part_switch(&w, b->partitions, err, errlen);
+    if (rc == SEQ_OK && w.part_open) rc = part_end(&w, err, errlen);
+    if (rc == SEQ_OK && b->partitions) rc = write_desc(b, err, errlen);
     if (w.w) rocksdb_sstfilewriter_destroy(w.w);
     rocksdb_options_destroy(w.opts);
     rocksdb_envoptions_destroy(w.envopts);
@@ -661,6 +820,7 @@ void seq_build_free(seq_build *b)
         unlink(b->runs[i].path);
     }
     free(b->runs);
+    free(b->selected);
     free(b->recs);
     seq_buf_free(&b->arena);
     free(b);

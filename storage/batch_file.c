@@ -173,6 +173,12 @@ int seq_batch_manifest_write(const char *dir, const seq_batch_manifest *m, const
                           "generation", (json_int_t)m->generation, "users",
                           (json_int_t)m->users, "events", (json_int_t)m->events, "definition",
                           d ? d : json_null(), "fingerprint", fp, "files", m->files);
+    if (o && m->partitions &&
+        json_object_update_new(o, json_pack("{s:I, s:I}", "partitions", (json_int_t)m->partitions,
+                                        "partition", (json_int_t)m->partition)) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
     if (!o) return SEQ_EINTERNAL;
     snprintf(path, sizeof path, "%s/" SEQ_BATCH_MANIFEST, dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -185,6 +191,23 @@ int seq_batch_manifest_write(const char *dir, const seq_batch_manifest *m, const
     return SEQ_OK;
 }
 
+/* The optional "partitions" and "partition" of a part's manifest (batch_parts.h). */
+static int manifest_part(json_t *o, seq_batch_manifest *m)
+{
+    json_t *p = json_object_get(o, "partitions"), *i = json_object_get(o, "partition");
+    if (!p && !i) return 0;
+    if (!json_is_integer(p) || !json_is_integer(i) || json_integer_value(p) < 1 ||
+        json_integer_value(p) > 65536 || json_integer_value(i) < 0 ||
+        json_integer_value(i) >= json_integer_value(p))
+        return -1;
+    m->partitions = (uint32_t)json_integer_value(p);
+    m->partition = (uint32_t)json_integer_value(i);
+    return 0;
+}
+
+static int manifest_from_json(json_t *o, const char *path, seq_batch_manifest *m, char *err,
+                              size_t errlen);
+
 int seq_batch_manifest_read(const char *dir, seq_batch_manifest *m, char *err, size_t errlen)
 {
     char path[4200];
@@ -196,6 +219,27 @@ int seq_batch_manifest_read(const char *dir, seq_batch_manifest *m, char *err, s
         seq_errf(err, errlen, "%s: %s", path, je.text);
         return SEQ_EINVAL;
     }
+    return manifest_from_json(o, path, m, err, errlen);
+}
+
+int seq_batch_manifest_parse(const char *text, size_t len, const char *name,
+                             seq_batch_manifest *m, char *err, size_t errlen)
+{
+    json_error_t je;
+    memset(m, 0, sizeof *m);
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!o) {
+        seq_errf(err, errlen, "%s: %s", name, je.text);
+        return SEQ_EINVAL;
+    }
+    return manifest_from_json(o, name, m, err, errlen);
+}
+
+/* Takes o's reference. */
+static int manifest_from_json(json_t *o, const char *path, seq_batch_manifest *m, char *err,
+                              size_t errlen)
+{
+    json_error_t je;
     const char *fmt, *seq, *fp;
     json_int_t s, e, g, u, n;
     json_t *def, *files;
@@ -208,7 +252,8 @@ int seq_batch_manifest_read(const char *dir, seq_batch_manifest *m, char *err, s
         goto out;
     }
     if (strcmp(fmt, SEQ_BATCH_FORMAT) != 0 || !json_is_array(files) ||
-        strlen(seq) >= sizeof m->sequence || strlen(fp) >= sizeof m->fingerprint) {
+        strlen(seq) >= sizeof m->sequence || strlen(fp) >= sizeof m->fingerprint ||
+        manifest_part(o, m) < 0) {
         seq_errf(err, errlen, "%s: not a seqd batch manifest", path);
         goto out;
     }

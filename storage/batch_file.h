@@ -36,6 +36,8 @@ typedef struct {
     json_t *files;      /* array of file objects (seq_batch_file_to_json); borrowed */
     seq_def *def;       /* the builder's definition, when read; owned by the manifest */
     char fingerprint[17];
+    uint32_t partitions; /* 0: not partitioned; else P of a partitioned batch (batch_parts.h) */
+    uint32_t partition;  /* this part's partition, < partitions */
 } seq_batch_manifest;
 
 int seq_batch_file_hash(const char *path, uint64_t *size, uint64_t *hash, char *err,
@@ -50,6 +52,9 @@ int seq_batch_file_from_json(json_t *o, seq_batch_file_info *f, char *err, size_
 
 int seq_batch_manifest_write(const char *dir, const seq_batch_manifest *m, const seq_def *def,
                              char *err, size_t errlen);
+/* Parses manifest text (name: what messages call it). Same ownership as _read. */
+int seq_batch_manifest_parse(const char *text, size_t len, const char *name,
+                             seq_batch_manifest *m, char *err, size_t errlen);
 /* Reads dir/manifest.json. On success m->files is a new reference and m->def a parsed
  * definition: release both with seq_batch_manifest_clear. */
 int seq_batch_manifest_read(const char *dir, seq_batch_manifest *m, char *err, size_t errlen);

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include "../engine/blob.h"
+#include "../engine/partition.h"
 #include "batch.h"
 #include "batch_file.h"
+#include "batch_parts.h"
 #include "sst_reader.h"
 
 static int under_root(const char *root, const char *path)
@@ -57,6 +59,7 @@ typedef struct {
     const seq_sequence *seq; /* the server's */
     const seq_def *def;
     const seq_load_req *req;
+    uint32_t partitions, partition; /* a part's: every user must be of its partition */
     uint64_t users, events, last_user;
     int have_user;
     char *err;
@@ -106,6 +109,9 @@ static int on_entry(void *ctx, const char *key, size_t klen, const char *val, si
     if (bucket < c->req->start_ms / c->def->bucket_ms ||
         bucket >= c->req->end_ms / c->def->bucket_ms)
         return bad(c, "key outside the requested range");
+    if (c->partitions && (!c->have_user || user != c->last_user) &&
+        seq_partition_of_user(user, c->partitions) != c->partition)
+        return bad(c, "a user of another partition (not the part its manifest says)");
     if (!c->have_user || user != c->last_user) c->users++;
     c->have_user = 1;
     c->last_user = user;
@@ -137,15 +143,19 @@ static int check_request(const seq_def *def, const seq_load_req *req, const seq_
     return SEQ_OK;
 }
 
+static int read_manifest(const char *dir, seq_batch_manifest *m, char *err, size_t errlen)
+{
+    char merr[300];
+    if (seq_batch_manifest_read(dir, m, merr, sizeof merr) == SEQ_OK) return SEQ_OK;
+    seq_errf(err, errlen, "%s", merr);
+    return SEQ_EINVAL;
+}
+
+/* The manifest of dir (read) against the request and the server's definition. */
 static int check_manifest(const seq_def *def, const seq_load_req *req, const char *dir,
                           seq_batch_manifest *m, char *err, size_t errlen)
 {
     char merr[300];
-    int rc = seq_batch_manifest_read(dir, m, merr, sizeof merr);
-    if (rc != SEQ_OK) {
-        seq_errf(err, errlen, "%s", merr);
-        return SEQ_EINVAL;
-    }
     if (strcmp(m->sequence, req->sequence) != 0 || m->start_ms != req->start_ms ||
         m->end_ms != req->end_ms || m->generation != req->generation) {
         seq_errf(err, errlen,
@@ -153,11 +163,6 @@ static int check_manifest(const seq_def *def, const seq_load_req *req, const cha
                  "%llu, not what the request says",
                  dir, m->sequence, (long long)m->start_ms, (long long)m->end_ms,
                  (unsigned long long)m->generation);
-        return SEQ_EINVAL;
-    }
-    if (json_array_size(m->files) != req->n_paths) {
-        seq_errf(err, errlen, "%s/" SEQ_BATCH_MANIFEST ": lists %zu files, the request %zu", dir,
-                 json_array_size(m->files), req->n_paths);
         return SEQ_EINVAL;
     }
     if (seq_def_check_seq_compat(m->def, def, req->sequence, merr, sizeof merr) != SEQ_OK) {
@@ -203,50 +208,216 @@ static void scan_error(char *err, size_t errlen, const char *path, const char *s
     else seq_errf(err, errlen, "%s", serr);
 }
 
-static int check_files(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
-                       char **paths, char **staged, seq_load_result *res, char *err,
-                       size_t errlen)
+/* The files of one directory, paths[idx[0..n)], against its manifest m (already checked
+ * against the request): exactly its files, each with its size, hash and counts, every
+ * entry well-formed (and, in a part, of its partition). Staged copies as it goes. */
+static int check_dir(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
+                     const char *dir, seq_batch_manifest *m, char **paths, char **staged,
+                     const size_t *idx, size_t n, seq_load_result *res, char *err,
+                     size_t errlen)
 {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", paths[0]);
-    *strrchr(dir, '/') = '\0';
-    for (size_t i = 1; i < req->n_paths; i++) {
-        size_t n = strlen(dir);
-        if (strncmp(paths[i], dir, n) != 0 || strchr(paths[i] + n + 1, '/')) {
-            seq_errf(err, errlen, "%s: all files of a load must be in one directory", req->paths[i]);
-            return SEQ_EINVAL;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(paths[i], paths[j]) == 0) {
-                seq_errf(err, errlen, "%s: listed twice", req->paths[i]);
-                return SEQ_EINVAL;
-            }
+    if (json_array_size(m->files) != n) {
+        seq_errf(err, errlen, "%s/" SEQ_BATCH_MANIFEST ": lists %zu files, the request %zu", dir,
+                 json_array_size(m->files), n);
+        return SEQ_EINVAL;
     }
-    seq_batch_manifest m;
-    int rc = check_manifest(def, req, dir, &m, err, errlen);
-    if (rc != SEQ_OK) {
-        seq_batch_manifest_clear(&m); /* a manifest read but refused still holds its parts */
-        return rc;
-    }
-    for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++) {
+    int rc = SEQ_OK;
+    uint64_t users = 0, events = 0;
+    for (size_t k = 0; k < n && rc == SEQ_OK; k++) {
+        size_t i = idx[k];
         seq_batch_file_info fi;
-        rc = check_file(&m, paths[i], staged[i], &fi, err, errlen);
+        rc = check_file(m, paths[i], staged[i], &fi, err, errlen);
         if (rc != SEQ_OK) break;
         scan_ctx c = {.name = paths[i], .seq = s, .def = def, .req = req, .err = err,
-                      .errlen = errlen};
+                      .errlen = errlen, .partitions = m->partitions,
+                      .partition = m->partition};
         char serr[400];
         int got = seq_sst_scan(staged[i], on_entry, &c, serr, sizeof serr);
         if (got == -1) scan_error(err, errlen, paths[i], staged[i], serr);
         if (got) rc = SEQ_EINVAL;
         else if (c.users != fi.users || c.events != fi.events) rc = bad(&c, "counts differ from its manifest");
-        res->users += c.users;
-        res->events += c.events;
+        users += c.users;
+        events += c.events;
     }
-    if (rc == SEQ_OK && (res->users != m.users || res->events != m.events)) {
+    if (rc == SEQ_OK && (users != m->users || events != m->events)) {
         seq_errf(err, errlen, "%s/" SEQ_BATCH_MANIFEST ": totals differ from the files", dir);
         rc = SEQ_EINVAL;
     }
-    seq_batch_manifest_clear(&m);
+    res->users += users;
+    res->events += events;
+    return rc;
+}
+
+/* dirname of path into out (paths are resolved: absolute, with a '/'). */
+static void dir_of(const char *path, char out[PATH_MAX])
+{
+    snprintf(out, PATH_MAX, "%s", path);
+    *strrchr(out, '/') = '\0';
+}
+
+/* ---- partitioned batches (batch_parts.h): the parts' files, several directories ---- */
+
+/* A part's manifest against the batch's description: FAILED_PRECONDITION when it belongs
+ * to another batch (P, sequence, range, generation, definition). */
+static int part_agrees(const seq_batch_desc *d, const char *dir, const seq_batch_manifest *m,
+                       char *err, size_t errlen)
+{
+    if (m->partitions == d->partitions && strcmp(m->sequence, d->sequence) == 0 &&
+        m->start_ms == d->start_ms && m->end_ms == d->end_ms &&
+        m->generation == d->generation && strcmp(m->fingerprint, d->fingerprint) == 0)
+        return SEQ_OK;
+    seq_errf(err, errlen,
+             "%s/" SEQ_BATCH_MANIFEST ": parts disagree: this part is of sequence '%s' "
+             "[%lld, %lld) generation %llu, %u partitions, definition %s; the batch's "
+             SEQ_BATCH_DESC " says '%s' [%lld, %lld) generation %llu, %u partitions, "
+             "definition %s",
+             dir, m->sequence, (long long)m->start_ms, (long long)m->end_ms,
+             (unsigned long long)m->generation, m->partitions, m->fingerprint, d->sequence,
+             (long long)d->start_ms, (long long)d->end_ms, (unsigned long long)d->generation,
+             d->partitions, d->fingerprint);
+    return SEQ_EPRECONDITION;
+}
+
+/* Which part directories the paths name (sorted, distinct) and which directory each path
+ * is in; all must be directories of batch_dir. */
+static int part_dirs(const char *batch_dir, const seq_load_req *req, char **paths,
+                     char ***dirs, size_t *n_dirs, size_t *dir_of_path, char *err,
+                     size_t errlen)
+{
+    size_t n = 0, bl = strlen(batch_dir);
+    char **d = calloc(req->n_paths, sizeof *d);
+    if (!d) return SEQ_EINTERNAL;
+    *dirs = d;
+    for (size_t i = 0; i < req->n_paths; i++) {
+        char dir[PATH_MAX];
+        dir_of(paths[i], dir);
+        if (strncmp(dir, batch_dir, bl) != 0 || dir[bl] != '/' || strchr(dir + bl + 1, '/')) {
+            seq_errf(err, errlen, "%s: all parts of a load must be in one batch directory (%s)",
+                     req->paths[i], batch_dir);
+            *n_dirs = n;
+            return SEQ_EINVAL;
+        }
+        size_t k = 0;
+        while (k < n && strcmp(d[k], dir) != 0) k++;
+        if (k == n && !(d[n++] = strdup(dir))) {
+            *n_dirs = n - 1;
+            return SEQ_EINTERNAL;
+        }
+        dir_of_path[i] = k;
+    }
+    *n_dirs = n;
+    return SEQ_OK;
+}
+
+/* Every part once, all of one batch, before any file is read: FAILED_PRECONDITION when
+ * a part is missing or twice, parts disagree, or P is not the topic's. */
+static int parts_whole(const seq_def *def, const seq_load_req *req, const seq_batch_desc *d,
+                       char **dirs, size_t n_dirs, char *err, size_t errlen)
+{
+    uint8_t *seen = calloc(d->partitions, 1);
+    int rc = seen ? SEQ_OK : SEQ_EINTERNAL;
+    if (rc == SEQ_OK && req->partitions && req->partitions != d->partitions) {
+        seq_errf(err, errlen, "the batch has %u partitions, the topic %u: build it with "
+                 "--partitions %u", d->partitions, req->partitions, req->partitions);
+        rc = SEQ_EPRECONDITION;
+    }
+    for (size_t k = 0; k < n_dirs && rc == SEQ_OK; k++) {
+        seq_batch_manifest m;
+        rc = read_manifest(dirs[k], &m, err, errlen);
+        if (rc == SEQ_OK && !m.partitions) {
+            seq_errf(err, errlen, "%s/" SEQ_BATCH_MANIFEST ": not a part of a partitioned batch",
+                     dirs[k]);
+            rc = SEQ_EINVAL;
+        }
+        if (rc == SEQ_OK) rc = part_agrees(d, dirs[k], &m, err, errlen);
+        if (rc == SEQ_OK && seen[m.partition]++) {
+            seq_errf(err, errlen, "%s: partition %u is given twice", dirs[k], m.partition);
+            rc = SEQ_EPRECONDITION;
+        }
+        if (rc == SEQ_OK) rc = check_manifest(def, req, dirs[k], &m, err, errlen);
+        seq_batch_manifest_clear(&m);
+    }
+    for (uint32_t p = 0; p < d->partitions && rc == SEQ_OK; p++)
+        if (!seen[p]) {
+            char name[32];
+            seq_parts_dir_name(name, sizeof name, p);
+            seq_errf(err, errlen, "the batch is not whole: part %s (partition %u of %u) is "
+                     "missing from the request", name, p, d->partitions);
+            rc = SEQ_EPRECONDITION;
+        }
+    free(seen);
+    return rc;
+}
+
+static int check_parts(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
+                       const char *dir0, char **paths, char **staged, seq_load_result *res,
+                       char *err, size_t errlen)
+{
+    char batch_dir[PATH_MAX];
+    char **dirs = NULL;
+    size_t n_dirs = 0, *dir_of_path = calloc(req->n_paths, sizeof *dir_of_path),
+           *idx = calloc(req->n_paths, sizeof *idx);
+    seq_batch_desc d;
+    int rc = dir_of_path && idx ? SEQ_OK : SEQ_EINTERNAL;
+    dir_of(dir0, batch_dir);
+    if (rc == SEQ_OK && (rc = seq_batch_desc_read(batch_dir, &d, err, errlen)) == SEQ_ENOTFOUND)
+        rc = SEQ_EPRECONDITION; /* parts without what says the batch is whole */
+    else if (rc == SEQ_EINTERNAL) rc = SEQ_EINVAL;
+    if (rc == SEQ_OK)
+        rc = part_dirs(batch_dir, req, paths, &dirs, &n_dirs, dir_of_path, err, errlen);
+    if (rc == SEQ_OK) rc = parts_whole(def, req, &d, dirs, n_dirs, err, errlen);
+    for (size_t k = 0; k < n_dirs && rc == SEQ_OK; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < req->n_paths; i++)
+            if (dir_of_path[i] == k) idx[n++] = i;
+        seq_batch_manifest m;
+        rc = read_manifest(dirs[k], &m, err, errlen);
+        if (rc == SEQ_OK) rc = check_dir(def, s, req, dirs[k], &m, paths, staged, idx, n, res,
+                                         err, errlen);
+        seq_batch_manifest_clear(&m);
+    }
+    for (size_t k = 0; dirs && k < n_dirs; k++) free(dirs[k]);
+    free(dirs);
+    free(dir_of_path);
+    free(idx);
+    return rc;
+}
+
+/* One directory with one manifest (an unpartitioned batch, as before partitions), or
+ * the parts of a partitioned batch (a part's manifest says so). */
+static int check_files(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
+                       char **paths, char **staged, seq_load_result *res, char *err,
+                       size_t errlen)
+{
+    char dir[PATH_MAX];
+    dir_of(paths[0], dir);
+    for (size_t i = 1; i < req->n_paths; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(paths[i], paths[j]) == 0) {
+                seq_errf(err, errlen, "%s: listed twice", req->paths[i]);
+                return SEQ_EINVAL;
+            }
+    seq_batch_manifest m;
+    int rc = read_manifest(dir, &m, err, errlen);
+    if (rc == SEQ_OK && m.partitions) {
+        seq_batch_manifest_clear(&m);
+        return check_parts(def, s, req, dir, paths, staged, res, err, errlen);
+    }
+    size_t *idx = calloc(req->n_paths, sizeof *idx);
+    if (rc == SEQ_OK && !idx) rc = SEQ_EINTERNAL;
+    for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++) {
+        size_t n = strlen(dir);
+        if (strncmp(paths[i], dir, n) != 0 || strchr(paths[i] + n + 1, '/')) {
+            seq_errf(err, errlen, "%s: all files of a load must be in one directory", req->paths[i]);
+            rc = SEQ_EINVAL;
+        }
+        idx[i] = i;
+    }
+    if (rc == SEQ_OK) rc = check_manifest(def, req, dir, &m, err, errlen);
+    if (rc == SEQ_OK)
+        rc = check_dir(def, s, req, dir, &m, paths, staged, idx, req->n_paths, res, err, errlen);
+    seq_batch_manifest_clear(&m); /* a manifest read but refused still holds its parts */
+    free(idx);
     return rc;
 }
 

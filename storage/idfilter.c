@@ -6,7 +6,8 @@
 
 #define BLOCK_WORDS 8 /* 512 bits: one cache line */
 #define PROBES 7
-#define BITS_PER_ID 10
+#define BITS_PER_ID 16
+#define GROWTH 4 /* each new layer holds this many times the last: few layers to ask */
 #define MIN_IDS 65536
 #define MAX_LAYERS 40
 
@@ -79,7 +80,7 @@ static uint64_t *block_of(const layer *l, uint64_t h)
 static int layer_has(const layer *l, uint64_t h)
 {
     const uint64_t *b = block_of(l, h);
-    uint32_t x = (uint32_t)h, step = (uint32_t)(h >> 41) | 1;
+    uint32_t x = (uint32_t)h, step = (uint32_t)(h >> 9 & 0x7fffff) | 1; /* not the block's bits */
     for (int i = 0; i < PROBES; i++, x += step)
         if (!(b[(x >> 6) & 7] >> (x & 63) & 1)) return 0;
     return 1;
@@ -89,11 +90,11 @@ int seq_idfilter_add(seq_idfilter *f, uint64_t h)
 {
     layer *l = &f->l[f->n - 1];
     if (l->count >= l->capacity) {
-        if (add_layer(f, l->capacity * 2) < 0) return -1;
+        if (add_layer(f, l->capacity * GROWTH) < 0) return -1;
         l = &f->l[f->n - 1];
     }
     uint64_t *b = block_of(l, h);
-    uint32_t x = (uint32_t)h, step = (uint32_t)(h >> 41) | 1;
+    uint32_t x = (uint32_t)h, step = (uint32_t)(h >> 9 & 0x7fffff) | 1; /* not the block's bits */
     for (int i = 0; i < PROBES; i++, x += step) b[(x >> 6) & 7] |= UINT64_C(1) << (x & 63);
     l->count++;
     f->count++;

@@ -4,9 +4,10 @@
  * false positives, which the writer then looks up ('i' key, store_batch.c). No false
  * negatives: every id added is reported as maybe seen for the filter's lifetime.
  *
- * A scalable blocked Bloom filter: layers of 512-bit blocks, ~10 bits and 7 probes per id
- * (about 1 % false positives); when the newest layer holds its capacity a layer twice as
- * large is added, and a query asks every layer. Ids are never removed (an id whose data
+ * A scalable blocked Bloom filter: layers of 512-bit blocks, 16 bits and 7 probes per id
+ * (well under 1 % false positives per layer); when the newest layer holds its capacity a
+ * layer four times as large is added, and a query asks every layer (their false-positive
+ * rates add up: few, large layers). About 2-3 bytes per id. Ids are never removed (an id whose data
  * retention dropped costs only a possible false positive). Built at open from the stored
  * 'i' keys (store.c). Pure; not thread-safe (one writer). */
 #ifndef SEQ_IDFILTER_H

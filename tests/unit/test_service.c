@@ -260,7 +260,7 @@ static int setup(fixture *f)
     CHECK_EQ_INT(seq_store_batch_commit(b, err, sizeof err), SEQ_OK);
     seq_store_batch_free(b);
     f->wm = now - 1000;
-    seq_service_config sc = {f->def, f->st, &f->wm, "/tmp", NULL, NULL};
+    seq_service_config sc = {f->def, f->st, &f->wm, "/tmp", NULL, NULL, NULL, NULL};
     return seq_service_new(&sc, &f->svc, err, sizeof err);
 }
 

@@ -237,6 +237,57 @@ static void copies_across_flushes(void)
     fx_history_ms = 0;
 }
 
+/* The layout puts the user's partition first in stream keys: dropping one partition
+ * removes exactly its users' stream data and offset, and the count stays as stored. */
+static void drop_partition(void)
+{
+    fx_rmdir();
+    fx_mkdir();
+    seq_def *d = fx_def(DEF_JSON);
+    seq_store *st = fx_open(d);
+    char err[256];
+    CHECK(seq_store_set_partitions(st, 4, err, sizeof err) == SEQ_OK);
+    CHECK(seq_store_set_partitions(st, 8, err, sizeof err) == SEQ_EPRECONDITION);
+    CHECK(strstr(err, "4 partitions") != NULL && seq_store_partitions(st) == 4);
+    seq_store_batch *b = seq_store_batch_new(st);
+    uint64_t users[8];
+    for (uint64_t u = 0; u < 8; u++) {
+        users[u] = 100 + u;
+        char id[8];
+        snprintf(id, sizeof id, "p%llu", (unsigned long long)u);
+        CHECK(fx_add(b, d, users[u], T + 1, id, 0, 1) == SEQ_OK);
+    }
+    uint32_t gone = seq_store_part_of(st, users[0]);
+    seq_store_batch_set_offset(b, (int32_t)gone, 9, T);
+    CHECK(fx_commit(b) == SEQ_OK);
+    seq_store_reader *r = seq_store_reader_new(st);
+    seq_merge_params p = fx_params(d, seq_now_ms());
+    char ids[64];
+    CHECK_EQ_INT(fx_read(r, &p, users[0], NULL, ids, sizeof ids), 1);
+    CHECK(seq_store_drop_partition(st, gone, err, sizeof err) == SEQ_OK);
+    uint32_t kept = 0, dropped = 0;
+    for (int u = 0; u < 8; u++) {
+        uint32_t n = fx_read(r, &p, users[u], NULL, ids, sizeof ids);
+        int same = seq_store_part_of(st, users[u]) == gone;
+        CHECK_EQ_INT(n, same ? 0 : 1);
+        char id[8];
+        snprintf(id, sizeof id, "p%d", u);
+        CHECK_EQ_INT(fx_has_index(st, users[u], id), !same);
+        kept += !same;
+        dropped += same;
+    }
+    CHECK(dropped >= 1 && kept >= 1); /* 8 users over 4 partitions */
+    int64_t off, wm;
+    CHECK(seq_store_get_offset(st, (int32_t)gone, &off, &wm) == SEQ_ENOTFOUND);
+    seq_store_reader_free(r);
+    seq_store_batch_free(b);
+    seq_store_close(st);
+    st = fx_open(d);
+    CHECK(seq_store_partitions(st) == 4);
+    seq_store_close(st);
+    seq_def_free(d);
+}
+
 static void offsets_atomic(void)
 {
     seq_def *d = fx_def(DEF_JSON);
@@ -384,6 +435,7 @@ int main(void)
     RUN(malformed);
     RUN(reopen);
     RUN(compat);
+    RUN(drop_partition); /* last: it starts from an empty data dir */
     fx_rmdir();
     return seq_t_done();
 }
