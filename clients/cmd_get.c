@@ -160,10 +160,12 @@ static json_t *event_json(const Seqd__V1__GetSequenceResponse *r, size_t i, json
         /* JSON has no NaN: a column without a value and without a default is null */
         json_object_set_new(cols, r->columns[c]->name, isfinite(v) ? json_real(v) : json_null());
     }
-    json_t *e = json_pack("{s:I, s:s, s:s, s:i, s:o, s:o}", "time_ms", (json_int_t)r->timestamps_ms[i],
+    json_t *e = json_pack("{s:I, s:s, s:s, s:i, s:o}", "time_ms", (json_int_t)r->timestamps_ms[i],
                           "time", tbuf, "type", type_name(seqdef, type_at(r, i), nbuf, sizeof nbuf),
-                          "type_index", (int)type_at(r, i), "item_id", seqc_json_u64(item_at(r, i)),
-                          "columns", cols);
+                          "type_index", (int)type_at(r, i), "item_id", seqc_json_u64(item_at(r, i)));
+    /* --json asks for the ids (include_event_ids); a server without them sends none */
+    if (i < r->n_event_ids) json_object_set_new(e, "event_id", json_string(r->event_ids[i]));
+    json_object_set_new(e, "columns", cols);
     if (prov && i < r->n_sources && i < r->n_generations) {
         json_object_set_new(e, "source", json_string(r->sources[i] ? "batch" : "stream"));
         json_object_set_new(e, "generation", seqc_json_u64(r->generations[i]));
@@ -230,6 +232,7 @@ int seqc_cmd_get(const seqc_ctx *ctx, int argc, char **argv)
 {
     get_args a = {.req = SEQD__V1__GET_SEQUENCE_REQUEST__INIT};
     int ret = parse_get(argc, argv, &a);
+    a.req.include_event_ids = a.json;
     if (ret == 0) ret = call_and_print(ctx, &a);
     free(a.types);
     free(a.types_buf);

@@ -43,6 +43,9 @@ def test_get_json(server):
     assert [(e["time_ms"], e["type"], e["item_id"]) for e in ev] == \
         [(t, "click", 77), (t - 5000, "save", 88)]
     assert ev[0]["time"] == _iso(t)
+    assert [e["event_id"] for e in ev] == ["s1", "s2"]
+    assert list(ev[0]) == ["time_ms", "time", "type", "type_index", "item_id", "event_id",
+                           "columns"]
     assert ev[0]["columns"] == {"dwell_ms": 1200, "position": 3}
     assert ev[1]["columns"] == {"dwell_ms": None, "position": -1}
     assert doc["batch_generation"] == 0 and doc["stream_watermark_ms"] >= t
