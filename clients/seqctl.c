@@ -24,6 +24,7 @@ static const struct {
     {"broker", seqc_cmd_broker},
     {"build", seqc_cmd_build},
     {"load", seqc_cmd_load},
+    {"cluster", seqc_cmd_cluster},
     {"rollback", seqc_cmd_rollback},
     {"diff", seqc_cmd_diff},
     {"malformed", seqc_cmd_malformed},
@@ -36,6 +37,7 @@ static const char usage_text[] =
     "  produce [--brokers LIST] [--topic T] [--format protobuf|json|confluent-protobuf] FILE|-\n"
     "  produce --sample N [--users U] [--brokers LIST] [--topic T] [--format F]\n"
     "  status [--json]\n"
+    "  cluster [--json]\n"
     "  broker [--partitions N] [--topic T]\n"
     "  build --definition FILE --sequence S --start-ms A --end-ms B --generation G --out DIR\n"
     "        [--format jsonl|pb|avro] [--memory-mb N] [--partitions P [--only-partitions LIST]]\n"
@@ -179,27 +181,32 @@ int seqc_parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
-json_t *seqc_fetch_status(const seqc_ctx *ctx, char *err, size_t errlen)
+json_t *seqc_fetch_json(const seqc_ctx *ctx, const char *path, char *err, size_t errlen)
 {
     seq_buf body = {0};
     int code = 0;
     char herr[256];
-    if (seqc_http_get(ctx->admin, "/status", 10000, &code, &body, herr, sizeof herr) != 0) {
-        seq_errf(err, errlen, "cannot read seqd status at %s: %s", ctx->admin, herr);
+    if (seqc_http_get(ctx->admin, path, 10000, &code, &body, herr, sizeof herr) != 0) {
+        seq_errf(err, errlen, "cannot read seqd %s at %s: %s", path, ctx->admin, herr);
         return NULL;
     }
     json_error_t jerr;
     json_t *doc = NULL;
     if (code != 200)
-        seq_errf(err, errlen, "GET http://%s/status: HTTP %d", ctx->admin, code);
+        seq_errf(err, errlen, "GET http://%s%s: HTTP %d", ctx->admin, path, code);
     else if (!(doc = json_loadb((const char *)body.data, body.len, 0, &jerr)) ||
              !json_is_object(doc)) {
-        seq_errf(err, errlen, "GET http://%s/status: not a JSON object", ctx->admin);
+        seq_errf(err, errlen, "GET http://%s%s: not a JSON object", ctx->admin, path);
         json_decref(doc);
         doc = NULL;
     }
     seq_buf_free(&body);
     return doc;
+}
+
+json_t *seqc_fetch_status(const seqc_ctx *ctx, char *err, size_t errlen)
+{
+    return seqc_fetch_json(ctx, "/status", err, errlen);
 }
 
 json_t *seqc_status_sequence_def(json_t *status, const char *name)

@@ -26,6 +26,7 @@ int seqc_cmd_status(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_broker(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_build(const seqc_ctx *ctx, int argc, char **argv); /* cmd_build.c */
 int seqc_cmd_load(const seqc_ctx *ctx, int argc, char **argv);
+int seqc_cmd_cluster(const seqc_ctx *ctx, int argc, char **argv); /* cmd_cluster.c */
 int seqc_cmd_rollback(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_diff(const seqc_ctx *ctx, int argc, char **argv);
 int seqc_cmd_malformed(const seqc_ctx *ctx, int argc, char **argv);
@@ -47,6 +48,8 @@ int seqc_parse_i64(const char *s, int64_t *out);
 /* GET /status from the admin port, parsed. NULL with err set on failure. Caller
  * json_decref()s the result. */
 json_t *seqc_fetch_status(const seqc_ctx *ctx, char *err, size_t errlen);
+/* GET path (a JSON object) from the admin port; same contract as seqc_fetch_status. */
+json_t *seqc_fetch_json(const seqc_ctx *ctx, const char *path, char *err, size_t errlen);
 
 /* The definition's sequence object named `name` inside a /status document, or NULL. */
 json_t *seqc_status_sequence_def(json_t *status, const char *name);

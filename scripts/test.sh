@@ -31,11 +31,12 @@ case "${1:-}" in
     # the service's loads, the store under concurrent readers) and the concurrency-heavy
     # integration tests: ingest while reading, readers during batch loads, hostile and
     # many connections, the consumer under broker outages, the console (admin thread)
-    # reading every other module's state while they run. librdkafka starts its threads
+    # reading every other module's state while they run, a cluster (forwarded calls on the
+    # workers, the map's thread, a node SIGKILLed under reads). librdkafka starts its threads
     # with C11 thrd_create, which GCC 12's TSan does not intercept: this build links
     # tests/tools/thrd_shim.c into seqd and seqctl to route them through pthread_create.
     # RSS bounds are plain-build only.
-    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|batch|hostile_h2|faults_broker|ui))$')
+    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover))$')
     ;;
   --fuzz)
     bash scripts/install-deps.sh

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cluster.h"
+
 #define MAX_PARTS 1024
 
 struct seq_admin {
@@ -29,7 +31,24 @@ struct seq_admin {
     pthread_t thread;
     int thread_started;
     char address[300];
+    _Atomic(seq_cluster *) cluster;
 };
+
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                  const void *body, size_t len);
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text);
+
+void seq_admin_set_cluster(seq_admin *a, seq_cluster *c) { atomic_store(&a->cluster, c); }
+
+/* GET /cluster: the cluster map as JSON (server/cluster.h). */
+static void on_cluster(seq_admin *a, struct evhttp_request *req)
+{
+    seq_cluster *c = atomic_load(&a->cluster);
+    char *text = c ? seq_cluster_json(c) : NULL;
+    if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
+    else reply_text(req, 503, "Service Unavailable", c ? "cannot build the map\n" : "the cluster map is not running yet\n");
+    free(text);
+}
 
 int seq_admin_split_hostport(const char *s, char *host, size_t hostlen, int *port)
 {
@@ -102,11 +121,12 @@ static json_t *status_stream(seq_admin *a)
     uint32_t n = seq_consumer_partitions(a->ctx.consumer, parts, MAX_PARTS);
     json_t *arr = json_array();
     for (uint32_t i = 0; i < n && i < MAX_PARTS; i++)
-        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:I}", "partition", (int)parts[i].partition,
+        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:I,s:b,s:b}", "partition", (int)parts[i].partition,
                                              "next_offset", (json_int_t)parts[i].next_offset,
                                              "high_offset", (json_int_t)parts[i].high_offset,
                                              "watermark_ms", (json_int_t)parts[i].watermark_ms,
-                                             "progress_ms", (json_int_t)parts[i].progress_ms));
+                                             "progress_ms", (json_int_t)parts[i].progress_ms,
+                                             "held", parts[i].held, "caught_up", parts[i].caught_up));
     /* caught_up is /readyz's answer (one truth): offsets at the end say nothing while the
      * brokers are unreachable or store writes fail; not_ready says why. */
     char why[400] = "";
@@ -166,11 +186,14 @@ static json_t *status_sequences(seq_admin *a)
 static json_t *status_counts(seq_admin *a)
 {
     seq_consumer_stats *st = seq_consumer_get_stats(a->ctx.consumer);
-#define LD(f) (json_int_t) atomic_load_explicit(&st->f, memory_order_relaxed)
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(applied), "malformed",
-                     LD(malformed), "future", LD(future), "skipped_unknown_type",
-                     LD(skipped_unknown_type), "filtered", LD(filtered), "late_batch_owned",
-                     LD(late_batch_owned));
+    seq_misroute_stats *ms = seq_consumer_misroute_stats(a->ctx.consumer);
+#define LD(s, f) (json_int_t) atomic_load_explicit(&(s)->f, memory_order_relaxed)
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events_applied", LD(st, applied),
+                     "malformed", LD(st, malformed), "future", LD(st, future),
+                     "skipped_unknown_type", LD(st, skipped_unknown_type), "filtered",
+                     LD(st, filtered), "late_batch_owned", LD(st, late_batch_owned),
+                     "misrouted", LD(ms, misrouted), "misrouted_copies", LD(ms, reproduced),
+                     "misrouted_duplicates", LD(ms, duplicates));
 #undef LD
 }
 
@@ -331,10 +354,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     else if (strcmp(path, "/readyz") == 0) on_readyz(a, req);
     else if (strcmp(path, "/status") == 0) on_status(a, req);
     else if (strcmp(path, "/malformed") == 0) on_malformed(a, req);
+    else if (strcmp(path, "/cluster") == 0) on_cluster(a, req);
     else if (a->ctx.console && strncmp(path, "/ui", 3) == 0 && (path[3] == '\0' || path[3] == '/'))
         on_console(a, req, path);
     else reply_text(req, 404, "Not Found",
-                    "not found; try /ui /metrics /healthz /readyz /status /malformed\n");
+                    "not found; try /ui /metrics /healthz /readyz /status /malformed /cluster\n");
 }
 
 /* ---- lifecycle ---- */

@@ -1,7 +1,7 @@
 /* The admin HTTP server (HTTP/1.1, evhttp on its own thread and event_base):
- * GET /metrics, /healthz, /readyz, /status, /malformed (the messages kept aside), and
- * the web console under /ui (console.h; its sampler runs as a timer on this thread).
- * Reads the state of the other modules; never
+ * GET /metrics, /healthz, /readyz, /status, /malformed (the messages kept aside),
+ * /cluster (the cluster map), and the web console under /ui (console.h; its sampler runs
+ * as a timer on this thread). Reads the state of the other modules; never
  * on the request path of gRPC. */
 #ifndef SEQ_ADMIN_H
 #define SEQ_ADMIN_H
@@ -33,6 +33,9 @@ typedef struct {
 int seq_admin_start(const seq_admin_ctx *ctx, seq_admin **out, char *err, size_t errlen);
 /* "HOST:PORT" actually bound. */
 const char *seq_admin_address(const seq_admin *a);
+/* Serves GET /cluster from c from now on (before: 503). */
+struct seq_cluster;
+void seq_admin_set_cluster(seq_admin *a, struct seq_cluster *c);
 /* Stops the loop, joins the thread, frees a. */
 void seq_admin_stop(seq_admin *a);
 

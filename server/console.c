@@ -36,6 +36,7 @@ struct seq_console {
     uint64_t prev_ingest, prev_reads, prev_errors;
     uint64_t prev_buckets[SEQ_METRICS_N_BUCKETS];
     seq_consumer_part parts[MAX_PARTS]; /* scratch for snapshots */
+    seq_service_load_note notes[SEQ_SERVICE_LOADS]; /* scratch for the load history */
 };
 
 /* The read methods: the latency and reads/s the console shows are theirs. */
@@ -239,8 +240,7 @@ static int api_overview(seq_console *c, seq_console_reply *r)
                                "malformed", LD(malformed), "future", LD(future),
                                "filtered", LD(filtered), "skipped_unknown_type", LD(skipped_unknown_type),
                                "late_batch_owned", LD(late_batch_owned),
-                               /* no counter of damaged data yet (issue 10 adds one) */
-                               "damaged", (json_int_t)0);
+                               "damaged", (json_int_t)seq_store_corrupt_count(c->ctx.store));
     json_t *root = json_pack("{s:I,s:b,s:s,s:I,s:I,s:i,s:o,s:o,s:o,s:o}", "now_ms", (json_int_t)now,
                              "ready", ready, "not_ready", ready ? "" : why,
                              "stream_watermark_ms",
@@ -256,7 +256,7 @@ static int api_overview(seq_console *c, seq_console_reply *r)
 
 static json_t *batches_loads(seq_console *c)
 {
-    static _Thread_local seq_service_load_note notes[SEQ_SERVICE_LOADS];
+    seq_service_load_note *notes = c->notes;
     size_t n = seq_service_loads(c->ctx.service, notes, SEQ_SERVICE_LOADS);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {

@@ -129,7 +129,7 @@ int seq_cq_parse(const char *query, size_t len, seq_cq *q, char *err, size_t err
         seen |= 1u << k;
         const char *v = eq ? eq + 1 : pair + plen;
         size_t vlen = eq ? plen - klen - 1 : 0;
-        if (vlen >= VALUE_MAX || decode(v, vlen, value, sizeof value) < 0) {
+        if (decode(v, vlen, value, sizeof value) < 0) { /* bounded by value's size */
             seq_errf(err, errlen, "%s: bad %%-escape or longer than %d bytes", key, VALUE_MAX - 1);
             return SEQ_EINVAL;
         }

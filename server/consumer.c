@@ -39,6 +39,7 @@
 #include "../engine/merge.h"
 #include "kafkaconf.h"
 #include "log.h"
+#include "misroute.h"
 
 #define BATCH_MAX 10000
 #define BATCH_WAIT_MS 5
@@ -61,6 +62,9 @@
 
 typedef struct {
     int64_t next, high, wm;
+    int held;   /* assigned to this node (always, outside a consumer group) */
+    int filled; /* consumed to the log's end once since it was taken on: caught up (a latch,
+                 * so that reads are not sent elsewhere whenever a few messages wait) */
     int64_t progress_ms; /* see seq_consumer_part */
 } part_state;
 
@@ -75,19 +79,23 @@ struct seq_consumer {
     rd_kafka_mock_cluster_t *mock;
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
+    seq_misroute *misroute; /* re-produces events that arrived on another partition */
     pthread_t thread;
     int thread_started;
     _Atomic int stop;
+    _Atomic int join; /* group mode: main allows the subscription (seq_consumer_join) */
     seq_consumer_stats stats;
     int64_t probe_at_ms; /* consumer thread: next broker probe, 0 = none due */
 
     pthread_mutex_t mu; /* guards parts/n_parts against the admin's snapshots */
     part_state *parts;  /* indexed by partition id */
     uint32_t n_parts;
+    int assigned;        /* the first assignment (possibly empty) arrived */
     char store_err[256]; /* the last failed commit's message */
 
     /* consumer-thread only */
     seq_store_batch *batch;
+    _Atomic uint8_t *drop_req; /* partitions whose data the cluster map says to drop */
     part_state *pending; /* parts as they will be once the current batch commits */
     uint8_t *touched;
     int64_t commit_ms; /* wall time of the last commit: when its watermark took effect */
@@ -137,6 +145,9 @@ static int start_mock(seq_consumer *c, char *err, size_t errlen)
     }
     int parts = c->cfg.embedded_partitions > 0 ? c->cfg.embedded_partitions : 8;
     rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(c->mock, c->cfg.topic, parts, 1);
+    char map_topic[300]; /* the cluster map's (server/cluster.h) */
+    snprintf(map_topic, sizeof map_topic, "%s.seqd-cluster", c->cfg.topic);
+    if (!rerr) rerr = rd_kafka_mock_topic_create(c->mock, map_topic, 1, 1);
     if (rerr) {
         seq_errf(err, errlen, "embedded kafka: topic %s: %s", c->cfg.topic, rd_kafka_err2str(rerr));
         return SEQ_EINTERNAL;
@@ -170,6 +181,24 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
     }
 }
 
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+/* Replica groups (PRODUCT.md, "A cluster of nodes"): the group's members split the
+ * partitions as Kafka assigns them, incrementally (cooperative-sticky: a rebalance moves
+ * only the partitions that change hands); --instance-id makes the membership static,
+ * with a 10 s session timeout (--kafka-config may set another). */
+static int group_conf(seq_consumer *c, rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+    if (conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen) ||
+        conf_set(conf, "session.timeout.ms", "10000", err, errlen) ||
+        conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) ||
+        (c->cfg.instance_id && conf_set(conf, "group.instance.id", c->cfg.instance_id, err, errlen)))
+        return SEQ_EINVAL;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    return SEQ_OK;
+}
+
 static int make_consumer(seq_consumer *c, char *err, size_t errlen)
 {
     char e[256];
@@ -197,6 +226,7 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
         conf_set(conf, "queued.min.messages", "20000", err, errlen) ||
         conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
         conf_set(conf, "log_level", "4", err, errlen) ||
+        (c->cfg.group_mode && group_conf(c, conf, err, errlen)) ||
         seq_kafkaconf_apply(c->cfg.kafka_conf, conf, err, errlen))
         goto fail;
     rd_kafka_conf_set_opaque(conf, c);
@@ -273,11 +303,12 @@ static int alloc_parts(seq_consumer *c, uint32_t n)
     c->parts = calloc(n, sizeof *c->parts);
     c->pending = calloc(n, sizeof *c->pending);
     c->touched = calloc(n, 1);
-    return c->parts && c->pending && c->touched ? SEQ_OK : SEQ_EINTERNAL;
+    c->drop_req = calloc(n, sizeof *c->drop_req);
+    return c->parts && c->pending && c->touched && c->drop_req ? SEQ_OK : SEQ_EINTERNAL;
 }
 
-/* Waits for the topic, then assigns all its partitions. SEQ_ECANCELLED on stop. */
-static int assign_all(seq_consumer *c)
+/* Waits for the topic and sizes the partition state; SEQ_ECANCELLED on stop. */
+static int wait_topic(seq_consumer *c)
 {
     int n, warned = 0;
     while ((n = topic_partitions(c)) <= 0) {
@@ -285,41 +316,108 @@ static int assign_all(seq_consumer *c)
         rd_kafka_poll(c->rk, 0); /* serves the error callback; bounds the main queue */
         if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return SEQ_ECANCELLED;
     }
-    part_state *ps = calloc((size_t)n, sizeof *ps);
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
-    int rc = SEQ_EINTERNAL, resumed = 0;
-    int64_t stale = 0;
-    if (!ps || !list || alloc_parts(c, (uint32_t)n)) goto out;
+    if (alloc_parts(c, (uint32_t)n)) return SEQ_EINTERNAL;
     /* the stream layout keys data by the user's partition: fixed before the first write */
     char perr[256];
     if (seq_store_set_partitions(c->cfg.store, (uint32_t)n, perr, sizeof perr) != SEQ_OK)
         seq_log(SEQ_LOG_WARN, "consumer: %s", perr);
-    for (int p = 0; p < n; p++) {
-        int64_t off = start_offset(c, p, &ps[p], &stale);
-        rd_kafka_topic_partition_list_add(list, c->cfg.topic, p)->offset = off;
-        resumed += off != RD_KAFKA_OFFSET_BEGINNING;
-    }
-    rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
-    if (e) {
-        fprintf(stderr, "seqd: kafka: assign: %s\n", rd_kafka_err2str(e));
-        goto out;
-    }
     pthread_mutex_lock(&c->mu);
-    memcpy(c->parts, ps, (size_t)n * sizeof *ps);
     c->n_parts = (uint32_t)n;
     pthread_mutex_unlock(&c->mu);
-    memcpy(c->pending, ps, (size_t)n * sizeof *ps);
+    return SEQ_OK;
+}
+
+/* Takes partitions on: each resumes where the data stored with it ends. Consumer thread
+ * (directly, or from the rebalance callback inside a poll). */
+static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *list)
+{
+    int resumed = 0;
+    int64_t stale = 0;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < list->cnt; i++) {
+        int32_t p = list->elems[i].partition;
+        if (p < 0 || (uint32_t)p >= c->n_parts) continue;
+        part_state ps = {0};
+        list->elems[i].offset = start_offset(c, p, &ps, &stale);
+        resumed += list->elems[i].offset != RD_KAFKA_OFFSET_BEGINNING;
+        ps.held = 1;
+        c->parts[p] = c->pending[p] = ps;
+    }
+    c->assigned = 1;
+    pthread_mutex_unlock(&c->mu);
     if (stale > 0)
         seq_log(SEQ_LOG_INFO, "kafka: the embedded cluster's log starts empty at every start: "
                 "its partitions are read from offset 0 (the previous run's log, up to offset "
                 "%lld, is gone; its events are in the store)", (long long)stale);
     seq_log(SEQ_LOG_INFO, "kafka: assigned %d partitions of %s at %s (%d resume from stored "
-            "offsets, %d from the beginning)", n, c->cfg.topic, c->brokers, resumed, n - resumed);
-    rc = SEQ_OK;
-out:
-    free(ps);
-    if (list) rd_kafka_topic_partition_list_destroy(list);
-    return rc;
+            "offsets, %d from the beginning)", list->cnt, c->cfg.topic, c->brokers, resumed,
+            list->cnt - resumed);
+}
+
+static void drop_partitions(seq_consumer *c, const rd_kafka_topic_partition_list_t *list)
+{
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < list->cnt; i++) {
+        int32_t p = list->elems[i].partition;
+        if (p >= 0 && (uint32_t)p < c->n_parts) c->parts[p].held = c->pending[p].held = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Served by rd_kafka_consume_batch_queue on the consumer thread, between batches: the
+ * batch being gathered may still hold messages of a revoked partition; they are applied
+ * (the node keeps a revoked partition's data until its new holder is caught up). */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    seq_consumer *c = opaque;
+    rd_kafka_error_t *e = NULL;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        take_partitions(c, parts);
+        e = rd_kafka_incremental_assign(rk, parts);
+    } else {
+        drop_partitions(c, parts);
+        e = rd_kafka_incremental_unassign(rk, parts);
+    }
+    if (e) {
+        fprintf(stderr, "seqd: kafka: rebalance: %s\n", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+/* Outside a group: every partition, assigned by this node itself. */
+static int assign_all(seq_consumer *c)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)c->n_parts);
+    if (!list) return SEQ_EINTERNAL;
+    for (uint32_t p = 0; p < c->n_parts; p++)
+        rd_kafka_topic_partition_list_add(list, c->cfg.topic, (int32_t)p);
+    take_partitions(c, list);
+    rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) fprintf(stderr, "seqd: kafka: assign: %s\n", rd_kafka_err2str(e));
+    return e ? SEQ_EINTERNAL : SEQ_OK;
+}
+
+static int subscribe(seq_consumer *c)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    if (!list) return SEQ_EINTERNAL;
+    rd_kafka_topic_partition_list_add(list, c->cfg.topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) fprintf(stderr, "seqd: kafka: subscribe: %s\n", rd_kafka_err2str(e));
+    return e ? SEQ_EINTERNAL : SEQ_OK;
+}
+
+static int start_assignment(seq_consumer *c)
+{
+    int rc = wait_topic(c);
+    if (rc) return rc;
+    if (!c->cfg.group_mode) return assign_all(c);
+    while (!atomic_load(&c->join))
+        if (pause_unless_stopped(c, 50)) return SEQ_ECANCELLED;
+    return subscribe(c);
 }
 
 /* ---- processing ---- */
@@ -363,8 +461,16 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     seq_exec_out outs[SEQ_MAX_SEQUENCES];
     uint32_t n = 0;
     char why[256];
-    switch (seq_ingest(def, c->cfg.format, m->payload, m->len, now, -1, &ev, outs, &n, why,
-                       sizeof why)) {
+    seq_ingest_result ir = seq_ingest(def, c->cfg.format, m->payload, m->len, now, -1, &ev, outs,
+                                      &n, why, sizeof why);
+    if (ir != SEQ_INGEST_MALFORMED) {
+        /* an event of another partition's user goes there, whatever this node would do
+         * with it (misroute.h) */
+        int route = seq_misroute_check(c->misroute, m, ev.user_id, c->n_parts);
+        if (route == SEQ_ROUTE_SENT || route == SEQ_ROUTE_DUP) return SEQ_OK;
+        if (route != SEQ_ROUTE_APPLY) return route;
+    }
+    switch (ir) {
     case SEQ_INGEST_MALFORMED: keep_malformed(c, m, why, &t->malformed); return SEQ_OK;
     case SEQ_INGEST_FUTURE: /* a clock, not a codec, issue */
         keep_malformed(c, m, why, &t->future);
@@ -446,13 +552,15 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
     seq_store_view_release(c->cfg.store, v);
     for (uint32_t p = 0; p < c->n_parts && !rc; p++)
         if (c->touched[p]) seq_store_batch_set_offset(c->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
+    if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
+    /* the offsets of misrouted events are stored only once their copies are delivered */
+    if (!rc) rc = seq_misroute_flush(c->misroute, &c->stop, err, errlen);
     /* the as-of series (wmhist.h) survives restarts: its change goes in the same write */
     int64_t stamp = seq_now_ms(), newest = newest_wm(c->pending, c->n_parts);
     if (!rc && newest != newest_wm(c->parts, c->n_parts))
         seq_store_batch_set_newest(c->batch, stamp, newest);
     if (!rc) rc = seq_store_batch_commit(c->batch, err, errlen);
     if (!rc) c->commit_ms = stamp;
-    else seq_errf(err, errlen, "adding events to the store batch failed");
     return rc;
 }
 
@@ -467,6 +575,7 @@ static void publish(seq_consumer *c)
     int behind = 0, unknown = 0;
     for (uint32_t p = 0; p < c->n_parts; p++) {
         const part_state *ps = &c->parts[p];
+        if (!ps->held) continue; /* another node's: not ours to be behind on */
         if (ps->wm > newest) newest = ps->wm;
         if (ps->high < 0) {
             unknown = 1;
@@ -488,7 +597,7 @@ static void refresh_highs(seq_consumer *c)
 {
     for (uint32_t p = 0; p < c->n_parts; p++) {
         int64_t lo, hi;
-        if (rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) == 0 && hi >= 0)
+        if (c->pending[p].held && rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) == 0 && hi >= 0)
             c->pending[p].high = hi;
     }
 }
@@ -522,6 +631,7 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
         if (pause == 100) /* the first failure of a streak; later ones only count */
             fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
         atomic_fetch_add_explicit(&c->stats.store_errors, 1, memory_order_relaxed);
+        seq_misroute_discard(c->misroute); /* the retry counts its messages again */
         atomic_store_explicit(&c->stats.store_failing, 1, memory_order_relaxed);
         pthread_mutex_lock(&c->mu);
         memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
@@ -542,9 +652,12 @@ static void publish_committed(seq_consumer *c)
 {
     int64_t now = seq_now_ms();
     int down = atomic_load_explicit(&c->stats.brokers_down, memory_order_relaxed);
-    for (uint32_t p = 0; p < c->n_parts && !down; p++)
-        if (c->pending[p].high >= 0 && c->pending[p].next >= c->pending[p].high)
-            c->pending[p].progress_ms = now;
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        part_state *ps = &c->pending[p];
+        if (ps->high < 0 || ps->next < ps->high) continue;
+        if (!down) ps->progress_ms = now;
+        if (ps->held) ps->filled = 1;
+    }
     pthread_mutex_lock(&c->mu);
     memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
     pthread_mutex_unlock(&c->mu);
@@ -569,11 +682,29 @@ static size_t gather(seq_consumer *c, rd_kafka_message_t **msgs)
     return (size_t)(1 + (more > 0 ? more : 0));
 }
 
+/* Requested drops (seq_consumer_drop_partition) of partitions this node does not hold:
+ * here, between batches, so that a drop never races with the partition being taken on
+ * again (take_partitions reads its stored offset, which the drop deletes). */
+static void run_drops(seq_consumer *c)
+{
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        if (!atomic_exchange(&c->drop_req[p], 0) || c->pending[p].held) continue;
+        char err[256];
+        if (seq_store_drop_partition(c->cfg.store, p, err, sizeof err) == SEQ_OK) {
+            atomic_fetch_add_explicit(&c->stats.partitions_dropped, 1, memory_order_relaxed);
+            seq_log(SEQ_LOG_INFO, "consumer: dropped the stream data of partition %u (its new "
+                    "holder is caught up)", p);
+        } else {
+            seq_log(SEQ_LOG_WARN, "consumer: dropping partition %u: %s", p, err);
+        }
+    }
+}
+
 static void *run(void *arg)
 {
     seq_consumer *c = arg;
     rd_kafka_message_t **msgs = malloc(BATCH_MAX * sizeof *msgs);
-    if (!msgs || assign_all(c) != SEQ_OK) goto out;
+    if (!msgs || start_assignment(c) != SEQ_OK) goto out;
     publish(c);
     while (!atomic_load(&c->stop)) {
         size_t n = gather(c, msgs);
@@ -583,6 +714,7 @@ static void *run(void *arg)
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
         publish_committed(c);
+        run_drops(c);
         /* damaged data a read or a compaction reported is kept aside (store.h); a commit
          * does it too, this covers an idle stream */
         seq_store_keep_corrupt(c->cfg.store, NULL, 0);
@@ -605,6 +737,8 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
                           : start_mock(c, err, errlen);
     if (rc) goto fail;
     if ((rc = make_consumer(c, err, errlen))) goto fail;
+    if ((rc = seq_misroute_new(c->brokers, cfg->topic, cfg->kafka_conf, &c->misroute, err, errlen)))
+        goto fail;
     if (!(c->batch = seq_store_batch_new(cfg->store))) {
         rc = SEQ_EINTERNAL;
         seq_errf(err, errlen, "consumer: out of memory");
@@ -634,12 +768,14 @@ void seq_consumer_stop(seq_consumer *c)
         rd_kafka_destroy(c->rk);
     }
     if (c->batch) seq_store_batch_free(c->batch);
+    seq_misroute_free(c->misroute); /* before the embedded cluster it produces to */
     if (c->mock) rd_kafka_mock_cluster_destroy(c->mock);
     if (c->mock_rk) rd_kafka_destroy(c->mock_rk);
     pthread_mutex_destroy(&c->mu);
     free(c->parts);
     free(c->pending);
     free(c->touched);
+    free((void *)c->drop_req);
     free(c->brokers);
     free(c);
 }
@@ -648,7 +784,7 @@ int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms)
 {
     for (int waited = 0;; waited += 10) {
         pthread_mutex_lock(&c->mu);
-        int assigned = c->n_parts > 0;
+        int assigned = c->assigned;
         pthread_mutex_unlock(&c->mu);
         if (assigned) return 1;
         if (waited >= timeout_ms) return 0;
@@ -661,12 +797,12 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
     seq_consumer_stats *st = &c->stats;
     char store_err[sizeof c->store_err];
     pthread_mutex_lock(&c->mu);
-    uint32_t n_parts = c->n_parts;
+    int assigned = c->assigned;
     memcpy(store_err, c->store_err, sizeof store_err);
     pthread_mutex_unlock(&c->mu);
     if (atomic_load_explicit(&st->brokers_down, memory_order_relaxed))
         seq_errf(why, whylen, "kafka brokers %s unreachable", c->brokers);
-    else if (n_parts == 0)
+    else if (!assigned)
         seq_errf(why, whylen, "stream partitions not assigned yet");
     else if (atomic_load_explicit(&st->store_failing, memory_order_relaxed))
         seq_errf(why, whylen, "store writes failing (retrying): %s", store_err);
@@ -678,17 +814,29 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
     return 0;
 }
 
+void seq_consumer_join(seq_consumer *c) { atomic_store(&c->join, 1); }
+
+void seq_consumer_drop_partition(seq_consumer *c, uint32_t p)
+{
+    pthread_mutex_lock(&c->mu);
+    if (p < c->n_parts && !c->parts[p].held) atomic_store(&c->drop_req[p], 1);
+    pthread_mutex_unlock(&c->mu);
+}
+
 const char *seq_consumer_brokers(const seq_consumer *c) { return c->brokers; }
 int seq_consumer_embedded(const seq_consumer *c) { return c->mock != NULL; }
 seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c) { return &c->stats; }
+seq_misroute_stats *seq_consumer_misroute_stats(seq_consumer *c) { return seq_misroute_get_stats(c->misroute); }
 
 uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max)
 {
     pthread_mutex_lock(&c->mu);
     uint32_t n = c->n_parts;
-    for (uint32_t p = 0; p < n && p < max; p++)
-        out[p] = (seq_consumer_part){(int32_t)p, c->parts[p].next, c->parts[p].high, c->parts[p].wm,
-                                     c->parts[p].progress_ms};
+    for (uint32_t p = 0; p < n && p < max; p++) {
+        const part_state *ps = &c->parts[p];
+        out[p] = (seq_consumer_part){(int32_t)p, ps->next, ps->high, ps->wm, ps->progress_ms,
+                                     ps->held, ps->held && ps->filled};
+    }
     pthread_mutex_unlock(&c->mu);
     return n;
 }

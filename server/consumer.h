@@ -13,6 +13,7 @@
 #include "../engine/def.h"
 #include "../storage/store.h"
 #include "config.h"
+#include "misroute.h"
 
 typedef struct seq_consumer seq_consumer;
 
@@ -30,6 +31,7 @@ typedef struct {
     _Atomic int brokers_down;              /* the last metadata probe found no usable broker */
     _Atomic int store_failing;             /* the last store commit failed (being retried) */
     _Atomic uint64_t store_errors;         /* failed store commits (each retried) */
+    _Atomic uint64_t partitions_dropped;   /* revoked partitions whose stream data was dropped */
 } seq_consumer_stats;
 
 typedef struct {
@@ -47,6 +49,11 @@ typedef struct {
     _Atomic int64_t *stream_watermark;
     const struct seq_kafkaconf *kafka_conf; /* --kafka-config properties; may be NULL */
     struct seq_wmhist *wmhist; /* notes the newest applied event time (wmhist.h); may be NULL */
+    /* Consumer-group membership (replica groups): 0 = standalone, this node assigns every
+     * partition itself; 1 = subscribe with `group` (cooperative-sticky) and hold what the
+     * group assigns. instance_id: static membership (group.instance.id), NULL = dynamic. */
+    int group_mode;
+    const char *instance_id;
 } seq_consumer_config;
 
 typedef struct {
@@ -56,17 +63,29 @@ typedef struct {
      * now minus this is its watermark age, which grows on a stuck partition and stays
      * near 0 on a quiet one (its event-time watermark cannot tell the two apart). */
     int64_t progress_ms;
+    int held;      /* this node holds it (its group assigned it here) */
+    int caught_up; /* held, and consumed to the log's end once since this node took it */
 } seq_consumer_part;
 
-/* Starts the embedded cluster if needed and the consumer thread. The thread assigns the
- * topic's partitions once the topic exists, starting where the store's offsets say. */
+/* Starts the embedded cluster if needed and the consumer thread. Once the topic exists
+ * the thread assigns its partitions (standalone) or subscribes (group_mode); each
+ * partition taken starts where the store's offsets for it say. */
 int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char *err,
                        size_t errlen);
 /* Stops the thread (the last processed batch is committed), closes the Kafka consumer,
  * then the embedded cluster; frees c. */
 void seq_consumer_stop(seq_consumer *c);
 
-/* Waits until the partitions are assigned (1) or timeout_ms passed (0): main waits
+/* group_mode: the consumer subscribes only once this is called (main checks first that
+ * no live node has this node's id: server/cluster.h). Standalone: no effect. */
+void seq_consumer_join(seq_consumer *c);
+
+/* Asks the consumer thread to drop what the store holds of partition p (its stream data
+ * and stored offset: seq_store_drop_partition), unless this node holds p by then. For the
+ * cluster map, once p's new holder in this node's group is caught up. Any thread. */
+void seq_consumer_drop_partition(seq_consumer *c, uint32_t p);
+
+/* Waits until the first assignment arrived (1) or timeout_ms passed (0): main waits
  * so that the ready line comes with a complete /status. */
 int seq_consumer_wait_assigned(seq_consumer *c, int timeout_ms);
 
@@ -78,8 +97,10 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen);
 const char *seq_consumer_brokers(const seq_consumer *c);
 int seq_consumer_embedded(const seq_consumer *c);
 seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c);
-/* Copies up to max partitions' state; returns how many the consumer has (0 before the
- * assignment). Takes a mutex: for the admin server, not for the hot path. */
+/* Misrouted events and their copies (server/misroute.h). */
+seq_misroute_stats *seq_consumer_misroute_stats(seq_consumer *c);
+/* Copies up to max partitions' state (every partition of the topic, held or not);
+ * returns how many the topic has (0 before it was found). Takes a mutex: for the admin server, not for the hot path. */
 uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max);
 
 #endif

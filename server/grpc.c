@@ -94,6 +94,7 @@ struct seq_grpc_call {
     size_t copied; /* ... and written to the connection's output (send_data_cb) */
     uint8_t prefix[5];
     int fin_status; /* set by seq_grpc_finish of a held call */
+    char served_by[128]; /* seqd-served-by trailer set by the handler; "" = the server's */
     uint16_t nhdr, hdr_used;
     uint32_t hdr_list; /* header list size so far, counted as RFC 7540 6.5.2 does */
     /* ---- per request, not reset: only read where written (nhdr, hdr_used, held) ---- */
@@ -442,6 +443,11 @@ const char *seq_grpc_call_header(seq_grpc_call *c, const char *name)
 uint64_t seq_grpc_call_deadline_ns(seq_grpc_call *c) { return c->deadline_ns; }
 int seq_grpc_call_worker(seq_grpc_call *c) { return c->w->idx; }
 seq_buf *seq_grpc_call_reply(seq_grpc_call *c) { return &c->reply; }
+struct event_base *seq_grpc_call_base(seq_grpc_call *c) { return c->w->base; }
+void seq_grpc_call_set_served_by(seq_grpc_call *c, const char *v)
+{
+    snprintf(c->served_by, sizeof c->served_by, "%s", v ? v : "");
+}
 
 /* ------------------------------------------------------------------ responses */
 
@@ -449,6 +455,18 @@ seq_buf *seq_grpc_call_reply(seq_grpc_call *c) { return &c->reply; }
  * send_data_cb writes each frame straight into the connection's output), then submits
  * the trailers (nghttp2 wants them submitted from here, after the last byte, so they
  * cannot overtake the DATA). */
+/* The seqd-served-by trailer of a call into nv (value copied by nghttp2); 0 or 1 entries. */
+static size_t served_by_nv(const seq_grpc_call *c, nghttp2_nv *nv)
+{
+    const char *v = c->served_by[0] ? c->served_by : c->w->srv->cfg.served_by;
+    if (!v || !*v) return 0;
+    *nv = (nghttp2_nv)NV("seqd-served-by", "");
+    nv->value = (uint8_t *)v;
+    nv->valuelen = strlen(v);
+    nv->flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
+    return 1;
+}
+
 static ssize_t data_read_cb(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
@@ -460,7 +478,9 @@ static ssize_t data_read_cb(nghttp2_session *sess, int32_t sid, uint8_t *buf, si
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (c->sent == total) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        if (nghttp2_submit_trailer(sess, sid, ok_trailers, 1) != 0)
+        nghttp2_nv tr[2] = {ok_trailers[0]};
+        size_t ntr = 1 + served_by_nv(c, &tr[1]);
+        if (nghttp2_submit_trailer(sess, sid, tr, ntr) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
     }
     return (ssize_t)n;
@@ -515,8 +535,9 @@ static size_t status_fields(nghttp2_nv *nv, int status, const char *msg, char *e
 static void respond_error(seq_grpc_call *c, int status, const char *msg)
 {
     char enc[MSG_MAX * 3];
-    nghttp2_nv nv[4] = {ok_headers[0], ok_headers[1]};
+    nghttp2_nv nv[5] = {ok_headers[0], ok_headers[1]};
     size_t n = 2 + status_fields(nv + 2, status, msg, enc);
+    n += served_by_nv(c, &nv[n]);
     call_report(c, status);
     nghttp2_submit_response(c->conn->sess, c->stream_id, nv, n, NULL);
 }
@@ -670,8 +691,9 @@ static ssize_t stream_read_cb(nghttp2_session *sess, int32_t sid, uint8_t *buf, 
     if (n) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (c->ending && c->sent == c->reply.len) {
         char enc[MSG_MAX * 3];
-        nghttp2_nv nv[2];
+        nghttp2_nv nv[3];
         size_t k = status_fields(nv, c->end_status, c->fin_msg, enc);
+        k += served_by_nv(c, &nv[k]);
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         if (nghttp2_submit_trailer(sess, sid, nv, k) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */

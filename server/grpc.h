@@ -54,6 +54,9 @@ typedef struct {
     unsigned max_connections;        /* open at once, whole server; more are closed at accept [4096] */
     unsigned max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS; excess refused [256] */
     unsigned max_header_bytes;       /* a request's header list (RFC 7540 size); over: RST_STREAM [16384] */
+    /* Every response's trailers carry `seqd-served-by: <served_by>` (PRODUCT.md, "A cluster
+     * of nodes") unless the handler set another value; NULL = no such trailer. */
+    const char *served_by;
 } seq_grpc_config;
 
 /* Binds the listeners (so the port is known) and starts the worker threads.
@@ -80,6 +83,12 @@ seq_buf *seq_grpc_call_reply(seq_grpc_call *c);
  * Otherwise no message: trailers-only with grpc-status and grpc-message (msg, percent-
  * encoded by the transport). After finish the call must not be touched. */
 void seq_grpc_finish(seq_grpc_call *c, int status, const char *msg);
+/* The worker's event loop, for work the handler starts on it (forwarded calls: an h2c
+ * client on the same loop, server/forward.h). Only on the call's worker thread. */
+struct event_base *seq_grpc_call_base(seq_grpc_call *c);
+/* The seqd-served-by trailer value of this call (a forwarded answer names the node that
+ * read storage); before finish. */
+void seq_grpc_call_set_served_by(seq_grpc_call *c, const char *v);
 /* Keep the call past the handler's return: finish it later (from any thread) with
  * seq_grpc_finish. If the client resets the stream meanwhile, finish still must be
  * called once, and it then just frees the call. */

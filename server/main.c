@@ -21,12 +21,15 @@
 #include "../storage/batch.h"
 #include "../storage/store.h"
 #include "admin.h"
+#include "cluster.h"
 #include "config.h"
 #include "consumer.h"
 #include "defcheck.h"
 #include "grpc.h"
 #include "kafkaconf.h"
 #include "metrics.h"
+#include "nodeid.h"
+#include "route.h"
 #include "service.h"
 #include "wmhist.h"
 
@@ -39,13 +42,21 @@ typedef struct {
     seq_metrics *metrics;
     seq_consumer *consumer;
     seq_service *service;
+    seq_route *route; /* the transport's method table: the service's, routed by the cluster map */
+    seq_cluster *cluster;
     seq_grpc_server *grpc;
     seq_admin *admin;
     seq_console *console;
     char *token;
     seq_kafkaconf *kafka_conf; /* --kafka-config, NULL without */
+    char node_id[64];          /* --instance-id, or the id kept in the data dir */
     _Atomic int64_t stream_watermark;
     seq_wmhist *wmhist; /* the newest applied event time over time, for as-of reads */
+    /* the per-partition series' snapshot, taken once per scrape (scrapes run on the admin
+     * thread only) */
+    seq_consumer_part scrape_parts[1024];
+    uint32_t n_scrape_parts;
+    char part_label[16];
 } server;
 
 /* mkdir -p */
@@ -95,6 +106,7 @@ static int read_token(const char *path, char **out, char *err, size_t errlen)
 /* ---- metrics wiring: values read at scrape time from their owners ---- */
 
 static double read_u64(void *p) { return (double)atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed); }
+static double read_ull(void *p) { return (double)atomic_load_explicit((_Atomic unsigned long long *)p, memory_order_relaxed); }
 static double read_i64(void *p) { return (double)atomic_load_explicit((_Atomic int64_t *)p, memory_order_relaxed); }
 static double read_int(void *p) { return atomic_load_explicit((_Atomic int *)p, memory_order_relaxed); }
 static double read_wm_seconds(void *p) { return read_i64(p) / 1000.0; }
@@ -176,18 +188,14 @@ static double ready(void *c)
     return seq_consumer_ready(c, why, sizeof why);
 }
 
-/* Partition i's state: a snapshot taken at i == 0 serves the rest of the scrape (the
- * admin thread renders; the buffer is per thread). */
+/* Partition i's state: a snapshot taken at i == 0 serves the rest of the family. */
 static const seq_consumer_part *part_at(server *s, size_t i, const char **label)
 {
-    static _Thread_local seq_consumer_part parts[1024];
-    static _Thread_local uint32_t n;
-    static _Thread_local char name[16];
-    if (i == 0) n = seq_consumer_partitions(s->consumer, parts, 1024);
-    if (i >= n || i >= 1024) return NULL;
-    snprintf(name, sizeof name, "%d", (int)parts[i].partition);
-    *label = name;
-    return &parts[i];
+    if (i == 0) s->n_scrape_parts = seq_consumer_partitions(s->consumer, s->scrape_parts, 1024);
+    if (i >= s->n_scrape_parts || i >= 1024) return NULL;
+    snprintf(s->part_label, sizeof s->part_label, "%d", (int)s->scrape_parts[i].partition);
+    *label = s->part_label;
+    return &s->scrape_parts[i];
 }
 
 static int part_lag(void *s, size_t i, const char **label, double *v)
@@ -243,6 +251,22 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, read_u64, &cs->filtered);
     seq_metrics_add_fn(m, "seqd_events_late_batch_owned_total", "Stream events stored in batch-owned history (never shown).",
                        SEQ_METRIC_COUNTER, read_u64, &cs->late_batch_owned);
+    seq_misroute_stats *ms = seq_consumer_misroute_stats(s->consumer);
+    seq_metrics_add_fn(m, "seqd_events_misrouted_total", "Stream events that arrived on another partition than their user's (a producer not partitioning with Kafka's murmur2); each re-produced to its user's partition.",
+                       SEQ_METRIC_COUNTER, read_u64, &ms->misrouted);
+    seq_metrics_add_fn(m, "seqd_misrouted_copies_total", "Copies of misrouted events delivered to their user's partition (header seqd-origin).",
+                       SEQ_METRIC_COUNTER, read_u64, &ms->reproduced);
+    seq_metrics_add_fn(m, "seqd_misrouted_duplicates_total", "Copies of a misrouted event whose origin was already applied here, skipped.",
+                       SEQ_METRIC_COUNTER, read_u64, &ms->duplicates);
+    seq_metrics_add_fn(m, "seqd_partitions_dropped_total", "Partitions this node no longer holds whose stream data it dropped, once their new holder in its group was caught up.",
+                       SEQ_METRIC_COUNTER, read_u64, &cs->partitions_dropped);
+    seq_route_stats *rs = seq_route_get_stats(s->route);
+    seq_metrics_add_fn(m, "seqd_forwarded_total", "Reads (or parts of a BatchGetSequences) forwarded to a node holding the user's partition, each try counted.",
+                       SEQ_METRIC_COUNTER, read_ull, &rs->forwarded);
+    seq_metrics_add_fn(m, "seqd_forward_retries_total", "Forwarded reads tried again on the next replica (UNAVAILABLE, DATA_LOSS, FAILED_PRECONDITION or no answer).",
+                       SEQ_METRIC_COUNTER, read_ull, &rs->forward_retries);
+    seq_metrics_add_fn(m, "seqd_forward_refused_total", "Forwarded reads refused here: the partition is not held by this node (never forwarded twice).",
+                       SEQ_METRIC_COUNTER, read_ull, &rs->refused);
     seq_metrics_add_fn(m, "seqd_consumer_lag_messages", "Messages in the topic not yet consumed.",
                        SEQ_METRIC_GAUGE, read_i64, &cs->lag);
     seq_metrics_add_fn(m, "seqd_consumer_caught_up", "1 when every partition is consumed to its end.",
@@ -315,6 +339,16 @@ static void note_newest(void *h, int64_t ms, int64_t newest)
     seq_wmhist_note(h, ms, newest);
 }
 
+/* Does this node join its group's consumer group? With --instance-id or --advertise it is
+ * a cluster member (README, "A cluster of nodes"); without either it is standalone and
+ * assigns every partition itself, as a node did before clusters: a restart then never
+ * waits for a group rebalance (Kafka holds a vanished member's partitions until its
+ * session times out). The embedded cluster is in-process: no one else can join it. */
+static int cluster_member(const seq_config *c)
+{
+    return c->brokers && (c->instance_id || c->advertise);
+}
+
 /* Returns 0, or the exit code with a message in err. */
 /* LoadBatch's check of a partitioned batch's P (0 until the partitions are known). */
 static uint32_t topic_partitions(void *consumer)
@@ -331,6 +365,8 @@ static int start(server *s, char *err, size_t errlen)
     if (s->cfg.admin_token_file && read_token(s->cfg.admin_token_file, &s->token, err, errlen))
         return EXIT_CONFIG;
     if (s->cfg.kafka_config && seq_kafkaconf_load(s->cfg.kafka_config, &s->kafka_conf, err, errlen))
+        return EXIT_CONFIG;
+    if (seq_node_id(s->cfg.data_dir, s->cfg.instance_id, s->node_id, sizeof s->node_id, err, errlen))
         return EXIT_CONFIG;
     seq_store_config stc = {s->cfg.cache_mb, s->cfg.history_ms};
     rc = seq_store_open_cfg(s->cfg.data_dir, s->def, &stc, &s->store, err, errlen);
@@ -350,16 +386,16 @@ static int start(server *s, char *err, size_t errlen)
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,
                               (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,
-                              s->kafka_conf, s->wmhist};
+                              s->kafka_conf, s->wmhist, cluster_member(&s->cfg), s->cfg.instance_id};
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
-    wait_assigned(s);
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token,
                              s->wmhist, topic_partitions, s->consumer};
     if (seq_service_new(&sc, &s->service, err, errlen)) return 1;
+    if (seq_route_new(s->service, &s->route, err, errlen)) return 1;
     size_t n_methods;
-    const seq_grpc_method *methods = seq_service_methods(s->service, &n_methods);
-    if (!(s->metrics = seq_metrics_new(seq_service_method_names(), n_methods))) {
+    const seq_grpc_method *methods = seq_route_methods(s->route, &n_methods);
+    if (!(s->metrics = seq_metrics_new(seq_route_method_names(s->route), n_methods))) {
         seq_errf(err, errlen, "out of memory");
         return 1;
     }
@@ -372,7 +408,8 @@ static int start(server *s, char *err, size_t errlen)
                           .idle_timeout_ms = idle_ms(s->cfg.idle_timeout_s),
                           .max_connections = (unsigned)s->cfg.max_connections,
                           .max_concurrent_streams = (unsigned)s->cfg.max_concurrent_streams,
-                          .max_header_bytes = (unsigned)s->cfg.max_header_bytes};
+                          .max_header_bytes = (unsigned)s->cfg.max_header_bytes,
+                          .served_by = s->node_id};
     if (seq_grpc_start(&gc, &s->grpc, err, errlen)) return 1;
 
     seq_console_ctx cc2 = {.def = s->def, .store = s->store, .consumer = s->consumer,
@@ -385,6 +422,22 @@ static int start(server *s, char *err, size_t errlen)
     seq_admin_ctx ac = {&s->cfg, seq_grpc_address(s->grpc), s->def, s->store, s->consumer,
                         s->metrics, &s->stream_watermark, s->console};
     if (seq_admin_start(&ac, &s->admin, err, errlen)) return 1;
+
+    const char *advertised = s->cfg.advertise ? s->cfg.advertise : seq_grpc_address(s->grpc);
+    seq_cluster_config kc = {s->node_id, s->cfg.group, s->cfg.topic, advertised,
+                             seq_admin_address(s->admin), s->def, s->store, s->consumer,
+                             s->kafka_conf};
+    if ((rc = seq_cluster_start(&kc, &s->cluster, err, errlen)))
+        return rc == SEQ_EPRECONDITION ? EXIT_CONFIG : 1;
+    const char *fenced = cluster_member(&s->cfg) ? seq_cluster_wait_window(s->cluster) : NULL;
+    if (fenced) {
+        seq_errf(err, errlen, "%s", fenced);
+        return EXIT_CONFIG;
+    }
+    seq_consumer_join(s->consumer);
+    wait_assigned(s);
+    seq_admin_set_cluster(s->admin, s->cluster);
+    seq_route_set_cluster(s->route, s->cluster);
     return 0;
 }
 
@@ -395,9 +448,11 @@ static void stop(server *s)
     if (s->service) seq_service_drain(s->service);
     if (s->grpc) seq_grpc_stop(s->grpc);
     if (s->admin) seq_admin_stop(s->admin);
+    seq_cluster_stop(s->cluster); /* publishes the leave while the brokers are still known */
     seq_console_free(s->console);
     seq_consumer_stop(s->consumer);
     if (s->grpc) seq_grpc_free(s->grpc);
+    seq_route_free(s->route);
     seq_service_free(s->service);
     seq_metrics_free(s->metrics);
     if (s->store) seq_store_close(s->store);
@@ -427,7 +482,7 @@ static uint64_t rss_bytes(void)
  * fragment the arenas under load, and the RSS grew to 4x the live heap (bench/NOTES.md,
  * "Memory"). Only then: a trim walks every free chunk under each arena's lock, ~9 ms on a
  * fragmented 3 GB heap, a stall the readers would see in their p99. */
-static int wait_for_signal(size_t cache_mb)
+static int wait_for_signal(size_t cache_mb, seq_cluster *cluster)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -438,6 +493,7 @@ static int wait_for_signal(size_t cache_mb)
     for (;;) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig > 0) return sig;
+        if (cluster && seq_cluster_fenced(cluster)) return 0;
         if (rss_bytes() > budget) malloc_trim(0);
     }
 }
@@ -480,7 +536,12 @@ int main(int argc, char **argv)
     printf("seqd ready grpc=%s admin=%s brokers=%s\n", seq_grpc_address(s.grpc),
            seq_admin_address(s.admin), seq_consumer_brokers(s.consumer));
     fflush(stdout);
-    int sig = wait_for_signal(s.cfg.cache_mb);
+    int sig = wait_for_signal(s.cfg.cache_mb, s.cluster);
+    if (sig == 0) { /* fenced: another live node has this node's id */
+        fprintf(stderr, "seqd: %s\n", seq_cluster_fenced(s.cluster));
+        stop(&s);
+        return EXIT_CONFIG;
+    }
     fprintf(stderr, "seqd: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     stop(&s);
     return 0;

@@ -56,7 +56,7 @@ typedef struct {
     op_fn fn;
 } binding;
 
-#define N_METHODS 8
+#define N_METHODS 9
 struct seq_service {
     seq_service_config cfg;
     uint32_t max_length;
@@ -666,6 +666,16 @@ int seq_service_definition(seq_service *s, const uint8_t *req, size_t len, seq_b
     return SEQ_OK;
 }
 
+/* ClusterService/GetClusterMap where no cluster map runs (server/route.c serves it once
+ * the map does): listed here so that reflection lists the service. */
+int seq_service_no_cluster_map(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                               char *msg, size_t msglen)
+{
+    (void)s, (void)req, (void)len, (void)out;
+    seq_errf(msg, msglen, "the cluster map is not running yet");
+    return SEQ_EUNAVAILABLE;
+}
+
 /* ---- LoadBatch and RollbackBatch change what every reader sees: each needs the admin
  * token, and runs on a thread of its own (verification and ingestion take long; either
  * may wait for readers of the old state before deleting data), the call held meanwhile,
@@ -919,19 +929,19 @@ static const char *const METHOD_PATHS[N_METHODS] = {
     "/seqd.v1.SequenceService/GetDefinition",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-    "/seqd.v1.SequenceService/RollbackBatch"};
+    "/seqd.v1.SequenceService/RollbackBatch", "/seqd.v1.ClusterService/GetClusterMap"};
 static const char *const METHOD_NAMES[N_METHODS] = {"GetSequence", "BatchGetSequences",
                                                     "LoadBatch", "Check", "GetDefinition",
                                                     "ServerReflectionInfo",
                                                     "ServerReflectionInfoV1alpha",
-                                                    "RollbackBatch"};
+                                                    "RollbackBatch", "GetClusterMap"};
 /* NULL: the method has a handler of its own (METHOD_OWN; reflection's stream handler for
  * the paths under /grpc.reflection.). */
 static const op_fn METHOD_FNS[N_METHODS] = {seq_service_get, seq_service_batch_get, NULL,
                                             seq_service_health, seq_service_definition,
-                                            NULL, NULL, NULL};
+                                            NULL, NULL, NULL, seq_service_no_cluster_map};
 static const seq_grpc_handler_fn METHOD_OWN[N_METHODS] = {NULL, NULL, handle_load, NULL, NULL,
-                                                       NULL, NULL, handle_rollback};
+                                                       NULL, NULL, handle_rollback, NULL};
 
 const char *const *seq_service_method_names(void) { return METHOD_NAMES; }
 

@@ -72,6 +72,8 @@ int seq_service_batch_get(seq_service *s, const uint8_t *req, size_t len, seq_bu
                           char *msg, size_t msglen);
 int seq_service_definition(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
                            char *msg, size_t msglen);
+int seq_service_no_cluster_map(seq_service *s, const uint8_t *req, size_t len, seq_buf *out,
+                               char *msg, size_t msglen);
 int seq_service_health(seq_service *s, const uint8_t *req, size_t len, seq_buf *out, char *msg,
                        size_t msglen);
 

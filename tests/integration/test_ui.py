@@ -19,6 +19,7 @@ from helpers import DAY, HOUR, SEQCTL_BIN, batch_root_server, now_ms, poll
 
 CHROMIUM = shutil.which("chromium")
 USERS = 4
+SAMPLE = 200
 GEN = 7
 
 
@@ -26,9 +27,10 @@ GEN = 7
 def ui(tmp_path_factory, stubs):
     s = batch_root_server(str(tmp_path_factory.mktemp("ui")))
     try:
-        s.seqctl("produce", "--sample", 200, "--users", USERS, check=True)
-        poll(lambda: s.status()["counts"]["events_applied"] >= 150 and s.http("/readyz")[0] == 200,
-             "the sample events applied")
+        s.seqctl("produce", "--sample", SAMPLE, "--users", USERS, check=True)
+        poll(lambda: sum(p["next_offset"] for p in s.status()["stream"]["partitions"]) == SAMPLE
+             and s.http("/readyz")[0] == 200, "the sample events consumed")
+        s.consumed_ms = now_ms()
         # a batch of engagements for [3 days ago, 2 days ago): history, owned by the batch
         start = (now_ms() - 3 * DAY) // HOUR * HOUR
         end = start + DAY
@@ -185,6 +187,8 @@ def get(s, path):
     ("user=1&sequence=a%00b", "sequence: bad %-escape"),
     ("user=1&sequence=engagements&view=sideways", "view: 'sideways'"),
     ("user=1&sequence=engagements&limit=0", "limit: '0'"),
+    ("user=0&sequence=engagements", "user_id"),  # the read's own validation
+    ("user=1&sequence=engagements&as_of=99999999999999", "in the future"),
     ("user=1&sequence=" + "x" * 300, "longer than"),
 ])
 def test_sequence_api_bad_values_400(ui, query, message):
@@ -223,13 +227,37 @@ def test_assets_served_from_the_binary(ui, path, ctype):
         assert body == f.read()
 
 
+def overview(s):
+    code, _, body = get(s, "/ui/api/overview")
+    assert code == 200
+    return json.loads(body)
+
+
 def test_overview_api_counts_and_series(ui):
-    code, _, body = get(ui, "/ui/api/overview")
-    o = json.loads(body)
-    assert code == 200 and o["ready"] is True and o["not_ready"] == ""
+    o = overview(ui)
+    assert o["ready"] is True and o["not_ready"] == ""
     assert o["counts"]["applied"] == ui.status()["counts"]["events_applied"]
-    assert len(o["series"]["t_ms"]) >= 1
+    assert o["counts"]["damaged"] == ui.metric("seqd_storage_corrupt_total")
+    # the ring: one point per sample for every series, times increasing
+    o = poll(lambda: (lambda o: o if len(o["series"]["t_ms"]) >= 2 else None)(overview(ui)),
+             "a second sample")
+    t = o["series"]["t_ms"]
+    assert t == sorted(t) and len(set(t)) == len(t)
     assert set(o["series"]["lag"]) == {str(p["partition"]) for p in o["partitions"]}
+    for name in ("ingest_per_s", "reads_per_s", "errors_per_s", "p50_ms", "p99_ms"):
+        assert len(o["series"][name]) == len(t), name
+    for p in o["series"]["lag"]:
+        assert len(o["series"]["lag"][p]) == len(t) and len(o["series"]["age_s"][p]) == len(t), p
+
+
+def test_overview_ingest_series_accounts_for_every_message(ui):
+    """The rates times their intervals add up to the messages consumed: the first sample
+    was taken at start, before any was produced, and one after the last was consumed."""
+    o = poll(lambda: (lambda o: o if o["series"]["t_ms"][-1] > ui.consumed_ms else None)(
+        overview(ui)), "a sample after the last message was consumed")
+    t, rate = o["series"]["t_ms"], o["series"]["ingest_per_s"]
+    total = sum(rate[i] * (t[i] - t[i - 1]) / 1000.0 for i in range(1, len(t)))
+    assert abs(total - SAMPLE) < 1, (total, t, rate)
 
 
 def test_console_is_read_only(ui):

@@ -40,6 +40,19 @@ static void test_accepts(void)
     /* the length is the bound, not a NUL */
     CHECK_EQ_INT(seq_cq_parse("user=12&junk", 7, &q, err, sizeof err), SEQ_OK);
     CHECK(q.user == 12);
+    CHECK_EQ_INT(seq_cq_parse("sequence=a%4F", 12, &q, err, sizeof err), SEQ_EINVAL); /* %4 cut */
+    /* every hex digit, both cases, 0 included */
+    CHECK_EQ_INT(parse("sequence=%30%39%41%46%61%66%4f%4F%6a%6A", &q, err), SEQ_OK);
+    CHECK(strcmp(q.sequence, "09AFafOOjj") == 0);
+    CHECK_EQ_INT(parse("view=merged", &q, err), SEQ_OK);
+    CHECK(q.view == SEQ_CQ_MERGED);
+    /* names up to SEQ_CQ_NAME_MAX - 1 bytes */
+    char name[300] = "sequence=";
+    memset(name + 9, 'n', SEQ_CQ_NAME_MAX - 1);
+    CHECK_EQ_INT(parse(name, &q, err), SEQ_OK);
+    CHECK(strlen(q.sequence) == SEQ_CQ_NAME_MAX - 1);
+    name[9 + SEQ_CQ_NAME_MAX - 1] = 'n';
+    CHECK_EQ_INT(parse(name, &q, err), SEQ_EINVAL);
 }
 
 static void test_refuses(void)

@@ -1,0 +1,79 @@
+/* The cluster map (PRODUCT.md, "A cluster of nodes"): every node publishes what it holds
+ * (id, group, advertised gRPC and admin addresses, held and caught-up partitions,
+ * readiness, definition fingerprint, committed generations, a heartbeat) once a second to
+ * `<topic>.seqd-cluster` (one partition, keyed by node id), and reads everyone's. A node
+ * silent for SEQ_CLUSTER_SILENT_MS, or that published its leave (a null record, on a clean
+ * stop), is out of the map. Runs on a thread of its own; the gRPC workers ask it, per
+ * forwarded call, which nodes hold a partition (seq_cluster_route), under a read lock.
+ *
+ * Data path: consumer state + store view -> this node's record -> Kafka -> every node's
+ * map -> /cluster, ClusterService/GetClusterMap, and the routing of reads (route.c). */
+#ifndef SEQ_CLUSTER_H
+#define SEQ_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/common.h"
+#include "../engine/def.h"
+#include "../storage/store.h"
+#include "consumer.h"
+
+#define SEQ_CLUSTER_SILENT_MS 10000
+#define SEQ_CLUSTER_MAX_NODES 256
+#define SEQ_CLUSTER_MAX_PARTS 1024 /* = SEQ_CLUSTER_RECORD_MAX_PARTS */
+
+typedef struct seq_cluster seq_cluster;
+
+typedef struct {
+    const char *node_id;
+    const char *group;
+    const char *topic;      /* the event topic; the map's is topic + ".seqd-cluster" */
+    const char *grpc;       /* advertised gRPC HOST:PORT (copied) */
+    const char *admin;      /* admin HOST:PORT as bound (copied) */
+    const seq_def *def;     /* fingerprint, sequence names */
+    seq_store *store;       /* committed generations */
+    seq_consumer *consumer; /* held and caught-up partitions, readiness, brokers */
+    const struct seq_kafkaconf *kafka_conf;
+} seq_cluster_config;
+
+/* The name of the map's topic for an event topic, into out. */
+void seq_cluster_topic_name(const char *topic, char *out, size_t outlen);
+
+/* Makes sure the map's topic exists (creating it, with a real broker, when missing;
+ * SEQ_EPRECONDITION saying how to create it when the broker refuses), then starts the
+ * thread. Brokers that do not answer are not an error: the thread keeps trying. */
+int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *err, size_t errlen);
+/* Publishes the leave record (best effort), stops the thread, frees c. NULL is fine. */
+void seq_cluster_stop(seq_cluster *c);
+
+/* The map as JSON text (malloc'd, caller frees): the body of GET /cluster. */
+char *seq_cluster_json(seq_cluster *c);
+/* The map as an encoded seqd.v1.ClusterMap appended to out. SEQ_OK or SEQ_EINTERNAL. */
+int seq_cluster_encode(seq_cluster *c, seq_buf *out);
+
+/* NULL, or why this node must stop: in its first seconds it found another live node
+ * publishing with its id (it then never publishes; main exits 2 with the message). */
+const char *seq_cluster_fenced(seq_cluster *c);
+/* Waits until the node's first seconds in the map are over (a twin would have shown up
+ * and been probed); returns seq_cluster_fenced. Main calls it before the consumer joins
+ * its group, so that a twin never takes the live node's static membership. */
+const char *seq_cluster_wait_window(seq_cluster *c);
+/* This node's id. */
+const char *seq_cluster_self(const seq_cluster *c);
+/* The topic's partition count (0 while unknown). */
+uint32_t seq_cluster_partitions(const seq_cluster *c);
+/* 1 when this node holds partition p (as of the last refresh, every ~200 ms). */
+int seq_cluster_holds(const seq_cluster *c, uint32_t p);
+
+/* 1 when this node holds p and has consumed it to the log's end. */
+int seq_cluster_caught_up(const seq_cluster *c, uint32_t p);
+/* 1 when another node of the map holds p caught up (read lock). */
+int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p);
+/* Other nodes that hold partition p, best first: caught up before not, this node's group
+ * before others; up to max advertised gRPC addresses copied into addrs[i] (each
+ * SEQ_CLUSTER_ADDR bytes). Returns how many. */
+#define SEQ_CLUSTER_ADDR 128
+int seq_cluster_route(seq_cluster *c, uint32_t p, char (*addrs)[SEQ_CLUSTER_ADDR], int max);
+
+#endif

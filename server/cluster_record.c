@@ -1,0 +1,97 @@
+/* Cluster map records (see cluster_record.h): jansson both ways. */
+#include "cluster_record.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/common.h"
+
+static int copy_str(json_t *o, const char *key, char *out, size_t outlen, int required)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v) {
+        out[0] = '\0';
+        return required ? -1 : 0;
+    }
+    const char *s = json_string_value(v);
+    if (!s || strlen(s) >= outlen) return -1;
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
+static int read_bits(json_t *o, const char *key, uint32_t n_parts, uint8_t *bits)
+{
+    json_t *a = json_object_get(o, key), *v;
+    size_t i;
+    if (!json_is_array(a)) return -1;
+    json_array_foreach(a, i, v) {
+        if (!json_is_integer(v)) return -1;
+        json_int_t p = json_integer_value(v);
+        if (p < 0 || p >= (json_int_t)n_parts) return -1;
+        bits[p / 8] |= (uint8_t)(1u << (p % 8));
+    }
+    return 0;
+}
+
+int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r)
+{
+    memset(r, 0, sizeof *r);
+    json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *np = json_object_get(o, "n_partitions"), *hb = json_object_get(o, "heartbeat_ms");
+    json_t *gens = json_object_get(o, "generations"), *ready = json_object_get(o, "ready");
+    int ok = json_is_object(o) && json_integer_value(json_object_get(o, "v")) == 1 &&
+             json_is_integer(np) && json_integer_value(np) >= 0 &&
+             json_integer_value(np) <= SEQ_CLUSTER_RECORD_MAX_PARTS && json_is_integer(hb) &&
+             (!ready || json_is_boolean(ready)) && (!gens || json_is_object(gens));
+    if (ok) {
+        r->n_parts = (uint32_t)json_integer_value(np);
+        r->heartbeat_ms = json_integer_value(hb);
+        r->ready = json_is_true(ready);
+        ok = !copy_str(o, "id", r->id, sizeof r->id, 1) && r->id[0] &&
+             !copy_str(o, "group", r->group, sizeof r->group, 1) &&
+             !copy_str(o, "grpc", r->grpc, sizeof r->grpc, 1) &&
+             !copy_str(o, "admin", r->admin, sizeof r->admin, 0) &&
+             !copy_str(o, "incarnation", r->incarnation, sizeof r->incarnation, 0) &&
+             !copy_str(o, "fingerprint", r->fingerprint, sizeof r->fingerprint, 0) &&
+             !read_bits(o, "partitions", r->n_parts, r->held) &&
+             !read_bits(o, "caught_up", r->n_parts, r->caught);
+    }
+    if (ok && gens) ok = (r->generations = json_dumps(gens, JSON_COMPACT)) != NULL;
+    json_decref(o);
+    if (ok) return SEQ_OK;
+    seq_cluster_record_clear(r);
+    return SEQ_EINVAL;
+}
+
+static json_t *bits_json(const uint8_t *bits, uint32_t n)
+{
+    json_t *a = json_array();
+    for (uint32_t p = 0; p < n; p++)
+        if ((bits[p / 8] >> (p % 8)) & 1) json_array_append_new(a, json_integer(p));
+    return a;
+}
+
+json_t *seq_cluster_record_json(const seq_cluster_record *r)
+{
+    json_t *gens = r->generations ? json_loads(r->generations, 0, NULL) : NULL;
+    return json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:b,s:I,s:o}", "v", 1, "id", r->id,
+                     "group", r->group, "grpc", r->grpc, "admin", r->admin, "incarnation",
+                     r->incarnation, "fingerprint", r->fingerprint, "n_partitions", (int)r->n_parts,
+                     "partitions", bits_json(r->held, r->n_parts), "caught_up",
+                     bits_json(r->caught, r->n_parts), "ready", r->ready, "heartbeat_ms",
+                     (json_int_t)r->heartbeat_ms, "generations", gens ? gens : json_object());
+}
+
+char *seq_cluster_format_record(const seq_cluster_record *r)
+{
+    json_t *o = seq_cluster_record_json(r);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
+
+void seq_cluster_record_clear(seq_cluster_record *r)
+{
+    free(r->generations);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,32 @@
+/* One node's record in the cluster map's topic (server/cluster.c): a JSON object
+ *   {"v":1,"id","group","grpc","admin","incarnation","fingerprint","partitions":[held],
+ *    "caught_up":[...],"n_partitions","ready","heartbeat_ms","generations":{seq: gen}}
+ * Records come from Kafka, so anything may arrive: the parser refuses what is not such an
+ * object (tests/fuzz/fuzz_cluster_record.c). */
+#ifndef SEQ_CLUSTER_RECORD_H
+#define SEQ_CLUSTER_RECORD_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SEQ_CLUSTER_RECORD_MAX_PARTS 1024
+
+typedef struct {
+    char id[64], group[128], grpc[128], admin[128], incarnation[24], fingerprint[24];
+    uint32_t n_parts; /* the topic's partition count as the node sees it */
+    uint8_t held[SEQ_CLUSTER_RECORD_MAX_PARTS / 8], caught[SEQ_CLUSTER_RECORD_MAX_PARTS / 8];
+    int ready;
+    int64_t heartbeat_ms; /* the node's wall clock when it published */
+    char *generations;    /* JSON object text, malloc'd; NULL = none */
+} seq_cluster_record;
+
+/* SEQ_OK and *r filled (free with seq_cluster_record_clear), or SEQ_EINVAL (*r zeroed). */
+int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r);
+/* The record as JSON text (malloc'd) for the topic; NULL on OOM. */
+char *seq_cluster_format_record(const seq_cluster_record *r);
+/* The record as a JSON object (new reference) for GET /cluster. */
+json_t *seq_cluster_record_json(const seq_cluster_record *r);
+void seq_cluster_record_clear(seq_cluster_record *r);
+
+#endif

@@ -1,0 +1,492 @@
+/* Forwarded calls (see forward.h): per worker thread, a pool of peer connections (a
+ * bufferevent and an nghttp2 client session each), found by address. A call is one
+ * stream: HEADERS (+ seqd-forwarded, grpc-timeout), DATA (the 5-byte prefix and the
+ * message), END_STREAM; the response's DATA is gathered, its trailers read, and the
+ * stream's close completes the call. A deadline timer per call resets its stream. A
+ * connection that fails or closes fails its calls with SEQ_EUNAVAILABLE and leaves the
+ * pool; the next call to that peer connects again. */
+#include "forward.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "../engine/common.h"
+
+#define MAX_RESP (64u << 20) /* a peer's response above this is refused */
+#define NO_DEADLINE_NS (30ull * 1000000000ull) /* forwarded calls without a deadline get one */
+
+typedef struct peer peer;
+
+typedef struct fwd_req {
+    peer *pr;
+    int32_t sid;
+    struct fwd_req *next; /* the peer's requests */
+    seq_fwd_done_fn cb;
+    void *ctx;
+    struct event *timer;
+    seq_buf body;       /* request prefix + message while sending, then the response DATA */
+    size_t sent;
+    int http_status, grpc_status, have_status;
+    char msg[256], served_by[128];
+} fwd_req;
+
+struct peer {
+    struct event_base *base;
+    char addr[128];
+    struct bufferevent *bev;
+    struct event *flush_ev; /* sends what was submitted, outside nghttp2's callbacks */
+    nghttp2_session *sess;
+    int connected, dead;
+    fwd_req *reqs;
+    peer *next;
+};
+
+typedef struct {
+    struct event_base *base;
+    peer *peers;
+} pool;
+
+static pthread_key_t pool_key;
+static _Thread_local int dying; /* the thread's pool is being freed: no new calls */
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void peer_kill(peer *pr, const char *why);
+
+static void pool_free(void *p)
+{
+    pool *pl = p;
+    if (!pl) return;
+    dying = 1;
+    pthread_setspecific(pool_key, pl); /* peer_kill looks the pool up */
+    while (pl->peers) peer_kill(pl->peers, "the server is stopping");
+    pthread_setspecific(pool_key, NULL);
+    free(pl);
+}
+
+static void make_key(void) { pthread_key_create(&pool_key, pool_free); }
+
+static pool *pool_get(struct event_base *base)
+{
+    pthread_once(&pool_once, make_key);
+    pool *pl = pthread_getspecific(pool_key);
+    if (!pl) {
+        if (!(pl = calloc(1, sizeof *pl))) return NULL;
+        pl->base = base;
+        pthread_setspecific(pool_key, pl);
+    }
+    return pl;
+}
+
+void seq_fwd_thread_free(void)
+{
+    pthread_once(&pool_once, make_key);
+    pool_free(pthread_getspecific(pool_key));
+    pthread_setspecific(pool_key, NULL);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- completing requests ---- */
+
+static void req_unlink(fwd_req *r)
+{
+    peer *pr = r->pr;
+    if (!pr) return;
+    for (fwd_req **pp = &pr->reqs; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    r->pr = NULL;
+}
+
+static void req_free(fwd_req *r)
+{
+    if (r->timer) event_free(r->timer);
+    seq_buf_free(&r->body);
+    free(r);
+}
+
+/* Calls the callback once and frees r (already unlinked from its peer). */
+static void req_finish(fwd_req *r, int status, const char *msg)
+{
+    const uint8_t *resp = NULL;
+    size_t len = 0;
+    if (status == SEQ_OK) {
+        /* one gRPC message: flag 0, be32 length, the bytes */
+        if (r->body.len < 5 || r->body.data[0] != 0 || seq_get_be32(r->body.data + 1) != r->body.len - 5) {
+            status = SEQ_EUNAVAILABLE;
+            msg = "the peer's response is not one uncompressed gRPC message";
+        } else {
+            resp = r->body.data + 5;
+            len = r->body.len - 5;
+        }
+    }
+    r->cb(r->ctx, status, msg ? msg : "", resp, len, r->served_by);
+    req_free(r);
+}
+
+/* The stream ended: the outcome from :status, grpc-status and the body. */
+static void req_closed(fwd_req *r, uint32_t code)
+{
+    char m[300];
+    snprintf(m, sizeof m, "peer %s: %s", r->pr ? r->pr->addr : "",
+             code ? "stream reset" : r->http_status != 200 ? "not a gRPC answer" : "no grpc-status");
+    req_unlink(r);
+    if (r->have_status) req_finish(r, r->grpc_status, r->msg);
+    else req_finish(r, SEQ_EUNAVAILABLE, m);
+}
+
+/* Deferred failure: callbacks never run inside seq_fwd_call. */
+typedef struct {
+    fwd_req *r;
+    char msg[300];
+} deferred;
+
+static void run_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    deferred *d = arg;
+    req_finish(d->r, SEQ_EUNAVAILABLE, d->msg);
+    free(d);
+}
+
+static int fail_later(struct event_base *base, fwd_req *r, const char *msg)
+{
+    deferred *d = malloc(sizeof *d);
+    if (!d) return SEQ_EINTERNAL;
+    d->r = r;
+    snprintf(d->msg, sizeof d->msg, "%s", msg);
+    if (event_base_once(base, -1, EV_TIMEOUT, run_deferred, d, &(struct timeval){0, 0})) {
+        free(d);
+        return SEQ_EINTERNAL;
+    }
+    return SEQ_OK;
+}
+
+/* The connection is gone: every request on it fails, the peer leaves the pool. */
+static void peer_kill(peer *pr, const char *why)
+{
+    pool *pl = pthread_getspecific(pool_key);
+    for (peer **pp = pl ? &pl->peers : NULL; pp && *pp; pp = &(*pp)->next)
+        if (*pp == pr) {
+            *pp = pr->next;
+            break;
+        }
+    pr->dead = 1;
+    fwd_req *list = pr->reqs;
+    pr->reqs = NULL;
+    if (pr->sess) nghttp2_session_del(pr->sess);
+    if (pr->bev) bufferevent_free(pr->bev);
+    if (pr->flush_ev) event_free(pr->flush_ev);
+    pr->sess = NULL;
+    pr->bev = NULL;
+    char m[300];
+    snprintf(m, sizeof m, "peer %s: %s", pr->addr, why);
+    while (list) {
+        fwd_req *r = list;
+        list = r->next;
+        r->pr = NULL;
+        req_finish(r, SEQ_EUNAVAILABLE, m);
+    }
+    free(pr);
+}
+
+/* ---- nghttp2 client callbacks ---- */
+
+static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    (void)s, (void)flags;
+    peer *pr = ud;
+    return bufferevent_write(pr->bev, data, len) == 0 ? (ssize_t)len : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static fwd_req *stream_req(nghttp2_session *s, int32_t sid)
+{
+    return nghttp2_session_get_stream_user_data(s, sid);
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+    (void)flags, (void)ud;
+    fwd_req *r = stream_req(s, f->hd.stream_id);
+    if (!r) return 0;
+    if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
+        r->http_status = vlen == 3 ? atoi((const char *)value) : 0;
+    } else if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+        char b[8] = "";
+        memcpy(b, value, vlen < 7 ? vlen : 7);
+        char *end;
+        long st = strtol(b, &end, 10);
+        if (vlen && !*end && st >= 0 && st <= 16) {
+            r->grpc_status = (int)st;
+            r->have_status = 1;
+        }
+    } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+        /* percent-decoded */
+        size_t o = 0;
+        for (size_t i = 0; i < vlen && o + 1 < sizeof r->msg; i++) {
+            unsigned x;
+            if (value[i] == '%' && i + 2 < vlen && sscanf((const char *)value + i + 1, "%2x", &x) == 1) {
+                r->msg[o++] = (char)x;
+                i += 2;
+            } else {
+                r->msg[o++] = (char)value[i];
+            }
+        }
+        r->msg[o] = '\0';
+    } else if (nlen == 14 && memcmp(name, "seqd-served-by", 14) == 0) {
+        size_t n = vlen < sizeof r->served_by - 1 ? vlen : sizeof r->served_by - 1;
+        memcpy(r->served_by, value, n);
+        r->served_by[n] = '\0';
+    }
+    return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+                   void *ud)
+{
+    (void)flags, (void)ud;
+    fwd_req *r = stream_req(s, sid);
+    if (!r) return 0;
+    if (r->body.len + len > MAX_RESP || seq_buf_append(&r->body, data, len))
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+    return 0;
+}
+
+static int on_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
+{
+    (void)ud;
+    fwd_req *r = stream_req(s, sid);
+    if (!r) return 0;
+    nghttp2_session_set_stream_user_data(s, sid, NULL);
+    req_closed(r, code);
+    return 0;
+}
+
+static ssize_t req_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t length,
+                           uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)s, (void)sid, (void)ud;
+    fwd_req *r = src->ptr;
+    size_t n = r->body.len - r->sent < length ? r->body.len - r->sent : length;
+    memcpy(buf, r->body.data + r->sent, n);
+    r->sent += n;
+    if (r->sent == r->body.len) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        r->body.len = 0; /* from here on it gathers the response */
+        r->sent = 0;
+    }
+    return (ssize_t)n;
+}
+
+static nghttp2_session_callbacks *cbs;
+static void make_callbacks(void)
+{
+    if (nghttp2_session_callbacks_new(&cbs)) return;
+    nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
+}
+
+static nghttp2_session_callbacks *callbacks(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_callbacks);
+    return cbs;
+}
+
+/* ---- the connection ---- */
+
+static void peer_flush(peer *pr)
+{
+    if (pr->sess && nghttp2_session_send(pr->sess) != 0) peer_kill(pr, "session error");
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    peer_flush(arg);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    peer *pr = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t n = evbuffer_get_length(in);
+    uint8_t *data = evbuffer_pullup(in, (ssize_t)n);
+    ssize_t rv = nghttp2_session_mem_recv(pr->sess, data, n);
+    if (rv < 0) {
+        peer_kill(pr, "sent something that is not HTTP/2");
+        return;
+    }
+    evbuffer_drain(in, (size_t)rv);
+    peer_flush(pr);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    peer *pr = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        pr->connected = 1;
+        int one = 1;
+        setsockopt(bufferevent_getfd(pr->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        peer_flush(pr);
+        return;
+    }
+    peer_kill(pr, what & BEV_EVENT_EOF ? "closed the connection" : "connection failed");
+}
+
+static int split_addr(const char *addr, struct sockaddr_storage *ss, int *sl)
+{
+    char host[128], port[16];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof host || strlen(colon + 1) >= sizeof port) return -1;
+    size_t hl = (size_t)(colon - addr);
+    const char *h = addr;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') h++, hl -= 2;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    snprintf(port, sizeof port, "%s", colon + 1);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) || !ai) return -1;
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sl = (int)ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static peer *peer_get(pool *pl, const char *addr)
+{
+    for (peer *pr = pl->peers; pr; pr = pr->next)
+        if (strcmp(pr->addr, addr) == 0) return pr;
+    struct sockaddr_storage ss;
+    int sl;
+    nghttp2_session_callbacks *cbs = callbacks();
+    if (!cbs || strlen(addr) >= sizeof pl->peers->addr || split_addr(addr, &ss, &sl)) return NULL;
+    peer *pr = calloc(1, sizeof *pr);
+    if (!pr) return NULL;
+    pr->base = pl->base;
+    snprintf(pr->addr, sizeof pr->addr, "%s", addr);
+    pr->bev = bufferevent_socket_new(pl->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    pr->flush_ev = event_new(pl->base, -1, 0, on_flush, pr);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24}};
+    if (!pr->bev || !pr->flush_ev || nghttp2_session_client_new(&pr->sess, cbs, pr) ||
+        nghttp2_submit_settings(pr->sess, NGHTTP2_FLAG_NONE, iv, 1) ||
+        nghttp2_session_set_local_window_size(pr->sess, NGHTTP2_FLAG_NONE, 0, 1 << 26)) {
+        if (pr->sess) nghttp2_session_del(pr->sess);
+        if (pr->bev) bufferevent_free(pr->bev);
+        if (pr->flush_ev) event_free(pr->flush_ev);
+        free(pr);
+        return NULL;
+    }
+    bufferevent_setcb(pr->bev, on_read, NULL, on_event, pr);
+    bufferevent_enable(pr->bev, EV_READ | EV_WRITE);
+    pr->next = pl->peers;
+    pl->peers = pr;
+    if (bufferevent_socket_connect(pr->bev, (struct sockaddr *)&ss, sl) != 0) {
+        /* refused at once: the failure is reported from the loop, like a late one */
+        pr->dead = 1;
+    }
+    return pr;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fwd_req *r = arg;
+    peer *pr = r->pr;
+    if (!pr) return;
+    /* the stream's close callback completes the call */
+    nghttp2_submit_rst_stream(pr->sess, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_CANCEL);
+    snprintf(r->msg, sizeof r->msg, "deadline exceeded waiting for %s", pr->addr);
+    r->grpc_status = SEQ_EDEADLINE;
+    r->have_status = 1;
+    event_active(pr->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* grpc-timeout for the remaining time: the largest unit that keeps 8 digits. */
+static void timeout_header(uint64_t left_ns, char *out, size_t outlen)
+{
+    uint64_t us = left_ns / 1000;
+    if (us < 100000000ull) snprintf(out, outlen, "%lluu", (unsigned long long)(us ? us : 1));
+    else snprintf(out, outlen, "%llum", (unsigned long long)(us / 1000 < 100000000ull ? us / 1000 : 99999999ull));
+}
+
+int seq_fwd_call(struct event_base *base, const char *addr, const char *path,
+                 const uint8_t *req, size_t len, uint64_t deadline_ns, seq_fwd_done_fn cb,
+                 void *ctx)
+{
+    if (dying) return SEQ_EINTERNAL;
+    pool *pl = pool_get(base);
+    fwd_req *r = calloc(1, sizeof *r);
+    if (!pl || !r) {
+        free(r);
+        return SEQ_EINTERNAL;
+    }
+    r->cb = cb;
+    r->ctx = ctx;
+    uint8_t prefix[5] = {0};
+    seq_put_be32(prefix + 1, (uint32_t)len);
+    uint64_t now = now_ns();
+    if (!deadline_ns) deadline_ns = now + NO_DEADLINE_NS;
+    if (!(r->timer = evtimer_new(base, on_deadline, r)) || seq_buf_append(&r->body, prefix, 5) ||
+        seq_buf_append(&r->body, req, len)) {
+        req_free(r);
+        return SEQ_EINTERNAL;
+    }
+    if (deadline_ns <= now) return fail_later(base, r, "deadline exceeded before forwarding");
+    peer *pr = peer_get(pl, addr);
+    char m[300];
+    if (!pr || pr->dead) {
+        snprintf(m, sizeof m, "peer %s: cannot connect", addr);
+        if (pr) peer_kill(pr, "cannot connect"); /* no requests yet: nothing is called back */
+        return fail_later(base, r, m);
+    }
+    char tmo[24];
+    timeout_header(deadline_ns - now, tmo, sizeof tmo);
+    const nghttp2_nv hdrs[] = {
+        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":authority", (uint8_t *)addr, 10, strlen(addr), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-timeout", (uint8_t *)tmo, 12, strlen(tmo), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"seqd-forwarded", (uint8_t *)"1", 14, 1, NGHTTP2_NV_FLAG_NONE},
+    };
+    nghttp2_data_provider prd = {.source.ptr = r, .read_callback = req_read_cb};
+    int32_t sid = nghttp2_submit_request(pr->sess, NULL, hdrs, sizeof hdrs / sizeof hdrs[0], &prd, r);
+    if (sid < 0) {
+        snprintf(m, sizeof m, "peer %s: %s", addr, nghttp2_strerror(sid));
+        return fail_later(base, r, m);
+    }
+    r->sid = sid;
+    r->pr = pr;
+    r->next = pr->reqs;
+    pr->reqs = r;
+    struct timeval tv = {(time_t)((deadline_ns - now) / 1000000000u),
+                         (suseconds_t)((deadline_ns - now) % 1000000000u / 1000)};
+    evtimer_add(r->timer, &tv);
+    if (pr->connected) event_active(pr->flush_ev, EV_TIMEOUT, 0); /* else the connect event sends it */
+    return SEQ_OK;
+}

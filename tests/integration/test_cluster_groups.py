@@ -1,0 +1,129 @@
+"""Replica groups on Kafka consumer groups (PRODUCT.md, "A cluster of nodes"): two nodes of
+one --group split the topic's partitions (cooperative-sticky), each consuming only what it
+holds, from the offsets stored with its data; a node of another group holds everything;
+a restart with the same --instance-id keeps its partitions and its data; a node without
+--instance-id or --advertise stays standalone and holds every partition at once."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import helpers
+
+sys.path.insert(0, os.path.join(helpers.SOURCE, "clients", "python"))
+from seqd_client.partition import partition_of_user  # noqa: E402
+
+P = 8
+
+
+def start_broker():
+    p = subprocess.Popen([helpers.SEQCTL_BIN, "broker", "--partitions", str(P)],
+                         stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline().strip()
+    assert line.startswith("brokers="), line
+    return p, line.split("=", 1)[1]
+
+
+def held(s):
+    return sorted(p["partition"] for p in s.status()["stream"]["partitions"] if p["held"])
+
+
+def test_group_splits_partitions_and_restart_keeps_them(seqd_factory, tmp_path):
+    broker, brokers = start_broker()
+    try:
+        a = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "a"],
+                         data_dir=str(tmp_path / "a"))
+        b = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "b"])
+        c = seqd_factory(brokers=brokers, args=["--group", "g2", "--instance-id", "c"])
+        split = helpers.poll(lambda: (lambda x, y: (x, y) if x and y and
+                                      sorted(x + y) == list(range(P)) else None)(held(a), held(b)),
+                             "group g1 split between a and b")
+        assert not set(split[0]) & set(split[1])
+        helpers.poll(lambda: held(c) == list(range(P)), "g2's only node holds everything")
+        users = [helpers.new_user() for _ in range(40)]
+        now = helpers.now_ms()
+        a.producer().events([dict(user_id=u, time_ms=now - 1000, event_type="click", item_id=u)
+                             for u in users])
+        for u in users:
+            owner = a if partition_of_user(u, P) in split[0] else b
+            owner.wait_item(u, u)
+            c.wait_item(u, u)
+        # each node of g1 consumed only what it holds
+        for s, mine in ((a, split[0]), (b, split[1])):
+            for p in s.status()["stream"]["partitions"]:
+                if p["partition"] not in mine:
+                    assert p["next_offset"] == 0, (p, mine)
+        # a restart with the same instance id, within the session timeout: same partitions
+        assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+        a = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "a"],
+                         data_dir=str(tmp_path / "a"))
+        helpers.poll(lambda: held(a) == split[0], "a holds its partitions again")
+        for u in users:
+            if partition_of_user(u, P) in split[0]:
+                assert u in a.get(u).item_ids
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
+
+
+def test_standalone_without_instance_id(seqd_factory):
+    broker, brokers = start_broker()
+    try:
+        s = seqd_factory(brokers=brokers, args=["--group", "g3"])
+        assert held(s) == list(range(P))  # at the ready line already: no rebalance wait
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
+
+
+def test_advertise_is_the_address_in_the_map(seqd_factory):
+    """--advertise HOST:PORT is what the map (and so every forwarder) uses for the node;
+    it also makes the node a group member without --instance-id (dynamic membership)."""
+    broker, brokers = start_broker()
+    try:
+        s = seqd_factory(brokers=brokers, args=["--group", "g5", "--advertise", "127.0.0.1:1"])
+        def me():
+            m = json.loads(s.http("/cluster")[1])
+            return next((n for n in m["nodes"] if n["self"]), None)
+        entry = helpers.poll(me, "its own entry")
+        assert entry["grpc"] == "127.0.0.1:1" and entry["admin"] == s.admin
+        assert entry["id"] == open(os.path.join(s.data_dir, "node-id")).read().strip()
+        helpers.poll(lambda: held(s) == list(range(P)), "the group of one holds everything")
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
+
+
+def test_handed_over_partitions_dropped_once_new_holder_caught_up(seqd_factory, tmp_path):
+    """a alone in g1 consumes every partition; b joins and takes half; once b reports them
+    caught up in the map, a drops its stream data of those (seqd_partitions_dropped_total,
+    a log line per partition) and reads of their users at a are answered by b."""
+    broker, brokers = start_broker()
+    try:
+        a = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "a"])
+        helpers.poll(lambda: held(a) == list(range(P)), "a holds everything")
+        users = [helpers.new_user() for _ in range(40)]
+        now = helpers.now_ms()
+        a.producer().events([dict(user_id=u, time_ms=now - 1000, event_type="click", item_id=u)
+                             for u in users])
+        for u in users:
+            a.wait_item(u, u)
+        assert a.metric("seqd_partitions_dropped_total") == 0
+        b = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "b"])
+        mine = helpers.poll(lambda: (lambda x, y: y if x and y and sorted(x + y) == list(range(P))
+                                     else None)(held(a), held(b)), "b took a share")
+        helpers.poll(lambda: a.metric("seqd_partitions_dropped_total") == len(mine),
+                     "a dropped what b holds")
+        for p in mine:
+            assert "dropped the stream data of partition %d " % p in a.stderr_text()
+        pb = helpers.pb()
+        for u in users:
+            r, call = a.stub().GetSequence.with_call(
+                pb.GetSequenceRequest(user_id=u, sequence="engagements"), timeout=30)
+            assert list(r.item_ids) == [u]
+            served = dict(call.trailing_metadata())["seqd-served-by"]
+            assert served == ("b" if partition_of_user(u, P) in mine else "a"), (u, served)
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
