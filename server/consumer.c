@@ -98,6 +98,7 @@ struct seq_consumer {
     _Atomic uint8_t *drop_req; /* partitions whose data the cluster map says to drop */
     part_state *pending; /* parts as they will be once the current batch commits */
     uint8_t *touched;
+    int64_t commit_ms; /* wall time of the last commit: when its watermark took effect */
     seq_log_limit malformed_log; /* a line per MALFORMED_LOG_MS at most */
 };
 
@@ -510,6 +511,15 @@ static int check_free_space(const seq_consumer *c, char *err, size_t errlen)
     return SEQ_ERESOURCE;
 }
 
+/* The newest applied event time over all partitions. */
+static int64_t newest_wm(const part_state *ps, uint32_t n)
+{
+    int64_t newest = 0;
+    for (uint32_t p = 0; p < n; p++)
+        if (ps[p].wm > newest) newest = ps[p].wm;
+    return newest;
+}
+
 /* Adds messages to a fresh view of pending state and the store batch, as many as
  * BATCH_BUDGET_MS of work allows (at least one; *used says how many); on success commits
  * them. SEQ_OK or an error (nothing written, pending state must be reset). */
@@ -545,7 +555,12 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
     if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
     /* the offsets of misrouted events are stored only once their copies are delivered */
     if (!rc) rc = seq_misroute_flush(c->misroute, &c->stop, err, errlen);
+    /* the as-of series (wmhist.h) survives restarts: its change goes in the same write */
+    int64_t stamp = seq_now_ms(), newest = newest_wm(c->pending, c->n_parts);
+    if (!rc && newest != newest_wm(c->parts, c->n_parts))
+        seq_store_batch_set_newest(c->batch, stamp, newest);
     if (!rc) rc = seq_store_batch_commit(c->batch, err, errlen);
+    if (!rc) c->commit_ms = stamp;
     return rc;
 }
 
@@ -571,7 +586,9 @@ static void publish(seq_consumer *c)
         }
     }
     atomic_store_explicit(c->cfg.stream_watermark, behind ? lowest : newest, memory_order_relaxed);
-    seq_wmhist_note(c->cfg.wmhist, seq_now_ms(), newest); /* for as-of reads */
+    /* for as-of reads, stamped like the stored series (process_batch): a change comes
+     * from the last commit */
+    seq_wmhist_note(c->cfg.wmhist, c->commit_ms ? c->commit_ms : seq_now_ms(), newest);
     atomic_store_explicit(&c->stats.lag, lag, memory_order_relaxed);
     atomic_store_explicit(&c->stats.caught_up, !behind && !unknown, memory_order_relaxed);
 }

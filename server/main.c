@@ -336,6 +336,12 @@ static void wait_assigned(server *s)
     fprintf(stderr, "seqd: kafka: topic %s not assigned yet; serving meanwhile\n", s->cfg.topic);
 }
 
+/* One stored sample of the stream watermark series (seq_store_newest_series). */
+static void note_newest(void *h, int64_t ms, int64_t newest)
+{
+    seq_wmhist_note(h, ms, newest);
+}
+
 /* Does this node join its group's consumer group? With --instance-id or --advertise it is
  * a cluster member (README, "A cluster of nodes"); without either it is standalone and
  * assigns every partition itself, as a node did before clusters: a restart then never
@@ -387,6 +393,8 @@ static int start(server *s, char *err, size_t errlen)
         seq_errf(err, errlen, "out of memory");
         return 1;
     }
+    /* as-of reads of times before this start: the series as the store kept it */
+    seq_store_newest_series(s->store, note_newest, s->wmhist);
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,
                               (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,

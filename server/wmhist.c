@@ -2,7 +2,8 @@
  * minutes exactly (`fine`), older ones thinned to the last change of each second
  * (`coarse`), both rings of (ms, value) in time order under one mutex (the consumer notes
  * once per commit; as-of reads are rare). Memory: at most one entry per second of
- * --history-ms plus the changes of ten minutes. */
+ * --history-ms plus the changes of ten minutes. The series loaded at start
+ * (seq_store_newest_series) arrives as notes in time order, already one per second. */
 #include "wmhist.h"
 
 #include <pthread.h>

@@ -129,7 +129,8 @@ int seq_store_rollback_batch(seq_store *st, const char *sequence, uint64_t to, u
                              char *err, size_t errlen);
 /* Reclaims the data of replaced loads that --history-ms no longer keeps (loads and
  * rollbacks reclaim at their commit; time alone needs this): one commit per sequence
- * that has any, under the load lock. seq_store_start_sweeper runs it periodically. */
+ * that has any, under the load lock; then bounds the stream watermark series
+ * (seq_store_newest_trim, store.h). seq_store_start_sweeper runs it periodically. */
 int seq_store_batch_sweep(seq_store *st, int64_t now, char *err, size_t errlen);
 /* Runs seq_store_batch_sweep every period_ms on a thread of its own until the store
  * closes. SEQ_OK or SEQ_EINTERNAL. */

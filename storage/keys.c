@@ -109,6 +109,13 @@ size_t seq_key_hist(uint8_t *k, uint32_t seq)
     return n + 4;
 }
 
+size_t seq_key_wmh(uint8_t *k, int64_t second)
+{
+    size_t n = seq_key_meta(k, "wmh");
+    seq_put_be64(k + n, (uint64_t)(second < 0 ? 0 : second));
+    return n + 8;
+}
+
 int seq_key_parse(const void *key, size_t len, seq_key *out)
 {
     const uint8_t *k = key;

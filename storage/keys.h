@@ -18,6 +18,9 @@
  *                        be64 max_gen, be64 start_ms, then n x (be64 gen, start_ms,
  *                        end_ms, files, users, events, committed_ms, undone_ms,
  *                        replaced_ms, reclaimed_ms)                      (24 + 80 n)
+ *   'm' "wmh" be64 sec   be64 ms, be64 newest_ms: the stream watermark series of as-of
+ *                        reads, the last change of the newest applied event time within
+ *                        second sec (at wall time ms)                    (16 bytes)
  *   's' ...              bucket blob (engine/blob.h)
  *   'i' ...              be64 time_ms                                    (8 bytes)
  *   'b' ...              bucket blob
@@ -62,6 +65,10 @@ size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset);
 size_t seq_key_offset(uint8_t *k, int32_t partition);
 size_t seq_key_gen(uint8_t *k, uint32_t seq);
 size_t seq_key_hist(uint8_t *k, uint32_t seq); /* 'm' "hist" be32 seq */
+/* 'm' "wmh" be64 second (negative seconds clamp to 0): SEQ_KEY_WMH_LEN bytes, sorted by
+ * time, so the stream watermark series is one key range in time order. */
+size_t seq_key_wmh(uint8_t *k, int64_t second);
+#define SEQ_KEY_WMH_LEN 12
 size_t seq_key_meta(uint8_t *k, const char *name); /* 'm' name (name < 64 bytes) */
 
 /* Length of the RocksDB prefix of a key (see the top of this file); never more than len. */

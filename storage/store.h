@@ -12,7 +12,8 @@
  *                                      -> u64 2; "parts" -> u32 P; "corrupt" -> u64 next;
  *                                      "hist" be32 seq -> its load history (loads,
  *                                      rollbacks, reclaims); "born" -> when the data dir
- *                                      began (the oldest as-of time)
+ *                                      began (the oldest as-of time); "wmh" be64 second
+ *                                      -> the stream watermark series (as-of reads)
  *   's' be32 part, be32 seq, be64 user, be64 ~B
  *                                      stream bucket blob (engine/blob.h), written as
  *                                      merge operands (store_batch.c, store_merge.c); B
@@ -94,6 +95,14 @@ int seq_store_batch_add_malformed(seq_store_batch *b, int32_t partition, int64_t
  * atomic write as the events. */
 void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t next_offset,
                                 int64_t watermark_ms);
+/* The stream watermark series of as-of reads (server/wmhist.h; PRODUCT.md "As of T":
+ * stream_watermark_ms at T is the newest event time applied by T), persisted with the
+ * data: from wall time now_ms on, the newest applied event time over all partitions is
+ * newest_ms. One put in this batch, 'm' "wmh" be64 (now_ms / 1000) -> (now_ms,
+ * newest_ms): a later change in the same second overwrites the key, so the series keeps
+ * the last change of each second. Nothing is read. The consumer calls it once per commit
+ * that changes the newest. Nothing is written when history_ms is 0 (no as-of reads). */
+void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newest_ms);
 /* Writes everything added since the last commit in one RocksDB write (synced to the
  * WAL), with the damaged-data reports pending (seq_store_keep_corrupt), then empties the
  * batch for reuse. On failure nothing was written. Nothing is read from RocksDB to add
@@ -133,6 +142,18 @@ typedef struct {
     uint64_t ids, filter_bytes, id_lookups;
 } seq_store_write_stats;
 void seq_store_get_write_stats(seq_store *st, seq_store_write_stats *out);
+
+/* The stored stream watermark series (seq_store_batch_set_newest), oldest first: fn(ctx,
+ * ms, newest_ms) per second that had a change. Read at open by seqd to restore the
+ * as-of series (server/main.c). Damaged values (not 16 bytes) are skipped. Returns how
+ * many samples were visited. */
+typedef void (*seq_store_newest_fn)(void *ctx, int64_t ms, int64_t newest_ms);
+uint64_t seq_store_newest_series(seq_store *st, seq_store_newest_fn fn, void *ctx);
+/* Bounds the series to --history-ms: deletes every sample before the newest one older
+ * than now - history_ms (that one stays: it is the value in force at the oldest
+ * answerable time), in one range delete. Run by seq_store_batch_sweep (at start and once
+ * a minute). SEQ_OK or SEQ_EINTERNAL. */
+int seq_store_newest_trim(seq_store *st, int64_t now, char *err, size_t errlen);
 
 /* Stored next offset and watermark of a partition; SEQ_ENOTFOUND when none. */
 int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,

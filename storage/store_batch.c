@@ -315,6 +315,16 @@ void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t n
     rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 16);
 }
 
+void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newest_ms)
+{
+    if (b->st->history_ms <= 0) return; /* no as-of reads: nothing to keep */
+    uint8_t k[SEQ_KEY_MAX], v[16];
+    size_t kl = seq_key_wmh(k, now_ms / 1000);
+    seq_put_be64(v, (uint64_t)now_ms);
+    seq_put_be64(v + 8, (uint64_t)newest_ms);
+    rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 16);
+}
+
 /* After a successful write, readers must not be served what the record cache holds of
  * the users it changed (rcache.h). */
 static void forget_written(seq_store_batch *b)

@@ -303,6 +303,7 @@ int seq_store_batch_sweep(seq_store *st, int64_t now, char *err, size_t errlen)
         seq_store_view_release(st, old);
     }
     pthread_mutex_unlock(&load_mu);
+    if (rc == SEQ_OK) rc = seq_store_newest_trim(st, now, err, errlen);
     return rc;
 }
 

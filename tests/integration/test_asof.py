@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from helpers import DAY, HOUR, make_event, new_user, now_ms, pb
+from helpers import DAY, HOUR, make_event, new_user, now_ms, pb, poll
 from test_batch_crash import A, B, USERS, build, load
 from test_rollback import rollback, start
 
@@ -114,3 +114,35 @@ def test_as_of_off_with_history_zero(seqd_factory):
     code, msg = refused(s, as_of_ms=now_ms() - 1000)
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "--history-ms 0" in msg
     assert len(s.get(1).item_ids) == 0  # as_of_ms 0 is always answered
+
+
+def test_stream_watermark_as_of_survives_restart(seqd_factory):
+    """stream_watermark_ms as of T is the newest event time applied by T, also after a
+    SIGTERM restart on the same data dir: the series is stored with the data ('m' "wmh")
+    and read back at start (without that, T before the restart got the first value seen
+    after it, here the newer w2)."""
+    s = seqd_factory()
+    u = new_user()
+    now = now_ms()
+    p = s.producer()
+    w1, w2 = now - 2 * HOUR, now - HOUR
+    p.events([make_event(u, w1, "click", 1, "w1")])
+    s.wait_visible(u, 1)
+    poll(lambda: s.get(u).stream_watermark_ms == w1, "the stream watermark at w1")
+    t1 = mark()
+    assert s.get(u, as_of_ms=t1).stream_watermark_ms == w1
+    # the stored series keeps the last change of each second: change it in a later one
+    poll(lambda: now_ms() // 1000 > t1 // 1000, "the next second")
+    p.events([make_event(u, w2, "click", 2, "w2")])
+    s.wait_visible(u, 2)
+    poll(lambda: s.get(u).stream_watermark_ms == w2, "the stream watermark at w2")
+    t2 = mark()
+    before = [s.get(u, as_of_ms=t).stream_watermark_ms for t in (t1, t2)]
+    assert before == [w1, w2]
+
+    assert s.stop() == 0
+    s.start()
+    after = [s.get(u, as_of_ms=t).stream_watermark_ms for t in (t1, t2)]
+    assert after == before
+    assert s.get(u).stream_watermark_ms == w2
+    s.kill()
