@@ -372,6 +372,18 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     seq_consumer *c = opaque;
     rd_kafka_error_t *e = NULL;
+    /* one line per rebalance: which partitions came or went (operators see a group's
+     * movements in the log, issue 12) */
+    char list[512];
+    size_t n = 0;
+    list[0] = 0;
+    for (int i = 0; i < parts->cnt && n < sizeof list - 16; i++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%d", i ? "," : "",
+                              (int)parts->elems[i].partition);
+    seq_log(SEQ_LOG_INFO, "kafka: rebalance in group %s: %s %d partitions of %s: %s",
+            c->cfg.group ? c->cfg.group : "", err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                                                  ? "assigned" : "revoked",
+            parts->cnt, c->cfg.topic, parts->cnt ? list : "none");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         take_partitions(c, parts);
         e = rd_kafka_incremental_assign(rk, parts);
@@ -380,7 +392,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         e = rd_kafka_incremental_unassign(rk, parts);
     }
     if (e) {
-        fprintf(stderr, "seqd: kafka: rebalance: %s\n", rd_kafka_error_string(e));
+        seq_log(SEQ_LOG_ERROR, "kafka: rebalance: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
 }

@@ -5,6 +5,7 @@ a restart with the same --instance-id keeps its partitions and its data; a node 
 --instance-id or --advertise stays standalone and holds every partition at once."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,13 @@ def test_group_splits_partitions_and_restart_keeps_them(seqd_factory, tmp_path):
                                       sorted(x + y) == list(range(P)) else None)(held(a), held(b)),
                              "group g1 split between a and b")
         assert not set(split[0]) & set(split[1])
+        # every rebalance is logged: each node's "assigned" lines name what it holds
+        for s, mine in ((a, split[0]), (b, split[1])):
+            named = set()
+            for m in re.finditer(r"info: kafka: rebalance in group g1: assigned \d+ partitions "
+                                 r"of \S+: ([\d,]+)", s.stderr_text()):
+                named |= {int(x) for x in m.group(1).split(",")}
+            assert set(mine) <= named, (mine, s.stderr_text()[-2000:])
         helpers.poll(lambda: held(c) == list(range(P)), "g2's only node holds everything")
         users = [helpers.new_user() for _ in range(40)]
         now = helpers.now_ms()
