@@ -61,7 +61,7 @@ static void setup(void)
         seq_store_open(dir, def, 8, &store, err, sizeof err))
         abort();
     seed();
-    seq_service_config sc = {def, store, NULL, dir, NULL};
+    seq_service_config sc = {.def = def, .store = store, .batch_root = dir};
     if (seq_service_new(&sc, &svc, err, sizeof err)) abort();
 }
 
