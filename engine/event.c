@@ -18,6 +18,12 @@ static int set_type(seq_event *ev, const char *p, size_t n, char *err, size_t er
         seq_errf(err, errlen, "event_type: longer than %d bytes", SEQ_TYPE_MAX);
         return SEQ_EINVAL;
     }
+    /* types and ids are C strings past this point (definition lookup, keys, JSON): a NUL
+     * inside would make "click\0x" match "click" (a fuzz finding, Avro strings) */
+    if (memchr(p, '\0', n)) {
+        seq_errf(err, errlen, "event_type: contains a NUL byte");
+        return SEQ_EINVAL;
+    }
     memcpy(ev->type, p, n);
     ev->type[n] = '\0';
     ev->type_len = (uint32_t)n;
@@ -28,6 +34,10 @@ static int set_id(seq_event *ev, const char *p, size_t n, char *err, size_t errl
 {
     if (n > SEQ_ID_MAX) {
         seq_errf(err, errlen, "event_id: longer than %d bytes", SEQ_ID_MAX);
+        return SEQ_EINVAL;
+    }
+    if (memchr(p, '\0', n)) {
+        seq_errf(err, errlen, "event_id: contains a NUL byte");
         return SEQ_EINVAL;
     }
     memcpy(ev->id, p, n);

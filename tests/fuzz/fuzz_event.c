@@ -27,8 +27,8 @@ static void check(const seq_event *ev)
     seq_exec_out out[SEQ_MAX_SEQUENCES];
     uint32_t n = 0;
     if (ev->user_id == 0 || ev->time_ms == 0 || ev->type_len == 0) abort();
-    if (ev->type_len > SEQ_TYPE_MAX || ev->type[ev->type_len] != '\0') abort();
-    if (ev->id_len == 0 || ev->id_len > SEQ_ID_MAX || ev->id[ev->id_len] != '\0') abort();
+    if (ev->type_len > SEQ_TYPE_MAX || ev->type_len != strlen(ev->type)) abort();
+    if (ev->id_len == 0 || ev->id_len > SEQ_ID_MAX || ev->id_len != strlen(ev->id)) abort();
     if (ev->attr_present >> def->n_attrs) abort();
     seq_exec_apply(def, ev, -1, out, &n);
     if (n > def->n_seqs) abort();

@@ -136,6 +136,20 @@ static void test_pb_missing(void)
     n = encode(1, 5, "click", 1, longid, NULL, 0, buf);
     CHECK_EQ_INT(decode_pb(buf, n), SEQ_EINVAL);
     CHECK(strstr(err, "event_id: longer than 127") != NULL);
+    /* a NUL inside a type or an id (protobuf strings and JSON's \u0000 can carry one):
+     * refused, or "click\0x" would pass as "click" */
+    const uint8_t nul_type[] = {0x08, 0x01, 0x10, 0x05, 0x1a, 0x07, 'c', 'l', 'i', 'c', 'k', 0, 'x'};
+    CHECK_EQ_INT(decode_pb(nul_type, sizeof nul_type), SEQ_EINVAL);
+    CHECK(strstr(err, "event_type: contains a NUL byte") != NULL);
+    uint8_t nul_id[64];
+    n = encode(1, 5, "click", 1, NULL, NULL, 0, nul_id);
+    const uint8_t id_field[] = {(5 << 3) | 2, 0x03, 'a', 0, 'b'};
+    memcpy(nul_id + n, id_field, sizeof id_field);
+    CHECK_EQ_INT(decode_pb(nul_id, n + sizeof id_field), SEQ_EINVAL);
+    CHECK(strstr(err, "event_id: contains a NUL byte") != NULL);
+    CHECK_EQ_INT(decode_json("{\"user_id\":1,\"event_time_ms\":5,\"event_type\":\"click\","
+                             "\"event_id\":\"a\\u0000b\"}"),
+                 SEQ_EINVAL); /* jansson refuses \u0000 itself */
 }
 
 static void test_pb_wire(void)
