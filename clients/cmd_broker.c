@@ -58,6 +58,8 @@ static int run_cluster(const char *topic, int partitions)
     char map_topic[300]; /* seqd's cluster map (server/cluster.h): one partition */
     snprintf(map_topic, sizeof map_topic, "%s.seqd-cluster", topic);
     if (!e) e = rd_kafka_mock_topic_create(mc, map_topic, 1, 1);
+    snprintf(map_topic, sizeof map_topic, "%s.seqd-loads", topic); /* cluster-wide loads */
+    if (!e) e = rd_kafka_mock_topic_create(mc, map_topic, 1, 1);
     if (e) {
         seqc_fail("cannot create topic %s: %s", topic, rd_kafka_err2str(e));
         goto out;

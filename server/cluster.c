@@ -26,6 +26,7 @@
 #include "seqd/v1/seqd.pb-c.h"
 #include "cluster_record.h"
 #include "kafkaconf.h"
+#include "loads.h"
 
 #define REFRESH_MS 200
 #define PUBLISH_MS 1000
@@ -61,6 +62,7 @@ struct seq_cluster {
     int warned_twin;
     int64_t quiet_until;  /* cluster thread: no publishing before (mono ms) */
     _Atomic int fenced;   /* a live twin was found: this node must stop */
+    _Atomic(seq_loads *) loads; /* cluster-wide loads (loads.h); NULL: not published */
     _Atomic int window_done; /* the first TWIN_WINDOW_MS are over, their twins probed */
     char fence_msg[640];  /* written before fenced is set */
     seq_cluster_record twin; /* cluster thread: a twin's record to probe (id "" = none) */
@@ -135,23 +137,26 @@ static int topic_info(rd_kafka_t *rk, const char *topic, int *parts, int *replic
     return found;
 }
 
-/* With a real broker, the map's topic is created when missing (one partition, compacted,
- * the event topic's replication factor), as Kafka Streams creates its internal topics;
- * where the broker refuses, the start fails saying how to create it. */
-static int ensure_topic(seq_cluster *c, char *err, size_t errlen)
+/* With a real broker, the map's topic and the loads' are created when missing (one
+ * partition, the event topic's replication factor; the map's compacted, the loads' kept
+ * for ever: rollbacks and a partition's new holder read it back), as Kafka Streams
+ * creates its internal topics; where the broker refuses, the start fails saying how to
+ * create it. */
+static int ensure_topic(seq_cluster *c, const char *topic, const char *what, const char *key,
+                        const char *val, char *err, size_t errlen)
 {
     int parts = 0, rf = 1, ev_parts = 0;
-    int found = topic_info(c->prod, c->map_topic, &parts, &rf);
+    int found = topic_info(c->prod, topic, &parts, &rf);
     if (found != 0) return SEQ_OK; /* there, or no broker answers yet: the thread retries */
     if (topic_info(c->prod, c->cfg.topic, &ev_parts, &rf) != 1) rf = 1;
     char e[256] = "";
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(c->map_topic, 1, rf, e, sizeof e);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, rf, e, sizeof e);
     rd_kafka_queue_t *q = rd_kafka_queue_new(c->prod);
     rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(c->prod, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_event_t *ev = NULL;
     int ok = 0;
     if (nt && q && o) {
-        rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+        rd_kafka_NewTopic_set_config(nt, key, val);
         rd_kafka_AdminOptions_set_request_timeout(o, 5000, NULL, 0);
         rd_kafka_CreateTopics(c->prod, &nt, 1, o, q);
         ev = rd_kafka_queue_poll(q, 6000);
@@ -171,10 +176,10 @@ static int ensure_topic(seq_cluster *c, char *err, size_t errlen)
     if (nt) rd_kafka_NewTopic_destroy(nt);
     if (ok) return SEQ_OK;
     seq_errf(err, errlen,
-             "the cluster map's topic %s does not exist and cannot be created (%s); create it: "
+             "%s topic %s does not exist and cannot be created (%s); create it: "
              "kafka-topics.sh --create --topic %s --partitions 1 --replication-factor %d "
-             "--config cleanup.policy=compact",
-             c->map_topic, e, c->map_topic, rf);
+             "--config %s=%s",
+             what, topic, e, topic, rf, key, val);
     return SEQ_EPRECONDITION;
 }
 
@@ -335,10 +340,18 @@ static void refresh_self(seq_cluster *c, int64_t now)
     snprintf(r.incarnation, sizeof r.incarnation, "%s", c->incarnation);
     snprintf(r.fingerprint, sizeof r.fingerprint, "%016" PRIx64, c->cfg.def->fingerprint);
     r.n_parts = n;
+    seq_loads *loads = atomic_load(&c->loads);
+    /* applied position before the fill state: a node never claims a fill it has not done
+     * for a load it has not applied */
+    r.loads = loads ? seq_loads_applied(loads) : -1;
+    r.filling = loads ? seq_loads_filling(loads) : 0;
     for (uint32_t p = 0; p < n; p++) {
+        /* caught up also means filled from the committed batches (PRODUCT.md "A node that
+         * acquires a partition") where loads are cluster-wide */
+        int caught = parts[p].caught_up && (!loads || seq_loads_filled(loads, p));
         if (parts[p].held) r.held[p / 8] |= (uint8_t)(1u << (p % 8));
-        if (parts[p].caught_up) r.caught[p / 8] |= (uint8_t)(1u << (p % 8));
-        atomic_store_explicit(&c->held[p], (uint8_t)(parts[p].held + (parts[p].held && parts[p].caught_up)),
+        if (caught) r.caught[p / 8] |= (uint8_t)(1u << (p % 8));
+        atomic_store_explicit(&c->held[p], (uint8_t)(parts[p].held + (parts[p].held && caught)),
                               memory_order_relaxed);
     }
     atomic_store_explicit(&c->n_parts, n, memory_order_release);
@@ -511,7 +524,14 @@ int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *er
     if (!(c->prod = make_client(c, RD_KAFKA_PRODUCER, err, errlen)) ||
         !(c->cons = make_client(c, RD_KAFKA_CONSUMER, err, errlen)))
         goto fail;
-    if ((rc = ensure_topic(c, err, errlen)) || (rc = start_reader(c, err, errlen))) goto fail;
+    char loads_topic[300];
+    seq_loads_topic_name(cfg->topic, loads_topic, sizeof loads_topic);
+    if ((rc = ensure_topic(c, c->map_topic, "the cluster map's", "cleanup.policy", "compact", err,
+                           errlen)) ||
+        (rc = ensure_topic(c, loads_topic, "the cluster-wide loads'", "retention.ms", "-1", err,
+                           errlen)) ||
+        (rc = start_reader(c, err, errlen)))
+        goto fail;
     c->quiet_until = mono_ms() + TWIN_WINDOW_MS;
     refresh_self(c, mono_ms());
     if (pthread_create(&c->thread, NULL, run, c)) {
@@ -549,6 +569,29 @@ void seq_cluster_stop(seq_cluster *c)
 }
 
 /* ---- readers ---- */
+
+void seq_cluster_set_loads(seq_cluster *c, seq_loads *l) { atomic_store(&c->loads, l); }
+
+int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
+{
+    int n = 0;
+    size_t at = 0;
+    if (len) names[0] = '\0';
+    pthread_rwlock_rdlock(&c->lock);
+    for (int i = 0; i < c->n_nodes; i++) {
+        const seq_cluster_record *r = &c->nodes[i].r;
+        int holds = 0;
+        for (uint32_t p = 0; p < r->n_parts && !holds; p++) holds = bit(r->held, p);
+        if (!holds || (r->loads >= next && !r->filling)) continue;
+        if (at < len) {
+            int w = snprintf(names + at, len - at, "%s%s", n ? ", " : "", r->id);
+            at += w > 0 ? (size_t)w : 0;
+        }
+        n++;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return n;
+}
 
 const char *seq_cluster_self(const seq_cluster *c) { return c->cfg.node_id; }
 

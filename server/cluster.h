@@ -40,7 +40,8 @@ typedef struct {
 /* The name of the map's topic for an event topic, into out. */
 void seq_cluster_topic_name(const char *topic, char *out, size_t outlen);
 
-/* Makes sure the map's topic exists (creating it, with a real broker, when missing;
+/* Makes sure the map's topic and `<topic>.seqd-loads` exist (creating them, with a real
+ * broker, when missing;
  * SEQ_EPRECONDITION saying how to create it when the broker refuses), then starts the
  * thread. Brokers that do not answer are not an error: the thread keeps trying. */
 int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *err, size_t errlen);
@@ -73,6 +74,15 @@ int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p);
 /* Other nodes that hold partition p, best first: caught up before not, this node's group
  * before others; up to max advertised gRPC addresses copied into addrs[i] (each
  * SEQ_CLUSTER_ADDR bytes). Returns how many. */
+/* The cluster-wide loads (loads.h) this node publishes the progress of ("loads",
+ * "filling") and gates its caught-up partitions on (held and filled). */
+struct seq_loads;
+void seq_cluster_set_loads(seq_cluster *c, struct seq_loads *l);
+/* How many nodes of the map that hold a partition have not applied every operation of
+ * `<topic>.seqd-loads` below next (or are still filling a partition, or publish no
+ * position); their ids, comma-separated, into names. Read lock. */
+int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len);
+
 #define SEQ_CLUSTER_ADDR 128
 int seq_cluster_route(seq_cluster *c, uint32_t p, char (*addrs)[SEQ_CLUSTER_ADDR], int max);
 

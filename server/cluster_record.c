@@ -39,11 +39,16 @@ int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r
     json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
     json_t *np = json_object_get(o, "n_partitions"), *hb = json_object_get(o, "heartbeat_ms");
     json_t *gens = json_object_get(o, "generations"), *ready = json_object_get(o, "ready");
+    json_t *loads = json_object_get(o, "loads"), *filling = json_object_get(o, "filling");
     int ok = json_is_object(o) && json_integer_value(json_object_get(o, "v")) == 1 &&
              json_is_integer(np) && json_integer_value(np) >= 0 &&
              json_integer_value(np) <= SEQ_CLUSTER_RECORD_MAX_PARTS && json_is_integer(hb) &&
-             (!ready || json_is_boolean(ready)) && (!gens || json_is_object(gens));
+             (!ready || json_is_boolean(ready)) && (!gens || json_is_object(gens)) &&
+             (!loads || (json_is_integer(loads) && json_integer_value(loads) >= 0)) &&
+             (!filling || json_is_boolean(filling));
     if (ok) {
+        r->loads = loads ? json_integer_value(loads) : -1;
+        r->filling = json_is_true(filling);
         r->n_parts = (uint32_t)json_integer_value(np);
         r->heartbeat_ms = json_integer_value(hb);
         r->ready = json_is_true(ready);
@@ -74,12 +79,17 @@ static json_t *bits_json(const uint8_t *bits, uint32_t n)
 json_t *seq_cluster_record_json(const seq_cluster_record *r)
 {
     json_t *gens = r->generations ? json_loads(r->generations, 0, NULL) : NULL;
-    return json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:b,s:I,s:o}", "v", 1, "id", r->id,
+    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:b,s:I,s:o}", "v", 1, "id", r->id,
                      "group", r->group, "grpc", r->grpc, "admin", r->admin, "incarnation",
                      r->incarnation, "fingerprint", r->fingerprint, "n_partitions", (int)r->n_parts,
                      "partitions", bits_json(r->held, r->n_parts), "caught_up",
                      bits_json(r->caught, r->n_parts), "ready", r->ready, "heartbeat_ms",
                      (json_int_t)r->heartbeat_ms, "generations", gens ? gens : json_object());
+    if (o && r->loads >= 0) {
+        json_object_set_new(o, "loads", json_integer((json_int_t)r->loads));
+        json_object_set_new(o, "filling", json_boolean(r->filling));
+    }
+    return o;
 }
 
 char *seq_cluster_format_record(const seq_cluster_record *r)

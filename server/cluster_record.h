@@ -1,6 +1,10 @@
 /* One node's record in the cluster map's topic (server/cluster.c): a JSON object
  *   {"v":1,"id","group","grpc","admin","incarnation","fingerprint","partitions":[held],
- *    "caught_up":[...],"n_partitions","ready","heartbeat_ms","generations":{seq: gen}}
+ *    "caught_up":[...],"n_partitions","ready","heartbeat_ms","generations":{seq: gen},
+ *    "loads","filling"}
+ * ("loads": the next offset of `<topic>.seqd-loads` the node applies, every operation
+ * below it applied; "filling": a held partition still lacks a kept load's part; both
+ * absent on a node without cluster-wide loads, server/loads.h).
  * Records come from Kafka, so anything may arrive: the parser refuses what is not such an
  * object (tests/fuzz/fuzz_cluster_record.c). */
 #ifndef SEQ_CLUSTER_RECORD_H
@@ -19,6 +23,8 @@ typedef struct {
     int ready;
     int64_t heartbeat_ms; /* the node's wall clock when it published */
     char *generations;    /* JSON object text, malloc'd; NULL = none */
+    int64_t loads;        /* -1: not published */
+    int filling;
 } seq_cluster_record;
 
 /* SEQ_OK and *r filled (free with seq_cluster_record_clear), or SEQ_EINVAL (*r zeroed). */

@@ -148,6 +148,8 @@ static int start_mock(seq_consumer *c, char *err, size_t errlen)
     char map_topic[300]; /* the cluster map's (server/cluster.h) */
     snprintf(map_topic, sizeof map_topic, "%s.seqd-cluster", c->cfg.topic);
     if (!rerr) rerr = rd_kafka_mock_topic_create(c->mock, map_topic, 1, 1);
+    snprintf(map_topic, sizeof map_topic, "%s.seqd-loads", c->cfg.topic); /* server/loads.h */
+    if (!rerr) rerr = rd_kafka_mock_topic_create(c->mock, map_topic, 1, 1);
     if (rerr) {
         seq_errf(err, errlen, "embedded kafka: topic %s: %s", c->cfg.topic, rd_kafka_err2str(rerr));
         return SEQ_EINTERNAL;

@@ -22,6 +22,7 @@
 #include "../storage/store.h"
 #include "admin.h"
 #include "cluster.h"
+#include "loads.h"
 #include "config.h"
 #include "consumer.h"
 #include "defcheck.h"
@@ -44,6 +45,7 @@ typedef struct {
     seq_service *service;
     seq_route *route; /* the transport's method table: the service's, routed by the cluster map */
     seq_cluster *cluster;
+    seq_loads *loads; /* cluster-wide loads and rollbacks: cluster members only */
     /* the console's view of the cluster map: set (admin thread reads it) once the map runs,
      * and only on a cluster member; NULL = the console's single-node page */
     _Atomic(seq_cluster *) console_cluster;
@@ -447,6 +449,14 @@ static int start(server *s, char *err, size_t errlen)
         seq_errf(err, errlen, "%s", fenced);
         return EXIT_CONFIG;
     }
+    if (cluster_member(&s->cfg)) { /* a LoadBatch to any node loads the whole cluster */
+        seq_loads_config lc = {s->node_id, s->cfg.topic, s->cfg.batch_root, s->def, s->store,
+                               s->consumer, s->kafka_conf};
+        if (seq_loads_start(&lc, &s->loads, err, errlen)) return 1;
+        seq_loads_set_cluster(s->loads, s->cluster);
+        seq_cluster_set_loads(s->cluster, s->loads);
+        seq_service_set_loads(s->service, s->loads);
+    }
     seq_consumer_join(s->consumer);
     wait_assigned(s);
     seq_admin_set_cluster(s->admin, s->cluster);
@@ -463,6 +473,7 @@ static void stop(server *s)
     if (s->grpc) seq_grpc_stop(s->grpc);
     if (s->admin) seq_admin_stop(s->admin);
     seq_cluster_stop(s->cluster); /* publishes the leave while the brokers are still known */
+    seq_loads_stop(s->loads); /* after the drain and the map: nothing uses it any more */
     seq_console_free(s->console);
     seq_consumer_stop(s->consumer);
     if (s->grpc) seq_grpc_free(s->grpc);

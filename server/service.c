@@ -16,6 +16,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "seqd/v1/seqd.pb-c.h"
 #include "../storage/batch.h"
+#include "loads.h"
 #include "log.h"
 #include "reflection.h"
 #include "wmhist.h"
@@ -68,6 +69,7 @@ struct seq_service {
     pthread_mutex_t load_mu;
     pthread_cond_t load_cv;
     int loads, draining;
+    _Atomic(struct seq_loads *) cluster_loads; /* cluster-wide loads (loads.h); NULL: local */
     seq_service_load_note notes[SEQ_SERVICE_LOADS]; /* a ring under load_mu */
     size_t n_notes;                                  /* ever written */
 };
@@ -741,17 +743,30 @@ static void log_load(const seq_load_req *lr, int rc, const char *msg, const seq_
                 (unsigned long long)res->stream_events_hidden);
 }
 
-static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf *out, char *msg,
-                    size_t msglen)
+void seq_service_set_loads(seq_service *s, struct seq_loads *l)
 {
-    seq_load_req lr = {r->sequence, r->start_ms, r->end_ms, r->generation,
-                       (const char *const *)r->sst_paths, r->n_sst_paths, r->dry_run,
-                       s->cfg.topic_partitions
-                           ? s->cfg.topic_partitions(s->cfg.topic_partitions_ctx)
-                           : 0};
+    atomic_store(&s->cluster_loads, l);
+}
+
+static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf *out,
+                    uint64_t deadline_ns, char *msg, size_t msglen)
+{
+    seq_load_req lr = {.sequence = r->sequence, .start_ms = r->start_ms, .end_ms = r->end_ms,
+                       .generation = r->generation,
+                       .paths = (const char *const *)r->sst_paths, .n_paths = r->n_sst_paths,
+                       .dry_run = r->dry_run,
+                       .partitions = s->cfg.topic_partitions
+                                         ? s->cfg.topic_partitions(s->cfg.topic_partitions_ctx)
+                                         : 0};
     seq_load_result res = {0};
     int64_t started = seq_now_ms();
-    int rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, msglen);
+    struct seq_loads *cl = atomic_load(&s->cluster_loads);
+    int rc = SEQ_OK;
+    if (cl) {
+        rc = seq_loads_load(cl, &lr, deadline_ns, &res, msg, msglen);
+    } else {
+        rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, msglen);
+    }
     note_load(s, r, started, rc, &res, msg);
     log_load(&lr, rc, msg, &res);
     if (!rc && encode_load_result(out, &res)) {
@@ -762,15 +777,18 @@ static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf
 }
 
 static int run_rollback(seq_service *s, const Seqd__V1__RollbackBatchRequest *r, seq_buf *out,
-                        char *msg, size_t msglen)
+                        uint64_t deadline_ns, char *msg, size_t msglen)
 {
     if (!r->sequence || !*r->sequence) {
         seq_errf(msg, msglen, "sequence: must not be empty");
         return SEQ_EINVAL;
     }
     Seqd__V1__RollbackBatchResponse resp = SEQD__V1__ROLLBACK_BATCH_RESPONSE__INIT;
-    int rc = seq_store_rollback_batch(s->cfg.store, r->sequence, r->generation, &resp.generation,
-                                      msg, msglen);
+    struct seq_loads *cl = atomic_load(&s->cluster_loads);
+    int rc = cl ? seq_loads_rollback(cl, r->sequence, r->generation, deadline_ns, &resp.generation,
+                                     msg, msglen)
+                : seq_store_rollback_batch(s->cfg.store, r->sequence, r->generation,
+                                           &resp.generation, msg, msglen);
     if (rc) {
         seq_log(SEQ_LOG_WARN, "rollback refused: %s to %llu: %s: %s", r->sequence,
                 (unsigned long long)r->generation, seq_log_code_name(rc), msg);
@@ -799,8 +817,9 @@ static void *job_thread(void *arg)
     seq_service *s = j->s;
     char msg[1024];
     seq_buf *out = seq_grpc_call_reply(j->call);
-    int rc = j->kind == JOB_LOAD ? run_load(s, j->req, out, msg, sizeof msg)
-                                 : run_rollback(s, j->req, out, msg, sizeof msg);
+    uint64_t deadline = seq_grpc_call_deadline_ns(j->call);
+    int rc = j->kind == JOB_LOAD ? run_load(s, j->req, out, deadline, msg, sizeof msg)
+                                 : run_rollback(s, j->req, out, deadline, msg, sizeof msg);
     seq_grpc_finish(j->call, rc, rc ? msg : NULL);
     free_request(j->kind, j->req);
     free(j);

@@ -33,6 +33,12 @@ typedef struct {
     void *topic_partitions_ctx;
 } seq_service_config;
 
+/* On a cluster member, LoadBatch and RollbackBatch go cluster-wide through l
+ * (server/loads.h) once this is called (before, they are local, as on a single node,
+ * which never calls it). */
+struct seq_loads;
+void seq_service_set_loads(seq_service *s, struct seq_loads *l);
+
 /* cfg's pointers must outlive the service. */
 int seq_service_new(const seq_service_config *cfg, seq_service **out, char *err, size_t errlen);
 /* Refuses new LoadBatch calls (UNAVAILABLE) and waits for running ones to finish their

@@ -76,6 +76,18 @@ typedef struct {
     int dry_run; /* verify everything and count what would change; change nothing */
     uint32_t partitions; /* the topic's partitions: a partitioned batch must have as many
                             (0: not checked) */
+    /* A cluster node's apply (server/loads.h): of a partitioned batch, only the parts p
+     * with only_parts[p] != 0 (`partitions` entries) are verified, staged and ingested;
+     * the others must still be named (the batch is whole), their files are not read.
+     * NULL: every part. The counts in the result are those of the selected parts. */
+    const uint8_t *only_parts;
+    /* > 0: 'm' "loads" := loads_next in the same synced write as the commit (the next
+     * offset of `<topic>.seqd-loads` to apply: a crash never applies one twice). */
+    int64_t loads_next;
+    /* 1: ingest the selected parts into generation `generation`, which must be a load of
+     * the sequence whose data is kept (a node that acquired a partition fills it); no
+     * commit, the history is unchanged. SEQ_EPRECONDITION when it is not kept. */
+    int fill;
 } seq_load_req;
 
 typedef struct {
@@ -101,7 +113,8 @@ typedef struct {
  * well-formed bucket blob of this sequence, generation and range (INVALID_ARGUMENT).
  * Messages name the file. Each file is copied into stage_dir (an existing directory on
  * the database's file system) in the same read that hashes it, and the checks run on the
- * copies. On success *resolved holds n_paths malloc'd paths of those copies (caller frees
+ * copies. On success *resolved holds res->files malloc'd paths of those copies (n_paths
+ * unless only_parts left parts out; the array has n_paths slots, the rest NULL; caller frees
  * each and the array), which hold exactly the bytes verified and which the caller can
  * hand to RocksDB to move instead of copying again; res holds the counts. On failure no
  * copy is left. */
@@ -127,6 +140,16 @@ int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_r
  * SEQ_EINTERNAL. */
 int seq_store_rollback_batch(seq_store *st, const char *sequence, uint64_t to, uint64_t *gen,
                              char *err, size_t errlen);
+/* The same for a cluster (server/loads.h). dry: check only, change nothing (*gen as the
+ * rollback would leave it, *from the newest load in effect now); returns 1 for a no-op.
+ * loads_next > 0: 'm' "loads" := loads_next in the commit's write. */
+int seq_store_rollback_ex(seq_store *st, const char *sequence, uint64_t to, int dry,
+                          int64_t loads_next, uint64_t *gen, uint64_t *from, char *err,
+                          size_t errlen);
+/* The stored next offset of `<topic>.seqd-loads` (0 when none) and its write alone (for
+ * operations refused or no-ops at apply, which commit nothing). SEQ_OK or SEQ_EINTERNAL. */
+int64_t seq_store_loads_next(seq_store *st);
+int seq_store_set_loads_next(seq_store *st, int64_t next, char *err, size_t errlen);
 /* Reclaims the data of replaced loads that --history-ms no longer keeps (loads and
  * rollbacks reclaim at their commit; time alone needs this): one commit per sequence
  * that has any, under the load lock; then bounds the stream watermark series

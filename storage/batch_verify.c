@@ -372,8 +372,15 @@ static int check_parts(const seq_def *def, const seq_sequence *s, const seq_load
             if (dir_of_path[i] == k) idx[n++] = i;
         seq_batch_manifest m;
         rc = read_manifest(dirs[k], &m, err, errlen);
-        if (rc == SEQ_OK) rc = check_dir(def, s, req, dirs[k], &m, paths, staged, idx, n, res,
-                                         err, errlen);
+        if (rc == SEQ_OK && req->only_parts && !req->only_parts[m.partition]) {
+            /* a part this node does not hold: nothing of it is read or staged */
+            for (size_t j = 0; j < n; j++) {
+                free(staged[idx[j]]);
+                staged[idx[j]] = NULL;
+            }
+        } else if (rc == SEQ_OK) {
+            rc = check_dir(def, s, req, dirs[k], &m, paths, staged, idx, n, res, err, errlen);
+        }
         seq_batch_manifest_clear(&m);
     }
     for (size_t k = 0; dirs && k < n_dirs; k++) free(dirs[k]);
@@ -488,7 +495,11 @@ int seq_batch_verify(const seq_def *def, const char *batch_root, const char *sta
         return rc;
     }
     res->generation = req->generation;
-    res->files = (uint32_t)req->n_paths;
+    size_t kept = 0; /* the selected parts' copies first (only_parts dropped the others) */
+    for (size_t i = 0; i < req->n_paths; i++)
+        if (staged[i]) staged[kept++] = staged[i];
+    for (size_t i = kept; i < req->n_paths; i++) staged[i] = NULL;
+    res->files = (uint32_t)kept;
     free_paths(paths, req->n_paths, 0);
     *resolved = staged;
     return SEQ_OK;

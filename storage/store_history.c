@@ -60,7 +60,8 @@ static int install_state(seq_hist *h, seq_store_seqstate *out)
 }
 
 /* Both keys of a committed state, in one write batch. */
-static int write_state(seq_store *st, uint32_t seq, const seq_hist *h, char *err, size_t errlen)
+static int write_state(seq_store *st, uint32_t seq, const seq_hist *h, int64_t loads_next,
+                       char *err, size_t errlen)
 {
     seq_hist_state cur;
     seq_hist_current(h, &cur);
@@ -76,6 +77,12 @@ static int write_state(seq_store *st, uint32_t seq, const seq_hist *h, char *err
         rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)gv.data, gv.len);
         kl = seq_key_hist(k, seq);
         rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)hv.data, hv.len);
+        if (loads_next > 0) {
+            uint8_t v[8];
+            seq_put_be64(v, (uint64_t)loads_next);
+            kl = seq_key_meta(k, "loads");
+            rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)v, sizeof v);
+        }
         rc = put_batch(st, wb, err, errlen);
         rocksdb_writebatch_destroy(wb);
     } else {
@@ -169,7 +176,7 @@ int seq_store_hist_open(seq_store *st, uint32_t seq, seq_store_seqstate *out, ch
     rocksdb_free(v);
     seq_hist *h = NULL;
     if (rc == SEQ_OK && !(h = seq_hist_new(loads, n, max_gen, start))) rc = SEQ_EINTERNAL;
-    if (rc == SEQ_OK && migrated) rc = write_state(st, seq, h, err, errlen);
+    if (rc == SEQ_OK && migrated) rc = write_state(st, seq, h, 0, err, errlen);
     if (rc == SEQ_OK) rc = install_state(h, out);
     if (rc != SEQ_OK) seq_hist_free(h);
     free(loads);
@@ -223,7 +230,8 @@ static void delete_reclaimed(seq_store *st, const seq_store_view *old, uint32_t 
 
 int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint32_t n,
                           uint64_t max_gen, int64_t now, const seq_store_view *old,
-                          const char *crash_after, char *err, size_t errlen)
+                          int64_t loads_next, const char *crash_after, char *err,
+                          size_t errlen)
 {
     const seq_store_seqstate *cur = seq_store_view_seq(old, seq);
     int64_t start = cur->hist ? seq_hist_start(cur->hist) : st->born_ms;
@@ -240,7 +248,7 @@ int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint
         seq_errf(err, errlen, "out of memory");
         rc = SEQ_EINTERNAL;
     }
-    if (rc == SEQ_OK) rc = write_state(st, seq, h, err, errlen);
+    if (rc == SEQ_OK) rc = write_state(st, seq, h, loads_next, err, errlen);
     if (rc == SEQ_OK) seq_store_crash_point(crash_after); /* durable, not yet installed */
     if (rc == SEQ_OK && (rc = install_state(h, &ns)) == SEQ_OK) {
         h = NULL; /* ns owns it now */
@@ -255,6 +263,30 @@ int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint
 }
 
 void seq_store_set_keep_generations(seq_store *st, uint32_t n) { st->keep_generations = n; }
+
+int64_t seq_store_loads_next(seq_store *st)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_meta(k, "loads"), vl;
+    char *val = NULL, err[128];
+    int64_t next = 0;
+    if (seq_store_get_raw(st, k, kl, &val, &vl, err, sizeof err) == SEQ_OK && val && vl == 8)
+        next = (int64_t)seq_get_be64((const uint8_t *)val);
+    rocksdb_free(val);
+    return next;
+}
+
+int seq_store_set_loads_next(seq_store *st, int64_t next, char *err, size_t errlen)
+{
+    uint8_t k[SEQ_KEY_MAX], v[8];
+    size_t kl = seq_key_meta(k, "loads");
+    seq_put_be64(v, (uint64_t)next);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)v, sizeof v);
+    int rc = put_batch(st, wb, err, errlen);
+    rocksdb_writebatch_destroy(wb);
+    return rc;
+}
 
 int64_t seq_store_born_ms(const seq_store *st) { return st->born_ms; }
 

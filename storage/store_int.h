@@ -107,13 +107,15 @@ int seq_store_hist_open(seq_store *st, uint32_t seq, seq_store_seqstate *out, ch
                         size_t errlen);
 /* Commits a changed record list of sequence seq at `now` (a load appended, or loads
  * undone): marks replaced loads, picks what --keep-generations/--history-ms let go,
- * writes 'm' "gen" and 'm' "hist" in one synced write (then the crash point
+ * writes 'm' "gen" and 'm' "hist" (and, when loads_next > 0, 'm' "loads": a cluster
+ * node's applied position, server/loads.h) in one synced write (then the crash point
  * `crash_after`), installs the new state for readers, then (once no reader holds `old`,
  * the view the caller acquired before the change) deletes the data of the loads it
  * reclaimed. `loads` is modified. The caller holds the load lock. */
 int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint32_t n,
                           uint64_t max_gen, int64_t now, const seq_store_view *old,
-                          const char *crash_after, char *err, size_t errlen);
+                          int64_t loads_next, const char *crash_after, char *err,
+                          size_t errlen);
 /* Stops the sweeper thread, if any (before the database closes). */
 void seq_store_stop_sweeper(seq_store *st);
 /* Is generation gen's data still needed (a load of the history not reclaimed)? */

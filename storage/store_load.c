@@ -108,6 +108,22 @@ static int check_generation(const seq_store_seqstate *cur, const seq_load_req *r
     return SEQ_EPRECONDITION;
 }
 
+/* A fill (a node that acquired a partition, server/loads.h) adds a part's data to a load
+ * of the history whose data is kept; anything else has nothing to fill. */
+static int check_fill(const seq_store_seqstate *cur, const seq_load_req *req, char *err,
+                      size_t errlen)
+{
+    uint32_t n;
+    const seq_load_rec *l = seq_hist_loads(cur->hist, &n);
+    for (uint32_t i = 0; i < n; i++)
+        if (l[i].gen == req->generation && l[i].start_ms == req->start_ms &&
+            l[i].end_ms == req->end_ms && seq_store_gen_kept(cur, req->generation))
+            return SEQ_OK;
+    seq_errf(err, errlen, "generation %" PRIu64 " is not a load whose data is kept",
+             req->generation);
+    return SEQ_EPRECONDITION;
+}
+
 /* The history's records with one more appended (malloc'd; NULL on OOM). */
 static seq_load_rec *with_load(const seq_store_seqstate *cur, const seq_load_rec *add,
                                uint32_t *n)
@@ -155,7 +171,8 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     const seq_store_seqstate *cur = seq_store_view_seq(old, s->id);
     char **paths = NULL;
     seq_load_rec *loads = NULL;
-    int rc = check_generation(cur, req, res, err, errlen);
+    int rc = req->fill ? check_fill(cur, req, err, errlen)
+                       : check_generation(cur, req, res, err, errlen);
     if (rc == -1) { /* the committed load again: a no-op, but its paths still answer */
         rc = seq_batch_check_paths(batch_root, req, err, errlen);
         goto out;
@@ -167,17 +184,23 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
         goto out;
     }
     rc = seq_batch_verify(st->def, batch_root, st->stage_dir, req, &paths, res, err, errlen);
-    if (rc == SEQ_OK) seq_store_crash_point("load-after-verify");
-    if (rc == SEQ_OK)
+    if (rc == SEQ_OK && !req->fill) seq_store_crash_point("load-after-verify");
+    /* a cluster node's apply (only_parts) counts no impact: the receiver's dry run did */
+    if (rc == SEQ_OK && !req->only_parts)
         rc = seq_store_load_impact(st, s, cur, req, paths, seq_now_ms(), res, err, errlen);
     if (rc == SEQ_OK && req->dry_run) { /* verified and counted: change nothing */
-        for (size_t i = 0; i < req->n_paths; i++) unlink(paths[i]);
+        for (size_t i = 0; i < res->files; i++) unlink(paths[i]);
         goto out;
     }
-    if (rc == SEQ_OK) rc = ingest(st, paths, req->n_paths, err, errlen);
+    if (rc == SEQ_OK && res->files) rc = ingest(st, paths, res->files, err, errlen);
     else if (paths)
-        for (size_t i = 0; i < req->n_paths; i++) unlink(paths[i]); /* staged copies */
+        for (size_t i = 0; i < req->n_paths && paths[i]; i++) unlink(paths[i]); /* staged */
     if (rc != SEQ_OK) goto out;
+    if (req->fill) { /* data added to a committed generation: nothing to commit, but the
+                        coverage did not change, so cached entries must go (rcache.h) */
+        seq_rcache_clear(st->rcache);
+        goto out;
+    }
     seq_store_crash_point("load-after-ingest");
     seq_load_rec add = {req->generation, req->start_ms, req->end_ms, res->files, res->users,
                         res->events, seq_now_ms(), 0, 0, 0};
@@ -188,7 +211,7 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
         goto out;
     }
     rc = seq_store_hist_commit(st, s->id, loads, n, req->generation, add.committed_ms, old,
-                               "load-after-commit", err, errlen);
+                               req->loads_next, "load-after-commit", err, errlen);
 out:
     if (paths)
         for (size_t i = 0; i < req->n_paths; i++) free(paths[i]);
@@ -232,8 +255,9 @@ int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_r
     return rc;
 }
 
-static int rollback_locked(seq_store *st, const char *sequence, uint64_t to, uint64_t *gen,
-                           char *err, size_t errlen)
+static int rollback_locked(seq_store *st, const char *sequence, uint64_t to, int dry,
+                           int64_t loads_next, uint64_t *gen, uint64_t *from, char *err,
+                           size_t errlen)
 {
     const seq_sequence *s = seq_def_find(st->def, sequence, strlen(sequence));
     if (!s) {
@@ -253,18 +277,20 @@ static int rollback_locked(seq_store *st, const char *sequence, uint64_t to, uin
         goto out;
     }
     if (n) memcpy(loads, l, sizeof *loads * n);
+    if (from) *from = cur->generation;
     rc = seq_hist_rollback(loads, n, to, now, gen, why, sizeof why);
     if (rc == 1) { /* already the newest load in effect */
-        rc = SEQ_OK;
+        rc = dry ? 1 : SEQ_OK;
         goto out;
     }
     if (rc != SEQ_OK) {
         seq_errf(err, errlen, "rollback of '%s': %s", sequence, why);
         goto out;
     }
+    if (dry) goto out;
     seq_store_crash_point("rollback-before-commit");
     rc = seq_store_hist_commit(st, s->id, loads, n, seq_hist_max_gen(cur->hist), now, old,
-                               "rollback-after-commit", err, errlen);
+                               loads_next, "rollback-after-commit", err, errlen);
 out:
     free(loads);
     seq_store_view_release(st, old);
@@ -275,7 +301,17 @@ int seq_store_rollback_batch(seq_store *st, const char *sequence, uint64_t to, u
                              char *err, size_t errlen)
 {
     pthread_mutex_lock(&load_mu);
-    int rc = rollback_locked(st, sequence, to, gen, err, errlen);
+    int rc = rollback_locked(st, sequence, to, 0, 0, gen, NULL, err, errlen);
+    pthread_mutex_unlock(&load_mu);
+    return rc;
+}
+
+int seq_store_rollback_ex(seq_store *st, const char *sequence, uint64_t to, int dry,
+                          int64_t loads_next, uint64_t *gen, uint64_t *from, char *err,
+                          size_t errlen)
+{
+    pthread_mutex_lock(&load_mu);
+    int rc = rollback_locked(st, sequence, to, dry, loads_next, gen, from, err, errlen);
     pthread_mutex_unlock(&load_mu);
     return rc;
 }
@@ -297,7 +333,7 @@ int seq_store_batch_sweep(seq_store *st, int64_t now, char *err, size_t errlen)
             memcpy(loads, l, sizeof *loads * n);
             if (seq_hist_reclaim(loads, n, now, st->keep_generations, st->history_ms) > 0)
                 rc = seq_store_hist_commit(st, seq, loads, n, seq_hist_max_gen(cur->hist), now,
-                                           old, "sweep-after-commit", err, errlen);
+                                           old, 0, "sweep-after-commit", err, errlen);
         }
         free(loads);
         seq_store_view_release(st, old);

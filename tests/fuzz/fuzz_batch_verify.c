@@ -149,7 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char rel[128];
     snprintf(rel, sizeof rel, "part/%s", sst_name);
     const char *paths[] = {rel};
-    seq_load_req req = {"eng", START, END, GEN, paths, 1, 0, 0};
+    seq_load_req req = {.sequence = "eng", .start_ms = START, .end_ms = END, .generation = GEN,
+                        .paths = paths, .n_paths = 1};
     char **resolved = NULL;
     seq_load_result res;
     int rc = seq_batch_verify(def, root, stage, &req, &resolved, &res, err, sizeof err);

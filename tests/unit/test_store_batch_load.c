@@ -1,11 +1,15 @@
 /* Batch loads against a real store: generation rules, verification failures that change
- * nothing, coverage splitting, reclaim of replaced generations, gc after a crash. */
+ * nothing, coverage splitting, reclaim of replaced generations, gc after a crash; a
+ * cluster node's apply (server/loads.h): only the parts it holds, the applied position in
+ * the commit's write, a fill of a committed generation, a dry rollback. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/partition.h"
 #include "storage/batch.h"
 #include "storage/batch_file.h"
 #include "storage/store.h"
@@ -260,6 +264,100 @@ static void sweep(void)
     seq_store_close(st);
 }
 
+/* The SST files of every part of partitioned batch dir (4 parts, one file each here). */
+static size_t part_paths(const char *dir, char paths[4][600])
+{
+    size_t n = 0;
+    for (int p = 0; p < 4; p++) {
+        char d[280];
+        snprintf(d, sizeof d, "%s/partition-%05d", dir, p);
+        DIR *dh = opendir(d);
+        struct dirent *de;
+        while (dh && (de = readdir(dh)))
+            if (strstr(de->d_name, ".sst") && n < 4) snprintf(paths[n++], 600, "%s/%s", d, de->d_name);
+        if (dh) closedir(dh);
+    }
+    return n;
+}
+
+static void cluster_apply(void)
+{
+    char err[256] = "", dbdir[128], dir[200], in[220], paths[4][600];
+    const char *pp[4];
+    seq_store *st = NULL;
+    seq_load_result res;
+    uint64_t items[10], gen = 0, from = 0;
+    snprintf(dbdir, sizeof dbdir, "%s/db-cluster", root);
+    CHECK(seq_store_open(dbdir, def, 64, &st, err, sizeof err) == SEQ_OK);
+    if (!st) return;
+    CHECK_EQ_INT(seq_store_loads_next(st), 0);
+    snprintf(dir, sizeof dir, "%s/cp", root);
+    snprintf(in, sizeof in, "%s/cp.jsonl", root);
+    FILE *f = fopen(in, "w");
+    for (int u = 1; u <= 20; u++)
+        fprintf(f, "{\"user_id\": %d, \"event_time_ms\": %lld, \"event_type\": \"click\", "
+                   "\"item_id\": 3, \"event_id\": \"c-u%d\"}\n", u, (long long)(T0 + 2 * H), u);
+    fclose(f);
+    seq_build *b = NULL;
+    CHECK(seq_build_new(def, "eng", T0, T0 + 24 * H, 3, dir, 0, &b, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_set_partitions(b, 4, NULL, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_add_file(b, in, SEQ_FORMAT_JSON, NULL, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_finish(b, NULL, err, sizeof err) == SEQ_OK);
+    seq_build_free(b);
+    CHECK_EQ_INT(part_paths(dir, paths), 4);
+    for (int i = 0; i < 4; i++) pp[i] = paths[i];
+    uint64_t u0 = 0, u1 = 0, in0 = 0; /* a user of partition 0, one of partition 1 */
+    for (uint64_t u = 20; u >= 1; u--) {
+        uint32_t p = seq_partition_of_user(u, 4);
+        if (p == 0) u0 = u, in0++;
+        if (p == 1) u1 = u;
+    }
+    CHECK(u0 && u1);
+    /* this node holds partition 0 only: that part is ingested, the position written */
+    uint8_t only0[4] = {1, 0, 0, 0}, only1[4] = {0, 1, 0, 0};
+    seq_load_req req = {.sequence = "eng", .start_ms = T0, .end_ms = T0 + 24 * H,
+                        .generation = 3, .paths = pp, .n_paths = 4, .partitions = 4,
+                        .only_parts = only0, .loads_next = 5};
+    CHECK_EQ_INT(seq_store_load_batch(st, root, &req, &res, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(res.files, 1);
+    CHECK_EQ_INT(res.users, in0);
+    CHECK_EQ_INT(committed_gen(st), 3);
+    CHECK_EQ_INT(seq_store_loads_next(st), 5);
+    CHECK_EQ_INT(read_items(st, u0, items, 10), 1);
+    CHECK_EQ_INT(read_items(st, u1, items, 10), 0);
+    /* partition 1 acquired later: a fill adds its part to generation 3, no commit; the
+     * whole batch is still checked (a part missing from the request is refused) */
+    req.only_parts = only1, req.loads_next = 0, req.fill = 1, req.n_paths = 3;
+    CHECK_EQ_INT(seq_store_load_batch(st, root, &req, &res, err, sizeof err), SEQ_EPRECONDITION);
+    CHECK(strstr(err, "not whole") != NULL);
+    CHECK_EQ_INT(read_items(st, u1, items, 10), 0);
+    req.n_paths = 4;
+    CHECK_EQ_INT(seq_store_load_batch(st, root, &req, &res, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(res.files, 1);
+    CHECK_EQ_INT(read_items(st, u1, items, 10), 1);
+    CHECK_EQ_INT(items[0], 3);
+    CHECK_EQ_INT(read_items(st, u0, items, 10), 1);
+    CHECK_EQ_INT(seq_store_loads_next(st), 5);
+    /* nothing to fill for a generation the history does not have */
+    req.generation = 9;
+    CHECK_EQ_INT(seq_store_load_batch(st, root, &req, &res, err, sizeof err), SEQ_EPRECONDITION);
+    /* a dry rollback changes nothing and says what it would do */
+    CHECK_EQ_INT(seq_store_rollback_ex(st, "eng", 0, 1, 0, &gen, &from, err, sizeof err), SEQ_OK);
+    CHECK(gen == 0 && from == 3);
+    CHECK_EQ_INT(committed_gen(st), 3);
+    CHECK_EQ_INT(seq_store_rollback_ex(st, "eng", 3, 1, 0, &gen, &from, err, sizeof err), 1);
+    /* the real one writes the position with its commit */
+    CHECK_EQ_INT(seq_store_rollback_ex(st, "eng", 0, 0, 7, &gen, NULL, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(committed_gen(st), 0);
+    seq_store_close(st);
+    CHECK(seq_store_open(dbdir, def, 64, &st, err, sizeof err) == SEQ_OK);
+    if (!st) return;
+    CHECK_EQ_INT(seq_store_loads_next(st), 7);
+    CHECK_EQ_INT(seq_store_set_loads_next(st, 9, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(seq_store_loads_next(st), 9);
+    seq_store_close(st);
+}
+
 int main(void)
 {
     char err[256];
@@ -269,6 +367,7 @@ int main(void)
     RUN(stage);
     RUN(loads);
     RUN(sweep);
+    RUN(cluster_apply);
     seq_def_free(def);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);

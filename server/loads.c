@@ -1,0 +1,660 @@
+/* Cluster-wide loads and rollbacks (see loads.h). The thread keeps every record of the
+ * operations' topic in memory (one per load or rollback: small), read from the log's
+ * start at every start, because a partition acquired later needs the paths of every
+ * load its history keeps; it applies those at or past the stored position, in order.
+ * The receiver's side (seq_loads_load, seq_loads_rollback) runs on a job thread of the
+ * service: one operation at a time per node (ops_mu), so that what it verified against is
+ * what the log holds when it writes. */
+#include "loads.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../storage/batch_file.h"
+#include "../storage/batch_parts.h"
+#include "cluster.h"
+#include "kafkaconf.h"
+#include "loads_record.h"
+#include "log.h"
+
+#define POLL_MS 200
+#define RETRY_MS 1000            /* an apply or fill that failed for a passing reason */
+#define DEFAULT_WAIT_MS 60000    /* a call without a deadline waits this long for the nodes */
+#define MAX_PARTS 1024           /* = SEQ_CLUSTER_MAX_PARTS */
+
+typedef struct {
+    int64_t offset;
+    seq_loads_record r; /* op 0: a record that did not parse (skipped, still counted) */
+    int rc;             /* the local apply's outcome, once applied */
+    uint64_t gen;       /* a rollback's generation in effect after it */
+    char msg[256];
+} op;
+
+struct seq_loads {
+    seq_loads_config cfg;
+    char topic[300];
+    rd_kafka_t *prod, *cons;
+    rd_kafka_queue_t *queue;
+    pthread_t thread;
+    int thread_started;
+    _Atomic int stop;
+    _Atomic(struct seq_cluster *) cluster;
+    pthread_mutex_t mu; /* ops, n_ops; cv: applied advanced */
+    pthread_cond_t cv;
+    op *ops;
+    size_t n_ops, cap;
+    _Atomic int64_t applied;
+    _Atomic uint8_t filled[MAX_PARTS];
+    _Atomic int filling;
+    pthread_mutex_t ops_mu; /* one receiver operation at a time */
+};
+
+void seq_loads_topic_name(const char *topic, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s.seqd-loads", topic);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL); }
+
+/* ---- Kafka clients ---- */
+
+static void quiet_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk, (void)err, (void)reason, (void)opaque; /* the consumer reports broker health */
+}
+
+/* Delivery of the receiver's record: its offset, or the error. */
+typedef struct {
+    _Atomic int done;
+    int64_t offset;
+    rd_kafka_resp_err_t err;
+} delivery;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk, (void)opaque;
+    delivery *d = m->_private;
+    if (!d) return;
+    d->offset = m->offset;
+    d->err = m->err;
+    atomic_store(&d->done, 1);
+}
+
+static rd_kafka_t *make_client(seq_loads *l, rd_kafka_type_t type, char *err, size_t errlen)
+{
+    char e[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", seq_consumer_brokers(l->cfg.consumer), e,
+                          sizeof e) ||
+        rd_kafka_conf_set(conf, "log_level", "2", e, sizeof e) ||
+        (type == RD_KAFKA_PRODUCER &&
+         (rd_kafka_conf_set(conf, "linger.ms", "0", e, sizeof e) ||
+          rd_kafka_conf_set(conf, "acks", "all", e, sizeof e) ||
+          rd_kafka_conf_set(conf, "message.timeout.ms", "10000", e, sizeof e))) ||
+        (type == RD_KAFKA_CONSUMER &&
+         (rd_kafka_conf_set(conf, "group.id", "seqd-loads-reader", e, sizeof e) ||
+          rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ||
+          rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", e, sizeof e) ||
+          rd_kafka_conf_set(conf, "enable.partition.eof", "false", e, sizeof e)))) {
+        seq_errf(err, errlen, "loads client: %s", e);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (seq_kafkaconf_apply(l->cfg.kafka_conf, conf, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_error_cb(conf, quiet_error);
+    if (type == RD_KAFKA_PRODUCER) rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof e);
+    if (!rk) {
+        seq_errf(err, errlen, "loads client: %s", e);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+/* ---- the applying thread ---- */
+
+/* The partitions this node holds now into held[0..MAX_PARTS); returns the topic's P. */
+static uint32_t held_now(seq_loads *l, uint8_t *held)
+{
+    static _Thread_local seq_consumer_part parts[MAX_PARTS];
+    uint32_t n = seq_consumer_partitions(l->cfg.consumer, parts, MAX_PARTS);
+    if (n > MAX_PARTS) n = MAX_PARTS;
+    memset(held, 0, MAX_PARTS);
+    for (uint32_t p = 0; p < n; p++) held[p] = (uint8_t)parts[p].held;
+    return n;
+}
+
+/* A load record as a store request (paths point into the record). */
+static seq_load_req load_req(const seq_loads_record *r, const uint8_t *only, int64_t next,
+                             int fill)
+{
+    return (seq_load_req){.sequence = r->sequence, .start_ms = r->start_ms,
+                          .end_ms = r->end_ms, .generation = r->generation,
+                          .paths = (const char *const *)r->paths, .n_paths = r->n_paths,
+                          .partitions = r->partitions, .only_parts = only,
+                          .loads_next = next, .fill = fill};
+}
+
+/* Errors that may pass (a file not yet visible on the shared mount, a disk error):
+ * retried. Others are the operation's own (FAILED_PRECONDITION: another load of the
+ * generation came first): every node refuses it the same way, so it is skipped. */
+static int passing(int rc)
+{
+    return rc == SEQ_EINTERNAL || rc == SEQ_ENOTFOUND || rc == SEQ_EPERM;
+}
+
+/* The outcome of applying one operation (written into its op under mu). */
+typedef struct {
+    int rc;
+    uint64_t gen;
+    char msg[256];
+} applied_as;
+
+static int apply_rollback(seq_loads *l, const seq_loads_record *r, int64_t next, applied_as *a)
+{
+    uint64_t to = r->generation;
+    if (to == 0) { /* "the newest": only where the newest is still the one verified */
+        const seq_sequence *s = seq_def_find(l->cfg.def, r->sequence, strlen(r->sequence));
+        const seq_store_view *v = seq_store_view_acquire(l->cfg.store);
+        const seq_store_seqstate *cur = s ? seq_store_view_seq(v, s->id) : NULL;
+        uint64_t now_gen = cur ? cur->generation : 0;
+        seq_store_view_release(l->cfg.store, v);
+        if (now_gen != r->from) {
+            a->gen = now_gen;
+            return SEQ_OK; /* a no-op: the newest is no longer the one it undoes */
+        }
+    }
+    int rc = seq_store_rollback_ex(l->cfg.store, r->sequence, to, 0, next, &a->gen, NULL, a->msg,
+                                   sizeof a->msg);
+    return rc == 1 ? SEQ_OK : rc;
+}
+
+/* Applies one operation; 0 done (applied, a no-op or refused for good), -1 retry later. */
+static int apply_op(seq_loads *l, const op *o, const uint8_t *held, applied_as *a)
+{
+    const seq_loads_record *r = &o->r;
+    int64_t next = o->offset + 1;
+    const char *what = r->op == SEQ_LOADS_OP_ROLLBACK ? "rollback" : "load";
+    int rc = SEQ_OK;
+    memset(a, 0, sizeof *a);
+    if (!r->op) {
+        rc = SEQ_EINVAL;
+        snprintf(a->msg, sizeof a->msg, "not an operation record");
+    } else if (!seq_def_find(l->cfg.def, r->sequence, strlen(r->sequence))) {
+        rc = SEQ_ENOTFOUND; /* for good: this node's definition has no such sequence */
+        snprintf(a->msg, sizeof a->msg, "unknown sequence '%s'", r->sequence);
+    } else if (r->op == SEQ_LOADS_OP_LOAD) {
+        seq_load_req req = load_req(r, held, next, 0);
+        seq_load_result res;
+        rc = seq_store_load_batch(l->cfg.store, l->cfg.batch_root, &req, &res, a->msg,
+                                  sizeof a->msg);
+        if (rc == SEQ_OK) a->gen = r->generation;
+        if (passing(rc)) goto retry;
+    } else {
+        rc = apply_rollback(l, r, next, a);
+        if (rc == SEQ_EINTERNAL) goto retry;
+    }
+    char e[256];
+    /* a commit wrote the position with it; a no-op or a refusal writes it alone */
+    if (seq_store_set_loads_next(l->cfg.store, next, e, sizeof e) != SEQ_OK) {
+        seq_log(SEQ_LOG_WARN, "loads: storing the position: %s; retrying", e);
+        return -1;
+    }
+    a->rc = rc;
+    if (rc)
+        seq_log(SEQ_LOG_WARN, "loads: %s of %s at offset %" PRId64 " refused here: %s: %s", what,
+                r->sequence, o->offset, seq_log_code_name(rc), a->msg);
+    else
+        seq_log(SEQ_LOG_INFO, "loads: applied %s of %s (offset %" PRId64 "): generation %" PRIu64
+                " in effect", what, r->sequence, o->offset, a->gen);
+    return 0;
+retry:
+    seq_log(SEQ_LOG_WARN, "loads: %s of %s generation %" PRIu64 " (offset %" PRId64 "): %s: %s; "
+            "retrying", what, r->sequence, r->generation, o->offset, seq_log_code_name(rc), a->msg);
+    return -1;
+}
+
+/* Fills the held partitions that lack a kept load's part: every applied load record, in
+ * order, ingested for those partitions only (a load whose data is no longer kept is
+ * skipped: check_fill). Re-ingesting a part already there writes the same keys again, so
+ * a fill after a restart is safe. */
+static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied)
+{
+    uint8_t want[MAX_PARTS] = {0};
+    int any = 0;
+    for (uint32_t p = 0; p < np; p++)
+        if (held[p] && !atomic_load(&l->filled[p])) want[p] = 1, any = 1;
+    if (!any) {
+        atomic_store(&l->filling, 0);
+        return;
+    }
+    atomic_store(&l->filling, 1);
+    int ok = 1;
+    for (size_t i = 0; ok && !atomic_load(&l->stop); i++) {
+        pthread_mutex_lock(&l->mu);
+        op *o = i < l->n_ops && l->ops[i].offset < applied ? &l->ops[i] : NULL;
+        pthread_mutex_unlock(&l->mu); /* ops only grow, and entries never move but by realloc
+                                         on this thread */
+        if (!o) break;
+        if (o->r.op != SEQ_LOADS_OP_LOAD || o->r.partitions != np) continue;
+        seq_load_req req = load_req(&o->r, want, 0, 1);
+        seq_load_result res;
+        char e[256];
+        if (!seq_def_find(l->cfg.def, o->r.sequence, strlen(o->r.sequence))) continue;
+        int rc = seq_store_load_batch(l->cfg.store, l->cfg.batch_root, &req, &res, e, sizeof e);
+        if (rc != SEQ_OK && rc != SEQ_EPRECONDITION) { /* precondition: its data is not kept */
+            seq_log(SEQ_LOG_WARN, "loads: filling from %s generation %" PRIu64 ": %s: %s; retrying",
+                    o->r.sequence, o->r.generation, seq_log_code_name(rc), e);
+            ok = 0;
+        } else if (rc == SEQ_OK) {
+            seq_log(SEQ_LOG_INFO, "loads: filled %u files of %s generation %" PRIu64,
+                    res.files, o->r.sequence, o->r.generation);
+        }
+    }
+    if (!ok || atomic_load(&l->stop)) return;
+    for (uint32_t p = 0; p < np; p++)
+        if (want[p]) atomic_store(&l->filled[p], 1);
+    atomic_store(&l->filling, 0);
+}
+
+static void read_some(seq_loads *l)
+{
+    rd_kafka_message_t *msgs[64];
+    ssize_t n = rd_kafka_consume_batch_queue(l->queue, POLL_MS, msgs, 64);
+    for (ssize_t i = 0; i < n; i++) {
+        const rd_kafka_message_t *m = msgs[i];
+        if (!m->err) {
+            op o = {.offset = m->offset};
+            if (!m->payload || seq_loads_parse_record(m->payload, m->len, &o.r) != SEQ_OK)
+                seq_log(SEQ_LOG_WARN, "loads: the record at offset %" PRId64 " is not an "
+                        "operation: skipped", m->offset);
+            pthread_mutex_lock(&l->mu);
+            if (l->n_ops == l->cap) {
+                size_t cap = l->cap ? 2 * l->cap : 16;
+                op *p = realloc(l->ops, cap * sizeof *p);
+                if (p) l->ops = p, l->cap = cap;
+            }
+            if (l->n_ops < l->cap) l->ops[l->n_ops++] = o;
+            else seq_loads_record_clear(&o.r); /* OOM: read again after a restart */
+            pthread_mutex_unlock(&l->mu);
+        }
+        rd_kafka_message_destroy(msgs[i]);
+    }
+}
+
+static void *run(void *arg)
+{
+    seq_loads *l = arg;
+    uint8_t held[MAX_PARTS];
+    int64_t retry_at = 0;
+    while (!atomic_load(&l->stop)) {
+        read_some(l);
+        uint32_t np = held_now(l, held);
+        for (uint32_t p = 0; p < MAX_PARTS; p++)
+            if (p >= np || !held[p]) atomic_store(&l->filled[p], 0); /* needs a fill again */
+        if (mono_ms() < retry_at) continue;
+        int again = 0;
+        for (size_t i = 0; !again && !atomic_load(&l->stop); i++) {
+            pthread_mutex_lock(&l->mu);
+            op *o = i < l->n_ops ? &l->ops[i] : NULL;
+            int64_t applied = atomic_load(&l->applied);
+            pthread_mutex_unlock(&l->mu);
+            if (!o) break;
+            if (o->offset < applied) continue;
+            applied_as a;
+            again = apply_op(l, o, held, &a) != 0;
+            if (!again) {
+                pthread_mutex_lock(&l->mu);
+                o->rc = a.rc, o->gen = a.gen;
+                memcpy(o->msg, a.msg, sizeof o->msg);
+                atomic_store(&l->applied, o->offset + 1);
+                pthread_cond_broadcast(&l->cv);
+                pthread_mutex_unlock(&l->mu);
+            }
+        }
+        if (!again) fill(l, held, np, atomic_load(&l->applied));
+        if (again || atomic_load(&l->filling)) retry_at = mono_ms() + RETRY_MS;
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+int seq_loads_start(const seq_loads_config *cfg, seq_loads **out, char *err, size_t errlen)
+{
+    seq_loads *l = calloc(1, sizeof *l);
+    if (!l) {
+        seq_errf(err, errlen, "loads: out of memory");
+        return SEQ_EINTERNAL;
+    }
+    l->cfg = *cfg;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    pthread_mutex_init(&l->ops_mu, NULL);
+    seq_loads_topic_name(cfg->topic, l->topic, sizeof l->topic);
+    atomic_store(&l->applied, seq_store_loads_next(cfg->store));
+    int rc = SEQ_EINTERNAL;
+    if (!(l->prod = make_client(l, RD_KAFKA_PRODUCER, err, errlen)) ||
+        !(l->cons = make_client(l, RD_KAFKA_CONSUMER, err, errlen)))
+        goto fail;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, l->topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t e = rd_kafka_assign(l->cons, tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (e || !(l->queue = rd_kafka_queue_get_consumer(l->cons))) {
+        seq_errf(err, errlen, "loads reader: %s", rd_kafka_err2str(e));
+        goto fail;
+    }
+    if (pthread_create(&l->thread, NULL, run, l)) {
+        seq_errf(err, errlen, "loads: cannot start its thread");
+        goto fail;
+    }
+    l->thread_started = 1;
+    *out = l;
+    return SEQ_OK;
+fail:
+    seq_loads_stop(l);
+    return rc;
+}
+
+void seq_loads_stop(seq_loads *l)
+{
+    if (!l) return;
+    atomic_store(&l->stop, 1);
+    if (l->thread_started) pthread_join(l->thread, NULL);
+    if (l->queue) rd_kafka_queue_destroy(l->queue);
+    if (l->cons) {
+        rd_kafka_consumer_close(l->cons);
+        rd_kafka_destroy(l->cons);
+    }
+    if (l->prod) {
+        rd_kafka_flush(l->prod, 1000);
+        rd_kafka_destroy(l->prod);
+    }
+    for (size_t i = 0; i < l->n_ops; i++) seq_loads_record_clear(&l->ops[i].r);
+    free(l->ops);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->ops_mu);
+    free(l);
+}
+
+void seq_loads_set_cluster(seq_loads *l, struct seq_cluster *c) { atomic_store(&l->cluster, c); }
+
+int64_t seq_loads_applied(const seq_loads *l)
+{
+    return atomic_load(&((seq_loads *)l)->applied);
+}
+
+int seq_loads_filled(const seq_loads *l, uint32_t p)
+{
+    return p < MAX_PARTS && atomic_load(&((seq_loads *)l)->filled[p]);
+}
+
+int seq_loads_filling(const seq_loads *l) { return atomic_load(&((seq_loads *)l)->filling); }
+
+/* ---- the receiver ---- */
+
+/* When the receiver must answer: a little before the caller's deadline, so that the
+ * answer (UNAVAILABLE naming the pending nodes) arrives instead of DEADLINE_EXCEEDED. */
+static int64_t answer_by(uint64_t deadline_ns)
+{
+    int64_t now = mono_ms();
+    if (!deadline_ns) return now + DEFAULT_WAIT_MS;
+    int64_t d = (int64_t)(deadline_ns / 1000000), left = d - now;
+    return now + (left > 2000 ? left - 1000 : left * 3 / 4);
+}
+
+/* Waits until this node has applied everything below `next`; 0 or -1 at `until`. */
+static int wait_applied(seq_loads *l, int64_t next, int64_t until)
+{
+    pthread_mutex_lock(&l->mu);
+    while (atomic_load(&l->applied) < next && mono_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+    }
+    int ok = atomic_load(&l->applied) >= next;
+    pthread_mutex_unlock(&l->mu);
+    return ok ? 0 : -1;
+}
+
+/* Applies what the log holds so far here first, so that the receiver verifies against
+ * the state every operation before its own leaves. */
+static int catch_up(seq_loads *l, int64_t until, char *msg, size_t msglen)
+{
+    int64_t lo = 0, hi = 0, left = until - mono_ms();
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+        l->prod, l->topic, 0, &lo, &hi, (int)(left > 5000 ? 5000 : left > 0 ? left : 1));
+    if (e) {
+        seq_errf(msg, msglen, "%s: %s", l->topic, rd_kafka_err2str(e));
+        return SEQ_EUNAVAILABLE;
+    }
+    if (wait_applied(l, hi, until)) {
+        seq_errf(msg, msglen, "this node has not applied %s up to offset %" PRId64
+                 " yet (it is at %" PRId64 ")", l->topic, hi, seq_loads_applied(l));
+        return SEQ_EUNAVAILABLE;
+    }
+    return SEQ_OK;
+}
+
+/* Writes the record and returns its offset (the commit), or -1 with a message. */
+static int64_t commit(seq_loads *l, seq_loads_record *r, int64_t until, char *msg, size_t msglen)
+{
+    snprintf(r->node, sizeof r->node, "%s", l->cfg.node_id);
+    r->at_ms = seq_now_ms();
+    char *text = seq_loads_format_record(r);
+    delivery d = {.offset = -1};
+    if (!text) {
+        seq_errf(msg, msglen, "out of memory");
+        return -1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        l->prod, RD_KAFKA_V_TOPIC(l->topic), RD_KAFKA_V_PARTITION(0),
+        RD_KAFKA_V_KEY(r->sequence, strlen(r->sequence)), RD_KAFKA_V_VALUE(text, strlen(text)),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+    free(text);
+    if (e) {
+        seq_errf(msg, msglen, "%s: %s", l->topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    /* the delivery report comes within message.timeout.ms whatever happens: d must
+     * outlive it, so wait for it past `until` if need be */
+    while (!atomic_load(&d.done)) rd_kafka_poll(l->prod, 100);
+    (void)until;
+    if (d.err) {
+        seq_errf(msg, msglen, "%s: %s (not committed)", l->topic, rd_kafka_err2str(d.err));
+        return -1;
+    }
+    return d.offset;
+}
+
+/* The local outcome of the operation at offset o (applied already). */
+static int outcome(seq_loads *l, int64_t o, uint64_t *gen, char *msg, size_t msglen)
+{
+    int rc = SEQ_EINTERNAL;
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < l->n_ops; i++)
+        if (l->ops[i].offset == o) {
+            rc = l->ops[i].rc;
+            if (gen) *gen = l->ops[i].gen;
+            if (rc) seq_errf(msg, msglen, "%s", l->ops[i].msg);
+            break;
+        }
+    pthread_mutex_unlock(&l->mu);
+    if (rc == SEQ_EINTERNAL && !msg[0]) seq_errf(msg, msglen, "operation at offset %" PRId64 " not found", o);
+    return rc;
+}
+
+/* Waits until every node of the map has applied everything below `next`. */
+static int wait_nodes(seq_loads *l, int64_t next, int64_t until, char *msg, size_t msglen)
+{
+    char pending[512] = "";
+    for (;;) {
+        struct seq_cluster *c = atomic_load(&l->cluster);
+        if (c && seq_cluster_pending(c, next, pending, sizeof pending) == 0) return SEQ_OK;
+        if (mono_ms() >= until) break;
+        sleep_ms(100);
+    }
+    seq_errf(msg, msglen, "committed; pending on %s", pending[0] ? pending : "the cluster map");
+    return SEQ_EUNAVAILABLE;
+}
+
+/* resolved: batch_root/path (or path, absolute); the batch directory holding its part. */
+static int partitioned(const char *root, const char *path)
+{
+    char buf[PATH_MAX], real[PATH_MAX];
+    if (path[0] == '/') snprintf(buf, sizeof buf, "%s", path);
+    else snprintf(buf, sizeof buf, "%s/%s", root, path);
+    if (!realpath(buf, real)) return 0;
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(real, '/');
+        if (!slash || slash == real) return 0;
+        *slash = '\0';
+    }
+    seq_batch_desc d;
+    char e[64];
+    return seq_batch_desc_read(real, &d, e, sizeof e) == SEQ_OK;
+}
+
+/* The committed load again: its counts over the whole batch, from its parts' manifests
+ * (the history here holds those of this node's parts only). The paths were checked. */
+static void whole_counts(const char *root, const seq_load_req *req, seq_load_result *res)
+{
+    char **dirs = calloc(req->n_paths, sizeof *dirs);
+    size_t n = 0;
+    res->users = res->events = 0;
+    res->files = (uint32_t)req->n_paths;
+    for (size_t i = 0; dirs && i < req->n_paths; i++) {
+        char buf[PATH_MAX], real[PATH_MAX];
+        if (req->paths[i][0] == '/') snprintf(buf, sizeof buf, "%s", req->paths[i]);
+        else snprintf(buf, sizeof buf, "%s/%s", root, req->paths[i]);
+        char *slash = realpath(buf, real) ? strrchr(real, '/') : NULL;
+        if (!slash) continue;
+        *slash = '\0';
+        size_t k = 0;
+        while (k < n && strcmp(dirs[k], real) != 0) k++;
+        if (k < n || !(dirs[n] = strdup(real))) continue;
+        seq_batch_manifest m;
+        char e[256];
+        if (seq_batch_manifest_read(dirs[n++], &m, e, sizeof e) == SEQ_OK) {
+            res->users += m.users;
+            res->events += m.events;
+            seq_batch_manifest_clear(&m);
+        }
+    }
+    for (size_t k = 0; k < n; k++) free(dirs[k]);
+    free(dirs);
+}
+
+static uint64_t committed_gen(seq_loads *l, const char *sequence)
+{
+    const seq_sequence *s = seq_def_find(l->cfg.def, sequence, strlen(sequence));
+    const seq_store_view *v = seq_store_view_acquire(l->cfg.store);
+    const seq_store_seqstate *cur = s ? seq_store_view_seq(v, s->id) : NULL;
+    uint64_t g = cur ? cur->generation : 0;
+    seq_store_view_release(l->cfg.store, v);
+    return g;
+}
+
+int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
+                   seq_load_result *res, char *msg, size_t msglen)
+{
+    int64_t until = answer_by(deadline_ns);
+    seq_load_req dry = *req;
+    dry.dry_run = 1;
+    dry.only_parts = NULL;
+    dry.partitions = seq_consumer_partitions(l->cfg.consumer, NULL, 0);
+    pthread_mutex_lock(&l->ops_mu);
+    int rc = catch_up(l, until, msg, msglen);
+    /* the committed generation again: a no-op once every node has it too */
+    int again = rc == SEQ_OK && req->sequence && committed_gen(l, req->sequence) == req->generation &&
+                req->generation;
+    if (rc == SEQ_OK)
+        rc = seq_store_load_batch(l->cfg.store, l->cfg.batch_root, &dry, res, msg, msglen);
+    if (rc == SEQ_OK && !partitioned(l->cfg.batch_root, req->paths[0])) {
+        seq_errf(msg, msglen, "in a cluster a batch must be built with --partitions %u (seqctl "
+                 "build), one part per partition of the topic", dry.partitions);
+        rc = SEQ_EPRECONDITION;
+    }
+    if (rc != SEQ_OK || req->dry_run) goto out;
+    if (again) {
+        whole_counts(l->cfg.batch_root, req, res);
+        res->users_emptied = res->stream_events_hidden = 0;
+        rc = wait_nodes(l, seq_loads_applied(l), until, msg, msglen);
+        goto out;
+    }
+    seq_loads_record r = {.op = SEQ_LOADS_OP_LOAD, .generation = req->generation,
+                          .start_ms = req->start_ms, .end_ms = req->end_ms,
+                          .partitions = dry.partitions, .paths = (char **)req->paths,
+                          .n_paths = req->n_paths};
+    snprintf(r.sequence, sizeof r.sequence, "%s", req->sequence);
+    int64_t o = commit(l, &r, until, msg, msglen);
+    if (o < 0) {
+        rc = SEQ_EUNAVAILABLE;
+        goto out;
+    }
+    seq_log(SEQ_LOG_INFO, "load: %s generation %" PRIu64 " committed to %s at offset %" PRId64,
+            req->sequence, req->generation, l->topic, o);
+    if (wait_applied(l, o + 1, until)) {
+        rc = wait_nodes(l, o + 1, mono_ms(), msg, msglen); /* names this node among others */
+        goto out;
+    }
+    if ((rc = outcome(l, o, NULL, msg, msglen)) == SEQ_OK) rc = wait_nodes(l, o + 1, until, msg, msglen);
+out:
+    pthread_mutex_unlock(&l->ops_mu);
+    return rc;
+}
+
+int seq_loads_rollback(seq_loads *l, const char *sequence, uint64_t to, uint64_t deadline_ns,
+                       uint64_t *gen, char *msg, size_t msglen)
+{
+    int64_t until = answer_by(deadline_ns);
+    uint64_t from = 0;
+    pthread_mutex_lock(&l->ops_mu);
+    int rc = catch_up(l, until, msg, msglen);
+    if (rc == SEQ_OK)
+        rc = seq_store_rollback_ex(l->cfg.store, sequence, to, 1, 0, gen, &from, msg, msglen);
+    if (rc == 1) { /* the newest in effect already: a no-op once every node has it */
+        rc = wait_nodes(l, seq_loads_applied(l), until, msg, msglen);
+        goto out;
+    }
+    if (rc != SEQ_OK) goto out;
+    seq_loads_record r = {.op = SEQ_LOADS_OP_ROLLBACK, .generation = to, .from = from, .to = *gen};
+    snprintf(r.sequence, sizeof r.sequence, "%s", sequence);
+    int64_t o = commit(l, &r, until, msg, msglen);
+    if (o < 0) {
+        rc = SEQ_EUNAVAILABLE;
+        goto out;
+    }
+    seq_log(SEQ_LOG_INFO, "rollback: %s to %" PRIu64 " committed to %s at offset %" PRId64,
+            sequence, to, l->topic, o);
+    if (wait_applied(l, o + 1, until)) {
+        rc = wait_nodes(l, o + 1, mono_ms(), msg, msglen);
+        goto out;
+    }
+    if ((rc = outcome(l, o, gen, msg, msglen)) == SEQ_OK) rc = wait_nodes(l, o + 1, until, msg, msglen);
+out:
+    pthread_mutex_unlock(&l->ops_mu);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/* Cluster-wide loads and rollbacks (PRODUCT.md "Batches in a cluster"). On a cluster
+ * member, a LoadBatch or RollbackBatch sent to any node is verified by that node (the
+ * receiver) against its store, then written as one record to `<topic>.seqd-loads` (one
+ * partition, keeping every operation; server/loads_record.h): that record is the commit.
+ * Every node reads the topic from the position it stored with its last applied
+ * operation ('m' "loads", written in the same synced write as the operation's commit, so
+ * a crash never applies one twice or skips one) and applies each operation in order:
+ * a load ingests the parts of the partitions the node holds, as one generation; a
+ * rollback undoes loads as on a single node. A node that holds a partition it has not
+ * filled yet (it acquired it, or it just started) ingests that partition's part of every
+ * load whose data its history keeps, before it reports the partition caught up
+ * (seq_loads_filled; the cluster map publishes it). The receiver waits, within the
+ * call's deadline, until every node of the map has applied the record (each publishes
+ * "loads applied up to offset X" in its cluster map record), and otherwise answers
+ * UNAVAILABLE "committed; pending on NODES".
+ *
+ * One thread reads and applies (loads run at low priority, storage/store_load.c); the
+ * receiver's calls run on the service's job threads. A single node (not in a group)
+ * does not use this module: its loads stay local, as before. */
+#ifndef SEQ_LOADS_H
+#define SEQ_LOADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/def.h"
+#include "../storage/batch.h"
+#include "../storage/store.h"
+#include "consumer.h"
+
+typedef struct seq_loads seq_loads;
+struct seq_cluster;
+struct seq_kafkaconf;
+
+typedef struct {
+    const char *node_id;
+    const char *topic;      /* the event topic; the operations' is topic + ".seqd-loads" */
+    const char *batch_root; /* shared by the nodes */
+    const seq_def *def;
+    seq_store *store;
+    seq_consumer *consumer; /* brokers, held partitions, the topic's partition count */
+    const struct seq_kafkaconf *kafka_conf;
+} seq_loads_config;
+
+/* The operations' topic for an event topic, into out. */
+void seq_loads_topic_name(const char *topic, char *out, size_t outlen);
+
+/* Starts the reading thread (the topic must exist: seq_cluster_start creates it).
+ * SEQ_OK or SEQ_EINTERNAL with a message. */
+int seq_loads_start(const seq_loads_config *cfg, seq_loads **out, char *err, size_t errlen);
+/* Stops the thread (an apply under way finishes first) and frees l. NULL is fine. */
+void seq_loads_stop(seq_loads *l);
+/* The map the receiver waits on (set once it runs). */
+void seq_loads_set_cluster(seq_loads *l, struct seq_cluster *c);
+
+/* The next offset to apply: every operation below it is applied (or refused). */
+int64_t seq_loads_applied(const seq_loads *l);
+/* 1 when this node holds partition p and has every kept load's part of it. */
+int seq_loads_filled(const seq_loads *l, uint32_t p);
+/* 1 while a held partition is not filled yet. */
+int seq_loads_filling(const seq_loads *l);
+
+/* LoadBatch on a cluster member. deadline_ns: absolute CLOCK_MONOTONIC, 0 = none (a
+ * default applies). SEQ_OK with res (counts summed over the parts, i.e. over one holder
+ * of each partition); the verification's errors (storage/batch.h) with nothing written;
+ * SEQ_EPRECONDITION for a batch that is not partitioned; SEQ_EUNAVAILABLE "committed;
+ * pending on NODES" past the deadline (the record is written), or without a broker. */
+int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
+                   seq_load_result *res, char *msg, size_t msglen);
+/* RollbackBatch on a cluster member: as seq_store_rollback_batch, then as above. */
+int seq_loads_rollback(seq_loads *l, const char *sequence, uint64_t to, uint64_t deadline_ns,
+                       uint64_t *gen, char *msg, size_t msglen);
+
+#endif
