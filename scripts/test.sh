@@ -32,11 +32,12 @@ case "${1:-}" in
     # integration tests: ingest while reading, readers during batch loads, hostile and
     # many connections, the consumer under broker outages, the console (admin thread)
     # reading every other module's state while they run, a cluster (forwarded calls on the
-    # workers, the map's thread, a node SIGKILLed under reads). librdkafka starts its threads
+    # workers, the map's thread, a node SIGKILLed under reads; cluster-wide loads: the
+    # loads thread applying while receivers wait on it). librdkafka starts its threads
     # with C11 thrd_create, which GCC 12's TSan does not intercept: this build links
     # tests/tools/thrd_shim.c into seqd and seqctl to route them through pthread_create.
     # RSS bounds are plain-build only.
-    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover))$')
+    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover|cluster_loads))$')
     ;;
   --fuzz)
     bash scripts/install-deps.sh

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include "cluster.h"
+#include "loads.h"
 
 #define MAX_PARTS 1024
 
@@ -32,6 +33,7 @@ struct seq_admin {
     int thread_started;
     char address[300];
     _Atomic(seq_cluster *) cluster;
+    _Atomic(seq_loads *) loads; /* cluster-wide loads: /status lists what they need */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
@@ -39,6 +41,8 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text);
 
 void seq_admin_set_cluster(seq_admin *a, seq_cluster *c) { atomic_store(&a->cluster, c); }
+
+void seq_admin_set_loads(seq_admin *a, seq_loads *l) { atomic_store(&a->loads, l); }
 
 /* GET /cluster: the cluster map as JSON (server/cluster.h). */
 static void on_cluster(seq_admin *a, struct evhttp_request *req)
@@ -202,6 +206,8 @@ static void on_status(seq_admin *a, struct evhttp_request *req)
                              "definition", def ? def : json_object(), "stream", status_stream(a),
                              "sequences", status_sequences(a), "counts", status_counts(a),
                              "storage_corrupt", status_corrupt(a));
+    seq_loads *l = atomic_load(&a->loads);
+    if (root && l) json_object_set_new(root, "loads", seq_loads_status(l));
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text) reply(req, 200, "OK", "application/json", text, strlen(text));
     else reply_text(req, 500, "Internal Server Error", "cannot build the status\n");

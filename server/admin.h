@@ -36,6 +36,9 @@ const char *seq_admin_address(const seq_admin *a);
 /* Serves GET /cluster from c from now on (before: 503). */
 struct seq_cluster;
 void seq_admin_set_cluster(seq_admin *a, struct seq_cluster *c);
+/* Adds "loads" to /status from l from now on (server/loads.h, seq_loads_status). */
+struct seq_loads;
+void seq_admin_set_loads(seq_admin *a, struct seq_loads *l);
 /* Stops the loop, joins the thread, frees a. */
 void seq_admin_stop(seq_admin *a);
 

@@ -411,6 +411,44 @@ int seq_loads_filled(const seq_loads *l, uint32_t p)
 
 int seq_loads_filling(const seq_loads *l) { return atomic_load(&((seq_loads *)l)->filling); }
 
+/* The batch directory of a load: its first path without the part directory and file. */
+static json_t *batch_dir(const seq_loads_record *r)
+{
+    char d[PATH_MAX];
+    snprintf(d, sizeof d, "%s", r->paths[0]);
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(d, '/');
+        if (slash) *slash = '\0';
+        else snprintf(d, sizeof d, ".");
+    }
+    return json_string(d);
+}
+
+json_t *seq_loads_status(seq_loads *l)
+{
+    json_t *needs = json_array();
+    const seq_store_view *v = seq_store_view_acquire(l->cfg.store);
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; needs && i < l->n_ops; i++) {
+        const seq_loads_record *r = &l->ops[i].r;
+        const seq_sequence *s = r->op == SEQ_LOADS_OP_LOAD
+                                    ? seq_def_find(l->cfg.def, r->sequence, strlen(r->sequence))
+                                    : NULL;
+        const seq_store_seqstate *st = s ? seq_store_view_seq(v, s->id) : NULL;
+        if (!st || !seq_store_gen_kept(st, r->generation) ||
+            l->ops[i].offset >= atomic_load(&l->applied))
+            continue;
+        json_array_append_new(needs, json_pack("{s:s,s:I,s:o}", "sequence", r->sequence,
+                                               "generation", (json_int_t)r->generation,
+                                               "batch_dir", batch_dir(r)));
+    }
+    pthread_mutex_unlock(&l->mu);
+    seq_store_view_release(l->cfg.store, v);
+    return json_pack("{s:s,s:I,s:b,s:o}", "topic", l->topic, "applied",
+                     (json_int_t)seq_loads_applied(l), "filling", seq_loads_filling(l), "needs",
+                     needs ? needs : json_array());
+}
+
 /* ---- the receiver ---- */
 
 /* When the receiver must answer: a little before the caller's deadline, so that the

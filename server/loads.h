@@ -20,6 +20,7 @@
 #ifndef SEQ_LOADS_H
 #define SEQ_LOADS_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,12 @@ int64_t seq_loads_applied(const seq_loads *l);
 int seq_loads_filled(const seq_loads *l, uint32_t p);
 /* 1 while a held partition is not filled yet. */
 int seq_loads_filling(const seq_loads *l);
+
+/* For /status (new reference): {"topic", "applied", "filling", "needs": [{"sequence",
+ * "generation", "batch_dir"}]}: the batch directories (as the loads named them, under
+ * the batch root) of every load whose data this node's history keeps, which a partition
+ * it acquires would be filled from: they must stay on the shared root. Admin thread. */
+json_t *seq_loads_status(seq_loads *l);
 
 /* LoadBatch on a cluster member. deadline_ns: absolute CLOCK_MONOTONIC, 0 = none (a
  * default applies). SEQ_OK with res (counts summed over the parts, i.e. over one holder

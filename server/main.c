@@ -459,6 +459,7 @@ static int start(server *s, char *err, size_t errlen)
         seq_loads_set_cluster(s->loads, s->cluster);
         seq_cluster_set_loads(s->cluster, s->loads);
         seq_service_set_loads(s->service, s->loads);
+        seq_admin_set_loads(s->admin, s->loads);
     }
     seq_consumer_join(s->consumer);
     wait_assigned(s);

@@ -182,6 +182,8 @@ typedef struct seq_store_view seq_store_view;
 const seq_store_view *seq_store_view_acquire(seq_store *st);
 void seq_store_view_release(seq_store *st, const seq_store_view *v);
 const seq_store_seqstate *seq_store_view_seq(const seq_store_view *v, uint32_t seq_id);
+/* Is generation gen's data still needed (a load of the history not reclaimed)? */
+int seq_store_gen_kept(const seq_store_seqstate *s, uint64_t gen);
 
 /* How many replaced or undone loads per sequence keep their data whatever their age
  * (--keep-generations; default SEQ_KEEP_GENERATIONS_DEFAULT). Set before serving. */

@@ -118,8 +118,6 @@ int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint
                           size_t errlen);
 /* Stops the sweeper thread, if any (before the database closes). */
 void seq_store_stop_sweeper(seq_store *st);
-/* Is generation gen's data still needed (a load of the history not reclaimed)? */
-int seq_store_gen_kept(const seq_store_seqstate *s, uint64_t gen);
 /* store_impact.c: what loading req (verified, its copies staged at `staged`) changes in
  * the MERGED view over [start, min(end, C)) at `now`, before the cuts of rule 5, against
  * the state cur: sets res->users_emptied and res->stream_events_hidden. */

@@ -10,8 +10,10 @@ change nothing anywhere; a node that SIGKILLs itself while applying a load makes
 answer UNAVAILABLE "committed; pending on" naming it, and applies the load once restarted;
 a rollback sent to one node undoes the load everywhere; a node SIGKILLed while applying a
 rollback applies it after its restart; a node started after two loads and a rollback
-(its own group: it holds every partition) fills every partition from the log and answers
-like the others."""
+(its own group: it holds every partition) fills every partition from the log, answers
+like the others and lists the batch directories it needs in /status; a node that
+acquires another's partitions in a rebalance fills them before it reports them caught up
+and serves them itself."""
 import json
 import os
 import subprocess
@@ -169,6 +171,12 @@ def answers_like(cl, gen, nids=None):
     return True
 
 
+def pending(details):
+    """The node ids of an UNAVAILABLE "committed; pending on a, b"."""
+    assert details.startswith("committed; pending on "), details
+    return details[len("committed; pending on "):].split(", ")
+
+
 def snapshot(cl):
     return {nid: (json.dumps(s.status()["sequences"], sort_keys=True),
                   [list(get_with_md(s, u)[0].item_ids) for u in USERS[::30]])
@@ -248,7 +256,7 @@ def test_node_killed_mid_load_is_pending_then_applies_after_restart(cl):
     except grpc.RpcError as e:
         ok = False
         assert e.code() == grpc.StatusCode.UNAVAILABLE, e.details()
-        assert "committed; pending on" in e.details() and "b" in e.details()
+        assert "b" in pending(e.details()), e.details()
     assert cl.nodes["b"].proc.wait(timeout=60) != 0
     if ok:  # only once b had left the map
         assert r.generation == 20
@@ -285,7 +293,7 @@ def test_sigkill_during_cluster_rollback(cl):
         assert r.generation == 10  # only once c had left the map
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.UNAVAILABLE, e.details()
-        assert "committed; pending on" in e.details() and "c" in e.details()
+        assert "c" in pending(e.details()), e.details()
     assert cl.nodes["c"].proc.wait(timeout=60) != 0
     cl.restart("c")
     cl.settle()
@@ -302,3 +310,19 @@ def test_late_node_answers_like_the_others(cl):
     assert answers_like(cl, 10, ["d"])
     for u in USERS[::9]:
         assert list(d.get(u).item_ids) == list(cl.nodes["a"].get(u).item_ids)
+    # /status lists the batch directories d still needs on the shared root
+    st = d.status()["loads"]
+    assert st["applied"] == loads_offset(cl) and not st["filling"]
+    assert os.path.join(cl.root, "g10") in {n["batch_dir"] for n in st["needs"]}
+
+
+def test_partitions_acquired_in_a_rebalance_are_filled(cl):
+    # b stops for good: once its static membership expires, a holds all of g1's
+    # partitions, half of which it never loaded; it fills them before it reports them
+    # caught up, and serves them itself
+    before = holders(cl, "a")
+    assert len(before) < P
+    cl.nodes.pop("b").stop()
+    cl.settle({"g1": ["a"], "g2": ["c"], "g3": ["d"]})
+    assert holders(cl, "a") == set(range(P))
+    assert answers_like(cl, 10, ["a"])
