@@ -85,7 +85,9 @@ consume() {
     printf '%8d %12d %12d %10d %14d %12d\n' $(( (now - t0) / 1000000000 )) "$a" \
       $(( (a - prev) * 1000000000 / (now - tprev) )) "$lag" $(( cache >> 20 )) "$look"
     prev=$a; tprev=$now
-    [ "$lag" = 0 ] && [ "$a" -gt 0 ] && break
+    # lag counts only partitions whose end is known (from a fetch): caught_up says every
+    # partition was consumed to its end
+    [ "$lag" = 0 ] && [ "$a" -gt 0 ] && [ "$(metric seqd_consumer_caught_up)" = 1 ] && break
   done
   total=$(( $(date +%s%N) - t0 ))
   rate=$(( (prev - start_applied) * 1000000000 / total ))
