@@ -96,6 +96,9 @@ consume() {
   log "seqd (history-ms $h): $prev events applied in $(( total / 1000000 )) ms: $rate events/s" \
       "over the whole log; seqd CPU $cpu_ms ms ($us_per_event µs/event, start included)"
   APPLIED=$prev
+  local mis
+  mis=$(metric seqd_events_misrouted_total)
+  [ "$mis" = 0 ] || log "warning: $mis events were misrouted (re-produced and consumed twice): not plain ingest"
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 declare -A RATE CPU
