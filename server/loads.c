@@ -300,12 +300,23 @@ static void read_some(seq_loads *l)
     }
 }
 
+/* The log's end when the thread started (-1 until a broker answered): no partition is
+ * reported filled before every operation up to it is applied, so that a node coming back
+ * never reports caught up from a partial read of the log. */
+static int64_t log_end_at_start(seq_loads *l)
+{
+    int64_t lo = 0, hi = 0;
+    return rd_kafka_query_watermark_offsets(l->cons, l->topic, 0, &lo, &hi, 1000) ? -1 : hi;
+}
+
 static void *run(void *arg)
 {
     seq_loads *l = arg;
     uint8_t held[MAX_PARTS];
-    int64_t retry_at = 0;
+    int64_t retry_at = 0, start_end = -1;
+    atomic_store(&l->filling, 1); /* until the log read at start is applied and filled */
     while (!atomic_load(&l->stop)) {
+        if (start_end < 0) start_end = log_end_at_start(l);
         read_some(l);
         uint32_t np = held_now(l, held);
         for (uint32_t p = 0; p < MAX_PARTS; p++)
@@ -330,7 +341,8 @@ static void *run(void *arg)
                 pthread_mutex_unlock(&l->mu);
             }
         }
-        if (!again) fill(l, held, np, atomic_load(&l->applied));
+        if (!again && start_end >= 0 && atomic_load(&l->applied) >= start_end)
+            fill(l, held, np, atomic_load(&l->applied));
         if (again || atomic_load(&l->filling)) retry_at = mono_ms() + RETRY_MS;
     }
     return NULL;
