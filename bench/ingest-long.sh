@@ -7,20 +7,26 @@
 # Redis LPUSH + LTRIM of the same number of events, random users among the same users,
 # pipelined (redis-cli --pipe), as a ratio.
 #   bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M]
+#                        [--compare-history]
+# --compare-history (issue 13, "Numbers"): the same pre-filled log is consumed twice, by a
+# fresh seqd with --history-ms 0 (no apply times kept for as-of reads) and by one with the
+# default (7 days), one after the other, and the two rates and CPU per event are printed
+# side by side with their ratio.
 # Defaults: 1M users, 60 s of producing (~5M events on 2 cores), 64 partitions (the mock
 # cluster bounds each partition's log), 512 MiB cache. Needs bench/run's build
 # (bench/out/build/seqd, bench/out/bin/seqfeed) or builds them; everything on 127.0.0.1.
 # Never run in CI: it measures the machine.
 set -euo pipefail
 
-USERS=1000000; FILL_S=60; PARTS=64; CACHE_MB=512
+USERS=1000000; FILL_S=60; PARTS=64; CACHE_MB=512; HISTORIES=(default)
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) USERS=$2; shift 2 ;;
     --fill-s) FILL_S=$2; shift 2 ;;
     --partitions) PARTS=$2; shift 2 ;;
     --cache-mb) CACHE_MB=$2; shift 2 ;;
-    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M]" >&2; exit 2 ;;
+    --compare-history) HISTORIES=(0 default); shift ;;
+    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history]" >&2; exit 2 ;;
   esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,32 +62,52 @@ o=$("$BIN/seqfeed" --brokers "$BROKERS" --users "$USERS" -D "$FILL_S")
 FILLED=$(tr ' ' '\n' <<<"$o" | sed -n 's/^produced=//p')
 log "log holds ${FILLED:-?} events ($o)"
 
-log "a fresh seqd consumes it, the producer idle"
-bg "$SEQD" --definition "$B/definition.json" --data-dir "$DATA/seqd" --grpc-listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 --brokers "$BROKERS" --cache-mb "$CACHE_MB" \
-  >"$LOG/seqd.out" 2>"$LOG/seqd.err"
-for _ in $(seq 300); do grep -q "seqd ready" "$LOG/seqd.out" 2>/dev/null && break; sleep 0.1; done
-A=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$LOG/seqd.out")
-[ -n "$A" ] || die "seqd did not start (see $LOG/seqd.err)"
-t0=$(date +%s%N); prev=0; tprev=$t0; start_applied=$(metric seqd_events_applied_total)
-printf '%8s %12s %12s %10s %14s %12s\n' elapsed_s applied rate_per_s lag cache_used_mb id_lookups
-while :; do
-  sleep 10
-  now=$(date +%s%N); a=$(metric seqd_events_applied_total); lag=$(metric seqd_consumer_lag_messages)
-  cache=$(metric seqd_rocksdb_block_cache_usage_bytes); look=$(metric seqd_stream_id_lookups_total)
-  printf '%8d %12d %12d %10d %14d %12d\n' $(( (now - t0) / 1000000000 )) "$a" \
-    $(( (a - prev) * 1000000000 / (now - tprev) )) "$lag" $(( cache >> 20 )) "$look"
-  prev=$a; tprev=$now
-  [ "$lag" = 0 ] && [ "$a" -gt 0 ] && break
+# consume H: a fresh seqd (its own data dir, --history-ms H unless "default") consumes the
+# whole log with the producer idle; sets rate (events/s) and us_per_event
+consume() {
+  local h=$1 dir="$DATA/seqd-$1" hist=()
+  [ "$h" = default ] || hist=(--history-ms "$h")
+  log "a fresh seqd (history-ms $h) consumes it, the producer idle"
+  bg "$SEQD" --definition "$B/definition.json" --data-dir "$dir" --grpc-listen 127.0.0.1:0 \
+    --admin-listen 127.0.0.1:0 --brokers "$BROKERS" --cache-mb "$CACHE_MB" "${hist[@]}" \
+    >"$LOG/seqd-$h.out" 2>"$LOG/seqd-$h.err"
+  local pid=$!
+  for _ in $(seq 300); do grep -q "seqd ready" "$LOG/seqd-$h.out" 2>/dev/null && break; sleep 0.1; done
+  A=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$LOG/seqd-$h.out")
+  [ -n "$A" ] || die "seqd did not start (see $LOG/seqd-$h.err)"
+  local t0 prev=0 tprev now a lag cache look start_applied total cpu_ms
+  t0=$(date +%s%N); tprev=$t0; start_applied=$(metric seqd_events_applied_total)
+  printf '%8s %12s %12s %10s %14s %12s\n' elapsed_s applied rate_per_s lag cache_used_mb id_lookups
+  while :; do
+    sleep 10
+    now=$(date +%s%N); a=$(metric seqd_events_applied_total); lag=$(metric seqd_consumer_lag_messages)
+    cache=$(metric seqd_rocksdb_block_cache_usage_bytes); look=$(metric seqd_stream_id_lookups_total)
+    printf '%8d %12d %12d %10d %14d %12d\n' $(( (now - t0) / 1000000000 )) "$a" \
+      $(( (a - prev) * 1000000000 / (now - tprev) )) "$lag" $(( cache >> 20 )) "$look"
+    prev=$a; tprev=$now
+    [ "$lag" = 0 ] && [ "$a" -gt 0 ] && break
+  done
+  total=$(( $(date +%s%N) - t0 ))
+  rate=$(( (prev - start_applied) * 1000000000 / total ))
+  cpu_ms=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
+  us_per_event=$(awk -v c="$cpu_ms" -v n="$prev" 'BEGIN {printf "%.2f", n ? c * 1000 / n : 0}')
+  log "seqd (history-ms $h): $prev events applied in $(( total / 1000000 )) ms: $rate events/s" \
+      "over the whole log; seqd CPU $cpu_ms ms ($us_per_event µs/event, start included)"
+  APPLIED=$prev
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+declare -A RATE CPU
+for h in "${HISTORIES[@]}"; do
+  consume "$h"
+  RATE[$h]=$rate; CPU[$h]=$us_per_event
 done
-total=$(( $(date +%s%N) - t0 ))
-rate=$(( (prev - start_applied) * 1000000000 / total ))
-SEQD_PID=$(pgrep -n -f "data-dir $DATA/seqd" || true)
-cpu_ms=0
-[ -n "$SEQD_PID" ] && cpu_ms=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$SEQD_PID/stat")
-log "seqd: $prev events applied in $(( total / 1000000 )) ms: $rate events/s over the whole log;" \
-    "seqd CPU $cpu_ms ms ($(awk -v c="$cpu_ms" -v n="$prev" 'BEGIN {printf "%.2f", n ? c * 1000 / n : 0}') µs/event, start included)"
-
+if [ ${#HISTORIES[@]} -gt 1 ]; then
+  log "history kept (default) vs --history-ms 0: rate ${RATE[default]} vs ${RATE[0]} events/s" \
+      "(ratio $(awk -v a="${RATE[default]}" -v b="${RATE[0]}" 'BEGIN {printf "%.3f", a / b}')," \
+      "bar >= 0.90); CPU ${CPU[default]} vs ${CPU[0]} µs/event" \
+      "(ratio $(awk -v a="${CPU[default]}" -v b="${CPU[0]}" 'BEGIN {printf "%.3f", a / b}'))"
+fi
+prev=$APPLIED; rate=${RATE[default]}
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   RP=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   bg redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >"$LOG/redis.out" 2>&1

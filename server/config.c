@@ -83,6 +83,7 @@ const char *seq_event_format_name(seq_format f)
 }
 
 static const char DEFAULT_DATA_DIR[] = "./seqd-data";
+static const char DEFAULT_GROUP[] = "seqd";
 
 static void set_defaults(seq_config *c)
 {
@@ -91,7 +92,7 @@ static void set_defaults(seq_config *c)
     c->grpc_listen = "127.0.0.1:50051";
     c->admin_listen = "127.0.0.1:8080";
     c->topic = "seqd.events";
-    c->group = "seqd";
+    c->group = DEFAULT_GROUP;
     c->event_format = SEQ_FORMAT_PROTOBUF;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = n > 0 ? (int)n : 1;
@@ -214,6 +215,7 @@ int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t err
         }
     }
     c->data_dir_given = c->data_dir != DEFAULT_DATA_DIR;
+    c->group_given = c->group != DEFAULT_GROUP;
     if (c->help || c->check_definition) return SEQ_OK;
     if (!c->definition) {
         seq_errf(err, errlen, "--definition FILE is required (see --help)");

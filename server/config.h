@@ -52,6 +52,7 @@ typedef struct {
      * with the stored data), print the verdict, exit; serve nothing. */
     const char *check_definition;
     int data_dir_given; /* --data-dir was on the command line */
+    int group_given;    /* --group was on the command line: the node joins that group */
 } seq_config;
 
 /* Fills *c with the defaults, then applies argv. Accepts "--opt value" and "--opt=value".

@@ -342,14 +342,17 @@ static void note_newest(void *h, int64_t ms, int64_t newest)
     seq_wmhist_note(h, ms, newest);
 }
 
-/* Does this node join its group's consumer group? With --instance-id or --advertise it is
- * a cluster member (README, "A cluster of nodes"); without either it is standalone and
- * assigns every partition itself, as a node did before clusters: a restart then never
- * waits for a group rebalance (Kafka holds a vanished member's partitions until its
- * session times out). The embedded cluster is in-process: no one else can join it. */
+/* Does this node join its group's consumer group? With --group, --instance-id or
+ * --advertise it is a cluster member (README, "A cluster of nodes"; without --instance-id
+ * its id is generated once and kept in the data dir, and its membership is dynamic: SIGTERM
+ * leaves the group at once). With none of them it is a single node and assigns every
+ * partition itself, as a node did before clusters: a restart then never waits for a group
+ * rebalance (Kafka holds a vanished member's partitions until its session times out), and
+ * a group of one would hold everything anyway. The embedded cluster is in-process: no one
+ * else can join it. */
 static int cluster_member(const seq_config *c)
 {
-    return c->brokers && (c->instance_id || c->advertise);
+    return c->brokers && (c->instance_id || c->advertise || c->group_given);
 }
 
 /* The console's Cluster page (server/console.h cluster_json hook): the map as /cluster

@@ -69,8 +69,13 @@ static int write_desc(seq_build *b, char *err, size_t errlen);
 static void note(seq_build *b, const char *file, uint64_t line, const char *what)
 {
     if (b->rep.n_notes >= SEQ_BUILD_MAX_NOTES) return;
-    snprintf(b->rep.notes[b->rep.n_notes++], sizeof b->rep.notes[0], "%s:%llu: %s", file,
-             (unsigned long long)line, what);
+    /* a note is cut to its slot (a long path or message): said explicitly, or gcc -O2
+     * rejects the possible truncation under -Werror=format-truncation */
+    char *slot = b->rep.notes[b->rep.n_notes++];
+    int n = snprintf(slot, sizeof b->rep.notes[0], "%s:%llu: ", file, (unsigned long long)line);
+    if (n >= 0 && (size_t)n < sizeof b->rep.notes[0])
+        snprintf(slot + n, sizeof b->rep.notes[0] - (size_t)n, "%.*s",
+                 (int)(sizeof b->rep.notes[0] - (size_t)n - 1), what);
 }
 
 int seq_build_new(const seq_def *def, const char *sequence, int64_t start_ms, int64_t end_ms,

@@ -1,8 +1,9 @@
 """Replica groups on Kafka consumer groups (PRODUCT.md, "A cluster of nodes"): two nodes of
 one --group split the topic's partitions (cooperative-sticky), each consuming only what it
 holds, from the offsets stored with its data; a node of another group holds everything;
-a restart with the same --instance-id keeps its partitions and its data; a node without
---instance-id or --advertise stays standalone and holds every partition at once."""
+a restart with the same --instance-id keeps its partitions and its data; nodes with --group
+but no --instance-id join it too (generated ids, dynamic membership); a node with none of
+--group, --instance-id, --advertise stays standalone and holds every partition at once."""
 import json
 import os
 import re
@@ -75,11 +76,33 @@ def test_group_splits_partitions_and_restart_keeps_them(seqd_factory, tmp_path):
         broker.wait()
 
 
-def test_standalone_without_instance_id(seqd_factory):
+def test_standalone_without_group(seqd_factory):
     broker, brokers = start_broker()
     try:
-        s = seqd_factory(brokers=brokers, args=["--group", "g3"])
+        s = seqd_factory(brokers=brokers)
         assert held(s) == list(range(P))  # at the ready line already: no rebalance wait
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
+
+
+def test_group_without_instance_id_joins_with_generated_ids(seqd_factory):
+    """--group alone makes a node a member (PRODUCT.md: --instance-id defaults to an id
+    generated once and kept in the data dir): two such nodes split the partitions."""
+    broker, brokers = start_broker()
+    try:
+        a = seqd_factory(brokers=brokers, args=["--group", "g3"])
+        b = seqd_factory(brokers=brokers, args=["--group", "g3"])
+        def split():
+            ha, hb = held(a), held(b)
+            return ha and hb and not set(ha) & set(hb) and sorted(ha + hb) == list(range(P))
+        helpers.poll(split, "the two nodes of g3 split the partitions")
+        ids = [open(os.path.join(s.data_dir, "node-id")).read().strip() for s in (a, b)]
+        assert ids[0] and ids[1] and ids[0] != ids[1]
+        def listed():
+            m = json.loads(a.http("/cluster")[1])
+            return sorted(n["id"] for n in m["nodes"]) == sorted(ids)
+        helpers.poll(listed, "both generated ids in the map")
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait()

@@ -188,8 +188,7 @@ def test_external_brokers_json_topic_created_later(server, pb):
     tmp = tempfile.mkdtemp(prefix="seqd-ext-")
     s2 = None
     try:
-        s2 = Server(tmp, ["--brokers", server.brokers, "--topic", "seqd.json", "--event-format", "json",
-                          "--group", "g2"])
+        s2 = Server(tmp, ["--brokers", server.brokers, "--topic", "seqd.json", "--event-format", "json"])
         assert s2.brokers == server.brokers
         st = json.loads(s2.http("/status")[1])
         assert st["embedded_kafka"] is False and st["event_format"] == "json" and st["topic"] == "seqd.json"

@@ -28,6 +28,7 @@ static void test_defaults(void)
     CHECK(c.brokers == NULL);
     CHECK(strcmp(c.topic, "seqd.events") == 0);
     CHECK(strcmp(c.group, "seqd") == 0);
+    CHECK_EQ_INT(c.group_given, 0);
     CHECK_EQ_INT(c.event_format, SEQ_FORMAT_PROTOBUF);
     CHECK_EQ_INT(c.threads, sysconf(_SC_NPROCESSORS_ONLN));
     CHECK_EQ_INT(c.cache_mb, 512);
@@ -59,6 +60,7 @@ static void test_both_spellings(void)
     CHECK(c.brokers && strcmp(c.brokers, "h1:9092,h2:9092") == 0);
     CHECK(strcmp(c.topic, "t") == 0);
     CHECK(strcmp(c.group, "g") == 0);
+    CHECK_EQ_INT(c.group_given, 1);
     CHECK_EQ_INT(c.event_format, SEQ_FORMAT_JSON);
     CHECK_EQ_INT(c.threads, 3);
     CHECK_EQ_INT(c.cache_mb, 64);
