@@ -148,3 +148,39 @@ print(next((q["batch_generation"] for q in s.get("sequences", []) if q["name"] =
 
 # md_row CELLS...: one markdown table row
 md_row() { local IFS='|'; printf '| %s |\n' "$(sed 's/|/ | /g' <<<"$*")"; }
+
+# batch_data USERS GEN START END: USERS x 100 events (bench/gen), built into one batch of 8
+# parts in $DATA/batch/data; sets SSTS (its files)
+batch_data() {
+  mkdir -p "$DATA/batch"
+  "$BIN/gen" --format pb --users "$1" --events 100 --end-ms "$4" --span-ms 10800000 --out "$DATA/in.pb"
+  "$SEQCTL" build --definition "$B/definition.json" --sequence engagements --start-ms "$3" \
+    --end-ms "$4" --generation "$2" --out "$DATA/batch/data" --format pb --partitions 8 \
+    "$DATA/in.pb" >"$LOG/build.out" 2>&1 || die "build failed: $(tail -3 "$LOG/build.out")"
+  rm -f "$DATA/in.pb"
+  mapfile -t SSTS < <(ls "$DATA"/batch/data/partition-*/*.sst)
+}
+
+# load_everywhere GEN START END NODE...: LoadBatch of SSTS through the first node; a node
+# that does not show GEN within 10 s (cluster-wide loads missing) gets the same call
+# directly, and LOAD_NOTE says so
+load_everywhere() {
+  local gen=$1 s=$2 e=$3 n missing=()
+  shift 3
+  LOAD_NOTE=""
+  "$SEQCTL" --server "${NODE_GRPC[$1]}" --admin "${NODE_ADMIN[$1]}" load --sequence engagements \
+    --start-ms "$s" --end-ms "$e" --generation "$gen" "${SSTS[@]}" >"$LOG/load-$1.out" 2>&1 ||
+    log "load through $1 answered: $(cat "$LOG/load-$1.out")"
+  for n in "$@"; do
+    for _ in $(seq 50); do [ "$(status_gen "${NODE_ADMIN[$n]}" engagements)" = "$gen" ] && break; sleep 0.2; done
+    [ "$(status_gen "${NODE_ADMIN[$n]}" engagements)" = "$gen" ] && continue
+    missing+=("$n")
+    "$SEQCTL" --server "${NODE_GRPC[$n]}" --admin "${NODE_ADMIN[$n]}" load --sequence engagements \
+      --start-ms "$s" --end-ms "$e" --generation "$gen" "${SSTS[@]}" >"$LOG/load-$n.out" 2>&1 ||
+      die "load at $n failed: $(cat "$LOG/load-$n.out")"
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    LOAD_NOTE="the load through $1 did not reach ${missing[*]} (cluster-wide loads missing?): loaded there directly"
+    log "$LOAD_NOTE"
+  fi
+}
