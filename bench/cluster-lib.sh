@@ -30,12 +30,16 @@ now_us() { echo $(( $(date +%s%N) / 1000 )); }
 metric() { curl -s "http://$1/metrics" | awk -v m="$2" '$1==m || index($1, m"{")==1 {s+=$2} END {printf "%.0f\n", s}'; }
 
 # cl_init NAME: log and data directories (emptied), the Release build and the tools.
-# A build already in bench/out/build is reused (bench/run's; remove it to rebuild).
+# A build already in bench/out/build is reused (bench/run's; remove it to rebuild);
+# SEQD_BUILD=DIR takes seqd and seqctl from DIR instead (another branch's build, say).
 cl_init() {
   BENCH_NAME=$1
   LOG=$OUT/log/$1; DATA=$OUT/data/$1
   rm -rf "$DATA"; mkdir -p "$BIN" "$LOG" "$DATA"
-  if [ ! -x "$OUT/build/seqd" ] || [ ! -x "$OUT/build/seqctl" ]; then
+  if [ -n "${SEQD_BUILD:-}" ]; then
+    SEQD=$SEQD_BUILD/seqd; SEQCTL=$SEQD_BUILD/seqctl
+    [ -x "$SEQD" ] && [ -x "$SEQCTL" ] || die "no seqd and seqctl in SEQD_BUILD=$SEQD_BUILD"
+  elif [ ! -x "$OUT/build/seqd" ] || [ ! -x "$OUT/build/seqctl" ]; then
     log "building seqd (Release) in bench/out/build"
     cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release >"$LOG/cmake.log"
     make -C "$OUT/build" -j2 seqd seqctl >"$LOG/make.log" || die "build failed: see $LOG/make.log"
@@ -44,7 +48,7 @@ cl_init() {
   cc "${cf[@]}" -I"$ROOT/engine" -o "$BIN/gen" "$B/gen.c" "$ROOT/engine/partition.c" $(pkg-config --libs avro-c)
   cc "${cf[@]}" -o "$BIN/seqload" "$B/seqload.c" "$B/h2c.c" -lnghttp2
   cc "${cf[@]}" -o "$BIN/seqfeed" "$B/seqfeed.c" "$B/h2c.c" -lnghttp2 -lrdkafka
-  SEQD=$OUT/build/seqd; SEQCTL=$OUT/build/seqctl
+  [ -n "${SEQD_BUILD:-}" ] || { SEQD=$OUT/build/seqd; SEQCTL=$OUT/build/seqctl; }
   command -v h2load >/dev/null || die "h2load missing (scripts/install-deps.sh --bench)"
 }
 
