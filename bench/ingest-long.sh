@@ -85,7 +85,9 @@ consume() {
     printf '%8d %12d %12d %10d %14d %12d\n' $(( (now - t0) / 1000000000 )) "$a" \
       $(( (a - prev) * 1000000000 / (now - tprev) )) "$lag" $(( cache >> 20 )) "$look"
     prev=$a; tprev=$now
-    [ "$lag" = 0 ] && [ "$a" -gt 0 ] && break
+    # lag counts only partitions whose end is known (from a fetch): caught_up says every
+    # partition was consumed to its end
+    [ "$lag" = 0 ] && [ "$a" -gt 0 ] && [ "$(metric seqd_consumer_caught_up)" = 1 ] && break
   done
   total=$(( $(date +%s%N) - t0 ))
   rate=$(( (prev - start_applied) * 1000000000 / total ))
@@ -94,6 +96,9 @@ consume() {
   log "seqd (history-ms $h): $prev events applied in $(( total / 1000000 )) ms: $rate events/s" \
       "over the whole log; seqd CPU $cpu_ms ms ($us_per_event µs/event, start included)"
   APPLIED=$prev
+  local mis
+  mis=$(metric seqd_events_misrouted_total)
+  [ "$mis" = 0 ] || log "warning: $mis events were misrouted (re-produced and consumed twice): not plain ingest"
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 declare -A RATE CPU

@@ -115,10 +115,15 @@ static int parse(int argc, char **argv, opts *o)
     return o->brokers && o->users && o->probe_ms > 0 ? 0 : -1;
 }
 
+/* Keyed by user id and partitioned as seqd expects (Kafka's murmur2, as seqctl produce and
+ * Java clients do): with librdkafka's default (CRC32) nearly every event would be
+ * misrouted, and seqd would re-produce it to its user's partition and consume it twice
+ * (README, "Misrouted events"): the feed would measure that path, not ingest. */
 static rd_kafka_t *producer(const opts *o, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", o->brokers, err, errlen) ||
+        rd_kafka_conf_set(conf, "partitioner", "murmur2_random", err, errlen) ||
         rd_kafka_conf_set(conf, "linger.ms", "2", err, errlen) ||
         rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", err, errlen)) {
         rd_kafka_conf_destroy(conf);

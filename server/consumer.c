@@ -290,6 +290,13 @@ static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps, int64_t 
     ps->wm = stored ? wm : 0;
     ps->high = -1;
     ps->progress_ms = seq_now_ms();
+    if (!stored && !c->mock) {
+        /* nothing stored for p: this node begins holding it now, and cannot answer an
+         * as-of read for an earlier time (PRODUCT.md "As of T"; another replica can) */
+        char err[160];
+        if (seq_store_set_held_since(c->cfg.store, (uint32_t)p, ps->progress_ms, err, sizeof err))
+            seq_log(SEQ_LOG_WARN, "partition %d: held-since time not stored: %s", (int)p, err);
+    }
     if (c->mock && stored) {
         if (next > *stale) *stale = next;
         stored = 0;

@@ -464,8 +464,9 @@ static int check_gap(const prepared *q, const seq_cov_seg *cov, uint32_t n_cov, 
 
 /* The state as committed at T and the stream watermark then (PRODUCT.md "As of T"), or
  * FAILED_PRECONDITION naming the oldest time this node answers exactly. */
-static int state_as_of(seq_service *s, const seq_store_seqstate *st, int64_t now, int64_t t,
-                       seq_hist_state *out, int64_t *stream_wm, char *msg, size_t msglen)
+static int state_as_of(seq_service *s, const seq_store_seqstate *st, uint64_t user, int64_t now,
+                       int64_t t, seq_hist_state *out, int64_t *stream_wm, char *msg,
+                       size_t msglen)
 {
     int64_t keep = seq_store_history_ms(s->cfg.store);
     if (keep <= 0) {
@@ -474,6 +475,9 @@ static int state_as_of(seq_service *s, const seq_store_seqstate *st, int64_t now
     }
     int64_t oldest = now - keep, born = seq_store_born_ms(s->cfg.store), hist_oldest;
     if (born > oldest) oldest = born;
+    /* a partition this node took on later (a rebalance) holds apply times from then on */
+    int64_t held = seq_store_user_held_since(s->cfg.store, user);
+    if (held > oldest) oldest = held;
     int rc = SEQ_OK;
     if (!st->hist) *out = (seq_hist_state){0, 0, NULL, 0};
     else if (seq_hist_at(st->hist, t, out, &hist_oldest) != SEQ_OK) rc = SEQ_EPRECONDITION;
@@ -501,7 +505,7 @@ static int read_one(seq_service *s, worker_state *w, const seq_store_view *v, in
     int rc;
     if (q->as_of_ms) { /* within a second ahead of the clock: as of now */
         t = q->as_of_ms < now ? q->as_of_ms : now;
-        if ((rc = state_as_of(s, st, now, t, &at, &swm, msg, msglen))) return rc;
+        if ((rc = state_as_of(s, st, q->user, now, t, &at, &swm, msg, msglen))) return rc;
     } else {
         swm = stream_watermark(s);
     }

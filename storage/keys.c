@@ -95,6 +95,13 @@ size_t seq_key_offset(uint8_t *k, int32_t partition)
     return n + 4;
 }
 
+size_t seq_key_held(uint8_t *k, uint32_t partition)
+{
+    size_t n = seq_key_meta(k, "held");
+    seq_put_be32(k + n, partition);
+    return n + 4;
+}
+
 size_t seq_key_gen(uint8_t *k, uint32_t seq)
 {
     size_t n = seq_key_meta(k, "gen");

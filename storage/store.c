@@ -393,6 +393,15 @@ static int load_counts(seq_store *st, char *err, size_t errlen)
     st->corrupt_next_id = corrupt;
     atomic_store(&st->corrupt_total, corrupt);
     atomic_store(&st->layout_parts, (uint32_t)parts);
+    for (uint32_t p = 0; !rc && p < SEQ_STORE_HELD_MAX && p < parts; p++) {
+        uint8_t k[SEQ_KEY_MAX];
+        size_t kl = seq_key_held(k, p), vl;
+        char *val;
+        rc = seq_store_get_raw(st, k, kl, &val, &vl, err, errlen);
+        atomic_store(&st->held_since[p], rc == SEQ_OK && val && vl == 8
+                                             ? (int64_t)seq_get_be64((uint8_t *)val) : 0);
+        rocksdb_free(val);
+    }
     return rc;
 }
 
@@ -566,6 +575,28 @@ int seq_store_set_partitions(seq_store *st, uint32_t p, char *err, size_t errlen
     return rc;
 }
 
+int seq_store_set_held_since(seq_store *st, uint32_t p, int64_t ms, char *err, size_t errlen)
+{
+    if (p >= SEQ_STORE_HELD_MAX) return SEQ_OK;
+    uint8_t k[SEQ_KEY_MAX], v[8];
+    size_t kl = seq_key_held(k, p);
+    seq_put_be64(v, (uint64_t)ms);
+    int rc = put_sync(st, k, kl, v, 8, err, errlen);
+    if (rc == SEQ_OK) atomic_store(&st->held_since[p], ms);
+    return rc;
+}
+
+int64_t seq_store_held_since(seq_store *st, uint32_t p)
+{
+    return p < SEQ_STORE_HELD_MAX ? atomic_load_explicit(&st->held_since[p], memory_order_relaxed)
+                                  : 0;
+}
+
+int64_t seq_store_user_held_since(seq_store *st, uint64_t user)
+{
+    return seq_store_held_since(st, seq_store_part_of(st, user));
+}
+
 int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t errlen)
 {
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
@@ -580,6 +611,8 @@ int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t err
     uint8_t k[SEQ_KEY_MAX];
     size_t kl = seq_key_offset(k, (int32_t)part);
     rocksdb_writebatch_delete(wb, (const char *)k, kl);
+    kl = seq_key_held(k, part);
+    rocksdb_writebatch_delete(wb, (const char *)k, kl);
     char *e = NULL;
     rocksdb_write(st->db, st->wsync, wb, &e);
     rocksdb_writebatch_destroy(wb);
@@ -588,6 +621,7 @@ int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t err
         rocksdb_free(e);
         return SEQ_EINTERNAL;
     }
+    if (part < SEQ_STORE_HELD_MAX) atomic_store(&st->held_since[part], 0);
     seq_rcache_clear(st->rcache); /* cached entries of its users are gone with the data */
     seq_store_bump_epoch(st);
     return SEQ_OK;

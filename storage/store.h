@@ -13,7 +13,9 @@
  *                                      "hist" be32 seq -> its load history (loads,
  *                                      rollbacks, reclaims); "born" -> when the data dir
  *                                      began (the oldest as-of time); "wmh" be64 second
- *                                      -> the stream watermark series (as-of reads)
+ *                                      -> the stream watermark series (as-of reads);
+ *                                      "held" be32 partition -> be64 ms this node
+ *                                      began holding it
  *   's' be32 part, be32 seq, be64 user, be64 ~B
  *                                      stream bucket blob (engine/blob.h), written as
  *                                      merge operands (store_batch.c, store_merge.c); B
@@ -118,9 +120,21 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen);
 int seq_store_set_partitions(seq_store *st, uint32_t p, char *err, size_t errlen);
 uint32_t seq_store_partitions(seq_store *st);
 
+/* When this node began holding layout partition p (PRODUCT.md "As of T": a node that
+ * acquired a partition later cannot answer an earlier T): set by the consumer when it
+ * takes on a partition it stores nothing for, kept as 'm' "held" be32 p -> be64 ms (a
+ * synced put; SEQ_OK or SEQ_EINTERNAL), forgotten by seq_store_drop_partition. 0 when
+ * unknown: held since the data dir began (seq_store_born_ms). Partitions from
+ * SEQ_STORE_HELD_MAX on are not tracked (0). */
+#define SEQ_STORE_HELD_MAX 1024
+int seq_store_set_held_since(seq_store *st, uint32_t p, int64_t ms, char *err, size_t errlen);
+int64_t seq_store_held_since(seq_store *st, uint32_t p);
+/* The same for the layout partition of a user. */
+int64_t seq_store_user_held_since(seq_store *st, uint64_t user);
+
 /* Drops everything the stream path stored for one layout partition: its 's' and 'i' key
- * ranges (two range deletes: kind, be32 part .. kind, be32 part + 1) and its stored
- * offset, in one write. For a node that no longer holds the partition (the cluster
+ * ranges (two range deletes: kind, be32 part .. kind, be32 part + 1), its stored
+ * offset and its held-since time, in one write. For a node that no longer holds the partition (the cluster
  * helper calls it once the new holder is caught up). Batch data is not touched. SEQ_OK or
  * SEQ_EINTERNAL. */
 int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t errlen);

@@ -41,6 +41,9 @@ struct seq_store {
     /* Stream layout (keys.h): the partition count user partitions are computed with,
      * stored as 'm' "parts"; 0 until the consumer (or a first write) sets it. */
     _Atomic uint32_t layout_parts;
+    /* When this node began holding each layout partition (ms; 0: since the data dir
+     * began), 'm' "held" be32 p; loaded at open, then written by the consumer only. */
+    _Atomic int64_t held_since[SEQ_STORE_HELD_MAX];
     seq_idfilter *idf;          /* ids stored on the stream path (idfilter.h); one writer */
     int idf_partial;            /* the index could not be read whole at open: look up all */
     _Atomic uint64_t id_lookups; /* 'i' lookups the filter could not spare */

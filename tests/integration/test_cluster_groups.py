@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 import helpers
 
 sys.path.insert(0, os.path.join(helpers.SOURCE, "clients", "python"))
@@ -155,6 +157,55 @@ def test_handed_over_partitions_dropped_once_new_holder_caught_up(seqd_factory, 
             assert list(r.item_ids) == [u]
             served = dict(call.trailing_metadata())["seqd-served-by"]
             assert served == ("b" if partition_of_user(u, P) in mine else "a"), (u, served)
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
+
+
+def test_as_of_before_a_partition_was_acquired_is_refused(seqd_factory):
+    """PRODUCT.md "As of T": apply times are each node's own, so a node that acquired a
+    partition later (here: a, once b left the group) cannot answer an earlier T for its
+    users (FAILED_PRECONDITION, and a forwarder tries the next replica), though its data
+    dir is older than T; for a partition it held all along it can."""
+    import time
+    import grpc
+    sys.path.insert(0, os.path.dirname(__file__))
+    from cluster_helpers import get_with_md
+    broker, brokers = start_broker()
+    try:
+        # no --instance-id: dynamic membership, so b's SIGTERM hands its partitions over at once
+        a = seqd_factory(brokers=brokers, args=["--group", "g4"])
+        b = seqd_factory(brokers=brokers, args=["--group", "g4"])
+        split = helpers.poll(lambda: (lambda x, y: (x, y) if x and y and
+                                      sorted(x + y) == list(range(P)) else None)(held(a), held(b)),
+                             "g4 split between a and b")
+        users = [helpers.new_user() for _ in range(24)]
+        now = helpers.now_ms()
+        a.producer().events([dict(user_id=u, time_ms=now - 1000, event_type="click", item_id=u)
+                             for u in users])
+        on_a = [u for u in users if partition_of_user(u, P) in split[0]]
+        on_b = [u for u in users if partition_of_user(u, P) in split[1]]
+        assert on_a and on_b
+        for u in users:
+            (a if u in on_a else b).wait_item(u, u)
+        time.sleep(0.05)
+        t_before = helpers.now_ms()  # every event applied by its holder
+        time.sleep(0.05)
+        b.stop(signal.SIGTERM)
+        helpers.poll(lambda: held(a) == list(range(P)), "a took b's partitions")
+        for u in on_b:
+            a.wait_item(u, u)  # filled from the log, applied after t_before
+        with pytest.raises(grpc.RpcError) as e:
+            get_with_md(a, on_b[0], metadata=[("seqd-forwarded", "1")], as_of_ms=t_before)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+        assert "older than the oldest time this node answers exactly" in e.value.details()
+        # a held its own partitions all along: the earlier T is answered there
+        r, _ = get_with_md(a, on_a[0], metadata=[("seqd-forwarded", "1")], as_of_ms=t_before)
+        assert on_a[0] in r.item_ids
+        # and a T after it took b's partitions is answered for their users too
+        r, _ = get_with_md(a, on_b[0], metadata=[("seqd-forwarded", "1")],
+                           as_of_ms=helpers.now_ms())
+        assert on_b[0] in r.item_ids
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait()

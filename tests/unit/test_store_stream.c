@@ -257,8 +257,13 @@ static void drop_partition(void)
         snprintf(id, sizeof id, "p%llu", (unsigned long long)u);
         CHECK(fx_add(b, d, users[u], T + 1, id, 0, 1) == SEQ_OK);
     }
-    uint32_t gone = seq_store_part_of(st, users[0]);
+    uint32_t gone = seq_store_part_of(st, users[0]), other = (gone + 1) % 4;
     seq_store_batch_set_offset(b, (int32_t)gone, 9, T);
+    /* held-since times: per partition, kept across a reopen, forgotten with a drop */
+    CHECK(seq_store_held_since(st, gone) == 0);
+    CHECK(seq_store_set_held_since(st, gone, T + 5, err, sizeof err) == SEQ_OK);
+    CHECK(seq_store_set_held_since(st, other, T + 7, err, sizeof err) == SEQ_OK);
+    CHECK(seq_store_user_held_since(st, users[0]) == T + 5);
     CHECK(fx_commit(b) == SEQ_OK);
     seq_store_reader *r = seq_store_reader_new(st);
     seq_merge_params p = fx_params(d, seq_now_ms());
@@ -279,11 +284,13 @@ static void drop_partition(void)
     CHECK(dropped >= 1 && kept >= 1); /* 8 users over 4 partitions */
     int64_t off, wm;
     CHECK(seq_store_get_offset(st, (int32_t)gone, &off, &wm) == SEQ_ENOTFOUND);
+    CHECK(seq_store_held_since(st, gone) == 0 && seq_store_held_since(st, other) == T + 7);
     seq_store_reader_free(r);
     seq_store_batch_free(b);
     seq_store_close(st);
     st = fx_open(d);
     CHECK(seq_store_partitions(st) == 4);
+    CHECK(seq_store_held_since(st, gone) == 0 && seq_store_held_since(st, other) == T + 7);
     seq_store_close(st);
     seq_def_free(d);
 }
