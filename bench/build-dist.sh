@@ -183,7 +183,7 @@ wall_ms() {
   for n in "$@"; do
     s=${SWITCH_MS[$n]}
     [ "$s" = - ] && continue
-    w=$(awk -v w="$w" -v s="$s" 'BEGIN{print (s > w ? s : w)}')
+    w=$(awk -v w="$w" -v s="$s" 'BEGIN{if (s + 0 > w + 0) print s; else print w}')
   done
   echo "$w"
 }
@@ -226,7 +226,7 @@ if [ $CLUSTER = 1 ]; then
   if [ ${#missing[@]} -gt 0 ]; then
     CLUSTER_NOTE="THE LOAD DID NOT REACH EVERY NODE: ${missing[*]} never showed generation $GEN within ${DEADLINE_S} s (readers saw: $(for n in n1 n2 n3; do printf '%s=%s ' $n "${SEEN[$n]:-?}"; done); /status: $(for n in n1 n2 n3; do printf '%s=%s ' $n "${STATUS_GEN[$n]}"; done)). The call answered (exit $LOAD_RC): $LOAD_OUT. Cluster-wide loads (<topic>.seqd-loads, PRODUCT.md \"Batches in a cluster\") are missing or failing; no ratio."
   else
-    RATIO=$(awk -v c="$CLUSTER_WALL" -v s="$SINGLE_WALL" 'BEGIN{printf "%.2f", s > 0 ? c / s : 0}')
+    RATIO=$(awk -v c="$CLUSTER_WALL" -v s="$SINGLE_WALL" 'BEGIN{if (s > 0) printf "%.2f", c / s; else print "-"}')
     [ "$LOAD_RC" = 0 ] || CLUSTER_NOTE="every node switched, but the call failed (exit $LOAD_RC): $LOAD_OUT"
   fi
 fi
