@@ -108,6 +108,7 @@ timed() {
   ROWS+=("$(md_row "$label" "$fmt" "$n" "$kind" "$want" "$(awk -v w="$WALL_NS" 'BEGIN{printf "%.2f", w/1e9}')" "$rate" "$per" "$ratio")")
   log "build $label: $n builder(s), $(awk -v w="$WALL_NS" 'BEGIN{printf "%.2f", w/1e9}') s, $rate events/s ($per per builder)"
   eval "RATE_${name//-/_}=$rate"
+  [ "$name" = pb-split2 ] || rm -rf "$DATA/batch/$name"   # only the loaded batch is kept
 }
 
 PB_EVENTS=$((USERS * EVENTS))
@@ -116,15 +117,13 @@ log "building one batch of $P parts with 1, 2 and 4 builders"
 timed "1 builder" pb-1 pb "whole" $PB_EVENTS "0-7=$all"
 timed "2 builders, whole input each" pb-shared2 pb "whole" $PB_EVENTS "0-3=$all" "4-7=$all"
 timed "4 builders, whole input each" pb-shared4 pb "whole" $PB_EVENTS "0-1=$all" "2-3=$all" "4-5=$all" "6-7=$all"
-rm -rf "$DATA/batch/pb-shared4"
 timed "2 builders, own share each" pb-split2 pb "pre-partitioned" $PB_EVENTS \
   "0-3=$DATA/in-0-1.pb,$DATA/in-2-3.pb" "4-7=$DATA/in-4-5.pb,$DATA/in-6-7.pb"
 timed "4 builders, own share each" pb-split4 pb "pre-partitioned" $PB_EVENTS \
   "0-1=$DATA/in-0-1.pb" "2-3=$DATA/in-2-3.pb" "4-5=$DATA/in-4-5.pb" "6-7=$DATA/in-6-7.pb"
-rm -rf "$DATA/batch/pb-1" "$DATA/batch/pb-shared2" "$DATA/batch/pb-split4"
 timed "1 builder, Avro (snappy)" avro-1 avro "whole" $((AVRO_USERS * EVENTS)) "0-7=$DATA/in.avro"
 timed "1 builder, JSON Lines" jsonl-1 jsonl "whole" $((JSONL_USERS * EVENTS)) "0-7=$DATA/in.jsonl"
-rm -rf "$DATA/batch/avro-1" "$DATA/batch/jsonl-1" "$DATA"/in*
+rm -rf "$DATA"/in*
 LOAD_DIR=$DATA/batch/pb-split2
 mapfile -t SSTS < <(ls "$LOAD_DIR"/partition-*/*.sst)
 
@@ -199,7 +198,7 @@ load_at single single
 SINGLE_WALL=$(wall_ms single)
 LOAD_ROWS=("$(md_row "single node" "call ${CALL_MS} ms, exit 0" "${SWITCH_MS[single]} ms" "$SINGLE_WALL")")
 log "single node: call $CALL_MS ms, switch-over at ${SWITCH_MS[single]} ms: $LOAD_OUT"
-stop "${NODE_PID[single]}"; stop "$BROKER_PID"
+stop "${NODE_PID[single]}"; stop "$BROKER_PID"; rm -rf "$DATA/single"
 
 CLUSTER_NOTE=""
 RATIO="-"
