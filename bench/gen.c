@@ -4,8 +4,12 @@
  * length-delimited protobuf seqd.v1.Event (the builder's --format pb), JSON Lines, or an
  * Avro container file of proto/seqd/v1/event.avsc's records (--format avro, codec
  * --codec null|deflate|snappy, default snappy as Spark writes), through avro-c.
- * Deterministic: the same arguments give the same bytes. Not part of seqd. */
+ * Deterministic: the same arguments give the same bytes. Not part of seqd.
+ * --partitions P --only-partitions LIST (LIST as seqctl build's: 0-3,7) writes only the
+ * users whose Kafka partition (engine/partition.c, the function seqd places users by) is
+ * in LIST: the pre-partitioned share of one builder (bench/build-dist.sh). */
 #include <avro.h>
+#include "partition.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,8 +138,32 @@ static int write_avro(avro_out *a, const ev *e)
     return avro_file_writer_append_value(a->w, &a->rec);
 }
 
+/* LIST of partitions (N, A-B, comma-separated) into sel[P]; -1 when malformed. */
+static int parse_parts(const char *list, uint32_t p, uint8_t *sel)
+{
+    for (const char *q = list; *q;) {
+        char *e;
+        unsigned long a = strtoul(q, &e, 10), b = a;
+        if (e == q) return -1;
+        if (*e == '-') {
+            q = e + 1;
+            b = strtoul(q, &e, 10);
+            if (e == q) return -1;
+        }
+        if (a > b || b >= p) return -1;
+        for (unsigned long i = a; i <= b; i++) sel[i] = 1;
+        if (*e == ',') e++;
+        else if (*e) return -1;
+        q = e;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    const char *only = NULL;
+    uint32_t parts = 0;
+    static uint8_t sel[65536];
     const char *fmt = "pb", *out = NULL, *codec = "snappy";
     uint64_t users = 1000, first = 1, events = 100;
     int64_t end = 0, span = 3600000;
@@ -149,11 +177,18 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--span-ms")) span = strtoll(v, NULL, 10);
         else if (!strcmp(k, "--out")) out = v;
         else if (!strcmp(k, "--codec")) codec = v;
+        else if (!strcmp(k, "--partitions")) parts = (uint32_t)strtoul(v, NULL, 10);
+        else if (!strcmp(k, "--only-partitions")) only = v;
+    }
+    if (!!parts != !!only || parts > sizeof sel || (only && parse_parts(only, parts, sel) < 0)) {
+        fprintf(stderr, "gen: --partitions P (1..65536) and --only-partitions LIST go together\n");
+        return 2;
     }
     int pb = strcmp(fmt, "pb") == 0, av = strcmp(fmt, "avro") == 0;
     if (!out || end <= span || !events || (!pb && !av && strcmp(fmt, "jsonl") != 0)) {
         fprintf(stderr, "usage: gen --out FILE --end-ms T [--format pb|jsonl|avro] [--users N]\n"
-                        "           [--first U] [--events E] [--span-ms S] [--codec C]\n");
+                        "           [--first U] [--events E] [--span-ms S] [--codec C]\n"
+                        "           [--partitions P --only-partitions LIST]\n");
         return 2;
     }
     avro_out a = {0};
@@ -166,6 +201,7 @@ int main(int argc, char **argv)
     static char buf[1 << 20];
     setvbuf(f, buf, _IOFBF, sizeof buf);
     for (uint64_t u = first; u < first + users; u++) {
+        if (parts && !sel[seq_partition_of_user(u, parts)]) continue;
         for (uint64_t k = 0; k < events; k++) {
             ev e = {.user = u, .type = (int)((u + k) % 3),
                     .item = (u * 2654435761u + k * 40503u) % 100000000u,

@@ -6,7 +6,12 @@
  *                          and latency is measured from the scheduled start, so a stall
  *                          is not hidden (no coordinated omission).
  * Prints one line of key=value results. --write-request FILE writes the framed request
- * of --user for h2load -d instead. */
+ * of --user for h2load -d instead.
+ * For the cluster benchmarks (bench/cluster.sh, bench/build-dist.sh): --user-file FILE
+ * draws the users from a list (one id per line: the users one node holds, say) instead of
+ * 1..--users; --batch N sends BatchGetSequences of N such users per call (requests= counts
+ * calls; users per second = rps x N); --track-gen also prints the wall-clock time
+ * (CLOCK_REALTIME, µs) of the first answer that carried a new generation. */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <poll.h>
@@ -21,7 +26,10 @@
 
 #define MAX_CONNS 256
 #define PATH "/seqd.v1.SequenceService/GetSequence"
+#define BATCH_PATH "/seqd.v1.SequenceService/BatchGetSequences"
 #define REQS 4096 /* pre-encoded random requests, cycled */
+#define MAX_BATCH 100
+#define MAX_LIST 1000000
 /* Open loop: calls that fall due within one tick leave in one write on one connection
  * (the next tick takes the next connection). One send() per call made the client, on
  * loopback, pay the kernel's TCP receive path of every request: a core at half the peak,
@@ -30,7 +38,8 @@
 #define TICK_NS 100000u
 
 typedef struct {
-    const char *target, *seq, *write_req;
+    const char *target, *seq, *write_req, *user_file;
+    int batch; /* --batch N: BatchGetSequences of N users per call; 0: GetSequence */
     uint64_t users, user;
     int conns, streams;
     double secs, warmup, rps;
@@ -47,6 +56,7 @@ typedef struct {
     /* --track-gen: the batch_generation answers carry, to bound a load's switch-over */
     int track, seen;
     uint64_t gen_first, gen_last, old_start_max, new_end_min;
+    uint64_t mono0, real0_us; /* the same instant on both clocks, for switch_unix_us */
 } stats;
 
 /* The switch-over happened after the newest start of a call that still saw the old
@@ -97,9 +107,14 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--fixed-user")) o->user = strtoull(v, NULL, 10), o->fixed = 1;
         else if (!strcmp(k, "--provenance")) o->provenance = atoi(v);
         else if (!strcmp(k, "--as-of-ago")) o->as_of_ago = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "--user-file")) o->user_file = v;
+        else if (!strcmp(k, "--batch")) o->batch = atoi(v);
         else return -1;
     }
-    return o->conns > 0 && o->conns <= MAX_CONNS && o->streams > 0 && o->users > 0 ? 0 : -1;
+    return o->conns > 0 && o->conns <= MAX_CONNS && o->streams > 0 && o->users > 0 &&
+                   o->batch >= 0 && o->batch <= MAX_BATCH && !(o->batch && o->track)
+               ? 0
+               : -1;
 }
 
 static int write_request(const opts *o)
@@ -115,7 +130,7 @@ static int write_request(const opts *o)
 }
 
 typedef struct {
-    uint8_t b[128];
+    uint8_t b[64 + MAX_BATCH * 80]; /* a batch of MAX_BATCH requests of <= 80 bytes each */
     size_t n;
 } req;
 
@@ -147,11 +162,53 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
-/* Starts one call on connection c (random user); 0 or -1. */
-static int start(h2c *c, req *reqs, uint64_t tag)
+/* Starts one call on connection c (random request); 0 or -1. */
+static int start(h2c *c, req *reqs, const char *path, uint64_t tag)
 {
     req *r = &reqs[rnd() % REQS];
-    return h2c_submit(c, PATH, r->b, r->n, tag);
+    return h2c_submit(c, path, r->b, r->n, tag);
+}
+
+/* --user-file: the ids, one per line; NULL (and a message) when unreadable or empty. */
+static uint64_t *read_users(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    uint64_t *u = f ? malloc(MAX_LIST * sizeof *u) : NULL;
+    unsigned long long v;
+    *n = 0;
+    while (u && *n < MAX_LIST && fscanf(f, "%llu", &v) == 1) u[(*n)++] = v;
+    if (f) fclose(f);
+    if (!u || !*n) {
+        fprintf(stderr, "seqload: %s: no user ids read\n", path);
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+static uint64_t pick_user(const opts *o, const uint64_t *list, size_t n)
+{
+    if (o->fixed) return o->user;
+    return list ? list[rnd() % n] : 1 + rnd() % o->users;
+}
+
+/* A framed BatchGetSequencesRequest of o->batch users: field 1, one GetSequenceRequest
+ * each (h2c_get_request's message without its 5-byte prefix). */
+static void batch_request(const opts *o, req *r, const uint64_t *list, size_t n)
+{
+    uint8_t one[128];
+    r->n = 5;
+    for (int i = 0; i < o->batch; i++) {
+        size_t m = h2c_get_request(one, pick_user(o, list, n), o->seq, o->max_events) - 5;
+        r->b[r->n++] = 0x0a;
+        r->b[r->n++] = (uint8_t)m; /* < 128: one varint byte */
+        memcpy(r->b + r->n, one + 5, m);
+        r->n += m;
+    }
+    size_t m = r->n - 5;
+    r->b[0] = 0;
+    r->b[1] = (uint8_t)(m >> 24), r->b[2] = (uint8_t)(m >> 16), r->b[3] = (uint8_t)(m >> 8);
+    r->b[4] = (uint8_t)m;
 }
 
 static int run(const opts *o, stats *s)
@@ -164,17 +221,27 @@ static int run(const opts *o, stats *s)
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     int64_t now_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    size_t n_list = 0;
+    uint64_t *list = NULL;
+    if (o->user_file && !(list = read_users(o->user_file, &n_list))) return 1;
     for (int i = 0; i < REQS; i++) {
-        reqs[i].n = h2c_get_request(reqs[i].b, o->fixed ? o->user : 1 + rnd() % o->users, o->seq,
-                                    o->max_events);
+        if (o->batch) {
+            batch_request(o, &reqs[i], list, n_list);
+            continue;
+        }
+        reqs[i].n = h2c_get_request(reqs[i].b, pick_user(o, list, n_list), o->seq, o->max_events);
         add_history_fields(o, &reqs[i], now_ms);
     }
+    free(list);
+    const char *path = o->batch ? BATCH_PATH : PATH;
     for (int i = 0; i < o->conns; i++)
         if (!(cs[i] = h2c_connect(o->target, on_done, s, err, sizeof err))) {
             fprintf(stderr, "seqload: %s\n", err);
             goto out;
         }
     uint64_t t0 = mono_ns(), end = t0 + (uint64_t)((o->warmup + o->secs) * 1e9);
+    clock_gettime(CLOCK_REALTIME, &wall);
+    s->mono0 = t0, s->real0_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000u;
     s->measure_from_ns = t0 + (uint64_t)(o->warmup * 1e9);
     double gap = o->rps > 0 ? 1e9 / o->rps : 0;
     uint64_t sent = 0, last_tick = 0;
@@ -186,13 +253,13 @@ static int run(const opts *o, stats *s)
                  due = t0 + (uint64_t)(sent * gap)) {
                 int k = 0;
                 while (k < o->conns && h2c_inflight(cs[rr]) >= o->streams) rr = (rr + 1) % o->conns, k++;
-                if (k == o->conns || start(cs[rr], reqs, due) < 0) break; /* all full: backlog */
+                if (k == o->conns || start(cs[rr], reqs, path, due) < 0) break; /* all full: backlog */
                 sent++;
             }
             if (sent > sent0) rr = (rr + 1) % o->conns, last_tick = now;
         } else {
             for (int i = 0; i < o->conns; i++)
-                while (h2c_inflight(cs[i]) < o->streams && start(cs[i], reqs, mono_ns()) == 0) {
+                while (h2c_inflight(cs[i]) < o->streams && start(cs[i], reqs, path, mono_ns()) == 0) {
                 }
         }
         /* only flush here: a recv() on each of -c idle connections per tick made the
@@ -231,7 +298,7 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: seqload [--target H:P] [--sequence S] [--users N] [-c C] [-m M]\n"
                         "               [-D SECS] [--warmup SECS] [--rps R] [--max N] [--track-gen 1]\n"
-                        "               [--fixed-user U]\n"
+                        "               [--fixed-user U] [--user-file FILE] [--batch N]\n"
                         "       seqload --write-request FILE --user U [--sequence S] [--max N]\n");
         return 2;
     }
@@ -247,8 +314,11 @@ int main(int argc, char **argv)
            hist_q(&s.h, 0.999), s.h.max_us, s.ok ? (double)s.bytes / (double)s.ok : 0.0);
     if (s.track) {
         double w = s.new_end_min > s.old_start_max ? (double)(s.new_end_min - s.old_start_max) / 1e3 : 0;
-        printf("gen_first=%" PRIu64 " gen_last=%" PRIu64 " switch_window_us=%.0f\n", s.gen_first,
-               s.gen_last, s.gen_last != s.gen_first ? w : -1.0);
+        uint64_t at = s.new_end_min > s.mono0 ? s.real0_us + (s.new_end_min - s.mono0) / 1000 : 0;
+        printf("gen_first=%" PRIu64 " gen_last=%" PRIu64 " switch_window_us=%.0f switch_unix_us=%" PRIu64
+               "\n",
+               s.gen_first, s.gen_last, s.gen_last != s.gen_first ? w : -1.0,
+               s.gen_last != s.gen_first ? at : 0);
     }
     free(s.h.b);
     return rc || s.errors ? 1 : 0;
