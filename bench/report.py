@@ -59,7 +59,7 @@ def main():
     if mix_rps:
         p(f"| random-user mix req/s, CPU µs/req (seqload) | {mix_rps:,.0f}, {mix_cpu:.2f} µs | | | |")
     for label, name, bar in (("seqd-provenance", "with include_provenance", "<= 1.2"),
-                             ("seqd-as-of", "as of 60 s ago", "<= 2")):
+                             ("seqd-as-of", "as of the end of the loads", "<= 2")):
         c = num("read_cpu_us", label)
         if c and mix_cpu:
             p(f"| mix CPU µs/req {name} vs without | {c:.2f} | {mix_cpu:.2f} | {c / mix_cpu:.2f} | {bar} |")
