@@ -53,6 +53,7 @@ struct seq_cluster {
     pthread_t thread;
     int thread_started;
     _Atomic int stop;
+    _Atomic int publish_soon; /* seq_cluster_publish_soon: publish at the next refresh */
     _Atomic uint32_t n_parts;
     _Atomic uint8_t held[SEQ_CLUSTER_MAX_PARTS];   /* 1 held, 2 held and caught up */
     pthread_rwlock_t lock; /* nodes, n_nodes, updated_ms */
@@ -445,7 +446,8 @@ static void *run(void *arg)
         int64_t now = mono_ms();
         if (now >= c->quiet_until) atomic_store(&c->window_done, 1);
         refresh_self(c, now);
-        if (now >= next_pub && now >= c->quiet_until && !atomic_load(&c->fenced)) {
+        if ((now >= next_pub || atomic_exchange(&c->publish_soon, 0)) && now >= c->quiet_until &&
+            !atomic_load(&c->fenced)) {
             publish(c, 0);
             next_pub = now + PUBLISH_MS;
         }
@@ -594,6 +596,8 @@ int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
 }
 
 const char *seq_cluster_self(const seq_cluster *c) { return c->cfg.node_id; }
+
+void seq_cluster_publish_soon(seq_cluster *c) { atomic_store(&c->publish_soon, 1); }
 
 const char *seq_cluster_wait_window(seq_cluster *c)
 {

@@ -60,6 +60,10 @@ const char *seq_cluster_fenced(seq_cluster *c);
  * and been probed); returns seq_cluster_fenced. Main calls it before the consumer joins
  * its group, so that a twin never takes the live node's static membership. */
 const char *seq_cluster_wait_window(seq_cluster *c);
+/* Publishes this node's record at the next refresh (within REFRESH_MS) instead of at the
+ * next second: a change others wait for (a load applied: server/loads.c) reaches them
+ * sooner. Any thread. */
+void seq_cluster_publish_soon(seq_cluster *c);
 /* This node's id. */
 const char *seq_cluster_self(const seq_cluster *c);
 /* The topic's partition count (0 while unknown). */

@@ -187,6 +187,15 @@ static int apply_rollback(seq_loads *l, const seq_loads_record *r, int64_t next,
     return rc == 1 ? SEQ_OK : rc;
 }
 
+/* The receiver of a load waits on every node's map record (wait_nodes): publish it as
+ * soon as the applied offset or the filling state changes, not at the next second (a
+ * cluster load answered ~1 s after its last node switched: bench/NOTES.md). */
+static void publish_soon(seq_loads *l)
+{
+    struct seq_cluster *c = atomic_load(&l->cluster);
+    if (c) seq_cluster_publish_soon(c);
+}
+
 /* Applies one operation; 0 done (applied, a no-op or refused for good), -1 retry later. */
 static int apply_op(seq_loads *l, const op *o, const uint8_t *held, applied_as *a)
 {
@@ -273,6 +282,7 @@ static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied
     for (uint32_t p = 0; p < np; p++)
         if (want[p]) atomic_store(&l->filled[p], 1);
     atomic_store(&l->filling, 0);
+    publish_soon(l);
 }
 
 static void read_some(seq_loads *l)
@@ -339,6 +349,7 @@ static void *run(void *arg)
                 atomic_store(&l->applied, o->offset + 1);
                 pthread_cond_broadcast(&l->cv);
                 pthread_mutex_unlock(&l->mu);
+                publish_soon(l);
             }
         }
         if (!again && start_end >= 0 && atomic_load(&l->applied) >= start_end)
