@@ -23,32 +23,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: bench/history.sh [--users N] [--rounds R] [-D SECS] [--feed-s S]" >&2; exit 2 ;;
   esac
 done
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-B=$ROOT/bench; OUT=$B/out; BIN=$OUT/bin; LOG=$OUT/log/history; DATA=$OUT/data/history
-PIDS=()
-log() { echo "[history $(date +%T)] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-bg() { "$@" & PIDS+=($!); }
-kv() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-
-mkdir -p "$BIN" "$LOG"
-rm -rf "$DATA"; mkdir -p "$DATA/batch"
-if [ ! -x "$OUT/build/seqd" ]; then
-  log "building seqd (Release) in bench/out/build"
-  cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release >"$LOG/cmake.log"
-  make -C "$OUT/build" -j2 seqd seqctl >"$LOG/make.log"
-fi
-cf=(-O2 -Wall -Wextra -Werror)
-[ -x "$BIN/gen" ] || cc "${cf[@]}" -o "$BIN/gen" "$B/gen.c" $(pkg-config --libs avro-c)
-[ -x "$BIN/seqload" ] || cc "${cf[@]}" -o "$BIN/seqload" "$B/seqload.c" "$B/h2c.c" -lnghttp2
-[ -x "$BIN/seqfeed" ] || cc "${cf[@]}" -o "$BIN/seqfeed" "$B/seqfeed.c" "$B/h2c.c" -lnghttp2 -lrdkafka
-SEQD=$OUT/build/seqd; SEQCTL=$OUT/build/seqctl
+# shellcheck source=bench/cluster-lib.sh
+. "$(dirname "$0")/cluster-lib.sh"  # build, tools, broker, node, log/die, ticks, metric
+cl_init history
+mkdir -p "$DATA/batch"
 
 bms=3600000; now=$(date +%s%3N)
 END=$(( (now - 86400000) / bms * bms )); START=$(( END - 4 * bms ))
@@ -59,18 +37,10 @@ log "generating $USERS users x 100 events, building generation 1"
   die "build failed: $(tail -3 "$LOG/build.out")"
 rm -f "$DATA/ev.pb"
 
-bg "$SEQCTL" broker --partitions 8 >"$LOG/broker.out" 2>"$LOG/broker.err"
-for _ in $(seq 100); do grep -q brokers= "$LOG/broker.out" && break; sleep 0.1; done
-BROKERS=$(sed -n 's/.*brokers=\([^ ]*\).*/\1/p' "$LOG/broker.out")
-[ -n "$BROKERS" ] || die "seqctl broker did not start"
-bg "$SEQD" --definition "$B/definition.json" --data-dir "$DATA/seqd" --grpc-listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 --brokers "$BROKERS" --batch-root "$DATA/batch" --cache-mb 1024 \
-  >"$LOG/seqd.out" 2>"$LOG/seqd.err"
-SEQD_PID=$!
-for _ in $(seq 300); do grep -q "seqd ready" "$LOG/seqd.out" 2>/dev/null && break; sleep 0.1; done
-G=$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$LOG/seqd.out")
-A=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$LOG/seqd.out")
-[ -n "$G" ] || die "seqd did not start: $(cat "$LOG/seqd.err")"
+cl_broker 8
+cl_node seqd - --cache-mb 1024
+cl_ready seqd
+SEQD_PID=${NODE_PID[seqd]}; G=${NODE_GRPC[seqd]}; A=${NODE_ADMIN[seqd]}
 "$SEQCTL" --server "$G" --admin "$A" load --sequence engagements --start-ms "$START" --end-ms "$END" \
   --generation 1 "$DATA"/batch/g1/*.sst >"$LOG/load.out" || die "load failed: $(cat "$LOG/load.out")"
 sleep 1
@@ -79,7 +49,7 @@ log "stream events for the same users: seqfeed --rps 20000 -D $FEED_S"
 "$BIN/seqfeed" --brokers "$BROKERS" --users "$USERS" --rps 20000 -D "$FEED_S" >"$LOG/feed.out"
 T_MID=$(( T_LOADED + FEED_S * 500 )) # as of here: about half of the stream events applied
 for _ in $(seq 600); do
-  lag=$(curl -s "http://$A/metrics" | awk '$1=="seqd_consumer_lag_messages" {s+=$2} END {print s+0}')
+  lag=$(metric "$A" seqd_consumer_lag_messages)
   [ "$lag" = 0 ] && break; sleep 0.1
 done
 sleep 1
@@ -105,17 +75,16 @@ for v in "${VARIANTS[@]}"; do
 done
 for r in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
-    c0=$(cpu_ticks "$SEQD_PID")
+    c0=$(ticks "$SEQD_PID")
     # shellcheck disable=SC2046
     o=$("$BIN/seqload" --target "$G" --users "$USERS" -c $C -m $M -D "$DUR" --warmup 0 $(args_of "$v")) ||
       die "seqload ($v) failed: $o"
-    c1=$(cpu_ticks "$SEQD_PID")
+    c1=$(ticks "$SEQD_PID")
     [ "$(kv errors "$o")" = 0 ] || die "seqload ($v): $o"
     TICKS[$v]=$(( ${TICKS[$v]} + c1 - c0 )); REQS[$v]=$(( ${REQS[$v]} + $(kv requests "$o") ))
     log "round $r $v: $(kv rps "$o") req/s"
   done
 done
-CLK=$(getconf CLK_TCK)
 us() { awk -v t="${TICKS[$1]}" -v n="${REQS[$1]}" -v k="$CLK" 'BEGIN {printf "%.2f", t / k * 1e6 / n}'; }
 echo "| read ($USERS users, batch + stream, $ROUNDS x ${DUR}s interleaved) | seqd CPU µs/call | vs plain | bar |"
 echo "| --- | --- | --- | --- |"
