@@ -206,10 +206,11 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, applied_as *
     memset(a, 0, sizeof *a);
     if (!r->op) {
         rc = SEQ_EINVAL;
-        snprintf(a->msg, sizeof a->msg, "not an operation record");
+        seq_errf(a->msg, sizeof a->msg, "not an operation record");
     } else if (!seq_def_find(l->cfg.def, r->sequence, strlen(r->sequence))) {
         rc = SEQ_ENOTFOUND; /* for good: this node's definition has no such sequence */
-        snprintf(a->msg, sizeof a->msg, "unknown sequence '%s'", r->sequence);
+        /* seq_errf: the name may fill the message (gcc -O0 -Werror=format-truncation) */
+        seq_errf(a->msg, sizeof a->msg, "unknown sequence '%s'", r->sequence);
     } else if (r->op == SEQ_LOADS_OP_LOAD) {
         seq_load_req req = load_req(r, held, next, 0);
         seq_load_result res;
