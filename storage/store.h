@@ -83,8 +83,9 @@ typedef struct seq_store_batch seq_store_batch;
 seq_store_batch *seq_store_batch_new(seq_store *st);
 void seq_store_batch_free(seq_store_batch *b);
 
-/* Adds an event kept by n sequences (outs from seq_exec_apply), stamped with the wall
- * clock as its applied_ms. A copy of the same event_id already stored for that user and
+/* Adds an event kept by n sequences (outs from seq_exec_apply), stamped with the batch's
+ * apply time as its applied_ms (the wall clock at its first event since the last commit:
+ * the events of one commit become visible together). A copy of the same event_id already stored for that user and
  * sequence, in any bucket, is replaced (the copy applied last wins, its time included):
  * it stays stored with replaced_ms set while history_ms keeps it (engine/blob.h).
  * Several events touching one bucket in one batch are combined in memory. */

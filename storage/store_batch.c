@@ -60,6 +60,9 @@ struct seq_store_batch {
     staged *st_w;     /* staged writes */
     uint32_t n_st, cap_st;
     uint64_t n_malformed;
+    /* The apply time of every event of this commit (0: none added yet): they all become
+     * visible at once, so an as-of read sees them all or none of them. */
+    int64_t applied_ms;
 };
 
 static uint32_t hash_key(const uint8_t *k, size_t n)
@@ -282,9 +285,9 @@ int seq_store_batch_add_event(seq_store_batch *b, const seq_event *ev, const seq
     /* the layout's partition count must be fixed before the first stream key is written */
     if (!seq_store_partitions(b->st) && seq_store_set_partitions(b->st, 1, err, errlen))
         return SEQ_EINTERNAL;
-    int64_t applied = seq_now_ms(); /* one apply time for every sequence of the event */
+    if (!b->applied_ms) b->applied_ms = seq_now_ms();
     for (uint32_t i = 0; i < n; i++) {
-        int rc = add_one(b, ev, &outs[i], applied, err, errlen);
+        int rc = add_one(b, ev, &outs[i], b->applied_ms, err, errlen);
         if (rc != SEQ_OK) return rc;
     }
     return SEQ_OK;
@@ -338,6 +341,7 @@ static void reset(seq_store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
     b->n_malformed = 0;
+    b->applied_ms = 0;
     b->n_ent = 0;
     b->n_users = 0;
     b->n_st = 0;
