@@ -216,7 +216,10 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
          * load; a short broker wait bounds produce-to-visible when the log is idle.
          * The prefetch queue is bounded in messages too: each queued message costs a few
          * hundred bytes besides its payload and pins its fetch buffer, so 1M of them cost
-         * ~300 MiB of RSS; 20k are 80 ms of work at the ingest bar.
+         * ~300 MiB of RSS. 200k (~60 MiB at most): with 20k the fetcher, which tops the
+         * queue up only once it is below the bound, left the consumer waiting for
+         * messages half of the time with a full log behind it (bench/NOTES.md,
+         * "Session 6"), although 20k are 80 ms of work at the ingest bar.
          * A short error backoff: a consumer behind a log that drops its oldest data
          * (retention; the bench's mock broker keeps ~1 s of a fast producer) gets
          * OFFSET_OUT_OF_RANGE, resets to the log's start and refetches; with the default
@@ -225,8 +228,8 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
         conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
         conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) ||
         conf_set(conf, "max.partition.fetch.bytes", "1048576", err, errlen) ||
-        conf_set(conf, "queued.min.messages", "20000", err, errlen) ||
-        conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
+        conf_set(conf, "queued.min.messages", "200000", err, errlen) ||
+        conf_set(conf, "queued.max.messages.kbytes", "32768", err, errlen) ||
         conf_set(conf, "log_level", "4", err, errlen) ||
         (c->cfg.group_mode && group_conf(c, conf, err, errlen)) ||
         seq_kafkaconf_apply(c->cfg.kafka_conf, conf, err, errlen))
