@@ -9,9 +9,10 @@
 #   bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M]
 #                        [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]
 # --seqd-arg: one more argument for each seqd started (repeat it), e.g. to compare settings.
-# --baseline SEQD: before and after in one run: the same log is consumed first by the seqd
-# binary SEQD (e.g. a Release build of main), then by this tree's, and the two rates and
-# CPU per event are printed side by side with their ratio.
+# --baseline "SEQD [ARG]...": before and after in one run: the same log is consumed first
+# by the seqd binary SEQD with the ARGs (e.g. a Release build of main, or this tree's with
+# --write-lanes 1), then by this tree's, and the two rates and CPU per event are printed
+# side by side with their ratio.
 # --compare-history (issue 13, "Numbers"): the same pre-filled log is consumed twice, by a
 # fresh seqd with --history-ms 0 (no apply times kept for as-of reads) and by one with the
 # default (7 days), one after the other, and the two rates and CPU per event are printed
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --cache-mb) CACHE_MB=$2; shift 2 ;;
     --compare-history) HISTORIES=(0 default); shift ;;
     --seqd-arg) EXTRA+=("$2"); shift 2 ;;
-    --baseline) BASELINE=$(realpath "$2"); shift 2 ;;
+    --baseline) BASELINE=$2; shift 2 ;;
     *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]" >&2; exit 2 ;;
   esac
 done
@@ -70,14 +71,15 @@ log "log holds ${FILLED:-?} events ($o)"
 
 # consume LABEL BIN H: a fresh seqd BIN (its own data dir, --history-ms H unless "default")
 # consumes the whole log with the producer idle; sets rate (events/s), us_per_event and
-# consumer_us (the CPU of the threads that apply events, per event: the consumer thread
-# and, since the write lanes, seqd-lane threads). Checks every second whether the log is
+# consumer_us (the CPU of the threads that apply events, per event: seqd-consumer and the
+# write lanes' seqd-laneI; 0 for a seqd older than the lanes, whose threads had no names). Checks every second whether the log is
 # consumed, so that a short log is timed to within a second; prints every 10 s.
 consume() {
-  local label=$1 seqd=$2 h=$3 dir="$DATA/seqd-$1" hist=()
+  local label=$1 h=$3 dir="$DATA/seqd-$1" hist=() seqd
+  read -ra seqd <<<"$2" # the binary, then arguments of this run only
   [ "$h" = default ] || hist=(--history-ms "$h")
-  log "a fresh seqd ($label: $seqd, history-ms $h) consumes it, the producer idle; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  bg "$seqd" --definition "$B/definition.json" --data-dir "$dir" --grpc-listen 127.0.0.1:0 \
+  log "a fresh seqd ($label: ${seqd[*]}, history-ms $h) consumes it, the producer idle; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  bg "${seqd[@]}" --definition "$B/definition.json" --data-dir "$dir" --grpc-listen 127.0.0.1:0 \
     --admin-listen 127.0.0.1:0 --brokers "$BROKERS" --cache-mb "$CACHE_MB" "${hist[@]}" "${EXTRA[@]}" \
     >"$LOG/seqd-$label.out" 2>"$LOG/seqd-$label.err"
   local pid=$!
@@ -105,10 +107,10 @@ consume() {
   cpu_ms=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
   us_per_event=$(awk -v c="$cpu_ms" -v n="$prev" 'BEGIN {printf "%.2f", n ? c * 1000 / n : 0}')
   consumer_us=$(cat /proc/"$pid"/task/*/stat | awk -v hz="$(getconf CLK_TCK)" -v n="$prev" \
-    '/\((seqd|seqd-lane)\)/ {c += $14 + $15} END {printf "%.2f", n ? c * 1000000 / hz / n : 0}')
+    '/\((seqd-consumer|seqd-lane[0-9]+)\)/ {c += $14 + $15} END {printf "%.2f", n ? c * 1000000 / hz / n : 0}')
   log "seqd ($label, history-ms $h): $prev events applied in $(( total / 1000000 )) ms: $rate events/s" \
       "over the whole log; seqd CPU $cpu_ms ms ($us_per_event µs/event, start included;" \
-      "threads named seqd/seqd-lane: $consumer_us µs/event); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+      "threads seqd-consumer + seqd-laneI: $consumer_us µs/event); load average $(cut -d' ' -f1-3 /proc/loadavg)"
   APPLIED=$prev
   local mis
   mis=$(metric seqd_events_misrouted_total)
