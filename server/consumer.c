@@ -87,8 +87,7 @@ typedef struct {
 typedef struct {
     seq_store_batch *batch;
     tallies t;
-    int active; /* has something to write this commit */
-    int rc;     /* the commit's result */
+    int rc; /* the commit's result */
     char err[256];
 } lane;
 
@@ -777,10 +776,8 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
         memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
         snprintf(c->store_err, sizeof c->store_err, "%s", err);
         pthread_mutex_unlock(&c->mu);
-        if (renew_batches(c)) {
-            seq_log(SEQ_LOG_ERROR, "consumer: out of memory for the store batches");
-            return 0;
-        }
+        while (renew_batches(c)) /* out of memory: wait, the messages are still held */
+            if (pause_unless_stopped(c, pause)) return 0;
         rd_kafka_poll(c->rk, 0);
         probe_brokers(c);
         if (pause_unless_stopped(c, pause)) return 0;
