@@ -37,7 +37,7 @@ case "${1:-}" in
     # with C11 thrd_create, which GCC 12's TSan does not intercept: this build links
     # tests/tools/thrd_shim.c into seqd and seqctl to route them through pthread_create.
     # RSS bounds are plain-build only.
-    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|lanes|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover|cluster_loads))$')
+    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|lanes|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover|cluster_loads|cluster_load_counts))$')
     ;;
   --fuzz)
     bash scripts/install-deps.sh

@@ -1,10 +1,12 @@
 /* One node's record in the cluster map's topic (server/cluster.c): a JSON object
  *   {"v":1,"id","group","grpc","admin","incarnation","fingerprint","partitions":[held],
  *    "caught_up":[...],"n_partitions","ready","heartbeat_ms","generations":{seq: gen},
- *    "loads","filling"}
+ *    "loads","filling","impact"}
  * ("loads": the next offset of `<topic>.seqd-loads` the node applies, every operation
- * below it applied; "filling": a held partition still lacks a kept load's part; both
- * absent on a node without cluster-wide loads, server/loads.h).
+ * below it applied; "filling": a held partition still lacks a kept load's part;
+ * "impact": what its newest loads and dry runs changed per partition it held,
+ * seq_loads_impact; all three absent on a node without cluster-wide loads,
+ * server/loads.h).
  * Records come from Kafka, so anything may arrive: the parser refuses what is not such an
  * object (tests/fuzz/fuzz_cluster_record.c). */
 #ifndef SEQ_CLUSTER_RECORD_H
@@ -25,6 +27,8 @@ typedef struct {
     char *generations;    /* JSON object text, malloc'd; NULL = none */
     int64_t loads;        /* -1: not published */
     int filling;
+    char *impact;         /* JSON array text, malloc'd; NULL = none (read by
+                             seq_cluster_impact, which checks each entry) */
 } seq_cluster_record;
 
 /* SEQ_OK and *r filled (free with seq_cluster_record_clear), or SEQ_EINVAL (*r zeroed). */
@@ -33,6 +37,12 @@ int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r
 char *seq_cluster_format_record(const seq_cluster_record *r);
 /* The record as a JSON object (new reference) for GET /cluster. */
 json_t *seq_cluster_record_json(const seq_cluster_record *r);
+/* Adds the record's impact counts of the operation at offset `at` (its "impact" entry
+ * with that "at") for each partition p < np with seen[p] == 0, then sets seen[p]; entries
+ * that are not [p, users_emptied, stream_events_hidden] non-negative integers are skipped
+ * (the text comes from Kafka: tests/fuzz/fuzz_cluster_record.c). */
+void seq_cluster_record_impact(const seq_cluster_record *r, int64_t at, uint32_t np,
+                               uint8_t *seen, uint64_t *emptied, uint64_t *hidden);
 void seq_cluster_record_clear(seq_cluster_record *r);
 
 #endif
