@@ -6,7 +6,9 @@
  * operation ('m' "loads", written in the same synced write as the operation's commit, so
  * a crash never applies one twice or skips one) and applies each operation in order:
  * a load ingests the parts of the partitions the node holds, as one generation (counting
- * first what it changes there, for the receiver's answer); a dry run verifies and counts
+ * first what it changes there, for the receiver's answer; a file whose bytes are those
+ * the receiver verified, by the record's sums, is not scanned entry by entry again:
+ * storage/batch.h, seq_load_req.verified); a dry run verifies and counts
  * the same, changing nothing; a rollback undoes loads as on a single node. A node that holds a partition it has not
  * filled yet (it acquired it, or it just started) ingests that partition's part of every
  * load whose data its history keeps, before it reports the partition caught up
