@@ -64,8 +64,9 @@ int seq_loads_filled(const seq_loads *l, uint32_t p);
 /* 1 while a held partition is not filled yet. */
 int seq_loads_filling(const seq_loads *l);
 
-/* For /status (new reference): {"topic", "applied", "filling", "needs": [{"sequence",
- * "generation", "batch_dir"}]}: the batch directories (as the loads named them, under
+/* For /status (new reference): {"topic", "applied", "filling", "filled_files" (files
+ * ingested by fills since this process started: 0 after a restart with the data dir),
+ * "needs": [{"sequence", "generation", "batch_dir"}]}: the batch directories (as the loads named them, under
  * the batch root) of every load whose data this node's history keeps, which a partition
  * it acquires would be filled from: they must stay on the shared root. Admin thread. */
 json_t *seq_loads_status(seq_loads *l);
