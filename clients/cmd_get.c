@@ -121,7 +121,8 @@ static const char *source_at(const Seqd__V1__GetSequenceResponse *r, size_t i, c
     return buf;
 }
 
-static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, int prov)
+static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, int prov,
+                        const char *served_by)
 {
     char tbuf[40], nbuf[16], sbuf[40], vbuf[40];
     printf("user %" PRIu64 "  sequence %s  events %zu\n", r->user_id, r->sequence, n_events(r));
@@ -147,6 +148,8 @@ static void print_table(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, 
     seqc_format_time(r->as_of_ms, tbuf, sizeof tbuf);
     printf("completeness_gap_ms %" PRId64 " (%.1f h)  as_of_ms %" PRId64 " (%s)\n",
            r->completeness_gap_ms, (double)r->completeness_gap_ms / 3600000.0, r->as_of_ms, tbuf);
+    /* the node that read storage (in a cluster, the holder a forwarded call went to) */
+    if (served_by[0]) printf("served_by %s\n", served_by);
 }
 
 static json_t *event_json(const Seqd__V1__GetSequenceResponse *r, size_t i, json_t *seqdef,
@@ -173,7 +176,8 @@ static json_t *event_json(const Seqd__V1__GetSequenceResponse *r, size_t i, json
     return e;
 }
 
-static void print_json(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, int prov)
+static void print_json(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, int prov,
+                       const char *served_by)
 {
     json_t *events = json_array();
     for (size_t i = 0; i < n_events(r); i++)
@@ -185,6 +189,7 @@ static void print_json(const Seqd__V1__GetSequenceResponse *r, json_t *seqdef, i
                             "batch_generation", seqc_json_u64(r->batch_generation),
                             "completeness_gap_ms", (json_int_t)r->completeness_gap_ms,
                             "as_of_ms", (json_int_t)r->as_of_ms);
+    if (served_by[0]) json_object_set_new(doc, "served_by", json_string(served_by));
     seqc_json_print(doc, stdout);
     putchar('\n');
     json_decref(doc);
@@ -218,8 +223,8 @@ static int call_and_print(const seqc_ctx *ctx, const get_args *a)
     json_t *status = seqc_fetch_status(ctx, NULL, 0);
     json_t *seqdef = seqc_status_sequence_def(status, r->sequence);
     int prov = a->req.include_provenance;
-    if (a->json) print_json(r, seqdef, prov);
-    else print_table(r, seqdef, prov);
+    if (a->json) print_json(r, seqdef, prov, res.served_by);
+    else print_table(r, seqdef, prov, res.served_by);
     json_decref(status);
     seqd__v1__get_sequence_response__free_unpacked(r, NULL);
     ret = SEQC_EXIT_OK;

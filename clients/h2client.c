@@ -163,6 +163,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         cs->res->status = atoi(v);
     } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
         percent_decode(value, valuelen, cs->res->message, sizeof cs->res->message);
+    } else if (namelen == 14 && memcmp(name, "seqd-served-by", 14) == 0) {
+        size_t n = valuelen < sizeof cs->res->served_by - 1 ? valuelen : sizeof cs->res->served_by - 1;
+        memcpy(cs->res->served_by, value, n);
+        cs->res->served_by[n] = '\0';
     }
     return 0;
 }

@@ -12,6 +12,7 @@
 typedef struct {
     int status;          /* grpc-status; -1 when the server sent none */
     char message[1024];  /* grpc-message, percent-decoded */
+    char served_by[128]; /* the seqd-served-by trailer (the node that read storage), "" if none */
     seq_buf body;        /* the response message without its 5-byte prefix; caller frees */
 } seqc_grpc_result;
 

@@ -4,6 +4,7 @@ the same answers from every node with seqd-served-by naming an owner, a read for
 once and never twice, BatchGetSequences across owners in request order, a map entry
 naming an address where nothing listens (the next replica answers), a peer that speaks
 garbage, and a second node with a live node's id refused at start."""
+import json
 import os
 import re
 import socket
@@ -114,6 +115,21 @@ def test_forwarded_once_never_twice(cluster):
     assert "partition %d" % partition_of_user(u, P) in e.value.details()
     assert a.metric("seqd_forwarded_total") == fwd_a + 1
     assert b.metric("seqd_forward_refused_total") == before
+
+
+def test_seqctl_get_prints_served_by(cluster):
+    """seqctl get names the node that read storage (the seqd-served-by trailer): the owner
+    for a call forwarded by a node that does not hold the user, the node itself for one
+    it holds; in the table (a last line) and in --json."""
+    broker, nodes, users, tmp, factory = cluster
+    a, c = nodes[0], nodes[2]
+    u = next(u for u in users if owner_of(nodes, G1, u) == "b")
+    out = a.seqctl("get", u, "engagements", check=True).stdout
+    assert out.splitlines()[-1] == "served_by b", out
+    doc = json.loads(a.seqctl("get", u, "engagements", "--json", check=True).stdout)
+    assert doc["served_by"] == "b" and len(doc["events"]) == 3, doc
+    out = c.seqctl("get", u, "engagements", check=True).stdout
+    assert out.splitlines()[-1] == "served_by c", out
 
 
 def test_batch_across_owners_in_request_order(cluster):

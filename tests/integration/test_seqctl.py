@@ -2,6 +2,7 @@
 file, stdin, --sample), usage errors."""
 import json
 
+import helpers
 from helpers import SEQCTL_BIN, new_user, now_ms, poll
 
 
@@ -32,6 +33,12 @@ def test_get_table(server):
     assert second[:3] == [_iso(t - 5000), "save", "88"]
     assert second[3].lower() == "nan" and second[4] == "-1"
     assert "stream_watermark_ms" in r.stdout and "batch_generation 0" in r.stdout
+    # the last line names the node that read storage: the seqd-served-by trailer
+    _, call = server.stub().GetSequence.with_call(
+        helpers.pb().GetSequenceRequest(user_id=u, sequence="engagements"), timeout=30)
+    node = dict(call.trailing_metadata())["seqd-served-by"]
+    assert node and lines[-1] == "served_by " + node, (lines[-1], node)
+    assert json.loads(server.seqctl("get", u, "engagements", "--json", check=True).stdout)["served_by"] == node
 
 
 def test_get_json(server):
