@@ -1,8 +1,11 @@
 /* One node's record in the cluster map's topic (server/cluster.c): a JSON object
  *   {"v":1,"id","group","grpc","admin","incarnation","fingerprint","partitions":[held],
  *    "caught_up":[...],"n_partitions","ready","heartbeat_ms","generations":{seq: gen},
- *    "loads","filling"}
- * ("loads": the next offset of `<topic>.seqd-loads` the node applies, every operation
+ *    "loads","filling","gaps":[{"partition","stream_from_ms"}]}
+ * ("gaps": held partitions caught up *with a gap*, PRODUCT.md "A node that acquires a
+ * partition": the Kafka log no longer reached back far enough when the node began reading
+ * it; stream_from_ms is when the node holds the partition's stream from; absent in
+ * records of older nodes. "loads": the next offset of `<topic>.seqd-loads` the node applies, every operation
  * below it applied; "filling": a held partition still lacks a kept load's part; both
  * absent on a node without cluster-wide loads, server/loads.h).
  * Records come from Kafka, so anything may arrive: the parser refuses what is not such an
@@ -25,6 +28,9 @@ typedef struct {
     char *generations;    /* JSON object text, malloc'd; NULL = none */
     int64_t loads;        /* -1: not published */
     int filling;
+    /* per partition: caught up with a gap, the stream held from this time (ms); 0 = no
+     * gap. Inline (no ownership): records are copied by value. */
+    int64_t gap_from[SEQ_CLUSTER_RECORD_MAX_PARTS];
 } seq_cluster_record;
 
 /* SEQ_OK and *r filled (free with seq_cluster_record_clear), or SEQ_EINVAL (*r zeroed). */
