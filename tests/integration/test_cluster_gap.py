@@ -19,6 +19,7 @@ batch whose range ends at B covers Y's; a restart keeps X's (stored with the par
 a later batch whose range reaches past X's time covers it."""
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -213,6 +214,16 @@ def test_gap_reported_where_the_log_no_longer_reaches_back(setup):
         when = "%s.%03dZ" % (sec, ms % 1000)
         assert any("node a partition %d holds the stream from %s" % (p, when) in ln
                    for ln in lines), (p, when, out)
+
+
+def test_console_marks_the_gaps(setup, tmp_path):
+    """The console's Cluster page (headless Chromium): a gap partition's cell says so."""
+    from test_ui import rendered  # the browser harness (skips without chromium)
+    dom = rendered(setup["node"].s, tmp_path, "/ui/cluster")
+    cells = dict(re.findall(r'<div class="cell caught"[^>]*><b>p(\d+)</b><span>([^<]+)</span>', dom))
+    gap = {str(setup["X"]), str(setup["Y"])}
+    assert cells == {str(p): "a (gap)" if str(p) in gap else "a" for p in range(P)}, cells
+    assert "caught up with a gap: holds the stream from" in dom
 
 
 def test_a_batch_reaching_past_the_log_start_ends_the_gap(setup):
