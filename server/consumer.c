@@ -785,6 +785,10 @@ static void run_drops(seq_consumer *c)
         if (!atomic_exchange(&c->drop_req[p], 0) || c->pending[p].held) continue;
         char err[256];
         if (seq_store_drop_partition(c->cfg.store, p, err, sizeof err) == SEQ_OK) {
+            /* its stored log start went with it: a later holding checks the log afresh */
+            pthread_mutex_lock(&c->mu);
+            c->parts[p].log_from_ms = c->pending[p].log_from_ms = 0;
+            pthread_mutex_unlock(&c->mu);
             atomic_fetch_add_explicit(&c->stats.partitions_dropped, 1, memory_order_relaxed);
             seq_log(SEQ_LOG_INFO, "consumer: dropped the stream data of partition %u (its new "
                     "holder is caught up)", p);

@@ -16,6 +16,8 @@ oldest message left before the batch's end but within retention), W (cut, oldest
 left older than retention: no gap) and Z (whole log).
 Before any batch both X and Y have a gap (retention 90 days reaches further back); a
 batch whose range ends at B covers Y's; a restart keeps X's (stored with the partition);
+a second member of g1 that takes a share of the partitions reads them afresh and reports
+X's gap if X is its now (a drops what it handed over, and its stored log start with it);
 a later batch whose range reaches past X's time covers it."""
 import json
 import os
@@ -78,18 +80,18 @@ def log_start(brokers, p):
 
 
 class Node:
-    def __init__(self, tmp, brokers):
-        self.wd = str(tmp / "w-a")
+    def __init__(self, tmp, brokers, nid):
+        self.wd = str(tmp / ("w-" + nid))
         self.root = str(tmp / "root")
         os.makedirs(self.wd)
-        os.makedirs(self.root)
-        self.brokers = brokers
+        os.makedirs(self.root, exist_ok=True)
+        self.brokers, self.nid = brokers, nid
         self.s = None
 
     def start(self):
         self.s = helpers.Seqd(self.wd, definition=helpers.EXAMPLE_DEFINITION,
                               brokers=self.brokers,
-                              args=["--group", "g1", "--instance-id", "a", "--batch-root",
+                              args=["--group", "g1", "--instance-id", self.nid, "--batch-root",
                                     self.root])
         self.s.start()
         return self.s
@@ -99,7 +101,7 @@ class Node:
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gap")
     broker = Broker(partitions=P)
-    node = None
+    node, nodes = None, []
     try:
         X, Y, Z, W = 1, 2, 0, 3
         prod = Producer({"bootstrap.servers": broker.brokers, "linger.ms": 0,
@@ -118,33 +120,36 @@ def setup(tmp_path_factory):
         assert starts[Z][0] == 0, starts
         assert TX <= starts[X][1] < TX + 8 and TY <= starts[Y][1] < TY + 8, starts
         assert TW <= starts[W][1] < TW + 8, starts
-        node = Node(tmp, broker.brokers)
+        node = Node(tmp, broker.brokers, "a")
+        nodes.append(node)
         node.start()
-        yield dict(broker=broker, node=node, X=X, Y=Y, Z=Z, W=W,
+        yield dict(broker=broker, node=node, nodes=nodes, tmp=tmp, X=X, Y=Y, Z=Z, W=W,
                    from_x=starts[X][1], from_y=starts[Y][1], from_w=starts[W][1])
     finally:
-        if node and node.s:
-            node.s.kill()
+        for n in nodes:
+            if n.s:
+                n.s.kill()
         broker.stop()
 
 
-def entry(s):
-    return nodes_by_id(s)["a"]
+def group_gaps(s, ids):
+    """{partition: stream_from_ms} over the map's nodes (group g1) once the map at s lists
+    exactly ids, each ready and caught up on what it holds, all P held; else None."""
+    m = nodes_by_id(s)
+    if set(m) != set(ids):
+        return None
+    held, gaps = [], {}
+    for e in m.values():
+        if sorted(e["caught_up"]) != sorted(e["partitions"]) or not e["ready"]:
+            return None
+        held += e["partitions"]
+        gaps.update({g["partition"]: g["stream_from_ms"] for g in e.get("gaps", [])})
+    return gaps if sorted(held) == list(range(P)) else None
 
 
-def caught_up_all(s):
-    e = entry(s)
-    return e if sorted(e["caught_up"]) == list(range(P)) and e["ready"] else None
-
-
-def gaps(s):
-    """{partition: stream_from_ms} of node a's map entry."""
-    return {g["partition"]: g["stream_from_ms"] for g in entry(s).get("gaps", [])}
-
-
-def wait_gaps(s, want):
-    helpers.poll(lambda: caught_up_all(s) and gaps(s) == want,
-                 "node a caught up with gaps %s (map: %s)" % (want, nodes_by_id(s)))
+def wait_gaps(s, want, ids=("a",)):
+    helpers.poll(lambda: group_gaps(s, ids) == want,
+                 "%s caught up with gaps %s (map: %s)" % (ids, want, nodes_by_id(s)))
 
 
 def metric_samples(s, name):
@@ -244,10 +249,33 @@ def test_the_gap_survives_a_restart(setup):
     assert "messages before it are gone" not in s.stderr_text()  # known, not found again
 
 
+def test_a_second_member_acquiring_a_cut_partition_reports_it(setup):
+    """b joins g1 and takes a share of a's partitions (cooperative-sticky): b reads them
+    afresh, so X, if it is b's now, is b's gap with the same time (the log start has not
+    moved); a drops what it handed over, its stored log start with it."""
+    a, X = setup["node"].s, setup["X"]
+    nb = Node(setup["tmp"], setup["broker"].brokers, "b")
+    setup["nodes"].append(nb)
+    nb.start()
+    wait_gaps(a, {X: setup["from_x"]}, ids=("a", "b"))
+    m = nodes_by_id(a)
+    gone = m["b"]["partitions"]
+    assert gone and sorted(gone + m["a"]["partitions"]) == list(range(P)), m
+    who = "b" if X in gone else "a"
+    assert [g["partition"] for g in m[who]["gaps"]] == [X], m
+    # what a handed over is dropped once b is caught up, and the log start with it
+    def dropped():
+        parts = {p["partition"]: p for p in a.status()["stream"]["partitions"]}
+        return all(not parts[p]["held"] and parts[p]["log_from_ms"] == 0 for p in gone) and \
+            a.metric("seqd_partitions_dropped_total") >= len(gone)
+    helpers.poll(dropped, "a dropped partitions %s (%s)" % (gone, a.status()["stream"]))
+    assert nb.s.metric("seqd_partitions_with_gap") == (1 if who == "b" else 0)
+
+
 def test_a_later_batch_covering_the_log_start_clears_it(setup):
     s = setup["node"].s
     end = (setup["from_x"] // HOUR + 1) * HOUR
     build_and_load(setup, 2, end)
-    wait_gaps(s, {})
+    wait_gaps(s, {}, ids=("a", "b"))
     assert s.metric("seqd_partitions_with_gap") == 0
     assert "caught up with a gap" not in s.seqctl("cluster", check=True).stdout
