@@ -38,7 +38,7 @@ case "${1:-}" in
     # with C11 thrd_create, which GCC 12's TSan does not intercept: this build links
     # tests/tools/thrd_shim.c into seqd and seqctl to route them through pthread_create.
     # RSS bounds are plain-build only.
-    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover|cluster_loads|cluster_gap))$')
+    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover|cluster_loads|cluster_load_counts|cluster_gap))$')
     ;;
   --fuzz)
     bash scripts/install-deps.sh

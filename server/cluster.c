@@ -346,6 +346,9 @@ static void refresh_self(seq_cluster *c, int64_t now)
      * for a load it has not applied */
     r.loads = loads ? seq_loads_applied(loads) : -1;
     r.filling = loads ? seq_loads_filling(loads) : 0;
+    json_t *impact = loads ? seq_loads_impact(loads) : NULL;
+    r.impact = impact ? json_dumps(impact, JSON_COMPACT) : NULL;
+    json_decref(impact);
     for (uint32_t p = 0; p < n; p++) {
         /* caught up also means filled from the committed batches (PRODUCT.md "A node that
          * acquires a partition") where loads are cluster-wide */
@@ -586,6 +589,42 @@ int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
         int holds = 0;
         for (uint32_t p = 0; p < r->n_parts && !holds; p++) holds = bit(r->held, p);
         if (!holds || (r->loads >= next && !r->filling)) continue;
+        if (at < len) {
+            int w = snprintf(names + at, len - at, "%s%s", n ? ", " : "", r->id);
+            at += w > 0 ? (size_t)w : 0;
+        }
+        n++;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return n;
+}
+
+uint32_t seq_cluster_impact(seq_cluster *c, int64_t at, uint32_t np, uint64_t *emptied,
+                            uint64_t *hidden)
+{
+    uint8_t seen[SEQ_CLUSTER_MAX_PARTS] = {0};
+    uint32_t n = 0;
+    if (np > SEQ_CLUSTER_MAX_PARTS) np = SEQ_CLUSTER_MAX_PARTS;
+    *emptied = *hidden = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (int i = 0; i < c->n_nodes; i++)
+        seq_cluster_record_impact(&c->nodes[i].r, at, np, seen, emptied, hidden);
+    pthread_rwlock_unlock(&c->lock);
+    for (uint32_t p = 0; p < np; p++) n += seen[p];
+    return n;
+}
+
+int seq_cluster_partial(seq_cluster *c, uint32_t np, char *names, size_t len)
+{
+    int n = 0;
+    size_t at = 0;
+    if (len) names[0] = '\0';
+    pthread_rwlock_rdlock(&c->lock);
+    for (int i = 0; i < c->n_nodes; i++) {
+        const seq_cluster_record *r = &c->nodes[i].r;
+        uint32_t held = 0;
+        for (uint32_t p = 0; p < r->n_parts; p++) held += bit(r->held, p);
+        if (held == 0 || (held == np && r->n_parts == np)) continue;
         if (at < len) {
             int w = snprintf(names + at, len - at, "%s%s", n ? ", " : "", r->id);
             at += w > 0 ? (size_t)w : 0;

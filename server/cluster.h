@@ -86,6 +86,16 @@ void seq_cluster_set_loads(seq_cluster *c, struct seq_loads *l);
  * `<topic>.seqd-loads` below next (or are still filling a partition, or publish no
  * position); their ids, comma-separated, into names. Read lock. */
 int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len);
+/* How many nodes of the map hold some of the np partitions but not all of them (where
+ * a batch built without --partitions cannot load); their ids, comma-separated, into
+ * names. Read lock. */
+int seq_cluster_partial(seq_cluster *c, uint32_t np, char *names, size_t len);
+/* The impact counts of the load or dry run at offset `at` of `<topic>.seqd-loads`, summed
+ * over one node of each of the np partitions (the first in the map whose record counts
+ * it: replicas in other groups count the same users again): *emptied users_emptied,
+ * *hidden stream_events_hidden. Returns how many partitions were counted. Read lock. */
+uint32_t seq_cluster_impact(seq_cluster *c, int64_t at, uint32_t np, uint64_t *emptied,
+                            uint64_t *hidden);
 
 #define SEQ_CLUSTER_ADDR 128
 int seq_cluster_route(seq_cluster *c, uint32_t p, char (*addrs)[SEQ_CLUSTER_ADDR], int max);

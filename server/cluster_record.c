@@ -57,12 +57,13 @@ int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r
     json_t *np = json_object_get(o, "n_partitions"), *hb = json_object_get(o, "heartbeat_ms");
     json_t *gens = json_object_get(o, "generations"), *ready = json_object_get(o, "ready");
     json_t *loads = json_object_get(o, "loads"), *filling = json_object_get(o, "filling");
+    json_t *impact = json_object_get(o, "impact");
     int ok = json_is_object(o) && json_integer_value(json_object_get(o, "v")) == 1 &&
              json_is_integer(np) && json_integer_value(np) >= 0 &&
              json_integer_value(np) <= SEQ_CLUSTER_RECORD_MAX_PARTS && json_is_integer(hb) &&
              (!ready || json_is_boolean(ready)) && (!gens || json_is_object(gens)) &&
              (!loads || (json_is_integer(loads) && json_integer_value(loads) >= 0)) &&
-             (!filling || json_is_boolean(filling));
+             (!filling || json_is_boolean(filling)) && (!impact || json_is_array(impact));
     if (ok) {
         r->loads = loads ? json_integer_value(loads) : -1;
         r->filling = json_is_true(filling);
@@ -80,6 +81,7 @@ int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r
              !read_gaps(o, r->n_parts, r->gap_from);
     }
     if (ok && gens) ok = (r->generations = json_dumps(gens, JSON_COMPACT)) != NULL;
+    if (ok && impact) ok = (r->impact = json_dumps(impact, JSON_COMPACT)) != NULL;
     json_decref(o);
     if (ok) return SEQ_OK;
     seq_cluster_record_clear(r);
@@ -114,6 +116,8 @@ json_t *seq_cluster_record_json(const seq_cluster_record *r)
         json_object_set_new(o, "loads", json_integer((json_int_t)r->loads));
         json_object_set_new(o, "filling", json_boolean(r->filling));
     }
+    json_t *impact = o && r->impact ? json_loads(r->impact, 0, NULL) : NULL;
+    if (impact) json_object_set_new(o, "impact", impact);
     return o;
 }
 
@@ -125,8 +129,33 @@ char *seq_cluster_format_record(const seq_cluster_record *r)
     return text;
 }
 
+void seq_cluster_record_impact(const seq_cluster_record *r, int64_t at, uint32_t np,
+                               uint8_t *seen, uint64_t *emptied, uint64_t *hidden)
+{
+    json_t *a = r->impact ? json_loads(r->impact, 0, NULL) : NULL, *e, *part;
+    size_t i, k;
+    json_array_foreach(a, i, e) {
+        json_t *o = json_object_get(e, "at");
+        if (!json_is_integer(o) || json_integer_value(o) != at) continue;
+        json_array_foreach(json_object_get(e, "parts"), k, part) {
+            json_t *p = json_array_get(part, 0), *u = json_array_get(part, 1),
+                   *h = json_array_get(part, 2);
+            if (!json_is_integer(p) || !json_is_integer(u) || !json_is_integer(h) ||
+                json_integer_value(p) < 0 || json_integer_value(p) >= (json_int_t)np ||
+                json_integer_value(u) < 0 || json_integer_value(h) < 0 ||
+                seen[json_integer_value(p)])
+                continue;
+            seen[json_integer_value(p)] = 1;
+            *emptied += (uint64_t)json_integer_value(u);
+            *hidden += (uint64_t)json_integer_value(h);
+        }
+    }
+    json_decref(a);
+}
+
 void seq_cluster_record_clear(seq_cluster_record *r)
 {
     free(r->generations);
+    free(r->impact);
     memset(r, 0, sizeof *r);
 }

@@ -1,13 +1,15 @@
 /* One node's record in the cluster map's topic (server/cluster.c): a JSON object
  *   {"v":1,"id","group","grpc","admin","incarnation","fingerprint","partitions":[held],
  *    "caught_up":[...],"n_partitions","ready","heartbeat_ms","generations":{seq: gen},
- *    "loads","filling","gaps":[{"partition","stream_from_ms"}]}
- * ("gaps": held partitions caught up *with a gap*, PRODUCT.md "A node that acquires a
- * partition": the Kafka log no longer reached back far enough when the node began reading
- * it; stream_from_ms is when the node holds the partition's stream from; absent in
- * records of older nodes. "loads": the next offset of `<topic>.seqd-loads` the node applies, every operation
- * below it applied; "filling": a held partition still lacks a kept load's part; both
- * absent on a node without cluster-wide loads, server/loads.h).
+ *    "loads","filling","impact","gaps":[{"partition","stream_from_ms"}]}
+ * ("loads": the next offset of `<topic>.seqd-loads` the node applies, every operation
+ * below it applied; "filling": a held partition still lacks a kept load's part;
+ * "impact": what its newest loads and dry runs changed per partition it held,
+ * seq_loads_impact; all three absent on a node without cluster-wide loads,
+ * server/loads.h. "gaps": held partitions caught up *with a gap*, PRODUCT.md "A node
+ * that acquires a partition": the Kafka log no longer reached back far enough when the
+ * node began reading it; stream_from_ms is when the node holds the partition's stream
+ * from; absent in records of older nodes).
  * Records come from Kafka, so anything may arrive: the parser refuses what is not such an
  * object (tests/fuzz/fuzz_cluster_record.c). */
 #ifndef SEQ_CLUSTER_RECORD_H
@@ -28,6 +30,8 @@ typedef struct {
     char *generations;    /* JSON object text, malloc'd; NULL = none */
     int64_t loads;        /* -1: not published */
     int filling;
+    char *impact;         /* JSON array text, malloc'd; NULL = none (read by
+                             seq_cluster_impact, which checks each entry) */
     /* per partition: caught up with a gap, the stream held from this time (ms); 0 = no
      * gap. Inline (no ownership): records are copied by value. */
     int64_t gap_from[SEQ_CLUSTER_RECORD_MAX_PARTS];
@@ -39,6 +43,12 @@ int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r
 char *seq_cluster_format_record(const seq_cluster_record *r);
 /* The record as a JSON object (new reference) for GET /cluster. */
 json_t *seq_cluster_record_json(const seq_cluster_record *r);
+/* Adds the record's impact counts of the operation at offset `at` (its "impact" entry
+ * with that "at") for each partition p < np with seen[p] == 0, then sets seen[p]; entries
+ * that are not [p, users_emptied, stream_events_hidden] non-negative integers are skipped
+ * (the text comes from Kafka: tests/fuzz/fuzz_cluster_record.c). */
+void seq_cluster_record_impact(const seq_cluster_record *r, int64_t at, uint32_t np,
+                               uint8_t *seen, uint64_t *emptied, uint64_t *hidden);
 void seq_cluster_record_clear(seq_cluster_record *r);
 
 #endif

@@ -29,6 +29,7 @@
 #define RETRY_MS 1000            /* an apply or fill that failed for a passing reason */
 #define DEFAULT_WAIT_MS 60000    /* a call without a deadline waits this long for the nodes */
 #define MAX_PARTS 1024           /* = SEQ_CLUSTER_MAX_PARTS */
+#define IMPACT_KEPT 4            /* operations whose impact counts the map record carries */
 
 typedef struct {
     int64_t offset;
@@ -36,6 +37,10 @@ typedef struct {
     int rc;             /* the local apply's outcome, once applied */
     uint64_t gen;       /* a rollback's generation in effect after it */
     char msg[256];
+    /* a load's or dry run's impact counts here, per partition it held: n_imp entries of
+     * {partition, users_emptied, stream_events_hidden} (malloc'd; NULL: none) */
+    uint64_t (*imp)[3];
+    uint32_t n_imp;
 } op;
 
 struct seq_loads {
@@ -53,6 +58,11 @@ struct seq_loads {
     size_t n_ops, cap;
     _Atomic int64_t applied;
     _Atomic uint8_t filled[MAX_PARTS];
+    /* the thread's: per partition, the offset below which every load's part of it is
+     * here (stored as 'm' "filled"): a fill starts there, so a restart ingests nothing
+     * again */
+    int64_t filled_to[MAX_PARTS];
+    _Atomic uint64_t fill_files; /* files ingested by fills since the start */
     _Atomic int filling;
     pthread_mutex_t ops_mu; /* one receiver operation at a time */
 };
@@ -166,7 +176,25 @@ typedef struct {
     int rc;
     uint64_t gen;
     char msg[256];
+    uint64_t (*imp)[3]; /* see op */
+    uint32_t n_imp;
 } applied_as;
+
+/* The impact counts of the held partitions (by_part: 2 per partition) as op entries. */
+static void keep_impact(applied_as *a, const uint64_t *by_part, const uint8_t *held,
+                        uint32_t np)
+{
+    uint32_t n = 0;
+    for (uint32_t p = 0; p < np; p++) n += held[p] != 0;
+    if (!n || !(a->imp = malloc(sizeof *a->imp * n))) return; /* OOM: not reported */
+    for (uint32_t p = 0; p < np; p++)
+        if (held[p]) {
+            a->imp[a->n_imp][0] = p;
+            a->imp[a->n_imp][1] = by_part[2 * p];
+            a->imp[a->n_imp][2] = by_part[2 * p + 1];
+            a->n_imp++;
+        }
+}
 
 static int apply_rollback(seq_loads *l, const seq_loads_record *r, int64_t next, applied_as *a)
 {
@@ -197,7 +225,16 @@ static void publish_soon(seq_loads *l)
 }
 
 /* Applies one operation; 0 done (applied, a no-op or refused for good), -1 retry later. */
-static int apply_op(seq_loads *l, const op *o, const uint8_t *held, applied_as *a)
+/* Every partition of the topic's np held here (where an unpartitioned batch loads)? */
+static int holds_all(const uint8_t *held, uint32_t np)
+{
+    uint32_t p = 0;
+    while (p < np && held[p]) p++;
+    return np > 0 && p == np;
+}
+
+static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_topic,
+                    applied_as *a)
 {
     const seq_loads_record *r = &o->r;
     int64_t next = o->offset + 1;
@@ -211,13 +248,32 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, applied_as *
         rc = SEQ_ENOTFOUND; /* for good: this node's definition has no such sequence */
         /* seq_errf: the name may fill the message (gcc -O0 -Werror=format-truncation) */
         seq_errf(a->msg, sizeof a->msg, "unknown sequence '%s'", r->sequence);
-    } else if (r->op == SEQ_LOADS_OP_LOAD) {
-        seq_load_req req = load_req(r, held, next, 0);
+    } else if (r->op == SEQ_LOADS_OP_LOAD || r->op == SEQ_LOADS_OP_DRY_RUN) {
+        /* counted per partition held, for the receiver's answer (loads.h) */
+        static _Thread_local uint64_t by_part[2 * MAX_PARTS];
+        int dry = r->op == SEQ_LOADS_OP_DRY_RUN, whole = r->partitions == 0;
+        /* an unpartitioned batch (partitions 0) is loaded whole, where every partition is
+         * held; its impact still counted per partition of the topic */
+        uint32_t np = whole ? np_topic : r->partitions <= MAX_PARTS ? r->partitions : 0;
+        seq_load_req req = load_req(r, whole ? NULL : held, next, 0);
         seq_load_result res;
-        rc = seq_store_load_batch(l->cfg.store, l->cfg.batch_root, &req, &res, a->msg,
-                                  sizeof a->msg);
+        memset(by_part, 0, sizeof by_part);
+        req.partitions = np;
+        req.impact_by_part = np ? by_part : NULL;
+        req.dry_run = dry;
+        if (whole && !holds_all(held, np_topic)) {
+            rc = SEQ_EPRECONDITION; /* for good: the receiver refuses it where this is so */
+            seq_errf(a->msg, sizeof a->msg, "a batch built without --partitions loads only "
+                     "where every partition is held, and this node holds only some");
+        } else {
+            rc = seq_store_load_batch(l->cfg.store, l->cfg.batch_root, &req, &res, a->msg,
+                                      sizeof a->msg);
+        }
         if (rc == SEQ_OK) a->gen = r->generation;
-        if (passing(rc)) goto retry;
+        if (rc == SEQ_OK && np) keep_impact(a, by_part, held, np);
+        /* a dry run is not retried: its caller waits on every node */
+        if (passing(rc) && !dry) goto retry;
+        if (dry) what = "dry run";
     } else {
         rc = apply_rollback(l, r, next, a);
         if (rc == SEQ_EINTERNAL) goto retry;
@@ -246,6 +302,25 @@ retry:
  * order, ingested for those partitions only (a load whose data is no longer kept is
  * skipped: check_fill). Re-ingesting a part already there writes the same keys again, so
  * a fill after a restart is safe. */
+/* Stores filled_to (a failure only makes the next fill start earlier). */
+static void store_filled(seq_loads *l, uint32_t np)
+{
+    char e[256];
+    if (seq_store_set_loads_filled(l->cfg.store, l->filled_to, np, e, sizeof e) != SEQ_OK)
+        seq_log(SEQ_LOG_WARN, "loads: storing the filled positions: %s", e);
+}
+
+/* After the operation below `next` is applied: the partitions filled before it are
+ * filled up to it (a load ingested their parts; other operations add no data). */
+static void advance_filled(seq_loads *l, const uint8_t *held, uint32_t np, int64_t next)
+{
+    int changed = 0;
+    for (uint32_t p = 0; p < np; p++)
+        if (held[p] && atomic_load(&l->filled[p]) && l->filled_to[p] < next)
+            l->filled_to[p] = next, changed = 1;
+    if (changed) store_filled(l, np);
+}
+
 static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied)
 {
     uint8_t want[MAX_PARTS] = {0};
@@ -264,8 +339,14 @@ static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied
         pthread_mutex_unlock(&l->mu); /* ops only grow, and entries never move but by realloc
                                          on this thread */
         if (!o) break;
-        if (o->r.op != SEQ_LOADS_OP_LOAD || o->r.partitions != np) continue;
-        seq_load_req req = load_req(&o->r, want, 0, 1);
+        int whole = o->r.partitions == 0; /* unpartitioned: all of it, where all is held */
+        if (o->r.op != SEQ_LOADS_OP_LOAD || (o->r.partitions != np && !whole)) continue;
+        uint8_t need[MAX_PARTS] = {0}; /* what is not here from before (filled_to) */
+        int needed = 0;
+        for (uint32_t p = 0; p < np; p++)
+            if (want[p] && l->filled_to[p] <= o->offset) need[p] = 1, needed = 1;
+        if (!needed || (whole && !holds_all(held, np))) continue;
+        seq_load_req req = load_req(&o->r, whole ? NULL : need, 0, 1);
         seq_load_result res;
         char e[256];
         if (!seq_def_find(l->cfg.def, o->r.sequence, strlen(o->r.sequence))) continue;
@@ -275,13 +356,15 @@ static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied
                     o->r.sequence, o->r.generation, seq_log_code_name(rc), e);
             ok = 0;
         } else if (rc == SEQ_OK) {
+            atomic_fetch_add(&l->fill_files, res.files);
             seq_log(SEQ_LOG_INFO, "loads: filled %u files of %s generation %" PRIu64,
                     res.files, o->r.sequence, o->r.generation);
         }
     }
     if (!ok || atomic_load(&l->stop)) return;
     for (uint32_t p = 0; p < np; p++)
-        if (want[p]) atomic_store(&l->filled[p], 1);
+        if (want[p]) atomic_store(&l->filled[p], 1), l->filled_to[p] = applied;
+    store_filled(l, np);
     atomic_store(&l->filling, 0);
     publish_soon(l);
 }
@@ -342,11 +425,14 @@ static void *run(void *arg)
             if (!o) break;
             if (o->offset < applied) continue;
             applied_as a;
-            again = apply_op(l, o, held, &a) != 0;
+            again = apply_op(l, o, held, np, &a) != 0;
+            if (again) free(a.imp);
+            else advance_filled(l, held, np, o->offset + 1);
             if (!again) {
                 pthread_mutex_lock(&l->mu);
                 o->rc = a.rc, o->gen = a.gen;
                 memcpy(o->msg, a.msg, sizeof o->msg);
+                o->imp = a.imp, o->n_imp = a.n_imp;
                 atomic_store(&l->applied, o->offset + 1);
                 pthread_cond_broadcast(&l->cv);
                 pthread_mutex_unlock(&l->mu);
@@ -375,6 +461,7 @@ int seq_loads_start(const seq_loads_config *cfg, seq_loads **out, char *err, siz
     pthread_mutex_init(&l->ops_mu, NULL);
     seq_loads_topic_name(cfg->topic, l->topic, sizeof l->topic);
     atomic_store(&l->applied, seq_store_loads_next(cfg->store));
+    seq_store_loads_filled(cfg->store, l->filled_to, MAX_PARTS);
     int rc = SEQ_EINTERNAL;
     if (!(l->prod = make_client(l, RD_KAFKA_PRODUCER, err, errlen)) ||
         !(l->cons = make_client(l, RD_KAFKA_CONSUMER, err, errlen)))
@@ -413,7 +500,10 @@ void seq_loads_stop(seq_loads *l)
         rd_kafka_flush(l->prod, 1000);
         rd_kafka_destroy(l->prod);
     }
-    for (size_t i = 0; i < l->n_ops; i++) seq_loads_record_clear(&l->ops[i].r);
+    for (size_t i = 0; i < l->n_ops; i++) {
+        seq_loads_record_clear(&l->ops[i].r);
+        free(l->ops[i].imp);
+    }
     free(l->ops);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
@@ -440,7 +530,7 @@ static json_t *batch_dir(const seq_loads_record *r)
 {
     char d[PATH_MAX];
     snprintf(d, sizeof d, "%s", r->paths[0]);
-    for (int up = 0; up < 2; up++) {
+    for (int up = 0; up < (r->partitions ? 2 : 1); up++) {
         char *slash = strrchr(d, '/');
         if (slash) *slash = '\0';
         else snprintf(d, sizeof d, ".");
@@ -468,9 +558,32 @@ json_t *seq_loads_status(seq_loads *l)
     }
     pthread_mutex_unlock(&l->mu);
     seq_store_view_release(l->cfg.store, v);
-    return json_pack("{s:s,s:I,s:b,s:o}", "topic", l->topic, "applied",
-                     (json_int_t)seq_loads_applied(l), "filling", seq_loads_filling(l), "needs",
+    return json_pack("{s:s,s:I,s:b,s:I,s:o}", "topic", l->topic, "applied",
+                     (json_int_t)seq_loads_applied(l), "filling", seq_loads_filling(l),
+                     "filled_files", (json_int_t)atomic_load(&l->fill_files), "needs",
                      needs ? needs : json_array());
+}
+
+/* The newest loads' and dry runs' impact counts for the map record; read after
+ * seq_loads_applied, so that the record holding a position holds the counts below it. */
+json_t *seq_loads_impact(seq_loads *l)
+{
+    json_t *a = json_array();
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = l->n_ops, kept = 0; a && i-- > 0 && kept < IMPACT_KEPT;) {
+        const op *o = &l->ops[i];
+        if (!o->imp || o->offset >= atomic_load(&l->applied)) continue;
+        json_t *parts = json_array();
+        for (uint32_t k = 0; parts && k < o->n_imp; k++)
+            json_array_append_new(parts, json_pack("[I,I,I]", (json_int_t)o->imp[k][0],
+                                                   (json_int_t)o->imp[k][1],
+                                                   (json_int_t)o->imp[k][2]));
+        json_array_insert_new(a, 0, json_pack("{s:I,s:o}", "at", (json_int_t)o->offset,
+                                              "parts", parts ? parts : json_array()));
+        kept++;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return a;
 }
 
 /* ---- the receiver ---- */
@@ -629,6 +742,25 @@ static void whole_counts(const char *root, const seq_load_req *req, seq_load_res
     free(dirs);
 }
 
+/* An unpartitioned batch (PRODUCT.md: it "loads only where nodes hold every partition (a
+ * single node, or a group of one)"): SEQ_OK when every node of the map holds all np
+ * partitions or none, else SEQ_EPRECONDITION naming those that hold only some. */
+static int whole_here(seq_loads *l, uint32_t np, char *msg, size_t msglen)
+{
+    char names[256] = "";
+    struct seq_cluster *c = atomic_load(&l->cluster);
+    if (!c) {
+        seq_errf(msg, msglen, "the cluster map is not read yet: try again");
+        return SEQ_EUNAVAILABLE;
+    }
+    if (seq_cluster_partial(c, np, names, sizeof names) == 0) return SEQ_OK;
+    seq_errf(msg, msglen, "a batch built without --partitions loads only where every node "
+             "holds every partition (a single node, or groups of one), and %s hold only "
+             "some: build it with --partitions %u (seqctl build), one part per partition",
+             names, np);
+    return SEQ_EPRECONDITION;
+}
+
 static uint64_t committed_gen(seq_loads *l, const char *sequence)
 {
     const seq_sequence *s = seq_def_find(l->cfg.def, sequence, strlen(sequence));
@@ -645,6 +777,7 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
     int64_t until = answer_by(deadline_ns);
     seq_load_req dry = *req;
     dry.dry_run = 1;
+    dry.no_impact = 1; /* each node counts it for the partitions it holds */
     dry.only_parts = NULL;
     dry.partitions = seq_consumer_partitions(l->cfg.consumer, NULL, 0);
     pthread_mutex_lock(&l->ops_mu);
@@ -654,21 +787,22 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
                 req->generation;
     if (rc == SEQ_OK)
         rc = seq_store_load_batch(l->cfg.store, l->cfg.batch_root, &dry, res, msg, msglen);
-    if (rc == SEQ_OK && !partitioned(l->cfg.batch_root, req->paths[0])) {
-        seq_errf(msg, msglen, "in a cluster a batch must be built with --partitions %u (seqctl "
-                 "build), one part per partition of the topic", dry.partitions);
-        rc = SEQ_EPRECONDITION;
-    }
-    if (rc != SEQ_OK || req->dry_run) goto out;
+    int whole = rc == SEQ_OK && !partitioned(l->cfg.batch_root, req->paths[0]);
+    if (whole) rc = whole_here(l, dry.partitions, msg, msglen);
+    if (rc != SEQ_OK) goto out;
     if (again) {
         whole_counts(l->cfg.batch_root, req, res);
         res->users_emptied = res->stream_events_hidden = 0;
-        rc = wait_nodes(l, seq_loads_applied(l), until, msg, msglen);
+        if (!req->dry_run) rc = wait_nodes(l, seq_loads_applied(l), until, msg, msglen);
         goto out;
     }
-    seq_loads_record r = {.op = SEQ_LOADS_OP_LOAD, .generation = req->generation,
+    /* a load, or a dry run: every node verifies its partitions' parts and counts what the
+     * load changes (would change) there; the answer sums one holder of each partition */
+    seq_loads_record r = {.op = req->dry_run ? SEQ_LOADS_OP_DRY_RUN : SEQ_LOADS_OP_LOAD,
+                          .generation = req->generation,
                           .start_ms = req->start_ms, .end_ms = req->end_ms,
-                          .partitions = dry.partitions, .paths = (char **)req->paths,
+                          .partitions = whole ? 0 : dry.partitions,
+                          .paths = (char **)req->paths,
                           .n_paths = req->n_paths};
     snprintf(r.sequence, sizeof r.sequence, "%s", req->sequence);
     int64_t o = commit(l, &r, until, msg, msglen);
@@ -676,13 +810,16 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
         rc = SEQ_EUNAVAILABLE;
         goto out;
     }
-    seq_log(SEQ_LOG_INFO, "load: %s generation %" PRIu64 " committed to %s at offset %" PRId64,
-            req->sequence, req->generation, l->topic, o);
+    seq_log(SEQ_LOG_INFO, "%s: %s generation %" PRIu64 " committed to %s at offset %" PRId64,
+            req->dry_run ? "dry run" : "load", req->sequence, req->generation, l->topic, o);
     if (wait_applied(l, o + 1, until)) {
         rc = wait_nodes(l, o + 1, mono_ms(), msg, msglen); /* names this node among others */
         goto out;
     }
     if ((rc = outcome(l, o, NULL, msg, msglen)) == SEQ_OK) rc = wait_nodes(l, o + 1, until, msg, msglen);
+    struct seq_cluster *c = atomic_load(&l->cluster);
+    if (rc == SEQ_OK && c)
+        seq_cluster_impact(c, o, dry.partitions, &res->users_emptied, &res->stream_events_hidden);
 out:
     pthread_mutex_unlock(&l->ops_mu);
     return rc;

@@ -5,8 +5,9 @@
  * Every node reads the topic from the position it stored with its last applied
  * operation ('m' "loads", written in the same synced write as the operation's commit, so
  * a crash never applies one twice or skips one) and applies each operation in order:
- * a load ingests the parts of the partitions the node holds, as one generation; a
- * rollback undoes loads as on a single node. A node that holds a partition it has not
+ * a load ingests the parts of the partitions the node holds, as one generation (counting
+ * first what it changes there, for the receiver's answer); a dry run verifies and counts
+ * the same, changing nothing; a rollback undoes loads as on a single node. A node that holds a partition it has not
  * filled yet (it acquired it, or it just started) ingests that partition's part of every
  * load whose data its history keeps, before it reports the partition caught up
  * (seq_loads_filled; the cluster map publishes it). The receiver waits, within the
@@ -67,9 +68,19 @@ int seq_loads_filling(const seq_loads *l);
  * it acquires would be filled from: they must stay on the shared root. Admin thread. */
 json_t *seq_loads_status(seq_loads *l);
 
+/* For this node's cluster map record (new reference, NULL on OOM): the impact counts of
+ * the newest loads and dry runs it applied, per partition it held then:
+ * [{"at": offset, "parts": [[p, users_emptied, stream_events_hidden], ...]}, ...].
+ * Call after seq_loads_applied: the counts of every operation below it are there. */
+json_t *seq_loads_impact(seq_loads *l);
+
 /* LoadBatch on a cluster member. deadline_ns: absolute CLOCK_MONOTONIC, 0 = none (a
- * default applies). SEQ_OK with res (counts summed over the parts, i.e. over one holder
- * of each partition); the verification's errors (storage/batch.h) with nothing written;
+ * default applies). SEQ_OK with res: users, events, files summed over the parts (the
+ * receiver verifies them all); users_emptied and stream_events_hidden summed over one
+ * holder of each partition (each node counts its partitions' as it applies the record,
+ * seq_loads_impact, seq_cluster_impact). A dry run is written to the log as a dry_run
+ * record that every node verifies and counts for its partitions, changing nothing, and
+ * answered the same way. The verification's errors (storage/batch.h) with nothing written;
  * SEQ_EPRECONDITION for a batch that is not partitioned; SEQ_EUNAVAILABLE "committed;
  * pending on NODES" past the deadline (the record is written), or without a broker. */
 int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,

@@ -55,8 +55,9 @@ int seq_loads_parse_record(const void *data, size_t len, seq_loads_record *r)
         r->at_ms = at;
         r->generation = (uint64_t)gen;
     }
-    if (ok && strcmp(op, "load") == 0) {
-        r->op = SEQ_LOADS_OP_LOAD;
+    int dry = ok && strcmp(op, "dry_run") == 0;
+    if (ok && (dry || strcmp(op, "load") == 0)) {
+        r->op = dry ? SEQ_LOADS_OP_DRY_RUN : SEQ_LOADS_OP_LOAD;
         ok = !get_int(o, "start_ms", &a) && !get_int(o, "end_ms", &b) && a < b &&
              !get_int(o, "partitions", &p) && p <= UINT32_MAX && gen > 0 && !get_paths(o, r);
         if (ok) r->start_ms = a, r->end_ms = b, r->partitions = (uint32_t)p;
@@ -75,12 +76,16 @@ int seq_loads_parse_record(const void *data, size_t len, seq_loads_record *r)
 
 char *seq_loads_format_record(const seq_loads_record *r)
 {
+    int load = r->op == SEQ_LOADS_OP_LOAD || r->op == SEQ_LOADS_OP_DRY_RUN;
     json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:I,s:I}", "v", 1, "op",
-                          r->op == SEQ_LOADS_OP_LOAD ? "load" : "rollback", "sequence",
+                          r->op == SEQ_LOADS_OP_LOAD      ? "load"
+                          : r->op == SEQ_LOADS_OP_DRY_RUN ? "dry_run"
+                                                          : "rollback",
+                          "sequence",
                           r->sequence, "node", r->node, "at_ms", (json_int_t)r->at_ms,
                           "generation", (json_int_t)r->generation);
     int bad = !o;
-    if (!bad && r->op == SEQ_LOADS_OP_LOAD) {
+    if (!bad && load) {
         json_t *a = json_array();
         for (size_t i = 0; a && i < r->n_paths; i++)
             bad |= json_array_append_new(a, json_string(r->paths[i])) != 0;

@@ -2,6 +2,9 @@
  * LoadBatch or RollbackBatch, as a JSON object
  *   {"v":1,"op":"load","sequence","start_ms","end_ms","generation","partitions":P,
  *    "paths":[...],"node","at_ms"}
+ *   {"v":1,"op":"dry_run", the fields of a load}: a LoadBatch with dry_run: every node
+ *    verifies the parts of the partitions it holds and counts what the load would change
+ *    there (published in its cluster map record), changing nothing
  *   {"v":1,"op":"rollback","sequence","generation" (as requested, 0 = the newest),
  *    "from" (the newest load in effect when it was verified),"to" (in effect after it),
  *    "node","at_ms"}
@@ -17,14 +20,14 @@
 #define SEQ_LOADS_MAX_PATHS 65536
 #define SEQ_LOADS_MAX_TEXT 256
 
-typedef enum { SEQ_LOADS_OP_LOAD = 1, SEQ_LOADS_OP_ROLLBACK = 2 } seq_loads_op;
+typedef enum { SEQ_LOADS_OP_LOAD = 1, SEQ_LOADS_OP_ROLLBACK = 2, SEQ_LOADS_OP_DRY_RUN = 3 } seq_loads_op;
 
 typedef struct {
     seq_loads_op op;
     char sequence[SEQ_LOADS_MAX_TEXT], node[SEQ_LOADS_MAX_TEXT];
     int64_t at_ms;        /* the receiver's wall clock when it wrote the record */
     uint64_t generation;  /* load: the batch's; rollback: as requested */
-    /* load */
+    /* load and dry_run */
     int64_t start_ms, end_ms;
     uint32_t partitions;  /* the topic's P when it was verified */
     char **paths;         /* n_paths malloc'd strings (the request's, as given) */

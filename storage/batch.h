@@ -79,8 +79,17 @@ typedef struct {
     /* A cluster node's apply (server/loads.h): of a partitioned batch, only the parts p
      * with only_parts[p] != 0 (`partitions` entries) are verified, staged and ingested;
      * the others must still be named (the batch is whole), their files are not read.
-     * NULL: every part. The counts in the result are those of the selected parts. */
+     * NULL: every part. The counts in the result are those of the selected parts, the
+     * impact counts (users_emptied, stream_events_hidden) those of the users of the
+     * selected partitions. */
     const uint8_t *only_parts;
+    /* Set (2 * `partitions` entries, zeroed by the caller): the impact counts split by
+     * the users' partition, [2p] users_emptied and [2p + 1] stream_events_hidden (a
+     * cluster node reports them per partition: server/loads.h). */
+    uint64_t *impact_by_part;
+    /* 1: no impact count (both 0): the receiver of a cluster load, whose nodes count it
+     * each for the partitions it holds. */
+    int no_impact;
     /* > 0: 'm' "loads" := loads_next in the same synced write as the commit (the next
      * offset of `<topic>.seqd-loads` to apply: a crash never applies one twice). */
     int64_t loads_next;
@@ -150,6 +159,14 @@ int seq_store_rollback_ex(seq_store *st, const char *sequence, uint64_t to, int 
  * operations refused or no-ops at apply, which commit nothing). SEQ_OK or SEQ_EINTERNAL. */
 int64_t seq_store_loads_next(seq_store *st);
 int seq_store_set_loads_next(seq_store *st, int64_t next, char *err, size_t errlen);
+/* 'm' "filled": per partition p, the offset of `<topic>.seqd-loads` below which every
+ * load's part of p is in this store (server/loads.c fills a partition only from there,
+ * so a restart does not ingest again what is here). Reads up to max entries into to
+ * (the rest 0) and returns how many were stored; the write stores n (any write error:
+ * SEQ_EINTERNAL; a lost write only makes the next fill start earlier). */
+uint32_t seq_store_loads_filled(seq_store *st, int64_t *to, uint32_t max);
+int seq_store_set_loads_filled(seq_store *st, const int64_t *to, uint32_t n, char *err,
+                               size_t errlen);
 /* Reclaims the data of replaced loads that --history-ms no longer keeps (loads and
  * rollbacks reclaim at their commit; time alone needs this): one commit per sequence
  * that has any, under the load lock; then bounds the stream watermark series

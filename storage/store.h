@@ -15,10 +15,13 @@
  *                                      began (the oldest as-of time); "wmh" be64 second
  *                                      -> the stream watermark series (as-of reads);
  *                                      "held" be32 partition -> be64 ms this node
- *                                      began holding it; "gap" be32 partition -> be64
- *                                      ms from which the Kafka log held the partition
- *                                      when this node began reading it (it had lost
- *                                      older messages: "caught up with a gap")
+ *                                      began holding it; "loads" -> be64 the next
+ *                                      offset of `<topic>.seqd-loads` to apply;
+ *                                      "filled" -> be64 per partition (batch.h); "gap"
+ *                                      be32 partition -> be64 ms from which the Kafka
+ *                                      log held the partition when this node began
+ *                                      reading it (it had lost older messages: "caught
+ *                                      up with a gap")
  *   's' be32 part, be32 seq, be64 user, be64 ~B
  *                                      stream bucket blob (engine/blob.h), written as
  *                                      merge operands (store_batch.c, store_merge.c); B

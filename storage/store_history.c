@@ -288,6 +288,40 @@ int seq_store_set_loads_next(seq_store *st, int64_t next, char *err, size_t errl
     return rc;
 }
 
+uint32_t seq_store_loads_filled(seq_store *st, int64_t *to, uint32_t max)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_meta(k, "filled"), vl = 0;
+    char *val = NULL, err[128];
+    uint32_t n = 0;
+    memset(to, 0, sizeof *to * max);
+    if (seq_store_get_raw(st, k, kl, &val, &vl, err, sizeof err) == SEQ_OK && val &&
+        vl % 8 == 0)
+        for (n = 0; n < max && n < vl / 8; n++)
+            to[n] = (int64_t)seq_get_be64((const uint8_t *)val + 8 * n);
+    rocksdb_free(val);
+    return n;
+}
+
+int seq_store_set_loads_filled(seq_store *st, const int64_t *to, uint32_t n, char *err,
+                               size_t errlen)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_meta(k, "filled");
+    uint8_t *v = malloc(8 * (size_t)(n ? n : 1));
+    if (!v) {
+        seq_errf(err, errlen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    for (uint32_t p = 0; p < n; p++) seq_put_be64(v + 8 * p, (uint64_t)to[p]);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)v, 8 * (size_t)n);
+    int rc = put_batch(st, wb, err, errlen);
+    rocksdb_writebatch_destroy(wb);
+    free(v);
+    return rc;
+}
+
 int64_t seq_store_born_ms(const seq_store *st) { return st->born_ms; }
 
 /* ---- the sweeper: time alone lets replaced loads go (--history-ms) ---- */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/partition.h"
 #include "batch.h"
 #include "sst_reader.h"
 #include "store_int.h"
@@ -120,9 +121,20 @@ static int candidates(seq_store *st, const uint8_t *pre, size_t pl, const scan_c
     return rc;
 }
 
+/* Keeps the users of the selected partitions: a node still holds other partitions' batch
+ * data (a partition it gave up keeps it) and counts only what it loads. */
+static void only_selected(users *u, const seq_load_req *req)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < u->n; i++)
+        if (req->only_parts[seq_partition_of_user(u->v[i], req->partitions)]) u->v[m++] = u->v[i];
+    u->n = m;
+}
+
 static int before_side(seq_store *st, const seq_sequence *s, const seq_store_seqstate *cur,
                        const scan_ctx *c, int64_t now, const users *after,
-                       seq_load_result *res, char *err, size_t errlen)
+                       const seq_load_req *req, seq_load_result *res, char *err,
+                       size_t errlen)
 {
     users cand = {0};
     uint8_t pre[SEQ_KEY_MAX];
@@ -135,6 +147,8 @@ static int before_side(seq_store *st, const seq_sequence *s, const seq_store_seq
         rc = candidates(st, pre, 13, c, &cand, err, errlen);
     }
     users_sort(&cand);
+    if (req->only_parts && req->partitions) /* a cluster node counts the users of the partitions it loads */
+        only_selected(&cand, req);
     /* the whole merged answer in the window: no length or retention cut */
     seq_sequence whole = *s;
     whole.max_length = UINT32_MAX / 4;
@@ -167,8 +181,14 @@ static int before_side(seq_store *st, const seq_sequence *s, const seq_store_seq
         }
         uint32_t n = seq_merge_run(&p, sr, ns, br, nb, out, scratch), streamed = 0;
         for (uint32_t j = 0; j < n; j++) streamed += out[j]->gen == 0;
+        int emptied = n > 0 && !users_has(after, cand.v[i]);
         res->stream_events_hidden += streamed; /* all of the window's stream events go */
-        res->users_emptied += n > 0 && !users_has(after, cand.v[i]);
+        res->users_emptied += (uint64_t)emptied;
+        if (req->impact_by_part && req->partitions) {
+            uint32_t part = seq_partition_of_user(cand.v[i], req->partitions);
+            req->impact_by_part[2 * part] += (uint64_t)emptied;
+            req->impact_by_part[2 * part + 1] += streamed;
+        }
     }
     free((void *)out);
     seq_merge_scratch_free(scratch);
@@ -189,14 +209,15 @@ int seq_store_load_impact(seq_store *st, const seq_sequence *s, const seq_store_
     users after = {0};
     c.out = &after;
     int rc = SEQ_OK;
-    for (size_t i = 0; i < req->n_paths && rc == SEQ_OK; i++) {
+    /* staged: the copies of the selected parts' files, then NULLs (batch.h) */
+    for (size_t i = 0; i < req->n_paths && staged[i] && rc == SEQ_OK; i++) {
         if (seq_sst_scan(staged[i], staged_entry, &c, err, errlen) != 0 || c.oom) {
             if (c.oom) seq_errf(err, errlen, "out of memory");
             rc = SEQ_EINTERNAL;
         }
     }
     users_sort(&after);
-    if (rc == SEQ_OK) rc = before_side(st, s, cur, &c, now, &after, res, err, errlen);
+    if (rc == SEQ_OK) rc = before_side(st, s, cur, &c, now, &after, req, res, err, errlen);
     free(after.v);
     return rc;
 }

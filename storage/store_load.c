@@ -185,8 +185,8 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     }
     rc = seq_batch_verify(st->def, batch_root, st->stage_dir, req, &paths, res, err, errlen);
     if (rc == SEQ_OK && !req->fill) seq_store_crash_point("load-after-verify");
-    /* a cluster node's apply (only_parts) counts no impact: the receiver's dry run did */
-    if (rc == SEQ_OK && !req->only_parts)
+    /* a fill adds data to a committed load: nothing changes for readers */
+    if (rc == SEQ_OK && !req->fill && !req->no_impact)
         rc = seq_store_load_impact(st, s, cur, req, paths, seq_now_ms(), res, err, errlen);
     if (rc == SEQ_OK && req->dry_run) { /* verified and counted: change nothing */
         for (size_t i = 0; i < res->files; i++) unlink(paths[i]);

@@ -313,6 +313,7 @@ def test_late_node_answers_like_the_others(cl):
     # /status lists the batch directories d still needs on the shared root
     st = d.status()["loads"]
     assert st["applied"] == loads_offset(cl) and not st["filling"]
+    assert st["filled_files"] > 0  # its partitions filled from the kept loads' parts
     assert os.path.join(cl.root, "g10") in {n["batch_dir"] for n in st["needs"]}
 
 

@@ -1,11 +1,13 @@
 /* `<topic>.seqd-loads` records (server/loads_record.h): a load and a rollback format and
  * parse back field for field; what is not such a record is refused (wrong version or op,
  * a missing or negative field, an empty range, no paths, an empty path, a NUL inside a
- * string, duplicate keys, a generation 0 load). */
+ * string, duplicate keys, a generation 0 load); a dry run round-trips; the impact counts
+ * of cluster map records sum one node per partition (server/cluster_record.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/common.h"
+#include "server/cluster_record.h"
 #include "server/loads_record.h"
 #include "testlib.h"
 
@@ -41,6 +43,53 @@ static void test_load_round_trip(void)
     seq_loads_record_clear(&b);
     CHECK(b.paths == NULL && b.n_paths == 0);
     free(text);
+}
+
+static void test_dry_run_round_trip(void)
+{
+    char *paths[] = {"g/partition-00000/part-0.sst"};
+    seq_loads_record r = {.op = SEQ_LOADS_OP_DRY_RUN, .generation = 9, .start_ms = 10,
+                          .end_ms = 20, .partitions = 1, .paths = paths, .n_paths = 1};
+    strcpy(r.sequence, "s");
+    char *text = seq_loads_format_record(&r);
+    CHECK(text != NULL && strstr(text, "\"op\":\"dry_run\"") != NULL);
+    seq_loads_record b;
+    CHECK_EQ_INT(seq_loads_parse_record(text, strlen(text), &b), SEQ_OK);
+    CHECK_EQ_INT(b.op, SEQ_LOADS_OP_DRY_RUN);
+    CHECK_EQ_INT(b.generation, 9);
+    CHECK(b.n_paths == 1 && strcmp(b.paths[0], paths[0]) == 0);
+    seq_loads_record_clear(&b);
+    free(text);
+}
+
+/* The receiver's sum (server/cluster.h seq_cluster_impact): one count per partition, the
+ * first record that has it; other operations' counts and bad entries are not counted. */
+static void test_impact_one_holder_per_partition(void)
+{
+    const char *a = "{\"v\":1,\"id\":\"a\",\"group\":\"g1\",\"grpc\":\"x:1\","
+                    "\"n_partitions\":4,\"partitions\":[0,1],\"caught_up\":[],"
+                    "\"heartbeat_ms\":1,\"impact\":[{\"at\":5,\"parts\":[[0,1,10],[1,2,20]]},"
+                    "{\"at\":6,\"parts\":[[0,100,100]]}]}";
+    const char *c = "{\"v\":1,\"id\":\"c\",\"group\":\"g2\",\"grpc\":\"x:2\","
+                    "\"n_partitions\":4,\"partitions\":[0,1,2,3],\"caught_up\":[],"
+                    "\"heartbeat_ms\":1,\"impact\":[{\"at\":5,\"parts\":[[0,1,10],[1,2,20],"
+                    "[2,3,30],[3,4,40],[7,9,9],[\"x\",9,9]]}]}";
+    seq_cluster_record ra, rc;
+    CHECK_EQ_INT(seq_cluster_parse_record(a, strlen(a), &ra), SEQ_OK);
+    CHECK_EQ_INT(seq_cluster_parse_record(c, strlen(c), &rc), SEQ_OK);
+    uint8_t seen[8] = {0};
+    uint64_t emptied = 0, hidden = 0;
+    seq_cluster_record_impact(&ra, 5, 4, seen, &emptied, &hidden);
+    seq_cluster_record_impact(&rc, 5, 4, seen, &emptied, &hidden);
+    CHECK_EQ_INT(emptied, 1 + 2 + 3 + 4); /* partitions 0 and 1 once, not twice */
+    CHECK_EQ_INT(hidden, 10 + 20 + 30 + 40);
+    CHECK(seen[0] && seen[3]);
+    seq_cluster_record_clear(&ra);
+    seq_cluster_record_clear(&rc);
+    const char *bad = "{\"v\":1,\"id\":\"a\",\"group\":\"g\",\"grpc\":\"x\","
+                      "\"n_partitions\":1,\"partitions\":[],\"caught_up\":[],"
+                      "\"heartbeat_ms\":1,\"impact\":{}}";
+    CHECK(seq_cluster_parse_record(bad, strlen(bad), &ra) == SEQ_EINVAL); /* not an array */
 }
 
 static void test_rollback_round_trip(void)
@@ -98,6 +147,8 @@ static void test_refusals(void)
 int main(void)
 {
     RUN(test_load_round_trip);
+    RUN(test_dry_run_round_trip);
+    RUN(test_impact_one_holder_per_partition);
     RUN(test_rollback_round_trip);
     RUN(test_refusals);
     return seq_t_done();
