@@ -7,7 +7,12 @@
 # Redis LPUSH + LTRIM of the same number of events, random users among the same users,
 # pipelined (redis-cli --pipe), as a ratio.
 #   bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M]
-#                        [--compare-history]
+#                        [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]
+# --seqd-arg: one more argument for each seqd started (repeat it), e.g. to compare settings.
+# --baseline "SEQD [ARG]...": before and after in one run: the same log is consumed first
+# by the seqd binary SEQD with the ARGs (e.g. a Release build of main, or this tree's with
+# --write-lanes 1), then by this tree's, and the two rates and CPU per event are printed
+# side by side with their ratio.
 # --compare-history (issue 13, "Numbers"): the same pre-filled log is consumed twice, by a
 # fresh seqd with --history-ms 0 (no apply times kept for as-of reads) and by one with the
 # default (7 days), one after the other, and the two rates and CPU per event are printed
@@ -18,7 +23,7 @@
 # Never run in CI: it measures the machine.
 set -euo pipefail
 
-USERS=1000000; FILL_S=60; PARTS=64; CACHE_MB=512; HISTORIES=(default)
+USERS=1000000; FILL_S=60; PARTS=64; CACHE_MB=512; HISTORIES=(default); EXTRA=(); BASELINE=
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) USERS=$2; shift 2 ;;
@@ -26,7 +31,9 @@ while [ $# -gt 0 ]; do
     --partitions) PARTS=$2; shift 2 ;;
     --cache-mb) CACHE_MB=$2; shift 2 ;;
     --compare-history) HISTORIES=(0 default); shift ;;
-    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history]" >&2; exit 2 ;;
+    --seqd-arg) EXTRA+=("$2"); shift 2 ;;
+    --baseline) BASELINE=$2; shift 2 ;;
+    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]" >&2; exit 2 ;;
   esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,57 +69,76 @@ o=$("$BIN/seqfeed" --brokers "$BROKERS" --users "$USERS" -D "$FILL_S")
 FILLED=$(tr ' ' '\n' <<<"$o" | sed -n 's/^produced=//p')
 log "log holds ${FILLED:-?} events ($o)"
 
-# consume H: a fresh seqd (its own data dir, --history-ms H unless "default") consumes the
-# whole log with the producer idle; sets rate (events/s) and us_per_event
+# consume LABEL BIN H: a fresh seqd BIN (its own data dir, --history-ms H unless "default")
+# consumes the whole log with the producer idle; sets rate (events/s), us_per_event and
+# consumer_us (the CPU of the threads that apply events, per event: seqd-consumer and the
+# write lanes' seqd-laneI; 0 for a seqd older than the lanes, whose threads had no names). Checks every second whether the log is
+# consumed, so that a short log is timed to within a second; prints every 10 s.
 consume() {
-  local h=$1 dir="$DATA/seqd-$1" hist=()
+  local label=$1 h=$3 dir="$DATA/seqd-$1" hist=() seqd
+  read -ra seqd <<<"$2" # the binary, then arguments of this run only
   [ "$h" = default ] || hist=(--history-ms "$h")
-  log "a fresh seqd (history-ms $h) consumes it, the producer idle"
-  bg "$SEQD" --definition "$B/definition.json" --data-dir "$dir" --grpc-listen 127.0.0.1:0 \
-    --admin-listen 127.0.0.1:0 --brokers "$BROKERS" --cache-mb "$CACHE_MB" "${hist[@]}" \
-    >"$LOG/seqd-$h.out" 2>"$LOG/seqd-$h.err"
+  log "a fresh seqd ($label: ${seqd[*]}, history-ms $h) consumes it, the producer idle; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  bg "${seqd[@]}" --definition "$B/definition.json" --data-dir "$dir" --grpc-listen 127.0.0.1:0 \
+    --admin-listen 127.0.0.1:0 --brokers "$BROKERS" --cache-mb "$CACHE_MB" "${hist[@]}" "${EXTRA[@]}" \
+    >"$LOG/seqd-$label.out" 2>"$LOG/seqd-$label.err"
   local pid=$!
-  for _ in $(seq 300); do grep -q "seqd ready" "$LOG/seqd-$h.out" 2>/dev/null && break; sleep 0.1; done
-  A=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$LOG/seqd-$h.out")
-  [ -n "$A" ] || die "seqd did not start (see $LOG/seqd-$h.err)"
-  local t0 prev=0 tprev now a lag cache look start_applied total cpu_ms
+  for _ in $(seq 300); do grep -q "seqd ready" "$LOG/seqd-$label.out" 2>/dev/null && break; sleep 0.1; done
+  A=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$LOG/seqd-$label.out")
+  [ -n "$A" ] || die "seqd did not start (see $LOG/seqd-$label.err)"
+  local t0 prev=0 tprev now a lag cache look start_applied total cpu_ms tick=0 done=0
   t0=$(date +%s%N); tprev=$t0; start_applied=$(metric seqd_events_applied_total)
   printf '%8s %12s %12s %10s %14s %12s\n' elapsed_s applied rate_per_s lag cache_used_mb id_lookups
-  while :; do
-    sleep 10
-    now=$(date +%s%N); a=$(metric seqd_events_applied_total); lag=$(metric seqd_consumer_lag_messages)
+  while [ $done = 0 ]; do
+    sleep 1; tick=$((tick + 1))
+    a=$(metric seqd_events_applied_total); lag=$(metric seqd_consumer_lag_messages)
+    # lag counts only partitions whose end is known (from a fetch): caught_up says every
+    # partition was consumed to its end
+    [ "$lag" = 0 ] && [ "$a" -gt 0 ] && [ "$(metric seqd_consumer_caught_up)" = 1 ] && done=1
+    [ $done = 1 ] || [ $((tick % 10)) = 0 ] || continue
+    now=$(date +%s%N)
     cache=$(metric seqd_rocksdb_block_cache_usage_bytes); look=$(metric seqd_stream_id_lookups_total)
     printf '%8d %12d %12d %10d %14d %12d\n' $(( (now - t0) / 1000000000 )) "$a" \
       $(( (a - prev) * 1000000000 / (now - tprev) )) "$lag" $(( cache >> 20 )) "$look"
     prev=$a; tprev=$now
-    # lag counts only partitions whose end is known (from a fetch): caught_up says every
-    # partition was consumed to its end
-    [ "$lag" = 0 ] && [ "$a" -gt 0 ] && [ "$(metric seqd_consumer_caught_up)" = 1 ] && break
   done
   total=$(( $(date +%s%N) - t0 ))
   rate=$(( (prev - start_applied) * 1000000000 / total ))
   cpu_ms=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
   us_per_event=$(awk -v c="$cpu_ms" -v n="$prev" 'BEGIN {printf "%.2f", n ? c * 1000 / n : 0}')
-  log "seqd (history-ms $h): $prev events applied in $(( total / 1000000 )) ms: $rate events/s" \
-      "over the whole log; seqd CPU $cpu_ms ms ($us_per_event µs/event, start included)"
+  consumer_us=$(cat /proc/"$pid"/task/*/stat | awk -v hz="$(getconf CLK_TCK)" -v n="$prev" \
+    '/\((seqd-consumer|seqd-lane[0-9]+)\)/ {c += $14 + $15} END {printf "%.2f", n ? c * 1000000 / hz / n : 0}')
+  log "seqd ($label, history-ms $h): $prev events applied in $(( total / 1000000 )) ms: $rate events/s" \
+      "over the whole log; seqd CPU $cpu_ms ms ($us_per_event µs/event, start included;" \
+      "threads seqd-consumer + seqd-laneI: $consumer_us µs/event); load average $(cut -d' ' -f1-3 /proc/loadavg)"
   APPLIED=$prev
   local mis
   mis=$(metric seqd_events_misrouted_total)
   [ "$mis" = 0 ] || log "warning: $mis events were misrouted (re-produced and consumed twice): not plain ingest"
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
+# the runs: label, binary, history setting; the last one is "this" build's, the anchor's
+RUNS=()
+for h in "${HISTORIES[@]}"; do RUNS+=("$h|$SEQD|$h"); done
+[ -z "$BASELINE" ] || RUNS=("baseline|$BASELINE|default" "this|$SEQD|default")
 declare -A RATE CPU
-for h in "${HISTORIES[@]}"; do
-  consume "$h"
-  RATE[$h]=$rate; CPU[$h]=$us_per_event
+for r in "${RUNS[@]}"; do
+  IFS='|' read -r label bin h <<<"$r"
+  consume "$label" "$bin" "$h"
+  RATE[$label]=$rate; CPU[$label]=$us_per_event
 done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 if [ ${#HISTORIES[@]} -gt 1 ]; then
   log "history kept (default) vs --history-ms 0: rate ${RATE[default]} vs ${RATE[0]} events/s" \
-      "(ratio $(awk -v a="${RATE[default]}" -v b="${RATE[0]}" 'BEGIN {printf "%.3f", a / b}')," \
-      "bar >= 0.90); CPU ${CPU[default]} vs ${CPU[0]} µs/event" \
-      "(ratio $(awk -v a="${CPU[default]}" -v b="${CPU[0]}" 'BEGIN {printf "%.3f", a / b}'))"
+      "(ratio $(ratio "${RATE[default]}" "${RATE[0]}"), bar >= 0.90); CPU ${CPU[default]} vs" \
+      "${CPU[0]} µs/event (ratio $(ratio "${CPU[default]}" "${CPU[0]}"))"
 fi
-prev=$APPLIED; rate=${RATE[default]}
+if [ -n "$BASELINE" ]; then
+  log "this build vs the baseline: rate ${RATE[this]} vs ${RATE[baseline]} events/s" \
+      "(ratio $(ratio "${RATE[this]}" "${RATE[baseline]}")); CPU ${CPU[this]} vs" \
+      "${CPU[baseline]} µs/event (ratio $(ratio "${CPU[this]}" "${CPU[baseline]}"))"
+fi
+prev=$APPLIED; rate=$rate
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   RP=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   bg redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >"$LOG/redis.out" 2>&1

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../engine/common.h"
+#include "lanes.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_I64, OPT_FORMAT, OPT_FLAG } opt_kind;
 
@@ -45,6 +46,7 @@ static const opt_spec OPTS[] = {
     {"advertise", OPT_STR, F(advertise), 0},
     {"history-ms", OPT_I64, F(history_ms), 0},
     {"keep-generations", OPT_INT, F(keep_generations), 0},
+    {"write-lanes", OPT_INT, F(write_lanes), 1},
     {"help", OPT_FLAG, F(help), 0},
     {"check-definition", OPT_STR, F(check_definition), 0},
 };
@@ -60,7 +62,7 @@ void seq_config_usage(FILE *f)
           "            [--idle-timeout-s N] [--max-connections N] [--max-concurrent-streams N]\n"
           "            [--max-header-bytes N] [--min-free-mb N] [--kafka-config FILE]\n"
           "            [--instance-id ID] [--advertise HOST:PORT] [--history-ms MS]\n"
-          "            [--keep-generations N]\n"
+          "            [--keep-generations N] [--write-lanes N]\n"
           "defaults: --data-dir ./seqd-data --grpc-listen 127.0.0.1:50051\n"
           "          --admin-listen 127.0.0.1:8080 --topic seqd.events --group seqd\n"
           "          --event-format protobuf --threads <cores> --cache-mb 512\n"
@@ -69,6 +71,7 @@ void seq_config_usage(FILE *f)
           "          --max-header-bytes 16384 --min-free-mb 128 (0: no check);\n"
           "          --history-ms 604800000 (7 days; 0: keep no replaced copies);\n"
           "          --keep-generations 2 (replaced batch loads kept for rollback);\n"
+          "          --write-lanes 2 (stream commits at once, 1-8);\n"
           "          no --brokers: an embedded Kafka cluster\n"
           "       seqd --check-definition FILE [--data-dir DIR]\n"
           "          validates FILE (and its compatibility with the data in DIR), prints the\n"
@@ -100,6 +103,7 @@ static void set_defaults(seq_config *c)
     c->max_message_bytes = 4194304;
     c->min_free_mb = 128;
     c->history_ms = 604800000; /* 7 days (PRODUCT.md "As of T") */
+    c->write_lanes = 2;         /* the two cores of the machine the bench runs on */
     c->keep_generations = 2;   /* PRODUCT.md "Rollback" */
 }
 
@@ -213,6 +217,11 @@ int seq_config_parse(seq_config *c, int argc, char **argv, char *err, size_t err
             if (rc == SEQ_EINTERNAL) seq_errf(err, errlen, "out of memory");
             goto fail;
         }
+    }
+    if (c->write_lanes > SEQ_LANES_MAX) { /* the one option with an upper bound */
+        seq_errf(err, errlen, "--write-lanes: '%d' is not an integer in [1, %d]", c->write_lanes,
+                 SEQ_LANES_MAX);
+        goto fail;
     }
     c->data_dir_given = c->data_dir != DEFAULT_DATA_DIR;
     c->group_given = c->group != DEFAULT_GROUP;

@@ -47,6 +47,9 @@ typedef struct {
     /* --keep-generations: replaced or undone batch loads whose data is kept per sequence
      * whatever their age (a rollback can return to them); storage/store.h */
     int keep_generations;
+    /* --write-lanes: stream commits made at once, each on its own thread, with a share
+     * of the partitions (server/consumer.c); 1..SEQ_LANES_MAX (server/lanes.h). */
+    int write_lanes;
     int help;           /* --help was given: print usage, exit 0 */
     /* --check-definition FILE: validate FILE (and, with --data-dir, its compatibility
      * with the stored data), print the verdict, exit; serve nothing. */

@@ -1,14 +1,23 @@
 /* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_ingest (decode,
  * time check, executor: engine/ingest.h, the batch builder's step too) ->
- * seq_store_batch_add_event (blind writes: storage/store_batch.c), gathered into
- * batches of up to BATCH_MAX messages or BATCH_WAIT_MS, committed to RocksDB in one
- * write per BATCH_BUDGET_MS of work together with every touched partition's next offset
- * and watermark. Offsets live
+ * seq_store_batch_add_event (blind writes: storage/store_batch.c) into the store batch
+ * of the message's write lane (partition p -> lane p % lanes), gathered into batches of
+ * up to BATCH_MAX messages or BATCH_WAIT_MS; per BATCH_BUDGET_MS of work the lanes'
+ * batches are committed to RocksDB at once (server/lanes.h: lane 0 on this thread, the
+ * others on helper threads; RocksDB inserts concurrent writes into the memtable in
+ * parallel), each in one write together with the next offset and watermark of every
+ * partition of its lane that it touched. A user's events all arrive on one partition
+ * (misrouted ones are re-produced there, misroute.h), so they are in one lane, in
+ * order; the id filter and the misroute state stay on this thread, which fills every
+ * batch. Offsets live
  * only in RocksDB (never committed to Kafka), so a crash at any point resumes exactly
- * where the stored data ends. A failed commit (disk full, a RocksDB write error) is
- * retried with the same messages (still held in memory) on a fresh store batch, with a
- * growing pause, until it succeeds: offsets never advance past unwritten data, nothing
- * is half-applied, counts are published only after success.
+ * where the stored data ends, per partition: a lane's write holds its partitions' data
+ * and offsets, whatever the other lanes' writes did. A failed commit (disk full, a
+ * RocksDB write error) is retried with the same messages (still held in memory) on
+ * fresh store batches, with a growing pause, until it succeeds; the partitions of lanes
+ * whose write succeeded meanwhile are committed, and their messages are skipped by the
+ * retry (below their committed next offset): offsets never advance past unwritten data,
+ * nothing is half-applied or applied twice, counts are published only after success.
  *
  * No call on this thread may block for long, whatever the brokers do, so that a stop
  * always finishes within seconds: the thread never uses librdkafka's synchronous offset
@@ -38,6 +47,7 @@
 #include "../engine/ingest.h"
 #include "../engine/merge.h"
 #include "kafkaconf.h"
+#include "lanes.h"
 #include "log.h"
 #include "misroute.h"
 
@@ -82,6 +92,15 @@ typedef struct {
     uint64_t applied, malformed, future, skipped, filtered, late;
 } tallies;
 
+/* A write lane: its store batch and what its messages counted, consumer-thread state
+ * that the lane's commit (lane_commit, possibly on a helper thread) reads and sets. */
+typedef struct {
+    seq_store_batch *batch;
+    tallies t;
+    int rc; /* the commit's result */
+    char err[256];
+} lane;
+
 struct seq_consumer {
     seq_consumer_config cfg;
     char *brokers;
@@ -104,7 +123,17 @@ struct seq_consumer {
     char store_err[256]; /* the last failed commit's message */
 
     /* consumer-thread only */
-    seq_store_batch *batch;
+    seq_lanes *pool; /* the helper threads that commit lanes 1.. */
+    lane lanes[SEQ_LANES_MAX];
+    uint32_t n_lanes;
+    /* Per partition: the next offset a lane's successful write stored while another
+     * lane's failed; the retry skips messages below it. -1: none (no retry pending). */
+    int64_t *retry_next;
+    /* Test hook (tests/integration/test_lanes.py): SEQD_FAIL_LANE="L:N" fails lane L's
+     * next N commits as a failed RocksDB write would (nothing written), while the other
+     * lanes' succeed. fail_left is used by lane L's thread only. */
+    uint32_t fail_lane;
+    int fail_left;
     _Atomic uint8_t *drop_req; /* partitions whose data the cluster map says to drop */
     part_state *pending; /* parts as they will be once the current batch commits */
     uint8_t *touched;
@@ -226,7 +255,10 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
          * load; a short broker wait bounds produce-to-visible when the log is idle.
          * The prefetch queue is bounded in messages too: each queued message costs a few
          * hundred bytes besides its payload and pins its fetch buffer, so 1M of them cost
-         * ~300 MiB of RSS; 20k are 80 ms of work at the ingest bar.
+         * ~300 MiB of RSS. 200k (~60 MiB at most): with 20k the fetcher, which tops the
+         * queue up only once it is below the bound, left the consumer waiting for
+         * messages half of the time with a full log behind it (bench/NOTES.md,
+         * "Session 6"), although 20k are 80 ms of work at the ingest bar.
          * A short error backoff: a consumer behind a log that drops its oldest data
          * (retention; the bench's mock broker keeps ~1 s of a fast producer) gets
          * OFFSET_OUT_OF_RANGE, resets to the log's start and refetches; with the default
@@ -235,8 +267,8 @@ static int make_consumer(seq_consumer *c, char *err, size_t errlen)
         conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
         conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) ||
         conf_set(conf, "max.partition.fetch.bytes", "1048576", err, errlen) ||
-        conf_set(conf, "queued.min.messages", "20000", err, errlen) ||
-        conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
+        conf_set(conf, "queued.min.messages", "200000", err, errlen) ||
+        conf_set(conf, "queued.max.messages.kbytes", "32768", err, errlen) ||
         conf_set(conf, "log_level", "4", err, errlen) ||
         (c->cfg.group_mode && group_conf(c, conf, err, errlen)) ||
         seq_kafkaconf_apply(c->cfg.kafka_conf, conf, err, errlen))
@@ -325,7 +357,11 @@ static int alloc_parts(seq_consumer *c, uint32_t n)
     c->pending = calloc(n, sizeof *c->pending);
     c->touched = calloc(n, 1);
     c->drop_req = calloc(n, sizeof *c->drop_req);
-    return c->parts && c->pending && c->touched && c->drop_req ? SEQ_OK : SEQ_EINTERNAL;
+    c->retry_next = malloc(n * sizeof *c->retry_next);
+    if (!c->parts || !c->pending || !c->touched || !c->drop_req || !c->retry_next)
+        return SEQ_EINTERNAL;
+    for (uint32_t p = 0; p < n; p++) c->retry_next[p] = -1;
+    return SEQ_OK;
 }
 
 /* Waits for the topic and sizes the partition state; SEQ_ECANCELLED on stop. */
@@ -473,11 +509,12 @@ static int late_batch_owned(const seq_consumer *c, const seq_store_view *v, int6
     return 0;
 }
 
-/* Keeps the message aside (seqctl reads them back) and counts it in *count. */
-static void keep_malformed(seq_consumer *c, const rd_kafka_message_t *m, const char *why,
-                           uint64_t *count)
+/* Keeps the message aside in its lane's batch (seqctl reads them back) and counts it in
+ * *count. */
+static void keep_malformed(seq_consumer *c, seq_store_batch *b, const rd_kafka_message_t *m,
+                           const char *why, uint64_t *count)
 {
-    seq_store_batch_add_malformed(c->batch, m->partition, m->offset, m->payload, m->len, why);
+    seq_store_batch_add_malformed(b, m->partition, m->offset, m->payload, m->len, why);
     (*count)++;
     seq_log_limited(&c->malformed_log, MALFORMED_LOG_MS, SEQ_LOG_WARN,
                     "kafka: malformed message kept aside: %s [%d] offset %lld: %s "
@@ -485,10 +522,12 @@ static void keep_malformed(seq_consumer *c, const rd_kafka_message_t *m, const c
                     c->cfg.topic, (int)m->partition, (long long)m->offset, why);
 }
 
-/* One message into the store batch. SEQ_OK, or a store error that fails the batch. */
+/* One message into its lane's store batch. SEQ_OK, or a store error that fails the
+ * commit. */
 static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
-                          const rd_kafka_message_t *m, tallies *t, int64_t *wm)
+                          const rd_kafka_message_t *m, lane *ln, int64_t *wm)
 {
+    tallies *t = &ln->t;
     const seq_def *def = c->cfg.def;
     seq_event ev;
     seq_exec_out outs[SEQ_MAX_SEQUENCES];
@@ -504,9 +543,9 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
         if (route != SEQ_ROUTE_APPLY) return route;
     }
     switch (ir) {
-    case SEQ_INGEST_MALFORMED: keep_malformed(c, m, why, &t->malformed); return SEQ_OK;
+    case SEQ_INGEST_MALFORMED: keep_malformed(c, ln->batch, m, why, &t->malformed); return SEQ_OK;
     case SEQ_INGEST_FUTURE: /* a clock, not a codec, issue */
-        keep_malformed(c, m, why, &t->future);
+        keep_malformed(c, ln->batch, m, why, &t->future);
         return SEQ_OK;
     case SEQ_INGEST_UNKNOWN_TYPE: t->skipped++; return SEQ_OK;
     case SEQ_INGEST_FILTERED: t->filtered++; return SEQ_OK;
@@ -514,9 +553,9 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     }
     int rc;
     t->late += (uint64_t)late_batch_owned(c, v, now, &ev, outs, n);
-    rc = seq_store_batch_add_event(c->batch, &ev, outs, n, why, sizeof why);
+    rc = seq_store_batch_add_event(ln->batch, &ev, outs, n, why, sizeof why);
     if (rc == SEQ_EINVAL) { /* the event itself is unstorable: retrying cannot help */
-        keep_malformed(c, m, why, &t->malformed);
+        keep_malformed(c, ln->batch, m, why, &t->malformed);
         return SEQ_OK;
     }
     if (rc) {
@@ -542,6 +581,17 @@ static int check_free_space(const seq_consumer *c, char *err, size_t errlen)
              (unsigned long long)(avail >> 20), c->cfg.data_dir,
              (unsigned long long)(c->cfg.min_free_bytes >> 20));
     return SEQ_ERESOURCE;
+}
+
+static void add_tallies(seq_consumer *c, const tallies *t)
+{
+    seq_consumer_stats *s = &c->stats;
+    atomic_fetch_add_explicit(&s->applied, t->applied, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->malformed, t->malformed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->future, t->future, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->skipped_unknown_type, t->skipped, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->filtered, t->filtered, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->late_batch_owned, t->late, memory_order_relaxed);
 }
 
 /* The newest applied event time over all partitions. */
@@ -573,17 +623,67 @@ static void check_log_start(const rd_kafka_message_t *m, part_state *ps)
     ps->expect = -1;
 }
 
-/* Adds messages to a fresh view of pending state and the store batch, as many as
+static uint32_t lane_of(const seq_consumer *c, uint32_t p) { return p % c->n_lanes; }
+
+/* The as-of series (wmhist.h) survives restarts: a change of the newest applied event
+ * time goes into the write of the lane whose partition holds the new newest, which does
+ * not depend on what the other lanes write (a crash may keep one lane's write and not
+ * another's: the stored series never names a time whose events were lost). */
+static void note_newest(seq_consumer *c, int64_t stamp)
+{
+    uint32_t top = 0;
+    for (uint32_t p = 1; p < c->n_parts; p++)
+        if (c->pending[p].wm > c->pending[top].wm) top = p;
+    int64_t newest = c->n_parts ? c->pending[top].wm : 0;
+    if (newest != newest_wm(c->parts, c->n_parts))
+        seq_store_batch_set_newest(c->lanes[lane_of(c, top)].batch, stamp, newest);
+}
+
+/* Runs on lane i's thread (seq_lanes_run): writes the lane's batch. */
+static void lane_commit(void *arg, uint32_t i)
+{
+    seq_consumer *c = arg;
+    lane *ln = &c->lanes[i];
+    if (i == c->fail_lane && c->fail_left > 0) { /* the test hook: the batch is renewed */
+        c->fail_left--;
+        ln->rc = SEQ_EINTERNAL;
+        snprintf(ln->err, sizeof ln->err, "rocksdb write: failed on purpose (SEQD_FAIL_LANE)");
+        return;
+    }
+    ln->rc = seq_store_batch_commit(ln->batch, ln->err, sizeof ln->err);
+}
+
+/* After a commit in which lane i's write succeeded and another's failed: lane i's
+ * partitions are committed (published as such, their counts added), and the retry skips
+ * their messages below the offsets stored. */
+static void keep_lane(seq_consumer *c, uint32_t i)
+{
+    uint32_t kept = 0;
+    pthread_mutex_lock(&c->mu);
+    for (uint32_t p = i; p < c->n_parts; p += c->n_lanes) {
+        if (!c->touched[p]) continue;
+        c->parts[p] = c->pending[p];
+        c->retry_next[p] = c->pending[p].next;
+        kept++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    seq_log(SEQ_LOG_INFO, "consumer: write lane %u stored %u partitions while another lane's "
+            "write failed: they are committed, the retry skips their messages", i, kept);
+}
+
+/* Adds messages to a fresh view of pending state and the lanes' store batches, as many as
  * BATCH_BUDGET_MS of work allows (at least one; *used says how many); on success commits
- * them. SEQ_OK or an error (nothing written, pending state must be reset). */
+ * them, the lanes at once. SEQ_OK, or an error: nothing written but what keep_lane kept
+ * (pending state must be reset). */
 static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, size_t *used,
-                         tallies *t, char *err, size_t errlen)
+                         char *err, size_t errlen)
 {
     int rc = check_free_space(c, err, errlen);
     if (rc) return rc;
     int64_t now = seq_now_ms();
     const seq_store_view *v = seq_store_view_acquire(c->cfg.store);
     memset(c->touched, 0, c->n_parts);
+    for (uint32_t i = 0; i < c->n_lanes; i++) c->lanes[i].t = (tallies){0};
     size_t i = 0;
     for (; i < n && !rc; i++) {
         if (i >= BUDGET_MIN_MESSAGES && i % BUDGET_CHECK_EVERY == 0 &&
@@ -595,32 +695,49 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
             continue;
         }
         if (m->partition < 0 || (uint32_t)m->partition >= c->n_parts) continue;
+        if (m->offset < c->retry_next[m->partition]) continue; /* stored by a lane's write */
         part_state *ps = &c->pending[m->partition];
         if (ps->expect >= 0) check_log_start(m, ps);
-        rc = handle_message(c, v, now, m, t, &ps->wm);
+        rc = handle_message(c, v, now, m, &c->lanes[lane_of(c, (uint32_t)m->partition)], &ps->wm);
         ps->next = m->offset + 1;
         ps->progress_ms = now;
         c->touched[m->partition] = 1;
     }
     *used = i;
     seq_store_view_release(c->cfg.store, v);
-    for (uint32_t p = 0; p < c->n_parts && !rc; p++)
-        if (c->touched[p]) {
-            seq_store_batch_set_offset(c->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
-            /* with the offsets past it: a restart resumes there and must still know */
-            if (c->pending[p].log_from_ms != c->parts[p].log_from_ms)
-                seq_store_batch_set_log_from(c->batch, (int32_t)p, c->pending[p].log_from_ms);
-        }
+    uint8_t active[SEQ_LANES_MAX] = {0};
+    for (uint32_t p = 0; p < c->n_parts && !rc; p++) {
+        if (!c->touched[p]) continue;
+        lane *ln = &c->lanes[lane_of(c, p)];
+        seq_store_batch_set_offset(ln->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
+        /* with the offsets past it: a restart resumes there and must still know */
+        if (c->pending[p].log_from_ms != c->parts[p].log_from_ms)
+            seq_store_batch_set_log_from(ln->batch, (int32_t)p, c->pending[p].log_from_ms);
+        active[lane_of(c, p)] = 1;
+    }
     if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
     /* the offsets of misrouted events are stored only once their copies are delivered */
     if (!rc) rc = seq_misroute_flush(c->misroute, &c->stop, err, errlen);
-    /* the as-of series (wmhist.h) survives restarts: its change goes in the same write */
-    int64_t stamp = seq_now_ms(), newest = newest_wm(c->pending, c->n_parts);
-    if (!rc && newest != newest_wm(c->parts, c->n_parts))
-        seq_store_batch_set_newest(c->batch, stamp, newest);
-    if (!rc) rc = seq_store_batch_commit(c->batch, err, errlen);
-    if (!rc) c->commit_ms = stamp;
-    return rc;
+    if (rc) return rc;
+    int64_t stamp = seq_now_ms();
+    note_newest(c, stamp);
+    seq_lanes_run(c->pool, active);
+    int failed = 0;
+    for (uint32_t l = 0; l < c->n_lanes; l++)
+        if (active[l] && c->lanes[l].rc) {
+            if (!failed++) seq_errf(err, errlen, "%s", c->lanes[l].err);
+        }
+    if (failed) {
+        for (uint32_t l = 0; l < c->n_lanes; l++)
+            if (active[l] && !c->lanes[l].rc) {
+                keep_lane(c, l);
+                add_tallies(c, &c->lanes[l].t);
+            }
+        return SEQ_EINTERNAL;
+    }
+    for (uint32_t l = 0; l < c->n_lanes; l++) add_tallies(c, &c->lanes[l].t);
+    c->commit_ms = stamp;
+    return SEQ_OK;
 }
 
 /* The stream watermark of PRODUCT.md: the lowest watermark among partitions with
@@ -666,13 +783,16 @@ static void settle_empty_log(seq_consumer *c, uint32_t p, int64_t lo, int64_t no
             "%lld (ms) on", p, (long long)lo, (long long)ps->expect, (long long)now);
     ps->next = lo;
     ps->expect = -1;
-    seq_store_batch_set_offset(c->batch, (int32_t)p, ps->next, ps->wm);
-    seq_store_batch_set_log_from(c->batch, (int32_t)p, now);
+    /* lane 0's batch for every such partition: a write of its own, before any events */
+    seq_store_batch_set_offset(c->lanes[0].batch, (int32_t)p, ps->next, ps->wm);
+    seq_store_batch_set_log_from(c->lanes[0].batch, (int32_t)p, now);
     *any = 1;
 }
 
+static int renew_batches(seq_consumer *c);
+
 /* High watermarks (and the log's start) from the last fetch responses. Runs between
- * commits: the store batch is empty here. */
+ * commits: the lanes' store batches are empty here. */
 static void refresh_highs(seq_consumer *c)
 {
     int any = 0;
@@ -686,39 +806,38 @@ static void refresh_highs(seq_consumer *c)
         if (ps->expect >= 0 && lo > ps->expect && lo == hi) settle_empty_log(c, p, lo, now, &any);
     }
     char err[256];
-    if (any && seq_store_batch_commit(c->batch, err, sizeof err) != SEQ_OK) {
+    if (any && seq_store_batch_commit(c->lanes[0].batch, err, sizeof err) != SEQ_OK) {
         seq_log(SEQ_LOG_WARN, "consumer: storing a log start failed (retried): %s", err);
-        seq_store_batch_free(c->batch);
-        c->batch = seq_store_batch_new(c->cfg.store);
+        while (renew_batches(c)) /* out of memory: wait */
+            if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return;
         pthread_mutex_lock(&c->mu);
         memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
         pthread_mutex_unlock(&c->mu);
     }
 }
 
-static void add_tallies(seq_consumer *c, const tallies *t)
+/* Fresh store batches for every lane (after a failed commit: a batch may hold half of a
+ * message's writes). SEQ_OK or SEQ_EINTERNAL (out of memory). */
+static int renew_batches(seq_consumer *c)
 {
-    seq_consumer_stats *s = &c->stats;
-    atomic_fetch_add_explicit(&s->applied, t->applied, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->malformed, t->malformed, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->future, t->future, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->skipped_unknown_type, t->skipped, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->filtered, t->filtered, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->late_batch_owned, t->late, memory_order_relaxed);
+    for (uint32_t l = 0; l < c->n_lanes; l++) {
+        seq_store_batch_free(c->lanes[l].batch);
+        if (!(c->lanes[l].batch = seq_store_batch_new(c->cfg.store))) return SEQ_EINTERNAL;
+    }
+    return SEQ_OK;
 }
 
 /* Commits a first part of msgs (see process_batch) and returns how many messages that
- * was, 0 on stop: a failed commit leaves nothing written, so the same messages are
- * applied again on a fresh batch after a pause that doubles up to RETRY_MAX_MS.
+ * was, 0 on stop: a failed commit leaves nothing written (but the partitions of lanes
+ * whose write succeeded), so the same messages are applied again on fresh batches after
+ * a pause that doubles up to RETRY_MAX_MS.
  * Meanwhile store_failing makes /readyz report the error. */
 static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
 {
     for (int pause = 100;; pause = pause * 2 < RETRY_MAX_MS ? pause * 2 : RETRY_MAX_MS) {
-        tallies t = {0};
         char err[256] = "a store error";
         size_t used = 0;
-        if (process_batch(c, msgs, n, &used, &t, err, sizeof err) == SEQ_OK) {
-            add_tallies(c, &t);
+        if (process_batch(c, msgs, n, &used, err, sizeof err) == SEQ_OK) {
             atomic_store_explicit(&c->stats.store_failing, 0, memory_order_relaxed);
             return used;
         }
@@ -731,8 +850,8 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
         memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
         snprintf(c->store_err, sizeof c->store_err, "%s", err);
         pthread_mutex_unlock(&c->mu);
-        seq_store_batch_free(c->batch);
-        c->batch = seq_store_batch_new(c->cfg.store);
+        while (renew_batches(c)) /* out of memory: wait, the messages are still held */
+            if (pause_unless_stopped(c, pause)) return 0;
         rd_kafka_poll(c->rk, 0);
         probe_brokers(c);
         if (pause_unless_stopped(c, pause)) return 0;
@@ -758,13 +877,16 @@ static void publish_committed(seq_consumer *c)
     publish(c);
 }
 
-/* Commits all of msgs, in as many commits as their work needs; stops early on stop. */
+/* Commits all of msgs, in as many commits as their work needs; stops early on stop.
+ * Then no message of msgs can come again: what lanes kept while others failed
+ * (retry_next) is forgotten. */
 static void commit_messages(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
 {
     for (size_t done = 0, k; done < n; done += k) {
-        if (!(k = commit_some(c, msgs + done, n - done))) return;
+        if (!(k = commit_some(c, msgs + done, n - done))) break;
         publish_committed(c);
     }
+    for (uint32_t p = 0; p < c->n_parts; p++) c->retry_next[p] = -1;
 }
 
 /* Waits up to IDLE_WAIT_MS for a first message, then gathers more for BATCH_WAIT_MS. */
@@ -801,6 +923,7 @@ static void run_drops(seq_consumer *c)
 static void *run(void *arg)
 {
     seq_consumer *c = arg;
+    pthread_setname_np(pthread_self(), "seqd-consumer"); /* beside seqd-laneI (lanes.h) */
     rd_kafka_message_t **msgs = malloc(BATCH_MAX * sizeof *msgs);
     if (!msgs || start_assignment(c) != SEQ_OK) goto out;
     publish(c);
@@ -837,9 +960,22 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
     if ((rc = make_consumer(c, err, errlen))) goto fail;
     if ((rc = seq_misroute_new(c->brokers, cfg->topic, cfg->kafka_conf, &c->misroute, err, errlen)))
         goto fail;
-    if (!(c->batch = seq_store_batch_new(cfg->store))) {
+    c->n_lanes = cfg->lanes < 1 ? 1 : (uint32_t)cfg->lanes;
+    if (c->n_lanes > SEQ_LANES_MAX) {
+        rc = SEQ_EINVAL;
+        seq_errf(err, errlen, "consumer: %u write lanes, at most %d", c->n_lanes, SEQ_LANES_MAX);
+        goto fail;
+    }
+    if (renew_batches(c)) {
         rc = SEQ_EINTERNAL;
         seq_errf(err, errlen, "consumer: out of memory");
+        goto fail;
+    }
+    const char *fail = getenv("SEQD_FAIL_LANE");
+    if (fail && sscanf(fail, "%u:%d", &c->fail_lane, &c->fail_left) != 2) c->fail_left = 0;
+    if (seq_lanes_new(c->n_lanes, lane_commit, c, &c->pool)) {
+        rc = SEQ_EINTERNAL;
+        seq_errf(err, errlen, "consumer: cannot start the write lanes' threads");
         goto fail;
     }
     if (pthread_create(&c->thread, NULL, run, c)) {
@@ -865,7 +1001,8 @@ void seq_consumer_stop(seq_consumer *c)
         rd_kafka_consumer_close(c->rk);
         rd_kafka_destroy(c->rk);
     }
-    if (c->batch) seq_store_batch_free(c->batch);
+    seq_lanes_free(c->pool); /* after the consumer thread, the only caller of the lanes */
+    for (uint32_t l = 0; l < c->n_lanes; l++) seq_store_batch_free(c->lanes[l].batch);
     seq_misroute_free(c->misroute); /* before the embedded cluster it produces to */
     if (c->mock) rd_kafka_mock_cluster_destroy(c->mock);
     if (c->mock_rk) rd_kafka_destroy(c->mock_rk);
@@ -873,6 +1010,7 @@ void seq_consumer_stop(seq_consumer *c)
     free(c->parts);
     free(c->pending);
     free(c->touched);
+    free(c->retry_next);
     free((void *)c->drop_req);
     free(c->brokers);
     free(c);

@@ -1,8 +1,10 @@
 /* The streaming path: consumes the Kafka topic (or an embedded librdkafka mock cluster
  * when no brokers are given), decodes each message, runs the shared executor and writes
- * the kept events together with the partition offsets that produced them in one atomic
- * store commit. Runs on its own thread; the service reads the stream watermark it
- * publishes, the admin server its per-partition state and counts. */
+ * the kept events together with the partition offsets that produced them in atomic
+ * store commits, one per write lane (a lane holds a share of the partitions; the lanes
+ * commit at once, on threads of their own). Runs on its own thread; the service reads
+ * the stream watermark it publishes, the admin server its per-partition state and
+ * counts. */
 #ifndef SEQ_CONSUMER_H
 #define SEQ_CONSUMER_H
 
@@ -54,6 +56,9 @@ typedef struct {
      * group assigns. instance_id: static membership (group.instance.id), NULL = dynamic. */
     int group_mode;
     const char *instance_id;
+    /* Write lanes (--write-lanes, server/lanes.h): partition p's events are committed by
+     * lane p % lanes, the lanes' commits at once; 0 = 1. */
+    int lanes;
 } seq_consumer_config;
 
 typedef struct {

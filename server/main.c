@@ -424,7 +424,8 @@ static int start(server *s, char *err, size_t errlen)
     seq_consumer_config cc = {s->cfg.brokers, s->cfg.topic, s->cfg.group, s->cfg.event_format, 8,
                               s->def, s->store, s->cfg.data_dir,
                               (uint64_t)s->cfg.min_free_mb << 20, &s->stream_watermark,
-                              s->kafka_conf, s->wmhist, cluster_member(&s->cfg), s->cfg.instance_id};
+                              s->kafka_conf, s->wmhist, cluster_member(&s->cfg), s->cfg.instance_id,
+                              s->cfg.write_lanes};
     if (seq_consumer_start(&cc, &s->consumer, err, errlen)) return 1;
 
     seq_service_config sc = {s->def, s->store, &s->stream_watermark, s->cfg.batch_root, s->token,

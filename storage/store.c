@@ -332,6 +332,13 @@ static void configure(seq_store *st, size_t cache_mb)
      * amortised, and offsets stored with the data must survive a power loss too. */
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
+    /* The consumer's write lanes commit at once (server/lanes.h): RocksDB then inserts
+     * their batches into the memtable in parallel (allow_concurrent_memtable_write, the
+     * default, stated here because the lanes depend on it). A concurrent insert searches
+     * the skiplist from its top unless the batch keeps its last position as a hint: the
+     * batches hand their keys over in key order (store_batch.c), so it does. */
+    rocksdb_options_set_allow_concurrent_memtable_write(st->opts, 1);
+    rocksdb_writeoptions_set_memtable_insert_hint_per_batch(st->wsync, 1);
     st->rget = rocksdb_readoptions_create();
     st->rscan = rocksdb_readoptions_create();
     rocksdb_readoptions_set_total_order_seek(st->rscan, 1);

@@ -84,7 +84,10 @@ int64_t seq_store_history_ms(const seq_store *st);
 int64_t seq_store_born_ms(const seq_store *st);
 void seq_store_close(seq_store *st);
 
-/* ---- stream writes: one seq_store_batch per consumer thread ---- */
+/* ---- stream writes: seq_store_batch ----
+ * Filled by one thread (the consumer's: a user's events always in the same batch), and
+ * committed by it or a write-lane thread (server/lanes.h); several batches of one store
+ * may be committed at once. */
 typedef struct seq_store_batch seq_store_batch;
 seq_store_batch *seq_store_batch_new(seq_store *st);
 void seq_store_batch_free(seq_store_batch *b);

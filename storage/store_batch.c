@@ -12,8 +12,12 @@
  *     index, looked up only when the in-memory id filter (idfilter.h) says the id may
  *     have been stored before (a redelivery, a correction, or a ~1 % false positive), or
  *     from this batch's own index entries (not in RocksDB until the commit).
- * This is only correct while no other writer writes the same users' stream keys: one
- * batch per consumer, a user's events routed to one consumer. */
+ * This is only correct while no other writer writes the same users' stream keys: a
+ * user's events all go to one batch (the consumer's write lane of the user's partition),
+ * batches are filled by one thread (the id filter is that thread's), and a batch that may
+ * hold a copy of an id is committed before a lookup for the id can miss it (the consumer
+ * commits every lane before it fills the batches again). Several batches may be
+ * committed at once, each by its own thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -367,19 +371,30 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
     seq_store *st = b->st;
     char *e = NULL;
     flush_staged(b);
-    pthread_mutex_lock(&st->commit_mu);
-    uint64_t count = atomic_load(&st->malformed) + b->n_malformed;
-    if (b->n_malformed) {
-        uint8_t k[SEQ_KEY_MAX], v[8];
-        size_t kl = seq_key_meta(k, "malformed");
-        seq_put_be64(v, count);
-        rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 8);
+    /* Commits of several write lanes run at once (server/lanes.h); only those that write
+     * the malformed count or damaged-data reports ('m' keys whose last write must be the
+     * newest) take turns. A report that arrives after the check waits for the next
+     * commit (or seq_store_keep_corrupt). */
+    int shared = b->n_malformed || atomic_load(&st->n_corrupt_pending);
+    uint64_t count = 0;
+    struct seq_corrupt_item *kept = NULL;
+    if (shared) {
+        pthread_mutex_lock(&st->commit_mu);
+        count = atomic_load(&st->malformed) + b->n_malformed;
+        if (b->n_malformed) {
+            uint8_t k[SEQ_KEY_MAX], v[8];
+            size_t kl = seq_key_meta(k, "malformed");
+            seq_put_be64(v, count);
+            rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 8);
+        }
+        kept = seq_store_corrupt_take(st, b->wb);
     }
-    struct seq_corrupt_item *kept = seq_store_corrupt_take(st, b->wb);
     rocksdb_write(st->db, st->wsync, b->wb, &e);
-    if (!e) atomic_store(&st->malformed, count);
-    pthread_mutex_unlock(&st->commit_mu);
-    seq_store_corrupt_done(st, kept, e == NULL);
+    if (shared) {
+        if (!e) atomic_store(&st->malformed, count);
+        pthread_mutex_unlock(&st->commit_mu);
+        seq_store_corrupt_done(st, kept, e == NULL);
+    }
     if (e) {
         seq_errf(err, errlen, "rocksdb write: %s", e);
         rocksdb_free(e);

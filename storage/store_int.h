@@ -35,7 +35,8 @@ struct seq_store {
     seq_rcache *rcache; /* hot users' bucket blobs (rcache.h); NULL: none */
     char *stage_dir;    /* <data dir>/load-staging: a load's verified copies (store_load.c) */
 
-    pthread_mutex_t commit_mu; /* serialises stream commits (the malformed counter) */
+    pthread_mutex_t commit_mu; /* serialises the stream commits that write the malformed
+                                * counter or damaged-data reports */
     _Atomic uint64_t malformed;
 
     /* Stream layout (keys.h): the partition count user partitions are computed with,

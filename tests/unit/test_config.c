@@ -38,6 +38,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.help, 0);
     CHECK(c.history_ms == 604800000); /* 7 days */
     CHECK(c.keep_generations == 2);
+    CHECK_EQ_INT(c.write_lanes, 2);
     seq_config_free(&c);
 }
 
@@ -51,7 +52,7 @@ static void test_both_spellings(void)
                     "--max-message-bytes=65536", "--admin-token-file", "tok", "--idle-timeout-s=30",
                     "--max-connections=100", "--max-concurrent-streams", "8",
                     "--max-header-bytes=2048", "--history-ms", "0", "--keep-generations", "5",
-                    NULL};
+                    "--write-lanes=8", NULL};
     CHECK_EQ_INT(parse(&c, argv, err, sizeof err), SEQ_OK);
     CHECK(strcmp(c.definition, "d.json") == 0);
     CHECK(strcmp(c.data_dir, "/tmp/x") == 0);
@@ -73,6 +74,7 @@ static void test_both_spellings(void)
     CHECK_EQ_INT(c.max_header_bytes, 2048);
     CHECK(c.history_ms == 0);
     CHECK(c.keep_generations == 5);
+    CHECK_EQ_INT(c.write_lanes, 8);
     seq_config_free(&c);
 }
 
@@ -132,6 +134,10 @@ static void test_errors(void)
     expect_error(a11, "--history-ms");
     char *a12[] = {"seqd", "--definition", "d", "--keep-generations", "-1", NULL};
     expect_error(a12, "--keep-generations");
+    char *a13[] = {"seqd", "--definition", "d", "--write-lanes", "0", NULL};
+    expect_error(a13, "--write-lanes");
+    char *a14[] = {"seqd", "--definition", "d", "--write-lanes", "9", NULL};
+    expect_error(a14, "--write-lanes: '9' is not an integer in [1, 8]");
 }
 
 int main(void)

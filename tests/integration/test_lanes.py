@@ -1,0 +1,178 @@
+"""Write lanes (issue 10, item 2; server/consumer.c, server/lanes.h): the consumer commits
+partition p's events in lane p % --write-lanes, the lanes' writes at once, each with its
+own partitions' offsets. With a `seqctl broker` of 4 partitions and 2 lanes:
+- a user's copies of one event_id (corrections, redeliveries) in one burst and across
+  commits end as the last copy, once: a user's events are in one lane, in order;
+- a lane whose write fails while the other's succeeds (test hook SEQD_FAIL_LANE="L:N",
+  as a failed RocksDB write) is retried without applying the other lane's messages again
+  (exact applied and malformed counts);
+- a SIGKILL while one lane's writes always fail (its partitions' offsets stay behind,
+  the other lane's advance): after a restart the behind partitions are applied from
+  their own stored offsets, what the other lane wrote is not applied again, every event
+  is visible once, and the stored as-of watermark never named the failed lane's newest
+  event time.
+While one lane's writes fail, the other lane gets no further than what one commit's
+work budget covers (each retry starts over from the same messages): a failing lane
+holds the stream back, as a failing single write always did."""
+import json
+import os
+import signal
+import sys
+
+import helpers
+from helpers import Producer, make_event, now_ms, poll
+from test_crash import DEFINITION, produce_chunk, start_broker
+
+sys.path.insert(0, os.path.join(helpers.SOURCE, "clients", "python"))
+from seqd_client.partition import partition_of_user  # noqa: E402
+
+N_USERS = 60
+PARTS = 4
+
+
+def caught_up(s):
+    return s.metric("seqd_consumer_caught_up") == 1 and s.metric("seqd_consumer_lag_messages") == 0
+
+
+def read_items(s, users):
+    return {u: sorted(s.get(u, "all").item_ids) for u in users}
+
+
+def start(seqd_factory, data, brokers, lanes=2):
+    return seqd_factory(definition=DEFINITION, data_dir=data, brokers=brokers,
+                        args=["--write-lanes", str(lanes)])
+
+
+def test_users_copies_in_order_across_lanes(seqd_factory, tmp_path):
+    broker, brokers = start_broker()
+    try:
+        base = now_ms() - 6 * 3600000
+        users = range(1, N_USERS + 1)
+        assert {partition_of_user(u, PARTS) % 2 for u in users} == {0, 1}  # both lanes
+
+        def copy(u, k):
+            """Copy k of user u's event "fix-u": its own time (moving across the 1 h
+            buckets), item and value; the last copy must win."""
+            return make_event(u, base + (k * 37 % 5) * 3600000 + u, "click", 1000 * k + u,
+                              "fix-%d" % u, {"n": float(k)})
+
+        burst = []
+        for k in range(5):  # five copies of each user's event in one burst (one commit)
+            for u in users:
+                burst.append(copy(u, k))
+                burst.append(make_event(u, base + 100 * k + u, "view", 100000 + 1000 * k + u,
+                                        "own-%d-%d" % (u, k), {"n": -1.0}))
+        producer = Producer(brokers)
+        produce_chunk(producer, burst)
+        s = start(seqd_factory, str(tmp_path / "data"), brokers)
+        poll(lambda: caught_up(s) and s.counts()["events_applied"] == len(burst),
+             "the burst applied")
+        for k in (5, 6):  # two more copies each, commits later
+            produce_chunk(producer, [copy(u, k) for u in users])
+            poll(lambda: caught_up(s) and s.counts()["events_applied"] == len(burst) + (k - 4) * N_USERS,
+                 "copy %d applied" % k)
+        got = read_items(s, users)
+        for u in users:
+            want = sorted([6000 + u] + [100000 + 1000 * k + u for k in range(5)])
+            assert got[u] == want, "user %d (partition %d): %r" % (u, partition_of_user(u, PARTS), got[u])
+            r = s.get(u, "all")
+            live = [v for i, v in zip(r.item_ids, r.columns[0].values) if i == 6000 + u]
+            assert live == [6.0]
+        assert s.stop() == 0
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=30)
+
+
+def events(base, n, tag):
+    return [make_event(1 + i % N_USERS, base + i * 1000, "click", i, "%s-%d" % (tag, i),
+                       {"n": float(i)}) for i in range(n)]
+
+
+def malformed_messages(n):
+    """Undecodable payloads keyed like users, so that they land in every partition."""
+    return [(str(1 + i % N_USERS).encode(), b"\xff\xfe not protobuf %d" % i) for i in range(n)]
+
+
+def test_failed_lane_write_retried_without_applying_twice(seqd_factory, tmp_path, monkeypatch):
+    broker, brokers = start_broker()
+    try:
+        evs = events(now_ms() - 3600000, 2000, "lane")
+        producer = Producer(brokers)
+        for k, v in malformed_messages(20):
+            producer.raw(k, v)
+        produce_chunk(producer, evs)  # all in the log first: the first commits hold both lanes
+        monkeypatch.setenv("SEQD_FAIL_LANE", "1:3")
+        data = str(tmp_path / "data")
+        s = start(seqd_factory, data, brokers)
+        poll(lambda: caught_up(s) and s.metric("seqd_store_write_failing") == 0,
+             "caught up after the failed writes", timeout=60)
+        assert s.metric("seqd_store_write_errors_total") == 3
+        assert "write lane 0 stored" in s.stderr_text()  # lane 0 wrote while lane 1 failed
+        c = s.counts()
+        assert (c["events_applied"], c["malformed"]) == (2000, 20)
+        want = {}
+        for e in evs:
+            want.setdefault(e.user_id, []).append(e.item_id)
+        assert read_items(s, want) == {u: sorted(v) for u, v in want.items()}
+        # offsets: a restart applies nothing again, and the stored malformed count is 20
+        assert s.stop(signal.SIGKILL) == -signal.SIGKILL
+        monkeypatch.delenv("SEQD_FAIL_LANE")
+        s = start(seqd_factory, data, brokers)
+        produce_chunk(producer, [make_event(1, now_ms(), "click", 99999, "sentinel", {"n": 1.0})])
+        s.wait_item(1, 99999, "all")
+        poll(lambda: caught_up(s), "caught up after the restart")
+        assert s.counts()["events_applied"] == 1
+        code, body = s.http("/malformed")
+        assert code == 200 and json.loads(body)["count"] == 20  # stored once each
+        assert s.stop() == 0
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=30)
+
+
+def test_sigkill_with_one_lane_behind(seqd_factory, tmp_path, monkeypatch):
+    broker, brokers = start_broker()
+    try:
+        base = now_ms() - 3600000
+        lane1_user = next(u for u in range(1, N_USERS + 1) if partition_of_user(u, PARTS) % 2)
+        # first in the log (so in the first commit): the newest event time, in lane 1
+        newest = make_event(lane1_user, now_ms() - 1000, "click", 5000, "newest", {"n": 0.0})
+        evs = [newest] + events(base, 3000, "behind")
+        producer = Producer(brokers)
+        produce_chunk(producer, evs)
+        monkeypatch.setenv("SEQD_FAIL_LANE", "1:1000000")  # lane 1 never writes
+        data = str(tmp_path / "data")
+        s = start(seqd_factory, data, brokers)
+        lane0_users = {e.user_id for e in evs if partition_of_user(e.user_id, PARTS) % 2 == 0}
+        n_lane0 = sum(1 for e in evs if e.user_id in lane0_users)
+        # lane 0 commits (as much as a commit's work budget reaches) while lane 1 fails
+        poll(lambda: s.counts()["events_applied"] > 0 and
+             s.metric("seqd_store_write_errors_total") >= 2, "lane 0 applying, lane 1 failing")
+        visible = sum(len(s.get(u, "all").item_ids) for u in lane0_users)
+        assert visible > 0
+        assert len(s.get(lane1_user, "all").item_ids) == 0  # lane 1: nothing written
+        killed_at = now_ms()
+        assert s.stop(signal.SIGKILL) == -signal.SIGKILL
+        monkeypatch.delenv("SEQD_FAIL_LANE")
+        s = start(seqd_factory, data, brokers)
+        poll(lambda: caught_up(s) and sum(len(s.get(u, "all").item_ids) for u in
+                                           range(1, N_USERS + 1)) == len(evs),
+             "every event visible after the restart")
+        # what lane 0 had written (at least what was visible) was not applied again;
+        # lane 1's partitions were, from their own stored offsets
+        applied = s.counts()["events_applied"]
+        assert len(evs) - n_lane0 <= applied <= len(evs) - visible, (applied, visible)
+        want = {}
+        for e in evs:
+            want.setdefault(e.user_id, []).append(e.item_id)
+        assert read_items(s, want) == {u: sorted(v) for u, v in want.items()}
+        # the stored as-of watermark series never named lane 1's newest time before the
+        # kill: lane 1 had written nothing (the change goes in lane 1's own write). Asked
+        # of a lane 0 user (the node began holding lane 1's partitions at the restart).
+        wm = s.get(min(lane0_users), "all", as_of_ms=killed_at).stream_watermark_ms
+        assert wm < newest.event_time_ms, (wm, newest.event_time_ms)
+        assert s.stop() == 0
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=30)
