@@ -20,20 +20,26 @@
 #    cluster / single (bar <= 1.5x); when the load did not reach every node (cluster-wide
 #    loads missing or failing), it says so and names the nodes instead of a ratio.
 #
-#   bench/build-dist.sh [--quick] [--users N] [--no-cluster]
+#   bench/build-dist.sh [--quick] [--users N] [--no-cluster] [--load-only] [--perf DIR]
+# --load-only: only the batch that is loaded is built (the 2-builder one; no build table):
+# for comparing loads, e.g. two seqd builds one after the other (SEQD_BUILD=DIR, see
+# bench/cluster-lib.sh). --perf DIR: `perf record -g` of every node during each load
+# (DIR/load-single.data, DIR/load-cluster.data; `perf report -i FILE --sort comm,dso,sym`).
 # Defaults: 1,000,000 users x 100 events (the bench's 10x batch), Avro and JSONL 1/10 of
 # it; --quick: 20,000 users (a smoke run, ~1-2 minutes; its numbers are not results).
 # Builds seqd (Release) and the tools into bench/out like bench/run (an existing
 # bench/out/build is reused). Loopback only. Never run in CI: it measures the machine.
 set -euo pipefail
 
-QUICK=0; USERS=""; CLUSTER=1
+QUICK=0; USERS=""; CLUSTER=1; LOAD_ONLY=0; PERF_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
     --users) USERS=$2; shift 2 ;;
     --no-cluster) CLUSTER=0; shift ;;
-    *) echo "usage: bench/build-dist.sh [--quick] [--users N] [--no-cluster]" >&2; exit 2 ;;
+    --load-only) LOAD_ONLY=1; shift ;;
+    --perf) PERF_DIR=$(realpath -m "$2"); mkdir -p "$PERF_DIR"; shift 2 ;;
+    *) echo "usage: bench/build-dist.sh [--quick] [--users N] [--no-cluster] [--load-only] [--perf DIR]" >&2; exit 2 ;;
   esac
 done
 . "$(dirname "$0")/cluster-lib.sh"
@@ -58,10 +64,12 @@ for s in "${SHARES[@]}"; do
   "$BIN/gen" --format pb --users "$USERS" --events $EVENTS --end-ms "$END" --span-ms 10800000 \
     --partitions $P --only-partitions "$s" --out "$DATA/in-$s.pb"
 done
-"$BIN/gen" --format avro --codec snappy --users "$AVRO_USERS" --events $EVENTS --end-ms "$END" \
-  --span-ms 10800000 --out "$DATA/in.avro"
-"$BIN/gen" --format jsonl --users "$JSONL_USERS" --events $EVENTS --end-ms "$END" \
-  --span-ms 10800000 --out "$DATA/in.jsonl"
+if [ $LOAD_ONLY = 0 ]; then
+  "$BIN/gen" --format avro --codec snappy --users "$AVRO_USERS" --events $EVENTS --end-ms "$END" \
+    --span-ms 10800000 --out "$DATA/in.avro"
+  "$BIN/gen" --format jsonl --users "$JSONL_USERS" --events $EVENTS --end-ms "$END" \
+    --span-ms 10800000 --out "$DATA/in.jsonl"
+fi
 ALL_PB=()
 for s in "${SHARES[@]}"; do ALL_PB+=("$DATA/in-$s.pb"); done
 
@@ -114,15 +122,15 @@ timed() {
 PB_EVENTS=$((USERS * EVENTS))
 all=$(IFS=,; echo "${ALL_PB[*]}")
 log "building one batch of $P parts with 1, 2 and 4 builders"
-timed "1 builder" pb-1 pb "whole" $PB_EVENTS "0-7=$all"
-timed "2 builders, whole input each" pb-shared2 pb "whole" $PB_EVENTS "0-3=$all" "4-7=$all"
-timed "4 builders, whole input each" pb-shared4 pb "whole" $PB_EVENTS "0-1=$all" "2-3=$all" "4-5=$all" "6-7=$all"
+[ $LOAD_ONLY = 1 ] || timed "1 builder" pb-1 pb "whole" $PB_EVENTS "0-7=$all"
+[ $LOAD_ONLY = 1 ] || timed "2 builders, whole input each" pb-shared2 pb "whole" $PB_EVENTS "0-3=$all" "4-7=$all"
+[ $LOAD_ONLY = 1 ] || timed "4 builders, whole input each" pb-shared4 pb "whole" $PB_EVENTS "0-1=$all" "2-3=$all" "4-5=$all" "6-7=$all"
 timed "2 builders, own share each" pb-split2 pb "pre-partitioned" $PB_EVENTS \
   "0-3=$DATA/in-0-1.pb,$DATA/in-2-3.pb" "4-7=$DATA/in-4-5.pb,$DATA/in-6-7.pb"
-timed "4 builders, own share each" pb-split4 pb "pre-partitioned" $PB_EVENTS \
+[ $LOAD_ONLY = 1 ] || timed "4 builders, own share each" pb-split4 pb "pre-partitioned" $PB_EVENTS \
   "0-1=$DATA/in-0-1.pb" "2-3=$DATA/in-2-3.pb" "4-5=$DATA/in-4-5.pb" "6-7=$DATA/in-6-7.pb"
-timed "1 builder, Avro (snappy)" avro-1 avro "whole" $((AVRO_USERS * EVENTS)) "0-7=$DATA/in.avro"
-timed "1 builder, JSON Lines" jsonl-1 jsonl "whole" $((JSONL_USERS * EVENTS)) "0-7=$DATA/in.jsonl"
+[ $LOAD_ONLY = 1 ] || timed "1 builder, Avro (snappy)" avro-1 avro "whole" $((AVRO_USERS * EVENTS)) "0-7=$DATA/in.avro"
+[ $LOAD_ONLY = 1 ] || timed "1 builder, JSON Lines" jsonl-1 jsonl "whole" $((JSONL_USERS * EVENTS)) "0-7=$DATA/in.jsonl"
 rm -rf "$DATA"/in*
 LOAD_DIR=$DATA/batch/pb-split2
 mapfile -t SSTS < <(ls "$LOAD_DIR"/partition-*/*.sst)
@@ -145,6 +153,14 @@ load_at() {
   shift
   for n in "$@"; do reader "$n" "${READ_USER[$n]}"; done
   sleep 1
+  local perf_pid=""
+  if [ -n "$PERF_DIR" ]; then
+    perf record -q -g -o "$PERF_DIR/load-$([ "$via" = single ] && echo single || echo cluster).data" \
+      -p "$(for n in "$@"; do printf '%s,' "${NODE_PID[$n]}"; done | sed 's/,$//')" \
+      >"$LOG/perf-$via.out" 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+  fi
   t0=$(now_us)
   set +e
   LOAD_OUT=$("$SEQCTL" --server "${NODE_GRPC[$via]}" --admin "${NODE_ADMIN[$via]}" load \
@@ -161,6 +177,7 @@ load_at() {
     sleep 0.1
   done
   sleep 0.5
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   for n in "$@"; do
     stop "${READER_PID[$n]}"
     local o at
@@ -242,8 +259,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b ? a / b : 0}'; }
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${ROWS[@]}"
   echo
-  echo "- 2 builders vs 1: $(ratio "$RATE_pb_split2" "$RATE_pb_1")x with pre-partitioned input, $(ratio "$RATE_pb_shared2" "$RATE_pb_1")x with the whole input each (bar >= 1.6x on 2 cores)"
-  echo "- per builder, Avro / protobuf: $(ratio "$RATE_avro_1" "$RATE_pb_1"), JSON Lines / protobuf: $(ratio "$RATE_jsonl_1" "$RATE_pb_1") (bar: Avro >= 1M events/s per builder)"
+  if [ $LOAD_ONLY = 0 ]; then
+    echo "- 2 builders vs 1: $(ratio "$RATE_pb_split2" "$RATE_pb_1")x with pre-partitioned input, $(ratio "$RATE_pb_shared2" "$RATE_pb_1")x with the whole input each (bar >= 1.6x on 2 cores)"
+    echo "- per builder, Avro / protobuf: $(ratio "$RATE_avro_1" "$RATE_pb_1"), JSON Lines / protobuf: $(ratio "$RATE_jsonl_1" "$RATE_pb_1") (bar: Avro >= 1M events/s per builder)"
+  fi
   echo
   echo "LoadBatch of the 2-builder batch ($((USERS * EVENTS)) events, ${#SSTS[@]} files; switch-over = the first answer of the node's reader carrying the new generation, ms after the call started; wall = until the call returned and every node switched):"
   echo

@@ -34,10 +34,18 @@ variant() {
   cl_ready "$label"
   log "$label: $seqd $*: seqfeed --rps $RPS -D $DUR --users $USERS --probe-target" \
       "(load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  # the consumer's lag (messages fetched-known but not applied) every 0.5 s while the
+  # feed runs: a lag near 0 with slow probes puts the delay before Kafka or in the reads
+  local lagf=$LOG/lag-$label
+  ( while :; do metric "${NODE_ADMIN[$label]}" seqd_consumer_lag_messages; sleep 0.5; done ) >"$lagf" 2>/dev/null &
+  local sampler=$!
   o=$("$BIN/seqfeed" --brokers "$BROKERS" --users "$USERS" --rps "$RPS" -D "$DUR" \
       --probe-target "${NODE_GRPC[$label]}")
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   log "$label: p50 $(kv p50_ms "$o") ms, p99 $(kv p99_ms "$o") ms, probes visible" \
-      "$(kv visible "$o")/$(kv probes "$o") ($o)"
+      "$(kv visible "$o")/$(kv probes "$o"); consumer lag while feeding: median" \
+      "$(sort -n "$lagf" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'), max $(sort -n "$lagf" | tail -1)" \
+      "messages ($o)"
   stop "${NODE_PID[$label]}"
   stop "$BROKER_PID"
 }

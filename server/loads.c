@@ -160,7 +160,7 @@ static seq_load_req load_req(const seq_loads_record *r, const uint8_t *only, int
                           .end_ms = r->end_ms, .generation = r->generation,
                           .paths = (const char *const *)r->paths, .n_paths = r->n_paths,
                           .partitions = r->partitions, .only_parts = only,
-                          .loads_next = next, .fill = fill};
+                          .loads_next = next, .fill = fill, .verified = r->sums};
 }
 
 /* Errors that may pass (a file not yet visible on the shared mount, a disk error):
@@ -780,6 +780,14 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
     dry.no_impact = 1; /* each node counts it for the partitions it holds */
     dry.only_parts = NULL;
     dry.partitions = seq_consumer_partitions(l->cfg.consumer, NULL, 0);
+    /* what each file was when verified, for the record: a node whose copy has the same
+     * bytes does not scan it entry by entry again (batch.h, verified) */
+    uint64_t *sums = calloc(2 * req->n_paths, sizeof *sums);
+    if (!sums) {
+        seq_errf(msg, msglen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    dry.sums_out = sums;
     pthread_mutex_lock(&l->ops_mu);
     int rc = catch_up(l, until, msg, msglen);
     /* the committed generation again: a no-op once every node has it too */
@@ -803,7 +811,7 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
                           .start_ms = req->start_ms, .end_ms = req->end_ms,
                           .partitions = whole ? 0 : dry.partitions,
                           .paths = (char **)req->paths,
-                          .n_paths = req->n_paths};
+                          .n_paths = req->n_paths, .sums = sums};
     snprintf(r.sequence, sizeof r.sequence, "%s", req->sequence);
     int64_t o = commit(l, &r, until, msg, msglen);
     if (o < 0) {
@@ -822,6 +830,7 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
         seq_cluster_impact(c, o, dry.partitions, &res->users_emptied, &res->stream_events_hidden);
 out:
     pthread_mutex_unlock(&l->ops_mu);
+    free(sums);
     return rc;
 }
 

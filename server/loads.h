@@ -6,7 +6,9 @@
  * operation ('m' "loads", written in the same synced write as the operation's commit, so
  * a crash never applies one twice or skips one) and applies each operation in order:
  * a load ingests the parts of the partitions the node holds, as one generation (counting
- * first what it changes there, for the receiver's answer); a dry run verifies and counts
+ * first what it changes there, for the receiver's answer; a file whose bytes are those
+ * the receiver verified, by the record's sums, is not scanned entry by entry again:
+ * storage/batch.h, seq_load_req.verified); a dry run verifies and counts
  * the same, changing nothing; a rollback undoes loads as on a single node. A node that holds a partition it has not
  * filled yet (it acquired it, or it just started) ingests that partition's part of every
  * load whose data its history keeps, before it reports the partition caught up
@@ -62,8 +64,9 @@ int seq_loads_filled(const seq_loads *l, uint32_t p);
 /* 1 while a held partition is not filled yet. */
 int seq_loads_filling(const seq_loads *l);
 
-/* For /status (new reference): {"topic", "applied", "filling", "needs": [{"sequence",
- * "generation", "batch_dir"}]}: the batch directories (as the loads named them, under
+/* For /status (new reference): {"topic", "applied", "filling", "filled_files" (files
+ * ingested by fills since this process started: 0 after a restart with the data dir),
+ * "needs": [{"sequence", "generation", "batch_dir"}]}: the batch directories (as the loads named them, under
  * the batch root) of every load whose data this node's history keeps, which a partition
  * it acquires would be filled from: they must stay on the shared root. Admin thread. */
 json_t *seq_loads_status(seq_loads *l);

@@ -1,6 +1,7 @@
 /* `<topic>.seqd-loads` records (see loads_record.h): jansson both ways. */
 #include "loads_record.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,27 @@ static int get_paths(json_t *o, seq_loads_record *r)
     return 0;
 }
 
+/* "sums" (optional): one [size, "16 hex digits"] per path. */
+static int get_sums(json_t *o, seq_loads_record *r)
+{
+    json_t *a = json_object_get(o, "sums"), *v;
+    size_t i;
+    if (!a) return 0;
+    if (!json_is_array(a) || json_array_size(a) != r->n_paths) return -1;
+    if (!(r->sums = calloc(2 * r->n_paths, sizeof *r->sums))) return -1;
+    json_array_foreach(a, i, v) {
+        json_t *size = json_array_get(v, 0);
+        const char *h = json_string_value(json_array_get(v, 1));
+        char *end;
+        if (json_array_size(v) != 2 || !json_is_integer(size) || json_integer_value(size) < 0 ||
+            !h || strlen(h) != 16 || strspn(h, "0123456789abcdef") != 16)
+            return -1;
+        r->sums[2 * i] = (uint64_t)json_integer_value(size);
+        r->sums[2 * i + 1] = strtoull(h, &end, 16);
+    }
+    return 0;
+}
+
 int seq_loads_parse_record(const void *data, size_t len, seq_loads_record *r)
 {
     memset(r, 0, sizeof *r);
@@ -59,7 +81,8 @@ int seq_loads_parse_record(const void *data, size_t len, seq_loads_record *r)
     if (ok && (dry || strcmp(op, "load") == 0)) {
         r->op = dry ? SEQ_LOADS_OP_DRY_RUN : SEQ_LOADS_OP_LOAD;
         ok = !get_int(o, "start_ms", &a) && !get_int(o, "end_ms", &b) && a < b &&
-             !get_int(o, "partitions", &p) && p <= UINT32_MAX && gen > 0 && !get_paths(o, r);
+             !get_int(o, "partitions", &p) && p <= UINT32_MAX && gen > 0 && !get_paths(o, r) &&
+             !get_sums(o, r);
         if (ok) r->start_ms = a, r->end_ms = b, r->partitions = (uint32_t)p;
     } else if (ok && strcmp(op, "rollback") == 0) {
         r->op = SEQ_LOADS_OP_ROLLBACK;
@@ -93,6 +116,14 @@ char *seq_loads_format_record(const seq_loads_record *r)
                json_object_set_new(o, "start_ms", json_integer(r->start_ms)) != 0 ||
                json_object_set_new(o, "end_ms", json_integer(r->end_ms)) != 0 ||
                json_object_set_new(o, "partitions", json_integer(r->partitions)) != 0;
+        json_t *sums = r->sums ? json_array() : NULL;
+        for (size_t i = 0; sums && i < r->n_paths; i++) {
+            char h[17];
+            snprintf(h, sizeof h, "%016" PRIx64, r->sums[2 * i + 1]);
+            bad |= json_array_append_new(sums, json_pack("[I,s]", (json_int_t)r->sums[2 * i],
+                                                         h)) != 0;
+        }
+        if (r->sums) bad |= !sums || json_object_set_new(o, "sums", sums) != 0;
     } else if (!bad) {
         bad |= json_object_set_new(o, "from", json_integer((json_int_t)r->from)) != 0 ||
                json_object_set_new(o, "to", json_integer((json_int_t)r->to)) != 0;
@@ -106,5 +137,6 @@ void seq_loads_record_clear(seq_loads_record *r)
 {
     for (size_t i = 0; r->paths && i < r->n_paths; i++) free(r->paths[i]);
     free(r->paths);
+    free(r->sums);
     memset(r, 0, sizeof *r);
 }

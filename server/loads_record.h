@@ -1,7 +1,7 @@
 /* One operation of `<topic>.seqd-loads` (server/loads.h): the commit of a cluster-wide
  * LoadBatch or RollbackBatch, as a JSON object
  *   {"v":1,"op":"load","sequence","start_ms","end_ms","generation","partitions":P,
- *    "paths":[...],"node","at_ms"}
+ *    "paths":[...],"sums":[[size,"hash"],...],"node","at_ms"}
  *   {"v":1,"op":"dry_run", the fields of a load}: a LoadBatch with dry_run: every node
  *    verifies the parts of the partitions it holds and counts what the load would change
  *    there (published in its cluster map record), changing nothing
@@ -32,13 +32,17 @@ typedef struct {
     uint32_t partitions;  /* the topic's P when it was verified */
     char **paths;         /* n_paths malloc'd strings (the request's, as given) */
     size_t n_paths;
+    uint64_t *sums;       /* "sums": per path its size and FNV-1a 64 as the receiver
+                             verified it ([[size, "16 hex digits"], ...]), 2 per path,
+                             malloc'd; NULL when absent */
     /* rollback */
     uint64_t from, to;
 } seq_loads_record;
 
 /* SEQ_OK and *r filled (free with seq_loads_record_clear), or SEQ_EINVAL (*r zeroed):
  * not an object of this shape, a string too long or with a NUL, a path list empty or
- * longer than SEQ_LOADS_MAX_PATHS, a negative or non-integer number. */
+ * longer than SEQ_LOADS_MAX_PATHS, a negative or non-integer number, "sums" not one
+ * [size, 16 hex digits] per path. */
 int seq_loads_parse_record(const void *data, size_t len, seq_loads_record *r);
 /* The record as JSON text (malloc'd); NULL on OOM. */
 char *seq_loads_format_record(const seq_loads_record *r);

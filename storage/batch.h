@@ -90,6 +90,15 @@ typedef struct {
     /* 1: no impact count (both 0): the receiver of a cluster load, whose nodes count it
      * each for the partitions it holds. */
     int no_impact;
+    /* Set (2 per path, filled by the verification): each file's size and FNV-1a 64 as
+     * verified, for a cluster load's record (server/loads.h). */
+    uint64_t *sums_out;
+    /* Set (2 per path, from a cluster load's record): each file's size and hash as the
+     * receiver verified it whole. A file whose bytes (as staged here) have exactly these
+     * is not scanned entry by entry again: its SST structure is opened, its first and
+     * last keys must be keys of this sequence and generation (so an ingestion of it
+     * touches nothing else), and its counts are its manifest's. */
+    const uint64_t *verified;
     /* > 0: 'm' "loads" := loads_next in the same synced write as the commit (the next
      * offset of `<topic>.seqd-loads` to apply: a crash never applies one twice). */
     int64_t loads_next;
@@ -126,7 +135,9 @@ typedef struct {
  * unless only_parts left parts out; the array has n_paths slots, the rest NULL; caller frees
  * each and the array), which hold exactly the bytes verified and which the caller can
  * hand to RocksDB to move instead of copying again; res holds the counts. On failure no
- * copy is left. */
+ * copy is left. stage_dir NULL (a dry run, which ingests nothing): nothing is copied, the
+ * checks read the files where they are, and *resolved holds their resolved paths (not to
+ * be unlinked). */
 int seq_batch_verify(const seq_def *def, const char *batch_root, const char *stage_dir,
                      const seq_load_req *req, char ***resolved, seq_load_result *res, char *err,
                      size_t errlen);

@@ -176,7 +176,7 @@ static int check_manifest(const seq_def *def, const seq_load_req *req, const cha
 /* The manifest entry of one file, checked against the bytes of its staged copy (made in
  * the same read as the hash). */
 static int check_file(seq_batch_manifest *m, const char *path, const char *staged,
-                      seq_batch_file_info *fi, char *err, size_t errlen)
+                      int in_place, seq_batch_file_info *fi, char *err, size_t errlen)
 {
     const char *base = strrchr(path, '/') + 1;
     size_t i;
@@ -185,7 +185,8 @@ static int check_file(seq_batch_manifest *m, const char *path, const char *stage
         if (seq_batch_file_from_json(o, fi, err, errlen) != SEQ_OK) return SEQ_EINVAL;
         if (strcmp(fi->name, base) != 0) continue;
         uint64_t size, hash;
-        int rc = seq_batch_file_stage(path, staged, &size, &hash, err, errlen);
+        int rc = in_place ? seq_batch_file_hash(path, &size, &hash, err, errlen)
+                          : seq_batch_file_stage(path, staged, &size, &hash, err, errlen);
         if (rc != SEQ_OK) return rc;
         if (size != fi->size || hash != fi->hash) {
             seq_errf(err, errlen, "%s: contents differ from its manifest (corrupt or foreign file)",
@@ -208,13 +209,30 @@ static void scan_error(char *err, size_t errlen, const char *path, const char *s
     else seq_errf(err, errlen, "%s", serr);
 }
 
+/* A file verified whole elsewhere (seq_load_req.verified): its first and last keys are
+ * keys of this sequence and generation (the marker, or batch keys under it), so every
+ * key between them is too. 0, -1 with serr (not a readable SST), or SEQ_EINVAL. */
+static int within_generation(scan_ctx *c, const char *path, char *serr, size_t serrlen)
+{
+    char first[SEQ_KEY_MAX], last[SEQ_KEY_MAX];
+    size_t fl, ll;
+    uint8_t marker[SEQ_KEY_MAX];
+    size_t ml = seq_batch_marker_key(marker, c->seq->id, c->req->generation);
+    if (seq_sst_bounds(path, first, sizeof first, &fl, last, &ll, serr, serrlen))
+        return -1;
+    if (fl < ml || ll < ml || fl > sizeof first || ll > sizeof last ||
+        memcmp(first, marker, ml) != 0 || memcmp(last, marker, ml) != 0)
+        return bad(c, "keys outside its sequence and generation");
+    return 0;
+}
+
 /* The files of one directory, paths[idx[0..n)], against its manifest m (already checked
  * against the request): exactly its files, each with its size, hash and counts, every
  * entry well-formed (and, in a part, of its partition). Staged copies as it goes. */
 static int check_dir(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
                      const char *dir, seq_batch_manifest *m, char **paths, char **staged,
-                     const size_t *idx, size_t n, seq_load_result *res, char *err,
-                     size_t errlen)
+                     int in_place, const size_t *idx, size_t n, seq_load_result *res,
+                     char *err, size_t errlen)
 {
     if (json_array_size(m->files) != n) {
         seq_errf(err, errlen, "%s/" SEQ_BATCH_MANIFEST ": lists %zu files, the request %zu", dir,
@@ -226,13 +244,21 @@ static int check_dir(const seq_def *def, const seq_sequence *s, const seq_load_r
     for (size_t k = 0; k < n && rc == SEQ_OK; k++) {
         size_t i = idx[k];
         seq_batch_file_info fi;
-        rc = check_file(m, paths[i], staged[i], &fi, err, errlen);
+        rc = check_file(m, paths[i], staged[i], in_place, &fi, err, errlen);
         if (rc != SEQ_OK) break;
+        if (req->sums_out) req->sums_out[2 * i] = fi.size, req->sums_out[2 * i + 1] = fi.hash;
         scan_ctx c = {.name = paths[i], .seq = s, .def = def, .req = req, .err = err,
                       .errlen = errlen, .partitions = m->partitions,
                       .partition = m->partition};
         char serr[400];
-        int got = seq_sst_scan(staged[i], on_entry, &c, serr, sizeof serr);
+        int got;
+        if (req->verified && req->verified[2 * i] == fi.size &&
+            req->verified[2 * i + 1] == fi.hash) { /* these very bytes were checked whole */
+            got = within_generation(&c, staged[i], serr, sizeof serr);
+            c.users = fi.users, c.events = fi.events;
+        } else {
+            got = seq_sst_scan(staged[i], on_entry, &c, serr, sizeof serr);
+        }
         if (got == -1) scan_error(err, errlen, paths[i], staged[i], serr);
         if (got) rc = SEQ_EINVAL;
         else if (c.users != fi.users || c.events != fi.events) rc = bad(&c, "counts differ from its manifest");
@@ -350,8 +376,8 @@ static int parts_whole(const seq_def *def, const seq_load_req *req, const seq_ba
 }
 
 static int check_parts(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
-                       const char *dir0, char **paths, char **staged, seq_load_result *res,
-                       char *err, size_t errlen)
+                       const char *dir0, char **paths, char **staged, int in_place,
+                       seq_load_result *res, char *err, size_t errlen)
 {
     char batch_dir[PATH_MAX];
     char **dirs = NULL;
@@ -379,7 +405,8 @@ static int check_parts(const seq_def *def, const seq_sequence *s, const seq_load
                 staged[idx[j]] = NULL;
             }
         } else if (rc == SEQ_OK) {
-            rc = check_dir(def, s, req, dirs[k], &m, paths, staged, idx, n, res, err, errlen);
+            rc = check_dir(def, s, req, dirs[k], &m, paths, staged, in_place, idx, n, res, err,
+                           errlen);
         }
         seq_batch_manifest_clear(&m);
     }
@@ -393,8 +420,8 @@ static int check_parts(const seq_def *def, const seq_sequence *s, const seq_load
 /* One directory with one manifest (an unpartitioned batch, as before partitions), or
  * the parts of a partitioned batch (a part's manifest says so). */
 static int check_files(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
-                       char **paths, char **staged, seq_load_result *res, char *err,
-                       size_t errlen)
+                       char **paths, char **staged, int in_place, seq_load_result *res,
+                       char *err, size_t errlen)
 {
     char dir[PATH_MAX];
     dir_of(paths[0], dir);
@@ -408,7 +435,7 @@ static int check_files(const seq_def *def, const seq_sequence *s, const seq_load
     int rc = read_manifest(dir, &m, err, errlen);
     if (rc == SEQ_OK && m.partitions) {
         seq_batch_manifest_clear(&m);
-        return check_parts(def, s, req, dir, paths, staged, res, err, errlen);
+        return check_parts(def, s, req, dir, paths, staged, in_place, res, err, errlen);
     }
     size_t *idx = calloc(req->n_paths, sizeof *idx);
     if (rc == SEQ_OK && !idx) rc = SEQ_EINTERNAL;
@@ -422,7 +449,8 @@ static int check_files(const seq_def *def, const seq_sequence *s, const seq_load
     }
     if (rc == SEQ_OK) rc = check_manifest(def, req, dir, &m, err, errlen);
     if (rc == SEQ_OK)
-        rc = check_dir(def, s, req, dir, &m, paths, staged, idx, req->n_paths, res, err, errlen);
+        rc = check_dir(def, s, req, dir, &m, paths, staged, in_place, idx, req->n_paths, res,
+                       err, errlen);
     seq_batch_manifest_clear(&m); /* a manifest read but refused still holds its parts */
     free(idx);
     return rc;
@@ -449,6 +477,18 @@ static char **staged_names(const char *stage_dir, size_t n)
             return NULL;
         }
     }
+    return p;
+}
+
+/* Copies of the resolved paths (a verification in place). */
+static char **same_paths(char **paths, size_t n)
+{
+    char **p = calloc(n, sizeof *p);
+    for (size_t i = 0; p && i < n; i++)
+        if (!(p[i] = strdup(paths[i]))) {
+            free_paths(p, n, 0);
+            return NULL;
+        }
     return p;
 }
 
@@ -486,12 +526,14 @@ int seq_batch_verify(const seq_def *def, const char *batch_root, const char *sta
         rc = resolve(root, req->paths[i], buf, err, errlen);
         if (rc == SEQ_OK && !(paths[i] = strdup(buf))) rc = SEQ_EINTERNAL;
     }
-    if (rc == SEQ_OK && !(staged = staged_names(stage_dir, req->n_paths)))
+    int in_place = stage_dir == NULL; /* the checks read the files themselves */
+    if (rc == SEQ_OK && !(staged = in_place ? same_paths(paths, req->n_paths)
+                                            : staged_names(stage_dir, req->n_paths)))
         rc = SEQ_EINTERNAL;
-    if (rc == SEQ_OK) rc = check_files(def, s, req, paths, staged, res, err, errlen);
+    if (rc == SEQ_OK) rc = check_files(def, s, req, paths, staged, in_place, res, err, errlen);
     if (rc != SEQ_OK) {
         free_paths(paths, req->n_paths, 0);
-        free_paths(staged, req->n_paths, 1);
+        free_paths(staged, req->n_paths, !in_place);
         return rc;
     }
     res->generation = req->generation;

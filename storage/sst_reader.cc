@@ -177,18 +177,16 @@ static int fail(char *err, size_t errlen, const char *path, const rocksdb::Statu
     return -1;
 }
 
-static int scan(const char *path, seq_sst_entry_fn fn, void *ctx, char *err, size_t errlen)
+// Opens path into reader: footer and meta blocks checked, no deletions or merge operands.
+static int open_checked(rocksdb::SstFileReader &reader, const char *path, char *err,
+                        size_t errlen)
 {
     const char *bad = check_footer(path);
     if (*bad) {
         if (err && errlen) std::snprintf(err, errlen, "%s: %s", path, bad);
         return -1;
     }
-    rocksdb::Options opts;
-    rocksdb::SstFileReader reader(opts);
     rocksdb::Status s = reader.Open(path);
-    if (!s.ok()) return fail(err, errlen, path, s);
-    s = reader.VerifyChecksum();
     if (!s.ok()) return fail(err, errlen, path, s);
     auto props = reader.GetTableProperties();
     if (props && (props->num_range_deletions > 0 || props->num_merge_operands > 0 ||
@@ -198,6 +196,16 @@ static int scan(const char *path, seq_sst_entry_fn fn, void *ctx, char *err, siz
                           path);
         return -1;
     }
+    return 0;
+}
+
+static int scan(const char *path, seq_sst_entry_fn fn, void *ctx, char *err, size_t errlen)
+{
+    rocksdb::Options opts;
+    rocksdb::SstFileReader reader(opts);
+    if (open_checked(reader, path, err, errlen)) return -1;
+    rocksdb::Status s = reader.VerifyChecksum();
+    if (!s.ok()) return fail(err, errlen, path, s);
     rocksdb::ReadOptions ro;
     ro.verify_checksums = true;
     ro.fill_cache = false;
@@ -209,6 +217,44 @@ static int scan(const char *path, seq_sst_entry_fn fn, void *ctx, char *err, siz
     }
     if (!it->status().ok()) return fail(err, errlen, path, it->status());
     return 0;
+}
+
+static void copy_key(const rocksdb::Slice &k, char *out, size_t cap, size_t *len)
+{
+    *len = k.size();
+    std::memcpy(out, k.data(), k.size() < cap ? k.size() : cap);
+}
+
+static int bounds(const char *path, char *first, size_t cap, size_t *flen, char *last,
+                  size_t *llen, char *err, size_t errlen)
+{
+    rocksdb::Options opts;
+    rocksdb::SstFileReader reader(opts);
+    if (open_checked(reader, path, err, errlen)) return -1;
+    rocksdb::ReadOptions ro;
+    ro.verify_checksums = true;
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(reader.NewIterator(ro));
+    *flen = *llen = 0;
+    it->SeekToFirst();
+    if (it->Valid()) copy_key(it->key(), first, cap, flen);
+    it->SeekToLast();
+    if (it->Valid()) copy_key(it->key(), last, cap, llen);
+    if (!it->status().ok()) return fail(err, errlen, path, it->status());
+    return 0;
+}
+
+extern "C" int seq_sst_bounds(const char *path, char *first, size_t cap, size_t *flen,
+                              char *last, size_t *llen, char *err, size_t errlen)
+{
+    try {
+        return bounds(path, first, cap, flen, last, llen, err, errlen);
+    } catch (const std::bad_alloc &) {
+        if (err && errlen)
+            std::snprintf(err, errlen, "%s: corrupt: a block claims more memory than there is",
+                          path);
+        return -1;
+    }
 }
 
 extern "C" int seq_sst_scan(const char *path, seq_sst_entry_fn fn, void *ctx, char *err,

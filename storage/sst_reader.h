@@ -19,6 +19,15 @@ typedef int (*seq_sst_entry_fn)(void *ctx, const char *key, size_t klen, const c
  * corrupt, unreadable) in err. Range deletions or merge operands count as corrupt. */
 int seq_sst_scan(const char *path, seq_sst_entry_fn fn, void *ctx, char *err, size_t errlen);
 
+/* Opens path (its footer and meta blocks checked as seq_sst_scan checks them), refuses a
+ * file holding deletions, range deletions or merge operands, and copies its first and
+ * last keys (up to cap bytes each; *flen and *llen their whole lengths; both 0 for an
+ * empty file). Reads the index and two data blocks, not the whole file: for a file whose
+ * bytes were verified whole elsewhere, it bounds what an ingestion can touch. 0, or -1
+ * with a message in err. */
+int seq_sst_bounds(const char *path, char *first, size_t cap, size_t *flen, char *last,
+                   size_t *llen, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,9 @@
  * is the set of users the staged files hold events for in the window, the "before" side
  * is each candidate user's merged answer restricted to the window. Candidates are the
  * users with a stream bucket or a batch bucket of a generation in effect overlapping
- * the window. Runs on the load's thread, reading RocksDB past the record cache. */
+ * the window; when there are none (a first load, or history nobody wrote to), nothing
+ * can change and the staged files are not read again. Runs on the load's thread, reading
+ * RocksDB past the record cache. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,24 +133,33 @@ static void only_selected(users *u, const seq_load_req *req)
     u->n = m;
 }
 
-static int before_side(seq_store *st, const seq_sequence *s, const seq_store_seqstate *cur,
-                       const scan_ctx *c, int64_t now, const users *after,
-                       const seq_load_req *req, seq_load_result *res, char *err,
-                       size_t errlen)
+/* The users whose merged answer in the window may change: those with a stream bucket or
+ * a bucket of a generation in effect overlapping it (sorted, distinct). */
+static int all_candidates(seq_store *st, const seq_sequence *s, const seq_store_seqstate *cur,
+                          const scan_ctx *c, const seq_load_req *req, users *cand, char *err,
+                          size_t errlen)
 {
-    users cand = {0};
     uint8_t pre[SEQ_KEY_MAX];
     pre[0] = SEQ_K_STREAM; /* every partition's stream keys: the sequence is filtered */
-    int rc = candidates(st, pre, 1, c, &cand, err, errlen);
+    int rc = candidates(st, pre, 1, c, cand, err, errlen);
     for (uint32_t i = 0; i < cur->n_cov && rc == SEQ_OK; i++) {
         pre[0] = SEQ_K_BATCH;
         seq_put_be32(pre + 1, s->id);
         seq_put_be64(pre + 5, cur->cov[i].gen);
-        rc = candidates(st, pre, 13, c, &cand, err, errlen);
+        rc = candidates(st, pre, 13, c, cand, err, errlen);
     }
-    users_sort(&cand);
+    users_sort(cand);
     if (req->only_parts && req->partitions) /* a cluster node counts the users of the partitions it loads */
-        only_selected(&cand, req);
+        only_selected(cand, req);
+    return rc;
+}
+
+static int before_side(seq_store *st, const seq_sequence *s, const seq_store_seqstate *cur,
+                       const scan_ctx *c, int64_t now, const users *after, users cand,
+                       const seq_load_req *req, seq_load_result *res, char *err,
+                       size_t errlen)
+{
+    int rc = SEQ_OK;
     /* the whole merged answer in the window: no length or retention cut */
     seq_sequence whole = *s;
     whole.max_length = UINT32_MAX / 4;
@@ -206,9 +217,13 @@ int seq_store_load_impact(seq_store *st, const seq_sequence *s, const seq_store_
     scan_ctx c = {s->id, req->start_ms, req->end_ms < cut ? req->end_ms : cut,
                   st->def->bucket_ms, NULL, 0};
     if (c.hi <= c.lo) return SEQ_OK; /* all of the range is recent: nothing hidden */
-    users after = {0};
+    users after = {0}, cand = {0};
     c.out = &after;
-    int rc = SEQ_OK;
+    int rc = all_candidates(st, s, cur, &c, req, &cand, err, errlen);
+    if (rc != SEQ_OK || cand.n == 0) { /* no user shows anything there now (a first load) */
+        free(cand.v);
+        return rc;
+    }
     /* staged: the copies of the selected parts' files, then NULLs (batch.h) */
     for (size_t i = 0; i < req->n_paths && staged[i] && rc == SEQ_OK; i++) {
         if (seq_sst_scan(staged[i], staged_entry, &c, err, errlen) != 0 || c.oom) {
@@ -217,7 +232,8 @@ int seq_store_load_impact(seq_store *st, const seq_sequence *s, const seq_store_
         }
     }
     users_sort(&after);
-    if (rc == SEQ_OK) rc = before_side(st, s, cur, &c, now, &after, req, res, err, errlen);
+    if (rc == SEQ_OK) rc = before_side(st, s, cur, &c, now, &after, cand, req, res, err, errlen);
+    else free(cand.v);
     free(after.v);
     return rc;
 }

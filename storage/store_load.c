@@ -183,15 +183,15 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
         rc = SEQ_EINTERNAL;
         goto out;
     }
-    rc = seq_batch_verify(st->def, batch_root, st->stage_dir, req, &paths, res, err, errlen);
+    /* a dry run ingests nothing: its checks read the files in place, no copy is written */
+    rc = seq_batch_verify(st->def, batch_root, req->dry_run ? NULL : st->stage_dir, req, &paths,
+                          res, err, errlen);
     if (rc == SEQ_OK && !req->fill) seq_store_crash_point("load-after-verify");
     /* a fill adds data to a committed load: nothing changes for readers */
     if (rc == SEQ_OK && !req->fill && !req->no_impact)
         rc = seq_store_load_impact(st, s, cur, req, paths, seq_now_ms(), res, err, errlen);
-    if (rc == SEQ_OK && req->dry_run) { /* verified and counted: change nothing */
-        for (size_t i = 0; i < res->files; i++) unlink(paths[i]);
-        goto out;
-    }
+    /* verified and counted: change nothing (its paths are the batch's own files) */
+    if (req->dry_run) goto out;
     if (rc == SEQ_OK && res->files) rc = ingest(st, paths, res->files, err, errlen);
     else if (paths)
         for (size_t i = 0; i < req->n_paths && paths[i]; i++) unlink(paths[i]); /* staged */

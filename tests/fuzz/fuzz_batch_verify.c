@@ -5,7 +5,10 @@
  *   even: the manifest.json text (the SST stays the builder's);
  *   odd:  the SST file's bytes; the builder's manifest is patched to the new size and
  *         FNV-1a hash, so the fuzzer gets past the fingerprint check into the SST reader
- *         and the per-entry checks (keys, blobs, range, generation).
+ *         and the per-entry checks (keys, blobs, range, generation); with bit 1 set too,
+ *         the request says these bytes were verified whole (seq_load_req.verified, a
+ *         cluster record's sums), so only their structure and first and last keys are
+ *         read (seq_sst_bounds).
  * A verify that succeeds must report the files it was given. Seeds: corpus_batch_verify/,
  * written by running the target once with SEQD_FUZZ_SEEDS=DIR (the fixture's own bytes). */
 #include <inttypes.h>
@@ -151,6 +154,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *paths[] = {rel};
     seq_load_req req = {.sequence = "eng", .start_ms = START, .end_ms = END, .generation = GEN,
                         .paths = paths, .n_paths = 1};
+    uint64_t sums[2];
+    if ((data[0] & 3) == 3) { /* as a cluster record says the receiver verified these bytes:
+                                 only the SST's structure and key bounds are read */
+        if (seq_batch_file_hash(sst_path, &sums[0], &sums[1], err, sizeof err)) abort();
+        req.verified = sums;
+    }
     char **resolved = NULL;
     seq_load_result res;
     int rc = seq_batch_verify(def, root, stage, &req, &resolved, &res, err, sizeof err);

@@ -221,3 +221,58 @@ def test_unpartitioned_batch_in_a_group_of_one(env):
     helpers.poll(lambda: settled([one], {"g9": ["one"]}), "the map settled again")
     assert one.status()["loads"]["filled_files"] == 0
     assert [list(one.get(u).item_ids) for u in BATCH_USERS[::5]] == items
+
+
+def fnv1a64(path):
+    h = 0xcbf29ce484222325
+    with open(path, "rb") as f:
+        for b in f.read():
+            h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return h
+
+
+def test_forged_record_with_sums_cannot_ingest_another_generation(env):
+    """A node does not scan again, entry by entry, a file whose bytes have the size and
+    hash the record says the receiver verified; it still checks that the file's keys are of
+    the record's generation. A record forged by someone who can produce to the topic, with
+    the true sums of files of generation 50 relabelled 51 in their manifests, is refused by
+    every node: nothing of it is ingested or committed."""
+    tmp, root, nodes, brokers = env
+    out = os.path.join(root, "g50")
+    src = os.path.join(str(tmp), "g50.jsonl")
+    with open(src, "w") as f:
+        for u in BATCH_USERS:
+            f.write(json.dumps({"user_id": u, "event_time_ms": A + u, "event_type": "click",
+                                "item_id": 5000 + u, "event_id": "f-%d" % u}) + "\n")
+    r = subprocess.run([helpers.SEQCTL_BIN, "build", "--definition",
+                        nodes["a"].definition_path, "--sequence", "engagements", "--start-ms",
+                        str(A), "--end-ms", str(B), "--generation", "50", "--partitions",
+                        str(P), "--out", out, src], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for d, _, fs in os.walk(out):  # relabel: the manifests say 51, the files hold 50
+        for name in fs:
+            if name in ("manifest.json", "batch.json"):
+                p = os.path.join(d, name)
+                with open(p) as f:
+                    m = json.load(f)
+                m["generation"] = 51
+                with open(p, "w") as f:
+                    json.dump(m, f)
+    paths = []
+    for d, _, fs in sorted(os.walk(out)):
+        paths += [os.path.join(d, f) for f in sorted(fs) if f.endswith(".sst")]
+    rec = {"v": 1, "op": "load", "sequence": "engagements", "node": "x", "at_ms": 1,
+           "generation": 51, "start_ms": A, "end_ms": B, "partitions": P, "paths": paths,
+           "sums": [[os.path.getsize(p), "%016x" % fnv1a64(p)] for p in paths]}
+    offset = loads_offset(brokers[0].brokers)
+    from confluent_kafka import Producer
+    prod = Producer({"bootstrap.servers": brokers[0].brokers})
+    prod.produce("seqd.events.seqd-loads", value=json.dumps(rec).encode(), partition=0)
+    assert prod.flush(30) == 0
+    cluster = [nodes[n] for n in "abc"]
+    helpers.poll(lambda: all(nodes_by_id(s)[s.node_id]["loads"] > offset for s in cluster),
+                 "every node went past the forged record")
+    for s in cluster:
+        assert nodes_by_id(s)[s.node_id]["generations"]["engagements"] == GEN
+        assert "keys outside its sequence and generation" in s.stderr_text(), s.node_id
+        assert 5000 + BATCH_USERS[0] not in get_with_md(s, BATCH_USERS[0])[0].item_ids

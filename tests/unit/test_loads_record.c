@@ -40,8 +40,19 @@ static void test_load_round_trip(void)
     CHECK_EQ_INT(b.at_ms, 123);
     CHECK_EQ_INT(b.n_paths, 2);
     CHECK(b.n_paths == 2 && strcmp(b.paths[1], paths[1]) == 0);
+    CHECK(b.sums == NULL);
     seq_loads_record_clear(&b);
     CHECK(b.paths == NULL && b.n_paths == 0);
+    free(text);
+    /* with the sums the receiver verified: one size and hash per path, both ways */
+    uint64_t sums[4] = {100, 0xfedcba9876543210ull, 0, 1};
+    r.sums = sums;
+    text = seq_loads_format_record(&r);
+    CHECK(text != NULL && strstr(text, "\"fedcba9876543210\"") != NULL);
+    CHECK_EQ_INT(seq_loads_parse_record(text, strlen(text), &b), SEQ_OK);
+    CHECK(b.sums != NULL && b.sums[0] == 100 && b.sums[1] == 0xfedcba9876543210ull &&
+          b.sums[2] == 0 && b.sums[3] == 1);
+    seq_loads_record_clear(&b);
     free(text);
 }
 
@@ -142,6 +153,15 @@ static void test_refusals(void)
     CHECK(!parses("{\"v\":1,\"v\":1,\"sequence\":\"s\",\"node\":\"a\",\"at_ms\":5,\"op\":"
                   "\"rollback\",\"generation\":0,\"from\":2,\"to\":1}")); /* duplicate key */
     CHECK(!parses(HEAD "\"op\":\"rollback\",\"generation\":0.5,\"from\":2,\"to\":1}"));
+    /* sums: one [size, 16 hex digits] per path, nothing else */
+#define LOAD1 HEAD "\"op\":\"load\",\"generation\":3,\"start_ms\":0,\"end_ms\":5,\"partitions\":1,\"paths\":[\"a\"],"
+    CHECK(parses(LOAD1 "\"sums\":[[5,\"00000000000000ff\"]]}"));
+    CHECK(!parses(LOAD1 "\"sums\":[]}"));                             /* one per path */
+    CHECK(!parses(LOAD1 "\"sums\":[[5,\"ff\"]]}"));                   /* 16 digits */
+    CHECK(!parses(LOAD1 "\"sums\":[[5,\"00000000000000FF\"]]}"));     /* lower case */
+    CHECK(!parses(LOAD1 "\"sums\":[[-1,\"00000000000000ff\"]]}"));    /* a size */
+    CHECK(!parses(LOAD1 "\"sums\":[[5,\"00000000000000ff\",1]]}"));   /* a pair */
+    CHECK(!parses(LOAD1 "\"sums\":{}}"));
 }
 
 int main(void)
