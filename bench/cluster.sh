@@ -26,18 +26,26 @@
 #     from holding its first partition to all caught up; ratio to the ingest rate
 # Prints a markdown table (also bench/out/cluster.md) for bench/RESULTS.md.
 #
-#   bench/cluster.sh [--quick] [--users N] [-D SECS]
+#   bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR]
+# --fwd-only: only 2 (the three nodes, direct vs forwarded; no single node, no 3-5): the
+# forwarding bench/NOTES.md "Session 6" measured. --perf DIR: `perf record -g` of each node
+# during the closed-loop direct and forwarded windows, into DIR/{direct,fwd}-NODE.data
+# (perf's own CPU is then in the figures: profile runs are not measurement runs).
 # Defaults: 200,000 users, 10 s windows; --quick: 20,000 users, 3 s windows (a smoke run, ~2 minutes; its numbers are not results). Builds seqd (Release)
 # and the tools into bench/out like bench/run. Loopback only. Never run in CI.
 set -euo pipefail
 
-QUICK=0; USERS=""; DUR=""
+QUICK=0; USERS=""; DUR=""; FWD_ONLY=0; PERF_DIR=""
+PERF_SYSCALLS=$(printf 'syscalls:sys_enter_%s,' sendto recvfrom writev readv write read epoll_wait epoll_ctl ioctl futex)
+PERF_SYSCALLS=${PERF_SYSCALLS%,}
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
+    --fwd-only) FWD_ONLY=1; shift ;;
+    --perf) PERF_DIR=$(realpath -m "$2"); mkdir -p "$PERF_DIR"; shift 2 ;;
     --users) USERS=$2; shift 2 ;;
     -D) DUR=$2; shift 2 ;;
-    *) echo "usage: bench/cluster.sh [--quick] [--users N] [-D SECS]" >&2; exit 2 ;;
+    *) echo "usage: bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR]" >&2; exit 2 ;;
   esac
 done
 . "$(dirname "$0")/cluster-lib.sh"
@@ -69,6 +77,16 @@ seq 1 "$USERS" >"$LOG/users-all.txt"
 clients() {
   local tag=$1 spec i=0 pids=() t0 t1 o n f extra w0
   shift
+  local perfs=()
+  if [ -n "$PERF_DIR" ] && { [ "$tag" = direct ] || [ "$tag" = fwd ]; }; then
+    for n in "${NODES_CPU[@]}"; do
+      # shellcheck disable=SC2086
+      perf record -q ${PERF_CG:--g} -p "${NODE_PID[$n]}" -o "$PERF_DIR/$tag-$n.data" -- sleep "$DUR" >/dev/null 2>&1 &
+      perfs+=($!)
+      perf stat -x, -o "$PERF_DIR/$tag-$n.syscalls" -e "$PERF_SYSCALLS" -p "${NODE_PID[$n]}" -- sleep "$DUR" >/dev/null 2>&1 &
+      perfs+=($!)
+    done
+  fi
   t0=$(all_ticks "${NODES_CPU[@]}"); w0=$(date +%s%N)
   for spec in "$@"; do
     IFS=: read -r n f extra <<<"$spec"
@@ -79,6 +97,8 @@ clients() {
   done
   for i in "${!pids[@]}"; do wait "${pids[$i]}" || die "seqload $tag failed: $(cat "$LOG/$tag-$i.out")"; done
   t1=$(all_ticks "${NODES_CPU[@]}")
+  for i in "${perfs[@]}"; do wait "$i" || true; done
+  [ ${#perfs[@]} = 0 ] || grep -h '^requests\|requests=' "$LOG/$tag"-*.out >"$PERF_DIR/$tag.requests" || true
   TICKS=$((t1 - t0)); REQS=0; RPS=0; WALL_S=$(awk -v a="$w0" -v b="$(date +%s%N)" 'BEGIN{print (b - a) / 1e9}')
   for i in "${!pids[@]}"; do
     o=$(cat "$LOG/$tag-$i.out")
@@ -87,19 +107,21 @@ clients() {
   done
 }
 
+seqload_warm() { "$BIN/seqload" --target "${NODE_GRPC[$1]}" --users "$USERS" -c $C -m $M -D 1 --warmup 0 >/dev/null; }
 # ---------------------------------------------------------------- 1. one node
+if [ $FWD_ONLY = 0 ]; then
 log "one standalone node"
 cl_broker $P
 cl_node solo -
 cl_ready solo
 load_everywhere "$GEN" "$START" "$END" solo
 NODES_CPU=(solo)
-seqload_warm() { "$BIN/seqload" --target "${NODE_GRPC[$1]}" --users "$USERS" -c $C -m $M -D 1 --warmup 0 >/dev/null; }
 seqload_warm solo
 clients one solo:"$LOG/users-all.txt"
 ONE_RPS=$RPS; ONE_CPU=$(per $TICKS $REQS)
 row "1 node: GetSequence, random users" "$RPS" "$ONE_CPU" "" ""
 stop "${NODE_PID[solo]}"; stop "$BROKER_PID"
+fi
 
 # ---------------------------------------------------------------- the cluster
 log "three nodes in group g1"
@@ -138,6 +160,24 @@ row "GetSequence at n1, direct, open loop at $FIXED_RPS/s" "$RPS" "$DX_CPU above
 clients fwd-fixed n1:"$LOG/users-not-n1.txt":"--rps $FIXED_RPS"
 FX_CPU=$(per "$(net)" $REQS)
 row "GetSequence at n1, forwarded, open loop at $FIXED_RPS/s" "$RPS" "$FX_CPU above idle ($(per $TICKS $REQS) with it)" "$(ratio "$FX_CPU" "$DX_CPU") (bar <= 2)" "idle: $(awk -v t="$IDLE_TPS" -v k="$CLK" 'BEGIN{printf "%.0f", t / k * 1000}') ms CPU/s, 3 nodes"
+
+if [ $FWD_ONLY = 1 ]; then
+  {
+    echo "## Forwarded vs direct GetSequence ($KIND, --fwd-only)"
+    echo
+    echo "bench/cluster.sh$([ $QUICK = 1 ] && echo " --quick") --fwd-only, $(date -u '+%Y-%m-%d %H:%M UTC'), nproc=$(nproc), load average $(cut -d' ' -f1-3 /proc/loadavg), seqd $SEQD."
+    echo "Data: $USERS users x 100 events (batch path), $P partitions; three nodes in one group (n1: ${HELD[n1]}, n2: ${HELD[n2]}, n3: ${HELD[n3]}); seqload -c $C -m $M, ${DUR} s windows; CPU = utime+stime of every seqd over the window / calls (µs)."
+    echo
+    echo "| figure | per second | server CPU µs/call (all nodes) | ratio | note |"
+    echo "| --- | --- | --- | --- | --- |"
+    printf '%s\n' "${ROWS[@]}"
+    echo
+    echo "- forwarded / direct server CPU per GetSequence: $(ratio "$F_CPU" "$D_CPU")x closed loop, $(ratio "$FX_CPU" "$DX_CPU")x both at $FIXED_RPS/s (bar <= 2x)"
+  } >"$OUT/cluster-fwd.md"
+  cat "$OUT/cluster-fwd.md"
+  log "table written to bench/out/cluster-fwd.md"
+  exit 0
+fi
 
 log "3. three nodes vs one"
 clients routed n1:"$LOG/users-n1.txt" n2:"$LOG/users-n2.txt" n3:"$LOG/users-n3.txt"

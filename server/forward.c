@@ -1,15 +1,21 @@
 /* Forwarded calls (see forward.h): per worker thread, a pool of peer connections (a
- * bufferevent and an nghttp2 client session each), found by address. A call is one
- * stream: HEADERS (+ seqd-forwarded, grpc-timeout), DATA (the 5-byte prefix and the
+ * non-blocking socket and an nghttp2 client session each), found by address. A call is
+ * one stream: HEADERS (+ seqd-forwarded, grpc-timeout), DATA (the 5-byte prefix and the
  * message), END_STREAM; the response's DATA is gathered, its trailers read, and the
  * stream's close completes the call. A deadline timer per call resets its stream. A
  * connection that fails or closes fails its calls with SEQ_EUNAVAILABLE and leaves the
- * pool; the next call to that peer connects again. */
+ * pool; the next call to that peer connects again.
+ *
+ * Cost (bench/NOTES.md, "Session 6 — forwarding CPU"): the socket is driven here as
+ * grpc.c drives its connections, not through a bufferevent: one recv into the thread's
+ * large read buffer per readable event (a bufferevent reads 16 KB at a time, each after an
+ * ioctl(FIONREAD), and copies into its evbuffer), and nghttp2's output is sent at once at
+ * the end of a pass, write interest registered only while the socket is full (a
+ * bufferevent adds and removes it with epoll_ctl around every write). Request objects,
+ * with their timer and buffer, are kept per thread and reused. */
 #include "forward.h"
 
-#include <arpa/inet.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,48 +26,69 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../engine/common.h"
 
 #define MAX_RESP (64u << 20) /* a peer's response above this is refused */
 #define NO_DEADLINE_NS (30ull * 1000000000ull) /* forwarded calls without a deadline get one */
+#define READ_BUF (256u << 10) /* per thread: one recv takes what several peer writes sent */
+#define OUT_HIGH (1u << 20)   /* unsent output above which nghttp2 is not asked for more */
+#define REQ_KEEP 256          /* request objects kept per thread for reuse */
+#define KEEP_BUF_MAX (256u << 10) /* larger buffers are freed, not kept */
 
 typedef struct peer peer;
+typedef struct pool pool;
 
 typedef struct fwd_req {
+    pool *pl;
     peer *pr;
     int32_t sid;
-    struct fwd_req *next; /* the peer's requests */
+    struct fwd_req *prev, *next; /* the peer's requests; next is also the free list link */
     seq_fwd_done_fn cb;
     void *ctx;
-    struct event *timer;
-    seq_buf body;       /* request prefix + message while sending, then the response DATA */
+    struct event *timer; /* made once, kept with the object */
+    seq_buf body;        /* request prefix + message while sending, then the response DATA */
     size_t sent;
-    int http_status, grpc_status, have_status;
+    int http_status, grpc_status, have_status, timer_on;
     char msg[256], served_by[128];
 } fwd_req;
 
 struct peer {
-    struct event_base *base;
+    pool *pl;
     char addr[128];
-    struct bufferevent *bev;
-    struct event *flush_ev; /* sends what was submitted, outside nghttp2's callbacks */
+    int fd;
+    struct event *rev, *wev; /* read: always; write: while connecting or the socket is full */
+    struct event *flush_ev;  /* sends what was submitted, once per loop pass */
     nghttp2_session *sess;
-    int connected, dead;
+    seq_buf out; /* nghttp2's output not yet sent, from out_off */
+    size_t out_off;
+    int connected, dead, writing;
     fwd_req *reqs;
     peer *next;
 };
 
-typedef struct {
+struct pool {
     struct event_base *base;
     peer *peers;
-} pool;
+    fwd_req *free; /* reusable request objects */
+    size_t nfree;
+    uint8_t *rbuf; /* READ_BUF bytes */
+};
 
 static pthread_key_t pool_key;
 static _Thread_local int dying; /* the thread's pool is being freed: no new calls */
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 static void peer_kill(peer *pr, const char *why);
+static void on_deadline(evutil_socket_t fd, short what, void *arg);
+
+static void req_destroy(fwd_req *r)
+{
+    if (r->timer) event_free(r->timer);
+    seq_buf_free(&r->body);
+    free(r);
+}
 
 static void pool_free(void *p)
 {
@@ -71,6 +98,12 @@ static void pool_free(void *p)
     pthread_setspecific(pool_key, pl); /* peer_kill looks the pool up */
     while (pl->peers) peer_kill(pl->peers, "the server is stopping");
     pthread_setspecific(pool_key, NULL);
+    while (pl->free) {
+        fwd_req *r = pl->free;
+        pl->free = r->next;
+        req_destroy(r);
+    }
+    free(pl->rbuf);
     free(pl);
 }
 
@@ -82,6 +115,10 @@ static pool *pool_get(struct event_base *base)
     pool *pl = pthread_getspecific(pool_key);
     if (!pl) {
         if (!(pl = calloc(1, sizeof *pl))) return NULL;
+        if (!(pl->rbuf = malloc(READ_BUF))) {
+            free(pl);
+            return NULL;
+        }
         pl->base = base;
         pthread_setspecific(pool_key, pl);
     }
@@ -108,19 +145,67 @@ static void req_unlink(fwd_req *r)
 {
     peer *pr = r->pr;
     if (!pr) return;
-    for (fwd_req **pp = &pr->reqs; *pp; pp = &(*pp)->next)
-        if (*pp == r) {
-            *pp = r->next;
-            break;
-        }
+    if (r->prev) r->prev->next = r->next;
+    else pr->reqs = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->prev = r->next = NULL;
     r->pr = NULL;
+}
+
+static void req_link(peer *pr, fwd_req *r)
+{
+    r->pr = pr;
+    r->prev = NULL;
+    r->next = pr->reqs;
+    if (pr->reqs) pr->reqs->prev = r;
+    pr->reqs = r;
+}
+
+/* A request object of the thread's pool (its timer made once), cleared. */
+static fwd_req *req_get(pool *pl)
+{
+    fwd_req *r = pl->free;
+    if (r) {
+        pl->free = r->next;
+        pl->nfree--;
+    } else {
+        if (!(r = calloc(1, sizeof *r))) return NULL;
+        if (!(r->timer = evtimer_new(pl->base, on_deadline, r))) {
+            free(r);
+            return NULL;
+        }
+    }
+    struct event *timer = r->timer;
+    seq_buf body = r->body;
+    body.len = 0;
+    /* the strings are cleared by their first byte: they are always written whole */
+    r->pl = pl;
+    r->pr = NULL;
+    r->sid = 0;
+    r->prev = r->next = NULL;
+    r->cb = NULL;
+    r->ctx = NULL;
+    r->timer = timer;
+    r->body = body;
+    r->sent = 0;
+    r->http_status = r->grpc_status = r->have_status = r->timer_on = 0;
+    r->msg[0] = r->served_by[0] = '\0';
+    return r;
 }
 
 static void req_free(fwd_req *r)
 {
-    if (r->timer) event_free(r->timer);
-    seq_buf_free(&r->body);
-    free(r);
+    pool *pl = r->pl;
+    if (r->timer_on) evtimer_del(r->timer);
+    r->timer_on = 0;
+    if (dying || pl->nfree >= REQ_KEEP) {
+        req_destroy(r);
+        return;
+    }
+    if (r->body.cap > KEEP_BUF_MAX) seq_buf_free(&r->body);
+    r->next = pl->free;
+    pl->free = r;
+    pl->nfree++;
 }
 
 /* Calls the callback once and frees r (already unlinked from its peer). */
@@ -145,12 +230,16 @@ static void req_finish(fwd_req *r, int status, const char *msg)
 /* The stream ended: the outcome from :status, grpc-status and the body. */
 static void req_closed(fwd_req *r, uint32_t code)
 {
+    if (r->have_status) {
+        req_unlink(r);
+        req_finish(r, r->grpc_status, r->msg);
+        return;
+    }
     char m[300];
     snprintf(m, sizeof m, "peer %s: %s", r->pr ? r->pr->addr : "",
              code ? "stream reset" : r->http_status != 200 ? "not a gRPC answer" : "no grpc-status");
     req_unlink(r);
-    if (r->have_status) req_finish(r, r->grpc_status, r->msg);
-    else req_finish(r, SEQ_EUNAVAILABLE, m);
+    req_finish(r, SEQ_EUNAVAILABLE, m);
 }
 
 /* Deferred failure: callbacks never run inside seq_fwd_call. */
@@ -183,8 +272,8 @@ static int fail_later(struct event_base *base, fwd_req *r, const char *msg)
 /* The connection is gone: every request on it fails, the peer leaves the pool. */
 static void peer_kill(peer *pr, const char *why)
 {
-    pool *pl = pthread_getspecific(pool_key);
-    for (peer **pp = pl ? &pl->peers : NULL; pp && *pp; pp = &(*pp)->next)
+    pool *pl = pr->pl;
+    for (peer **pp = &pl->peers; *pp; pp = &(*pp)->next)
         if (*pp == pr) {
             *pp = pr->next;
             break;
@@ -193,29 +282,24 @@ static void peer_kill(peer *pr, const char *why)
     fwd_req *list = pr->reqs;
     pr->reqs = NULL;
     if (pr->sess) nghttp2_session_del(pr->sess);
-    if (pr->bev) bufferevent_free(pr->bev);
+    if (pr->rev) event_free(pr->rev);
+    if (pr->wev) event_free(pr->wev);
     if (pr->flush_ev) event_free(pr->flush_ev);
-    pr->sess = NULL;
-    pr->bev = NULL;
+    if (pr->fd >= 0) close(pr->fd);
+    seq_buf_free(&pr->out);
     char m[300];
     snprintf(m, sizeof m, "peer %s: %s", pr->addr, why);
     while (list) {
         fwd_req *r = list;
         list = r->next;
         r->pr = NULL;
+        r->prev = r->next = NULL;
         req_finish(r, SEQ_EUNAVAILABLE, m);
     }
     free(pr);
 }
 
 /* ---- nghttp2 client callbacks ---- */
-
-static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
-{
-    (void)s, (void)flags;
-    peer *pr = ud;
-    return bufferevent_write(pr->bev, data, len) == 0 ? (ssize_t)len : NGHTTP2_ERR_CALLBACK_FAILURE;
-}
 
 static fwd_req *stream_req(nghttp2_session *s, int32_t sid)
 {
@@ -301,7 +385,6 @@ static nghttp2_session_callbacks *cbs;
 static void make_callbacks(void)
 {
     if (nghttp2_session_callbacks_new(&cbs)) return;
-    nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
@@ -316,9 +399,49 @@ static nghttp2_session_callbacks *callbacks(void)
 
 /* ---- the connection ---- */
 
-static void peer_flush(peer *pr)
+static size_t out_pending(const peer *pr) { return pr->out.len - pr->out_off; }
+
+/* Moves nghttp2's output to the socket as far as it takes it, and asks for a write event
+ * only while something is left. 0, or -1 when the peer was killed (pr is freed). */
+static int peer_flush(peer *pr)
 {
-    if (pr->sess && nghttp2_session_send(pr->sess) != 0) peer_kill(pr, "session error");
+    if (!pr->connected) return 0; /* the connect event flushes */
+    for (;;) {
+        while (out_pending(pr) < OUT_HIGH) {
+            const uint8_t *d;
+            ssize_t n = nghttp2_session_mem_send(pr->sess, &d);
+            if (n < 0 || seq_buf_append(&pr->out, d, (size_t)n)) {
+                peer_kill(pr, "session error");
+                return -1;
+            }
+            if (n == 0) break;
+        }
+        size_t pend = out_pending(pr);
+        if (!pend) break;
+        ssize_t k = send(pr->fd, pr->out.data + pr->out_off, pend, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            peer_kill(pr, errno == EPIPE || errno == ECONNRESET ? "closed the connection" : "connection failed");
+            return -1;
+        }
+        pr->out_off += (size_t)k;
+        if (pr->out_off == pr->out.len) pr->out_off = pr->out.len = 0;
+        if ((size_t)k < pend) break; /* socket full */
+    }
+    if (pr->out_off > 0) { /* compact what the socket did not take */
+        memmove(pr->out.data, pr->out.data + pr->out_off, out_pending(pr));
+        pr->out.len -= pr->out_off;
+        pr->out_off = 0;
+    }
+    if (!out_pending(pr) && pr->out.cap > KEEP_BUF_MAX) seq_buf_free(&pr->out);
+    int want_write = out_pending(pr) > 0;
+    if (want_write && !pr->writing) pr->writing = event_add(pr->wev, NULL) == 0;
+    if (!want_write && pr->writing) {
+        event_del(pr->wev);
+        pr->writing = 0;
+    }
+    return 0;
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -327,33 +450,40 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     peer_flush(arg);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_read(evutil_socket_t fd, short what, void *arg)
 {
+    (void)what;
     peer *pr = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t n = evbuffer_get_length(in);
-    uint8_t *data = evbuffer_pullup(in, (ssize_t)n);
-    ssize_t rv = nghttp2_session_mem_recv(pr->sess, data, n);
-    if (rv < 0) {
+    uint8_t *buf = pr->pl->rbuf;
+    ssize_t n = recv(fd, buf, READ_BUF, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) {
+        peer_kill(pr, n == 0 || errno == ECONNRESET ? "closed the connection" : "connection failed");
+        return;
+    }
+    /* the callbacks complete calls (and may start others: never on a dead peer, and never
+     * killing this one, which is still in the pool) */
+    if (nghttp2_session_mem_recv(pr->sess, buf, (size_t)n) < 0) {
         peer_kill(pr, "sent something that is not HTTP/2");
         return;
     }
-    evbuffer_drain(in, (size_t)rv);
     peer_flush(pr);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_write(evutil_socket_t fd, short what, void *arg)
 {
-    (void)bev;
+    (void)what;
     peer *pr = arg;
-    if (what & BEV_EVENT_CONNECTED) {
+    if (!pr->connected) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
+            peer_kill(pr, "connection failed");
+            return;
+        }
         pr->connected = 1;
-        int one = 1;
-        setsockopt(bufferevent_getfd(pr->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        peer_flush(pr);
-        return;
     }
-    peer_kill(pr, what & BEV_EVENT_EOF ? "closed the connection" : "connection failed");
+    peer_flush(pr);
 }
 
 static int split_addr(const char *addr, struct sockaddr_storage *ss, int *sl)
@@ -385,28 +515,38 @@ static peer *peer_get(pool *pl, const char *addr)
     if (!cbs || strlen(addr) >= sizeof pl->peers->addr || split_addr(addr, &ss, &sl)) return NULL;
     peer *pr = calloc(1, sizeof *pr);
     if (!pr) return NULL;
-    pr->base = pl->base;
+    pr->pl = pl;
     snprintf(pr->addr, sizeof pr->addr, "%s", addr);
-    pr->bev = bufferevent_socket_new(pl->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    pr->flush_ev = event_new(pl->base, -1, 0, on_flush, pr);
+    pr->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24}};
-    if (!pr->bev || !pr->flush_ev || nghttp2_session_client_new(&pr->sess, cbs, pr) ||
+    if (pr->fd < 0 ||
+        !(pr->rev = event_new(pl->base, pr->fd, EV_READ | EV_PERSIST, on_read, pr)) ||
+        !(pr->wev = event_new(pl->base, pr->fd, EV_WRITE | EV_PERSIST, on_write, pr)) ||
+        !(pr->flush_ev = event_new(pl->base, -1, 0, on_flush, pr)) ||
+        nghttp2_session_client_new(&pr->sess, cbs, pr) ||
         nghttp2_submit_settings(pr->sess, NGHTTP2_FLAG_NONE, iv, 1) ||
         nghttp2_session_set_local_window_size(pr->sess, NGHTTP2_FLAG_NONE, 0, 1 << 26)) {
         if (pr->sess) nghttp2_session_del(pr->sess);
-        if (pr->bev) bufferevent_free(pr->bev);
+        if (pr->rev) event_free(pr->rev);
+        if (pr->wev) event_free(pr->wev);
         if (pr->flush_ev) event_free(pr->flush_ev);
+        if (pr->fd >= 0) close(pr->fd);
         free(pr);
         return NULL;
     }
-    bufferevent_setcb(pr->bev, on_read, NULL, on_event, pr);
-    bufferevent_enable(pr->bev, EV_READ | EV_WRITE);
+    int one = 1;
+    setsockopt(pr->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     pr->next = pl->peers;
     pl->peers = pr;
-    if (bufferevent_socket_connect(pr->bev, (struct sockaddr *)&ss, sl) != 0) {
+    int rc = connect(pr->fd, (struct sockaddr *)&ss, (socklen_t)sl);
+    if (rc != 0 && errno != EINPROGRESS) {
         /* refused at once: the failure is reported from the loop, like a late one */
         pr->dead = 1;
+        return pr;
     }
+    pr->connected = rc == 0;
+    event_add(pr->rev, NULL);
+    if (!pr->connected) pr->writing = event_add(pr->wev, NULL) == 0; /* the connect's end */
     return pr;
 }
 
@@ -415,6 +555,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     fwd_req *r = arg;
     peer *pr = r->pr;
+    r->timer_on = 0;
     if (!pr) return;
     /* the stream's close callback completes the call */
     nghttp2_submit_rst_stream(pr->sess, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_CANCEL);
@@ -438,55 +579,61 @@ int seq_fwd_call(struct event_base *base, const char *addr, const char *path,
 {
     if (dying) return SEQ_EINTERNAL;
     pool *pl = pool_get(base);
-    fwd_req *r = calloc(1, sizeof *r);
-    if (!pl || !r) {
-        free(r);
-        return SEQ_EINTERNAL;
-    }
+    fwd_req *r = pl ? req_get(pl) : NULL;
+    if (!r) return SEQ_EINTERNAL;
     r->cb = cb;
     r->ctx = ctx;
     uint8_t prefix[5] = {0};
     seq_put_be32(prefix + 1, (uint32_t)len);
     uint64_t now = now_ns();
     if (!deadline_ns) deadline_ns = now + NO_DEADLINE_NS;
-    if (!(r->timer = evtimer_new(base, on_deadline, r)) || seq_buf_append(&r->body, prefix, 5) ||
-        seq_buf_append(&r->body, req, len)) {
+    if (seq_buf_append(&r->body, prefix, 5) || seq_buf_append(&r->body, req, len)) {
         req_free(r);
         return SEQ_EINTERNAL;
     }
-    if (deadline_ns <= now) return fail_later(base, r, "deadline exceeded before forwarding");
-    peer *pr = peer_get(pl, addr);
     char m[300];
-    if (!pr || pr->dead) {
+    const char *fail = NULL;
+    peer *pr = NULL;
+    if (deadline_ns <= now) {
+        fail = "deadline exceeded before forwarding";
+    } else if (!(pr = peer_get(pl, addr)) || pr->dead) {
         snprintf(m, sizeof m, "peer %s: cannot connect", addr);
         if (pr) peer_kill(pr, "cannot connect"); /* no requests yet: nothing is called back */
-        return fail_later(base, r, m);
+        fail = m;
     }
-    char tmo[24];
-    timeout_header(deadline_ns - now, tmo, sizeof tmo);
-    const nghttp2_nv hdrs[] = {
-        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)":authority", (uint8_t *)addr, 10, strlen(addr), NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)"grpc-timeout", (uint8_t *)tmo, 12, strlen(tmo), NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)"seqd-forwarded", (uint8_t *)"1", 14, 1, NGHTTP2_NV_FLAG_NONE},
-    };
-    nghttp2_data_provider prd = {.source.ptr = r, .read_callback = req_read_cb};
-    int32_t sid = nghttp2_submit_request(pr->sess, NULL, hdrs, sizeof hdrs / sizeof hdrs[0], &prd, r);
-    if (sid < 0) {
-        snprintf(m, sizeof m, "peer %s: %s", addr, nghttp2_strerror(sid));
-        return fail_later(base, r, m);
+    if (!fail) {
+        char tmo[24];
+        timeout_header(deadline_ns - now, tmo, sizeof tmo);
+        const nghttp2_nv hdrs[] = {
+            {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)":authority", (uint8_t *)addr, 10, strlen(addr), NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"grpc-timeout", (uint8_t *)tmo, 12, strlen(tmo), NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"seqd-forwarded", (uint8_t *)"1", 14, 1, NGHTTP2_NV_FLAG_NONE},
+        };
+        nghttp2_data_provider prd = {.source.ptr = r, .read_callback = req_read_cb};
+        int32_t sid = nghttp2_submit_request(pr->sess, NULL, hdrs, sizeof hdrs / sizeof hdrs[0], &prd, r);
+        if (sid < 0) {
+            snprintf(m, sizeof m, "peer %s: %s", addr, nghttp2_strerror(sid));
+            fail = m;
+        } else {
+            r->sid = sid;
+        }
     }
-    r->sid = sid;
-    r->pr = pr;
-    r->next = pr->reqs;
-    pr->reqs = r;
+    if (fail) {
+        if (fail_later(base, r, fail)) {
+            req_free(r);
+            return SEQ_EINTERNAL;
+        }
+        return SEQ_OK;
+    }
+    req_link(pr, r);
     struct timeval tv = {(time_t)((deadline_ns - now) / 1000000000u),
                          (suseconds_t)((deadline_ns - now) % 1000000000u / 1000)};
-    evtimer_add(r->timer, &tv);
+    r->timer_on = evtimer_add(r->timer, &tv) == 0;
     if (pr->connected) event_active(pr->flush_ev, EV_TIMEOUT, 0); /* else the connect event sends it */
     return SEQ_OK;
 }
