@@ -1,6 +1,8 @@
 /* seqctl cluster: the cluster map (GET /cluster on the admin port) as a table, one line
  * per node: id, group, advertised gRPC and admin addresses, held partitions (those not
- * caught up yet marked with '*'), readiness, seconds since its last heartbeat. --json
+ * caught up yet marked with '*'), readiness, seconds since its last heartbeat; then a line
+ * per partition caught up *with a gap* (the Kafka log no longer reached back far enough
+ * when its holder began reading it) saying from when the holder has its stream. --json
  * prints the document as it is. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,23 @@ static void print_partitions(json_t *held, json_t *caught)
         if (q != p) printf("-%" JSON_INTEGER_FORMAT, q);
         if (!all_caught) putchar('*');
         i = j;
+    }
+}
+
+/* "caught up with a gap: node n1 partition 3 holds the stream from 2026-...Z" lines. */
+static void print_gaps(json_t *nodes)
+{
+    size_t i, j;
+    json_t *n, *g;
+    json_array_foreach(nodes, i, n) {
+        json_array_foreach(json_object_get(n, "gaps"), j, g) {
+            char when[40];
+            seqc_format_time(json_integer_value(json_object_get(g, "stream_from_ms")), when, sizeof when);
+            printf("caught up with a gap: node %s partition %" JSON_INTEGER_FORMAT
+                   " holds the stream from %s (the Kafka log no longer reached back to the newest "
+                   "batch's end or to retention)\n", json_string_value(json_object_get(n, "id")),
+                   json_integer_value(json_object_get(g, "partition")), when);
+        }
     }
 }
 
@@ -73,6 +92,7 @@ int seqc_cmd_cluster(const seqc_ctx *ctx, int argc, char **argv)
         print_partitions(json_object_get(n, "partitions"), json_object_get(n, "caught_up"));
         putchar('\n');
     }
+    print_gaps(nodes);
     json_decref(doc);
     return SEQC_EXIT_OK;
 }

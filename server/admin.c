@@ -125,12 +125,14 @@ static json_t *status_stream(seq_admin *a)
     uint32_t n = seq_consumer_partitions(a->ctx.consumer, parts, MAX_PARTS);
     json_t *arr = json_array();
     for (uint32_t i = 0; i < n && i < MAX_PARTS; i++)
-        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:I,s:b,s:b}", "partition", (int)parts[i].partition,
+        json_array_append_new(arr, json_pack("{s:i,s:I,s:I,s:I,s:I,s:b,s:b,s:I,s:I}", "partition", (int)parts[i].partition,
                                              "next_offset", (json_int_t)parts[i].next_offset,
                                              "high_offset", (json_int_t)parts[i].high_offset,
                                              "watermark_ms", (json_int_t)parts[i].watermark_ms,
                                              "progress_ms", (json_int_t)parts[i].progress_ms,
-                                             "held", parts[i].held, "caught_up", parts[i].caught_up));
+                                             "held", parts[i].held, "caught_up", parts[i].caught_up,
+                                             "log_from_ms", (json_int_t)parts[i].log_from_ms,
+                                             "gap_from_ms", (json_int_t)parts[i].gap_from_ms));
     /* caught_up is /readyz's answer (one truth): offsets at the end say nothing while the
      * brokers are unreachable or store writes fail; not_ready says why. */
     char why[400] = "";

@@ -355,6 +355,7 @@ static void refresh_self(seq_cluster *c, int64_t now)
         int caught = parts[p].caught_up && (!loads || seq_loads_filled(loads, p));
         if (parts[p].held) r.held[p / 8] |= (uint8_t)(1u << (p % 8));
         if (caught) r.caught[p / 8] |= (uint8_t)(1u << (p % 8));
+        r.gap_from[p] = parts[p].gap_from_ms;
         atomic_store_explicit(&c->held[p], (uint8_t)(parts[p].held + (parts[p].held && caught)),
                               memory_order_relaxed);
     }
@@ -753,6 +754,18 @@ static uint32_t *bits_list(const uint8_t *bits, uint32_t n, size_t *count)
     return out;
 }
 
+/* The record's gaps as the Node's parallel arrays (both malloc'd). */
+static uint32_t *gap_list(const seq_cluster_record *r, size_t *n, int64_t **from, size_t *n_from)
+{
+    uint32_t *parts = malloc((r->n_parts ? r->n_parts : 1) * sizeof *parts);
+    *from = malloc((r->n_parts ? r->n_parts : 1) * sizeof **from);
+    *n = *n_from = 0;
+    for (uint32_t p = 0; parts && *from && p < r->n_parts; p++)
+        if (r->gap_from[p] > 0) parts[*n] = p, (*from)[(*n)++] = r->gap_from[p];
+    *n_from = *n;
+    return parts;
+}
+
 int seq_cluster_encode(seq_cluster *c, seq_buf *out)
 {
     pthread_rwlock_rdlock(&c->lock);
@@ -770,6 +783,7 @@ int seq_cluster_encode(seq_cluster *c, seq_buf *out)
         x->partitions = bits_list(v[i].r.held, v[i].r.n_parts, &x->n_partitions);
         x->caught_up = bits_list(v[i].r.caught, v[i].r.n_parts, &x->n_caught_up);
         x->ready = v[i].r.ready;
+        x->gap_partitions = gap_list(&v[i].r, &x->n_gap_partitions, &x->gap_from_ms, &x->n_gap_from_ms);
         x->heartbeat_ms = v[i].r.heartbeat_ms;
         ptrs[i] = x;
     }
@@ -788,6 +802,8 @@ int seq_cluster_encode(seq_cluster *c, seq_buf *out)
     for (int i = 0; i < n; i++) {
         free(nodes[i].partitions);
         free(nodes[i].caught_up);
+        free(nodes[i].gap_partitions);
+        free(nodes[i].gap_from_ms);
     }
 out:
     free(nodes);

@@ -33,6 +33,23 @@ static int read_bits(json_t *o, const char *key, uint32_t n_parts, uint8_t *bits
     return 0;
 }
 
+/* "gaps": [{"partition": p < n_parts, "stream_from_ms": > 0}, ...]; absent = none. */
+static int read_gaps(json_t *o, uint32_t n_parts, int64_t *gap_from)
+{
+    json_t *a = json_object_get(o, "gaps"), *v;
+    size_t i;
+    if (!a) return 0;
+    if (!json_is_array(a)) return -1;
+    json_array_foreach(a, i, v) {
+        json_t *p = json_object_get(v, "partition"), *from = json_object_get(v, "stream_from_ms");
+        if (!json_is_integer(p) || !json_is_integer(from) || json_integer_value(p) < 0 ||
+            json_integer_value(p) >= (json_int_t)n_parts || json_integer_value(from) <= 0)
+            return -1;
+        gap_from[json_integer_value(p)] = json_integer_value(from);
+    }
+    return 0;
+}
+
 int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r)
 {
     memset(r, 0, sizeof *r);
@@ -60,7 +77,8 @@ int seq_cluster_parse_record(const void *data, size_t len, seq_cluster_record *r
              !copy_str(o, "incarnation", r->incarnation, sizeof r->incarnation, 0) &&
              !copy_str(o, "fingerprint", r->fingerprint, sizeof r->fingerprint, 0) &&
              !read_bits(o, "partitions", r->n_parts, r->held) &&
-             !read_bits(o, "caught_up", r->n_parts, r->caught);
+             !read_bits(o, "caught_up", r->n_parts, r->caught) &&
+             !read_gaps(o, r->n_parts, r->gap_from);
     }
     if (ok && gens) ok = (r->generations = json_dumps(gens, JSON_COMPACT)) != NULL;
     if (ok && impact) ok = (r->impact = json_dumps(impact, JSON_COMPACT)) != NULL;
@@ -87,6 +105,13 @@ json_t *seq_cluster_record_json(const seq_cluster_record *r)
                      "partitions", bits_json(r->held, r->n_parts), "caught_up",
                      bits_json(r->caught, r->n_parts), "ready", r->ready, "heartbeat_ms",
                      (json_int_t)r->heartbeat_ms, "generations", gens ? gens : json_object());
+    json_t *gaps = json_array();
+    for (uint32_t p = 0; p < r->n_parts && p < SEQ_CLUSTER_RECORD_MAX_PARTS; p++)
+        if (r->gap_from[p] > 0)
+            json_array_append_new(gaps, json_pack("{s:i,s:I}", "partition", (int)p, "stream_from_ms",
+                                                  (json_int_t)r->gap_from[p]));
+    if (o) json_object_set_new(o, "gaps", gaps);
+    else json_decref(gaps);
     if (o && r->loads >= 0) {
         json_object_set_new(o, "loads", json_integer((json_int_t)r->loads));
         json_object_set_new(o, "filling", json_boolean(r->filling));

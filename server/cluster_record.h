@@ -1,12 +1,15 @@
 /* One node's record in the cluster map's topic (server/cluster.c): a JSON object
  *   {"v":1,"id","group","grpc","admin","incarnation","fingerprint","partitions":[held],
  *    "caught_up":[...],"n_partitions","ready","heartbeat_ms","generations":{seq: gen},
- *    "loads","filling","impact"}
+ *    "loads","filling","impact","gaps":[{"partition","stream_from_ms"}]}
  * ("loads": the next offset of `<topic>.seqd-loads` the node applies, every operation
  * below it applied; "filling": a held partition still lacks a kept load's part;
  * "impact": what its newest loads and dry runs changed per partition it held,
  * seq_loads_impact; all three absent on a node without cluster-wide loads,
- * server/loads.h).
+ * server/loads.h. "gaps": held partitions caught up *with a gap*, PRODUCT.md "A node
+ * that acquires a partition": the Kafka log no longer reached back far enough when the
+ * node began reading it; stream_from_ms is when the node holds the partition's stream
+ * from; absent in records of older nodes).
  * Records come from Kafka, so anything may arrive: the parser refuses what is not such an
  * object (tests/fuzz/fuzz_cluster_record.c). */
 #ifndef SEQ_CLUSTER_RECORD_H
@@ -29,6 +32,9 @@ typedef struct {
     int filling;
     char *impact;         /* JSON array text, malloc'd; NULL = none (read by
                              seq_cluster_impact, which checks each entry) */
+    /* per partition: caught up with a gap, the stream held from this time (ms); 0 = no
+     * gap. Inline (no ownership): records are copied by value. */
+    int64_t gap_from[SEQ_CLUSTER_RECORD_MAX_PARTS];
 } seq_cluster_record;
 
 /* SEQ_OK and *r filled (free with seq_cluster_record_clear), or SEQ_EINVAL (*r zeroed). */

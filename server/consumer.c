@@ -76,6 +76,16 @@ typedef struct {
     int filled; /* consumed to the log's end once since it was taken on: caught up (a latch,
                  * so that reads are not sent elsewhere whenever a few messages wait) */
     int64_t progress_ms; /* see seq_consumer_part */
+    /* The log-start check (PRODUCT.md "A node that acquires a partition"): the offset
+     * the first message read since the partition was taken on should have (its stored
+     * next offset, 0 with nothing stored); -1 once checked, or not checked (the
+     * embedded cluster, whose log is new at every start). */
+    int64_t expect;
+    /* When the log had lost messages before expect: the timestamp of the oldest one left,
+     * from which this node holds the partition's stream (persisted: 'm' "gap"); 0 when
+     * the log reached back. Whether that is a gap depends on the batches in effect and
+     * on retention, so it is judged when reported (gap_cover). */
+    int64_t log_from_ms;
 } part_state;
 
 typedef struct {
@@ -336,6 +346,8 @@ static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps, int64_t 
         stored = 0;
     }
     ps->next = stored ? next : 0;
+    ps->expect = c->mock ? -1 : ps->next;
+    ps->log_from_ms = stored ? seq_store_get_log_from(c->cfg.store, p) : 0;
     return stored ? next : RD_KAFKA_OFFSET_BEGINNING;
 }
 
@@ -591,6 +603,26 @@ static int64_t newest_wm(const part_state *ps, uint32_t n)
     return newest;
 }
 
+/* The log-start check: the first message read since a partition was taken on has a
+ * higher offset than where its stored data ends (0 when nothing is stored): the log lost
+ * the messages in between (retention, or a DeleteRecords) before this node read them.
+ * From then on this node holds the partition's stream from that message's timestamp (the
+ * producer's CreateTime or the broker's LogAppendTime; every lost message was appended
+ * before it), recorded in the same commit as the message. */
+static void check_log_start(const rd_kafka_message_t *m, part_state *ps)
+{
+    if (m->offset > ps->expect) {
+        rd_kafka_timestamp_type_t tt;
+        int64_t ts = rd_kafka_message_timestamp(m, &tt);
+        ps->log_from_ms = ts > 0 ? ts : seq_now_ms();
+        seq_log(SEQ_LOG_WARN, "partition %d: the Kafka log starts at offset %lld, not at %lld: "
+                "messages before it are gone; this node holds the partition's stream from %lld "
+                "(ms) on", (int)m->partition, (long long)m->offset, (long long)ps->expect,
+                (long long)ps->log_from_ms);
+    }
+    ps->expect = -1;
+}
+
 static uint32_t lane_of(const seq_consumer *c, uint32_t p) { return p % c->n_lanes; }
 
 /* The as-of series (wmhist.h) survives restarts: a change of the newest applied event
@@ -665,6 +697,7 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         if (m->partition < 0 || (uint32_t)m->partition >= c->n_parts) continue;
         if (m->offset < c->retry_next[m->partition]) continue; /* stored by a lane's write */
         part_state *ps = &c->pending[m->partition];
+        if (ps->expect >= 0) check_log_start(m, ps);
         rc = handle_message(c, v, now, m, &c->lanes[lane_of(c, (uint32_t)m->partition)], &ps->wm);
         ps->next = m->offset + 1;
         ps->progress_ms = now;
@@ -677,6 +710,9 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         if (!c->touched[p]) continue;
         lane *ln = &c->lanes[lane_of(c, p)];
         seq_store_batch_set_offset(ln->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
+        /* with the offsets past it: a restart resumes there and must still know */
+        if (c->pending[p].log_from_ms != c->parts[p].log_from_ms)
+            seq_store_batch_set_log_from(ln->batch, (int32_t)p, c->pending[p].log_from_ms);
         active[lane_of(c, p)] = 1;
     }
     if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
@@ -733,12 +769,50 @@ static void publish(seq_consumer *c)
     atomic_store_explicit(&c->stats.caught_up, !behind && !unknown, memory_order_relaxed);
 }
 
+/* A log emptied past where a partition's data ends (every message expired, or deleted:
+ * low watermark = high watermark > expect) has no message for check_log_start: the
+ * partition resumes at the log's end, held from now on (the lost messages' times are
+ * unknown; all came before now), both stored in one commit. Without this its next
+ * offset would stay below the log's end and it would never be caught up. */
+static void settle_empty_log(seq_consumer *c, uint32_t p, int64_t lo, int64_t now, int *any)
+{
+    part_state *ps = &c->pending[p];
+    ps->log_from_ms = now;
+    seq_log(SEQ_LOG_WARN, "partition %u: the Kafka log is empty from offset %lld on, not from "
+            "%lld: messages before it are gone; this node holds the partition's stream from "
+            "%lld (ms) on", p, (long long)lo, (long long)ps->expect, (long long)now);
+    ps->next = lo;
+    ps->expect = -1;
+    /* lane 0's batch for every such partition: a write of its own, before any events */
+    seq_store_batch_set_offset(c->lanes[0].batch, (int32_t)p, ps->next, ps->wm);
+    seq_store_batch_set_log_from(c->lanes[0].batch, (int32_t)p, now);
+    *any = 1;
+}
+
+static int renew_batches(seq_consumer *c);
+
+/* High watermarks (and the log's start) from the last fetch responses. Runs between
+ * commits: the lanes' store batches are empty here. */
 static void refresh_highs(seq_consumer *c)
 {
+    int any = 0;
+    int64_t now = seq_now_ms();
     for (uint32_t p = 0; p < c->n_parts; p++) {
         int64_t lo, hi;
-        if (c->pending[p].held && rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) == 0 && hi >= 0)
-            c->pending[p].high = hi;
+        part_state *ps = &c->pending[p];
+        if (!ps->held || rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) != 0 || hi < 0)
+            continue;
+        ps->high = hi;
+        if (ps->expect >= 0 && lo > ps->expect && lo == hi) settle_empty_log(c, p, lo, now, &any);
+    }
+    char err[256];
+    if (any && seq_store_batch_commit(c->lanes[0].batch, err, sizeof err) != SEQ_OK) {
+        seq_log(SEQ_LOG_WARN, "consumer: storing a log start failed (retried): %s", err);
+        while (renew_batches(c)) /* out of memory: wait */
+            if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return;
+        pthread_mutex_lock(&c->mu);
+        memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
+        pthread_mutex_unlock(&c->mu);
     }
 }
 
@@ -833,6 +907,10 @@ static void run_drops(seq_consumer *c)
         if (!atomic_exchange(&c->drop_req[p], 0) || c->pending[p].held) continue;
         char err[256];
         if (seq_store_drop_partition(c->cfg.store, p, err, sizeof err) == SEQ_OK) {
+            /* its stored log start went with it: a later holding checks the log afresh */
+            pthread_mutex_lock(&c->mu);
+            c->parts[p].log_from_ms = c->pending[p].log_from_ms = 0;
+            pthread_mutex_unlock(&c->mu);
             atomic_fetch_add_explicit(&c->stats.partitions_dropped, 1, memory_order_relaxed);
             seq_log(SEQ_LOG_INFO, "consumer: dropped the stream data of partition %u (its new "
                     "holder is caught up)", p);
@@ -986,15 +1064,36 @@ int seq_consumer_embedded(const seq_consumer *c) { return c->mock != NULL; }
 seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c) { return &c->stats; }
 seq_misroute_stats *seq_consumer_misroute_stats(seq_consumer *c) { return seq_misroute_get_stats(c->misroute); }
 
+int64_t seq_consumer_gap_cover(const seq_consumer *c, int64_t now)
+{
+    const seq_def *def = c->cfg.def;
+    int64_t cover = INT64_MAX;
+    const seq_store_view *v = seq_store_view_acquire(c->cfg.store);
+    for (uint32_t i = 0; i < def->n_seqs; i++) {
+        const seq_store_seqstate *s = seq_store_view_seq(v, def->seqs[i].id);
+        int64_t reach = now - def->seqs[i].retention_ms;
+        if (s && s->generation && s->watermark_ms > reach) reach = s->watermark_ms;
+        if (reach < cover) cover = reach;
+    }
+    seq_store_view_release(c->cfg.store, v);
+    return cover;
+}
+
 uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max)
 {
     pthread_mutex_lock(&c->mu);
     uint32_t n = c->n_parts;
+    int any_short = 0;
     for (uint32_t p = 0; p < n && p < max; p++) {
         const part_state *ps = &c->parts[p];
         out[p] = (seq_consumer_part){(int32_t)p, ps->next, ps->high, ps->wm, ps->progress_ms,
-                                     ps->held, ps->held && ps->filled};
+                                     ps->held, ps->held && ps->filled, ps->log_from_ms, 0};
+        any_short |= ps->held && ps->log_from_ms > 0;
     }
     pthread_mutex_unlock(&c->mu);
+    if (!any_short) return n;
+    int64_t cover = seq_consumer_gap_cover(c, seq_now_ms());
+    for (uint32_t p = 0; p < n && p < max; p++)
+        if (out[p].held && out[p].log_from_ms > cover) out[p].gap_from_ms = out[p].log_from_ms;
     return n;
 }

@@ -70,6 +70,15 @@ typedef struct {
     int64_t progress_ms;
     int held;      /* this node holds it (its group assigned it here) */
     int caught_up; /* held, and consumed to the log's end once since this node took it */
+    /* When the Kafka log had lost messages before this node read them (the log no longer
+     * reached back to where the partition's stored data ends, or to its start): the
+     * timestamp of the oldest message left, from which the node holds the partition's
+     * stream; 0 when the log reached back. Persisted with the partition's data. */
+    int64_t log_from_ms;
+    /* PRODUCT.md "caught up with a gap": log_from_ms while it is later than what the
+     * batches in effect and retention cover (seq_consumer_gap_cover); 0 = no gap. Held
+     * partitions only. */
+    int64_t gap_from_ms;
 } seq_consumer_part;
 
 /* Starts the embedded cluster if needed and the consumer thread. Once the topic exists
@@ -104,6 +113,11 @@ int seq_consumer_embedded(const seq_consumer *c);
 seq_consumer_stats *seq_consumer_get_stats(seq_consumer *c);
 /* Misrouted events and their copies (server/misroute.h). */
 seq_misroute_stats *seq_consumer_misroute_stats(seq_consumer *c);
+/* How far back the partitions' stream must reach for reads to miss nothing (ms): the
+ * lowest, over the sequences, of the end of the newest batch range in effect or, where
+ * that is older or there is none, now - retention_ms. Stream history before it is
+ * either owned by a batch or beyond retention. INT64_MAX with no sequence. */
+int64_t seq_consumer_gap_cover(const seq_consumer *c, int64_t now);
 /* Copies up to max partitions' state (every partition of the topic, held or not);
  * returns how many the topic has (0 before it was found). Takes a mutex: for the admin server, not for the hot path. */
 uint32_t seq_consumer_partitions(seq_consumer *c, seq_consumer_part *out, uint32_t max);

@@ -224,6 +224,23 @@ static int part_watermark(void *s, size_t i, const char **label, double *v)
     return p != NULL;
 }
 
+/* Caught up with a gap (PRODUCT.md "A node that acquires a partition"): when the node
+ * holds the partition's stream from, 0 when it holds it whole. */
+static int part_stream_from(void *s, size_t i, const char **label, double *v)
+{
+    const seq_consumer_part *p = part_at(s, i, label);
+    if (p) *v = (double)p->gap_from_ms / 1000.0;
+    return p != NULL;
+}
+
+static double partitions_with_gap(void *consumer)
+{
+    static _Thread_local seq_consumer_part parts[1024];
+    uint32_t n = seq_consumer_partitions(consumer, parts, 1024), gaps = 0;
+    for (uint32_t p = 0; p < n && p < 1024; p++) gaps += parts[p].gap_from_ms > 0;
+    return gaps;
+}
+
 static void register_console_metrics(server *s)
 {
     seq_consumer_stats *cs = seq_consumer_get_stats(s->consumer);
@@ -238,6 +255,10 @@ static void register_console_metrics(server *s)
                            SEQ_METRIC_GAUGE, "partition", part_age, s);
     seq_metrics_add_family(m, "seqd_partition_watermark_seconds", "Event-time watermark of the partition (newest applied event time).",
                            SEQ_METRIC_GAUGE, "partition", part_watermark, s);
+    seq_metrics_add_family(m, "seqd_partition_stream_from_seconds", "Caught up with a gap: the time from which this node holds the partition's stream (the Kafka log no longer reached back to the newest batch's end, or to retention, when it began reading the partition); 0 when it holds it whole.",
+                           SEQ_METRIC_GAUGE, "partition", part_stream_from, s);
+    seq_metrics_add_fn(m, "seqd_partitions_with_gap", "Held partitions caught up with a gap (seqd_partition_stream_from_seconds > 0).",
+                       SEQ_METRIC_GAUGE, partitions_with_gap, s->consumer);
     seq_metrics_add_process(m, SEQD_VERSION);
 }
 

@@ -102,6 +102,13 @@ size_t seq_key_held(uint8_t *k, uint32_t partition)
     return n + 4;
 }
 
+size_t seq_key_gap(uint8_t *k, int32_t partition)
+{
+    size_t n = seq_key_meta(k, "gap");
+    seq_put_be32(k + n, (uint32_t)partition);
+    return n + 4;
+}
+
 size_t seq_key_gen(uint8_t *k, uint32_t seq)
 {
     size_t n = seq_key_meta(k, "gen");

@@ -64,6 +64,7 @@ size_t seq_key_batch_prefix(uint8_t *k, uint32_t seq, uint64_t gen, uint64_t use
 size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset);
 size_t seq_key_offset(uint8_t *k, int32_t partition);
 size_t seq_key_held(uint8_t *k, uint32_t partition); /* 'm' "held" be32 partition */
+size_t seq_key_gap(uint8_t *k, int32_t partition);   /* 'm' "gap" be32 partition */
 size_t seq_key_gen(uint8_t *k, uint32_t seq);
 size_t seq_key_hist(uint8_t *k, uint32_t seq); /* 'm' "hist" be32 seq */
 /* 'm' "wmh" be64 second (negative seconds clamp to 0): SEQ_KEY_WMH_LEN bytes, sorted by

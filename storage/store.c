@@ -620,6 +620,8 @@ int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t err
     rocksdb_writebatch_delete(wb, (const char *)k, kl);
     kl = seq_key_held(k, part);
     rocksdb_writebatch_delete(wb, (const char *)k, kl);
+    kl = seq_key_gap(k, (int32_t)part);
+    rocksdb_writebatch_delete(wb, (const char *)k, kl);
     char *e = NULL;
     rocksdb_write(st->db, st->wsync, wb, &e);
     rocksdb_writebatch_destroy(wb);
@@ -665,6 +667,17 @@ int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
     }
     rocksdb_free(val);
     return rc;
+}
+
+int64_t seq_store_get_log_from(seq_store *st, int32_t partition)
+{
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_gap(k, partition), vl;
+    char *val = NULL;
+    if (seq_store_get_raw(st, k, kl, &val, &vl, NULL, 0) != SEQ_OK) return 0;
+    int64_t ms = val && vl == 8 ? (int64_t)seq_get_be64((uint8_t *)val) : 0;
+    rocksdb_free(val);
+    return ms;
 }
 
 uint64_t seq_store_malformed_count(seq_store *st) { return atomic_load(&st->malformed); }

@@ -17,7 +17,11 @@
  *                                      "held" be32 partition -> be64 ms this node
  *                                      began holding it; "loads" -> be64 the next
  *                                      offset of `<topic>.seqd-loads` to apply;
- *                                      "filled" -> be64 per partition (batch.h)
+ *                                      "filled" -> be64 per partition (batch.h); "gap"
+ *                                      be32 partition -> be64 ms from which the Kafka
+ *                                      log held the partition when this node began
+ *                                      reading it (it had lost older messages: "caught
+ *                                      up with a gap")
  *   's' be32 part, be32 seq, be64 user, be64 ~B
  *                                      stream bucket blob (engine/blob.h), written as
  *                                      merge operands (store_batch.c, store_merge.c); B
@@ -33,7 +37,7 @@
  * partition count stored as "parts" (seq_store_set_partitions): one partition's stream
  * data is one key range per kind. To drop a partition's data (a node that no longer
  * holds it): seq_store_drop_partition, i.e. DeleteRange ['s' be32 p, 's' be32 p+1) and
- * ['i' be32 p, 'i' be32 p+1), and delete 'm' "off" p, in one write.
+ * ['i' be32 p, 'i' be32 p+1), and delete 'm' "off" p, "held" p and "gap" p, in one write.
  * One user's sequence is one seek plus a few steps over bucket blobs, per source.
  * Value formats and the key codec: storage/keys.h.
  * Retention: a compaction filter drops stream buckets and index entries older than the
@@ -103,6 +107,12 @@ int seq_store_batch_add_malformed(seq_store_batch *b, int32_t partition, int64_t
  * atomic write as the events. */
 void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t next_offset,
                                 int64_t watermark_ms);
+/* The log start of a partition whose Kafka log had lost messages when the consumer began
+ * reading it (PRODUCT.md "A node that acquires a partition": caught up with a gap): the
+ * stream of that partition is held from from_ms on (the timestamp of the oldest message
+ * left). Written in the same atomic write as the events and offsets; 'm' "gap" be32
+ * partition -> be64 from_ms; from_ms 0 deletes it. */
+void seq_store_batch_set_log_from(seq_store_batch *b, int32_t partition, int64_t from_ms);
 /* The stream watermark series of as-of reads (server/wmhist.h; PRODUCT.md "As of T":
  * stream_watermark_ms at T is the newest event time applied by T), persisted with the
  * data: from wall time now_ms on, the newest applied event time over all partitions is
@@ -175,6 +185,9 @@ uint64_t seq_store_newest_series(seq_store *st, seq_store_newest_fn fn, void *ct
  * a minute). SEQ_OK or SEQ_EINTERNAL. */
 int seq_store_newest_trim(seq_store *st, int64_t now, char *err, size_t errlen);
 
+/* Stored log start of a partition (seq_store_batch_set_log_from); 0 when none (the log
+ * reached back to the partition's start, or was never found short). */
+int64_t seq_store_get_log_from(seq_store *st, int32_t partition);
 /* Stored next offset and watermark of a partition; SEQ_ENOTFOUND when none. */
 int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
                          int64_t *watermark_ms);

@@ -322,6 +322,18 @@ void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t n
     rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 16);
 }
 
+void seq_store_batch_set_log_from(seq_store_batch *b, int32_t partition, int64_t from_ms)
+{
+    uint8_t k[SEQ_KEY_MAX], v[8];
+    size_t kl = seq_key_gap(k, partition);
+    if (from_ms <= 0) {
+        rocksdb_writebatch_delete(b->wb, (const char *)k, kl);
+        return;
+    }
+    seq_put_be64(v, (uint64_t)from_ms);
+    rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 8);
+}
+
 void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newest_ms)
 {
     if (b->st->history_ms <= 0) return; /* no as-of reads: nothing to keep */

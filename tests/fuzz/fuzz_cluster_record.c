@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!text) abort();
     if (seq_cluster_parse_record(text, strlen(text), &again) != SEQ_OK) abort();
     if (strcmp(r.id, again.id) || r.n_parts != again.n_parts || memcmp(r.held, again.held, sizeof r.held) ||
-        memcmp(r.caught, again.caught, sizeof r.caught) || r.heartbeat_ms != again.heartbeat_ms)
+        memcmp(r.caught, again.caught, sizeof r.caught) || r.heartbeat_ms != again.heartbeat_ms ||
+        memcmp(r.gap_from, again.gap_from, sizeof r.gap_from))
         abort();
     /* the impact counts of any offset, over partitions up to the limit */
     uint8_t seen[SEQ_CLUSTER_RECORD_MAX_PARTS] = {0};

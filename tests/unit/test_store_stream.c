@@ -259,11 +259,23 @@ static void drop_partition(void)
     }
     uint32_t gone = seq_store_part_of(st, users[0]), other = (gone + 1) % 4;
     seq_store_batch_set_offset(b, (int32_t)gone, 9, T);
+    /* log starts (caught up with a gap): in the commit's write, per partition, 0 deletes */
+    CHECK(seq_store_get_log_from(st, (int32_t)gone) == 0);
+    seq_store_batch_set_log_from(b, (int32_t)gone, T + 3);
+    seq_store_batch_set_log_from(b, (int32_t)other, T + 4);
     /* held-since times: per partition, kept across a reopen, forgotten with a drop */
     CHECK(seq_store_held_since(st, gone) == 0);
     CHECK(seq_store_set_held_since(st, gone, T + 5, err, sizeof err) == SEQ_OK);
     CHECK(seq_store_set_held_since(st, other, T + 7, err, sizeof err) == SEQ_OK);
     CHECK(seq_store_user_held_since(st, users[0]) == T + 5);
+    CHECK(seq_store_get_log_from(st, (int32_t)gone) == 0); /* not before the commit */
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK(seq_store_get_log_from(st, (int32_t)gone) == T + 3);
+    CHECK(seq_store_get_log_from(st, (int32_t)other) == T + 4);
+    seq_store_batch_set_log_from(b, (int32_t)other, 0);
+    CHECK(fx_commit(b) == SEQ_OK);
+    CHECK(seq_store_get_log_from(st, (int32_t)other) == 0);
+    seq_store_batch_set_log_from(b, (int32_t)other, T + 6);
     CHECK(fx_commit(b) == SEQ_OK);
     seq_store_reader *r = seq_store_reader_new(st);
     seq_merge_params p = fx_params(d, seq_now_ms());
@@ -285,12 +297,15 @@ static void drop_partition(void)
     int64_t off, wm;
     CHECK(seq_store_get_offset(st, (int32_t)gone, &off, &wm) == SEQ_ENOTFOUND);
     CHECK(seq_store_held_since(st, gone) == 0 && seq_store_held_since(st, other) == T + 7);
+    CHECK(seq_store_get_log_from(st, (int32_t)gone) == 0);
+    CHECK(seq_store_get_log_from(st, (int32_t)other) == T + 6);
     seq_store_reader_free(r);
     seq_store_batch_free(b);
     seq_store_close(st);
     st = fx_open(d);
     CHECK(seq_store_partitions(st) == 4);
     CHECK(seq_store_held_since(st, gone) == 0 && seq_store_held_since(st, other) == T + 7);
+    CHECK(seq_store_get_log_from(st, (int32_t)other) == T + 6); /* kept across a reopen */
     seq_store_close(st);
     seq_def_free(d);
 }

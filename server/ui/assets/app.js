@@ -410,7 +410,10 @@
           var id = nodeField(n, ["id", "node_id", "node"]);
           var held = nodeField(n, ["held", "partitions", "held_partitions"]) || [];
           var caught = nodeField(n, ["caught_up", "caught_up_partitions"]) || [];
-          held.forEach(function (p) { owner[p] = {id: id, caught: caught.indexOf(p) >= 0}; maxp = Math.max(maxp, p); });
+          // caught up with a gap: the Kafka log no longer reached back when it began reading
+          var gaps = {};
+          (nodeField(n, ["gaps"]) || []).forEach(function (g) { gaps[g.partition] = g.stream_from_ms; });
+          held.forEach(function (p) { owner[p] = {id: id, caught: caught.indexOf(p) >= 0, gap: gaps[p]}; maxp = Math.max(maxp, p); });
           return el("tr", {"data-node": id}, el("td", {text: id}),
                     el("td", {text: nodeField(n, ["address", "advertise", "grpc"]) || ""}),
                     el("td", {text: nodeField(n, ["ready"]) ? "yes" : "no"}),
@@ -419,8 +422,9 @@
       var grid = el("div", {cls: "grid"});
       for (var p = 0; p <= maxp; p++) {
         var w = owner[p];
-        grid.appendChild(el("div", {cls: "cell " + (w ? (w.caught ? "caught" : "held") : ""), title: w ? "node " + w.id : "not held"},
-                            el("b", {text: "p" + p}), el("span", {text: w ? String(w.id) : "–"})));
+        var gapNote = w && w.gap ? "; caught up with a gap: holds the stream from " + new Date(w.gap).toISOString() : "";
+        grid.appendChild(el("div", {cls: "cell " + (w ? (w.caught ? "caught" : "held") : ""), title: w ? "node " + w.id + gapNote : "not held"},
+                            el("b", {text: "p" + p}), el("span", {text: w ? String(w.id) + (w.gap ? " (gap)" : "") : "–"})));
       }
       sec.appendChild(grid);
       root.appendChild(sec);
