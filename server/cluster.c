@@ -576,6 +576,15 @@ void seq_cluster_stop(seq_cluster *c)
 
 /* ---- readers ---- */
 
+/* Appends ", id" (or "id" first) to a node list that the caller's message quotes; a list
+ * longer than len is cut there (snprintf's truncation), the count still counts every node. */
+static void add_name(char *names, size_t len, size_t *at, int n, const char *id)
+{
+    if (*at >= len) return;
+    int w = snprintf(names + *at, len - *at, "%s%s", n ? ", " : "", id);
+    *at += w > 0 ? (size_t)w : 0;
+}
+
 void seq_cluster_set_loads(seq_cluster *c, seq_loads *l) { atomic_store(&c->loads, l); }
 
 int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
@@ -589,11 +598,7 @@ int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
         int holds = 0;
         for (uint32_t p = 0; p < r->n_parts && !holds; p++) holds = bit(r->held, p);
         if (!holds || (r->loads >= next && !r->filling)) continue;
-        if (at < len) {
-            int w = snprintf(names + at, len - at, "%s%s", n ? ", " : "", r->id);
-            at += w > 0 ? (size_t)w : 0;
-        }
-        n++;
+        add_name(names, len, &at, n++, r->id);
     }
     pthread_rwlock_unlock(&c->lock);
     return n;
@@ -625,11 +630,7 @@ int seq_cluster_partial(seq_cluster *c, uint32_t np, char *names, size_t len)
         uint32_t held = 0;
         for (uint32_t p = 0; p < r->n_parts; p++) held += bit(r->held, p);
         if (held == 0 || (held == np && r->n_parts == np)) continue;
-        if (at < len) {
-            int w = snprintf(names + at, len - at, "%s%s", n ? ", " : "", r->id);
-            at += w > 0 ? (size_t)w : 0;
-        }
-        n++;
+        add_name(names, len, &at, n++, r->id);
     }
     pthread_rwlock_unlock(&c->lock);
     return n;
