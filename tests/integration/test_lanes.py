@@ -98,15 +98,23 @@ def test_failed_lane_write_retried_without_applying_twice(seqd_factory, tmp_path
     broker, brokers = start_broker()
     try:
         evs = events(now_ms() - 3600000, 2000, "lane")
-        producer = Producer(brokers)
-        for k, v in malformed_messages(20):
-            producer.raw(k, v)
-        produce_chunk(producer, evs)  # all in the log first: the first commits hold both lanes
         monkeypatch.setenv("SEQD_FAIL_LANE", "1:3")
         data = str(tmp_path / "data")
         s = start(seqd_factory, data, brokers)
-        poll(lambda: caught_up(s) and s.metric("seqd_store_write_failing") == 0,
-             "caught up after the failed writes", timeout=60)
+        poll(lambda: caught_up(s), "every partition fetched")
+        # Produced while seqd fetches every partition, in one flush of fewer messages than
+        # one commit takes (BUDGET_MIN_MESSAGES), so that the failed commits hold both
+        # lanes whatever order the partitions' fetches come in (a log filled before the
+        # start let the first commit hold lane 1's partitions alone, now and then).
+        producer = Producer(brokers)
+        for k, v in malformed_messages(20):
+            producer.raw(k, v)
+        produce_chunk(producer, evs[:600])
+        poll(lambda: s.counts()["events_applied"] == 600 and s.counts()["malformed"] == 20,
+             "the first chunk applied after the failed writes")
+        produce_chunk(producer, evs[600:])
+        poll(lambda: caught_up(s) and s.counts()["events_applied"] == 2000 and
+             s.metric("seqd_store_write_failing") == 0, "caught up after the failed writes")
         assert s.metric("seqd_store_write_errors_total") == 3
         assert "write lane 0 stored" in s.stderr_text()  # lane 0 wrote while lane 1 failed
         c = s.counts()
@@ -135,20 +143,33 @@ def test_sigkill_with_one_lane_behind(seqd_factory, tmp_path, monkeypatch):
     broker, brokers = start_broker()
     try:
         base = now_ms() - 3600000
-        lane1_user = next(u for u in range(1, N_USERS + 1) if partition_of_user(u, PARTS) % 2)
-        # first in the log (so in the first commit): the newest event time, in lane 1
+
+        def in_lane0(u):
+            return partition_of_user(u, PARTS) % 2 == 0
+
+        lane1_user = next(u for u in range(1, N_USERS + 1) if not in_lane0(u))
         newest = make_event(lane1_user, now_ms() - 1000, "click", 5000, "newest", {"n": 0.0})
-        evs = [newest] + events(base, 3000, "behind")
-        producer = Producer(brokers)
-        produce_chunk(producer, evs)
+        behind = events(base, 3000, "behind")
+        # Two chunks, so that what lane 0 commits does not depend on how the consumer's
+        # first fetches order the partitions (a failing lane holds the other to the
+        # messages of the commit being retried): first lane 0's events alone (nothing for
+        # lane 1 to write), then, while lane 1 fails, fewer messages than one commit takes
+        # (BUDGET_MIN_MESSAGES), both lanes, with the newest event time first in lane 1.
+        first = [e for e in behind[:2000] if in_lane0(e.user_id)]
+        second = [newest] + behind[2000:]
+        evs = first + second
         monkeypatch.setenv("SEQD_FAIL_LANE", "1:1000000")  # lane 1 never writes
         data = str(tmp_path / "data")
         s = start(seqd_factory, data, brokers)
-        lane0_users = {e.user_id for e in evs if partition_of_user(e.user_id, PARTS) % 2 == 0}
+        poll(lambda: caught_up(s), "every partition fetched")
+        producer = Producer(brokers)
+        produce_chunk(producer, first)
+        poll(lambda: s.counts()["events_applied"] == len(first), "lane 0's events applied")
+        produce_chunk(producer, second)
+        lane0_users = {e.user_id for e in evs if in_lane0(e.user_id)}
         n_lane0 = sum(1 for e in evs if e.user_id in lane0_users)
-        # lane 0 commits (as much as a commit's work budget reaches) while lane 1 fails
-        poll(lambda: s.counts()["events_applied"] > 0 and
-             s.metric("seqd_store_write_errors_total") >= 2, "lane 0 applying, lane 1 failing")
+        # lane 1 fails, lane 0 commits what the retried commit holds for it
+        poll(lambda: s.metric("seqd_store_write_errors_total") >= 2, "lane 1 failing")
         visible = sum(len(s.get(u, "all").item_ids) for u in lane0_users)
         assert visible > 0
         assert len(s.get(lane1_user, "all").item_ids) == 0  # lane 1: nothing written
