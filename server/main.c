@@ -486,8 +486,13 @@ static int start(server *s, char *err, size_t errlen)
     seq_consumer_join(s->consumer);
     wait_assigned(s);
     seq_admin_set_cluster(s->admin, s->cluster);
-    if (cluster_member(&s->cfg)) atomic_store(&s->console_cluster, s->cluster);
-    seq_route_set_cluster(s->route, s->cluster);
+    /* Only a member routes: a single node holds every partition and reads everything
+     * here. Its map record (held partitions) is refreshed once a second, so one taken
+     * before the assignment would send its reads to "no node holds it" meanwhile. */
+    if (cluster_member(&s->cfg)) {
+        atomic_store(&s->console_cluster, s->cluster);
+        seq_route_set_cluster(s->route, s->cluster);
+    }
     return 0;
 }
 
