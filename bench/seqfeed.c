@@ -24,6 +24,7 @@ typedef struct {
     double rps, secs;
     uint64_t users, probe_user;
     int probe_ms;
+    const char *linger; /* the producer's linger.ms (librdkafka's default is 5) */
 } opts;
 
 typedef struct {
@@ -99,7 +100,7 @@ static void on_probe(void *ctx, h2c *c, uint64_t tag, int st, const uint8_t *bod
 static int parse(int argc, char **argv, opts *o)
 {
     *o = (opts){.topic = "seqd.events", .seq = "engagements", .secs = 10, .users = 1000000,
-                .probe_user = 999999999999ull, .probe_ms = 5};
+                .probe_user = 999999999999ull, .probe_ms = 5, .linger = "5"};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--brokers")) o->brokers = v;
@@ -110,6 +111,7 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--probe-target")) o->target = v;
         else if (!strcmp(k, "--probe-user")) o->probe_user = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--probe-ms")) o->probe_ms = atoi(v);
+        else if (!strcmp(k, "--linger-ms")) o->linger = v;
         else return -1;
     }
     return o->brokers && o->users && o->probe_ms > 0 ? 0 : -1;
@@ -124,7 +126,7 @@ static rd_kafka_t *producer(const opts *o, char *err, size_t errlen)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", o->brokers, err, errlen) ||
         rd_kafka_conf_set(conf, "partitioner", "murmur2_random", err, errlen) ||
-        rd_kafka_conf_set(conf, "linger.ms", "2", err, errlen) ||
+        rd_kafka_conf_set(conf, "linger.ms", o->linger, err, errlen) ||
         rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;

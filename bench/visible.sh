@@ -39,7 +39,7 @@ variant() {
   local lagf=$LOG/lag-$label
   ( while :; do metric "${NODE_ADMIN[$label]}" seqd_consumer_lag_messages; sleep 0.5; done ) >"$lagf" 2>/dev/null &
   local sampler=$!
-  o=$("$BIN/seqfeed" --brokers "$BROKERS" --users "$USERS" --rps "$RPS" -D "$DUR" \
+  o=$("$BIN/seqfeed" --brokers "$BROKERS" --users "$USERS" --rps "$RPS" -D "$DUR" ${SEQFEED_LINGER:+--linger-ms $SEQFEED_LINGER} \
       --probe-target "${NODE_GRPC[$label]}")
   kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   log "$label: p50 $(kv p50_ms "$o") ms, p99 $(kv p99_ms "$o") ms, probes visible" \
