@@ -597,7 +597,8 @@ int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
         const seq_cluster_record *r = &c->nodes[i].r;
         int holds = 0;
         for (uint32_t p = 0; p < r->n_parts && !holds; p++) holds = bit(r->held, p);
-        if (!holds || (r->loads >= next && !r->filling)) continue;
+        /* r->loads < 0: not a member, never applies the cluster's loads (cluster.h) */
+        if (!holds || r->loads < 0 || (r->loads >= next && !r->filling)) continue;
         add_name(names, len, &at, n++, r->id);
     }
     pthread_rwlock_unlock(&c->lock);

@@ -82,9 +82,15 @@ int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p);
  * "filling") and gates its caught-up partitions on (held and filled). */
 struct seq_loads;
 void seq_cluster_set_loads(seq_cluster *c, struct seq_loads *l);
-/* How many nodes of the map that hold a partition have not applied every operation of
- * `<topic>.seqd-loads` below next (or are still filling a partition, or publish no
- * position); their ids, comma-separated, into names. Read lock. */
+/* How many cluster members of the map that hold a partition have not applied every
+ * operation of `<topic>.seqd-loads` below next (or are still filling a partition); their
+ * ids, comma-separated, into names. Who is waited for: the holders of partitions in the
+ * current map that are members (their record publishes a "loads" position). A node that
+ * publishes none is a single node (no --group, --instance-id or --advertise, server/main.c
+ * cluster_member) on the same broker and topic: it never applies the cluster's loads (its
+ * own stay local), so waiting for it would wait forever. A member publishes its position
+ * from before it holds any partition (main starts its loads before its consumer joins).
+ * Read lock. */
 int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len);
 /* How many nodes of the map hold some of the np partitions but not all of them (where
  * a batch built without --partitions cannot load); their ids, comma-separated, into

@@ -30,6 +30,10 @@
 #define DEFAULT_WAIT_MS 60000    /* a call without a deadline waits this long for the nodes */
 #define MAX_PARTS 1024           /* = SEQ_CLUSTER_MAX_PARTS */
 #define IMPACT_KEPT 4            /* operations whose impact counts the map record carries */
+/* A dry run's record expires this long after its receiver's answer was due: the margin
+ * covers wall clocks that differ between nodes (a node skipping a dry run its receiver
+ * still waits for would leave that receiver without its partitions' counts). */
+#define DRY_RUN_GRACE_MS 60000
 
 typedef struct {
     int64_t offset;
@@ -224,7 +228,6 @@ static void publish_soon(seq_loads *l)
     if (c) seq_cluster_publish_soon(c);
 }
 
-/* Applies one operation; 0 done (applied, a no-op or refused for good), -1 retry later. */
 /* Every partition of the topic's np held here (where an unpartitioned batch loads)? */
 static int holds_all(const uint8_t *held, uint32_t np)
 {
@@ -233,6 +236,8 @@ static int holds_all(const uint8_t *held, uint32_t np)
     return np > 0 && p == np;
 }
 
+/* Applies one operation; 0 done (applied, a no-op or refused for good), 1 skipped with
+ * nothing written (an expired dry run), -1 retry later. */
 static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_topic,
                     applied_as *a)
 {
@@ -241,6 +246,17 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
     const char *what = r->op == SEQ_LOADS_OP_ROLLBACK ? "rollback" : "load";
     int rc = SEQ_OK;
     memset(a, 0, sizeof *a);
+    if (r->op == SEQ_LOADS_OP_DRY_RUN && seq_now_ms() > r->expires_ms) {
+        /* no one waits for it any more (its receiver answered): skipped without reading
+         * a file and without a write, so that the dry runs a log holds cost a node that
+         * reads them again (a restart before its next write, a new node) nothing */
+        seq_errf(a->msg, sizeof a->msg, "expired: its receiver answered before %" PRId64,
+                 r->expires_ms);
+        a->rc = SEQ_EUNAVAILABLE;
+        seq_log(SEQ_LOG_INFO, "loads: dry run of %s at offset %" PRId64 " skipped: %s",
+                r->sequence, o->offset, a->msg);
+        return 1;
+    }
     if (!r->op) {
         rc = SEQ_EINVAL;
         seq_errf(a->msg, sizeof a->msg, "not an operation record");
@@ -369,6 +385,17 @@ static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied
     publish_soon(l);
 }
 
+/* A dry run's paths and sums once it is applied: only its outcome and counts are read
+ * after that (fills and /status read loads only), so that the dry runs of a long-lived
+ * node's log keep a few bytes each in memory. Under mu. */
+static void forget_paths(seq_loads_record *r)
+{
+    for (size_t i = 0; i < r->n_paths; i++) free(r->paths[i]);
+    free(r->paths);
+    free(r->sums);
+    r->paths = NULL, r->sums = NULL, r->n_paths = 0;
+}
+
 static void read_some(seq_loads *l)
 {
     rd_kafka_message_t *msgs[64];
@@ -425,14 +452,16 @@ static void *run(void *arg)
             if (!o) break;
             if (o->offset < applied) continue;
             applied_as a;
-            again = apply_op(l, o, held, np, &a) != 0;
+            int done = apply_op(l, o, held, np, &a);
+            again = done < 0;
             if (again) free(a.imp);
-            else advance_filled(l, held, np, o->offset + 1);
+            else if (done == 0) advance_filled(l, held, np, o->offset + 1);
             if (!again) {
                 pthread_mutex_lock(&l->mu);
                 o->rc = a.rc, o->gen = a.gen;
                 memcpy(o->msg, a.msg, sizeof o->msg);
                 o->imp = a.imp, o->n_imp = a.n_imp;
+                if (o->r.op == SEQ_LOADS_OP_DRY_RUN) forget_paths(&o->r);
                 atomic_store(&l->applied, o->offset + 1);
                 pthread_cond_broadcast(&l->cv);
                 pthread_mutex_unlock(&l->mu);
@@ -807,6 +836,7 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
     /* a load, or a dry run: every node verifies its partitions' parts and counts what the
      * load changes (would change) there; the answer sums one holder of each partition */
     seq_loads_record r = {.op = req->dry_run ? SEQ_LOADS_OP_DRY_RUN : SEQ_LOADS_OP_LOAD,
+                          .expires_ms = seq_now_ms() + (until - mono_ms()) + DRY_RUN_GRACE_MS,
                           .generation = req->generation,
                           .start_ms = req->start_ms, .end_ms = req->end_ms,
                           .partitions = whole ? 0 : dry.partitions,

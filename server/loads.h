@@ -13,9 +13,10 @@
  * filled yet (it acquired it, or it just started) ingests that partition's part of every
  * load whose data its history keeps, before it reports the partition caught up
  * (seq_loads_filled; the cluster map publishes it). The receiver waits, within the
- * call's deadline, until every node of the map has applied the record (each publishes
- * "loads applied up to offset X" in its cluster map record), and otherwise answers
- * UNAVAILABLE "committed; pending on NODES".
+ * call's deadline, until every member of the map that holds a partition has applied the
+ * record (each publishes "loads applied up to offset X" in its cluster map record; a
+ * single node on the same topic publishes none and is not waited for: seq_cluster_pending),
+ * and otherwise answers UNAVAILABLE "committed; pending on NODES".
  *
  * One thread reads and applies (loads run at low priority, storage/store_load.c); the
  * receiver's calls run on the service's job threads. A single node (not in a group)
@@ -83,7 +84,9 @@ json_t *seq_loads_impact(seq_loads *l);
  * holder of each partition (each node counts its partitions' as it applies the record,
  * seq_loads_impact, seq_cluster_impact). A dry run is written to the log as a dry_run
  * record that every node verifies and counts for its partitions, changing nothing, and
- * answered the same way. The verification's errors (storage/batch.h) with nothing written;
+ * answered the same way; its record expires a minute after the answer was due, and a node
+ * that reads it later (a restart, a new node) skips it without reading a file
+ * (loads_record.h "expires_ms"). The verification's errors (storage/batch.h) with nothing written;
  * SEQ_EPRECONDITION for a batch that is not partitioned; SEQ_EUNAVAILABLE "committed;
  * pending on NODES" past the deadline (the record is written), or without a broker. */
 int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,

@@ -84,6 +84,12 @@ int seq_loads_parse_record(const void *data, size_t len, seq_loads_record *r)
              !get_int(o, "partitions", &p) && p <= UINT32_MAX && gen > 0 && !get_paths(o, r) &&
              !get_sums(o, r);
         if (ok) r->start_ms = a, r->end_ms = b, r->partitions = (uint32_t)p;
+        /* optional (older receivers): expires a fixed time after it was written */
+        if (ok && dry && json_object_get(o, "expires_ms")) ok = !get_int(o, "expires_ms", &at);
+        else if (ok && dry) /* (no overflow: at_ms is anything Kafka brought) */
+            at = r->at_ms > INT64_MAX - SEQ_LOADS_DRY_RUN_TTL_MS ? INT64_MAX
+                                                                 : r->at_ms + SEQ_LOADS_DRY_RUN_TTL_MS;
+        if (ok && dry) r->expires_ms = at;
     } else if (ok && strcmp(op, "rollback") == 0) {
         r->op = SEQ_LOADS_OP_ROLLBACK;
         ok = !get_int(o, "from", &a) && !get_int(o, "to", &b);
@@ -124,6 +130,8 @@ char *seq_loads_format_record(const seq_loads_record *r)
                                                          h)) != 0;
         }
         if (r->sums) bad |= !sums || json_object_set_new(o, "sums", sums) != 0;
+        if (r->op == SEQ_LOADS_OP_DRY_RUN)
+            bad |= json_object_set_new(o, "expires_ms", json_integer(r->expires_ms)) != 0;
     } else if (!bad) {
         bad |= json_object_set_new(o, "from", json_integer((json_int_t)r->from)) != 0 ||
                json_object_set_new(o, "to", json_integer((json_int_t)r->to)) != 0;

@@ -2,9 +2,12 @@
  * LoadBatch or RollbackBatch, as a JSON object
  *   {"v":1,"op":"load","sequence","start_ms","end_ms","generation","partitions":P,
  *    "paths":[...],"sums":[[size,"hash"],...],"node","at_ms"}
- *   {"v":1,"op":"dry_run", the fields of a load}: a LoadBatch with dry_run: every node
- *    verifies the parts of the partitions it holds and counts what the load would change
- *    there (published in its cluster map record), changing nothing
+ *   {"v":1,"op":"dry_run", the fields of a load,"expires_ms"}: a LoadBatch with dry_run:
+ *    every node verifies the parts of the partitions it holds and counts what the load
+ *    would change there (published in its cluster map record), changing nothing; once
+ *    expires_ms has passed (the receiver's wall clock: its answer was due before), no one
+ *    waits for it and a node skips it without reading a file (absent, as written by older
+ *    receivers: at_ms + SEQ_LOADS_DRY_RUN_TTL_MS)
  *   {"v":1,"op":"rollback","sequence","generation" (as requested, 0 = the newest),
  *    "from" (the newest load in effect when it was verified),"to" (in effect after it),
  *    "node","at_ms"}
@@ -19,6 +22,8 @@
 
 #define SEQ_LOADS_MAX_PATHS 65536
 #define SEQ_LOADS_MAX_TEXT 256
+/* A dry-run record without "expires_ms" expires this long after its at_ms. */
+#define SEQ_LOADS_DRY_RUN_TTL_MS (10 * 60 * 1000)
 
 typedef enum { SEQ_LOADS_OP_LOAD = 1, SEQ_LOADS_OP_ROLLBACK = 2, SEQ_LOADS_OP_DRY_RUN = 3 } seq_loads_op;
 
@@ -35,6 +40,7 @@ typedef struct {
     uint64_t *sums;       /* "sums": per path its size and FNV-1a 64 as the receiver
                              verified it ([[size, "16 hex digits"], ...]), 2 per path,
                              malloc'd; NULL when absent */
+    int64_t expires_ms;   /* dry_run: as above (filled in when absent) */
     /* rollback */
     uint64_t from, to;
 } seq_loads_record;

@@ -69,7 +69,8 @@ def env(tmp_path_factory):
         wd = str(tmp / "w-solo")
         os.makedirs(wd)
         # its own broker: a node on the cluster's would be in its map (holding every
-        # partition, as a node outside any group) and the cluster's loads would wait on it
+        # partition, as a node outside any group), which settled() does not expect
+        # (test_cluster_load_nonmember.py has one there)
         brokers.append(Broker())
         solo = helpers.Seqd(wd, brokers=brokers[1].brokers, data_dir=os.path.join(wd, "data"),
                             args=["--batch-root", root])  # no group: every partition, alone
@@ -276,3 +277,33 @@ def test_forged_record_with_sums_cannot_ingest_another_generation(env):
         assert nodes_by_id(s)[s.node_id]["generations"]["engagements"] == GEN
         assert "keys outside its sequence and generation" in s.stderr_text(), s.node_id
         assert 5000 + BATCH_USERS[0] not in get_with_md(s, BATCH_USERS[0])[0].item_ids
+
+
+def test_expired_dry_runs_are_skipped_without_reading_a_file(env):
+    """A dry run's record is only of use while its receiver waits: past its expires_ms (or,
+    written by an older receiver without one, SEQ_LOADS_DRY_RUN_TTL_MS after its at_ms) a
+    node skips it without reading a file, so the dry runs the log keeps cost a node that
+    reads them again nothing (a node that applied them verified every path: here a missing
+    file, refused, logged "refused here"). A dry run that has not expired is still applied
+    (the tests above: every dry run's counts)."""
+    tmp, root, nodes, brokers = env
+    base = {"v": 1, "op": "dry_run", "sequence": "engagements", "node": "x",
+            "generation": GEN + 100, "start_ms": A, "end_ms": B, "partitions": P,
+            "paths": [os.path.join(root, "nowhere", "partition-%05d" % p, "part-0.sst")
+                      for p in range(P)]}
+    old = dict(base, at_ms=1)                             # an older receiver's, long ago
+    expired = dict(base, at_ms=helpers.now_ms() - 5000, expires_ms=helpers.now_ms() - 1000)
+    offset = loads_offset(brokers[0].brokers)
+    from confluent_kafka import Producer
+    prod = Producer({"bootstrap.servers": brokers[0].brokers})
+    for rec in (old, expired):
+        prod.produce("seqd.events.seqd-loads", value=json.dumps(rec).encode(), partition=0)
+    assert prod.flush(30) == 0
+    cluster = [nodes[n] for n in "abc"]
+    helpers.poll(lambda: all(nodes_by_id(s)[s.node_id]["loads"] >= offset + 2 for s in cluster),
+                 "every node went past the two records")
+    for s in cluster:
+        err = s.stderr_text()
+        for o in (offset, offset + 1):
+            assert "dry run of engagements at offset %d skipped: expired" % o in err, s.node_id
+            assert "at offset %d refused here" % o not in err, s.node_id

@@ -60,7 +60,8 @@ static void test_dry_run_round_trip(void)
 {
     char *paths[] = {"g/partition-00000/part-0.sst"};
     seq_loads_record r = {.op = SEQ_LOADS_OP_DRY_RUN, .generation = 9, .start_ms = 10,
-                          .end_ms = 20, .partitions = 1, .paths = paths, .n_paths = 1};
+                          .end_ms = 20, .partitions = 1, .paths = paths, .n_paths = 1,
+                          .at_ms = 1000, .expires_ms = 5000};
     strcpy(r.sequence, "s");
     char *text = seq_loads_format_record(&r);
     CHECK(text != NULL && strstr(text, "\"op\":\"dry_run\"") != NULL);
@@ -68,8 +69,27 @@ static void test_dry_run_round_trip(void)
     CHECK_EQ_INT(seq_loads_parse_record(text, strlen(text), &b), SEQ_OK);
     CHECK_EQ_INT(b.op, SEQ_LOADS_OP_DRY_RUN);
     CHECK_EQ_INT(b.generation, 9);
+    CHECK_EQ_INT(b.expires_ms, 5000);
     CHECK(b.n_paths == 1 && strcmp(b.paths[0], paths[0]) == 0);
     seq_loads_record_clear(&b);
+    free(text);
+    /* an older receiver's dry run (no expires_ms) expires a fixed time after it was
+     * written; a bad expires_ms is refused; a load has none */
+    const char *old = "{\"v\":1,\"op\":\"dry_run\",\"sequence\":\"s\",\"node\":\"a\","
+                      "\"at_ms\":1000,\"generation\":9,\"start_ms\":10,\"end_ms\":20,"
+                      "\"partitions\":1,\"paths\":[\"p\"]";
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s}", old);
+    CHECK_EQ_INT(seq_loads_parse_record(buf, strlen(buf), &b), SEQ_OK);
+    CHECK_EQ_INT(b.expires_ms, 1000 + SEQ_LOADS_DRY_RUN_TTL_MS);
+    seq_loads_record_clear(&b);
+    snprintf(buf, sizeof buf, "%s,\"expires_ms\":-1}", old);
+    CHECK_EQ_INT(seq_loads_parse_record(buf, strlen(buf), &b), SEQ_EINVAL);
+    snprintf(buf, sizeof buf, "%s,\"expires_ms\":\"x\"}", old);
+    CHECK_EQ_INT(seq_loads_parse_record(buf, strlen(buf), &b), SEQ_EINVAL);
+    r.op = SEQ_LOADS_OP_LOAD;
+    text = seq_loads_format_record(&r);
+    CHECK(text != NULL && strstr(text, "expires_ms") == NULL);
     free(text);
 }
 
