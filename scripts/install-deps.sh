@@ -4,7 +4,7 @@
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark anchors)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libnghttp2-dev libprotobuf-c-dev
-      protobuf-c-compiler librocksdb-dev librdkafka-dev libjansson-dev libavro-dev nghttp2-client
+      protobuf-c-compiler librocksdb-dev librdkafka-dev libjansson-dev libavro-dev libxxhash-dev nghttp2-client
       python3-grpcio python3-protobuf python3-h2 python3-confluent-kafka python3-pytest python3-avro
       python3-snappy protobuf-compiler-grpc prometheus clang libclang-rt-14-dev curl procps chromium
       python3-numpy)

@@ -37,8 +37,9 @@ typedef struct {
     uint32_t partitions;  /* the topic's P when it was verified */
     char **paths;         /* n_paths malloc'd strings (the request's, as given) */
     size_t n_paths;
-    uint64_t *sums;       /* "sums": per path its size and FNV-1a 64 as the receiver
-                             verified it ([[size, "16 hex digits"], ...]), 2 per path,
+    uint64_t *sums;       /* "sums": per path its size and hash (its manifest entry's
+                             algorithm: storage/batch_file.h) as the receiver verified
+                             it ([[size, "16 hex digits"], ...]), 2 per path,
                              malloc'd; NULL when absent */
     int64_t expires_ms;   /* dry_run: as above (filled in when absent) */
     /* rollback */

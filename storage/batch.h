@@ -7,7 +7,8 @@
  *
  * Beside the SST files it writes manifest.json: format, sequence, start_ms, end_ms,
  * generation, the definition it was built with and its fingerprint, users, events, and
- * per file its name, size, FNV-1a 64 of its bytes, first and last key, users and events.
+ * per file its name, size, hash of its bytes (xxh3_64, or fnv1a64 in batches built before:
+ * storage/batch_file.h), first and last key, users and events.
  * A load gets only the SST paths: it finds the manifest in their directory. */
 #ifndef SEQ_BATCH_H
 #define SEQ_BATCH_H
@@ -90,7 +91,7 @@ typedef struct {
     /* 1: no impact count (both 0): the receiver of a cluster load, whose nodes count it
      * each for the partitions it holds. */
     int no_impact;
-    /* Set (2 per path, filled by the verification): each file's size and FNV-1a 64 as
+    /* Set (2 per path, filled by the verification): each file's size and hash as
      * verified, for a cluster load's record (server/loads.h). */
     uint64_t *sums_out;
     /* Set (2 per path, from a cluster load's record): each file's size and hash as the

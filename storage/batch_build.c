@@ -529,7 +529,9 @@ static int writer_close_file(writer *w, char *err, size_t errlen)
     w->cur.last_key_len = (uint32_t)w->key_last.len;
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", w->dir, w->cur.name);
-    int rc = seq_batch_file_hash(path, &w->cur.size, &w->cur.hash, err, errlen);
+    w->cur.hash_alg = SEQ_BATCH_HASH_XXH3;
+    int rc = seq_batch_file_hash(path, w->cur.hash_alg, &w->cur.size, &w->cur.hash, err,
+                                 errlen);
     if (rc != SEQ_OK) return rc;
     json_array_append_new(w->files, seq_batch_file_to_json(&w->cur));
     w->b->rep.files++;

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#define XXH_INLINE_ALL /* header only: the streaming loop inlined, nothing to link */
+#include <xxhash.h>
+
 size_t seq_batch_marker_key(uint8_t *k, uint32_t seq, uint64_t gen)
 {
     return seq_key_batch_prefix(k, seq, gen, 0) - 8;
@@ -38,31 +41,37 @@ static void write_behind(int fd, off_t off, off_t len, off_t chunk)
                                   SYNC_FILE_RANGE_WAIT_AFTER);
 }
 
-/* FNV-1a 64 of everything read from `in`, written on to `out` as it goes when out >= 0:
- * one read of the file serves both the fingerprint and the copy. */
-static int hash_fd(int in, int out, uint64_t *size, uint64_t *hash)
+/* The fingerprint (alg) of everything read from `in`, written on to `out` as it goes when
+ * out >= 0: one read of the file serves both the fingerprint and the copy. */
+static int hash_fd(int in, int out, seq_batch_hash_alg alg, uint64_t *size, uint64_t *hash)
 {
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = malloc(CHUNK);
     uint64_t h = 14695981039346656037ULL, n = 0; /* FNV-1a 64 offset basis */
+    XXH3_state_t *x = alg == SEQ_BATCH_HASH_XXH3 ? XXH3_createState() : NULL;
     ssize_t got;
-    if (!buf) return -1;
+    if (!buf || (alg == SEQ_BATCH_HASH_XXH3 && (!x || XXH3_64bits_reset(x) != XXH_OK)))
+        goto fail;
     while ((got = read(in, buf, CHUNK)) != 0) {
         if (got < 0) {
             if (errno == EINTR) continue;
             goto fail;
         }
-        for (ssize_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ULL;
+        if (x) (void)XXH3_64bits_update(x, buf, (size_t)got); /* fails only on NULL input */
+        else
+            for (ssize_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ULL;
         if (out >= 0 && write_all(out, buf, (size_t)got)) goto fail;
         if (out >= 0) write_behind(out, (off_t)n, (off_t)got, CHUNK);
         n += (uint64_t)got;
     }
     free(buf);
     *size = n;
-    *hash = h;
+    *hash = x ? XXH3_64bits_digest(x) : h;
+    XXH3_freeState(x);
     return 0;
 fail:
     free(buf);
+    XXH3_freeState(x);
     return -1;
 }
 
@@ -77,12 +86,12 @@ static int open_source(const char *path, int *rc, char *err, size_t errlen)
     return fd;
 }
 
-int seq_batch_file_hash(const char *path, uint64_t *size, uint64_t *hash, char *err,
-                        size_t errlen)
+int seq_batch_file_hash(const char *path, seq_batch_hash_alg alg, uint64_t *size,
+                        uint64_t *hash, char *err, size_t errlen)
 {
     int rc, fd = open_source(path, &rc, err, errlen);
     if (fd < 0) return rc;
-    int bad = hash_fd(fd, -1, size, hash);
+    int bad = hash_fd(fd, -1, alg, size, hash);
     close(fd);
     if (bad) {
         seq_errf(err, errlen, "%s: read error", path);
@@ -91,13 +100,13 @@ int seq_batch_file_hash(const char *path, uint64_t *size, uint64_t *hash, char *
     return SEQ_OK;
 }
 
-int seq_batch_file_stage(const char *path, const char *copy, uint64_t *size, uint64_t *hash,
-                         char *err, size_t errlen)
+int seq_batch_file_stage(const char *path, const char *copy, seq_batch_hash_alg alg,
+                         uint64_t *size, uint64_t *hash, char *err, size_t errlen)
 {
     int rc, in = open_source(path, &rc, err, errlen);
     if (in < 0) return rc;
     int out = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int bad = out < 0 || hash_fd(in, out, size, hash) || fdatasync(out);
+    int bad = out < 0 || hash_fd(in, out, alg, size, hash) || fdatasync(out);
     if (bad) seq_errf(err, errlen, "staging %s as %s: %s", path, copy, strerror(errno));
     if (out >= 0 && close(out) && !bad) {
         seq_errf(err, errlen, "staging %s as %s: %s", path, copy, strerror(errno));
@@ -133,22 +142,34 @@ json_t *seq_batch_file_to_json(const seq_batch_file_info *f)
     hex(lk, f->last_key, f->last_key_len);
     snprintf(h, sizeof h, "%016" PRIx64, f->hash);
     return json_pack("{s:s, s:I, s:s, s:I, s:I, s:s, s:s}", "name", f->name, "size",
-                     (json_int_t)f->size, "fnv1a64", h, "users", (json_int_t)f->users,
+                     (json_int_t)f->size,
+                     f->hash_alg == SEQ_BATCH_HASH_XXH3 ? "xxh3_64" : "fnv1a64", h, "users",
+                     (json_int_t)f->users,
                      "events", (json_int_t)f->events, "first_key", fk, "last_key", lk);
 }
 
 int seq_batch_file_from_json(json_t *o, seq_batch_file_info *f, char *err, size_t errlen)
 {
-    const char *name, *h, *fk, *lk;
+    const char *name, *fk, *lk;
     json_int_t size, users, events;
     json_error_t je;
     memset(f, 0, sizeof *f);
-    if (json_unpack_ex(o, &je, 0, "{s:s, s:I, s:s, s:I, s:I, s:s, s:s}", "name", &name, "size",
-                       &size, "fnv1a64", &h, "users", &users, "events", &events, "first_key",
+    /* one of the two hashes: a batch built before xxh3 has fnv1a64 (batch_file.h) */
+    json_t *xxh = json_object_get(o, "xxh3_64"), *fnv = json_object_get(o, "fnv1a64");
+    const char *h = json_string_value(xxh ? xxh : fnv);
+    f->hash_alg = xxh ? SEQ_BATCH_HASH_XXH3 : SEQ_BATCH_HASH_FNV1A64;
+    if (!h || (xxh && fnv)) {
+        seq_errf(err, errlen, "manifest: bad file entry: %s",
+                 xxh && fnv ? "both xxh3_64 and fnv1a64" : "no hash (xxh3_64 or fnv1a64)");
+        return SEQ_EINVAL;
+    }
+    if (json_unpack_ex(o, &je, 0, "{s:s, s:I, s:I, s:I, s:s, s:s}", "name", &name, "size",
+                       &size, "users", &users, "events", &events, "first_key",
                        &fk, "last_key", &lk) < 0 ||
         strlen(name) >= sizeof f->name || size < 0 || users < 0 || events < 0 ||
         unhex(f->first_key, sizeof f->first_key, fk, &f->first_key_len) < 0 ||
         unhex(f->last_key, sizeof f->last_key, lk, &f->last_key_len) < 0 ||
+        strlen(h) != 16 || strspn(h, "0123456789abcdef") != 16 ||
         sscanf(h, "%16" SCNx64, &f->hash) != 1) {
         seq_errf(err, errlen, "manifest: bad file entry: %s", je.text[0] ? je.text : "bad value");
         return SEQ_EINVAL;

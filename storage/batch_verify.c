@@ -185,8 +185,10 @@ static int check_file(seq_batch_manifest *m, const char *path, const char *stage
         if (seq_batch_file_from_json(o, fi, err, errlen) != SEQ_OK) return SEQ_EINVAL;
         if (strcmp(fi->name, base) != 0) continue;
         uint64_t size, hash;
-        int rc = in_place ? seq_batch_file_hash(path, &size, &hash, err, errlen)
-                          : seq_batch_file_stage(path, staged, &size, &hash, err, errlen);
+        int rc = in_place
+                     ? seq_batch_file_hash(path, fi->hash_alg, &size, &hash, err, errlen)
+                     : seq_batch_file_stage(path, staged, fi->hash_alg, &size, &hash, err,
+                                            errlen);
         if (rc != SEQ_OK) return rc;
         if (size != fi->size || hash != fi->hash) {
             seq_errf(err, errlen, "%s: contents differ from its manifest (corrupt or foreign file)",

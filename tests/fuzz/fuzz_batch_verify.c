@@ -4,7 +4,7 @@
  * Input: byte 0 picks what the rest is:
  *   even: the manifest.json text (the SST stays the builder's);
  *   odd:  the SST file's bytes; the builder's manifest is patched to the new size and
- *         FNV-1a hash, so the fuzzer gets past the fingerprint check into the SST reader
+ *         xxh3 hash, so the fuzzer gets past the fingerprint check into the SST reader
  *         and the per-entry checks (keys, blobs, range, generation); with bit 1 set too,
  *         the request says these bytes were verified whole (seq_load_req.verified, a
  *         cluster record's sums), so only their structure and first and last keys are
@@ -97,12 +97,14 @@ static void patch_manifest(const char *sst_path, const char *manifest_path)
 {
     char err[256], h[17];
     uint64_t size, hash;
-    if (seq_batch_file_hash(sst_path, &size, &hash, err, sizeof err)) abort();
+    if (seq_batch_file_hash(sst_path, SEQ_BATCH_HASH_XXH3, &size, &hash, err, sizeof err))
+        abort();
     snprintf(h, sizeof h, "%016" PRIx64, hash);
     json_t *m = json_loads(manifest, 0, NULL);
     json_t *f0 = json_array_get(json_object_get(m, "files"), 0);
     json_object_set_new(f0, "size", json_integer((json_int_t)size));
-    json_object_set_new(f0, "fnv1a64", json_string(h));
+    json_object_del(f0, "fnv1a64");
+    json_object_set_new(f0, "xxh3_64", json_string(h));
     if (json_dump_file(m, manifest_path, 0) != 0) abort();
     json_decref(m);
 }

@@ -93,12 +93,14 @@ def copy_partition(s, name, gen=GEN + 1):
 
 
 def rehash(sst, users=None, events=None):
-    """Rewrites the manifest entry of sst so its size and hash agree with the bytes."""
+    """Rewrites the manifest entry of sst so its size and hash agree with the bytes (as a
+    batch built before xxh3_64 had them: FNV-1a 64, which a load still checks)."""
     mpath = os.path.join(os.path.dirname(sst), "manifest.json")
     with open(mpath) as f:
         m = json.load(f)
     for fe in m["files"]:
         if fe["name"] == os.path.basename(sst):
+            fe.pop("xxh3_64", None)
             fe["size"], fe["fnv1a64"] = os.path.getsize(sst), fnv1a64(sst)
             if users is not None:
                 fe["users"], fe["events"], m["users"], m["events"] = users, events, users, events
@@ -185,6 +187,39 @@ def test_incompatible_definition_refused(es):
     p = build(es, "incompat", GEN + 1, [(U, A + 1000, 4, "d")], definition_path=path)
     assert "incompatible" in refused(es, GEN + 1, p, grpc.StatusCode.FAILED_PRECONDITION,
                                      "manifest")
+
+
+def test_file_hashes_old_and_new(es):
+    """A build fingerprints each file with xxh3_64 (storage/batch_file.h); a batch built
+    before, whose manifest has FNV-1a 64 ("fnv1a64"), still verifies (a dry run: every check
+    of a load, nothing changed); an entry with both hashes or none, or an FNV-1a 64 that is
+    not the file's, is refused naming what is wrong."""
+    p = copy_partition(es, "hashes")
+    mpath = os.path.join(os.path.dirname(p), "manifest.json")
+    with open(mpath) as f:
+        m = json.load(f)
+    assert [sorted(k for k in fe if "64" in k) for fe in m["files"]] == [["xxh3_64"]]
+    new_hash = m["files"][0]["xxh3_64"]
+    req = pb().LoadBatchRequest(sequence="engagements", start_ms=A, end_ms=B,
+                                generation=GEN + 1, sst_paths=[p], dry_run=True)
+    assert es.stub().LoadBatch(req, timeout=120).files == 1
+    rehash(p)  # the old format: FNV-1a 64
+    assert es.stub().LoadBatch(req, timeout=120).files == 1
+    for entry, what in (({"xxh3_64": new_hash}, "both xxh3_64 and fnv1a64"),
+                        ({"fnv1a64": None}, "no hash (xxh3_64 or fnv1a64)"),
+                        ({"fnv1a64": "%016x" % (int(fnv1a64(p), 16) ^ 1)},
+                         "contents differ from its manifest")):
+        with open(mpath) as f:
+            m = json.load(f)
+        for k, v in entry.items():
+            if v is None:
+                m["files"][0].pop(k)
+            else:
+                m["files"][0][k] = v
+        with open(mpath, "w") as f:
+            json.dump(m, f)
+        refused(es, GEN + 1, [p], grpc.StatusCode.INVALID_ARGUMENT, what)
+        rehash(p)
 
 
 def test_failed_loads_left_the_good_one(es):

@@ -16,6 +16,9 @@
 #include "storage/store_int.h"
 #include "testlib.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static const char *DEF =
     "{\"bucket_ms\": 3600000, \"freshness_horizon_ms\": 86400000, \"sequences\": [{"
     "\"name\": \"eng\", \"event_types\": [\"click\", \"view\"], \"max_length\": 100,"
@@ -114,7 +117,8 @@ static uint64_t file_hash(const char *path)
 {
     char err[256];
     uint64_t size = 0, hash = 0;
-    CHECK_EQ_INT(seq_batch_file_hash(path, &size, &hash, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(seq_batch_file_hash(path, SEQ_BATCH_HASH_XXH3, &size, &hash, err, sizeof err),
+                 SEQ_OK);
     return hash ^ size;
 }
 
@@ -126,20 +130,61 @@ static void stage(void)
     build("s1", 1, T0, T0 + 24 * H, 50, T0 + 2 * H);
     snprintf(src, sizeof src, "%s/s1/part-00000.sst", root);
     snprintf(dst, sizeof dst, "%s/s1-copy.sst", root);
-    CHECK_EQ_INT(seq_batch_file_stage(src, dst, &size, &hash, err, sizeof err), SEQ_OK);
-    CHECK_EQ_INT(seq_batch_file_hash(src, &size2, &hash2, err, sizeof err), SEQ_OK);
-    CHECK(size == size2 && hash == hash2 && size > 0);
+    for (int alg = SEQ_BATCH_HASH_FNV1A64; alg <= SEQ_BATCH_HASH_XXH3; alg++) {
+        CHECK_EQ_INT(seq_batch_file_stage(src, dst, alg, &size, &hash, err, sizeof err), SEQ_OK);
+        CHECK_EQ_INT(seq_batch_file_hash(src, alg, &size2, &hash2, err, sizeof err), SEQ_OK);
+        CHECK(size == size2 && hash == hash2 && size > 0);
+    }
     char cmd[700];
     snprintf(cmd, sizeof cmd, "cmp -s %s %s", src, dst);
     CHECK(system(cmd) == 0);
     /* a missing source: NOT_FOUND, and no copy left behind */
     snprintf(src, sizeof src, "%s/s1/missing.sst", root);
-    CHECK_EQ_INT(seq_batch_file_stage(src, dst, &size, &hash, err, sizeof err), SEQ_ENOTFOUND);
+    CHECK_EQ_INT(seq_batch_file_stage(src, dst, SEQ_BATCH_HASH_XXH3, &size, &hash, err,
+                                      sizeof err),
+                 SEQ_ENOTFOUND);
     /* a copy that cannot be written: an error, the source untouched */
     snprintf(src, sizeof src, "%s/s1/part-00000.sst", root);
     snprintf(dst, sizeof dst, "%s/no-such-dir/copy.sst", root);
-    CHECK_EQ_INT(seq_batch_file_stage(src, dst, &size, &hash, err, sizeof err), SEQ_EINTERNAL);
+    CHECK_EQ_INT(seq_batch_file_stage(src, dst, SEQ_BATCH_HASH_XXH3, &size, &hash, err,
+                                      sizeof err),
+                 SEQ_EINTERNAL);
     CHECK(strstr(err, "no-such-dir") != NULL);
+}
+
+/* The file fingerprints: published vectors (the empty input; FNV-1a 64 of "a"), and a
+ * file longer than hash_fd's 1 MiB chunk hashed as one buffer by xxhash itself, so the
+ * chunked update gives XXH3 of the whole file (a chunk hashed twice or skipped fails). */
+static void hashes(void)
+{
+    char err[256], path[300];
+    uint64_t size, hash;
+    snprintf(path, sizeof path, "%s/hash-input", root);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    fclose(f);
+    CHECK_EQ_INT(seq_batch_file_hash(path, SEQ_BATCH_HASH_XXH3, &size, &hash, err, sizeof err),
+                 SEQ_OK);
+    CHECK(size == 0 && hash == 0x2D06800538D394C2ULL);
+    f = fopen(path, "wb");
+    fputc('a', f);
+    fclose(f);
+    CHECK_EQ_INT(seq_batch_file_hash(path, SEQ_BATCH_HASH_FNV1A64, &size, &hash, err,
+                                     sizeof err),
+                 SEQ_OK);
+    CHECK(size == 1 && hash == 0xaf63dc4c8601ec8cULL);
+    size_t n = (5u << 20) / 2 + 12345;
+    uint8_t *buf = malloc(n);
+    CHECK(buf != NULL);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)(i * 2654435761u >> 13);
+    f = fopen(path, "wb");
+    CHECK(fwrite(buf, 1, n, f) == n);
+    fclose(f);
+    CHECK_EQ_INT(seq_batch_file_hash(path, SEQ_BATCH_HASH_XXH3, &size, &hash, err, sizeof err),
+                 SEQ_OK);
+    CHECK(size == n && hash == XXH3_64bits(buf, n));
+    free(buf);
+    unlink(path);
 }
 
 static void loads(void)
@@ -364,6 +409,7 @@ int main(void)
     snprintf(root, sizeof root, "/tmp/seqd-load-XXXXXX");
     if (!mkdtemp(root)) return 1;
     if (seq_def_parse(DEF, strlen(DEF), &def, err, sizeof err) != SEQ_OK) return 1;
+    RUN(hashes);
     RUN(stage);
     RUN(loads);
     RUN(sweep);
