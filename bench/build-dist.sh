@@ -144,10 +144,24 @@ reader() {
 }
 declare -A READER_PID SEEN SWITCH_MS STATUS_GEN
 
+# cpu_ms NODES...: user + system CPU of the nodes' processes so far, in ms (every thread,
+# RocksDB's compactions included): a load's CPU, unlike its wall time, does not depend on
+# what else the shared machine runs (bench/NOTES.md).
+cpu_ms() {
+  local n t=0 ticks
+  for n in "$@"; do
+    ticks=$(awk '{print $14 + $15}' "/proc/${NODE_PID[$n]}/stat" 2>/dev/null || echo 0)
+    t=$((t + ticks))
+  done
+  echo $((t * 1000 / $(getconf CLK_TCK)))
+}
+
 # load_at NODE NODES...: LoadBatch of every part through NODE while each of NODES has a
 # reader; waits (DEADLINE_S) until every node's /status shows the generation. Sets
-# LOAD_RC, LOAD_OUT, CALL_MS, and per node SEEN (the reader's newest generation),
-# SWITCH_MS (ms after the call started; "-" when never) and STATUS_GEN.
+# LOAD_RC, LOAD_OUT, CALL_MS, LOAD_CPU_MS (the nodes' CPU from the call until all showed
+# it) and LOAD_CPU10_MS (until 10 s later: the compactions the load started), and per node
+# SEEN (the reader's newest generation), SWITCH_MS (ms after the call started; "-" when
+# never) and STATUS_GEN.
 load_at() {
   local via=$1 n t0 t1 done_all
   shift
@@ -161,6 +175,7 @@ load_at() {
     perf_pid=$!
     sleep 0.5
   fi
+  local c0; c0=$(cpu_ms "$@")
   t0=$(now_us)
   set +e
   LOAD_OUT=$("$SEQCTL" --server "${NODE_GRPC[$via]}" --admin "${NODE_ADMIN[$via]}" load \
@@ -176,8 +191,11 @@ load_at() {
     [ $done_all = 1 ] && break
     sleep 0.1
   done
+  LOAD_CPU_MS=$(( $(cpu_ms "$@") - c0 ))
   sleep 0.5
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  sleep 9.5  # (the readers poll on; a few % of a core)
+  LOAD_CPU10_MS=$(( $(cpu_ms "$@") - c0 ))
   for n in "$@"; do
     stop "${READER_PID[$n]}"
     local o at
@@ -213,7 +231,8 @@ READ_USER[single]=1
 load_at single single
 [ "$LOAD_RC" = 0 ] && [ "${SEEN[single]}" = "$GEN" ] || die "single-node load failed (rc $LOAD_RC): $LOAD_OUT"
 SINGLE_WALL=$(wall_ms single)
-LOAD_ROWS=("$(md_row "single node" "call ${CALL_MS} ms, exit 0" "${SWITCH_MS[single]} ms" "$SINGLE_WALL")")
+SINGLE_CPU=$LOAD_CPU_MS; SINGLE_CPU10=$LOAD_CPU10_MS
+LOAD_ROWS=("$(md_row "single node" "call ${CALL_MS} ms, exit 0" "${SWITCH_MS[single]} ms" "$SINGLE_WALL" "$LOAD_CPU_MS / $LOAD_CPU10_MS")")
 log "single node: call $CALL_MS ms, switch-over at ${SWITCH_MS[single]} ms: $LOAD_OUT"
 stop "${NODE_PID[single]}"; stop "$BROKER_PID"; rm -rf "$DATA/single"
 
@@ -234,10 +253,10 @@ if [ $CLUSTER = 1 ]; then
   missing=()
   for n in n1 n2 n3; do
     [ "${SEEN[$n]}" = "$GEN" ] && [ "${STATUS_GEN[$n]}" = "$GEN" ] || missing+=("$n")
-    LOAD_ROWS+=("$(md_row "cluster: $n" "" "${SWITCH_MS[$n]} ms" "")")
+    LOAD_ROWS+=("$(md_row "cluster: $n" "" "${SWITCH_MS[$n]} ms" "" "")")
   done
   CLUSTER_WALL=$(wall_ms n1 n2 n3)
-  LOAD_ROWS+=("$(md_row "cluster (via n1)" "call ${CALL_MS} ms, exit $LOAD_RC" "" "$CLUSTER_WALL")")
+  LOAD_ROWS+=("$(md_row "cluster (via n1)" "call ${CALL_MS} ms, exit $LOAD_RC" "" "$CLUSTER_WALL" "$LOAD_CPU_MS / $LOAD_CPU10_MS")")
   log "cluster: call $CALL_MS ms (exit $LOAD_RC): $LOAD_OUT"
   if [ ${#missing[@]} -gt 0 ]; then
     CLUSTER_NOTE="THE LOAD DID NOT REACH EVERY NODE: ${missing[*]} never showed generation $GEN within ${DEADLINE_S} s (readers saw: $(for n in n1 n2 n3; do printf '%s=%s ' $n "${SEEN[$n]:-?}"; done); /status: $(for n in n1 n2 n3; do printf '%s=%s ' $n "${STATUS_GEN[$n]}"; done)). The call answered (exit $LOAD_RC): $LOAD_OUT. Cluster-wide loads (<topic>.seqd-loads, PRODUCT.md \"Batches in a cluster\") are missing or failing; no ratio."
@@ -266,12 +285,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b ? a / b : 0}'; }
   echo
   echo "LoadBatch of the 2-builder batch ($((USERS * EVENTS)) events, ${#SSTS[@]} files; switch-over = the first answer of the node's reader carrying the new generation, ms after the call started; wall = until the call returned and every node switched):"
   echo
-  echo "| load | call | switch-over | wall ms |"
-  echo "| --- | --- | --- | --- |"
+  echo "| load | call | switch-over | wall ms | CPU ms: until switched / +10 s |"
+  echo "| --- | --- | --- | --- | --- |"
   printf '%s\n' "${LOAD_ROWS[@]}"
   echo
   if [ $CLUSTER = 1 ]; then
     echo "- cluster / single-node load wall time: ${RATIO}x (bar <= 1.5x)"
+    echo "- cluster / single-node CPU (every node's, from the call): $(ratio "$LOAD_CPU_MS" "$SINGLE_CPU")x until every node switched, $(ratio "$LOAD_CPU10_MS" "$SINGLE_CPU10")x until 10 s later"
     [ -z "$CLUSTER_NOTE" ] || echo "- **$CLUSTER_NOTE**"
   fi
   echo
