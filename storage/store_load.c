@@ -138,7 +138,19 @@ static seq_load_rec *with_load(const seq_store_seqstate *cur, const seq_load_rec
 
 /* The staged copies are ours (batch_verify.c made them; the batch job keeps its own
  * files), so RocksDB moves them in instead of copying hundreds of MB a second time while
- * readers run; where a move is not possible it copies, and the copies left are removed. */
+ * readers run; where a move is not possible it copies, and the copies left are removed.
+ *
+ * One file per ingestion: the parts of a partitioned batch overlap in key order (users
+ * of every partition interleave), and files ingested together that overlap all go to L0,
+ * where a compaction then rewrites the whole batch (decompress, merge, compress, write)
+ * right after the switch-over: 1.5-2x the CPU of the load itself, on every node
+ * (bench/NOTES.md, "Session 7 — cluster load"). Ingested one at a time, each goes to the
+ * lowest level where it overlaps nothing: the first to the bottom, the next one level
+ * up, and so on; only past the number of levels do files land in L0. A read of a user
+ * then probes one prefix bloom per level holding a part (the same as the L0 files before
+ * their compaction, now for good). Readers see none of it before the commit either way
+ * (the keys carry the generation), and a crash between two ingestions leaves keys the
+ * history does not know, removed at the next start (seq_store_batch_gc). */
 static int ingest(seq_store *st, char **paths, size_t n, char *err, size_t errlen)
 {
     char *e = NULL;
@@ -147,7 +159,8 @@ static int ingest(seq_store *st, char **paths, size_t n, char *err, size_t errle
     rocksdb_ingestexternalfileoptions_set_snapshot_consistency(o, 1);
     rocksdb_ingestexternalfileoptions_set_allow_global_seqno(o, 1);
     rocksdb_ingestexternalfileoptions_set_allow_blocking_flush(o, 1);
-    rocksdb_ingest_external_file(st->db, (const char *const *)paths, n, o, &e);
+    for (size_t i = 0; i < n && !e; i++)
+        rocksdb_ingest_external_file(st->db, (const char *const *)paths + i, 1, o, &e);
     rocksdb_ingestexternalfileoptions_destroy(o);
     for (size_t i = 0; i < n; i++) unlink(paths[i]); /* gone already when moved */
     if (e) {

@@ -325,9 +325,52 @@ static size_t part_paths(const char *dir, char paths[4][600])
     return n;
 }
 
+/* How many live SST files of the store hold only keys of generation gen of sequence
+ * seq, each at its own level below L0; -1 when one of them is in L0 or two share a level. */
+static int gen_files_below_l0(seq_store *st, uint32_t seq, uint64_t gen)
+{
+    uint8_t m[SEQ_KEY_MAX];
+    size_t ml = seq_batch_marker_key(m, seq, gen);
+    const rocksdb_livefiles_t *lf = rocksdb_livefiles(st->db);
+    int n = 0, levels = 0;
+    for (int i = 0; lf && i < rocksdb_livefiles_count(lf); i++) {
+        size_t sl, ll;
+        const char *a = rocksdb_livefiles_smallestkey(lf, i, &sl);
+        const char *z = rocksdb_livefiles_largestkey(lf, i, &ll);
+        if (sl < ml || ll < ml || memcmp(a, m, ml) != 0 || memcmp(z, m, ml) != 0) continue;
+        int lv = rocksdb_livefiles_level(lf, i);
+        if (lv == 0 || (levels & (1 << lv))) n = -1000;
+        levels |= 1 << lv;
+        n++;
+    }
+    rocksdb_livefiles_destroy(lf);
+    return n < 0 ? -1 : n;
+}
+
+/* 20 users built as generation gen in 4 parts under root/name; their files into paths. */
+static void build_parts(const char *name, uint64_t gen, char paths[4][600])
+{
+    char err[256] = "", dir[200], in[220];
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    snprintf(in, sizeof in, "%s/%s.jsonl", root, name);
+    FILE *f = fopen(in, "w");
+    for (int u = 1; u <= 20; u++)
+        fprintf(f, "{\"user_id\": %d, \"event_time_ms\": %lld, \"event_type\": \"click\", "
+                   "\"item_id\": %d, \"event_id\": \"c-u%d\"}\n", u, (long long)(T0 + 2 * H),
+                (int)gen, u);
+    fclose(f);
+    seq_build *b = NULL;
+    CHECK(seq_build_new(def, "eng", T0, T0 + 24 * H, gen, dir, 0, &b, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_set_partitions(b, 4, NULL, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_add_file(b, in, SEQ_FORMAT_JSON, NULL, err, sizeof err) == SEQ_OK);
+    CHECK(seq_build_finish(b, NULL, err, sizeof err) == SEQ_OK);
+    seq_build_free(b);
+    CHECK_EQ_INT(part_paths(dir, paths), 4);
+}
+
 static void cluster_apply(void)
 {
-    char err[256] = "", dbdir[128], dir[200], in[220], paths[4][600];
+    char err[256] = "", dbdir[128], paths[4][600], paths4[4][600];
     const char *pp[4];
     seq_store *st = NULL;
     seq_load_result res;
@@ -336,20 +379,7 @@ static void cluster_apply(void)
     CHECK(seq_store_open(dbdir, def, 64, &st, err, sizeof err) == SEQ_OK);
     if (!st) return;
     CHECK_EQ_INT(seq_store_loads_next(st), 0);
-    snprintf(dir, sizeof dir, "%s/cp", root);
-    snprintf(in, sizeof in, "%s/cp.jsonl", root);
-    FILE *f = fopen(in, "w");
-    for (int u = 1; u <= 20; u++)
-        fprintf(f, "{\"user_id\": %d, \"event_time_ms\": %lld, \"event_type\": \"click\", "
-                   "\"item_id\": 3, \"event_id\": \"c-u%d\"}\n", u, (long long)(T0 + 2 * H), u);
-    fclose(f);
-    seq_build *b = NULL;
-    CHECK(seq_build_new(def, "eng", T0, T0 + 24 * H, 3, dir, 0, &b, err, sizeof err) == SEQ_OK);
-    CHECK(seq_build_set_partitions(b, 4, NULL, err, sizeof err) == SEQ_OK);
-    CHECK(seq_build_add_file(b, in, SEQ_FORMAT_JSON, NULL, err, sizeof err) == SEQ_OK);
-    CHECK(seq_build_finish(b, NULL, err, sizeof err) == SEQ_OK);
-    seq_build_free(b);
-    CHECK_EQ_INT(part_paths(dir, paths), 4);
+    build_parts("cp", 3, paths);
     for (int i = 0; i < 4; i++) pp[i] = paths[i];
     uint64_t u0 = 0, u1 = 0, in0 = 0; /* a user of partition 0, one of partition 1 */
     for (uint64_t u = 20; u >= 1; u--) {
@@ -394,6 +424,18 @@ static void cluster_apply(void)
     /* the real one writes the position with its commit */
     CHECK_EQ_INT(seq_store_rollback_ex(st, "eng", 0, 0, 7, &gen, NULL, err, sizeof err), SEQ_OK);
     CHECK_EQ_INT(committed_gen(st), 0);
+    /* a node that holds every partition ingests the 4 parts (they overlap in key order:
+     * each starts with the marker key, and users interleave): each part stays the file
+     * it was, at a level of its own below L0. Ingested together they went to L0, where a
+     * compaction merged them (store_load.c ingest). */
+    build_parts("cp4", 4, paths4);
+    const char *pp4[4] = {paths4[0], paths4[1], paths4[2], paths4[3]};
+    seq_load_req all = {.sequence = "eng", .start_ms = T0, .end_ms = T0 + 24 * H,
+                        .generation = 4, .paths = pp4, .n_paths = 4, .partitions = 4};
+    CHECK_EQ_INT(seq_store_load_batch(st, root, &all, &res, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(res.files, 4);
+    CHECK_EQ_INT(gen_files_below_l0(st, def->seqs[0].id, 4), 4);
+    CHECK_EQ_INT(committed_gen(st), 4);
     seq_store_close(st);
     CHECK(seq_store_open(dbdir, def, 64, &st, err, sizeof err) == SEQ_OK);
     if (!st) return;
