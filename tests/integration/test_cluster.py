@@ -91,6 +91,7 @@ def test_map_everywhere(cluster):
     assert sorted(list(byid["a"].partitions) + list(byid["b"].partitions)) == list(range(P))
     out = nodes[0].seqctl("cluster", check=True).stdout
     assert "a " in out and "g2" in out and nodes[2].grpc in out, out
+    assert "0-%d" % (P - 1) in out, out  # c holds every partition: one range, not a list
 
 
 def test_equal_answers_and_served_by(cluster):
