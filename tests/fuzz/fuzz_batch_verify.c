@@ -159,7 +159,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t sums[2];
     if ((data[0] & 3) == 3) { /* as a cluster record says the receiver verified these bytes:
                                  only the SST's structure and key bounds are read */
-        if (seq_batch_file_hash(sst_path, &sums[0], &sums[1], err, sizeof err)) abort();
+        if (seq_batch_file_hash(sst_path, SEQ_BATCH_HASH_XXH3, &sums[0], &sums[1], err,
+                                sizeof err))
+            abort();
         req.verified = sums;
     }
     char **resolved = NULL;
