@@ -58,7 +58,7 @@
  * backlog the queue holds BATCH_MAX and the call returns at once, so it buys nothing
  * there either. 1 ms, not 5: the commit that follows (memtable inserts, a synced write:
  * a few ms at 50k events/s) lets the next batch gather meanwhile anyway; 5 ms cost
- * 4-15 ms of p50 in bench/visible.sh runs, alternating (bench/NOTES.md, "Session 7 —
+ * 4-32 ms of p50 in bench/visible.sh runs, alternating (bench/NOTES.md, "Session 7 —
  * write path"). */
 #define BATCH_WAIT_MS 1
 /* Work per commit: a message becomes visible only when its commit does, so a big batch
