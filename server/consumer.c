@@ -117,6 +117,10 @@ struct seq_consumer {
     int64_t probe_at_ms; /* consumer thread: next broker probe, 0 = none due */
 
     pthread_mutex_t mu; /* guards parts/n_parts against the admin's snapshots */
+    /* seq_consumer_on_assignment: told after every change of what this node holds */
+    pthread_mutex_t hook_mu;
+    seq_consumer_assign_fn hook;
+    void *hook_ctx;
     part_state *parts;  /* indexed by partition id */
     uint32_t n_parts;
     int assigned;        /* the first assignment (possibly empty) arrived */
@@ -400,7 +404,6 @@ static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *li
         ps.held = 1;
         c->parts[p] = c->pending[p] = ps;
     }
-    c->assigned = 1;
     pthread_mutex_unlock(&c->mu);
     if (stale > 0)
         seq_log(SEQ_LOG_INFO, "kafka: the embedded cluster's log starts empty at every start: "
@@ -418,6 +421,21 @@ static void drop_partitions(seq_consumer *c, const rd_kafka_topic_partition_list
         int32_t p = list->elems[i].partition;
         if (p >= 0 && (uint32_t)p < c->n_parts) c->parts[p].held = c->pending[p].held = 0;
     }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* What this node holds changed (consumer thread, after take_partitions or
+ * drop_partitions): the hook (the cluster map) learns it before anything else can see the
+ * assignment as arrived, so that the node never routes by a held set older than it
+ * (seq_consumer_wait_assigned returns only after the hook ran). */
+static void assignment_changed(seq_consumer *c, int assigned)
+{
+    pthread_mutex_lock(&c->hook_mu);
+    if (c->hook) c->hook(c->hook_ctx);
+    pthread_mutex_unlock(&c->hook_mu);
+    if (!assigned) return;
+    pthread_mutex_lock(&c->mu);
+    c->assigned = 1;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -452,6 +470,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         seq_log(SEQ_LOG_ERROR, "kafka: rebalance: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
+    assignment_changed(c, err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS);
 }
 
 /* Outside a group: every partition, assigned by this node itself. */
@@ -464,6 +483,7 @@ static int assign_all(seq_consumer *c)
     take_partitions(c, list);
     rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
     rd_kafka_topic_partition_list_destroy(list);
+    assignment_changed(c, 1);
     if (e) fprintf(stderr, "seqd: kafka: assign: %s\n", rd_kafka_err2str(e));
     return e ? SEQ_EINTERNAL : SEQ_OK;
 }
@@ -954,6 +974,7 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
     if (!c) return SEQ_EINTERNAL;
     c->cfg = *cfg;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->hook_mu, NULL);
     int rc = cfg->brokers ? ((c->brokers = strdup(cfg->brokers)) ? SEQ_OK : SEQ_EINTERNAL)
                           : start_mock(c, err, errlen);
     if (rc) goto fail;
@@ -1007,6 +1028,7 @@ void seq_consumer_stop(seq_consumer *c)
     if (c->mock) rd_kafka_mock_cluster_destroy(c->mock);
     if (c->mock_rk) rd_kafka_destroy(c->mock_rk);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->hook_mu);
     free(c->parts);
     free(c->pending);
     free(c->touched);
@@ -1051,6 +1073,14 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
 }
 
 void seq_consumer_join(seq_consumer *c) { atomic_store(&c->join, 1); }
+
+void seq_consumer_on_assignment(seq_consumer *c, seq_consumer_assign_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&c->hook_mu);
+    c->hook = fn;
+    c->hook_ctx = ctx;
+    pthread_mutex_unlock(&c->hook_mu);
+}
 
 void seq_consumer_drop_partition(seq_consumer *c, uint32_t p)
 {
