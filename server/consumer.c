@@ -36,6 +36,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,11 @@ struct seq_consumer {
      * lanes' succeed. fail_left is used by lane L's thread only. */
     uint32_t fail_lane;
     int fail_left;
+    /* Test hook (tests/integration/test_cluster_misrouted.py): SEQD_KILL_AFTER_COPIES=1
+     * kills the process (SIGKILL) as soon as a batch's misrouted copies are delivered,
+     * before the commit that would store the offsets of their origins: a crash in the
+     * window where a restart re-produces them. */
+    int kill_after_copies;
     _Atomic uint8_t *drop_req; /* partitions whose data the cluster map says to drop */
     part_state *pending; /* parts as they will be once the current batch commits */
     uint8_t *touched;
@@ -737,8 +743,12 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
     }
     if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
     /* the offsets of misrouted events are stored only once their copies are delivered */
+    seq_misroute_stats *ms = seq_misroute_get_stats(c->misroute);
+    uint64_t copies = atomic_load_explicit(&ms->reproduced, memory_order_relaxed);
     if (!rc) rc = seq_misroute_flush(c->misroute, &c->stop, err, errlen);
     if (rc) return rc;
+    if (c->kill_after_copies && atomic_load_explicit(&ms->reproduced, memory_order_relaxed) > copies)
+        raise(SIGKILL);
     int64_t stamp = seq_now_ms();
     note_newest(c, stamp);
     seq_lanes_run(c->pool, active);
@@ -994,6 +1004,8 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
     }
     const char *fail = getenv("SEQD_FAIL_LANE");
     if (fail && sscanf(fail, "%u:%d", &c->fail_lane, &c->fail_left) != 2) c->fail_left = 0;
+    const char *kill_copies = getenv("SEQD_KILL_AFTER_COPIES");
+    c->kill_after_copies = kill_copies && strcmp(kill_copies, "1") == 0;
     if (seq_lanes_new(c->n_lanes, lane_commit, c, &c->pool)) {
         rc = SEQ_EINTERNAL;
         seq_errf(err, errlen, "consumer: cannot start the write lanes' threads");
