@@ -239,7 +239,7 @@ def test_restarted_member_reads_its_partitions_from_the_ready_line(seqd_factory,
         assert on_a
         for u in users:
             (a if u in on_a else b).wait_item(u, u)
-        for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGTERM):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             a.stop(sig)
             a = start_a()  # returns at the ready line
             failed = []
