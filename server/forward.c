@@ -482,7 +482,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         peer_kill(pr, "sent something that is not HTTP/2");
         return;
     }
-    peer_flush(pr);
+    /* what the session wants to send (and requests submitted earlier in this pass) goes
+     * with the requests the rest of the pass submits: one send per peer and pass */
+    event_active(pr->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
