@@ -347,7 +347,18 @@ static int64_t start_offset(seq_consumer *c, int32_t p, part_state *ps, int64_t 
     }
     ps->next = stored ? next : 0;
     ps->expect = c->mock ? -1 : ps->next;
-    ps->log_from_ms = stored ? seq_store_get_log_from(c->cfg.store, p) : 0;
+    ps->log_from_ms = 0;
+    if (stored) {
+        int rc = seq_store_get_log_from(c->cfg.store, p, &ps->log_from_ms);
+        if (rc != SEQ_OK) {
+            /* unknown start: claim no more than what this run sees (a gap until now)
+             * rather than a whole log, which would hide a real gap */
+            ps->log_from_ms = ps->progress_ms;
+            seq_log(SEQ_LOG_WARN, "partition %d: stored stream start %s: its stream is "
+                    "reported as held from now", (int)p,
+                    rc == SEQ_EDATALOSS ? "damaged (kept aside)" : "unreadable");
+        }
+    }
     return stored ? next : RD_KAFKA_OFFSET_BEGINNING;
 }
 
@@ -960,12 +971,12 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
     if ((rc = make_consumer(c, err, errlen))) goto fail;
     if ((rc = seq_misroute_new(c->brokers, cfg->topic, cfg->kafka_conf, &c->misroute, err, errlen)))
         goto fail;
-    c->n_lanes = cfg->lanes < 1 ? 1 : (uint32_t)cfg->lanes;
-    if (c->n_lanes > SEQ_LANES_MAX) {
+    if (cfg->lanes > SEQ_LANES_MAX) { /* before n_lanes: the cleanup walks lanes[n_lanes] */
         rc = SEQ_EINVAL;
-        seq_errf(err, errlen, "consumer: %u write lanes, at most %d", c->n_lanes, SEQ_LANES_MAX);
+        seq_errf(err, errlen, "consumer: %d write lanes, at most %d", cfg->lanes, SEQ_LANES_MAX);
         goto fail;
     }
+    c->n_lanes = cfg->lanes < 1 ? 1 : (uint32_t)cfg->lanes;
     if (renew_batches(c)) {
         rc = SEQ_EINTERNAL;
         seq_errf(err, errlen, "consumer: out of memory");

@@ -420,8 +420,10 @@ static size_t out_pending(const peer *pr) { return pr->out.len - pr->out_off; }
  * only while something is left. 0, or -1 when the peer was killed (pr is freed). */
 static int peer_flush(peer *pr)
 {
-    if (!pr->connected) return 0; /* the connect event flushes */
     for (;;) {
+        /* gathered even while connecting: nghttp2 completes a stream reset at its deadline
+         * (on_deadline) only inside mem_send, so a peer whose connect hangs (a host that
+         * drops SYNs) must not hold the call past its deadline; the bytes wait in out */
         while (out_pending(pr) < OUT_HIGH) {
             const uint8_t *d;
             ssize_t n = nghttp2_session_mem_send(pr->sess, &d);
@@ -431,6 +433,7 @@ static int peer_flush(peer *pr)
             }
             if (n == 0) break;
         }
+        if (!pr->connected) return 0; /* the connect's write event sends them */
         size_t pend = out_pending(pr);
         if (!pend) break;
         ssize_t k = send(pr->fd, pr->out.data + pr->out_off, pend, MSG_NOSIGNAL);
@@ -667,6 +670,6 @@ int seq_fwd_call(struct event_base *base, const char *addr, const char *path,
     struct timeval tv = {(time_t)((deadline_ns - now) / 1000000000u),
                          (suseconds_t)((deadline_ns - now) % 1000000000u / 1000)};
     r->timer_on = evtimer_add(r->timer, &tv) == 0;
-    if (pr->connected) event_active(pr->flush_ev, EV_TIMEOUT, 0); /* else the connect event sends it */
+    event_active(pr->flush_ev, EV_TIMEOUT, 0); /* connecting: gathered, sent at the connect */
     return SEQ_OK;
 }

@@ -669,15 +669,23 @@ int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
     return rc;
 }
 
-int64_t seq_store_get_log_from(seq_store *st, int32_t partition)
+int seq_store_get_log_from(seq_store *st, int32_t partition, int64_t *ms)
 {
     uint8_t k[SEQ_KEY_MAX];
     size_t kl = seq_key_gap(k, partition), vl;
     char *val = NULL;
-    if (seq_store_get_raw(st, k, kl, &val, &vl, NULL, 0) != SEQ_OK) return 0;
-    int64_t ms = val && vl == 8 ? (int64_t)seq_get_be64((uint8_t *)val) : 0;
+    *ms = 0;
+    if (seq_store_get_raw(st, k, kl, &val, &vl, NULL, 0) != SEQ_OK) return SEQ_EINTERNAL;
+    if (!val) return SEQ_OK;
+    int rc = SEQ_OK;
+    if (vl == 8) {
+        *ms = (int64_t)seq_get_be64((uint8_t *)val);
+    } else {
+        seq_store_note_corrupt(st, k, kl, val, vl, "stream log start is not 8 bytes");
+        rc = SEQ_EDATALOSS;
+    }
     rocksdb_free(val);
-    return ms;
+    return rc;
 }
 
 uint64_t seq_store_malformed_count(seq_store *st) { return atomic_load(&st->malformed); }

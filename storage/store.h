@@ -185,9 +185,11 @@ uint64_t seq_store_newest_series(seq_store *st, seq_store_newest_fn fn, void *ct
  * a minute). SEQ_OK or SEQ_EINTERNAL. */
 int seq_store_newest_trim(seq_store *st, int64_t now, char *err, size_t errlen);
 
-/* Stored log start of a partition (seq_store_batch_set_log_from); 0 when none (the log
- * reached back to the partition's start, or was never found short). */
-int64_t seq_store_get_log_from(seq_store *st, int32_t partition);
+/* Stored log start of a partition (seq_store_batch_set_log_from) into *ms; 0 when none
+ * (the log reached back to the partition's start, or was never found short). SEQ_OK;
+ * SEQ_EDATALOSS when the stored value is damaged (kept aside, counted); SEQ_EINTERNAL
+ * when RocksDB cannot read it. Callers must not take a failure for "no gap". */
+int seq_store_get_log_from(seq_store *st, int32_t partition, int64_t *ms);
 /* Stored next offset and watermark of a partition; SEQ_ENOTFOUND when none. */
 int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
                          int64_t *watermark_ms);

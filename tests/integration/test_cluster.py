@@ -92,6 +92,7 @@ def test_map_everywhere(cluster):
     assert sorted(list(byid["a"].partitions) + list(byid["b"].partitions)) == list(range(P))
     out = nodes[0].seqctl("cluster", check=True).stdout
     assert "a " in out and "g2" in out and nodes[2].grpc in out, out
+    assert "0-%d" % (P - 1) in out, out  # c holds every partition: one range, not a list
 
 
 def test_equal_answers_and_served_by(cluster):
@@ -210,10 +211,12 @@ def h2_liar(lsock, stop):
 def test_dead_address_in_map_and_garbage_peer(cluster):
     """Entries of group g1 claiming every partition caught up, sorted before the real
     nodes (holders are tried in id order): one naming an address where nothing listens,
-    one that answers garbage, one that speaks HTTP/2 but answers a gRPC message shorter
-    than its prefix says (taken as the answer, the read would say served by 0h2liar),
-    one that accepts and never answers. Reads at a still succeed within their deadline
-    (each try but the last gets half the time left, then the next replica)."""
+    one whose connect never completes (a listener with a full accept queue: the kernel
+    drops the SYNs, as a dead host's network does), one that answers garbage, one that
+    speaks HTTP/2 but answers a gRPC message shorter than its prefix says (taken as the
+    answer, the read would say served by 0h2liar), one that accepts and never answers.
+    Reads at a still succeed within their deadline (each try but the last gets half the
+    time left, then the next replica)."""
     broker, nodes, users, tmp, factory = cluster
     from confluent_kafka import Producer
     dead = helpers.free_port()
@@ -229,6 +232,16 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     sink.bind(("127.0.0.1", 0))
     sink.listen(64)
     sink_port = sink.getsockname()[1]
+    hole = socket.socket()  # backlog 0, filled: further connects hang in SYN_SENT
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    hole_port = hole.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", hole_port))
+        fillers.append(f)
     stop = threading.Event()
 
     def garbage():
@@ -245,7 +258,8 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     def publish():
         import json as j
         while not stop.is_set():
-            for nid, port in (("0ghost", dead), ("0h2liar", h2_port), ("0liar", garbage_port),
+            for nid, port in (("0ghost", dead), ("0h2liar", h2_port), ("0hole", hole_port),
+                              ("0liar", garbage_port),
                               ("0sink", sink_port)):
                 rec = {"v": 1, "id": nid, "group": "g1", "grpc": "127.0.0.1:%d" % port,
                        "admin": "127.0.0.1:1", "incarnation": "x", "fingerprint": "0",
@@ -260,7 +274,7 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     for t in threads:
         t.start()
     try:
-        ghosts = {"0ghost", "0h2liar", "0liar", "0sink"}
+        ghosts = {"0ghost", "0h2liar", "0hole", "0liar", "0sink"}
         helpers.poll(lambda: ghosts <= set(nodes_by_id(nodes[0])), "ghosts in a's map")
         retries = nodes[0].metric("seqd_forward_retries_total")
         remote = [u for u in users if owner_of(nodes, G1, u) == "b"][:5]
@@ -268,7 +282,7 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
             r, md = get_with_md(nodes[0], u, timeout=4 * SLOW)
             assert len(r.item_ids) == 3
             assert md["seqd-served-by"] == "b", md
-        assert nodes[0].metric("seqd_forward_retries_total") >= retries + 4 * len(remote)
+        assert nodes[0].metric("seqd_forward_retries_total") >= retries + 5 * len(remote)
     finally:
         stop.set()
         for t in threads:
@@ -276,6 +290,9 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
         lsock.close()
         h2sock.close()
         sink.close()
+        hole.close()
+        for f in fillers:
+            f.close()
     # a leave record (null value) takes them out at once
     for nid in ghosts:
         p.produce("seqd.events.seqd-cluster", key=nid, value=None, partition=0)

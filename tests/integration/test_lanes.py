@@ -123,6 +123,10 @@ def test_failed_lane_write_retried_without_applying_twice(seqd_factory, tmp_path
         for e in evs:
             want.setdefault(e.user_id, []).append(e.item_id)
         assert read_items(s, want) == {u: sorted(v) for u, v in want.items()}
+        # the kept lane's partitions resume where its write left them: the retry skipping
+        # their messages is no jump in offsets, so no partition reports a gap
+        parts = s.status()["stream"]["partitions"]
+        assert len(parts) == PARTS and all(p["log_from_ms"] == 0 for p in parts), parts
         # offsets: a restart applies nothing again, and the stored malformed count is 20
         assert s.stop(signal.SIGKILL) == -signal.SIGKILL
         monkeypatch.delenv("SEQD_FAIL_LANE")

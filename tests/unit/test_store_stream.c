@@ -237,8 +237,17 @@ static void copies_across_flushes(void)
     fx_history_ms = 0;
 }
 
+/* the stored log start, which must read without error */
+static int64_t log_from(seq_store *st, uint32_t p)
+{
+    int64_t ms = -1;
+    CHECK(seq_store_get_log_from(st, (int32_t)p, &ms) == SEQ_OK);
+    return ms;
+}
+
 /* The layout puts the user's partition first in stream keys: dropping one partition
  * removes exactly its users' stream data and offset, and the count stays as stored. */
+
 static void drop_partition(void)
 {
     fx_rmdir();
@@ -260,7 +269,7 @@ static void drop_partition(void)
     uint32_t gone = seq_store_part_of(st, users[0]), other = (gone + 1) % 4;
     seq_store_batch_set_offset(b, (int32_t)gone, 9, T);
     /* log starts (caught up with a gap): in the commit's write, per partition, 0 deletes */
-    CHECK(seq_store_get_log_from(st, (int32_t)gone) == 0);
+    CHECK(log_from(st, gone) == 0);
     seq_store_batch_set_log_from(b, (int32_t)gone, T + 3);
     seq_store_batch_set_log_from(b, (int32_t)other, T + 4);
     /* held-since times: per partition, kept across a reopen, forgotten with a drop */
@@ -268,13 +277,13 @@ static void drop_partition(void)
     CHECK(seq_store_set_held_since(st, gone, T + 5, err, sizeof err) == SEQ_OK);
     CHECK(seq_store_set_held_since(st, other, T + 7, err, sizeof err) == SEQ_OK);
     CHECK(seq_store_user_held_since(st, users[0]) == T + 5);
-    CHECK(seq_store_get_log_from(st, (int32_t)gone) == 0); /* not before the commit */
+    CHECK(log_from(st, gone) == 0); /* not before the commit */
     CHECK(fx_commit(b) == SEQ_OK);
-    CHECK(seq_store_get_log_from(st, (int32_t)gone) == T + 3);
-    CHECK(seq_store_get_log_from(st, (int32_t)other) == T + 4);
+    CHECK(log_from(st, gone) == T + 3);
+    CHECK(log_from(st, other) == T + 4);
     seq_store_batch_set_log_from(b, (int32_t)other, 0);
     CHECK(fx_commit(b) == SEQ_OK);
-    CHECK(seq_store_get_log_from(st, (int32_t)other) == 0);
+    CHECK(log_from(st, other) == 0);
     seq_store_batch_set_log_from(b, (int32_t)other, T + 6);
     CHECK(fx_commit(b) == SEQ_OK);
     seq_store_reader *r = seq_store_reader_new(st);
@@ -297,15 +306,22 @@ static void drop_partition(void)
     int64_t off, wm;
     CHECK(seq_store_get_offset(st, (int32_t)gone, &off, &wm) == SEQ_ENOTFOUND);
     CHECK(seq_store_held_since(st, gone) == 0 && seq_store_held_since(st, other) == T + 7);
-    CHECK(seq_store_get_log_from(st, (int32_t)gone) == 0);
-    CHECK(seq_store_get_log_from(st, (int32_t)other) == T + 6);
+    CHECK(log_from(st, gone) == 0);
+    CHECK(log_from(st, other) == T + 6);
     seq_store_reader_free(r);
     seq_store_batch_free(b);
     seq_store_close(st);
     st = fx_open(d);
     CHECK(seq_store_partitions(st) == 4);
     CHECK(seq_store_held_since(st, gone) == 0 && seq_store_held_since(st, other) == T + 7);
-    CHECK(seq_store_get_log_from(st, (int32_t)other) == T + 6); /* kept across a reopen */
+    CHECK(log_from(st, other) == T + 6); /* kept across a reopen */
+    /* a damaged value is an error (kept aside, counted), never "the log reached back" */
+    uint8_t k[SEQ_KEY_MAX];
+    uint64_t corrupt = seq_store_corrupt_count(st);
+    fx_put_raw(st, k, seq_key_gap(k, (int32_t)other), "bad", 3);
+    int64_t ms = -1;
+    CHECK(seq_store_get_log_from(st, (int32_t)other, &ms) == SEQ_EDATALOSS && ms == 0);
+    CHECK(seq_store_corrupt_count(st) == corrupt + 1);
     seq_store_close(st);
     seq_def_free(d);
 }
