@@ -24,6 +24,8 @@ trap cl_cleanup EXIT
 bg() { "$@" & PIDS+=($!); }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }       # utime+stime, all threads
+# runq_wait_ms PID: time its threads were runnable but waited for a CPU (schedstat), in ms
+runq_wait_ms() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{w += $2} END {printf "%d\n", w / 1e6}'; }
 kv() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }          # value of key $1 in a key=value line
 now_us() { echo $(( $(date +%s%N) / 1000 )); }
 # metric ADMIN NAME: the sum of a Prometheus metric's samples (labels summed over)

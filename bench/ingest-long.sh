@@ -5,7 +5,9 @@
 # 10 s (with the block cache's usage, so that a rate falling as the data outgrows the
 # caches shows), until the log is consumed. Then the anchor a team would use instead:
 # Redis LPUSH + LTRIM of the same number of events, random users among the same users,
-# pipelined (redis-cli --pipe), as a ratio.
+# pipelined (redis-cli --pipe), as a ratio. After each consumption: seqd's CPU per thread
+# group, the time its threads waited for a CPU while runnable (a shared machine), and the
+# broker's CPU over the same window (is the harness the limit?).
 #   bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M]
 #                        [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]
 # --seqd-arg: one more argument for each seqd started (repeat it), e.g. to compare settings.
@@ -47,6 +49,10 @@ cleanup() {
 }
 trap cleanup EXIT
 bg() { "$@" & PIDS+=($!); }
+# sched PID: "comm run_ns wait_ns" per thread (/proc/.../schedstat: time on a CPU, and time
+# runnable but waiting for one, i.e. starved by other processes on a shared machine)
+sched() { local t; for t in /proc/"$1"/task/*; do echo "$(cat "$t/comm") $(cat "$t/schedstat")"; done 2>/dev/null; }
+sched_sum() { sched "$1" | awk '{r += $(NF-2); w += $(NF-1)} END {printf "%d %d\n", r / 1e6, w / 1e6}'; }
 metric() { curl -s "http://$A/metrics" | awk -v m="$1" '$1==m {s+=$2} END {printf "%.0f\n", s}'; }
 
 mkdir -p "$BIN" "$LOG"
@@ -60,6 +66,7 @@ fi
 SEQD=$OUT/build/seqd; SEQCTL=$OUT/build/seqctl
 
 bg "$SEQCTL" broker --partitions "$PARTS" >"$LOG/broker.out" 2>"$LOG/broker.err"
+BROKER_PID=$!
 for _ in $(seq 100); do grep -q brokers= "$LOG/broker.out" && break; sleep 0.1; done
 BROKERS=$(sed -n 's/.*brokers=\([^ ]*\).*/\1/p' "$LOG/broker.out")
 [ -n "$BROKERS" ] || die "seqctl broker did not start"
@@ -88,6 +95,7 @@ consume() {
   [ -n "$A" ] || die "seqd did not start (see $LOG/seqd-$label.err)"
   local t0 prev=0 tprev now a lag cache look start_applied total cpu_ms tick=0 done=0
   t0=$(date +%s%N); tprev=$t0; start_applied=$(metric seqd_events_applied_total)
+  local broker0; broker0=$(sched_sum "$BROKER_PID")
   printf '%8s %12s %12s %10s %14s %12s\n' elapsed_s applied rate_per_s lag cache_used_mb id_lookups
   while [ $done = 0 ]; do
     sleep 1; tick=$((tick + 1))
@@ -112,6 +120,22 @@ consume() {
       "over the whole log; seqd CPU $cpu_ms ms ($us_per_event µs/event, start included;" \
       "threads seqd-consumer + seqd-laneI: $consumer_us µs/event); load average $(cut -d' ' -f1-3 /proc/loadavg)"
   APPLIED=$prev
+  # where seqd's CPU went, per thread group, and whether the harness is the limit: the
+  # broker's CPU (the mock's Fetch handling, rdk:mock) over the same window, and how long
+  # the threads waited for a CPU while runnable (the other processes of the machine)
+  local split broker1
+  split=$(sched "$pid" | awk '
+    { g = "other"; n = $1
+      if (n == "seqd-consumer") g = "consumer"; else if (n ~ /^seqd-lane/) g = "lanes"
+      else if (n ~ /^rocksdb:high/) g = "flush"; else if (n ~ /^rocksdb:low/) g = "compaction"
+      else if (n ~ /^rdk:/) g = "kafka"
+      r[g] += $(NF-2) / 1e6; w[g] += $(NF-1) / 1e6 }
+    END { split("consumer lanes flush compaction kafka other", o, " ")
+          for (i = 1; i <= 6; i++) printf "%s %d ms (waited %d ms); ", o[i], r[o[i]], w[o[i]] }')
+  broker1=$(sched_sum "$BROKER_PID")
+  log "seqd ($label) threads, CPU (and time runnable but waiting for a CPU): $split" \
+      "the broker: $(( ${broker1% *} - ${broker0% *} )) ms CPU over the $(( total / 1000000 )) ms" \
+      "(waited $(( ${broker1#* } - ${broker0#* } )) ms)"
   local mis
   mis=$(metric seqd_events_misrouted_total)
   [ "$mis" = 0 ] || log "warning: $mis events were misrouted (re-produced and consumed twice): not plain ingest"

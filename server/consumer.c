@@ -52,7 +52,15 @@
 #include "misroute.h"
 
 #define BATCH_MAX 10000
-#define BATCH_WAIT_MS 5
+/* How long a gather waits for more messages after the first one. librdkafka's batch call
+ * waits out the whole timeout unless BATCH_MAX messages are queued, so this is added to
+ * every message's produce-to-visible time whenever the consumer keeps up; under a
+ * backlog the queue holds BATCH_MAX and the call returns at once, so it buys nothing
+ * there either. 1 ms, not 5: the commit that follows (memtable inserts, a synced write:
+ * a few ms at 50k events/s) lets the next batch gather meanwhile anyway; 5 ms cost
+ * 4-32 ms of p50 in bench/visible.sh runs, alternating (bench/NOTES.md, "Session 7 —
+ * write path"). */
+#define BATCH_WAIT_MS 1
 /* Work per commit: a message becomes visible only when its commit does, so a big batch
  * under backlog (10000 messages are ~100 ms of work) would hold back its first messages
  * that long; a commit costs well under a ms (one synced write), so committing every
