@@ -313,6 +313,15 @@ static void configure(seq_store *st, size_t cache_mb)
     rocksdb_options_set_write_buffer_size(st->opts, wbuf);
     rocksdb_options_set_max_write_buffer_number(st->opts, 2);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
+    /* Write amplification of the stream (helper wpath, bench/NOTES.md "Session 7 — write
+     * path"; other compaction settings belong here too): stream keys are random users, so
+     * every L0 file overlaps all of L1 and each L0 -> L1 compaction rewrites L1 whole.
+     * Compacting 8 flushed memtables at a time instead of RocksDB's 4 halves how often L1
+     * is rewritten per byte ingested: compaction CPU -32 % and -42 %, seqd CPU per event
+     * -7 % and -17 % in two `bench/ingest-long.sh` runs, order swapped. A read checks up
+     * to 8 L0 files' filters instead of 4 (pinned top-level index, cached partitions);
+     * the write slowdown (20 files) and stop (36) triggers stay RocksDB's. */
+    rocksdb_options_set_level0_file_num_compaction_trigger(st->opts, 8);
     /* The consumer looks up an id index key only when the id filter says "maybe seen"
      * (store_batch.c); a memtable bloom (prefix + whole key) answers those that are
      * absent without walking the skiplist. */
