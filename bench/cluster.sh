@@ -26,7 +26,7 @@
 #     from holding its first partition to all caught up; ratio to the ingest rate
 # Prints a markdown table (also bench/out/cluster.md) for bench/RESULTS.md.
 #
-#   bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR]
+#   bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR] [--threads N]
 # --fwd-only: only 2 (the three nodes, direct vs forwarded; no single node, no 3-5): the
 # forwarding bench/NOTES.md "Session 6" measured. --perf DIR: `perf record -g` of each node
 # during the closed-loop direct and forwarded windows, into DIR/{direct,fwd}-NODE.data
@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
     --users) USERS=$2; shift 2 ;;
     -D) DUR=$2; shift 2 ;;
     --threads) NODE_ARGS=(--threads "$2"); shift 2 ;;
-    *) echo "usage: bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR]" >&2; exit 2 ;;
+    *) echo "usage: bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR] [--threads N]" >&2; exit 2 ;;
   esac
 done
 . "$(dirname "$0")/cluster-lib.sh"
