@@ -4,7 +4,7 @@
 # two replica groups: n1 and n2 in group g1 (they split the partitions), n3 in group g2
 # (it holds them all). Produces sample events, waits until the map has settled, prints it
 # (seqctl cluster) and reads one user through every node (n1 and n2 forward the users of
-# each other's partitions).
+# each other's partitions) and with the Python routing client (clients/python).
 #
 # Then, on a terminal, the cluster stays up until Ctrl-C. With --demo, or when stdin is not
 # a terminal, it stops everything and exits 0. Work files (data dirs, logs) go to
@@ -88,9 +88,25 @@ for n in 1 2 3; do
   "$seqctl" --server "$grpc" --admin "$admin1" get 1 engagements --max 3
 done
 
+# the routing client goes straight to a holder of the user's partition (one hop)
+seeds=$(for n in 1 2 3; do sed -n 's/^seqd ready grpc=\([^ ]*\).*/"\1"/p' "$dir/n$n.log"; done | paste -sd, -)
+echo "== user 1 with the Python client: SeqdClient([$seeds])"
+PYTHONPATH=clients/python /usr/bin/python3 - "[$seeds]" <<'EOF'  # Debian's python3-grpcio
+import json, sys
+from seqd_client import SeqdClient
+c = SeqdClient(json.loads(sys.argv[1]), timeout=5.0)
+rows = c.get_list(1, "engagements", max_events=3)
+_, node = c.get_served(1, "engagements", max_events=3)
+print("partition %d, holders %s: %d events, served_by %s"
+      % (c.partition(1), " ".join(c.holders(1)), len(rows), node))
+for row in rows:
+    print("  ", row)
+c.close()
+EOF
+
 if [ "$demo" = 1 ]; then
   echo "== demo done: stopping the cluster"
   exit 0
 fi
-echo "== the cluster is running (logs in $dir); Ctrl-C stops it."
+echo "== the cluster is running (logs in $dir); Ctrl-C stops it. Seeds for SeqdClient: [$seeds]"
 wait "${pids[0]}"

@@ -55,7 +55,12 @@ struct seq_cluster {
     _Atomic int stop;
     _Atomic int publish_soon; /* seq_cluster_publish_soon: publish at the next refresh */
     _Atomic uint32_t n_parts;
-    _Atomic uint8_t held[SEQ_CLUSTER_MAX_PARTS];   /* 1 held, 2 held and caught up */
+    /* This node's own partitions, as the router reads them: 1 held, 2 held and caught
+     * up, 3 caught up with a gap. Stored from a snapshot of the consumer's under self_mu
+     * (held_from_consumer), by the map's thread every REFRESH_MS and by the consumer's
+     * thread at every assignment change: the later snapshot is always the one left. */
+    _Atomic uint8_t held[SEQ_CLUSTER_MAX_PARTS];
+    pthread_mutex_t self_mu;
     pthread_rwlock_t lock; /* nodes, n_nodes, updated_ms */
     node *nodes;
     int n_nodes;
@@ -327,12 +332,51 @@ static void expire(seq_cluster *c, int64_t now)
     pthread_rwlock_unlock(&c->lock);
 }
 
+/* caught up also means filled from the committed batches (PRODUCT.md "A node that
+ * acquires a partition") where loads are cluster-wide */
+static int part_caught(const seq_consumer_part *pt, seq_loads *loads, uint32_t p)
+{
+    return pt->caught_up && (!loads || seq_loads_filled(loads, p));
+}
+
+/* The consumer's partitions into parts (up to SEQ_CLUSTER_MAX_PARTS; returns how many)
+ * and into held[] and n_parts, under self_mu so that a snapshot taken earlier is never
+ * stored after a later one. */
+static uint32_t held_from_consumer(seq_cluster *c, seq_consumer_part *parts, seq_loads *loads)
+{
+    pthread_mutex_lock(&c->self_mu);
+    uint32_t n = seq_consumer_partitions(c->cfg.consumer, parts, SEQ_CLUSTER_MAX_PARTS);
+    if (n > SEQ_CLUSTER_MAX_PARTS) n = SEQ_CLUSTER_MAX_PARTS;
+    for (uint32_t p = 0; p < n; p++) {
+        int caught = parts[p].held && part_caught(&parts[p], loads, p);
+        atomic_store_explicit(&c->held[p],
+                              (uint8_t)(parts[p].held + caught + (caught && parts[p].gap_from_ms > 0)),
+                              memory_order_relaxed);
+    }
+    atomic_store_explicit(&c->n_parts, n, memory_order_release);
+    pthread_mutex_unlock(&c->self_mu);
+    return n;
+}
+
+/* The consumer's hook (seq_consumer_on_assignment), on its thread: this node's router
+ * follows the new assignment at once, and its record goes out now rather than at the
+ * next second (a record taken before the assignment says it holds nothing: other nodes
+ * would find no holder meanwhile). */
+static void on_assignment(void *ctx)
+{
+    seq_cluster *c = ctx;
+    static _Thread_local seq_consumer_part parts[SEQ_CLUSTER_MAX_PARTS];
+    held_from_consumer(c, parts, atomic_load(&c->loads));
+    atomic_store(&c->publish_soon, 1);
+    if (c->queue) rd_kafka_queue_yield(c->queue); /* the map's thread refreshes and publishes */
+}
+
 /* This node's entry from the consumer's partitions, readiness and the committed view. */
 static void refresh_self(seq_cluster *c, int64_t now)
 {
     static _Thread_local seq_consumer_part parts[SEQ_CLUSTER_MAX_PARTS];
-    uint32_t n = seq_consumer_partitions(c->cfg.consumer, parts, SEQ_CLUSTER_MAX_PARTS);
-    if (n > SEQ_CLUSTER_MAX_PARTS) n = SEQ_CLUSTER_MAX_PARTS;
+    seq_loads *loads = atomic_load(&c->loads);
+    uint32_t n = held_from_consumer(c, parts, loads);
     seq_cluster_record r = {0};
     snprintf(r.id, sizeof r.id, "%s", c->cfg.node_id);
     snprintf(r.group, sizeof r.group, "%s", c->cfg.group);
@@ -341,7 +385,6 @@ static void refresh_self(seq_cluster *c, int64_t now)
     snprintf(r.incarnation, sizeof r.incarnation, "%s", c->incarnation);
     snprintf(r.fingerprint, sizeof r.fingerprint, "%016" PRIx64, c->cfg.def->fingerprint);
     r.n_parts = n;
-    seq_loads *loads = atomic_load(&c->loads);
     /* applied position before the fill state: a node never claims a fill it has not done
      * for a load it has not applied */
     r.loads = loads ? seq_loads_applied(loads) : -1;
@@ -350,16 +393,10 @@ static void refresh_self(seq_cluster *c, int64_t now)
     r.impact = impact ? json_dumps(impact, JSON_COMPACT) : NULL;
     json_decref(impact);
     for (uint32_t p = 0; p < n; p++) {
-        /* caught up also means filled from the committed batches (PRODUCT.md "A node that
-         * acquires a partition") where loads are cluster-wide */
-        int caught = parts[p].caught_up && (!loads || seq_loads_filled(loads, p));
         if (parts[p].held) r.held[p / 8] |= (uint8_t)(1u << (p % 8));
-        if (caught) r.caught[p / 8] |= (uint8_t)(1u << (p % 8));
+        if (part_caught(&parts[p], loads, p)) r.caught[p / 8] |= (uint8_t)(1u << (p % 8));
         r.gap_from[p] = parts[p].gap_from_ms;
-        atomic_store_explicit(&c->held[p], (uint8_t)(parts[p].held + (parts[p].held && caught)),
-                              memory_order_relaxed);
     }
-    atomic_store_explicit(&c->n_parts, n, memory_order_release);
     char why[200];
     r.ready = seq_consumer_ready(c->cfg.consumer, why, sizeof why);
     r.heartbeat_ms = seq_now_ms(); /* wall clock: other nodes compare it with theirs */
@@ -520,6 +557,7 @@ int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *er
     c->cfg.grpc = c->grpc;
     c->cfg.admin = c->admin;
     pthread_rwlock_init(&c->lock, NULL);
+    pthread_mutex_init(&c->self_mu, NULL);
     seq_cluster_topic_name(cfg->topic, c->map_topic, sizeof c->map_topic);
     unsigned char r[8] = {0};
     FILE *u = fopen("/dev/urandom", "r");
@@ -539,6 +577,7 @@ int seq_cluster_start(const seq_cluster_config *cfg, seq_cluster **out, char *er
         (rc = start_reader(c, err, errlen)))
         goto fail;
     c->quiet_until = mono_ms() + TWIN_WINDOW_MS;
+    seq_consumer_on_assignment(c->cfg.consumer, on_assignment, c); /* before the first refresh */
     refresh_self(c, mono_ms());
     if (pthread_create(&c->thread, NULL, run, c)) {
         seq_errf(err, errlen, "cluster: cannot start its thread");
@@ -556,6 +595,7 @@ fail:
 void seq_cluster_stop(seq_cluster *c)
 {
     if (!c) return;
+    seq_consumer_on_assignment(c->cfg.consumer, NULL, NULL); /* no call of on_assignment after */
     atomic_store(&c->stop, 1);
     if (c->thread_started) {
         pthread_join(c->thread, NULL);
@@ -571,6 +611,7 @@ void seq_cluster_stop(seq_cluster *c)
     for (int i = 0; i < c->n_nodes; i++) seq_cluster_record_clear(&c->nodes[i].r);
     free(c->nodes);
     pthread_rwlock_destroy(&c->lock);
+    pthread_mutex_destroy(&c->self_mu);
     free(c);
 }
 
@@ -666,20 +707,33 @@ int seq_cluster_holds(const seq_cluster *c, uint32_t p)
 
 static int bit(const uint8_t *bits, uint32_t p) { return (bits[p / 8] >> (p % 8)) & 1; }
 
-int seq_cluster_caught_up(const seq_cluster *c, uint32_t p)
+static uint8_t own(const seq_cluster *c, uint32_t p)
 {
-    return p < SEQ_CLUSTER_MAX_PARTS &&
-           atomic_load_explicit(&((seq_cluster *)c)->held[p], memory_order_relaxed) == 2;
+    return p < SEQ_CLUSTER_MAX_PARTS
+               ? atomic_load_explicit(&((seq_cluster *)c)->held[p], memory_order_relaxed)
+               : 0;
 }
 
-int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p)
+int seq_cluster_caught_up(const seq_cluster *c, uint32_t p) { return own(c, p) >= 2; }
+
+int seq_cluster_gap(const seq_cluster *c, uint32_t p) { return own(c, p) == 3; }
+
+/* How good a holder of p a node's record makes it, best 0: caught up without a gap,
+ * caught up with one (its stream starts later than reads need: PRODUCT.md "caught up
+ * with a gap"), still filling; 3: not a holder. */
+static int rank(const node *x, uint32_t p)
+{
+    if (p >= x->r.n_parts || !bit(x->r.held, p) || !x->r.grpc[0]) return 3;
+    if (!bit(x->r.caught, p)) return 2;
+    return x->r.gap_from[p] > 0;
+}
+
+int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p, int without_gap)
 {
     int found = 0;
     pthread_rwlock_rdlock(&c->lock);
-    for (int i = 0; i < c->n_nodes && !found; i++) {
-        const node *x = &c->nodes[i];
-        found = !x->self && p < x->r.n_parts && bit(x->r.held, p) && bit(x->r.caught, p) && x->r.grpc[0];
-    }
+    for (int i = 0; i < c->n_nodes && !found; i++)
+        found = !c->nodes[i].self && rank(&c->nodes[i], p) <= (without_gap ? 0 : 1);
     pthread_rwlock_unlock(&c->lock);
     return found;
 }
@@ -689,19 +743,24 @@ int seq_cluster_route(seq_cluster *c, uint32_t p, char (*addrs)[SEQ_CLUSTER_ADDR
     if (p >= SEQ_CLUSTER_MAX_PARTS) return 0;
     int n = 0;
     pthread_rwlock_rdlock(&c->lock);
-    /* four passes from best to worst: caught up in our group, caught up elsewhere, then
-     * holders still filling, ours first */
-    for (int pass = 0; pass < 4 && n < max; pass++) {
-        int want_caught = pass < 2, want_ours = pass % 2 == 0;
+    /* six passes from best to worst: by rank (caught up without a gap, with one,
+     * filling), in each this node's group first */
+    for (int pass = 0; pass < 6 && n < max; pass++) {
+        int want_rank = pass / 2, want_ours = pass % 2 == 0;
         for (int i = 0; i < c->n_nodes && n < max; i++) {
             const node *x = &c->nodes[i];
-            if (x->self || p >= x->r.n_parts || !bit(x->r.held, p) || !x->r.grpc[0]) continue;
-            if (bit(x->r.caught, p) != want_caught) continue;
+            if (x->self || rank(x, p) != want_rank) continue;
             if ((strcmp(x->r.group, c->cfg.group) == 0) != want_ours) continue;
             snprintf(addrs[n++], SEQ_CLUSTER_ADDR, "%s", x->r.grpc);
         }
     }
     pthread_rwlock_unlock(&c->lock);
+    /* a holder that forwards (it is filling, or has a gap) is its own last resort: the
+     * call comes back marked forwarded and is read here, rather than failing when the
+     * better replicas do not answer (one still in the map for SEQ_CLUSTER_SILENT_MS
+     * after it died) */
+    if (n < max && n > 0 && seq_cluster_holds(c, p))
+        snprintf(addrs[n++], SEQ_CLUSTER_ADDR, "%s", c->cfg.grpc);
     return n;
 }
 

@@ -71,13 +71,15 @@ uint32_t seq_cluster_partitions(const seq_cluster *c);
 /* 1 when this node holds partition p (as of the last refresh, every ~200 ms). */
 int seq_cluster_holds(const seq_cluster *c, uint32_t p);
 
-/* 1 when this node holds p and has consumed it to the log's end. */
+/* 1 when this node holds p and has consumed it to the log's end (with or without a
+ * gap). This node's own partitions are its consumer's current assignment (updated at
+ * every assignment change, seq_consumer_on_assignment), not its last published record. */
 int seq_cluster_caught_up(const seq_cluster *c, uint32_t p);
-/* 1 when another node of the map holds p caught up (read lock). */
-int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p);
-/* Other nodes that hold partition p, best first: caught up before not, this node's group
- * before others; up to max advertised gRPC addresses copied into addrs[i] (each
- * SEQ_CLUSTER_ADDR bytes). Returns how many. */
+/* 1 when this node holds p caught up *with a gap* (seq_consumer_part.gap_from_ms). */
+int seq_cluster_gap(const seq_cluster *c, uint32_t p);
+/* 1 when another node of the map holds p caught up; without_gap: caught up without a
+ * gap (read lock). */
+int seq_cluster_caught_up_elsewhere(seq_cluster *c, uint32_t p, int without_gap);
 /* The cluster-wide loads (loads.h) this node publishes the progress of ("loads",
  * "filling") and gates its caught-up partitions on (held and filled). */
 struct seq_loads;
@@ -97,6 +99,12 @@ int seq_cluster_partial(seq_cluster *c, uint32_t np, char *names, size_t len);
 uint32_t seq_cluster_impact(seq_cluster *c, int64_t at, uint32_t np, uint64_t *emptied,
                             uint64_t *hidden);
 
+/* Other nodes that hold partition p, best first: caught up without a gap, caught up
+ * with a gap, still filling, and in each this node's group before others; then, when
+ * there is any and this node holds p itself, this node's own address (a call forwarded
+ * back to itself is read here: the last resort of a holder that forwards because it is
+ * filling or has a gap). Up to max advertised gRPC addresses copied into addrs[i] (each
+ * SEQ_CLUSTER_ADDR bytes). Returns how many. */
 #define SEQ_CLUSTER_ADDR 128
 int seq_cluster_route(seq_cluster *c, uint32_t p, char (*addrs)[SEQ_CLUSTER_ADDR], int max);
 

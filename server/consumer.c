@@ -36,6 +36,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,10 @@ struct seq_consumer {
     int64_t probe_at_ms; /* consumer thread: next broker probe, 0 = none due */
 
     pthread_mutex_t mu; /* guards parts/n_parts against the admin's snapshots */
+    /* seq_consumer_on_assignment: told after every change of what this node holds */
+    pthread_mutex_t hook_mu;
+    seq_consumer_assign_fn hook;
+    void *hook_ctx;
     part_state *parts;  /* indexed by partition id */
     uint32_t n_parts;
     int assigned;        /* the first assignment (possibly empty) arrived */
@@ -142,6 +147,11 @@ struct seq_consumer {
      * lanes' succeed. fail_left is used by lane L's thread only. */
     uint32_t fail_lane;
     int fail_left;
+    /* Test hook (tests/integration/test_cluster_misrouted.py): SEQD_KILL_AFTER_COPIES=1
+     * kills the process (SIGKILL) as soon as a batch's misrouted copies are delivered,
+     * before the commit that would store the offsets of their origins: a crash in the
+     * window where a restart re-produces them. */
+    int kill_after_copies;
     _Atomic uint8_t *drop_req; /* partitions whose data the cluster map says to drop */
     part_state *pending; /* parts as they will be once the current batch commits */
     uint8_t *touched;
@@ -419,7 +429,6 @@ static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *li
         ps.held = 1;
         c->parts[p] = c->pending[p] = ps;
     }
-    c->assigned = 1;
     pthread_mutex_unlock(&c->mu);
     if (stale > 0)
         seq_log(SEQ_LOG_INFO, "kafka: the embedded cluster's log starts empty at every start: "
@@ -437,6 +446,21 @@ static void drop_partitions(seq_consumer *c, const rd_kafka_topic_partition_list
         int32_t p = list->elems[i].partition;
         if (p >= 0 && (uint32_t)p < c->n_parts) c->parts[p].held = c->pending[p].held = 0;
     }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* What this node holds changed (consumer thread, after take_partitions or
+ * drop_partitions): the hook (the cluster map) learns it before anything else can see the
+ * assignment as arrived, so that the node never routes by a held set older than it
+ * (seq_consumer_wait_assigned returns only after the hook ran). */
+static void assignment_changed(seq_consumer *c, int assigned)
+{
+    pthread_mutex_lock(&c->hook_mu);
+    if (c->hook) c->hook(c->hook_ctx);
+    pthread_mutex_unlock(&c->hook_mu);
+    if (!assigned) return;
+    pthread_mutex_lock(&c->mu);
+    c->assigned = 1;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -471,6 +495,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         seq_log(SEQ_LOG_ERROR, "kafka: rebalance: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
+    assignment_changed(c, err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS);
 }
 
 /* Outside a group: every partition, assigned by this node itself. */
@@ -483,6 +508,7 @@ static int assign_all(seq_consumer *c)
     take_partitions(c, list);
     rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, list);
     rd_kafka_topic_partition_list_destroy(list);
+    assignment_changed(c, 1);
     if (e) fprintf(stderr, "seqd: kafka: assign: %s\n", rd_kafka_err2str(e));
     return e ? SEQ_EINTERNAL : SEQ_OK;
 }
@@ -736,8 +762,12 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
     }
     if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
     /* the offsets of misrouted events are stored only once their copies are delivered */
+    seq_misroute_stats *ms = seq_misroute_get_stats(c->misroute);
+    uint64_t copies = atomic_load_explicit(&ms->reproduced, memory_order_relaxed);
     if (!rc) rc = seq_misroute_flush(c->misroute, &c->stop, err, errlen);
     if (rc) return rc;
+    if (c->kill_after_copies && atomic_load_explicit(&ms->reproduced, memory_order_relaxed) > copies)
+        raise(SIGKILL);
     int64_t stamp = seq_now_ms();
     note_newest(c, stamp);
     seq_lanes_run(c->pool, active);
@@ -973,6 +1003,7 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
     if (!c) return SEQ_EINTERNAL;
     c->cfg = *cfg;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->hook_mu, NULL);
     int rc = cfg->brokers ? ((c->brokers = strdup(cfg->brokers)) ? SEQ_OK : SEQ_EINTERNAL)
                           : start_mock(c, err, errlen);
     if (rc) goto fail;
@@ -992,6 +1023,8 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
     }
     const char *fail = getenv("SEQD_FAIL_LANE");
     if (fail && sscanf(fail, "%u:%d", &c->fail_lane, &c->fail_left) != 2) c->fail_left = 0;
+    const char *kill_copies = getenv("SEQD_KILL_AFTER_COPIES");
+    c->kill_after_copies = kill_copies && strcmp(kill_copies, "1") == 0;
     if (seq_lanes_new(c->n_lanes, lane_commit, c, &c->pool)) {
         rc = SEQ_EINTERNAL;
         seq_errf(err, errlen, "consumer: cannot start the write lanes' threads");
@@ -1026,6 +1059,7 @@ void seq_consumer_stop(seq_consumer *c)
     if (c->mock) rd_kafka_mock_cluster_destroy(c->mock);
     if (c->mock_rk) rd_kafka_destroy(c->mock_rk);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->hook_mu);
     free(c->parts);
     free(c->pending);
     free(c->touched);
@@ -1070,6 +1104,14 @@ int seq_consumer_ready(seq_consumer *c, char *why, size_t whylen)
 }
 
 void seq_consumer_join(seq_consumer *c) { atomic_store(&c->join, 1); }
+
+void seq_consumer_on_assignment(seq_consumer *c, seq_consumer_assign_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&c->hook_mu);
+    c->hook = fn;
+    c->hook_ctx = ctx;
+    pthread_mutex_unlock(&c->hook_mu);
+}
 
 void seq_consumer_drop_partition(seq_consumer *c, uint32_t p)
 {

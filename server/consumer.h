@@ -94,6 +94,15 @@ void seq_consumer_stop(seq_consumer *c);
  * no live node has this node's id: server/cluster.h). Standalone: no effect. */
 void seq_consumer_join(seq_consumer *c);
 
+/* fn(ctx) is called on the consumer thread after every change of the partitions this
+ * node holds (an assignment or a revocation in its group, or a standalone node taking
+ * every partition), before seq_consumer_wait_assigned sees the first one: the cluster
+ * map (cluster.h) updates the node's own routing and publishes at once. fn must not call
+ * back into the consumer but through seq_consumer_partitions. NULL unsets it; once this
+ * returns, no call of the previous fn is running. Any thread. */
+typedef void (*seq_consumer_assign_fn)(void *ctx);
+void seq_consumer_on_assignment(seq_consumer *c, seq_consumer_assign_fn fn, void *ctx);
+
 /* Asks the consumer thread to drop what the store holds of partition p (its stream data
  * and stored offset: seq_store_drop_partition), unless this node holds p by then. For the
  * cluster map, once p's new holder in this node's group is caught up. Any thread. */

@@ -98,17 +98,21 @@ static int put_entry(seq_buf *b, const uint8_t *e, size_t n)
 
 /* -1: read here; else the partition to forward to. A partition this node holds but is
  * still filling (acquired in a rebalance) is read at a caught-up replica when there is
- * one, here otherwise (online and stale: the watermark says how far behind). A call that
- * arrived forwarded is read here whenever the partition is held. */
+ * one, here otherwise (online and stale: the watermark says how far behind). One it holds
+ * caught up *with a gap* (its stream starts later than reads need) is read at a replica
+ * caught up without one when there is one, here otherwise. A call that arrived forwarded
+ * is read here whenever the partition is held. */
 static int64_t remote_partition(seq_route *r, uint64_t uid, int was_forwarded)
 {
     seq_cluster *cl = atomic_load_explicit(&r->cluster, memory_order_acquire);
     uint32_t np = cl ? seq_cluster_partitions(cl) : 0;
     if (!np || !uid) return -1;
     uint32_t p = seq_partition_of_user(uid, np);
-    if (seq_cluster_caught_up(cl, p)) return -1;
+    if (seq_cluster_caught_up(cl, p))
+        return !was_forwarded && seq_cluster_gap(cl, p) && seq_cluster_caught_up_elsewhere(cl, p, 1)
+                   ? (int64_t)p : -1;
     if (seq_cluster_holds(cl, p))
-        return !was_forwarded && seq_cluster_caught_up_elsewhere(cl, p) ? (int64_t)p : -1;
+        return !was_forwarded && seq_cluster_caught_up_elsewhere(cl, p, 0) ? (int64_t)p : -1;
     return (int64_t)p;
 }
 

@@ -1,10 +1,11 @@
 /* Routing of reads in a cluster (PRODUCT.md, "Any node answers any read"): the method
  * table the transport serves is the service's, with GetSequence and BatchGetSequences
  * wrapped: a user whose partition this node holds is read here; another's call is
- * forwarded (forward.h) to a node that holds it (a caught-up one first, this node's group
- * first), the next replica tried on UNAVAILABLE, DATA_LOSS, FAILED_PRECONDITION or a peer
- * that does not answer, within the call's deadline. BatchGetSequences is split by
- * partition, the parts asked in parallel and answered in request order. A call that
+ * forwarded (forward.h) to a node that holds it (a caught-up one without a gap first, this
+ * node's group first: seq_cluster_route), the next replica tried on UNAVAILABLE, DATA_LOSS,
+ * FAILED_PRECONDITION or a peer that does not answer, within the call's deadline.
+ * BatchGetSequences is split by partition, the parts asked in parallel and answered in
+ * request order. A holder with a gap reads at a replica without one. A call that
  * arrives forwarded (`seqd-forwarded: 1`) is never forwarded again: for a partition not
  * held here it is UNAVAILABLE naming the partition. And ClusterService/GetClusterMap.
  * Before the cluster map runs (seq_route_set_cluster), everything is read here. */

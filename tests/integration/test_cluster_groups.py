@@ -33,6 +33,21 @@ def held(s):
     return sorted(p["partition"] for p in s.status()["stream"]["partitions"] if p["held"])
 
 
+def split_with_users(a, b, group, n):
+    """(a's partitions, b's) once a and b split the topic's partitions, and n new users with
+    one event each (item id = user id), visible at their holder."""
+    split = helpers.poll(lambda: (lambda x, y: (x, y) if x and y and
+                                  sorted(x + y) == list(range(P)) else None)(held(a), held(b)),
+                         "%s split between a and b" % group)
+    users = [helpers.new_user() for _ in range(n)]
+    now = helpers.now_ms()
+    a.producer().events([dict(user_id=u, time_ms=now - 1000, event_type="click", item_id=u)
+                         for u in users])
+    for u in users:
+        (a if partition_of_user(u, P) in split[0] else b).wait_item(u, u)
+    return split, users
+
+
 def test_group_splits_partitions_and_restart_keeps_them(seqd_factory, tmp_path):
     broker, brokers = start_broker()
     try:
@@ -176,18 +191,10 @@ def test_as_of_before_a_partition_was_acquired_is_refused(seqd_factory):
         # no --instance-id: dynamic membership, so b's SIGTERM hands its partitions over at once
         a = seqd_factory(brokers=brokers, args=["--group", "g4"])
         b = seqd_factory(brokers=brokers, args=["--group", "g4"])
-        split = helpers.poll(lambda: (lambda x, y: (x, y) if x and y and
-                                      sorted(x + y) == list(range(P)) else None)(held(a), held(b)),
-                             "g4 split between a and b")
-        users = [helpers.new_user() for _ in range(24)]
-        now = helpers.now_ms()
-        a.producer().events([dict(user_id=u, time_ms=now - 1000, event_type="click", item_id=u)
-                             for u in users])
+        split, users = split_with_users(a, b, "g4", 24)
         on_a = [u for u in users if partition_of_user(u, P) in split[0]]
         on_b = [u for u in users if partition_of_user(u, P) in split[1]]
         assert on_a and on_b
-        for u in users:
-            (a if u in on_a else b).wait_item(u, u)
         time.sleep(0.05)
         t_before = helpers.now_ms()  # every event applied by its holder
         time.sleep(0.05)
@@ -206,6 +213,50 @@ def test_as_of_before_a_partition_was_acquired_is_refused(seqd_factory):
         r, _ = get_with_md(a, on_b[0], metadata=[("seqd-forwarded", "1")],
                            as_of_ms=helpers.now_ms())
         assert on_b[0] in r.item_ids
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait()
+
+
+def test_restarted_member_reads_its_partitions_from_the_ready_line(seqd_factory, tmp_path):
+    """A member restarted with its --instance-id (static membership: the group gives it its
+    partitions back at once) answers reads of its own users from the moment it prints its
+    ready line, through a real gRPC client: it routes by its consumer's assignment, not
+    by a map record taken before the assignment arrived (which said it held nothing, so
+    its reads were forwarded or refused 'no node of the cluster holds it' until the next
+    refresh). The group's other node learns a's partitions from a's record published at
+    the assignment: it forwards them to a again."""
+    import grpc
+    pb = helpers.pb()
+    broker, brokers = start_broker()
+    try:
+        def start_a():
+            return seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "a"],
+                                data_dir=str(tmp_path / "a"))
+        a = start_a()
+        b = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "b"])
+        split, users = split_with_users(a, b, "g1", 48)
+        on_a = [u for u in users if partition_of_user(u, P) in split[0]]
+        assert on_a
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            a.stop(sig)
+            a = start_a()  # returns at the ready line
+            failed = []
+            for u in on_a:  # at once, one call after the other
+                try:
+                    r, call = a.stub().GetSequence.with_call(
+                        pb.GetSequenceRequest(user_id=u, sequence="engagements"), timeout=30)
+                    served = dict(call.trailing_metadata()).get("seqd-served-by")
+                    if list(r.item_ids) != [u] or served != "a":
+                        failed.append((u, list(r.item_ids), served))
+                except grpc.RpcError as e:
+                    failed.append((u, e.code(), e.details()))
+            assert not failed, (sig, failed)
+            assert held(a) == split[0]
+            # b forwards a's users to a again once a's record (published at its
+            # assignment) arrived
+            helpers.poll(lambda: all(list(b.get(u).item_ids) == [u] for u in on_a[:4]),
+                         "b reads a's users through a")
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait()

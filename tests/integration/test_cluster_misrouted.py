@@ -81,3 +81,113 @@ def test_second_copy_of_an_origin_does_not_undo_a_correction(seqd_factory):
     assert sorted(r.item_ids) == [2, 9]
     assert s.counts()["misrouted_duplicates"] == 1
     assert s.counts()["misrouted"] == 1
+
+
+def origin_copies(brokers, partition):
+    """{origin header: number of copies} in a partition's log (every message read)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "t-copies-%d" % partition,
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    out = {}
+    try:
+        c.assign([TopicPartition("seqd.events", partition, OFFSET_BEGINNING)])
+        while True:
+            m = c.poll(10.0)
+            assert m is not None, "no end of partition %d" % partition
+            if m.error():
+                break  # the end of the partition
+            for k, v in m.headers() or []:
+                if k == "seqd-origin":
+                    out[v.decode()] = out.get(v.decode(), 0) + 1
+    finally:
+        c.close()
+    return out
+
+
+def log_ends(brokers, partitions):
+    """{partition: its log's end offset}."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "t-ends"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition("seqd.events", p), timeout=30)[1]
+                for p in partitions}
+    finally:
+        c.close()
+
+
+def test_copies_reproduced_after_a_sigkill_visible_once(seqd_factory, tmp_path, monkeypatch):
+    """Two replica groups of one node each, a (g1) and b (g2), both holding every
+    partition; events of 12 users produced to one partition not theirs (misrouted). a is
+    SIGKILLed (test hook SEQD_KILL_AFTER_COPIES) once a batch's copies are delivered and
+    before its commit, so its restart re-produces them; b, which applied the first copies
+    (a's, and its own) and stored its offsets past them, is restarted before that (the
+    origins it applied live in memory: forgotten), so it applies a's second copies
+    again. Still every event is visible once, at both nodes: a copy carries the event's
+    event_id, and a stored event_id is stored once (PRODUCT.md rule 3; the store's id
+    index). b counts no duplicate copy after its restart: event ids, not the remembered
+    origins, made the answer exact."""
+    import signal
+    from confluent_kafka import Producer
+    sys.path.insert(0, os.path.dirname(__file__))
+    from cluster_helpers import Broker, get_with_md
+    P = 8
+    broker = Broker(partitions=P)
+    try:
+        def node(nid, group):
+            return seqd_factory(brokers=broker.brokers, data_dir=str(tmp_path / nid),
+                                args=["--group", group, "--instance-id", nid])
+
+        def consumed(s, parts, ends):  # s stored offsets up to ends (copies delivered)
+            return all(q["next_offset"] >= ends[q["partition"]]
+                       for q in s.status()["stream"]["partitions"] if q["partition"] in parts)
+        wrong = 5
+        users = [u for u in range(1000, 5000) if partition_of_user(u, P) != wrong][:12]
+        now = helpers.now_ms()
+        evs = [helpers.make_event(u, now - 10000 + k, "click", item_id=u * 10 + k,
+                                  event_id="k-%d-%d" % (u, k)) for u in users for k in range(2)]
+        monkeypatch.setenv("SEQD_KILL_AFTER_COPIES", "1")
+        a = node("a", "g1")  # dies at its first batch whose copies went out
+        monkeypatch.delenv("SEQD_KILL_AFTER_COPIES")
+        b = node("b", "g2")
+        prod = Producer({"bootstrap.servers": broker.brokers, "linger.ms": 0})
+        for ev in evs:
+            prod.produce("seqd.events", key=str(ev.user_id).encode(),
+                         value=ev.SerializeToString(), partition=wrong)
+        assert prod.flush(60) == 0
+        assert a.wait_exit() == -signal.SIGKILL
+        helpers.poll(lambda: b.counts()["misrouted"] == len(evs), "b re-produced every event")
+        ends = log_ends(broker.brokers, range(P))
+        helpers.poll(lambda: consumed(b, range(P), ends), "b stored its offsets past every copy")
+        # a's copies that went out before its crash (b's are the other ones)
+        first = {o for o, n in copies_by_origin(broker.brokers, P, wrong).items() if n == 2}
+        assert first
+        assert b.stop(signal.SIGKILL) == -signal.SIGKILL
+        b = node("b", "g2")
+        a = node("a", "g1")  # replays `wrong` from offset 0: the copies go out again
+        helpers.poll(lambda: consumed(a, [wrong], log_ends(broker.brokers, [wrong])),
+                     "a's second copies delivered")
+        ends = log_ends(broker.brokers, range(P))
+        for s in (a, b):
+            helpers.poll(lambda: consumed(s, range(P), ends), "every copy consumed")
+        copies = copies_by_origin(broker.brokers, P, wrong)
+        assert len(copies) == len(evs), copies
+        assert {o for o, n in copies.items() if n == 3} == first, copies  # a's twice, b's once
+        assert set(copies.values()) <= {2, 3}, copies
+        for u in users:
+            for s in (a, b):
+                r, md = get_with_md(s, u)
+                assert list(r.item_ids) == [u * 10 + 1, u * 10], (u, s is a, list(r.item_ids))
+        assert b.counts()["misrouted_duplicates"] == 0  # its restart forgot the origins
+        assert b.counts()["events_applied"] == len(evs)  # every second copy of a's applied
+    finally:
+        broker.stop()
+
+
+def copies_by_origin(brokers, n_parts, wrong):
+    """{origin: copies} over every partition but `wrong`."""
+    out = {}
+    for p in range(n_parts):
+        if p != wrong:
+            for o, n in origin_copies(brokers, p).items():
+                out[o] = out.get(o, 0) + n
+    return out

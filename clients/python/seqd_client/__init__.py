@@ -8,9 +8,14 @@
 
 It fetches the cluster map (ClusterService/GetClusterMap) from any seed, computes a
 user's partition with Kafka's murmur2 (as seqd does), and calls a caught-up holder of it
-directly (one hop, no forwarding); on UNAVAILABLE (or DATA_LOSS, FAILED_PRECONDITION, no
-answer) it refreshes the map and tries the next holder, within the call's deadline. The
-map is also refreshed every `refresh_s` seconds."""
+directly (one hop, no forwarding): one caught up without a gap first (a holder whose map
+entry lists the partition in `gap_partitions` holds its stream only from `gap_from_ms`
+on: the Kafka log no longer reached back when it took the partition), a ready one first.
+On UNAVAILABLE (or DATA_LOSS, FAILED_PRECONDITION, no answer) it refreshes the map and
+tries the next holder, within the call's deadline. The map is also refreshed every
+`refresh_s` seconds. `get_served` also returns the id of the node that read storage (the
+`seqd-served-by` trailer): where the only caught-up holder has a gap, that is the node
+named there."""
 import threading
 import time
 
@@ -62,13 +67,21 @@ class SeqdClient:
             return m
         raise RuntimeError("seqd_client: no node answered GetClusterMap: %s" % err)
 
+    @staticmethod
+    def _rank(n, p, gaps):
+        """How good a holder of partition p node n is, best 0: caught up without a gap
+        (ready, then not), with a gap (ready, then not), still filling."""
+        if p not in n.caught_up:
+            return 4
+        return (2 if p in gaps else 0) + (0 if n.ready else 1)
+
     def _install(self, m):
         owners = {}
+        holders = [(n, set(n.partitions), set(n.gap_partitions)) for n in m.nodes]
         for p in range(m.partitions):
-            caught = [n.grpc for n in m.nodes if p in n.caught_up and n.ready]
-            caught += [n.grpc for n in m.nodes if p in n.caught_up and not n.ready]
-            filling = [n.grpc for n in m.nodes if p in n.partitions and p not in n.caught_up]
-            owners[p] = caught + filling
+            ranked = sorted((self._rank(n, p, gaps), i, n.grpc)
+                            for i, (n, held, gaps) in enumerate(holders) if p in held)
+            owners[p] = [addr for _, _, addr in ranked]
         with self._lock:
             self._map, self._map_at, self._owners = m, time.monotonic(), owners
 
@@ -89,7 +102,7 @@ class SeqdClient:
 
     # ---- calls ----
 
-    def _call(self, user_id, method, request, timeout):
+    def _call(self, user_id, method, request, timeout, with_call=False):
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         tried, last = [], None
         refreshed = False
@@ -114,6 +127,8 @@ class SeqdClient:
                 raise last if last else RuntimeError("seqd_client: deadline exceeded")
             stub = self.pbg.SequenceServiceStub(self._channel(addr))
             try:
+                if with_call:
+                    return getattr(stub, method).with_call(request, timeout=left)
                 return getattr(stub, method)(request, timeout=left)
             except grpc.RpcError as e:
                 if e.code() not in RETRYABLE:
@@ -130,6 +145,13 @@ class SeqdClient:
         """GetSequence for one user at a holder of its partition."""
         req = self.pb.GetSequenceRequest(user_id=user_id, sequence=sequence, **fields)
         return self._call(user_id, "GetSequence", req, timeout)
+
+    def get_served(self, user_id, sequence, timeout=None, **fields):
+        """(GetSequenceResponse, id of the node that read storage): the seqd-served-by
+        trailer, e.g. to tell an answer of a holder caught up with a gap."""
+        req = self.pb.GetSequenceRequest(user_id=user_id, sequence=sequence, **fields)
+        resp, call = self._call(user_id, "GetSequence", req, timeout, with_call=True)
+        return resp, dict(call.trailing_metadata()).get("seqd-served-by")
 
     def get_list(self, user_id, sequence, **kw):
         """The sequence as a list of dicts, newest first."""
