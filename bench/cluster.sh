@@ -26,7 +26,7 @@
 #     from holding its first partition to all caught up; ratio to the ingest rate
 # Prints a markdown table (also bench/out/cluster.md) for bench/RESULTS.md.
 #
-#   bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR]
+#   bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR] [--threads N]
 # --fwd-only: only 2 (the three nodes, direct vs forwarded; no single node, no 3-5): the
 # forwarding bench/NOTES.md "Session 6" measured. --perf DIR: `perf record -g` of each node
 # during the closed-loop direct and forwarded windows, into DIR/{direct,fwd}-NODE.data
@@ -35,7 +35,7 @@
 # and the tools into bench/out like bench/run. Loopback only. Never run in CI.
 set -euo pipefail
 
-QUICK=0; USERS=""; DUR=""; FWD_ONLY=0; PERF_DIR=""
+QUICK=0; USERS=""; DUR=""; FWD_ONLY=0; PERF_DIR=""; NODE_ARGS=()
 PERF_SYSCALLS=$(printf 'syscalls:sys_enter_%s,' sendto recvfrom writev readv write read epoll_wait epoll_ctl ioctl futex)
 PERF_SYSCALLS=${PERF_SYSCALLS%,}
 while [ $# -gt 0 ]; do
@@ -45,7 +45,8 @@ while [ $# -gt 0 ]; do
     --perf) PERF_DIR=$(realpath -m "$2"); mkdir -p "$PERF_DIR"; shift 2 ;;
     --users) USERS=$2; shift 2 ;;
     -D) DUR=$2; shift 2 ;;
-    *) echo "usage: bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR]" >&2; exit 2 ;;
+    --threads) NODE_ARGS=(--threads "$2"); shift 2 ;;
+    *) echo "usage: bench/cluster.sh [--quick] [--users N] [-D SECS] [--fwd-only] [--perf DIR] [--threads N]" >&2; exit 2 ;;
   esac
 done
 . "$(dirname "$0")/cluster-lib.sh"
@@ -126,7 +127,7 @@ fi
 # ---------------------------------------------------------------- the cluster
 log "three nodes in group g1"
 cl_broker $P
-cl_node n1 g1; cl_node n2 g1; cl_node n3 g1
+cl_node n1 g1 "${NODE_ARGS[@]}"; cl_node n2 g1 "${NODE_ARGS[@]}"; cl_node n3 g1 "${NODE_ARGS[@]}"
 cl_ready n1 n2 n3
 cl_wait_settled "${NODE_ADMIN[n1]}" n1 n2 n3
 load_everywhere "$GEN" "$START" "$END" n1 n2 n3

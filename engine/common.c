@@ -43,6 +43,13 @@ void seq_buf_free(seq_buf *b)
     b->len = b->cap = 0;
 }
 
+void seq_str_copy(char *dst, size_t n, const char *src)
+{
+    size_t l = strnlen(src, n - 1);
+    memcpy(dst, src, l);
+    dst[l] = '\0';
+}
+
 int64_t seq_now_ms(void)
 {
     struct timespec ts;

@@ -39,6 +39,10 @@ int seq_buf_reserve(seq_buf *b, size_t extra); /* 0, or -1 on OOM */
 int seq_buf_append(seq_buf *b, const void *p, size_t n);
 void seq_buf_free(seq_buf *b);
 
+/* dst = src cut to n - 1 bytes (n > 0), always terminated: snprintf("%s") without the
+ * format parsing, for copies on hot paths. */
+void seq_str_copy(char *dst, size_t n, const char *src);
+
 /* Little-endian / big-endian fixed-width helpers (unaligned-safe). */
 static inline void seq_put_be64(uint8_t *p, uint64_t v)
 {

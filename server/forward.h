@@ -15,11 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* status: a gRPC status (SEQ_OK with resp/len the response message); msg: the peer's
- * grpc-message (or ours); served_by: the peer's seqd-served-by trailer ("" if none).
- * All pointers are valid during the callback only. */
-typedef void (*seq_fwd_done_fn)(void *ctx, int status, const char *msg, const uint8_t *resp,
-                                size_t len, const char *served_by);
+#include "../engine/common.h"
+
+/* status: a gRPC status (SEQ_OK with resp the response message, NULL otherwise); msg: the
+ * peer's grpc-message (or ours); served_by: the peer's seqd-served-by trailer ("" if none).
+ * All pointers are valid during the callback only; the callback may take resp's bytes by
+ * swapping *resp with a seq_buf of its own (any valid one: forward.c reuses or frees it),
+ * which saves copying the answer. */
+typedef void (*seq_fwd_done_fn)(void *ctx, int status, const char *msg, seq_buf *resp,
+                                const char *served_by);
 
 /* Starts a unary call of `path` with the request message req on peer `addr` (HOST:PORT),
  * on base (the calling worker's loop; the worker's connection pool is per thread).

@@ -36,6 +36,7 @@
 
 #include "grpc_frame.h"
 #include "grpc_internal.h"
+#include "ngmem.h"
 
 #define OUT_HIGH (1u << 20)       /* pending output above which a connection stops reading */
 #define READ_CHUNK 65536
@@ -51,9 +52,6 @@
 #define STOP_GRACE_S 5
 #define DEFAULT_MAX_MSG (4u << 20)
 #define DEFAULT_IDLE_MS 300000u
-#define MEM_MIN_SHIFT 5           /* nghttp2 block classes: 32 << k bytes, header included */
-#define MEM_CLASSES 8             /* ... up to 4096; larger blocks go to malloc */
-#define MEM_KEEP_BYTES (512u << 10) /* free blocks kept per class and worker, in bytes */
 #define STREAM_OUT_HIGH (256u << 10) /* a streaming call's unsent responses above which
                                         its request bytes are left unread */
 
@@ -121,15 +119,6 @@ struct conn {
     conn *prev, *next, *dnext;
 };
 
-/* Free lists of the blocks nghttp2 allocates per stream and frame (~8 per call, all
- * freed when the stream closes), so they skip malloc's bins. Used only by the worker's
- * thread: a session runs on one worker. Each class keeps up to MEM_KEEP_BYTES, enough
- * for the blocks of hundreds of streams in flight. */
-typedef struct {
-    void *free[MEM_CLASSES];
-    unsigned nfree[MEM_CLASSES];
-} mem_pool;
-
 struct worker {
     seq_grpc_server *srv;
     int idx;
@@ -144,8 +133,7 @@ struct worker {
     int nconns;
     seq_grpc_call *pool;
     int npool;
-    mem_pool mem;
-    nghttp2_mem ngmem;
+    seq_ngmem *mem; /* nghttp2's blocks of this worker's sessions */
     uint8_t rbuf[READ_CHUNK];
 };
 
@@ -231,92 +219,6 @@ size_t seq_grpc_pct_encode(const char *in, char *out, size_t outlen)
     }
     out[o] = 0;
     return o;
-}
-
-/* ------------------------------------------------------------------ nghttp2 memory */
-
-/* Each block starts with its class (MEM_CLASSES: a malloc'ed block), keeping the
- * payload aligned as malloc's is. */
-typedef union {
-    unsigned cls;
-    max_align_t align;
-} mem_hdr;
-
-static unsigned mem_class(size_t size)
-{
-    size_t need = size + sizeof(mem_hdr);
-    unsigned k = 0;
-    while (k < MEM_CLASSES && need > ((size_t)1 << (MEM_MIN_SHIFT + k))) k++;
-    return k;
-}
-
-static void *mem_malloc(size_t size, void *ud)
-{
-    mem_pool *mp = ud;
-    unsigned k = mem_class(size);
-    mem_hdr *h;
-    if (k < MEM_CLASSES && mp->free[k]) {
-        h = mp->free[k];
-        mp->free[k] = *(void **)(h + 1);
-        mp->nfree[k]--;
-    } else {
-        h = malloc(k < MEM_CLASSES ? (size_t)1 << (MEM_MIN_SHIFT + k) : sizeof *h + size);
-        if (!h) return NULL;
-        h->cls = k;
-    }
-    return h + 1;
-}
-
-static void mem_free(void *ptr, void *ud)
-{
-    mem_pool *mp = ud;
-    if (!ptr) return;
-    mem_hdr *h = (mem_hdr *)ptr - 1;
-    unsigned k = h->cls;
-    if (k >= MEM_CLASSES || mp->nfree[k] >= MEM_KEEP_BYTES >> (MEM_MIN_SHIFT + k)) {
-        free(h);
-        return;
-    }
-    *(void **)ptr = mp->free[k];
-    mp->free[k] = h;
-    mp->nfree[k]++;
-}
-
-static void *mem_calloc(size_t nmemb, size_t size, void *ud)
-{
-    if (size && nmemb > SIZE_MAX / 2 / size) return NULL;
-    void *p = mem_malloc(nmemb * size, ud);
-    if (p) memset(p, 0, nmemb * size);
-    return p;
-}
-
-static void *mem_realloc(void *ptr, size_t size, void *ud)
-{
-    if (!ptr) return mem_malloc(size, ud);
-    mem_hdr *h = (mem_hdr *)ptr - 1;
-    if (h->cls >= MEM_CLASSES) { /* stays a malloc'ed block, whatever the new size */
-        mem_hdr *n = realloc(h, sizeof *n + size);
-        return n ? n + 1 : NULL;
-    }
-    size_t have = ((size_t)1 << (MEM_MIN_SHIFT + h->cls)) - sizeof *h;
-    if (size <= have) return ptr;
-    void *p = mem_malloc(size, ud);
-    if (!p) return NULL;
-    memcpy(p, ptr, have);
-    mem_free(ptr, ud);
-    return p;
-}
-
-static void mem_pool_free(mem_pool *mp)
-{
-    for (unsigned k = 0; k < MEM_CLASSES; k++) {
-        while (mp->free[k]) {
-            mem_hdr *h = mp->free[k];
-            mp->free[k] = *(void **)(h + 1);
-            free(h);
-        }
-        mp->nfree[k] = 0;
-    }
 }
 
 /* ------------------------------------------------------------------ calls */
@@ -446,7 +348,7 @@ seq_buf *seq_grpc_call_reply(seq_grpc_call *c) { return &c->reply; }
 struct event_base *seq_grpc_call_base(seq_grpc_call *c) { return c->w->base; }
 void seq_grpc_call_set_served_by(seq_grpc_call *c, const char *v)
 {
-    snprintf(c->served_by, sizeof c->served_by, "%s", v ? v : "");
+    seq_str_copy(c->served_by, sizeof c->served_by, v ? v : "");
 }
 
 /* ------------------------------------------------------------------ responses */
@@ -661,7 +563,7 @@ void seq_grpc_finish(seq_grpc_call *c, int status, const char *msg)
     if (c->state == CALL_HELD) {
         /* Any thread: hand the result to the worker, which owns the session. */
         c->fin_status = status;
-        snprintf(c->fin_msg, sizeof c->fin_msg, "%s", msg ? msg : "");
+        seq_str_copy(c->fin_msg, sizeof c->fin_msg, msg ? msg : "");
         c->qnext = NULL;
         worker_wake(c->w, c);
         return;
@@ -1128,7 +1030,7 @@ static conn *conn_new(worker *w, int fd)
     c->w = w;
     c->fd = fd;
     c->last_ns = now_ns();
-    if (nghttp2_session_server_new3(&c->sess, w->srv->cbs, c, w->srv->opt, &w->ngmem) != 0) {
+    if (nghttp2_session_server_new3(&c->sess, w->srv->cbs, c, w->srv->opt, seq_ngmem_get(w->mem)) != 0) {
         free(c);
         return NULL;
     }
@@ -1290,8 +1192,8 @@ static int worker_init(worker *w, seq_grpc_server *srv, int idx)
     w->srv = srv;
     w->idx = idx;
     w->lfd = -1;
-    w->ngmem = (nghttp2_mem){&w->mem, mem_malloc, mem_free, mem_calloc, mem_realloc};
     pthread_mutex_init(&w->mu, NULL);
+    if (!(w->mem = seq_ngmem_new())) return -1;
     w->base = event_base_new();
     if (!w->base) return -1;
     w->wake_ev = event_new(w->base, -1, EV_PERSIST, worker_on_wake, w);
@@ -1318,7 +1220,7 @@ static void worker_free(worker *w)
         w->pool = c->next;
         call_destroy(c);
     }
-    mem_pool_free(&w->mem); /* after the sessions: conn_close deleted them */
+    seq_ngmem_free(w->mem); /* after the sessions: conn_close deleted them */
     if (w->accept_ev) event_free(w->accept_ev);
     if (w->wake_ev) event_free(w->wake_ev);
     if (w->stop_ev) event_free(w->stop_ev);

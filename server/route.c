@@ -145,12 +145,12 @@ typedef struct {
     seq_buf req;
     uint64_t deadline;
     int64_t partition;
-    char addrs[MAX_TRIES][SEQ_CLUSTER_ADDR];
     int n, next;
     /* the outcome */
     int status;
     char msg[300], served_by[128];
-    seq_buf resp;
+    seq_buf resp; /* a batch part's answer (a whole call's goes to the call's reply) */
+    char addrs[][SEQ_CLUSTER_ADDR]; /* n: the holders in the order to try */
 } job;
 
 static void job_try(job *j);
@@ -161,6 +161,18 @@ static uint64_t mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* dst = the answer in src: taken as it is (swapped: src gets dst's empty buffer) when dst
+ * is empty, as a whole call's reply and a part's resp are; else appended. 0, or -1 (out
+ * of memory). */
+static int take_answer(seq_buf *dst, seq_buf *src)
+{
+    if (dst->len) return seq_buf_append(dst, src->data, src->len);
+    seq_buf t = *dst;
+    *dst = *src;
+    *src = t;
+    return 0;
 }
 
 static int retryable(int status)
@@ -181,29 +193,27 @@ static void job_end(job *j)
         batch_part_done(j);
         return;
     }
-    if (j->status == SEQ_OK && seq_buf_append(seq_grpc_call_reply(j->call), j->resp.data, j->resp.len)) {
-        j->status = SEQ_EINTERNAL;
-        snprintf(j->msg, sizeof j->msg, "out of memory");
-    }
     if (j->served_by[0]) seq_grpc_call_set_served_by(j->call, j->served_by);
     seq_grpc_finish(j->call, j->status, j->status ? j->msg : NULL);
     job_free(j);
 }
 
-static void job_done(void *ctx, int status, const char *msg, const uint8_t *resp, size_t len,
-                     const char *served_by)
+static void job_done(void *ctx, int status, const char *msg, seq_buf *resp, const char *served_by)
 {
     job *j = ctx;
     j->status = status;
-    snprintf(j->msg, sizeof j->msg, "%s", msg);
-    snprintf(j->served_by, sizeof j->served_by, "%s", served_by);
+    seq_str_copy(j->msg, sizeof j->msg, msg);
+    seq_str_copy(j->served_by, sizeof j->served_by, served_by);
     int again = retryable(status) || (status == SEQ_EDEADLINE && (!j->deadline || mono_ns() < j->deadline));
     if (again && j->next < j->n) {
         atomic_fetch_add_explicit(&j->r->stats.forward_retries, 1, memory_order_relaxed);
         job_try(j);
         return;
     }
-    if (status == SEQ_OK && seq_buf_append(&j->resp, resp, len)) {
+    /* the answer's bytes are taken, not copied: a whole call's straight into its reply, a
+     * part's into the part (bench/NOTES.md, "Session 7") */
+    seq_buf *out = j->parent ? &j->resp : seq_grpc_call_reply(j->call);
+    if (status == SEQ_OK && take_answer(out, resp)) {
         j->status = SEQ_EINTERNAL;
         snprintf(j->msg, sizeof j->msg, "out of memory");
     }
@@ -242,7 +252,15 @@ static job *job_new(seq_route *r, seq_grpc_call *call, const char *path, int64_t
                     char *msg, size_t msglen)
 {
     seq_cluster *cl = atomic_load(&r->cluster);
-    job *j = calloc(1, sizeof *j);
+    char addrs[MAX_TRIES][SEQ_CLUSTER_ADDR];
+    int n = seq_cluster_route(cl, (uint32_t)p, addrs, MAX_TRIES);
+    if (!n) {
+        *status = SEQ_EUNAVAILABLE;
+        seq_errf(msg, msglen, "partition %lld: no node of the cluster holds it", (long long)p);
+        return NULL;
+    }
+    /* sized for its holders: with one to three, small enough for malloc's per-thread cache */
+    job *j = calloc(1, sizeof *j + (size_t)n * SEQ_CLUSTER_ADDR);
     if (!j) {
         *status = SEQ_EINTERNAL;
         seq_errf(msg, msglen, "out of memory");
@@ -253,13 +271,8 @@ static job *job_new(seq_route *r, seq_grpc_call *call, const char *path, int64_t
     j->path = path;
     j->partition = p;
     j->deadline = seq_grpc_call_deadline_ns(call);
-    j->n = seq_cluster_route(cl, (uint32_t)p, j->addrs, MAX_TRIES);
-    if (!j->n) {
-        *status = SEQ_EUNAVAILABLE;
-        seq_errf(msg, msglen, "partition %lld: no node of the cluster holds it", (long long)p);
-        free(j);
-        return NULL;
-    }
+    j->n = n;
+    memcpy(j->addrs, addrs, (size_t)n * SEQ_CLUSTER_ADDR);
     return j;
 }
 

@@ -3,7 +3,8 @@ cluster of nodes"): the map on every node (GET /cluster, GetClusterMap, seqctl c
 the same answers from every node with seqd-served-by naming an owner, a read forwarded
 once and never twice, BatchGetSequences across owners in request order, a map entry
 naming an address where nothing listens (the next replica answers), a peer that speaks
-garbage, and a second node with a live node's id refused at start."""
+garbage, one that speaks HTTP/2 but answers a malformed gRPC message, and a second node
+with a live node's id refused at start."""
 import json
 import os
 import re
@@ -163,13 +164,59 @@ def test_batch_across_owners_in_request_order(cluster):
     assert e.value.details().startswith("requests[5]: "), e.value.details()
 
 
+def h2_liar(lsock, stop):
+    """Serves HTTP/2 on lsock: every call gets 200, grpc-status 0 and served-by '0h2liar',
+    but its gRPC message prefix announces 100 bytes where 3 follow (the prefix split over
+    two DATA frames, as a peer may send it)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    def serve(c):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        c.sendall(conn.data_to_send())
+        c.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data = c.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if isinstance(ev, h2.events.StreamEnded):
+                    sid = ev.stream_id
+                    conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+                    conn.send_data(sid, b"\x00\x00\x00")
+                    conn.send_data(sid, b"\x00\x64abc")
+                    conn.send_headers(sid, [("grpc-status", "0"), ("seqd-served-by", "0h2liar")],
+                                      end_stream=True)
+            c.sendall(conn.data_to_send())
+        c.close()
+
+    lsock.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            c, _ = lsock.accept()
+        except OSError:
+            continue
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
 def test_dead_address_in_map_and_garbage_peer(cluster):
     """Entries of group g1 claiming every partition caught up, sorted before the real
     nodes (holders are tried in id order): one naming an address where nothing listens,
     one whose connect never completes (a listener with a full accept queue: the kernel
     drops the SYNs, as a dead host's network does), one that answers garbage, one that
-    accepts and never answers. Reads at a still succeed within their deadline (each try
-    but the last gets half the time left, then the next replica)."""
+    speaks HTTP/2 but answers a gRPC message shorter than its prefix says (taken as the
+    answer, the read would say served by 0h2liar), one that accepts and never answers.
+    Reads at a still succeed within their deadline (each try but the last gets half the
+    time left, then the next replica)."""
     broker, nodes, users, tmp, factory = cluster
     from confluent_kafka import Producer
     dead = helpers.free_port()
@@ -177,6 +224,10 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
     garbage_port = lsock.getsockname()[1]
+    h2sock = socket.socket()
+    h2sock.bind(("127.0.0.1", 0))
+    h2sock.listen(16)
+    h2_port = h2sock.getsockname()[1]
     sink = socket.socket()  # accepts (the kernel does) and never reads or answers
     sink.bind(("127.0.0.1", 0))
     sink.listen(64)
@@ -207,7 +258,8 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
     def publish():
         import json as j
         while not stop.is_set():
-            for nid, port in (("0ghost", dead), ("0hole", hole_port), ("0liar", garbage_port),
+            for nid, port in (("0ghost", dead), ("0h2liar", h2_port), ("0hole", hole_port),
+                              ("0liar", garbage_port),
                               ("0sink", sink_port)):
                 rec = {"v": 1, "id": nid, "group": "g1", "grpc": "127.0.0.1:%d" % port,
                        "admin": "127.0.0.1:1", "incarnation": "x", "fingerprint": "0",
@@ -217,11 +269,12 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
                 p.produce("seqd.events.seqd-cluster", key=nid, value=j.dumps(rec), partition=0)
             p.flush(5)
             stop.wait(0.5)
-    threads = [threading.Thread(target=garbage), threading.Thread(target=publish)]
+    threads = [threading.Thread(target=garbage), threading.Thread(target=publish),
+               threading.Thread(target=h2_liar, args=(h2sock, stop))]
     for t in threads:
         t.start()
     try:
-        ghosts = {"0ghost", "0hole", "0liar", "0sink"}
+        ghosts = {"0ghost", "0h2liar", "0hole", "0liar", "0sink"}
         helpers.poll(lambda: ghosts <= set(nodes_by_id(nodes[0])), "ghosts in a's map")
         retries = nodes[0].metric("seqd_forward_retries_total")
         remote = [u for u in users if owner_of(nodes, G1, u) == "b"][:5]
@@ -229,12 +282,13 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
             r, md = get_with_md(nodes[0], u, timeout=4 * SLOW)
             assert len(r.item_ids) == 3
             assert md["seqd-served-by"] == "b", md
-        assert nodes[0].metric("seqd_forward_retries_total") >= retries + 4 * len(remote)
+        assert nodes[0].metric("seqd_forward_retries_total") >= retries + 5 * len(remote)
     finally:
         stop.set()
         for t in threads:
             t.join()
         lsock.close()
+        h2sock.close()
         sink.close()
         hole.close()
         for f in fillers:
