@@ -6,10 +6,10 @@
  * batches are committed to RocksDB at once (server/lanes.h: lane 0 on this thread, the
  * others on helper threads; RocksDB inserts concurrent writes into the memtable in
  * parallel), each in one write together with the next offset and watermark of every
- * partition of its lane that it touched. A user's events all arrive on one partition
- * (misrouted ones are re-produced there, misroute.h), so they are in one lane, in
- * order; the id filter and the misroute state stay on this thread, which fills every
- * batch. Offsets live
+ * partition of its lane that it touched (and the misrouted origins applied on it:
+ * origins.h). A user's events all arrive on one partition (misrouted ones are
+ * re-produced there, misroute.h), so they are in one lane, in order; the id filter and
+ * the misroute state stay on this thread, which fills every batch. Offsets live
  * only in RocksDB (never committed to Kafka), so a crash at any point resumes exactly
  * where the stored data ends, per partition: a lane's write holds its partitions' data
  * and offsets, whatever the other lanes' writes did. A failed commit (disk full, a
@@ -51,6 +51,7 @@
 #include "lanes.h"
 #include "log.h"
 #include "misroute.h"
+#include "origins.h"
 
 #define BATCH_MAX 10000
 /* How long a gather waits for more messages after the first one. librdkafka's batch call
@@ -118,6 +119,7 @@ struct seq_consumer {
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
     seq_misroute *misroute; /* re-produces events that arrived on another partition */
+    seq_origins *origins;   /* the misrouted copies applied per held partition */
     pthread_t thread;
     int thread_started;
     _Atomic int stop;
@@ -387,7 +389,8 @@ static int alloc_parts(seq_consumer *c, uint32_t n)
     c->touched = calloc(n, 1);
     c->drop_req = calloc(n, sizeof *c->drop_req);
     c->retry_next = malloc(n * sizeof *c->retry_next);
-    if (!c->parts || !c->pending || !c->touched || !c->drop_req || !c->retry_next)
+    c->origins = seq_origins_new(n);
+    if (!c->parts || !c->pending || !c->touched || !c->drop_req || !c->retry_next || !c->origins)
         return SEQ_EINTERNAL;
     for (uint32_t p = 0; p < n; p++) c->retry_next[p] = -1;
     return SEQ_OK;
@@ -413,6 +416,24 @@ static int wait_topic(seq_consumer *c)
     return SEQ_OK;
 }
 
+/* The misrouted copies applied on each partition taken on, as stored with its offsets
+ * (origins.h), known before its first message is applied. The embedded cluster's log is
+ * new at every start: the origin offsets stored by an earlier run name messages that are
+ * gone, so its partitions start with none. */
+static void take_origins(seq_consumer *c, const rd_kafka_topic_partition_list_t *list)
+{
+    for (int i = 0; i < list->cnt; i++) {
+        int32_t p = list->elems[i].partition;
+        char err[256];
+        if (p < 0 || (uint32_t)p >= c->n_parts) continue;
+        if (c->mock)
+            seq_origins_forget(c->origins, (uint32_t)p);
+        else if (seq_origins_load(c->origins, c->cfg.store, (uint32_t)p, err, sizeof err))
+            seq_log(SEQ_LOG_WARN, "consumer: %s: a late copy of a misrouted event may be "
+                    "applied again", err);
+    }
+}
+
 /* Takes partitions on: each resumes where the data stored with it ends. Consumer thread
  * (directly, or from the rebalance callback inside a poll). */
 static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *list)
@@ -430,6 +451,7 @@ static void take_partitions(seq_consumer *c, rd_kafka_topic_partition_list_t *li
         c->parts[p] = c->pending[p] = ps;
     }
     pthread_mutex_unlock(&c->mu);
+    take_origins(c, list);
     if (stale > 0)
         seq_log(SEQ_LOG_INFO, "kafka: the embedded cluster's log starts empty at every start: "
                 "its partitions are read from offset 0 (the previous run's log, up to offset "
@@ -583,7 +605,7 @@ static int handle_message(seq_consumer *c, const seq_store_view *v, int64_t now,
     if (ir != SEQ_INGEST_MALFORMED) {
         /* an event of another partition's user goes there, whatever this node would do
          * with it (misroute.h) */
-        int route = seq_misroute_check(c->misroute, m, ev.user_id, c->n_parts);
+        int route = seq_misroute_check(c->misroute, c->origins, m, ev.user_id, c->n_parts);
         if (route == SEQ_ROUTE_SENT || route == SEQ_ROUTE_DUP) return SEQ_OK;
         if (route != SEQ_ROUTE_APPLY) return route;
     }
@@ -670,6 +692,13 @@ static void check_log_start(const rd_kafka_message_t *m, part_state *ps)
 
 static uint32_t lane_of(const seq_consumer *c, uint32_t p) { return p % c->n_lanes; }
 
+/* The store batch that writes partition q's events and offset (seq_origins_stage). */
+static seq_store_batch *lane_batch_of(void *ctx, uint32_t q)
+{
+    seq_consumer *c = ctx;
+    return c->lanes[lane_of(c, q)].batch;
+}
+
 /* The as-of series (wmhist.h) survives restarts: a change of the newest applied event
  * time goes into the write of the lane whose partition holds the new newest, which does
  * not depend on what the other lanes write (a crash may keep one lane's write and not
@@ -709,6 +738,7 @@ static void keep_lane(seq_consumer *c, uint32_t i)
         if (!c->touched[p]) continue;
         c->parts[p] = c->pending[p];
         c->retry_next[p] = c->pending[p].next;
+        seq_origins_committed(c->origins, p);
         kept++;
     }
     pthread_mutex_unlock(&c->mu);
@@ -761,6 +791,8 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         active[lane_of(c, p)] = 1;
     }
     if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
+    /* the misrouted copies applied, in the write of their partition's offset */
+    if (!rc) seq_origins_stage(c->origins, lane_batch_of, c);
     /* the offsets of misrouted events are stored only once their copies are delivered */
     seq_misroute_stats *ms = seq_misroute_get_stats(c->misroute);
     uint64_t copies = atomic_load_explicit(&ms->reproduced, memory_order_relaxed);
@@ -785,6 +817,7 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         return SEQ_EINTERNAL;
     }
     for (uint32_t l = 0; l < c->n_lanes; l++) add_tallies(c, &c->lanes[l].t);
+    seq_origins_committed(c->origins, -1);
     c->commit_ms = stamp;
     return SEQ_OK;
 }
@@ -894,6 +927,7 @@ static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
             fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
         atomic_fetch_add_explicit(&c->stats.store_errors, 1, memory_order_relaxed);
         seq_misroute_discard(c->misroute); /* the retry counts its messages again */
+        seq_origins_discard(c->origins);    /* and decides its copies again */
         atomic_store_explicit(&c->stats.store_failing, 1, memory_order_relaxed);
         pthread_mutex_lock(&c->mu);
         memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
@@ -960,6 +994,7 @@ static void run_drops(seq_consumer *c)
             pthread_mutex_lock(&c->mu);
             c->parts[p].log_from_ms = c->pending[p].log_from_ms = 0;
             pthread_mutex_unlock(&c->mu);
+            seq_origins_forget(c->origins, p); /* its stored origins went too */
             atomic_fetch_add_explicit(&c->stats.partitions_dropped, 1, memory_order_relaxed);
             seq_log(SEQ_LOG_INFO, "consumer: dropped the stream data of partition %u (its new "
                     "holder is caught up)", p);
@@ -1064,6 +1099,7 @@ void seq_consumer_stop(seq_consumer *c)
     free(c->pending);
     free(c->touched);
     free(c->retry_next);
+    seq_origins_free(c->origins);
     free((void *)c->drop_req);
     free(c->brokers);
     free(c);

@@ -282,7 +282,7 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, read_u64, &ms->misrouted);
     seq_metrics_add_fn(m, "seqd_misrouted_copies_total", "Copies of misrouted events delivered to their user's partition (header seqd-origin).",
                        SEQ_METRIC_COUNTER, read_u64, &ms->reproduced);
-    seq_metrics_add_fn(m, "seqd_misrouted_duplicates_total", "Copies of a misrouted event whose origin was already applied here, skipped.",
+    seq_metrics_add_fn(m, "seqd_misrouted_duplicates_total", "Copies of a misrouted event at or below the highest origin offset applied here from its origin partition (applied before), skipped.",
                        SEQ_METRIC_COUNTER, read_u64, &ms->duplicates);
     seq_metrics_add_fn(m, "seqd_partitions_dropped_total", "Partitions this node no longer holds whose stream data it dropped, once their new holder in its group was caught up.",
                        SEQ_METRIC_COUNTER, read_u64, &cs->partitions_dropped);

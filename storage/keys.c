@@ -109,6 +109,20 @@ size_t seq_key_gap(uint8_t *k, int32_t partition)
     return n + 4;
 }
 
+size_t seq_key_origins(uint8_t *k, uint32_t q)
+{
+    size_t n = seq_key_meta(k, "orig");
+    seq_put_be32(k + n, q);
+    return n + 4;
+}
+
+size_t seq_key_origin(uint8_t *k, uint32_t q, uint32_t p)
+{
+    size_t n = seq_key_origins(k, q);
+    seq_put_be32(k + n, p);
+    return n + 4;
+}
+
 size_t seq_key_gen(uint8_t *k, uint32_t seq)
 {
     size_t n = seq_key_meta(k, "gen");

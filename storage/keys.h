@@ -12,6 +12,8 @@
  *   'm' "def"            definition JSON (compact), as served last
  *   'm' "off" be32 part  be64 next_offset, be64 watermark_ms            (16 bytes)
  *   'm' "malformed"      be64 count                                      (8 bytes)
+ *   'm' "orig" be32 q be32 p   be64 the highest origin offset on partition p of the
+ *                        misrouted copies applied on partition q         (8 bytes)
  *   'm' "gen" be32 seq   be64 generation, be64 watermark_ms, be32 n_cov, then n_cov x
  *                        (be64 start_ms, be64 end_ms, be64 gen)          (20 + 24 n)
  *   'm' "hist" be32 seq  the load history (engine/history.h): be32 version 1, be32 n,
@@ -65,6 +67,11 @@ size_t seq_key_malformed(uint8_t *k, int32_t partition, int64_t offset);
 size_t seq_key_offset(uint8_t *k, int32_t partition);
 size_t seq_key_held(uint8_t *k, uint32_t partition); /* 'm' "held" be32 partition */
 size_t seq_key_gap(uint8_t *k, int32_t partition);   /* 'm' "gap" be32 partition */
+/* 'm' "orig" be32 owner partition q, be32 origin partition p (SEQ_KEY_ORIGIN_LEN bytes);
+ * seq_key_origins writes its first SEQ_KEY_ORIGIN_LEN - 4 bytes, q's key range. */
+size_t seq_key_origin(uint8_t *k, uint32_t q, uint32_t p);
+size_t seq_key_origins(uint8_t *k, uint32_t q);
+#define SEQ_KEY_ORIGIN_LEN 13
 size_t seq_key_gen(uint8_t *k, uint32_t seq);
 size_t seq_key_hist(uint8_t *k, uint32_t seq); /* 'm' "hist" be32 seq */
 /* 'm' "wmh" be64 second (negative seconds clamp to 0): SEQ_KEY_WMH_LEN bytes, sorted by

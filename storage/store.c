@@ -624,8 +624,13 @@ int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t err
         if (part == UINT32_MAX) b[0] = (uint8_t)(kinds[i] + 1); /* past the last partition */
         rocksdb_writebatch_delete_range(wb, (const char *)a, sizeof a, (const char *)b, bl);
     }
-    uint8_t k[SEQ_KEY_MAX];
-    size_t kl = seq_key_offset(k, (int32_t)part);
+    uint8_t k[SEQ_KEY_MAX], k2[SEQ_KEY_MAX];
+    /* its misrouted origins: 'm' "orig" part .. 'm' "orig" part + 1 (part + 1 wraps to 0
+     * only for UINT32_MAX, which no Kafka partition is) */
+    size_t kl = seq_key_origins(k, part), kl2 = seq_key_origins(k2, part + 1);
+    if (part != UINT32_MAX)
+        rocksdb_writebatch_delete_range(wb, (const char *)k, kl, (const char *)k2, kl2);
+    kl = seq_key_offset(k, (int32_t)part);
     rocksdb_writebatch_delete(wb, (const char *)k, kl);
     kl = seq_key_held(k, part);
     rocksdb_writebatch_delete(wb, (const char *)k, kl);
@@ -675,6 +680,36 @@ int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
         rc = SEQ_OK;
     }
     rocksdb_free(val);
+    return rc;
+}
+
+int seq_store_get_origins(seq_store *st, uint32_t q, int64_t *highest, uint32_t n)
+{
+    for (uint32_t p = 0; p < n; p++) highest[p] = -1;
+    uint8_t k[SEQ_KEY_MAX];
+    size_t kl = seq_key_origins(k, q);
+    int rc = SEQ_OK;
+    rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rscan);
+    for (rocksdb_iter_seek(it, (const char *)k, kl); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t il, vl;
+        const char *ik = rocksdb_iter_key(it, &il), *v = rocksdb_iter_value(it, &vl);
+        if (il != SEQ_KEY_ORIGIN_LEN || memcmp(ik, k, kl) != 0) break; /* past q's range */
+        uint32_t p = seq_get_be32((const uint8_t *)ik + kl);
+        if (vl != 8) {
+            seq_store_note_corrupt(st, ik, il, v, vl, "misrouted origin offset is not 8 bytes");
+            rc = SEQ_EDATALOSS;
+        } else if (p < n) {
+            highest[p] = (int64_t)seq_get_be64((const uint8_t *)v);
+        }
+    }
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    rocksdb_iter_destroy(it);
+    if (e) {
+        rocksdb_free(e);
+        for (uint32_t p = 0; p < n; p++) highest[p] = -1;
+        return SEQ_EINTERNAL;
+    }
     return rc;
 }
 

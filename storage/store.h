@@ -21,7 +21,10 @@
  *                                      be32 partition -> be64 ms from which the Kafka
  *                                      log held the partition when this node began
  *                                      reading it (it had lost older messages: "caught
- *                                      up with a gap")
+ *                                      up with a gap"); "orig" be32 q be32 p -> be64
+ *                                      the highest origin offset on partition p of the
+ *                                      misrouted copies applied on partition q
+ *                                      (server/origins.h)
  *   's' be32 part, be32 seq, be64 user, be64 ~B
  *                                      stream bucket blob (engine/blob.h), written as
  *                                      merge operands (store_batch.c, store_merge.c); B
@@ -37,7 +40,8 @@
  * partition count stored as "parts" (seq_store_set_partitions): one partition's stream
  * data is one key range per kind. To drop a partition's data (a node that no longer
  * holds it): seq_store_drop_partition, i.e. DeleteRange ['s' be32 p, 's' be32 p+1) and
- * ['i' be32 p, 'i' be32 p+1), and delete 'm' "off" p, "held" p and "gap" p, in one write.
+ * ['i' be32 p, 'i' be32 p+1) and ['m' "orig" be32 p, 'm' "orig" be32 p+1), and delete 'm'
+ * "off" p, "held" p and "gap" p, in one write.
  * One user's sequence is one seek plus a few steps over bucket blobs, per source.
  * Value formats and the key codec: storage/keys.h.
  * Retention: a compaction filter drops stream buckets and index entries older than the
@@ -113,6 +117,10 @@ void seq_store_batch_set_offset(seq_store_batch *b, int32_t partition, int64_t n
  * left). Written in the same atomic write as the events and offsets; 'm' "gap" be32
  * partition -> be64 from_ms; from_ms 0 deletes it. */
 void seq_store_batch_set_log_from(seq_store_batch *b, int32_t partition, int64_t from_ms);
+/* Misrouted copies (server/origins.h): the highest offset on origin partition p of the
+ * copies applied on Kafka partition q, written in the same atomic write as q's events and
+ * offsets; 'm' "orig" be32 q be32 p -> be64 offset. */
+void seq_store_batch_set_origin(seq_store_batch *b, uint32_t q, uint32_t p, int64_t offset);
 /* The stream watermark series of as-of reads (server/wmhist.h; PRODUCT.md "As of T":
  * stream_watermark_ms at T is the newest event time applied by T), persisted with the
  * data: from wall time now_ms on, the newest applied event time over all partitions is
@@ -150,7 +158,8 @@ int64_t seq_store_user_held_since(seq_store *st, uint64_t user);
 
 /* Drops everything the stream path stored for one layout partition: its 's' and 'i' key
  * ranges (two range deletes: kind, be32 part .. kind, be32 part + 1), its stored
- * offset and its held-since time, in one write. For a node that no longer holds the partition (the cluster
+ * offset, log start, held-since time and misrouted origins (a range delete), in one
+ * write. For a node that no longer holds the partition (the cluster
  * helper calls it once the new holder is caught up). Batch data is not touched. SEQ_OK or
  * SEQ_EINTERNAL. */
 int seq_store_drop_partition(seq_store *st, uint32_t part, char *err, size_t errlen);
@@ -190,6 +199,11 @@ int seq_store_newest_trim(seq_store *st, int64_t now, char *err, size_t errlen);
  * SEQ_EDATALOSS when the stored value is damaged (kept aside, counted); SEQ_EINTERNAL
  * when RocksDB cannot read it. Callers must not take a failure for "no gap". */
 int seq_store_get_log_from(seq_store *st, int32_t partition, int64_t *ms);
+/* The stored misrouted origins of Kafka partition q (seq_store_batch_set_origin):
+ * highest[p] for p < n, -1 where nothing is stored; origin partitions from n on are
+ * ignored. SEQ_OK; SEQ_EDATALOSS when a value is damaged (kept aside, counted; that
+ * entry stays -1, the others are read); SEQ_EINTERNAL when RocksDB cannot read them. */
+int seq_store_get_origins(seq_store *st, uint32_t q, int64_t *highest, uint32_t n);
 /* Stored next offset and watermark of a partition; SEQ_ENOTFOUND when none. */
 int seq_store_get_offset(seq_store *st, int32_t partition, int64_t *next_offset,
                          int64_t *watermark_ms);

@@ -334,6 +334,14 @@ void seq_store_batch_set_log_from(seq_store_batch *b, int32_t partition, int64_t
     rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 8);
 }
 
+void seq_store_batch_set_origin(seq_store_batch *b, uint32_t q, uint32_t p, int64_t offset)
+{
+    uint8_t k[SEQ_KEY_MAX], v[8];
+    size_t kl = seq_key_origin(k, q, p);
+    seq_put_be64(v, (uint64_t)offset);
+    rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 8);
+}
+
 void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newest_ms)
 {
     if (b->st->history_ms <= 0) return; /* no as-of reads: nothing to keep */

@@ -1,9 +1,10 @@
 """Misrouted events (PRODUCT.md, "A cluster of nodes"): a producer with librdkafka's
 default partitioner (CRC32, not Kafka's murmur2) puts users' events on other partitions
 than theirs; seqd re-produces each to its user's partition with `seqd-origin: P:OFFSET`,
-applies it from there once, and counts it (/metrics and /status). A second copy of one
-origin (another replica group re-producing it) is skipped, so that it cannot undo a later
-correction."""
+applies it from there once, and counts it (/metrics and /status). A copy at or below the
+highest origin offset applied from its origin partition (another replica group's, a
+replay's, a late one after the owner's restart) is skipped, so that it cannot undo a later
+correction: the owner stores that offset with its own offsets and data."""
 import os
 import sys
 
@@ -120,12 +121,10 @@ def test_copies_reproduced_after_a_sigkill_visible_once(seqd_factory, tmp_path, 
     partition; events of 12 users produced to one partition not theirs (misrouted). a is
     SIGKILLed (test hook SEQD_KILL_AFTER_COPIES) once a batch's copies are delivered and
     before its commit, so its restart re-produces them; b, which applied the first copies
-    (a's, and its own) and stored its offsets past them, is restarted before that (the
-    origins it applied live in memory: forgotten), so it applies a's second copies
-    again. Still every event is visible once, at both nodes: a copy carries the event's
-    event_id, and a stored event_id is stored once (PRODUCT.md rule 3; the store's id
-    index). b counts no duplicate copy after its restart: event ids, not the remembered
-    origins, made the answer exact."""
+    (a's, and its own) and stored its offsets past them, is SIGKILLed and restarted before
+    that. Every event is visible once, at both nodes, and b skips every one of a's second
+    copies: the highest origin offset it applied was stored with its offsets, and loaded
+    when it took its partitions on again."""
     import signal
     from confluent_kafka import Producer
     sys.path.insert(0, os.path.dirname(__file__))
@@ -177,8 +176,8 @@ def test_copies_reproduced_after_a_sigkill_visible_once(seqd_factory, tmp_path, 
             for s in (a, b):
                 r, md = get_with_md(s, u)
                 assert list(r.item_ids) == [u * 10 + 1, u * 10], (u, s is a, list(r.item_ids))
-        assert b.counts()["misrouted_duplicates"] == 0  # its restart forgot the origins
-        assert b.counts()["events_applied"] == len(evs)  # every second copy of a's applied
+        assert b.counts()["misrouted_duplicates"] == len(evs)  # a's second copies
+        assert b.counts()["events_applied"] == 0
     finally:
         broker.stop()
 
@@ -191,3 +190,55 @@ def copies_by_origin(brokers, n_parts, wrong):
             for o, n in origin_copies(brokers, p).items():
                 out[o] = out.get(o, 0) + n
     return out
+
+
+def test_late_copy_after_the_owners_restart_keeps_the_correction(seqd_factory, tmp_path):
+    """An event E and its correction (same event_id), both misrouted, are re-produced by
+    two replica groups of one node each (a in g1, b in g2) and applied at both; both
+    nodes are SIGKILLed and restarted; then a late copy of E's first origin arrives at
+    its user's partition (a re-producer that replays a long log late writes exactly
+    that). Every node skips it and still shows the correction: the highest origin
+    offset applied survives the restart with the partition's offsets. Kept only in
+    memory (as before this test), the restarted nodes applied the late copy and showed
+    E's first version again."""
+    import signal
+    sys.path.insert(0, os.path.dirname(__file__))
+    from cluster_helpers import Broker, get_with_md
+    P = 8
+    broker = Broker(partitions=P)
+    try:
+        def node(nid, group):
+            s = seqd_factory(brokers=broker.brokers, data_dir=str(tmp_path / nid),
+                             args=["--group", group, "--instance-id", nid])
+            s.node_id = nid
+            return s
+        nodes = [node("a", "g1"), node("b", "g2")]
+        u = helpers.new_user()
+        owner = partition_of_user(u, P)
+        wrong = (owner + 1) % P
+        now = helpers.now_ms()
+        p = Placed(broker.brokers, "murmur2_random")
+        first = helpers.make_event(u, now - 5000, "click", item_id=1, event_id="fix")
+        p.one(first, partition=wrong)  # misrouted: each group re-produces it to `owner`
+        _, part, off = p.placed[-1]
+        assert part == wrong
+        for s in nodes:
+            s.wait_item(u, 1)
+        p.one(helpers.make_event(u, now - 4000, "click", item_id=2, event_id="fix"),
+              partition=wrong)  # the correction, misrouted the same way
+        for s in nodes:
+            s.wait_item(u, 2)
+        for i, s in enumerate(nodes):
+            assert s.stop(signal.SIGKILL) == -signal.SIGKILL
+            nodes[i] = node(s.node_id, "g%d" % (i + 1))
+        p.one(first, partition=owner, headers=[("seqd-origin", ("%d:%d" % (wrong, off)).encode())])
+        p.one(helpers.make_event(u, now - 3000, "view", item_id=9, event_id="sentinel",
+                                 attributes={"dwell_ms": 900}))
+        for s in nodes:  # each node's own data (a restarted node may forward meanwhile)
+            r = helpers.poll(lambda: (lambda r, md: r if 9 in r.item_ids and
+                                      md.get("seqd-served-by") == s.node_id else None)(
+                *get_with_md(s, u)), "item 9 read at %s from its own data" % s.node_id)
+            assert sorted(r.item_ids) == [2, 9], (s.node_id, list(r.item_ids))
+            assert s.counts()["misrouted_duplicates"] >= 1
+    finally:
+        broker.stop()
