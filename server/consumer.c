@@ -670,21 +670,29 @@ static int64_t newest_wm(const part_state *ps, uint32_t n)
     return newest;
 }
 
-/* The log-start check: the first message read since a partition was taken on has a
- * higher offset than where its stored data ends (0 when nothing is stored): the log lost
- * the messages in between (retention, or a DeleteRecords) before this node read them.
- * From then on this node holds the partition's stream from that message's timestamp (the
+/* The log-start check, at the first message read since a partition was taken on: the
+ * log lost messages this node needed (retention, or a DeleteRecords, before it read
+ * them) when its start (the low watermark of the fetch responses) is past where the
+ * partition's stored data ends (expect; 0 when nothing is stored). The first message's
+ * offset alone does not say it: offsets below it may hold no data (transaction markers,
+ * records compaction removed). A first message at expect proves the log reached back;
+ * an unknown log start (a broker older than Fetch v5) counts as past expect. From then
+ * on this node holds the partition's stream from that message's timestamp (the
  * producer's CreateTime or the broker's LogAppendTime; every lost message was appended
  * before it), recorded in the same commit as the message. */
-static void check_log_start(const rd_kafka_message_t *m, part_state *ps)
+static void check_log_start(seq_consumer *c, const rd_kafka_message_t *m, part_state *ps)
 {
-    if (m->offset > ps->expect) {
+    int64_t lo = -1, hi;
+    if (m->offset > ps->expect &&
+        (rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, m->partition, &lo, &hi) ||
+         lo < 0 || lo > ps->expect)) {
         rd_kafka_timestamp_type_t tt;
         int64_t ts = rd_kafka_message_timestamp(m, &tt);
         ps->log_from_ms = ts > 0 ? ts : seq_now_ms();
-        seq_log(SEQ_LOG_WARN, "partition %d: the Kafka log starts at offset %lld, not at %lld: "
-                "messages before it are gone; this node holds the partition's stream from %lld "
-                "(ms) on", (int)m->partition, (long long)m->offset, (long long)ps->expect,
+        seq_log(SEQ_LOG_WARN, "partition %d: the Kafka log starts at offset %lld (its first "
+                "message left: %lld), not at %lld: messages before it are gone; this node "
+                "holds the partition's stream from %lld (ms) on", (int)m->partition,
+                (long long)lo, (long long)m->offset, (long long)ps->expect,
                 (long long)ps->log_from_ms);
     }
     ps->expect = -1;
@@ -772,7 +780,7 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         if (m->partition < 0 || (uint32_t)m->partition >= c->n_parts) continue;
         if (m->offset < c->retry_next[m->partition]) continue; /* stored by a lane's write */
         part_state *ps = &c->pending[m->partition];
-        if (ps->expect >= 0) check_log_start(m, ps);
+        if (ps->expect >= 0) check_log_start(c, m, ps);
         rc = handle_message(c, v, now, m, &c->lanes[lane_of(c, (uint32_t)m->partition)], &ps->wm);
         ps->next = m->offset + 1;
         ps->progress_ms = now;
@@ -873,19 +881,36 @@ static void settle_empty_log(seq_consumer *c, uint32_t p, int64_t lo, int64_t no
 
 static int renew_batches(seq_consumer *c);
 
-/* High watermarks (and the log's start) from the last fetch responses. Runs between
- * commits: the lanes' store batches are empty here. */
+/* High watermarks from the last fetch responses. */
 static void refresh_highs(seq_consumer *c)
 {
-    int any = 0;
-    int64_t now = seq_now_ms();
     for (uint32_t p = 0; p < c->n_parts; p++) {
         int64_t lo, hi;
         part_state *ps = &c->pending[p];
         if (!ps->held || rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) != 0 || hi < 0)
             continue;
         ps->high = hi;
-        if (ps->expect >= 0 && lo > ps->expect && lo == hi) settle_empty_log(c, p, lo, now, &any);
+    }
+}
+
+/* Partitions whose log emptied past where their data ends (settle_empty_log). Runs after
+ * the gathered messages are committed (the lanes' store batches are empty), and only
+ * while the consumer's queue is empty: a fetch response that carried messages came
+ * before the one that showed the log empty (one fetch at a time per broker), and its
+ * messages went into that queue, so a partition none of whose messages was applied and
+ * none is queued got none from the log: they were gone when it was fetched. */
+static void settle_empty_logs(seq_consumer *c)
+{
+    int any = 0;
+    int64_t now = seq_now_ms();
+    if (atomic_load(&c->stop) || rd_kafka_queue_length(c->queue) > 0) return;
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        int64_t lo, hi;
+        part_state *ps = &c->pending[p];
+        if (!ps->held || ps->expect < 0 ||
+            rd_kafka_get_watermark_offsets(c->rk, c->cfg.topic, (int32_t)p, &lo, &hi) != 0)
+            continue;
+        if (lo > ps->expect && lo == hi) settle_empty_log(c, p, lo, now, &any);
     }
     char err[256];
     if (any && seq_store_batch_commit(c->lanes[0].batch, err, sizeof err) != SEQ_OK) {
@@ -1018,6 +1043,7 @@ static void *run(void *arg)
         refresh_highs(c);
         if (n) commit_messages(c, msgs, n);
         for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
+        settle_empty_logs(c);
         publish_committed(c);
         run_drops(c);
         /* damaged data a read or a compaction reported is kept aside (store.h); a commit
