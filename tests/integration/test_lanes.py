@@ -5,7 +5,8 @@ own partitions' offsets. With a `seqctl broker` of 4 partitions and 2 lanes:
   commits end as the last copy, once: a user's events are in one lane, in order;
 - a lane whose write fails while the other's succeeds (test hook SEQD_FAIL_LANE="L:N",
   as a failed RocksDB write) is retried without applying the other lane's messages again
-  (exact applied and malformed counts);
+  (exact applied and malformed counts), and a misrouted copy (header seqd-origin) in the
+  failed write is applied by the retry, not skipped as already applied;
 - a SIGKILL while one lane's writes always fail (its partitions' offsets stay behind,
   the other lane's advance): after a restart the behind partitions are applied from
   their own stored offsets, what the other lane wrote is not applied again, every event
@@ -109,17 +110,25 @@ def test_failed_lane_write_retried_without_applying_twice(seqd_factory, tmp_path
         producer = Producer(brokers)
         for k, v in malformed_messages(20):
             producer.raw(k, v)
+        # a copy of a misrouted event (as another node re-produces it) on a partition of
+        # lane 1, whose writes fail: the origin it names counts as applied only once a
+        # write stored it (server/origins.h), so each retry applies it again
+        u1 = next(u for u in range(1, N_USERS + 1) if partition_of_user(u, PARTS) % 2 == 1)
+        q = partition_of_user(u1, PARTS)
+        copied = make_event(u1, now_ms() - 1000, "click", 77777, "copied", {"n": 1.0})
+        producer.p.produce(producer.topic, key=str(u1).encode(), value=copied.SerializeToString(),
+                           partition=q, headers=[("seqd-origin", b"%d:7" % ((q + 1) % PARTS))])
         produce_chunk(producer, evs[:600])
-        poll(lambda: s.counts()["events_applied"] == 600 and s.counts()["malformed"] == 20,
+        poll(lambda: s.counts()["events_applied"] == 601 and s.counts()["malformed"] == 20,
              "the first chunk applied after the failed writes")
         produce_chunk(producer, evs[600:])
-        poll(lambda: caught_up(s) and s.counts()["events_applied"] == 2000 and
+        poll(lambda: caught_up(s) and s.counts()["events_applied"] == 2001 and
              s.metric("seqd_store_write_failing") == 0, "caught up after the failed writes")
         assert s.metric("seqd_store_write_errors_total") == 3
         assert "write lane 0 stored" in s.stderr_text()  # lane 0 wrote while lane 1 failed
         c = s.counts()
-        assert (c["events_applied"], c["malformed"]) == (2000, 20)
-        want = {}
+        assert (c["events_applied"], c["malformed"], c["misrouted_duplicates"]) == (2001, 20, 0)
+        want = {u1: [77777]}
         for e in evs:
             want.setdefault(e.user_id, []).append(e.item_id)
         assert read_items(s, want) == {u: sorted(v) for u, v in want.items()}

@@ -126,6 +126,7 @@ static void persisted(void)
     seq_origins_committed(o, -1);
     CHECK_EQ_INT(seq_origins_admit(o, 1, 0, 9), 0);
     seq_origins_discard(o); /* not staged: never stored */
+    CHECK_EQ_INT(seq_origins_highest(o, 1, 0), 7); /* back to what the commit stored */
     seq_origins_stage(o, one_batch, b); /* nothing changed: nothing written */
     CHECK(fx_commit(b) == SEQ_OK);
     seq_origins_free(o);
