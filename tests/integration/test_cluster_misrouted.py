@@ -124,7 +124,13 @@ def test_copies_reproduced_after_a_sigkill_visible_once(seqd_factory, tmp_path, 
     (a's, and its own) and stored its offsets past them, is SIGKILLed and restarted before
     that. Every event is visible once, at both nodes, and b skips every one of a's second
     copies: the highest origin offset it applied was stored with its offsets, and loaded
-    when it took its partitions on again."""
+    when it took its partitions on again.
+    While a is down, an event E and its correction (same event_id) arrive misrouted on
+    another partition, w2; b re-produces and applies both before its SIGKILL. Once b is
+    back (a still down), a late copy of E's first origin arrives at E's partition (what a
+    re-producer replaying a long log late writes): b skips it and still shows the
+    correction (kept only in memory, as before, the origins were forgotten by the restart
+    and the late copy undid the correction); so does a, which fills from the log later."""
     import signal
     from confluent_kafka import Producer
     sys.path.insert(0, os.path.dirname(__file__))
@@ -154,16 +160,33 @@ def test_copies_reproduced_after_a_sigkill_visible_once(seqd_factory, tmp_path, 
                          value=ev.SerializeToString(), partition=wrong)
         assert prod.flush(60) == 0
         assert a.wait_exit() == -signal.SIGKILL
-        helpers.poll(lambda: b.counts()["misrouted"] == len(evs), "b re-produced every event")
+        # E and its correction, misrouted on w2, while a is down
+        w2 = (wrong + 1) % P
+        ue = next(u for u in range(5000, 6000) if partition_of_user(u, P) not in (wrong, w2))
+        fix = [helpers.make_event(ue, now - 5000 + k, "click", item_id=ue * 10 + 1 + k,
+                                  event_id="fix") for k in range(2)]
+        placed = []
+        for ev in fix:
+            prod.produce("seqd.events", key=str(ue).encode(), value=ev.SerializeToString(),
+                         partition=w2, on_delivery=lambda err, m: placed.append(m.offset()))
+        assert prod.flush(60) == 0 and len(placed) == 2
+        helpers.poll(lambda: b.counts()["misrouted"] == len(evs) + 2, "b re-produced every event")
         ends = log_ends(broker.brokers, range(P))
         helpers.poll(lambda: consumed(b, range(P), ends), "b stored its offsets past every copy")
         # a's copies that went out before its crash (b's are the other ones)
         first = {o for o, n in copies_by_origin(broker.brokers, P, wrong).items() if n == 2}
         assert first
+        assert list(b.get(ue).item_ids) == [ue * 10 + 2]  # the correction
         assert b.stop(signal.SIGKILL) == -signal.SIGKILL
         b = node("b", "g2")
+        late = Placed(broker.brokers, "murmur2_random")
+        late.one(fix[0], partition=partition_of_user(ue, P),
+                 headers=[("seqd-origin", ("%d:%d" % (w2, min(placed))).encode())])
+        late.one(helpers.make_event(ue, now - 4000, "view", item_id=ue * 10 + 9,
+                                    event_id="sentinel", attributes={"dwell_ms": 900}))
+        assert list(b.wait_item(ue, ue * 10 + 9).item_ids) == [ue * 10 + 9, ue * 10 + 2]
         a = node("a", "g1")  # replays `wrong` from offset 0: the copies go out again
-        helpers.poll(lambda: consumed(a, [wrong], log_ends(broker.brokers, [wrong])),
+        helpers.poll(lambda: consumed(a, [wrong, w2], log_ends(broker.brokers, [wrong, w2])),
                      "a's second copies delivered")
         ends = log_ends(broker.brokers, range(P))
         for s in (a, b):
@@ -176,69 +199,24 @@ def test_copies_reproduced_after_a_sigkill_visible_once(seqd_factory, tmp_path, 
             for s in (a, b):
                 r, md = get_with_md(s, u)
                 assert list(r.item_ids) == [u * 10 + 1, u * 10], (u, s is a, list(r.item_ids))
-        assert b.counts()["misrouted_duplicates"] == len(evs)  # a's second copies
-        assert b.counts()["events_applied"] == 0
+        for s, nid in ((a, "a"), (b, "b")):  # each node's own data
+            r = helpers.poll(lambda: (lambda r, md: r if md.get("seqd-served-by") == nid else None)(
+                *get_with_md(s, ue)), "a read of user %d served by %s" % (ue, nid))
+            assert list(r.item_ids) == [ue * 10 + 9, ue * 10 + 2], (nid, list(r.item_ids))
+        # the late copy, and a's second copies of `wrong`'s origins and of E's two
+        assert b.counts()["misrouted_duplicates"] == 1 + len(evs) + 2
+        assert b.counts()["events_applied"] == 1  # the sentinel
     finally:
         broker.stop()
 
 
 def copies_by_origin(brokers, n_parts, wrong):
-    """{origin: copies} over every partition but `wrong`."""
+    """{origin: copies} of `wrong`'s origins over every partition but `wrong`."""
     out = {}
     for p in range(n_parts):
         if p != wrong:
             for o, n in origin_copies(brokers, p).items():
-                out[o] = out.get(o, 0) + n
+                if o.startswith("%d:" % wrong):
+                    out[o] = out.get(o, 0) + n
     return out
 
-
-def test_late_copy_after_the_owners_restart_keeps_the_correction(seqd_factory, tmp_path):
-    """An event E and its correction (same event_id), both misrouted, are re-produced by
-    two replica groups of one node each (a in g1, b in g2) and applied at both; both
-    nodes are SIGKILLed and restarted; then a late copy of E's first origin arrives at
-    its user's partition (a re-producer that replays a long log late writes exactly
-    that). Every node skips it and still shows the correction: the highest origin
-    offset applied survives the restart with the partition's offsets. Kept only in
-    memory (as before this test), the restarted nodes applied the late copy and showed
-    E's first version again."""
-    import signal
-    sys.path.insert(0, os.path.dirname(__file__))
-    from cluster_helpers import Broker, get_with_md
-    P = 8
-    broker = Broker(partitions=P)
-    try:
-        def node(nid, group):
-            s = seqd_factory(brokers=broker.brokers, data_dir=str(tmp_path / nid),
-                             args=["--group", group, "--instance-id", nid])
-            s.node_id = nid
-            return s
-        nodes = [node("a", "g1"), node("b", "g2")]
-        u = helpers.new_user()
-        owner = partition_of_user(u, P)
-        wrong = (owner + 1) % P
-        now = helpers.now_ms()
-        p = Placed(broker.brokers, "murmur2_random")
-        first = helpers.make_event(u, now - 5000, "click", item_id=1, event_id="fix")
-        p.one(first, partition=wrong)  # misrouted: each group re-produces it to `owner`
-        _, part, off = p.placed[-1]
-        assert part == wrong
-        for s in nodes:
-            s.wait_item(u, 1)
-        p.one(helpers.make_event(u, now - 4000, "click", item_id=2, event_id="fix"),
-              partition=wrong)  # the correction, misrouted the same way
-        for s in nodes:
-            s.wait_item(u, 2)
-        for i, s in enumerate(nodes):
-            assert s.stop(signal.SIGKILL) == -signal.SIGKILL
-            nodes[i] = node(s.node_id, "g%d" % (i + 1))
-        p.one(first, partition=owner, headers=[("seqd-origin", ("%d:%d" % (wrong, off)).encode())])
-        p.one(helpers.make_event(u, now - 3000, "view", item_id=9, event_id="sentinel",
-                                 attributes={"dwell_ms": 900}))
-        for s in nodes:  # each node's own data (a restarted node may forward meanwhile)
-            r = helpers.poll(lambda: (lambda r, md: r if 9 in r.item_ids and
-                                      md.get("seqd-served-by") == s.node_id else None)(
-                *get_with_md(s, u)), "item 9 read at %s from its own data" % s.node_id)
-            assert sorted(r.item_ids) == [2, 9], (s.node_id, list(r.item_ids))
-            assert s.counts()["misrouted_duplicates"] >= 1
-    finally:
-        broker.stop()
