@@ -35,8 +35,9 @@ static void storage(void)
     CHECK(fx_commit(b) == SEQ_OK);
     stored(st, 2, h, 4);
     CHECK(h[0] == 5 && h[1] == -1 && h[2] == -1 && h[3] == 7);
+    h[3] = 99;
     stored(st, 2, h, 3); /* origin partitions from n on are left out */
-    CHECK(h[0] == 5 && h[1] == -1 && h[2] == -1);
+    CHECK(h[0] == 5 && h[1] == -1 && h[2] == -1 && h[3] == 99);
     seq_store_batch_set_origin(b, 2, 0, 9); /* a later write replaces */
     CHECK(fx_commit(b) == SEQ_OK);
     stored(st, 2, h, 4);
@@ -142,6 +143,19 @@ static void persisted(void)
     CHECK_EQ_INT(seq_origins_load(o, st, 3, err, sizeof err), SEQ_OK); /* nothing stored */
     CHECK_EQ_INT(seq_origins_highest(o, 3, 0), -1);
     uint8_t k[SEQ_KEY_MAX];
+    /* an origin offset 0 is one (the log's first message): loaded, and a copy of it skipped */
+    CHECK_EQ_INT(seq_origins_admit(o, 3, 1, 0), 0);
+    /* a partition forgotten while the batch holds its pairs: they go with it */
+    CHECK_EQ_INT(seq_origins_admit(o, 0, 1, 4), 0);
+    seq_origins_forget(o, 0);
+    seq_origins_stage(o, one_batch, b);
+    CHECK(fx_commit(b) == SEQ_OK);
+    seq_origins_committed(o, -1);
+    CHECK_EQ_INT(seq_origins_load(o, st, 3, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(seq_origins_highest(o, 3, 1), 0);
+    CHECK_EQ_INT(seq_origins_admit(o, 3, 1, 0), 1);
+    CHECK_EQ_INT(seq_origins_load(o, st, 0, err, sizeof err), SEQ_OK);
+    CHECK_EQ_INT(seq_origins_highest(o, 0, 1), -1);
     fx_put_raw(st, k, seq_key_origin(k, 2, 1), "bad", 3);
     CHECK_EQ_INT(seq_origins_load(o, st, 2, err, sizeof err), SEQ_EDATALOSS);
     CHECK(strstr(err, "partition 2") != NULL);
