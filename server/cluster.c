@@ -647,17 +647,26 @@ int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
 }
 
 uint32_t seq_cluster_impact(seq_cluster *c, int64_t at, uint32_t np, uint64_t *emptied,
-                            uint64_t *hidden)
+                            uint64_t *hidden, char *missing, size_t len)
 {
     uint8_t seen[SEQ_CLUSTER_MAX_PARTS] = {0};
     uint32_t n = 0;
+    size_t w = 0;
+    int n_missing = 0;
     if (np > SEQ_CLUSTER_MAX_PARTS) np = SEQ_CLUSTER_MAX_PARTS;
     *emptied = *hidden = 0;
+    if (len) missing[0] = '\0';
     pthread_rwlock_rdlock(&c->lock);
     for (int i = 0; i < c->n_nodes; i++)
         seq_cluster_record_impact(&c->nodes[i].r, at, np, seen, emptied, hidden);
     pthread_rwlock_unlock(&c->lock);
-    for (uint32_t p = 0; p < np; p++) n += seen[p];
+    for (uint32_t p = 0; p < np; p++) {
+        char num[16];
+        n += seen[p];
+        if (seen[p]) continue;
+        snprintf(num, sizeof num, "%u", p);
+        add_name(missing, len, &w, n_missing++, num);
+    }
     return n;
 }
 

@@ -200,6 +200,9 @@ static void keep_impact(applied_as *a, const uint64_t *by_part, const uint8_t *h
         }
 }
 
+/* Applies a rollback record: the same rollback the receiver checked, committed with the
+ * log position `next`; a->gen the generation in effect after it. SEQ_OK also for the
+ * no-op (the newest is no longer the one it undoes, or is in effect already). */
 static int apply_rollback(seq_loads *l, const seq_loads_record *r, int64_t next, applied_as *a)
 {
     uint64_t to = r->generation;
@@ -304,6 +307,9 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
     if (rc)
         seq_log(SEQ_LOG_WARN, "loads: %s of %s at offset %" PRId64 " refused here: %s: %s", what,
                 r->sequence, o->offset, seq_log_code_name(rc), a->msg);
+    else if (r->op == SEQ_LOADS_OP_DRY_RUN) /* checked and counted; nothing changed */
+        seq_log(SEQ_LOG_INFO, "loads: dry run of %s generation %" PRIu64 " (offset %" PRId64
+                ") checked here, nothing changed", r->sequence, r->generation, o->offset);
     else
         seq_log(SEQ_LOG_INFO, "loads: applied %s of %s (offset %" PRId64 "): generation %" PRIu64
                 " in effect", what, r->sequence, o->offset, a->gen);
@@ -314,10 +320,6 @@ retry:
     return -1;
 }
 
-/* Fills the held partitions that lack a kept load's part: every applied load record, in
- * order, ingested for those partitions only (a load whose data is no longer kept is
- * skipped: check_fill). Re-ingesting a part already there writes the same keys again, so
- * a fill after a restart is safe. */
 /* Stores filled_to (a failure only makes the next fill start earlier). */
 static void store_filled(seq_loads *l, uint32_t np)
 {
@@ -337,6 +339,10 @@ static void advance_filled(seq_loads *l, const uint8_t *held, uint32_t np, int64
     if (changed) store_filled(l, np);
 }
 
+/* Fills the held partitions that lack a kept load's part: every applied load record, in
+ * order, ingested for those partitions only (a load whose data is no longer kept is
+ * skipped: check_fill). Re-ingesting a part already there writes the same keys again, so
+ * a fill after a restart is safe. */
 static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied)
 {
     uint8_t want[MAX_PARTS] = {0};
@@ -800,6 +806,30 @@ static uint64_t committed_gen(seq_loads *l, const char *sequence)
     return g;
 }
 
+/* The answer's impact counts, summed over one holder of each of the np partitions (every
+ * node applied the operation at o). A partition that no holder counted (each refused it
+ * where the receiver did not: a dry run is never retried, so a file that a node's mount
+ * does not show yet refuses it there; or a count not kept) would make the sum silently
+ * short: SEQ_EUNAVAILABLE naming those partitions instead. */
+static int sum_impact(seq_loads *l, int64_t o, uint32_t np, int dry, seq_load_result *res,
+                      char *msg, size_t msglen)
+{
+    char missing[256];
+    struct seq_cluster *c = atomic_load(&l->cluster);
+    if (!c) { /* wait_nodes answered from the map: not reached */
+        seq_errf(msg, msglen, "the cluster map is not read yet: try again");
+        return SEQ_EUNAVAILABLE;
+    }
+    if (seq_cluster_impact(c, o, np, &res->users_emptied, &res->stream_events_hidden, missing,
+                           sizeof missing) == np)
+        return SEQ_OK;
+    seq_errf(msg, msglen, "%sno holder of partitions %s counted the %s's impact (each "
+             "refused it, e.g. a file its mount of the batch root does not show yet: see its "
+             "log): users_emptied and stream_events_hidden would be short",
+             dry ? "" : "committed; ", missing, dry ? "dry run" : "load");
+    return SEQ_EUNAVAILABLE;
+}
+
 int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
                    seq_load_result *res, char *msg, size_t msglen)
 {
@@ -855,9 +885,7 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
         goto out;
     }
     if ((rc = outcome(l, o, NULL, msg, msglen)) == SEQ_OK) rc = wait_nodes(l, o + 1, until, msg, msglen);
-    struct seq_cluster *c = atomic_load(&l->cluster);
-    if (rc == SEQ_OK && c)
-        seq_cluster_impact(c, o, dry.partitions, &res->users_emptied, &res->stream_events_hidden);
+    if (rc == SEQ_OK) rc = sum_impact(l, o, dry.partitions, req->dry_run, res, msg, msglen);
 out:
     pthread_mutex_unlock(&l->ops_mu);
     free(sums);
