@@ -37,6 +37,7 @@
 
 typedef struct {
     int64_t offset;
+    int64_t seen_ms;    /* when this node read it (wall clock, for the timeline line) */
     seq_loads_record r; /* op 0: a record that did not parse (skipped, still counted) */
     int rc;             /* the local apply's outcome, once applied */
     uint64_t gen;       /* a rollback's generation in effect after it */
@@ -239,6 +240,22 @@ static int holds_all(const uint8_t *held, uint32_t np)
     return np > 0 && p == np;
 }
 
+/* ms from `from` to `to`, or -1 when `to` was not reached. */
+static int64_t after(int64_t from, int64_t to) { return to ? to - from : -1; }
+
+/* Where a load's or dry run's time went on this node, in ms after its receiver wrote the
+ * record (r.at_ms, the receiver's wall clock: on one machine exact, across machines up to
+ * their skew): when this node read it, then its steps (seq_load_timing_format).
+ * bench/build-dist.sh prints these per node. */
+static void log_timeline(const op *o, const seq_load_timing *t)
+{
+    char steps[256];
+    seq_load_timing_format(t, o->r.at_ms, steps, sizeof steps);
+    seq_log(SEQ_LOG_INFO, "loads: timeline of offset %" PRId64 " (written at %" PRId64
+            " ms): seen +%" PRId64 ", %s", o->offset, o->r.at_ms, after(o->r.at_ms, o->seen_ms),
+            steps);
+}
+
 /* Applies one operation; 0 done (applied, a no-op or refused for good), 1 skipped with
  * nothing written (an expired dry run), -1 retry later. */
 static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_topic,
@@ -276,10 +293,12 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
         uint32_t np = whole ? np_topic : r->partitions <= MAX_PARTS ? r->partitions : 0;
         seq_load_req req = load_req(r, whole ? NULL : held, next, 0);
         seq_load_result res;
+        seq_load_timing t = {0};
         memset(by_part, 0, sizeof by_part);
         req.partitions = np;
         req.impact_by_part = np ? by_part : NULL;
         req.dry_run = dry;
+        req.timing = &t;
         if (whole && !holds_all(held, np_topic)) {
             rc = SEQ_EPRECONDITION; /* for good: the receiver refuses it where this is so */
             seq_errf(a->msg, sizeof a->msg, "a batch built without --partitions loads only "
@@ -290,6 +309,7 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
         }
         if (rc == SEQ_OK) a->gen = r->generation;
         if (rc == SEQ_OK && np) keep_impact(a, by_part, held, np);
+        log_timeline(o, &t);
         /* a dry run is not retried: its caller waits on every node */
         if (passing(rc) && !dry) goto retry;
         if (dry) what = "dry run";
@@ -409,7 +429,7 @@ static void read_some(seq_loads *l)
     for (ssize_t i = 0; i < n; i++) {
         const rd_kafka_message_t *m = msgs[i];
         if (!m->err) {
-            op o = {.offset = m->offset};
+            op o = {.offset = m->offset, .seen_ms = seq_now_ms()};
             if (!m->payload || seq_loads_parse_record(m->payload, m->len, &o.r) != SEQ_OK)
                 seq_log(SEQ_LOG_WARN, "loads: the record at offset %" PRId64 " is not an "
                         "operation: skipped", m->offset);
@@ -830,6 +850,28 @@ static int sum_impact(seq_loads *l, int64_t o, uint32_t np, int dry, seq_load_re
     return SEQ_EUNAVAILABLE;
 }
 
+/* The receiver's side of a cluster load's timeline (wall clock ms, 0 = not reached). */
+typedef struct {
+    int64_t call, caught_up, written, here, all, offset;
+    const seq_load_timing *verify;
+} recv_timeline;
+
+/* Where the receiver's time went, in ms after the call reached this node: applied what
+ * the log held before (catch_up), checked every part in place (of which read and hashed:
+ * staged), wrote the record (the commit), applied it here, saw every holder apply it;
+ * bench/build-dist.sh prints it with each node's (log_timeline). */
+static void log_recv_timeline(const seq_load_req *req, const recv_timeline *t, int rc)
+{
+    int64_t c = t->call;
+    seq_log(SEQ_LOG_INFO, "%s: timeline of %s generation %" PRIu64 " (call at %" PRId64
+            " ms): caught up +%" PRId64 ", verified +%" PRId64 " (staged %" PRId64 " ms), "
+            "written +%" PRId64 " (offset %" PRId64 "), applied here +%" PRId64 ", every node +%"
+            PRId64 ", answered +%" PRId64 " ms: %s", req->dry_run ? "dry run" : "load",
+            req->sequence, req->generation, c, after(c, t->caught_up),
+            after(c, t->verify->verified), t->verify->stage_ms, after(c, t->written), t->offset,
+            after(c, t->here), after(c, t->all), seq_now_ms() - c, seq_log_code_name(rc));
+}
+
 int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
                    seq_load_result *res, char *msg, size_t msglen)
 {
@@ -847,8 +889,12 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
         return SEQ_EINTERNAL;
     }
     dry.sums_out = sums;
+    seq_load_timing vt = {0}; /* the receiver's check of every part */
+    recv_timeline tl = {.call = seq_now_ms(), .offset = -1, .verify = &vt};
+    dry.timing = &vt;
     pthread_mutex_lock(&l->ops_mu);
     int rc = catch_up(l, until, msg, msglen);
+    tl.caught_up = seq_now_ms();
     /* the committed generation again: a no-op once every node has it too */
     int again = rc == SEQ_OK && req->sequence && committed_gen(l, req->sequence) == req->generation &&
                 req->generation;
@@ -878,17 +924,21 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
         rc = SEQ_EUNAVAILABLE;
         goto out;
     }
+    tl.written = seq_now_ms(), tl.offset = o;
     seq_log(SEQ_LOG_INFO, "%s: %s generation %" PRIu64 " committed to %s at offset %" PRId64,
             req->dry_run ? "dry run" : "load", req->sequence, req->generation, l->topic, o);
     if (wait_applied(l, o + 1, until)) {
         rc = wait_nodes(l, o + 1, mono_ms(), msg, msglen); /* names this node among others */
         goto out;
     }
+    tl.here = seq_now_ms();
     if ((rc = outcome(l, o, NULL, msg, msglen)) == SEQ_OK) rc = wait_nodes(l, o + 1, until, msg, msglen);
+    if (rc == SEQ_OK) tl.all = seq_now_ms();
     if (rc == SEQ_OK) rc = sum_impact(l, o, dry.partitions, req->dry_run, res, msg, msglen);
 out:
     pthread_mutex_unlock(&l->ops_mu);
     free(sums);
+    if (tl.offset >= 0) log_recv_timeline(req, &tl, rc);
     return rc;
 }
 

@@ -176,7 +176,8 @@ static int check_manifest(const seq_def *def, const seq_load_req *req, const cha
 /* The manifest entry of one file, checked against the bytes of its staged copy (made in
  * the same read as the hash). */
 static int check_file(seq_batch_manifest *m, const char *path, const char *staged,
-                      int in_place, seq_batch_file_info *fi, char *err, size_t errlen)
+                      int in_place, seq_load_timing *timing, seq_batch_file_info *fi,
+                      char *err, size_t errlen)
 {
     const char *base = strrchr(path, '/') + 1;
     size_t i;
@@ -185,10 +186,12 @@ static int check_file(seq_batch_manifest *m, const char *path, const char *stage
         if (seq_batch_file_from_json(o, fi, err, errlen) != SEQ_OK) return SEQ_EINVAL;
         if (strcmp(fi->name, base) != 0) continue;
         uint64_t size, hash;
+        int64_t t0 = timing ? seq_now_ms() : 0;
         int rc = in_place
                      ? seq_batch_file_hash(path, fi->hash_alg, &size, &hash, err, errlen)
                      : seq_batch_file_stage(path, staged, fi->hash_alg, &size, &hash, err,
                                             errlen);
+        if (timing) timing->stage_ms += seq_now_ms() - t0;
         if (rc != SEQ_OK) return rc;
         if (size != fi->size || hash != fi->hash) {
             seq_errf(err, errlen, "%s: contents differ from its manifest (corrupt or foreign file)",
@@ -246,7 +249,7 @@ static int check_dir(const seq_def *def, const seq_sequence *s, const seq_load_r
     for (size_t k = 0; k < n && rc == SEQ_OK; k++) {
         size_t i = idx[k];
         seq_batch_file_info fi;
-        rc = check_file(m, paths[i], staged[i], in_place, &fi, err, errlen);
+        rc = check_file(m, paths[i], staged[i], in_place, req->timing, &fi, err, errlen);
         if (rc != SEQ_OK) break;
         if (req->sums_out) req->sums_out[2 * i] = fi.size, req->sums_out[2 * i + 1] = fi.hash;
         scan_ctx c = {.name = paths[i], .seq = s, .def = def, .req = req, .err = err,
