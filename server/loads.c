@@ -425,7 +425,12 @@ static void forget_paths(seq_loads_record *r)
 static void read_some(seq_loads *l)
 {
     rd_kafka_message_t *msgs[64];
-    ssize_t n = rd_kafka_consume_batch_queue(l->queue, POLL_MS, msgs, 64);
+    /* the first record as soon as it is here, then whatever else is queued: a batch call
+     * waits out its whole timeout unless the batch fills (rd_kafka_consume_batch_queue),
+     * which put up to POLL_MS between a commit and each node's apply (bench/NOTES.md,
+     * "Session 8 — cluster load") */
+    ssize_t n = rd_kafka_consume_batch_queue(l->queue, POLL_MS, msgs, 1), more;
+    if (n == 1 && (more = rd_kafka_consume_batch_queue(l->queue, 0, msgs + 1, 63)) > 0) n += more;
     for (ssize_t i = 0; i < n; i++) {
         const rd_kafka_message_t *m = msgs[i];
         if (!m->err) {
@@ -744,7 +749,7 @@ static int wait_nodes(seq_loads *l, int64_t next, int64_t until, char *msg, size
         struct seq_cluster *c = atomic_load(&l->cluster);
         if (c && seq_cluster_pending(c, next, pending, sizeof pending) == 0) return SEQ_OK;
         if (mono_ms() >= until) break;
-        sleep_ms(100);
+        sleep_ms(20); /* reads the map under its read lock: cheap */
     }
     seq_errf(msg, msglen, "committed; pending on %s", pending[0] ? pending : "the cluster map");
     return SEQ_EUNAVAILABLE;
