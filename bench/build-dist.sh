@@ -229,8 +229,7 @@ for l in open(path, errors="replace"):
         continue
     base = int(m.group(2)) - t0
     # every "+N" is ms after the line's base: shift it to ms after the bench's call
-    steps = re.sub(r"\+(-?\d+)", lambda x: "+%d" % (base + int(x.group(1)))
-                   if int(x.group(1)) >= 0 else "-", m.group(3))
+    steps = re.sub(r"\+(\d+)", lambda x: "+%d" % (base + int(x.group(1))), m.group(3))
     who = "receiver" if m.group(1) != "loads" else "applies"
     out.append("%s %s: %s" % (name, who, steps))
 print("; ".join(out) if out else "%s: no timeline in its log" % name)

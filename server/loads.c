@@ -240,9 +240,6 @@ static int holds_all(const uint8_t *held, uint32_t np)
     return np > 0 && p == np;
 }
 
-/* ms from `from` to `to`, or -1 when `to` was not reached. */
-static int64_t after(int64_t from, int64_t to) { return to ? to - from : -1; }
-
 /* Where a load's or dry run's time went on this node, in ms after its receiver wrote the
  * record (r.at_ms, the receiver's wall clock: on one machine exact, across machines up to
  * their skew): when this node read it, then its steps (seq_load_timing_format).
@@ -251,9 +248,10 @@ static void log_timeline(const op *o, const seq_load_timing *t)
 {
     char steps[256];
     seq_load_timing_format(t, o->r.at_ms, steps, sizeof steps);
+    char seen[24];
     seq_log(SEQ_LOG_INFO, "loads: timeline of offset %" PRId64 " (written at %" PRId64
-            " ms): seen +%" PRId64 ", %s", o->offset, o->r.at_ms, after(o->r.at_ms, o->seen_ms),
-            steps);
+            " ms): seen %s, %s", o->offset, o->r.at_ms,
+            seq_load_timing_rel(seen, o->r.at_ms, o->seen_ms), steps);
 }
 
 /* Applies one operation; 0 done (applied, a no-op or refused for good), 1 skipped with
@@ -868,13 +866,15 @@ typedef struct {
 static void log_recv_timeline(const seq_load_req *req, const recv_timeline *t, int rc)
 {
     int64_t c = t->call;
+    char a[24], v[24], w[24], h[24], all[24];
     seq_log(SEQ_LOG_INFO, "%s: timeline of %s generation %" PRIu64 " (call at %" PRId64
-            " ms): caught up +%" PRId64 ", verified +%" PRId64 " (staged %" PRId64 " ms), "
-            "written +%" PRId64 " (offset %" PRId64 "), applied here +%" PRId64 ", every node +%"
-            PRId64 ", answered +%" PRId64 " ms: %s", req->dry_run ? "dry run" : "load",
-            req->sequence, req->generation, c, after(c, t->caught_up),
-            after(c, t->verify->verified), t->verify->stage_ms, after(c, t->written), t->offset,
-            after(c, t->here), after(c, t->all), seq_now_ms() - c, seq_log_code_name(rc));
+            " ms): caught up %s, verified %s (staged %" PRId64 " ms), written %s (offset %"
+            PRId64 "), applied here %s, every node %s, answered +%" PRId64 " ms: %s",
+            req->dry_run ? "dry run" : "load", req->sequence, req->generation, c,
+            seq_load_timing_rel(a, c, t->caught_up), seq_load_timing_rel(v, c, t->verify->verified),
+            t->verify->stage_ms, seq_load_timing_rel(w, c, t->written), t->offset,
+            seq_load_timing_rel(h, c, t->here), seq_load_timing_rel(all, c, t->all),
+            seq_now_ms() - c, seq_log_code_name(rc));
 }
 
 int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,

@@ -83,8 +83,10 @@ typedef struct {
     int64_t stage_ms;
 } seq_load_timing;
 /* "started +A, staged N ms, verified +B, counted +C, ingested +D, switched +E ms": each
- * step in ms after `from` (wall clock ms), -1 where not reached; into out. */
+ * step in ms after `from` (wall clock ms), "-" where not reached; into out. */
 void seq_load_timing_format(const seq_load_timing *t, int64_t from, char *out, size_t len);
+/* "+N" (to - from, into buf) or "-" when to is 0 (not reached). */
+const char *seq_load_timing_rel(char buf[24], int64_t from, int64_t to);
 
 typedef struct {
     const char *sequence;

@@ -28,14 +28,20 @@
 
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER; /* one load at a time */
 
-static int64_t after(int64_t from, int64_t to) { return to ? to - from : -1; }
+const char *seq_load_timing_rel(char buf[24], int64_t from, int64_t to)
+{
+    if (!to) return "-";
+    snprintf(buf, 24, "+%" PRId64, to - from);
+    return buf;
+}
 
 void seq_load_timing_format(const seq_load_timing *t, int64_t from, char *out, size_t len)
 {
-    snprintf(out, len, "started +%" PRId64 ", staged %" PRId64 " ms, verified +%" PRId64
-             ", counted +%" PRId64 ", ingested +%" PRId64 ", switched +%" PRId64 " ms",
-             after(from, t->started), t->stage_ms, after(from, t->verified),
-             after(from, t->counted), after(from, t->ingested), after(from, t->committed));
+    char a[24], b[24], c[24], d[24], e[24];
+    snprintf(out, len, "started %s, staged %" PRId64 " ms, verified %s, counted %s, ingested %s, "
+             "switched %s ms", seq_load_timing_rel(a, from, t->started), t->stage_ms,
+             seq_load_timing_rel(b, from, t->verified), seq_load_timing_rel(c, from, t->counted),
+             seq_load_timing_rel(d, from, t->ingested), seq_load_timing_rel(e, from, t->committed));
 }
 
 /* Crash hook for tests: SEQD_CRASH_AT=load-after-verify|load-after-ingest|load-after-commit|
