@@ -142,7 +142,9 @@ reader() {
     -D 36000 --warmup 0 --track-gen 1 >"$LOG/reader-$1.out" 2>"$LOG/reader-$1.err"
   READER_PID[$1]=$!
 }
-declare -A READER_PID SEEN SWITCH_MS STATUS_GEN
+declare -A READER_PID SEEN SWITCH_MS STATUS_GEN NODE_CPU0 NODE_RQ0 NODE_WB0 NODE_USE
+# write_bytes PID: bytes the process caused to be written to storage so far (/proc/PID/io)
+write_bytes() { awk '$1 == "write_bytes:" {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 
 # cpu_ms NODES...: user + system CPU of the nodes' processes so far, in ms (every thread,
 # RocksDB's compactions included): a load's CPU, unlike its wall time, does not depend on
@@ -176,6 +178,10 @@ load_at() {
     sleep 0.5
   fi
   local c0; c0=$(cpu_ms "$@")
+  for n in "$@"; do
+    NODE_CPU0[$n]=$(cpu_ms "$n"); NODE_RQ0[$n]=$(runq_wait_ms "${NODE_PID[$n]}")
+    NODE_WB0[$n]=$(write_bytes "${NODE_PID[$n]}")
+  done
   t0=$(now_us)
   LOAD_T0_MS=$((t0 / 1000))
   set +e
@@ -193,6 +199,9 @@ load_at() {
     sleep 0.1
   done
   LOAD_CPU_MS=$(( $(cpu_ms "$@") - c0 ))
+  for n in "$@"; do
+    NODE_USE[$n]="CPU $(( $(cpu_ms "$n") - NODE_CPU0[$n] )) ms, waited for a core $(( $(runq_wait_ms "${NODE_PID[$n]}") - NODE_RQ0[$n] )) ms, wrote $(( ($(write_bytes "${NODE_PID[$n]}") - NODE_WB0[$n]) / 1000000 )) MB"
+  done
   sleep 0.5
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   sleep 9.5  # (the readers poll on; a few % of a core)
@@ -235,6 +244,7 @@ for l in open(path, errors="replace"):
 print("; ".join(out) if out else "%s: no timeline in its log" % name)
 PY
 )
+    line="$line (from the call until every node switched: ${NODE_USE[$n]}; waits of threads that ended are not counted)"
     log "timeline: $line"
     TIMELINE+=("$line")
   done
