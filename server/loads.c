@@ -307,7 +307,7 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
         }
         if (rc == SEQ_OK) a->gen = r->generation;
         if (rc == SEQ_OK && np) keep_impact(a, by_part, held, np);
-        log_timeline(o, &t);
+        if (rc == SEQ_OK) log_timeline(o, &t); /* (a retried one would log it each time) */
         /* a dry run is not retried: its caller waits on every node */
         if (passing(rc) && !dry) goto retry;
         if (dry) what = "dry run";
