@@ -37,6 +37,17 @@ def start_node(factory, broker, node_id, group, tmp_path, **kw):
                    **kw)
 
 
+def start_batch_node(tmp, nid, brokers, root, args=()):
+    """A node `nid` on brokers with its own work and data directories under tmp and
+    `--batch-root root` (the loads tests' shared batch root), started."""
+    wd = str(tmp / ("w-" + nid))
+    os.makedirs(wd)
+    s = helpers.Seqd(wd, brokers=brokers, data_dir=os.path.join(wd, "data"),
+                     args=list(args) + ["--batch-root", root])
+    s.start()
+    return s
+
+
 def start_three(factory, broker, tmp_path):
     """Nodes a and b in group g1, c in g2; returns [a, b, c] once the map has settled on
     every node (each node's .node_id set)."""

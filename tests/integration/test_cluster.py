@@ -199,13 +199,18 @@ def h2_liar(lsock, stop):
             c.sendall(conn.data_to_send())
         c.close()
 
+    accept_loop(lsock, stop, lambda c: threading.Thread(target=serve, args=(c,), daemon=True).start())
+
+
+def accept_loop(lsock, stop, handle):
+    """Accepts on lsock until stop is set, handing each connection to handle(c)."""
     lsock.settimeout(0.2)
     while not stop.is_set():
         try:
             c, _ = lsock.accept()
         except OSError:
             continue
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
+        handle(c)
 
 
 def test_dead_address_in_map_and_garbage_peer(cluster):
@@ -244,15 +249,12 @@ def test_dead_address_in_map_and_garbage_peer(cluster):
         fillers.append(f)
     stop = threading.Event()
 
+    def answer_garbage(c):
+        c.sendall(b"HTTP/1.1 200 OK\r\n\r\nnot http2 at all" * 10)
+        c.close()
+
     def garbage():
-        lsock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                c, _ = lsock.accept()
-            except OSError:
-                continue
-            c.sendall(b"HTTP/1.1 200 OK\r\n\r\nnot http2 at all" * 10)
-            c.close()
+        accept_loop(lsock, stop, answer_garbage)
     p = Producer({"bootstrap.servers": broker.brokers})
 
     def publish():

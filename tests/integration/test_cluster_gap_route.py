@@ -12,9 +12,7 @@ Once a is gone, hx, the only holder left, answers (seqd-served-by names it), the
 showing as the event it misses; no read fails meanwhile, though a's entry stays in the
 map until it is silent for 10 s (hx forwards to its own address last: read there)."""
 import signal
-import time
 
-import grpc
 from confluent_kafka import Producer
 
 import helpers

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import helpers
 from cluster_helpers import (P, SLOW, Broker, get_with_md, nodes_by_id, partition_of_user,
-                             settled)
+                             settled, start_batch_node)
 
 HOUR = helpers.HOUR
 B = (helpers.now_ms() // HOUR) * HOUR - 6 * 24 * HOUR
@@ -57,24 +57,17 @@ def env(tmp_path_factory):
     nodes = {}
     try:
         for nid, g in (("a", "g1"), ("b", "g1"), ("c", "g2")):
-            wd = str(tmp / ("w-" + nid))
-            os.makedirs(wd)
-            s = helpers.Seqd(wd, brokers=broker.brokers, data_dir=os.path.join(wd, "data"),
-                             args=["--group", g, "--instance-id", nid, "--batch-root", root])
-            s.start()
+            s = start_batch_node(tmp, nid, broker.brokers, root,
+                                 ["--group", g, "--instance-id", nid])
             s.node_id = nid
             nodes[nid] = s
         cluster = list(nodes.values())
         helpers.poll(lambda: settled(cluster, GROUPS), "the map settled on every node")
-        wd = str(tmp / "w-solo")
-        os.makedirs(wd)
         # its own broker: a node on the cluster's would be in its map (holding every
         # partition, as a node outside any group), which settled() does not expect
         # (test_cluster_load_nonmember.py has one there)
         brokers.append(Broker())
-        solo = helpers.Seqd(wd, brokers=brokers[1].brokers, data_dir=os.path.join(wd, "data"),
-                            args=["--batch-root", root])  # no group: every partition, alone
-        solo.start()
+        solo = start_batch_node(tmp, "solo", brokers[1].brokers, root)  # no group: all, alone
         nodes["solo"] = solo
         sent = sentinels()
         for s in (nodes["a"], solo):  # the same events on both brokers

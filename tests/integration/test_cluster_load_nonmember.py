@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 import helpers
-from cluster_helpers import P, SLOW, Broker, nodes_by_id
+from cluster_helpers import P, SLOW, Broker, nodes_by_id, start_batch_node
 
 HOUR = helpers.HOUR
 B = (helpers.now_ms() // HOUR) * HOUR - 6 * 24 * HOUR
@@ -33,12 +33,7 @@ def env(tmp_path_factory):
         for nid, args in (("a", ["--group", "g1", "--instance-id", "a"]),
                           ("b", ["--group", "g1", "--instance-id", "b"]),
                           ("solo", [])):  # no group: every partition, alone
-            wd = str(tmp / ("w-" + nid))
-            os.makedirs(wd)
-            s = helpers.Seqd(wd, brokers=broker.brokers, data_dir=os.path.join(wd, "data"),
-                             args=args + ["--batch-root", root])
-            s.start()
-            nodes[nid] = s
+            nodes[nid] = start_batch_node(tmp, nid, broker.brokers, root, args)
 
         def ready():
             m = nodes_by_id(nodes["a"])

@@ -9,7 +9,7 @@ import threading
 import grpc
 import pytest
 
-from helpers import SEQCTL_BIN, Seqd, pb
+from helpers import Seqd, pb
 from test_batch_crash import A, B, USERS, batch_keys, build, committed, load
 from test_batch_crash import start as start_kept
 

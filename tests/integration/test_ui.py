@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from helpers import DAY, HOUR, SEQCTL_BIN, batch_root_server, now_ms, poll
+from helpers import DAY, HOUR, batch_root_server, now_ms, poll
 
 CHROMIUM = shutil.which("chromium")
 USERS = 4
