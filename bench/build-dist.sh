@@ -142,7 +142,9 @@ reader() {
     -D 36000 --warmup 0 --track-gen 1 >"$LOG/reader-$1.out" 2>"$LOG/reader-$1.err"
   READER_PID[$1]=$!
 }
-declare -A READER_PID SEEN SWITCH_MS STATUS_GEN
+declare -A READER_PID SEEN SWITCH_MS STATUS_GEN NODE_CPU0 NODE_RQ0 NODE_WB0 NODE_USE
+# write_bytes PID: bytes the process caused to be written to storage so far (/proc/PID/io)
+write_bytes() { awk '$1 == "write_bytes:" {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 
 # cpu_ms NODES...: user + system CPU of the nodes' processes so far, in ms (every thread,
 # RocksDB's compactions included): a load's CPU, unlike its wall time, does not depend on
@@ -176,7 +178,12 @@ load_at() {
     sleep 0.5
   fi
   local c0; c0=$(cpu_ms "$@")
+  for n in "$@"; do
+    NODE_CPU0[$n]=$(cpu_ms "$n"); NODE_RQ0[$n]=$(runq_wait_ms "${NODE_PID[$n]}")
+    NODE_WB0[$n]=$(write_bytes "${NODE_PID[$n]}")
+  done
   t0=$(now_us)
+  LOAD_T0_MS=$((t0 / 1000))
   set +e
   LOAD_OUT=$("$SEQCTL" --server "${NODE_GRPC[$via]}" --admin "${NODE_ADMIN[$via]}" load \
     --sequence engagements --start-ms "$START" --end-ms "$END" --generation "$GEN" "${SSTS[@]}" 2>&1)
@@ -192,6 +199,9 @@ load_at() {
     sleep 0.1
   done
   LOAD_CPU_MS=$(( $(cpu_ms "$@") - c0 ))
+  for n in "$@"; do
+    NODE_USE[$n]="CPU $(( $(cpu_ms "$n") - NODE_CPU0[$n] )) ms, waited for a core $(( $(runq_wait_ms "${NODE_PID[$n]}") - NODE_RQ0[$n] )) ms, wrote $(( ($(write_bytes "${NODE_PID[$n]}") - NODE_WB0[$n]) / 1000000 )) MB"
+  done
   sleep 0.5
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   sleep 9.5  # (the readers poll on; a few % of a core)
@@ -209,6 +219,35 @@ load_at() {
     STATUS_GEN[$n]=$(status_gen "${NODE_ADMIN[$n]}" engagements)
   done
   cmd_line="seqctl --server NODE load --sequence engagements --start-ms $START --end-ms $END --generation $GEN $LOAD_DIR/partition-*/*.sst  # ${#SSTS[@]} files"
+}
+
+# timeline NODE...: where the load's time went, from each node's log lines (server/loads.c
+# log_timeline and the receiver's, server/service.c for a single node), in ms after the
+# call started (LOAD_T0_MS); one line per node, printed and added to TIMELINE.
+TIMELINE=()
+timeline() {
+  local n line
+  for n in "$@"; do
+    line=$(/usr/bin/python3 - "$LOAD_T0_MS" "$n" "$LOG/$n.err" <<'PY'
+import re, sys
+t0, name, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+out = []
+for l in open(path, errors="replace"):
+    m = re.search(r"(load|dry run|loads): timeline .*\((?:call|written) at (\d+) ms\): (.*)", l)
+    if not m or int(m.group(2)) < t0 - 60000:
+        continue
+    base = int(m.group(2)) - t0
+    # every "+N" is ms after the line's base: shift it to ms after the bench's call
+    steps = re.sub(r"\+(\d+)", lambda x: "+%d" % (base + int(x.group(1))), m.group(3))
+    who = "receiver" if m.group(1) != "loads" else "applies"
+    out.append("%s %s: %s" % (name, who, steps))
+print("; ".join(out) if out else "%s: no timeline in its log" % name)
+PY
+)
+    line="$line (from the call until every node switched: ${NODE_USE[$n]}; waits of threads that ended are not counted)"
+    log "timeline: $line"
+    TIMELINE+=("$line")
+  done
 }
 
 # wall_ms NODES...: until the call returned and every node's reader had switched
@@ -231,6 +270,7 @@ READ_USER[single]=1
 load_at single single
 [ "$LOAD_RC" = 0 ] && [ "${SEEN[single]}" = "$GEN" ] || die "single-node load failed (rc $LOAD_RC): $LOAD_OUT"
 SINGLE_WALL=$(wall_ms single)
+timeline single
 SINGLE_CPU=$LOAD_CPU_MS; SINGLE_CPU10=$LOAD_CPU10_MS
 LOAD_ROWS=("$(md_row "single node" "call ${CALL_MS} ms, exit 0" "${SWITCH_MS[single]} ms" "$SINGLE_WALL" "$LOAD_CPU_MS / $LOAD_CPU10_MS")")
 log "single node: call $CALL_MS ms, switch-over at ${SWITCH_MS[single]} ms: $LOAD_OUT"
@@ -256,6 +296,7 @@ if [ $CLUSTER = 1 ]; then
     LOAD_ROWS+=("$(md_row "cluster: $n" "" "${SWITCH_MS[$n]} ms" "" "")")
   done
   CLUSTER_WALL=$(wall_ms n1 n2 n3)
+  timeline n1 n2 n3
   LOAD_ROWS+=("$(md_row "cluster (via n1)" "call ${CALL_MS} ms, exit $LOAD_RC" "" "$CLUSTER_WALL" "$LOAD_CPU_MS / $LOAD_CPU10_MS")")
   log "cluster: call $CALL_MS ms (exit $LOAD_RC): $LOAD_OUT"
   if [ ${#missing[@]} -gt 0 ]; then
@@ -288,6 +329,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b ? a / b : 0}'; }
   echo "| load | call | switch-over | wall ms | CPU ms: until switched / +10 s |"
   echo "| --- | --- | --- | --- | --- |"
   printf '%s\n' "${LOAD_ROWS[@]}"
+  echo
+  echo "Timeline (each node's log: ms after the call started; staged = time reading, hashing and copying the files within the verification):"
+  echo
+  printf -- '- %s\n' "${TIMELINE[@]}"
   echo
   if [ $CLUSTER = 1 ]; then
     echo "- cluster / single-node load wall time: ${RATIO}x (bar <= 1.5x)"

@@ -29,6 +29,7 @@
 #include "loads.h"
 
 #define REFRESH_MS 200
+#define TICK_MS 50 /* the thread's longest wait for the map's records */
 #define PUBLISH_MS 1000
 #define LOOKBACK_MS 15000    /* where the reader starts: before every live node's last record */
 /* A new node reads the map this long before it publishes: every live node published
@@ -449,7 +450,11 @@ static void publish(seq_cluster *c, int leave)
 static void read_some(seq_cluster *c, int timeout_ms)
 {
     rd_kafka_message_t *msgs[256];
-    ssize_t n = rd_kafka_consume_batch_queue(c->queue, timeout_ms, msgs, 256);
+    /* the first record as soon as it is here (a batch call waits out its timeout unless
+     * the batch fills: a receiver waiting on the nodes' records saw them up to
+     * REFRESH_MS late), then whatever else is queued */
+    ssize_t n = rd_kafka_consume_batch_queue(c->queue, timeout_ms, msgs, 1), more;
+    if (n == 1 && (more = rd_kafka_consume_batch_queue(c->queue, 0, msgs + 1, 255)) > 0) n += more;
     int64_t now = mono_ms();
     for (ssize_t i = 0; i < n; i++) {
         on_message(c, msgs[i], now);
@@ -484,15 +489,20 @@ static void drop_handed_over(seq_cluster *c)
 static void *run(void *arg)
 {
     seq_cluster *c = arg;
-    int64_t next_pub = 0, next_drop = 0;
+    int64_t next_pub = 0, next_drop = 0, next_refresh = 0;
     while (!atomic_load(&c->stop)) {
-        read_some(c, REFRESH_MS);
+        /* TICK_MS, not REFRESH_MS: a publish_soon set meanwhile (a load applied, which a
+         * receiver waits on) goes out within it */
+        read_some(c, TICK_MS);
         check_twin(c);
         int64_t now = mono_ms();
+        int soon = atomic_exchange(&c->publish_soon, 0);
         if (now >= c->quiet_until) atomic_store(&c->window_done, 1);
-        refresh_self(c, now);
-        if ((now >= next_pub || atomic_exchange(&c->publish_soon, 0)) && now >= c->quiet_until &&
-            !atomic_load(&c->fenced)) {
+        if (soon || now >= next_refresh || now >= next_pub) {
+            refresh_self(c, now);
+            next_refresh = now + REFRESH_MS;
+        }
+        if ((now >= next_pub || soon) && now >= c->quiet_until && !atomic_load(&c->fenced)) {
             publish(c, 0);
             next_pub = now + PUBLISH_MS;
         }
@@ -651,17 +661,26 @@ int seq_cluster_pending(seq_cluster *c, int64_t next, char *names, size_t len)
 }
 
 uint32_t seq_cluster_impact(seq_cluster *c, int64_t at, uint32_t np, uint64_t *emptied,
-                            uint64_t *hidden)
+                            uint64_t *hidden, char *missing, size_t len)
 {
     uint8_t seen[SEQ_CLUSTER_MAX_PARTS] = {0};
     uint32_t n = 0;
+    size_t w = 0;
+    int n_missing = 0;
     if (np > SEQ_CLUSTER_MAX_PARTS) np = SEQ_CLUSTER_MAX_PARTS;
     *emptied = *hidden = 0;
+    if (len) missing[0] = '\0';
     pthread_rwlock_rdlock(&c->lock);
     for (int i = 0; i < c->n_nodes; i++)
         seq_cluster_record_impact(&c->nodes[i].r, at, np, seen, emptied, hidden);
     pthread_rwlock_unlock(&c->lock);
-    for (uint32_t p = 0; p < np; p++) n += seen[p];
+    for (uint32_t p = 0; p < np; p++) {
+        char num[16];
+        n += seen[p];
+        if (seen[p]) continue;
+        snprintf(num, sizeof num, "%u", p);
+        add_name(missing, len, &w, n_missing++, num);
+    }
     return n;
 }
 

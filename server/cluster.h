@@ -101,9 +101,11 @@ int seq_cluster_partial(seq_cluster *c, uint32_t np, char *names, size_t len);
 /* The impact counts of the load or dry run at offset `at` of `<topic>.seqd-loads`, summed
  * over one node of each of the np partitions (the first in the map whose record counts
  * it: replicas in other groups count the same users again): *emptied users_emptied,
- * *hidden stream_events_hidden. Returns how many partitions were counted. Read lock. */
+ * *hidden stream_events_hidden. Returns how many partitions were counted; those no record
+ * counts (every holder refused the operation, or no node held them), comma-separated,
+ * into missing (len bytes, "..." when cut; "" when none). Read lock. */
 uint32_t seq_cluster_impact(seq_cluster *c, int64_t at, uint32_t np, uint64_t *emptied,
-                            uint64_t *hidden);
+                            uint64_t *hidden, char *missing, size_t len);
 
 /* Other nodes that hold partition p, best first: caught up without a gap, caught up
  * with a gap, still filling, and in each this node's group before others; then, when

@@ -37,6 +37,7 @@
 
 typedef struct {
     int64_t offset;
+    int64_t seen_ms;    /* when this node read it (wall clock, for the timeline line) */
     seq_loads_record r; /* op 0: a record that did not parse (skipped, still counted) */
     int rc;             /* the local apply's outcome, once applied */
     uint64_t gen;       /* a rollback's generation in effect after it */
@@ -200,6 +201,9 @@ static void keep_impact(applied_as *a, const uint64_t *by_part, const uint8_t *h
         }
 }
 
+/* Applies a rollback record: the same rollback the receiver checked, committed with the
+ * log position `next`; a->gen the generation in effect after it. SEQ_OK also for the
+ * no-op (the newest is no longer the one it undoes, or is in effect already). */
 static int apply_rollback(seq_loads *l, const seq_loads_record *r, int64_t next, applied_as *a)
 {
     uint64_t to = r->generation;
@@ -234,6 +238,20 @@ static int holds_all(const uint8_t *held, uint32_t np)
     uint32_t p = 0;
     while (p < np && held[p]) p++;
     return np > 0 && p == np;
+}
+
+/* Where a load's or dry run's time went on this node, in ms after its receiver wrote the
+ * record (r.at_ms, the receiver's wall clock: on one machine exact, across machines up to
+ * their skew): when this node read it, then its steps (seq_load_timing_format).
+ * bench/build-dist.sh prints these per node. */
+static void log_timeline(const op *o, const seq_load_timing *t)
+{
+    char steps[256];
+    seq_load_timing_format(t, o->r.at_ms, steps, sizeof steps);
+    char seen[24];
+    seq_log(SEQ_LOG_INFO, "loads: timeline of offset %" PRId64 " (written at %" PRId64
+            " ms): seen %s, %s", o->offset, o->r.at_ms,
+            seq_load_timing_rel(seen, o->r.at_ms, o->seen_ms), steps);
 }
 
 /* Applies one operation; 0 done (applied, a no-op or refused for good), 1 skipped with
@@ -273,10 +291,12 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
         uint32_t np = whole ? np_topic : r->partitions <= MAX_PARTS ? r->partitions : 0;
         seq_load_req req = load_req(r, whole ? NULL : held, next, 0);
         seq_load_result res;
+        seq_load_timing t = {0};
         memset(by_part, 0, sizeof by_part);
         req.partitions = np;
         req.impact_by_part = np ? by_part : NULL;
         req.dry_run = dry;
+        req.timing = &t;
         if (whole && !holds_all(held, np_topic)) {
             rc = SEQ_EPRECONDITION; /* for good: the receiver refuses it where this is so */
             seq_errf(a->msg, sizeof a->msg, "a batch built without --partitions loads only "
@@ -287,6 +307,7 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
         }
         if (rc == SEQ_OK) a->gen = r->generation;
         if (rc == SEQ_OK && np) keep_impact(a, by_part, held, np);
+        if (rc == SEQ_OK) log_timeline(o, &t); /* (a retried one would log it each time) */
         /* a dry run is not retried: its caller waits on every node */
         if (passing(rc) && !dry) goto retry;
         if (dry) what = "dry run";
@@ -304,6 +325,9 @@ static int apply_op(seq_loads *l, const op *o, const uint8_t *held, uint32_t np_
     if (rc)
         seq_log(SEQ_LOG_WARN, "loads: %s of %s at offset %" PRId64 " refused here: %s: %s", what,
                 r->sequence, o->offset, seq_log_code_name(rc), a->msg);
+    else if (r->op == SEQ_LOADS_OP_DRY_RUN) /* checked and counted; nothing changed */
+        seq_log(SEQ_LOG_INFO, "loads: dry run of %s generation %" PRIu64 " (offset %" PRId64
+                ") checked here, nothing changed", r->sequence, r->generation, o->offset);
     else
         seq_log(SEQ_LOG_INFO, "loads: applied %s of %s (offset %" PRId64 "): generation %" PRIu64
                 " in effect", what, r->sequence, o->offset, a->gen);
@@ -314,10 +338,6 @@ retry:
     return -1;
 }
 
-/* Fills the held partitions that lack a kept load's part: every applied load record, in
- * order, ingested for those partitions only (a load whose data is no longer kept is
- * skipped: check_fill). Re-ingesting a part already there writes the same keys again, so
- * a fill after a restart is safe. */
 /* Stores filled_to (a failure only makes the next fill start earlier). */
 static void store_filled(seq_loads *l, uint32_t np)
 {
@@ -337,6 +357,10 @@ static void advance_filled(seq_loads *l, const uint8_t *held, uint32_t np, int64
     if (changed) store_filled(l, np);
 }
 
+/* Fills the held partitions that lack a kept load's part: every applied load record, in
+ * order, ingested for those partitions only (a load whose data is no longer kept is
+ * skipped: check_fill). Re-ingesting a part already there writes the same keys again, so
+ * a fill after a restart is safe. */
 static void fill(seq_loads *l, const uint8_t *held, uint32_t np, int64_t applied)
 {
     uint8_t want[MAX_PARTS] = {0};
@@ -399,11 +423,16 @@ static void forget_paths(seq_loads_record *r)
 static void read_some(seq_loads *l)
 {
     rd_kafka_message_t *msgs[64];
-    ssize_t n = rd_kafka_consume_batch_queue(l->queue, POLL_MS, msgs, 64);
+    /* the first record as soon as it is here, then whatever else is queued: a batch call
+     * waits out its whole timeout unless the batch fills (rd_kafka_consume_batch_queue),
+     * which put up to POLL_MS between a commit and each node's apply (bench/NOTES.md,
+     * "Session 8 — cluster load") */
+    ssize_t n = rd_kafka_consume_batch_queue(l->queue, POLL_MS, msgs, 1), more;
+    if (n == 1 && (more = rd_kafka_consume_batch_queue(l->queue, 0, msgs + 1, 63)) > 0) n += more;
     for (ssize_t i = 0; i < n; i++) {
         const rd_kafka_message_t *m = msgs[i];
         if (!m->err) {
-            op o = {.offset = m->offset};
+            op o = {.offset = m->offset, .seen_ms = seq_now_ms()};
             if (!m->payload || seq_loads_parse_record(m->payload, m->len, &o.r) != SEQ_OK)
                 seq_log(SEQ_LOG_WARN, "loads: the record at offset %" PRId64 " is not an "
                         "operation: skipped", m->offset);
@@ -718,7 +747,7 @@ static int wait_nodes(seq_loads *l, int64_t next, int64_t until, char *msg, size
         struct seq_cluster *c = atomic_load(&l->cluster);
         if (c && seq_cluster_pending(c, next, pending, sizeof pending) == 0) return SEQ_OK;
         if (mono_ms() >= until) break;
-        sleep_ms(100);
+        sleep_ms(20); /* reads the map under its read lock: cheap */
     }
     seq_errf(msg, msglen, "committed; pending on %s", pending[0] ? pending : "the cluster map");
     return SEQ_EUNAVAILABLE;
@@ -800,6 +829,54 @@ static uint64_t committed_gen(seq_loads *l, const char *sequence)
     return g;
 }
 
+/* The answer's impact counts, summed over one holder of each of the np partitions (every
+ * node applied the operation at o). A partition that no holder counted (each refused it
+ * where the receiver did not: a dry run is never retried, so a file that a node's mount
+ * does not show yet refuses it there; or a count not kept) would make the sum silently
+ * short: SEQ_EUNAVAILABLE naming those partitions instead. */
+static int sum_impact(seq_loads *l, int64_t o, uint32_t np, int dry, seq_load_result *res,
+                      char *msg, size_t msglen)
+{
+    char missing[256];
+    struct seq_cluster *c = atomic_load(&l->cluster);
+    if (!c) { /* wait_nodes answered from the map: not reached */
+        seq_errf(msg, msglen, "the cluster map is not read yet: try again");
+        return SEQ_EUNAVAILABLE;
+    }
+    if (seq_cluster_impact(c, o, np, &res->users_emptied, &res->stream_events_hidden, missing,
+                           sizeof missing) == np)
+        return SEQ_OK;
+    seq_errf(msg, msglen, "%sno holder of partitions %s counted the %s's impact (each "
+             "refused it, e.g. a file its mount of the batch root does not show yet: see its "
+             "log): users_emptied and stream_events_hidden would be short",
+             dry ? "" : "committed; ", missing, dry ? "dry run" : "load");
+    return SEQ_EUNAVAILABLE;
+}
+
+/* The receiver's side of a cluster load's timeline (wall clock ms, 0 = not reached). */
+typedef struct {
+    int64_t call, caught_up, written, here, all, offset;
+    const seq_load_timing *verify;
+} recv_timeline;
+
+/* Where the receiver's time went, in ms after the call reached this node: applied what
+ * the log held before (catch_up), checked every part in place (of which read and hashed:
+ * staged), wrote the record (the commit), applied it here, saw every holder apply it;
+ * bench/build-dist.sh prints it with each node's (log_timeline). */
+static void log_recv_timeline(const seq_load_req *req, const recv_timeline *t, int rc)
+{
+    int64_t c = t->call;
+    char a[24], v[24], w[24], h[24], all[24];
+    seq_log(SEQ_LOG_INFO, "%s: timeline of %s generation %" PRIu64 " (call at %" PRId64
+            " ms): caught up %s, verified %s (staged %" PRId64 " ms), written %s (offset %"
+            PRId64 "), applied here %s, every node %s, answered +%" PRId64 " ms: %s",
+            req->dry_run ? "dry run" : "load", req->sequence, req->generation, c,
+            seq_load_timing_rel(a, c, t->caught_up), seq_load_timing_rel(v, c, t->verify->verified),
+            t->verify->stage_ms, seq_load_timing_rel(w, c, t->written), t->offset,
+            seq_load_timing_rel(h, c, t->here), seq_load_timing_rel(all, c, t->all),
+            seq_now_ms() - c, seq_log_code_name(rc));
+}
+
 int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
                    seq_load_result *res, char *msg, size_t msglen)
 {
@@ -817,8 +894,12 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
         return SEQ_EINTERNAL;
     }
     dry.sums_out = sums;
+    seq_load_timing vt = {0}; /* the receiver's check of every part */
+    recv_timeline tl = {.call = seq_now_ms(), .offset = -1, .verify = &vt};
+    dry.timing = &vt;
     pthread_mutex_lock(&l->ops_mu);
     int rc = catch_up(l, until, msg, msglen);
+    tl.caught_up = seq_now_ms();
     /* the committed generation again: a no-op once every node has it too */
     int again = rc == SEQ_OK && req->sequence && committed_gen(l, req->sequence) == req->generation &&
                 req->generation;
@@ -848,19 +929,21 @@ int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
         rc = SEQ_EUNAVAILABLE;
         goto out;
     }
+    tl.written = seq_now_ms(), tl.offset = o;
     seq_log(SEQ_LOG_INFO, "%s: %s generation %" PRIu64 " committed to %s at offset %" PRId64,
             req->dry_run ? "dry run" : "load", req->sequence, req->generation, l->topic, o);
     if (wait_applied(l, o + 1, until)) {
         rc = wait_nodes(l, o + 1, mono_ms(), msg, msglen); /* names this node among others */
         goto out;
     }
+    tl.here = seq_now_ms();
     if ((rc = outcome(l, o, NULL, msg, msglen)) == SEQ_OK) rc = wait_nodes(l, o + 1, until, msg, msglen);
-    struct seq_cluster *c = atomic_load(&l->cluster);
-    if (rc == SEQ_OK && c)
-        seq_cluster_impact(c, o, dry.partitions, &res->users_emptied, &res->stream_events_hidden);
+    if (rc == SEQ_OK) tl.all = seq_now_ms();
+    if (rc == SEQ_OK) rc = sum_impact(l, o, dry.partitions, req->dry_run, res, msg, msglen);
 out:
     pthread_mutex_unlock(&l->ops_mu);
     free(sums);
+    if (tl.offset >= 0) log_recv_timeline(req, &tl, rc);
     return rc;
 }
 

@@ -88,7 +88,10 @@ json_t *seq_loads_impact(seq_loads *l);
  * that reads it later (a restart, a new node) skips it without reading a file
  * (loads_record.h "expires_ms"). The verification's errors (storage/batch.h) with nothing written;
  * SEQ_EPRECONDITION for a batch that is not partitioned; SEQ_EUNAVAILABLE "committed;
- * pending on NODES" past the deadline (the record is written), or without a broker. */
+ * pending on NODES" past the deadline (the record is written), or without a broker, or
+ * naming the partitions whose impact no holder counted (every holder refused it where the
+ * receiver did not, e.g. a file its mount does not show yet: a dry run is not retried),
+ * instead of counts that would be short. */
 int seq_loads_load(seq_loads *l, const seq_load_req *req, uint64_t deadline_ns,
                    seq_load_result *res, char *msg, size_t msglen);
 /* RollbackBatch on a cluster member: as seq_store_rollback_batch, then as above. */

@@ -7,6 +7,7 @@
  * refcount. */
 #include "service.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -769,7 +770,13 @@ static int run_load(seq_service *s, const Seqd__V1__LoadBatchRequest *r, seq_buf
     if (cl) {
         rc = seq_loads_load(cl, &lr, deadline_ns, &res, msg, msglen);
     } else {
+        seq_load_timing t = {0};
+        char steps[256];
+        lr.timing = &t;
         rc = seq_store_load_batch(s->cfg.store, s->cfg.batch_root, &lr, &res, msg, msglen);
+        seq_load_timing_format(&t, started, steps, sizeof steps);
+        /* a cluster load's (server/loads.c) side by side with this (bench/build-dist.sh) */
+        seq_log(SEQ_LOG_INFO, "load: timeline (call at %" PRId64 " ms): %s", started, steps);
     }
     note_load(s, r, started, rc, &res, msg);
     log_load(&lr, rc, msg, &res);

@@ -68,6 +68,26 @@ void seq_build_free(seq_build *b);
 
 
 /* ---- loading (LoadBatch): verification; the commit is seq_store_load_batch ---- */
+
+/* Where a load's time went (seq_load_req.timing): when each step ended, wall clock ms
+ * (seq_now_ms: comparable across the nodes of one machine, and across machines up to
+ * their clocks' skew), 0 when not reached; stage_ms: the time within the verification
+ * spent reading and hashing the files (and copying them, when staged). For the log line
+ * of a cluster load's timeline (server/loads.c). */
+typedef struct {
+    int64_t started;  /* the load lock taken (another load or rollback may delay it) */
+    int64_t verified; /* staged, hashed, checked */
+    int64_t counted;  /* its impact counted */
+    int64_t ingested; /* the files ingested */
+    int64_t committed; /* the generation switched (the history's commit) */
+    int64_t stage_ms;
+} seq_load_timing;
+/* "started +A, staged N ms, verified +B, counted +C, ingested +D, switched +E ms": each
+ * step in ms after `from` (wall clock ms), "-" where not reached; into out. */
+void seq_load_timing_format(const seq_load_timing *t, int64_t from, char *out, size_t len);
+/* "+N" (to - from, into buf) or "-" when to is 0 (not reached). */
+const char *seq_load_timing_rel(char buf[24], int64_t from, int64_t to);
+
 typedef struct {
     const char *sequence;
     int64_t start_ms, end_ms;
@@ -107,6 +127,7 @@ typedef struct {
      * the sequence whose data is kept (a node that acquired a partition fills it); no
      * commit, the history is unchanged. SEQ_EPRECONDITION when it is not kept. */
     int fill;
+    seq_load_timing *timing; /* set: filled as the load goes (zeroed by the caller) */
 } seq_load_req;
 
 typedef struct {

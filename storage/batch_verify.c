@@ -3,6 +3,8 @@
  * when a check fails; a load that fails here changes nothing. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,7 +178,8 @@ static int check_manifest(const seq_def *def, const seq_load_req *req, const cha
 /* The manifest entry of one file, checked against the bytes of its staged copy (made in
  * the same read as the hash). */
 static int check_file(seq_batch_manifest *m, const char *path, const char *staged,
-                      int in_place, seq_batch_file_info *fi, char *err, size_t errlen)
+                      int in_place, int64_t *stage_ms, seq_batch_file_info *fi, char *err,
+                      size_t errlen)
 {
     const char *base = strrchr(path, '/') + 1;
     size_t i;
@@ -185,10 +188,12 @@ static int check_file(seq_batch_manifest *m, const char *path, const char *stage
         if (seq_batch_file_from_json(o, fi, err, errlen) != SEQ_OK) return SEQ_EINVAL;
         if (strcmp(fi->name, base) != 0) continue;
         uint64_t size, hash;
+        int64_t t0 = stage_ms ? seq_now_ms() : 0;
         int rc = in_place
                      ? seq_batch_file_hash(path, fi->hash_alg, &size, &hash, err, errlen)
                      : seq_batch_file_stage(path, staged, fi->hash_alg, &size, &hash, err,
                                             errlen);
+        if (stage_ms) *stage_ms += seq_now_ms() - t0;
         if (rc != SEQ_OK) return rc;
         if (size != fi->size || hash != fi->hash) {
             seq_errf(err, errlen, "%s: contents differ from its manifest (corrupt or foreign file)",
@@ -233,8 +238,8 @@ static int within_generation(scan_ctx *c, const char *path, char *serr, size_t s
  * entry well-formed (and, in a part, of its partition). Staged copies as it goes. */
 static int check_dir(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
                      const char *dir, seq_batch_manifest *m, char **paths, char **staged,
-                     int in_place, const size_t *idx, size_t n, seq_load_result *res,
-                     char *err, size_t errlen)
+                     int in_place, const size_t *idx, size_t n, int64_t *stage_ms,
+                     seq_load_result *res, char *err, size_t errlen)
 {
     if (json_array_size(m->files) != n) {
         seq_errf(err, errlen, "%s/" SEQ_BATCH_MANIFEST ": lists %zu files, the request %zu", dir,
@@ -246,7 +251,7 @@ static int check_dir(const seq_def *def, const seq_sequence *s, const seq_load_r
     for (size_t k = 0; k < n && rc == SEQ_OK; k++) {
         size_t i = idx[k];
         seq_batch_file_info fi;
-        rc = check_file(m, paths[i], staged[i], in_place, &fi, err, errlen);
+        rc = check_file(m, paths[i], staged[i], in_place, stage_ms, &fi, err, errlen);
         if (rc != SEQ_OK) break;
         if (req->sums_out) req->sums_out[2 * i] = fi.size, req->sums_out[2 * i + 1] = fi.hash;
         scan_ctx c = {.name = paths[i], .seq = s, .def = def, .req = req, .err = err,
@@ -377,16 +382,109 @@ static int parts_whole(const seq_def *def, const seq_load_req *req, const seq_ba
     return rc;
 }
 
+/* The parts' checks, each part on its own (its manifest, its files, its counts: distinct
+ * entries of paths, staged and sums_out), so that two threads can share them. */
+typedef struct {
+    const seq_def *def;
+    const seq_sequence *s;
+    const seq_load_req *req;
+    char **paths, **staged, **dirs;
+    int in_place;
+    size_t n_dirs;
+    const size_t *dir_of_path;
+    _Atomic size_t next; /* the next part to take */
+    _Atomic int failed;  /* a part failed: the parts left are not checked */
+    struct part_out {
+        int rc; /* -1: not checked */
+        char err[512];
+        uint64_t users, events;
+        int64_t stage_ms;
+    } *out;
+} parts_job;
+
+static void check_part(parts_job *j, size_t k)
+{
+    struct part_out *o = &j->out[k];
+    size_t n_paths = j->req->n_paths, n = 0, *idx = malloc(sizeof *idx * n_paths);
+    seq_load_result res = {0};
+    seq_batch_manifest m;
+    if (!idx) {
+        o->rc = SEQ_EINTERNAL;
+        seq_errf(o->err, sizeof o->err, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n_paths; i++)
+        if (j->dir_of_path[i] == k) idx[n++] = i;
+    int rc = read_manifest(j->dirs[k], &m, o->err, sizeof o->err);
+    if (rc == SEQ_OK && j->req->only_parts && !j->req->only_parts[m.partition]) {
+        /* a part this node does not hold: nothing of it is read or staged */
+        for (size_t x = 0; x < n; x++) {
+            free(j->staged[idx[x]]);
+            j->staged[idx[x]] = NULL;
+        }
+    } else if (rc == SEQ_OK) {
+        rc = check_dir(j->def, j->s, j->req, j->dirs[k], &m, j->paths, j->staged, j->in_place,
+                       idx, n, &o->stage_ms, &res, o->err, sizeof o->err);
+    }
+    seq_batch_manifest_clear(&m);
+    free(idx);
+    o->users = res.users, o->events = res.events;
+    o->rc = rc;
+}
+
+static void *parts_worker(void *arg)
+{
+    parts_job *j = arg;
+    size_t k;
+    while (!atomic_load(&j->failed) && (k = atomic_fetch_add(&j->next, 1)) < j->n_dirs) {
+        check_part(j, k);
+        if (j->out[k].rc != SEQ_OK) atomic_store(&j->failed, 1);
+    }
+    return NULL;
+}
+
+/* Checks every part: SEQ_OK with the counts added to res, or the error of the first part
+ * (in the batch's order) that failed. In place (the receiver of a cluster load checks the
+ * whole batch before any node applies it: the serial part of a cluster load, while the
+ * other nodes wait; bench/NOTES.md "Session 8 — cluster load") on this thread and one
+ * more; a load that stages runs on one (its copies' writeback sets its pace, and readers
+ * share the cores: store_load.c lower_priority). */
+static int check_each_part(parts_job *j, seq_load_result *res, char *err, size_t errlen)
+{
+    int rc = SEQ_OK;
+    pthread_t helper;
+    if (!(j->out = calloc(j->n_dirs ? j->n_dirs : 1, sizeof *j->out))) {
+        seq_errf(err, errlen, "out of memory");
+        return SEQ_EINTERNAL;
+    }
+    for (size_t k = 0; k < j->n_dirs; k++) j->out[k].rc = -1;
+    int two = j->in_place && j->n_dirs > 1 && pthread_create(&helper, NULL, parts_worker, j) == 0;
+    parts_worker(j);
+    if (two) pthread_join(helper, NULL);
+    for (size_t k = 0; k < j->n_dirs; k++) {
+        const struct part_out *o = &j->out[k];
+        if (j->req->timing) j->req->timing->stage_ms += o->stage_ms;
+        if (rc == SEQ_OK && o->rc > 0) {
+            rc = o->rc;
+            seq_errf(err, errlen, "%s", o->err);
+        } else if (o->rc == SEQ_OK) {
+            res->users += o->users;
+            res->events += o->events;
+        }
+    }
+    free(j->out);
+    return rc;
+}
+
 static int check_parts(const seq_def *def, const seq_sequence *s, const seq_load_req *req,
                        const char *dir0, char **paths, char **staged, int in_place,
                        seq_load_result *res, char *err, size_t errlen)
 {
     char batch_dir[PATH_MAX];
     char **dirs = NULL;
-    size_t n_dirs = 0, *dir_of_path = calloc(req->n_paths, sizeof *dir_of_path),
-           *idx = calloc(req->n_paths, sizeof *idx);
+    size_t n_dirs = 0, *dir_of_path = calloc(req->n_paths, sizeof *dir_of_path);
     seq_batch_desc d;
-    int rc = dir_of_path && idx ? SEQ_OK : SEQ_EINTERNAL;
+    int rc = dir_of_path ? SEQ_OK : SEQ_EINTERNAL;
     dir_of(dir0, batch_dir);
     if (rc == SEQ_OK && (rc = seq_batch_desc_read(batch_dir, &d, err, errlen)) == SEQ_ENOTFOUND)
         rc = SEQ_EPRECONDITION; /* parts without what says the batch is whole */
@@ -394,28 +492,15 @@ static int check_parts(const seq_def *def, const seq_sequence *s, const seq_load
     if (rc == SEQ_OK)
         rc = part_dirs(batch_dir, req, paths, &dirs, &n_dirs, dir_of_path, err, errlen);
     if (rc == SEQ_OK) rc = parts_whole(def, req, &d, dirs, n_dirs, err, errlen);
-    for (size_t k = 0; k < n_dirs && rc == SEQ_OK; k++) {
-        size_t n = 0;
-        for (size_t i = 0; i < req->n_paths; i++)
-            if (dir_of_path[i] == k) idx[n++] = i;
-        seq_batch_manifest m;
-        rc = read_manifest(dirs[k], &m, err, errlen);
-        if (rc == SEQ_OK && req->only_parts && !req->only_parts[m.partition]) {
-            /* a part this node does not hold: nothing of it is read or staged */
-            for (size_t j = 0; j < n; j++) {
-                free(staged[idx[j]]);
-                staged[idx[j]] = NULL;
-            }
-        } else if (rc == SEQ_OK) {
-            rc = check_dir(def, s, req, dirs[k], &m, paths, staged, in_place, idx, n, res, err,
-                           errlen);
-        }
-        seq_batch_manifest_clear(&m);
+    if (rc == SEQ_OK) {
+        parts_job j = {.def = def, .s = s, .req = req, .paths = paths, .staged = staged,
+                       .dirs = dirs, .in_place = in_place, .n_dirs = n_dirs,
+                       .dir_of_path = dir_of_path};
+        rc = check_each_part(&j, res, err, errlen);
     }
     for (size_t k = 0; dirs && k < n_dirs; k++) free(dirs[k]);
     free(dirs);
     free(dir_of_path);
-    free(idx);
     return rc;
 }
 
@@ -451,8 +536,8 @@ static int check_files(const seq_def *def, const seq_sequence *s, const seq_load
     }
     if (rc == SEQ_OK) rc = check_manifest(def, req, dir, &m, err, errlen);
     if (rc == SEQ_OK)
-        rc = check_dir(def, s, req, dir, &m, paths, staged, in_place, idx, req->n_paths, res,
-                       err, errlen);
+        rc = check_dir(def, s, req, dir, &m, paths, staged, in_place, idx, req->n_paths,
+                       req->timing ? &req->timing->stage_ms : NULL, res, err, errlen);
     seq_batch_manifest_clear(&m); /* a manifest read but refused still holds its parts */
     free(idx);
     return rc;

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -26,6 +27,22 @@
 #include "store_int.h"
 
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER; /* one load at a time */
+
+const char *seq_load_timing_rel(char buf[24], int64_t from, int64_t to)
+{
+    if (!to) return "-";
+    snprintf(buf, 24, "+%" PRId64, to - from);
+    return buf;
+}
+
+void seq_load_timing_format(const seq_load_timing *t, int64_t from, char *out, size_t len)
+{
+    char a[24], b[24], c[24], d[24], e[24];
+    snprintf(out, len, "started %s, staged %" PRId64 " ms, verified %s, counted %s, ingested %s, "
+             "switched %s ms", seq_load_timing_rel(a, from, t->started), t->stage_ms,
+             seq_load_timing_rel(b, from, t->verified), seq_load_timing_rel(c, from, t->counted),
+             seq_load_timing_rel(d, from, t->ingested), seq_load_timing_rel(e, from, t->committed));
+}
 
 /* Crash hook for tests: SEQD_CRASH_AT=load-after-verify|load-after-ingest|load-after-commit|
  * rollback-before-commit|rollback-after-commit makes the process SIGKILL itself at that
@@ -199,16 +216,19 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     /* a dry run ingests nothing: its checks read the files in place, no copy is written */
     rc = seq_batch_verify(st->def, batch_root, req->dry_run ? NULL : st->stage_dir, req, &paths,
                           res, err, errlen);
+    if (rc == SEQ_OK && req->timing) req->timing->verified = seq_now_ms();
     if (rc == SEQ_OK && !req->fill) seq_store_crash_point("load-after-verify");
     /* a fill adds data to a committed load: nothing changes for readers */
     if (rc == SEQ_OK && !req->fill && !req->no_impact)
         rc = seq_store_load_impact(st, s, cur, req, paths, seq_now_ms(), res, err, errlen);
+    if (rc == SEQ_OK && req->timing) req->timing->counted = seq_now_ms();
     /* verified and counted: change nothing (its paths are the batch's own files) */
     if (req->dry_run) goto out;
     if (rc == SEQ_OK && res->files) rc = ingest(st, paths, res->files, err, errlen);
     else if (paths)
         for (size_t i = 0; i < req->n_paths && paths[i]; i++) unlink(paths[i]); /* staged */
     if (rc != SEQ_OK) goto out;
+    if (req->timing) req->timing->ingested = seq_now_ms();
     if (req->fill) { /* data added to a committed generation: nothing to commit, but the
                         coverage did not change, so cached entries must go (rcache.h) */
         seq_rcache_clear(st->rcache);
@@ -225,6 +245,7 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     }
     rc = seq_store_hist_commit(st, s->id, loads, n, req->generation, add.committed_ms, old,
                                req->loads_next, "load-after-commit", err, errlen);
+    if (rc == SEQ_OK && req->timing) req->timing->committed = seq_now_ms();
 out:
     if (paths)
         for (size_t i = 0; i < req->n_paths; i++) free(paths[i]);
@@ -262,6 +283,7 @@ int seq_store_load_batch(seq_store *st, const char *batch_root, const seq_load_r
 {
     pthread_mutex_lock(&load_mu);
     int old_nice = lower_priority();
+    if (req->timing) req->timing->started = seq_now_ms();
     int rc = load_locked(st, batch_root, req, res, err, errlen);
     restore_priority(old_nice);
     pthread_mutex_unlock(&load_mu);

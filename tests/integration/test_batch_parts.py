@@ -154,9 +154,9 @@ def node(tmp_path_factory, stubs):
     s.kill()
 
 
-def load(s, gen, paths):
+def load(s, gen, paths, dry_run=False):
     req = pb().LoadBatchRequest(sequence="engagements", start_ms=A, end_ms=B, generation=gen,
-                                sst_paths=paths)
+                                sst_paths=paths, dry_run=dry_run)
     return s.stub().LoadBatch(req, timeout=120)
 
 
@@ -260,6 +260,35 @@ def test_incomplete_or_mixed_batches_are_refused_with_nothing_changed(node):
     # the whole batch loads after all that
     r = load(s, 20, files)
     assert r.generation == 20 and r.users == 40
+
+
+def test_dry_run_checks_parts_on_two_threads_and_names_the_first_bad_one(node):
+    """A dry run checks the parts where they are, two at a time (storage/batch_verify.c
+    check_each_part): its counts are every part's, and of two bad parts checked at once
+    the one reported is the first in the batch's order, every time."""
+    s = node
+    src = write_jsonl(os.path.join(s.workdir, "dr.jsonl"), events(1600, 80, "dr"))
+    good = os.path.join(s.root, "g30")
+    rep = build(s.definition_path, good, src, 30, "--partitions", P)
+    r = load(s, 30, part_files(good), dry_run=True)
+    assert (r.files, r.users, r.events) == (len(part_files(good)), 80, rep["events"])
+    bad = os.path.join(s.root, "bad30")
+    shutil.copytree(good, bad)
+    for p in (2, 3):  # a byte flipped in the middle of parts 2 and 3: hashes differ
+        f = part_files(bad, {p})[0]
+        with open(f, "r+b") as fh:
+            fh.seek(os.path.getsize(f) // 2)
+            b = fh.read(1)
+            fh.seek(-1, 1)
+            fh.write(bytes([b[0] ^ 0xFF]))
+    before = snapshot(s)
+    for _ in range(4):
+        with pytest.raises(grpc.RpcError) as e:
+            load(s, 30, part_files(bad), dry_run=True)
+        d = e.value.details()
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, d
+        assert "partition-00002" in d and "contents differ" in d, d
+    assert snapshot(s) == before
 
 
 def test_the_docs_job_without_spark(node):
