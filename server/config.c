@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -88,6 +89,18 @@ const char *seq_event_format_name(seq_format f)
 static const char DEFAULT_DATA_DIR[] = "./seqd-data";
 static const char DEFAULT_GROUP[] = "seqd";
 
+/* The CPUs this process may run on (its affinity mask: `taskset`, a cgroup cpuset), as
+ * nproc(1) counts them, not the machine's: a seqd pinned to one core with a worker per
+ * core of the machine would time-slice its workers on that core, and every call that
+ * waits out another worker's slice waits milliseconds. */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 static void set_defaults(seq_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -97,8 +110,7 @@ static void set_defaults(seq_config *c)
     c->topic = "seqd.events";
     c->group = DEFAULT_GROUP;
     c->event_format = SEQ_FORMAT_PROTOBUF;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    c->threads = n > 0 ? (int)n : 1;
+    c->threads = usable_cpus();
     c->cache_mb = 512;
     c->max_message_bytes = 4194304;
     c->min_free_mb = 128;

@@ -1357,6 +1357,9 @@ int seq_grpc_start(const seq_grpc_config *cfg, seq_grpc_server **out, char *err,
             goto fail;
         }
         s->workers[i].started = 1;
+        char name[16]; /* the kernel's limit; shown by top -H, perf, /proc/PID/task/N/comm */
+        snprintf(name, sizeof name, "seqd-grpc%d", i % 100000);
+        pthread_setname_np(s->workers[i].th, name);
     }
     *out = s;
     return SEQ_OK;

@@ -40,13 +40,13 @@ def pb():
 
 
 class Server:
-    def __init__(self, tmp, extra=()):
+    def __init__(self, tmp, extra=("--threads", "2"), prefix=()):
         self.tmp = tmp
         with open(os.path.join(tmp, "def.json"), "w") as f:
             json.dump(DEFINITION, f)
         self.proc = subprocess.Popen(
-            [SEQD, "--definition", os.path.join(tmp, "def.json"), "--data-dir", os.path.join(tmp, "data"),
-             "--grpc-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--threads", "2", *extra],
+            [*prefix, SEQD, "--definition", os.path.join(tmp, "def.json"), "--data-dir", os.path.join(tmp, "data"),
+             "--grpc-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "seqd.log"), "w"), text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("seqd ready "), line
@@ -188,7 +188,7 @@ def test_external_brokers_json_topic_created_later(server, pb):
     tmp = tempfile.mkdtemp(prefix="seqd-ext-")
     s2 = None
     try:
-        s2 = Server(tmp, ["--brokers", server.brokers, "--topic", "seqd.json", "--event-format", "json"])
+        s2 = Server(tmp, ["--threads", "2", "--brokers", server.brokers, "--topic", "seqd.json", "--event-format", "json"])
         assert s2.brokers == server.brokers
         st = json.loads(s2.http("/status")[1])
         assert st["embedded_kafka"] is False and st["event_format"] == "json" and st["topic"] == "seqd.json"
@@ -247,3 +247,29 @@ def test_bad_command_line_exits_2(tmp_path):
     r = subprocess.run([SEQD, "--definition", str(bad), "--data-dir", str(tmp_path / "d")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "max_length" in r.stderr
+
+
+def grpc_workers(pid):
+    names = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+            names.append(f.read().strip())
+    return sorted(n for n in names if n.startswith("seqd-grpc"))
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_default_threads_are_the_cpus_it_may_run_on(tmp_path):
+    """--threads defaults to the CPUs of seqd's affinity mask, as nproc(1) counts them: a
+    seqd started under `taskset -c 0` runs one gRPC worker, not one per core of the
+    machine (they would time-slice one core); --threads still overrides it."""
+    cases = [((), (), len(os.sched_getaffinity(0))),
+             (("taskset", "-c", "0"), (), 1),
+             (("taskset", "-c", "0"), ("--threads", "3"), 3)]
+    for i, (prefix, extra, want) in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        s = Server(str(d), extra=extra, prefix=prefix)
+        try:
+            assert grpc_workers(s.proc.pid) == ["seqd-grpc%d" % k for k in range(want)], (prefix, extra)
+        finally:
+            assert s.stop() == 0
