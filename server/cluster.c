@@ -220,12 +220,16 @@ static node *find(seq_cluster *c, const char *id)
 }
 
 /* Entries stay sorted by id, so that routing tries the holders of a pass in one order on
- * every node (seq_cluster_route). */
+ * every node (seq_cluster_route). The slot vacated at the end is zeroed: it would
+ * otherwise keep a bitwise copy of the last entry (its caught-up bits, its record's
+ * pointers), which goes stale when that entry is next replaced; every slot from n_nodes
+ * on is a zeroed one (insert zeroes the slot it fills). */
 static void remove_at(seq_cluster *c, int i)
 {
     seq_cluster_record_clear(&c->nodes[i].r);
     memmove(&c->nodes[i], &c->nodes[i + 1], (size_t)(c->n_nodes - i - 1) * sizeof *c->nodes);
     c->n_nodes--;
+    memset(&c->nodes[c->n_nodes], 0, sizeof c->nodes[c->n_nodes]);
 }
 
 /* A zeroed entry for id at its sorted place; NULL when the map is full. */

@@ -146,7 +146,10 @@ def test_advertise_is_the_address_in_the_map(seqd_factory):
 def test_handed_over_partitions_dropped_once_new_holder_caught_up(seqd_factory, tmp_path):
     """a alone in g1 consumes every partition; b joins and takes half; once b reports them
     caught up in the map, a drops its stream data of those (seqd_partitions_dropped_total,
-    a log line per partition) and reads of their users at a are answered by b."""
+    a log line per partition) and reads of their users at a are answered by b. The mock's
+    cooperative-sticky assignor gives the joiner partitions 0-3 (whatever the ids' order),
+    so partition 0 is among them: a drop loop that skipped it fails here (checked by
+    mutating either partition loop of cluster.c's drop_handed_over to start at 1)."""
     broker, brokers = start_broker()
     try:
         a = seqd_factory(brokers=brokers, args=["--group", "g1", "--instance-id", "a"])
