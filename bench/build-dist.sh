@@ -27,11 +27,13 @@
 # (DIR/load-single.data, DIR/load-cluster.data; `perf report -i FILE --sort comm,dso,sym`).
 # Defaults: 1,000,000 users x 100 events (the bench's 10x batch), Avro and JSONL 1/10 of
 # it; --quick: 20,000 users (a smoke run, ~1-2 minutes; its numbers are not results).
+# SETTLE_S (default 20; --quick 0): seconds each load waits, after `sync`, before its call,
+# so that the single node and the cluster start from the same memory state (see load_at).
 # Builds seqd (Release) and the tools into bench/out like bench/run (an existing
 # bench/out/build is reused). Loopback only. Never run in CI: it measures the machine.
 set -euo pipefail
 
-QUICK=0; USERS=""; CLUSTER=1; LOAD_ONLY=0; PERF_DIR=""
+QUICK=0; USERS=""; CLUSTER=1; LOAD_ONLY=0; PERF_DIR=""; SETTLE_DEFAULT=20
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
@@ -45,10 +47,11 @@ done
 . "$(dirname "$0")/cluster-lib.sh"
 cl_init build-dist
 if [ $QUICK = 1 ]; then
-  USERS=${USERS:-20000}; AVRO_USERS=$((USERS / 2)); JSONL_USERS=$((USERS / 10)); DEADLINE_S=15
+  USERS=${USERS:-20000}; AVRO_USERS=$((USERS / 2)); JSONL_USERS=$((USERS / 10)); DEADLINE_S=15; SETTLE_DEFAULT=0
 else
   USERS=${USERS:-1000000}; AVRO_USERS=$((USERS / 10)); JSONL_USERS=$((USERS / 10)); DEADLINE_S=120
 fi
+SETTLE_S=${SETTLE_S:-$SETTLE_DEFAULT}
 EVENTS=100; P=8
 SHARES=(0-1 2-3 4-5 6-7)   # the 4 pre-partitioned input files
 GEN=$(date +%s%3N)
@@ -169,6 +172,15 @@ load_at() {
   shift
   for n in "$@"; do reader "$n" "${READ_USER[$n]}"; done
   sleep 1
+  # Both loads start from the same memory state: SETTLE_S seconds after the last large
+  # free (the inputs removed before the single node's load, its data dir before the
+  # cluster's). On this VM freed memory goes back to the host (virtio-balloon free page
+  # reporting, ~2 s after the free), and the first touch of such a page costs ~3 µs
+  # (2.6 GB written into a new page cache: 7.9 s of sys; into just-freed pages: 0.7 s).
+  # Without the wait the single node staged into the inputs' just-freed pages, the
+  # cluster (started ~25 s later) into returned ones: 2.4 s against 4.3 s for the same
+  # copy (bench/NOTES.md, "Session 9 — cluster load").
+  sync; sleep "$SETTLE_S"
   local perf_pid=""
   if [ -n "$PERF_DIR" ]; then
     perf record -q -g -o "$PERF_DIR/load-$([ "$via" = single ] && echo single || echo cluster).data" \
@@ -324,7 +336,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b ? a / b : 0}'; }
     echo "- per builder, Avro / protobuf: $(ratio "$RATE_avro_1" "$RATE_pb_1"), JSON Lines / protobuf: $(ratio "$RATE_jsonl_1" "$RATE_pb_1") (bar: Avro >= 1M events/s per builder)"
   fi
   echo
-  echo "LoadBatch of the 2-builder batch ($((USERS * EVENTS)) events, ${#SSTS[@]} files; switch-over = the first answer of the node's reader carrying the new generation, ms after the call started; wall = until the call returned and every node switched):"
+  echo "LoadBatch of the 2-builder batch ($((USERS * EVENTS)) events, ${#SSTS[@]} files; switch-over = the first answer of the node's reader carrying the new generation, ms after the call started; wall = until the call returned and every node switched; each call made ${SETTLE_S} s after a \`sync\`, so that both loads start from the same memory state):"
   echo
   echo "| load | call | switch-over | wall ms | CPU ms: until switched / +10 s |"
   echo "| --- | --- | --- | --- | --- |"
