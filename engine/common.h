@@ -65,11 +65,5 @@ static inline uint32_t seq_get_be32(const uint8_t *p)
 
 /* Wall clock in ms since the epoch (UTC). */
 int64_t seq_now_ms(void);
-/* The same, read from the kernel's last tick (CLOCK_REALTIME_COARSE: at most a few ms
- * behind seq_now_ms, ~5 ns instead of ~35 ns here): for the checks RocksDB's compactions
- * make per key (storage/store.c's retention filter, the merge operator), where an
- * expiry seen a tick late changes nothing and a precise clock read per key cost ~6 % of
- * the compaction thread (bench/NOTES.md, "Session 9 — sustained ingest"). */
-int64_t seq_now_coarse_ms(void);
 
 #endif

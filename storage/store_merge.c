@@ -48,7 +48,7 @@ static char *full_merge(void *state, const char *key, size_t klen, const char *b
     merge_ctx ctx = {st, key, klen};
     seq_buf out = {0};
     if (seq_blob_fold(&out, base, base ? baselen : 0, ops, lens, n,
-                      seq_store_drop_before(st, seq_now_coarse_ms()), on_bad, &ctx) != SEQ_OK) {
+                      seq_store_drop_before(st, seq_now_ms()), on_bad, &ctx) != SEQ_OK) {
         /* out of memory: the only failure left; RocksDB reports it */
         seq_buf_free(&out);
         *success = 0;
