@@ -11,7 +11,11 @@ own partitions' offsets. With a `seqctl broker` of 4 partitions and 2 lanes:
   the other lane's advance): after a restart the behind partitions are applied from
   their own stored offsets, what the other lane wrote is not applied again, every event
   is visible once, and the stored as-of watermark never named the failed lane's newest
-  event time.
+  event time;
+- a commit cut by its work budget in which lane 1's write fails and lane 0's succeeds
+  (8 partitions, every event in 16 sequences: a commit's gathered messages take more
+  than the budget): the retry skips a kept lane-0 partition's messages below the offset
+  its write stored and applies the one at it (every event applied once, exact count).
 While one lane's writes fail, the other lane gets no further than what one commit's
 work budget covers (each retry starts over from the same messages): a failing lane
 holds the stream back, as a failing single write always did."""
@@ -22,6 +26,7 @@ import sys
 
 import helpers
 from helpers import Producer, make_event, now_ms, poll
+from cluster_helpers import Broker
 from test_crash import DEFINITION, produce_chunk, start_broker
 
 sys.path.insert(0, os.path.join(helpers.SOURCE, "clients", "python"))
@@ -35,8 +40,8 @@ def caught_up(s):
     return s.metric("seqd_consumer_caught_up") == 1 and s.metric("seqd_consumer_lag_messages") == 0
 
 
-def read_items(s, users):
-    return {u: sorted(s.get(u, "all").item_ids) for u in users}
+def read_items(s, users, seq="all"):
+    return {u: sorted(s.get(u, seq).item_ids) for u in users}
 
 
 def start(seqd_factory, data, brokers, lanes=2):
@@ -210,3 +215,66 @@ def test_sigkill_with_one_lane_behind(seqd_factory, tmp_path, monkeypatch):
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait(timeout=30)
+
+
+# Every event goes into 16 sequences: work enough per message that a commit of the
+# gathered messages is cut by its budget.
+HEAVY = dict(DEFINITION, sequences=[dict(DEFINITION["sequences"][0], name="all%d" % k)
+                                    for k in range(16)])
+
+
+def test_retry_of_a_cut_commit_applies_the_kept_lanes_next_message(seqd_factory, tmp_path, monkeypatch):
+    # A commit cut by its work budget (BATCH_BUDGET_MS, checked past BUDGET_MIN_MESSAGES)
+    # in which lane 1's write fails and lane 0's succeeds: a lane-0 partition cut in the
+    # middle has gathered messages left from exactly the offset its write stored; the
+    # retry and the commits after it skip its messages below that offset and apply the
+    # one at it (skipping it lost an event whose offset was stored past it).
+    # 8 partitions: a backlog on the even ones (lane 0) only, then, while seqd works
+    # through it, a few events on each odd one (lane 1) followed by more on the even
+    # ones: the commit that holds lane 1's first (failing) write is one of a full
+    # gathered batch, cut in a lane-0 partition's run after the lane-1 messages.
+    # The cut is the consumer's time budget: where a commit's gathered messages take less
+    # than it, nothing is cut and this passes without testing the skip; it never fails on
+    # a correct consumer.
+    parts = 8
+    broker = Broker(partitions=parts)
+    try:
+        users = {p: [] for p in range(parts)}
+        u = 0
+        while any(len(v) < 25 for v in users.values()):
+            u += 1
+            users[partition_of_user(u, parts)].append(u)
+        base = now_ms() - 2 * 3600000
+        evs = []
+
+        def add(q, n):
+            k = len(evs)
+            new = [make_event(users[q][i % 25], base + k + i, "click", k + i, "cut-%d" % (k + i),
+                              {"n": float(i)}) for i in range(n)]
+            evs.extend(new)
+            return new
+
+        producer = Producer(broker.brokers)
+        produce_chunk(producer, [e for q in range(0, parts, 2) for e in add(q, 12000)])
+        monkeypatch.setenv("SEQD_FAIL_LANE", "1:3")
+        s = seqd_factory(definition=HEAVY, data_dir=str(tmp_path / "data"), brokers=broker.brokers,
+                         args=["--write-lanes", "2"])
+        poll(lambda: s.counts()["events_applied"] > 0, "seqd working through the backlog")
+        produce_chunk(producer, [e for q in range(1, parts, 2) for e in add(q, 3)] +
+                      [e for q in range(0, parts, 2) for e in add(q, 1500)])
+        ends = [sum(1 for e in evs if partition_of_user(e.user_id, parts) == q) for q in range(parts)]
+
+        def consumed():  # every message's offset stored (what the bug skipped included)
+            st = s.status()["stream"]["partitions"]
+            return ([p["next_offset"] for p in st] == ends and
+                    s.metric("seqd_store_write_failing") == 0)
+        poll(consumed, "every partition's offset at the log's end after lane 1's failed writes")
+        assert s.metric("seqd_store_write_errors_total") == 3
+        assert s.counts()["events_applied"] == len(evs)
+        want = {}
+        for e in evs:
+            want.setdefault(e.user_id, []).append(e.item_id)
+        assert read_items(s, want, "all15") == {u: sorted(v) for u, v in want.items()}
+        assert s.stop() == 0
+    finally:
+        broker.stop()
