@@ -10,11 +10,18 @@
 # broker's CPU over the same window (is the harness the limit?).
 #   bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M]
 #                        [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]
+#                        [--run LABEL=SEQD]... [--no-anchor]
 # --seqd-arg: one more argument for each seqd started (repeat it), e.g. to compare settings.
 # --baseline "SEQD [ARG]...": before and after in one run: the same log is consumed first
 # by the seqd binary SEQD with the ARGs (e.g. a Release build of main, or this tree's with
 # --write-lanes 1), then by this tree's, and the two rates and CPU per event are printed
 # side by side with their ratio.
+# --run "LABEL=SEQD [ARG]..." (repeat it): one consumption of the same log per --run, in the
+# order given, each by a fresh seqd in its own data dir (so LABELs differ), e.g. A, B, A, B
+# to alternate two builds or settings, or several settings of one build through `env
+# VAR=... SEQD`; at the end one line per run: rate, CPU per event and the compaction and
+# flush threads' CPU, each against the first run's. Replaces --baseline.
+# --no-anchor: no Redis anchor (it takes a minute or two on a 10M+ event log).
 # --compare-history (issue 13, "Numbers"): the same pre-filled log is consumed twice, by a
 # fresh seqd with --history-ms 0 (no apply times kept for as-of reads) and by one with the
 # default (7 days), one after the other, and the two rates and CPU per event are printed
@@ -26,6 +33,7 @@
 set -euo pipefail
 
 USERS=1000000; FILL_S=60; PARTS=64; CACHE_MB=512; HISTORIES=(default); EXTRA=(); BASELINE=
+RUNSPEC=(); ANCHOR=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) USERS=$2; shift 2 ;;
@@ -35,7 +43,9 @@ while [ $# -gt 0 ]; do
     --compare-history) HISTORIES=(0 default); shift ;;
     --seqd-arg) EXTRA+=("$2"); shift 2 ;;
     --baseline) BASELINE=$2; shift 2 ;;
-    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]" >&2; exit 2 ;;
+    --run) RUNSPEC+=("$2"); shift 2 ;;
+    --no-anchor) ANCHOR=0; shift ;;
+    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history] [--seqd-arg ARG]... [--baseline SEQD] [--run LABEL=SEQD]... [--no-anchor]" >&2; exit 2 ;;
   esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,18 +134,23 @@ consume() {
   # broker's CPU (the mock's Fetch handling, rdk:mock) over the same window, and how long
   # the threads waited for a CPU while runnable (the other processes of the machine)
   local split broker1
-  split=$(sched "$pid" | awk '
+  split=$(sched "$pid" | awk -v label="$label" -v out="$LOG/split-$label" '
     { g = "other"; n = $1
       if (n == "seqd-consumer") g = "consumer"; else if (n ~ /^seqd-lane/) g = "lanes"
       else if (n ~ /^rocksdb:high/) g = "flush"; else if (n ~ /^rocksdb:low/) g = "compaction"
       else if (n ~ /^rdk:/) g = "kafka"
       r[g] += $(NF-2) / 1e6; w[g] += $(NF-1) / 1e6 }
     END { split("consumer lanes flush compaction kafka other", o, " ")
-          for (i = 1; i <= 6; i++) printf "%s %d ms (waited %d ms); ", o[i], r[o[i]], w[o[i]] }')
+          for (i = 1; i <= 6; i++) printf "%s %d ms (waited %d ms); ", o[i], r[o[i]], w[o[i]]
+          printf "%d %d\n", r["compaction"], r["flush"] > out }')
   broker1=$(sched_sum "$BROKER_PID")
   log "seqd ($label) threads, CPU (and time runnable but waiting for a CPU): $split" \
       "the broker: $(( ${broker1% *} - ${broker0% *} )) ms CPU over the $(( total / 1000000 )) ms" \
       "(waited $(( ${broker1#* } - ${broker0#* } )) ms)"
+  # what compaction left for later: a setting that compacts less may only defer the work
+  log "seqd ($label) RocksDB at the end: $(grep -o 'lsm_state": \[[0-9, ]*\]' "$dir/LOG" | tail -1)," \
+      "$(grep -c '"compaction_finished"' "$dir/LOG") compactions finished," \
+      "$(grep -c '"flush_finished"' "$dir/LOG") flushes, SST files $(du -cm "$dir"/*.sst | tail -1 | cut -f1) MiB"
   local mis
   mis=$(metric seqd_events_misrouted_total)
   [ "$mis" = 0 ] || log "warning: $mis events were misrouted (re-produced and consumed twice): not plain ingest"
@@ -145,11 +160,16 @@ consume() {
 RUNS=()
 for h in "${HISTORIES[@]}"; do RUNS+=("$h|$SEQD|$h"); done
 [ -z "$BASELINE" ] || RUNS=("baseline|$BASELINE|default" "this|$SEQD|default")
-declare -A RATE CPU
+if [ ${#RUNSPEC[@]} -gt 0 ]; then
+  RUNS=()
+  for r in "${RUNSPEC[@]}"; do RUNS+=("${r%%=*}|${r#*=}|default"); done
+fi
+declare -A RATE CPU COMP FLUSH
 for r in "${RUNS[@]}"; do
   IFS='|' read -r label bin h <<<"$r"
   consume "$label" "$bin" "$h"
   RATE[$label]=$rate; CPU[$label]=$us_per_event
+  read -r COMP[$label] FLUSH[$label] <"$LOG/split-$label"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 if [ ${#HISTORIES[@]} -gt 1 ]; then
@@ -162,8 +182,19 @@ if [ -n "$BASELINE" ]; then
       "(ratio $(ratio "${RATE[this]}" "${RATE[baseline]}")); CPU ${CPU[this]} vs" \
       "${CPU[baseline]} µs/event (ratio $(ratio "${CPU[this]}" "${CPU[baseline]}"))"
 fi
+if [ ${#RUNSPEC[@]} -gt 0 ]; then
+  first=${RUNSPEC[0]%%=*}
+  for r in "${RUNSPEC[@]}"; do
+    l=${r%%=*}
+    log "run $l: ${RATE[$l]} events/s (x$(ratio "${RATE[$l]}" "${RATE[$first]}") of $first)," \
+        "${CPU[$l]} µs/event (x$(ratio "${CPU[$l]}" "${CPU[$first]}")), compaction" \
+        "${COMP[$l]} ms (x$(ratio "${COMP[$l]}" "$(( ${COMP[$first]} > 0 ? ${COMP[$first]} : 1 ))")), flush ${FLUSH[$l]} ms"
+  done
+fi
 prev=$APPLIED; rate=$rate
-if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+if [ $ANCHOR = 0 ]; then
+  log "no anchor (--no-anchor)"
+elif command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   RP=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   bg redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >"$LOG/redis.out" 2>&1
   for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -26,10 +26,17 @@ static const seq_sequence *seq_by_id(const seq_def *def, uint32_t id)
 }
 
 /* One compaction's filter state: RocksDB copies a changed value and never frees it, so it
- * lives in `out` until the next key or the end of the compaction. */
+ * lives in `out` until the next key or the end of the compaction. The wall clock is read
+ * once per FILTER_CLOCK_KEYS keys, not per key: ~35 ns a read on this VM, ~6 % of the
+ * compaction thread (bench/NOTES.md, "Session 9 — sustained ingest"). It is read first
+ * when the compaction starts, so it is never behind that; a key whose time comes during
+ * a compaction is kept until the next one, as it would be a moment earlier. */
+#define FILTER_CLOCK_KEYS 1024
 typedef struct {
     const seq_store *st;
     seq_buf out;
+    int64_t now;
+    uint32_t keys;
 } filter_state;
 
 /* Drops replaced copies older than history from a stream bucket blob kept otherwise.
@@ -68,7 +75,8 @@ static unsigned char retention_filter(void *state, int level, const char *key, s
     (void)level;
     if (seq_key_parse(key, klen, &k) != 0) return 0;
     if (k.kind != SEQ_K_STREAM && k.kind != SEQ_K_INDEX) return 0;
-    int64_t now = seq_now_ms();
+    if (fs->keys++ % FILTER_CLOCK_KEYS == 0) fs->now = seq_now_ms();
+    int64_t now = fs->now;
     const seq_sequence *s = seq_by_id(def, k.seq);
     int64_t floor = s && s->retention_ms > 0 ? now - s->retention_ms - st->history_ms : INT64_MIN;
     if (k.kind == SEQ_K_STREAM) {
@@ -319,9 +327,18 @@ static void configure(seq_store *st, size_t cache_mb)
      * Compacting 8 flushed memtables at a time instead of RocksDB's 4 halves how often L1
      * is rewritten per byte ingested: compaction CPU -32 % and -42 %, seqd CPU per event
      * -7 % and -17 % in two `bench/ingest-long.sh` runs, order swapped. A read checks up
-     * to 8 L0 files' filters instead of 4 (pinned top-level index, cached partitions);
-     * the write slowdown (20 files) and stop (36) triggers stay RocksDB's. */
-    rocksdb_options_set_level0_file_num_compaction_trigger(st->opts, 8);
+     * to 8 L0 files' filters instead of 4 (pinned top-level index, cached partitions).
+     * Then 16, not 8 (helper ingest, bench/NOTES.md "Session 9 — sustained ingest"): over
+     * a 14.5M-event log (47 flushes of 64 MiB) L1 was still rewritten 5-6 times: 26-28 s
+     * of compaction CPU, over a quarter of seqd's. At 16 it is rewritten twice: 14.5 s
+     * (-45 to -48 % in three alternated pairs on one log; with the 16-file compaction left
+     * pending at the end counted, still about -30 %), seqd's CPU per event -12 to -19 %.
+     * A read checks up to 16 L0 files' filters (measured there). The write slowdown and
+     * stop triggers move up with it: RocksDB's 20 and 36 would throttle the writes while
+     * one 16-file compaction runs (~10 more flushes arrive meanwhile at full speed). */
+    rocksdb_options_set_level0_file_num_compaction_trigger(st->opts, 16);
+    rocksdb_options_set_level0_slowdown_writes_trigger(st->opts, 40);
+    rocksdb_options_set_level0_stop_writes_trigger(st->opts, 56);
     /* The consumer looks up an id index key only when the id filter says "maybe seen"
      * (store_batch.c); a memtable bloom (prefix + whole key) answers those that are
      * absent without walking the skiplist. */
