@@ -6,20 +6,22 @@
 # and the time they were runnable but waited for a CPU (/proc/PID/task/*/schedstat): a
 # tail that is the scheduler's (more runnable threads than cores) shows as wait, a tail
 # that is seqd's own does not.
-#   bench/tail.sh [--rate R] [-D SECS] [--seqd BIN]      (defaults: 92000/s, 10 s, bench's build)
+#   bench/tail.sh [--rate R] [-D SECS] [--seqd BIN] [--only NAME]   (defaults: 92000/s, 10 s,
+#   bench's build, every configuration; NAME: default, repinned, pinned or one)
 # Configurations: default (threads = cores, nothing pinned; as bench/run); repinned (seqd
 # started on both cores, then every thread moved to core 1, seqload on core 0; as bench/run's
 # taskset row); pinned-at-start (seqd started under taskset -c 1: one worker, its affinity;
 # seqload on core 0); one-worker (--threads 1, nothing pinned). Never run in CI.
 set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); OUT=${BENCH_OUT:-$B/out}   # BENCH_OUT: another tree's bench/out
-RATE=92000; DUR=10; SEQD=$OUT/build/seqd; WARM=15
+RATE=92000; DUR=10; SEQD=$OUT/build/seqd; WARM=15; ONLY=""
 while [ $# -gt 0 ]; do
   case $1 in
     --rate) RATE=$2; shift 2 ;;
     -D) DUR=$2; shift 2 ;;
     --seqd) SEQD=$2; shift 2 ;;
-    *) echo "usage: bench/tail.sh [--rate R] [-D SECS] [--seqd BIN]" >&2; exit 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    *) echo "usage: bench/tail.sh [--rate R] [-D SECS] [--seqd BIN] [--only default|repinned|pinned|one]" >&2; exit 2 ;;
   esac
 done
 SEQCTL=$(dirname "$SEQD")/seqctl
@@ -38,8 +40,13 @@ kv() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
 # sum over seqd's threads of schedstat's run and wait ns
 sched() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%.0f %.0f", r, w}'; }
 
-one() { # LABEL SEQD_PREFIX LOAD_PREFIX REPIN SEQD_ARGS...
-  local label=$1 sp=$2 lp=$3 repin=$4; shift 4
+# record-cache misses so far (reads that went to RocksDB), and bytes seqd read from the disk
+misses() { curl -s "http://$1/metrics" | awk '$1 == "seqd_record_cache_misses_total" {printf "%.0f", $2}'; }
+ioread() { awk '$1 == "read_bytes:" {print $2}' /proc/"$1"/io; }
+
+one() { # NAME LABEL SEQD_PREFIX LOAD_PREFIX REPIN SEQD_ARGS...
+  [ -z "$ONLY" ] || [ "$ONLY" = "$1" ] || return 0
+  local label=$2 sp=$3 lp=$4 repin=$5; shift 5
   # shellcheck disable=SC2086
   $sp "$SEQD" --definition "$B/definition.json" --data-dir "$OUT/data/seqd" --grpc-listen 127.0.0.1:0 \
     --admin-listen 127.0.0.1:0 --brokers "$BROKERS" --batch-root "$OUT/data/batch" --cache-mb 6144 "$@" \
@@ -47,31 +54,32 @@ one() { # LABEL SEQD_PREFIX LOAD_PREFIX REPIN SEQD_ARGS...
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 600); do grep -q "seqd ready" "$T/seqd.out" 2>/dev/null && break; sleep 0.1; done
-  local g; g=$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$T/seqd.out")
+  local g a; g=$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$T/seqd.out"); a=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$T/seqd.out")
   [ -n "$g" ] || { echo "bench/tail.sh: seqd did not start: $(tail -3 "$T/seqd.err")" >&2; exit 1; }
   local workers; workers=$(cat /proc/$pid/task/*/comm 2>/dev/null | grep -c '^seqd-grpc' || true)
   [ "$workers" = 0 ] && workers="? (unnamed)"
   "$LOAD" --target "$g" --users 1000000 -c 16 -m 32 -D "$WARM" --warmup 0 >/dev/null
   [ "$repin" = 1 ] && taskset -a -pc 1 "$pid" >/dev/null
-  local s0 s1 o
-  s0=$(sched $pid)
+  local s0 s1 o m0 m1 io0 io1
+  s0=$(sched $pid); m0=$(misses "$a"); io0=$(ioread $pid)
   # shellcheck disable=SC2086
   o=$($lp "$LOAD" --target "$g" --users 1000000 -c 16 -m 32 --rps "$RATE" -D "$DUR")
-  s1=$(sched $pid)
+  s1=$(sched $pid); m1=$(misses "$a"); io1=$(ioread $pid)
   echo "$label: $o" >>"$RAW"
   kill $pid; wait $pid 2>/dev/null || true
   read -r r0 w0 <<<"$s0"; read -r r1 w1 <<<"$s1"
-  printf '| %s | %s | %s / %s / %s | %s | %.0f | %.0f |\n' "$label" "$workers" "$(kv p50_us "$o")" \
+  printf '| %s | %s | %s / %s / %s | %s | %.0f | %.0f | %s | %s |\n' "$label" "$workers" "$(kv p50_us "$o")" \
     "$(kv p99_us "$o")" "$(kv p999_us "$o")" "$(kv errors "$o")" \
-    "$(echo "($r1 - $r0) / 1000000" | bc -l)" "$(echo "($w1 - $w0) / 1000000" | bc -l)"
+    "$(echo "($r1 - $r0) / 1000000" | bc -l)" "$(echo "($w1 - $w0) / 1000000" | bc -l)" \
+    "$((m1 - m0))" "$(( (io1 - io0) / 1048576 ))"
 }
 
 echo "bench/tail.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), nproc=$(nproc), load average $(cut -d' ' -f1-3 /proc/loadavg), seqd $SEQD"
 echo "open loop at $RATE/s for $DUR s, seqload -c 16 -m 32, random users of 1M, after ${WARM} s of closed-loop warm-up"
 echo
-echo "| configuration | gRPC workers | p50 / p99 / p999 µs | errors | seqd CPU ms | seqd runnable, waiting for a CPU, ms |"
-echo "| --- | --- | --- | --- | --- | --- |"
-one "default: threads = cores, nothing pinned" "" "" 0
-one "repinned: started on both cores, moved to core 1; seqload on core 0" "" "taskset -c 0" 1
-one "pinned at start: taskset -c 1 seqd; seqload on core 0" "taskset -c 1" "taskset -c 0" 0
-one "one worker (--threads 1), nothing pinned" "" "" 0 --threads 1
+echo "| configuration | gRPC workers | p50 / p99 / p999 µs | errors | seqd CPU ms | seqd runnable, waiting for a CPU, ms | record-cache misses | MiB read from disk |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+one default "default: threads = cores, nothing pinned" "" "" 0
+one repinned "repinned: started on both cores, moved to core 1; seqload on core 0" "" "taskset -c 0" 1
+one pinned "pinned at start: taskset -c 1 seqd; seqload on core 0" "taskset -c 1" "taskset -c 0" 0
+one one "one worker (--threads 1), nothing pinned" "" "" 0 --threads 1

@@ -64,6 +64,9 @@ typedef struct {
 int seq_grpc_start(const seq_grpc_config *cfg, seq_grpc_server **out, char *err, size_t errlen);
 /* "HOST:PORT" actually bound. */
 const char *seq_grpc_address(const seq_grpc_server *s);
+/* Worker i's thread name ("seqd-grpcI", lives as long as s) and the connections it holds
+ * or was handed, for /metrics; 0 past the last worker. Any thread. */
+int seq_grpc_worker_load(const seq_grpc_server *s, size_t i, const char **name, int *conns);
 /* Graceful stop: stop accepting, GOAWAY, finish in-flight calls (bounded wait), join. */
 void seq_grpc_stop(seq_grpc_server *s);
 void seq_grpc_free(seq_grpc_server *s);

@@ -241,6 +241,15 @@ static double partitions_with_gap(void *consumer)
     return gaps;
 }
 
+static int worker_conns(void *s_, size_t i, const char **label, double *v)
+{
+    const server *s = s_;
+    int n;
+    if (!s->grpc || !seq_grpc_worker_load(s->grpc, i, label, &n)) return 0;
+    *v = n;
+    return 1;
+}
+
 static void register_console_metrics(server *s)
 {
     seq_consumer_stats *cs = seq_consumer_get_stats(s->consumer);
@@ -259,6 +268,8 @@ static void register_console_metrics(server *s)
                            SEQ_METRIC_GAUGE, "partition", part_stream_from, s);
     seq_metrics_add_fn(m, "seqd_partitions_with_gap", "Held partitions caught up with a gap (seqd_partition_stream_from_seconds > 0).",
                        SEQ_METRIC_GAUGE, partitions_with_gap, s->consumer);
+    seq_metrics_add_family(m, "seqd_grpc_worker_connections", "gRPC connections per worker thread (spread evenly at accept: the kernel's SO_REUSEPORT hash alone leaves them uneven).",
+                           SEQ_METRIC_GAUGE, "worker", worker_conns, s);
     seq_metrics_add_process(m, SEQD_VERSION);
 }
 
