@@ -89,6 +89,10 @@ def main():
       f"| | {d / q if q and d else float('nan'):.2f} | <= 2x |")
     p(f"| RSS MB after warm-up, min / max / last (`--cache-mb {one('soak_cache_mb')}`) | "
       f"{one('soak_rss_mb_after_warmup_min')} / {one('soak_rss_mb_after_warmup_max')} / {one('soak_rss_mb_last')} | | | flat, bounded |")
+    per = one('soak_read_p99_us_per_interval').split()
+    worst = max((int(x) for x in per if x.isdigit()), default=0)
+    p(f"| soak read p99 per {one('soak_interval_s')} s (µs; whole soak {one('soak_read_p99_us_all')}) | "
+      f"{' '.join(per)} | | | above 5000 in any: explained in NOTES{' (here: ' + str(worst) + ')' if worst > 5000 else ''} |")
     p(f"\nResponse size (DATA bytes: 5-byte gRPC prefix + message) every anchor answers: {one('response_bytes')}.\n")
     p("## Every repetition\n")
     p("| figure | target | values |")

@@ -5,7 +5,8 @@
  *   open loop (--rps R):   calls start on a fixed schedule of R/s whatever the answers,
  *                          and latency is measured from the scheduled start, so a stall
  *                          is not hidden (no coordinated omission).
- * Prints one line of key=value results. --write-request FILE writes the framed request
+ * Prints one line of key=value results; with --every SECS also one line per interval of
+ * SECS on stderr (interval=N requests= errors= p50_us= p99_us= p999_us= max_us=). --write-request FILE writes the framed request
  * of --user for h2load -d instead.
  * For the cluster benchmarks (bench/cluster.sh, bench/build-dist.sh): --user-file FILE
  * draws the users from a list (one id per line: the users one node holds, say) instead of
@@ -42,7 +43,7 @@ typedef struct {
     int batch; /* --batch N: BatchGetSequences of N users per call; 0: GetSequence */
     uint64_t users, user;
     int conns, streams;
-    double secs, warmup, rps;
+    double secs, warmup, rps, every;
     uint32_t max_events;
     int track, fixed;
     int provenance;     /* --provenance 1: include_provenance (issue 13's 1.2x bar) */
@@ -51,6 +52,9 @@ typedef struct {
 
 typedef struct {
     hist h;
+    hist iv; /* --every: the current interval's, reset after each line */
+    uint64_t every_ns, iv_end_ns, iv_errors;
+    unsigned iv_no;
     uint64_t ok, errors, bytes, measure_from_ns;
     double secs; /* measured window */
     /* --track-gen: the batch_generation answers carry, to bound a load's switch-over */
@@ -70,20 +74,41 @@ static void track_gen(stats *s, uint64_t start, uint64_t end, const uint8_t *bod
     if (g > s->gen_last) s->gen_last = g;
 }
 
+/* --every: one line on stderr per interval of completions (the soak's read p99 per
+ * minute, issue 10), then the interval's histogram starts again. */
+static void interval_line(stats *s, uint64_t now)
+{
+    while (now >= s->iv_end_ns) {
+        fprintf(stderr, "interval=%u requests=%" PRIu64 " errors=%" PRIu64 " p50_us=%" PRIu64
+                        " p99_us=%" PRIu64 " p999_us=%" PRIu64 " max_us=%" PRIu64 "\n",
+                s->iv_no++, s->iv.n, s->iv_errors, hist_q(&s->iv, 0.5), hist_q(&s->iv, 0.99),
+                hist_q(&s->iv, 0.999), s->iv.max_us);
+        /* only the buckets up to the interval's max were touched: a whole reset (40 MB)
+         * stalled the client's loop for ~20 ms */
+        size_t used = s->iv.max_us < HIST_N ? (size_t)s->iv.max_us + 1 : HIST_N;
+        memset(s->iv.b, 0, used * sizeof *s->iv.b);
+        s->iv.n = s->iv.max_us = s->iv_errors = 0;
+        s->iv_end_ns += s->every_ns;
+    }
+}
+
 static void on_done(void *ctx, h2c *c, uint64_t tag, int st, const uint8_t *body, size_t len)
 {
     (void)c;
     stats *s = ctx;
     uint64_t now = mono_ns();
     if (tag < s->measure_from_ns) return; /* warm-up */
+    if (s->every_ns) interval_line(s, now);
     if (s->track && st == 0) track_gen(s, tag, now, body, len);
     if (st != 0) {
         s->errors++;
+        s->iv_errors++;
         return;
     }
     s->ok++;
     s->bytes += len;
     hist_add(&s->h, (now - tag) / 1000);
+    if (s->every_ns) hist_add(&s->iv, (now - tag) / 1000);
 }
 
 static int parse(int argc, char **argv, opts *o)
@@ -109,9 +134,10 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--as-of-ago")) o->as_of_ago = strtoll(v, NULL, 10);
         else if (!strcmp(k, "--user-file")) o->user_file = v;
         else if (!strcmp(k, "--batch")) o->batch = atoi(v);
+        else if (!strcmp(k, "--every")) o->every = atof(v);
         else return -1;
     }
-    return o->conns > 0 && o->conns <= MAX_CONNS && o->streams > 0 && o->users > 0 &&
+    return o->conns > 0 && o->conns <= MAX_CONNS && o->streams > 0 && o->users > 0 && o->every >= 0 &&
                    o->batch >= 0 && o->batch <= MAX_BATCH && !(o->batch && o->track)
                ? 0
                : -1;
@@ -243,6 +269,8 @@ static int run(const opts *o, stats *s)
     clock_gettime(CLOCK_REALTIME, &wall);
     s->mono0 = t0, s->real0_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000u;
     s->measure_from_ns = t0 + (uint64_t)(o->warmup * 1e9);
+    s->every_ns = (uint64_t)(o->every * 1e9);
+    s->iv_end_ns = s->measure_from_ns + s->every_ns;
     double gap = o->rps > 0 ? 1e9 / o->rps : 0;
     uint64_t sent = 0, last_tick = 0;
     int rr = 0;
@@ -298,12 +326,12 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: seqload [--target H:P] [--sequence S] [--users N] [-c C] [-m M]\n"
                         "               [-D SECS] [--warmup SECS] [--rps R] [--max N] [--track-gen 1]\n"
-                        "               [--fixed-user U] [--user-file FILE] [--batch N]\n"
+                        "               [--fixed-user U] [--user-file FILE] [--batch N] [--every SECS]\n"
                         "       seqload --write-request FILE --user U [--sequence S] [--max N]\n");
         return 2;
     }
     if (o.write_req) return write_request(&o);
-    if (hist_init(&s.h) < 0) return 1;
+    if (hist_init(&s.h) < 0 || (o.every > 0 && hist_init(&s.iv) < 0)) return 1;
     s.track = o.track;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -320,6 +348,8 @@ int main(int argc, char **argv)
                s.gen_first, s.gen_last, s.gen_last != s.gen_first ? w : -1.0,
                s.gen_last != s.gen_first ? at : 0);
     }
+    if (o.every > 0) interval_line(&s, s.iv_end_ns); /* the last, partial interval */
     free(s.h.b);
+    free(s.iv.b);
     return rc || s.errors ? 1 : 0;
 }
