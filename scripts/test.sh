@@ -36,7 +36,7 @@ case "${1:-}" in
     # The unit tests (the transport's workers + held calls finished from other threads,
     # the service's loads, the store under concurrent readers) and the concurrency-heavy
     # integration tests: ingest while reading, the write lanes, readers during batch loads, hostile and
-    # many connections, the consumer under broker outages, the console (admin thread)
+    # many connections (spread over the workers: a socket handed from one to another), the consumer under broker outages, the console (admin thread)
     # reading every other module's state while they run, a cluster (forwarded calls on the
     # workers, the map's thread, a node SIGKILLed under reads; cluster-wide loads: the
     # loads thread applying while receivers wait on it; a partition caught up with a gap:
@@ -44,7 +44,7 @@ case "${1:-}" in
     # with C11 thrd_create, which GCC 12's TSan does not intercept: this build links
     # tests/tools/thrd_shim.c into seqd and seqctl to route them through pthread_create.
     # RSS bounds are plain-build only.
-    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|lanes|batch|hostile_h2|faults_broker|ui|cluster|cluster_failover|cluster_loads|cluster_load_counts|cluster_gap))$')
+    ctest_args+=(-R '^(unit\..*|integ\.test_(ingest|lanes|batch|hostile_h2|workers|faults_broker|ui|cluster|cluster_failover|cluster_loads|cluster_load_counts|cluster_gap))$')
     ;;
   --fuzz)
     bash scripts/install-deps.sh
