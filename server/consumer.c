@@ -1,23 +1,41 @@
 /* Kafka consumer thread (see consumer.h). Data path: Kafka message -> seq_ingest (decode,
  * time check, executor: engine/ingest.h, the batch builder's step too) ->
  * seq_store_batch_add_event (blind writes: storage/store_batch.c) into the store batch
- * of the message's write lane (partition p -> lane p % lanes), gathered into batches of
- * up to BATCH_MAX messages or BATCH_WAIT_MS; per BATCH_BUDGET_MS of work the lanes'
- * batches are committed to RocksDB at once (server/lanes.h: lane 0 on this thread, the
- * others on helper threads; RocksDB inserts concurrent writes into the memtable in
- * parallel), each in one write together with the next offset and watermark of every
- * partition of its lane that it touched (and the misrouted origins applied on it:
- * origins.h). A user's events all arrive on one partition (misrouted ones are
- * re-produced there, misroute.h), so they are in one lane, in order; the id filter and
- * the misroute state stay on this thread, which fills every batch. Offsets live
- * only in RocksDB (never committed to Kafka), so a crash at any point resumes exactly
- * where the stored data ends, per partition: a lane's write holds its partitions' data
- * and offsets, whatever the other lanes' writes did. A failed commit (disk full, a
- * RocksDB write error) is retried with the same messages (still held in memory) on
+ * of the message's write lane (partition p -> lane p % lanes). The messages taken from
+ * Kafka (up to BATCH_MAX at a time, BATCH_WAIT_MS) are held until committed; a commit
+ * set (wset: one store batch per lane) takes the next held messages, as many as
+ * BATCH_BUDGET_MS of work allows, and its lanes' batches are committed to RocksDB at
+ * once, each on its lane's thread (server/lanes.h; RocksDB inserts concurrent writes
+ * into the memtable in parallel), each in one write together with the next offset and
+ * watermark of every partition of its lane that it touched (and the misrouted origins
+ * applied on it: origins.h). A user's events all arrive on one partition (misrouted ones
+ * are re-produced there, misroute.h), so they are in one lane, in order; the id filter and
+ * the misroute state stay on this thread, which fills every batch.
+ *
+ * Pipelined (pump): there are two sets; this thread fills one while the lanes commit the
+ * other, at most one commit in flight, so that decoding and executing the next messages
+ * use a core while the commits use the other (they alternated before, each waiting for
+ * the other: bench/NOTES.md, "Session 10 — pipelined ingest"). The set being
+ * filled builds on the state the set in flight will leave (pending): its offsets follow
+ * the in-flight set's, and an id's previous copy is looked for in the in-flight set's
+ * batch of the same lane before RocksDB (seq_store_batch_set_prior), since that write may
+ * not be visible yet. So a set is committed only after the set before it committed whole:
+ * its commit starts once the in-flight one has finished and succeeded; if that one failed,
+ * the filled set is dropped with it and both are retried. A set that stages misrouted
+ * origins commits alone (origins.h keeps one batch's changes), and so does the set in
+ * flight when a partition drop waits (run_drops). The rebalance callback finishes the set
+ * in flight before the assignment changes (settle_flight).
+ *
+ * Offsets live only in RocksDB (never committed to Kafka), so a crash at any point
+ * resumes exactly where the stored data ends, per partition: a lane's write holds its
+ * partitions' data and offsets, whatever the other lanes' writes did. A failed commit
+ * (disk full, a RocksDB write error) is retried with the same messages (still held) on
  * fresh store batches, with a growing pause, until it succeeds; the partitions of lanes
  * whose write succeeded meanwhile are committed, and their messages are skipped by the
  * retry (below their committed next offset): offsets never advance past unwritten data,
- * nothing is half-applied or applied twice, counts are published only after success.
+ * nothing is half-applied or applied twice, counts and offsets are published only after
+ * success (per set: its tallies and the pending state it left, snap). A stop waits for
+ * the commit in flight (a few ms) and drops what was not committed.
  *
  * No call on this thread may block for long, whatever the brokers do, so that a stop
  * always finishes within seconds: the thread never uses librdkafka's synchronous offset
@@ -54,6 +72,7 @@
 #include "origins.h"
 
 #define BATCH_MAX 10000
+#define HELD_MAX (2 * BATCH_MAX) /* messages taken and not committed: two sets' worth */
 /* How long a gather waits for more messages after the first one. librdkafka's batch call
  * waits out the whole timeout unless BATCH_MAX messages are queued, so this is added to
  * every message's produce-to-visible time whenever the consumer keeps up; under a
@@ -102,14 +121,28 @@ typedef struct {
     uint64_t applied, malformed, future, skipped, filtered, late;
 } tallies;
 
-/* A write lane: its store batch and what its messages counted, consumer-thread state
- * that the lane's commit (lane_commit, possibly on a helper thread) reads and sets. */
+/* A write lane's part of a commit set: its store batch and what its messages counted,
+ * consumer-thread state that the lane's commit (lane_commit, on the lane's thread) reads
+ * and sets. */
 typedef struct {
     seq_store_batch *batch;
     tallies t;
     int rc; /* the commit's result */
     char err[256];
 } lane;
+
+/* A commit set: a store batch per lane, filled from consecutive held messages by the
+ * consumer thread (fill_set), then committed by the lanes (launch, finish_flight). There
+ * are two: one fills while the other commits. */
+typedef struct {
+    lane lanes[SEQ_LANES_MAX];
+    uint8_t active[SEQ_LANES_MAX]; /* lanes with something to write */
+    part_state *snap; /* pending as its messages left it: published once it committed */
+    uint8_t *touched; /* partitions its messages touched */
+    size_t n_msgs;    /* held messages it covers (the in-flight set: the first ones) */
+    int64_t stamp;    /* wall time of its fill's end: when its watermark took effect */
+    int origins;      /* it stages misrouted origins (origins.h): it commits alone */
+} wset;
 
 struct seq_consumer {
     seq_consumer_config cfg;
@@ -138,12 +171,23 @@ struct seq_consumer {
     char store_err[256]; /* the last failed commit's message */
 
     /* consumer-thread only */
-    seq_lanes *pool; /* the helper threads that commit lanes 1.. */
-    lane lanes[SEQ_LANES_MAX];
+    seq_lanes *pool; /* the lanes' threads, which commit the sets */
+    wset sets[2];
+    int flight;      /* the set being committed, -1: none */
+    wset *cur;       /* the set being filled (lane_batch_of) */
     uint32_t n_lanes;
+    /* Messages taken from Kafka and not committed yet, in order: the in-flight set's
+     * (the first sets[flight].n_msgs), then those not filled yet. Held until their commit
+     * succeeded: a failed commit is retried with them. */
+    rd_kafka_message_t **held, **inbox;
+    size_t n_held;
+    int failed;     /* a commit or fill failed: pause (retry_pause), then retry from held[0] */
+    int retry_pause; /* ms before the next retry; 0: no failure since the last commit */
     /* Per partition: the next offset a lane's successful write stored while another
-     * lane's failed; the retry skips messages below it. -1: none (no retry pending). */
+     * lane's failed; the retry skips messages below it. -1: none (no retry pending).
+     * Forgotten once the messages held at the failure are committed (retry_left). */
     int64_t *retry_next;
+    size_t retry_left;
     /* Test hook (tests/integration/test_lanes.py): SEQD_FAIL_LANE="L:N" fails lane L's
      * next N commits as a failed RocksDB write would (nothing written), while the other
      * lanes' succeed. fail_left is used by lane L's thread only. */
@@ -155,8 +199,7 @@ struct seq_consumer {
      * window where a restart re-produces them. */
     int kill_after_copies;
     _Atomic uint8_t *drop_req; /* partitions whose data the cluster map says to drop */
-    part_state *pending; /* parts as they will be once the current batch commits */
-    uint8_t *touched;
+    part_state *pending; /* parts as they will be once the sets filled so far commit */
     int64_t commit_ms; /* wall time of the last commit: when its watermark took effect */
     seq_log_limit malformed_log; /* a line per MALFORMED_LOG_MS at most */
 };
@@ -244,6 +287,7 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
+static void settle_flight(seq_consumer *c);
 
 /* Replica groups (PRODUCT.md, "A cluster of nodes"): the group's members split the
  * partitions as Kafka assigns them, incrementally (cooperative-sticky: a rebalance moves
@@ -386,12 +430,16 @@ static int alloc_parts(seq_consumer *c, uint32_t n)
 {
     c->parts = calloc(n, sizeof *c->parts);
     c->pending = calloc(n, sizeof *c->pending);
-    c->touched = calloc(n, 1);
     c->drop_req = calloc(n, sizeof *c->drop_req);
     c->retry_next = malloc(n * sizeof *c->retry_next);
     c->origins = seq_origins_new(n);
-    if (!c->parts || !c->pending || !c->touched || !c->drop_req || !c->retry_next || !c->origins)
+    if (!c->parts || !c->pending || !c->drop_req || !c->retry_next || !c->origins)
         return SEQ_EINTERNAL;
+    for (int i = 0; i < 2; i++) {
+        c->sets[i].snap = calloc(n, sizeof *c->sets[i].snap);
+        c->sets[i].touched = calloc(n, 1);
+        if (!c->sets[i].snap || !c->sets[i].touched) return SEQ_EINTERNAL;
+    }
     for (uint32_t p = 0; p < n; p++) c->retry_next[p] = -1;
     return SEQ_OK;
 }
@@ -486,14 +534,18 @@ static void assignment_changed(seq_consumer *c, int assigned)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Served by rd_kafka_consume_batch_queue on the consumer thread, between batches: the
- * batch being gathered may still hold messages of a revoked partition; they are applied
- * (the node keeps a revoked partition's data until its new holder is caught up). */
+/* Served by rd_kafka_consume_batch_queue on the consumer thread (take_messages), with no
+ * set filled; a set in flight is finished first (settle_flight), so that what this node
+ * holds changes on committed state, and a partition taken on reads the offset its last
+ * write stored. The held messages may still include some of a revoked partition; they
+ * are applied (the node keeps a revoked partition's data until its new holder is caught
+ * up; run_drops waits for them). */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     seq_consumer *c = opaque;
     rd_kafka_error_t *e = NULL;
+    settle_flight(c); /* what this node holds changes on committed state only */
     /* one line per rebalance: which partitions came or went (operators see a group's
      * movements in the log, issue 12) */
     char list[512];
@@ -700,32 +752,35 @@ static void check_log_start(seq_consumer *c, const rd_kafka_message_t *m, part_s
 
 static uint32_t lane_of(const seq_consumer *c, uint32_t p) { return p % c->n_lanes; }
 
-/* The store batch that writes partition q's events and offset (seq_origins_stage). */
+/* The store batch that writes partition q's events and offset in the set being filled
+ * (seq_origins_stage). */
 static seq_store_batch *lane_batch_of(void *ctx, uint32_t q)
 {
     seq_consumer *c = ctx;
-    return c->lanes[lane_of(c, q)].batch;
+    return c->cur->lanes[lane_of(c, q)].batch;
 }
 
 /* The as-of series (wmhist.h) survives restarts: a change of the newest applied event
- * time goes into the write of the lane whose partition holds the new newest, which does
- * not depend on what the other lanes write (a crash may keep one lane's write and not
- * another's: the stored series never names a time whose events were lost). */
-static void note_newest(seq_consumer *c, int64_t stamp)
+ * time goes into set s's write of the lane whose partition holds the new newest, which
+ * does not depend on what the other lanes write (a crash may keep one lane's write and
+ * not another's: the stored series never names a time whose events were lost). Compared
+ * with the published newest: while another set is in flight, a change it made is
+ * written again (the same key and value). */
+static void note_newest(seq_consumer *c, wset *s, int64_t stamp)
 {
     uint32_t top = 0;
     for (uint32_t p = 1; p < c->n_parts; p++)
         if (c->pending[p].wm > c->pending[top].wm) top = p;
     int64_t newest = c->n_parts ? c->pending[top].wm : 0;
     if (newest != newest_wm(c->parts, c->n_parts))
-        seq_store_batch_set_newest(c->lanes[lane_of(c, top)].batch, stamp, newest);
+        seq_store_batch_set_newest(s->lanes[lane_of(c, top)].batch, stamp, newest);
 }
 
-/* Runs on lane i's thread (seq_lanes_run): writes the lane's batch. */
+/* Runs on lane i's thread (seq_lanes_start): writes the in-flight set's batch of lane i. */
 static void lane_commit(void *arg, uint32_t i)
 {
     seq_consumer *c = arg;
-    lane *ln = &c->lanes[i];
+    lane *ln = &c->sets[c->flight].lanes[i];
     if (i == c->fail_lane && c->fail_left > 0) { /* the test hook: the batch is renewed */
         c->fail_left--;
         ln->rc = SEQ_EINTERNAL;
@@ -735,38 +790,46 @@ static void lane_commit(void *arg, uint32_t i)
     ln->rc = seq_store_batch_commit(ln->batch, ln->err, sizeof ln->err);
 }
 
-/* After a commit in which lane i's write succeeded and another's failed: lane i's
- * partitions are committed (published as such, their counts added), and the retry skips
- * their messages below the offsets stored. */
-static void keep_lane(seq_consumer *c, uint32_t i)
+/* After a commit of set s in which lane i's write succeeded and another's failed: lane
+ * i's partitions are committed (published as such, their counts added), and the retry
+ * skips their messages below the offsets stored. */
+static void keep_lane(seq_consumer *c, const wset *s, uint32_t i)
 {
     uint32_t kept = 0;
     pthread_mutex_lock(&c->mu);
     for (uint32_t p = i; p < c->n_parts; p += c->n_lanes) {
-        if (!c->touched[p]) continue;
-        c->parts[p] = c->pending[p];
-        c->retry_next[p] = c->pending[p].next;
+        if (!s->touched[p]) continue;
+        c->parts[p] = s->snap[p];
+        c->retry_next[p] = s->snap[p].next;
         seq_origins_committed(c->origins, p);
         kept++;
     }
     pthread_mutex_unlock(&c->mu);
+    add_tallies(c, &s->lanes[i].t);
     seq_log(SEQ_LOG_INFO, "consumer: write lane %u stored %u partitions while another lane's "
             "write failed: they are committed, the retry skips their messages", i, kept);
 }
 
-/* Adds messages to a fresh view of pending state and the lanes' store batches, as many as
- * BATCH_BUDGET_MS of work allows (at least one; *used says how many); on success commits
- * them, the lanes at once. SEQ_OK, or an error: nothing written but what keep_lane kept
- * (pending state must be reset). */
-static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, size_t *used,
-                         char *err, size_t errlen)
+/* Fills set s with the first messages of msgs (n > 0): each into a fresh view of pending
+ * state and its lane's store batch, as many as BATCH_BUDGET_MS of work allows (at least
+ * one; *used says how many), then the offsets, origins and newest time that go with
+ * them; the misrouted copies among them are delivered before it returns (their origins'
+ * offsets are stored only after that). prior: the set in flight, or NULL; its batches
+ * are the prior of s's (seq_store_batch_set_prior). SEQ_OK, or an error: s must not be
+ * committed (reset_to_committed). */
+static int fill_set(seq_consumer *c, wset *s, const wset *prior, rd_kafka_message_t **msgs,
+                    size_t n, size_t *used, char *err, size_t errlen)
 {
     int rc = check_free_space(c, err, errlen);
     if (rc) return rc;
     int64_t now = seq_now_ms();
     const seq_store_view *v = seq_store_view_acquire(c->cfg.store);
-    memset(c->touched, 0, c->n_parts);
-    for (uint32_t i = 0; i < c->n_lanes; i++) c->lanes[i].t = (tallies){0};
+    c->cur = s;
+    memset(s->touched, 0, c->n_parts);
+    for (uint32_t l = 0; l < c->n_lanes; l++) {
+        s->lanes[l].t = (tallies){0};
+        seq_store_batch_set_prior(s->lanes[l].batch, prior ? prior->lanes[l].batch : NULL);
+    }
     size_t i = 0;
     for (; i < n && !rc; i++) {
         if (i >= BUDGET_MIN_MESSAGES && i % BUDGET_CHECK_EVERY == 0 &&
@@ -781,25 +844,27 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
         if (m->offset < c->retry_next[m->partition]) continue; /* stored by a lane's write */
         part_state *ps = &c->pending[m->partition];
         if (ps->expect >= 0) check_log_start(c, m, ps);
-        rc = handle_message(c, v, now, m, &c->lanes[lane_of(c, (uint32_t)m->partition)], &ps->wm);
+        rc = handle_message(c, v, now, m, &s->lanes[lane_of(c, (uint32_t)m->partition)], &ps->wm);
         ps->next = m->offset + 1;
         ps->progress_ms = now;
-        c->touched[m->partition] = 1;
+        s->touched[m->partition] = 1;
     }
-    *used = i;
+    *used = s->n_msgs = i;
     seq_store_view_release(c->cfg.store, v);
-    uint8_t active[SEQ_LANES_MAX] = {0};
+    memset(s->active, 0, sizeof s->active);
     for (uint32_t p = 0; p < c->n_parts && !rc; p++) {
-        if (!c->touched[p]) continue;
-        lane *ln = &c->lanes[lane_of(c, p)];
+        if (!s->touched[p]) continue;
+        lane *ln = &s->lanes[lane_of(c, p)];
         seq_store_batch_set_offset(ln->batch, (int32_t)p, c->pending[p].next, c->pending[p].wm);
         /* with the offsets past it: a restart resumes there and must still know */
         if (c->pending[p].log_from_ms != c->parts[p].log_from_ms)
             seq_store_batch_set_log_from(ln->batch, (int32_t)p, c->pending[p].log_from_ms);
-        active[lane_of(c, p)] = 1;
+        s->active[lane_of(c, p)] = 1;
     }
     if (rc) seq_errf(err, errlen, "adding events to the store batch failed");
-    /* the misrouted copies applied, in the write of their partition's offset */
+    /* the misrouted copies applied, in the write of their partition's offset; a set in
+     * flight has none (see pump), so every pair changed is this set's */
+    s->origins = seq_origins_pending(c->origins) > 0;
     if (!rc) seq_origins_stage(c->origins, lane_batch_of, c);
     /* the offsets of misrouted events are stored only once their copies are delivered */
     seq_misroute_stats *ms = seq_misroute_get_stats(c->misroute);
@@ -808,25 +873,9 @@ static int process_batch(seq_consumer *c, rd_kafka_message_t **msgs, size_t n, s
     if (rc) return rc;
     if (c->kill_after_copies && atomic_load_explicit(&ms->reproduced, memory_order_relaxed) > copies)
         raise(SIGKILL);
-    int64_t stamp = seq_now_ms();
-    note_newest(c, stamp);
-    seq_lanes_run(c->pool, active);
-    int failed = 0;
-    for (uint32_t l = 0; l < c->n_lanes; l++)
-        if (active[l] && c->lanes[l].rc) {
-            if (!failed++) seq_errf(err, errlen, "%s", c->lanes[l].err);
-        }
-    if (failed) {
-        for (uint32_t l = 0; l < c->n_lanes; l++)
-            if (active[l] && !c->lanes[l].rc) {
-                keep_lane(c, l);
-                add_tallies(c, &c->lanes[l].t);
-            }
-        return SEQ_EINTERNAL;
-    }
-    for (uint32_t l = 0; l < c->n_lanes; l++) add_tallies(c, &c->lanes[l].t);
-    seq_origins_committed(c->origins, -1);
-    c->commit_ms = stamp;
+    s->stamp = seq_now_ms();
+    note_newest(c, s, s->stamp);
+    memcpy(s->snap, c->pending, c->n_parts * sizeof *c->pending);
     return SEQ_OK;
 }
 
@@ -852,7 +901,7 @@ static void publish(seq_consumer *c)
         }
     }
     atomic_store_explicit(c->cfg.stream_watermark, behind ? lowest : newest, memory_order_relaxed);
-    /* for as-of reads, stamped like the stored series (process_batch): a change comes
+    /* for as-of reads, stamped like the stored series (note_newest): a change comes
      * from the last commit */
     seq_wmhist_note(c->cfg.wmhist, c->commit_ms ? c->commit_ms : seq_now_ms(), newest);
     atomic_store_explicit(&c->stats.lag, lag, memory_order_relaxed);
@@ -874,8 +923,8 @@ static void settle_empty_log(seq_consumer *c, uint32_t p, int64_t lo, int64_t no
     ps->next = lo;
     ps->expect = -1;
     /* lane 0's batch for every such partition: a write of its own, before any events */
-    seq_store_batch_set_offset(c->lanes[0].batch, (int32_t)p, ps->next, ps->wm);
-    seq_store_batch_set_log_from(c->lanes[0].batch, (int32_t)p, now);
+    seq_store_batch_set_offset(c->sets[0].lanes[0].batch, (int32_t)p, ps->next, ps->wm);
+    seq_store_batch_set_log_from(c->sets[0].lanes[0].batch, (int32_t)p, now);
     *any = 1;
 }
 
@@ -893,12 +942,13 @@ static void refresh_highs(seq_consumer *c)
     }
 }
 
-/* Partitions whose log emptied past where their data ends (settle_empty_log). Runs after
- * the gathered messages are committed (the lanes' store batches are empty), and only
- * while the consumer's queue is empty: a fetch response that carried messages came
- * before the one that showed the log empty (one fetch at a time per broker), and its
- * messages went into that queue, so a partition none of whose messages was applied and
- * none is queued got none from the log: they were gone when it was fetched. */
+/* Partitions whose log emptied past where their data ends (settle_empty_log). Runs when
+ * every message taken is committed (nothing held, nothing in flight: the sets' store
+ * batches are empty), and only while the consumer's queue is empty: a fetch response
+ * that carried messages came before the one that showed the log empty (one fetch at a
+ * time per broker), and its messages went into that queue, so a partition none of whose
+ * messages was applied and none is queued got none from the log: they were gone when it
+ * was fetched. */
 static void settle_empty_logs(seq_consumer *c)
 {
     int any = 0;
@@ -913,7 +963,7 @@ static void settle_empty_logs(seq_consumer *c)
         if (lo > ps->expect && lo == hi) settle_empty_log(c, p, lo, now, &any);
     }
     char err[256];
-    if (any && seq_store_batch_commit(c->lanes[0].batch, err, sizeof err) != SEQ_OK) {
+    if (any && seq_store_batch_commit(c->sets[0].lanes[0].batch, err, sizeof err) != SEQ_OK) {
         seq_log(SEQ_LOG_WARN, "consumer: storing a log start failed (retried): %s", err);
         while (renew_batches(c)) /* out of memory: wait */
             if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return;
@@ -923,96 +973,200 @@ static void settle_empty_logs(seq_consumer *c)
     }
 }
 
-/* Fresh store batches for every lane (after a failed commit: a batch may hold half of a
- * message's writes). SEQ_OK or SEQ_EINTERNAL (out of memory). */
+/* Fresh store batches for every lane of both sets (after a failed commit: a batch may
+ * hold half of a message's writes). SEQ_OK or SEQ_EINTERNAL (out of memory). */
 static int renew_batches(seq_consumer *c)
 {
-    for (uint32_t l = 0; l < c->n_lanes; l++) {
-        seq_store_batch_free(c->lanes[l].batch);
-        if (!(c->lanes[l].batch = seq_store_batch_new(c->cfg.store))) return SEQ_EINTERNAL;
-    }
+    for (int i = 0; i < 2; i++)
+        for (uint32_t l = 0; l < c->n_lanes; l++) {
+            lane *ln = &c->sets[i].lanes[l];
+            seq_store_batch_free(ln->batch);
+            if (!(ln->batch = seq_store_batch_new(c->cfg.store))) return SEQ_EINTERNAL;
+        }
     return SEQ_OK;
 }
 
-/* Commits a first part of msgs (see process_batch) and returns how many messages that
- * was, 0 on stop: a failed commit leaves nothing written (but the partitions of lanes
- * whose write succeeded), so the same messages are applied again on fresh batches after
- * a pause that doubles up to RETRY_MAX_MS.
- * Meanwhile store_failing makes /readyz report the error. */
-static size_t commit_some(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
-{
-    for (int pause = 100;; pause = pause * 2 < RETRY_MAX_MS ? pause * 2 : RETRY_MAX_MS) {
-        char err[256] = "a store error";
-        size_t used = 0;
-        if (process_batch(c, msgs, n, &used, err, sizeof err) == SEQ_OK) {
-            atomic_store_explicit(&c->stats.store_failing, 0, memory_order_relaxed);
-            return used;
-        }
-        if (pause == 100) /* the first failure of a streak; later ones only count */
-            fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
-        atomic_fetch_add_explicit(&c->stats.store_errors, 1, memory_order_relaxed);
-        seq_misroute_discard(c->misroute); /* the retry counts its messages again */
-        seq_origins_discard(c->origins);    /* and decides its copies again */
-        atomic_store_explicit(&c->stats.store_failing, 1, memory_order_relaxed);
-        pthread_mutex_lock(&c->mu);
-        memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
-        snprintf(c->store_err, sizeof c->store_err, "%s", err);
-        pthread_mutex_unlock(&c->mu);
-        while (renew_batches(c)) /* out of memory: wait, the messages are still held */
-            if (pause_unless_stopped(c, pause)) return 0;
-        rd_kafka_poll(c->rk, 0);
-        probe_brokers(c);
-        if (pause_unless_stopped(c, pause)) return 0;
-    }
-}
-
-/* Makes the committed pending state the published one (offsets, watermarks, lag). A
- * partition consumed to its known end counts as progressing (a quiet one is not stale),
- * unless the brokers are down: its end is then unknown and its age grows. */
-static void publish_committed(seq_consumer *c)
+/* Makes st (the pending state as a commit left it) the published one (offsets,
+ * watermarks, lag). A partition consumed to its known end counts as progressing (a quiet
+ * one is not stale), unless the brokers are down: its end is then unknown and its age
+ * grows. The marks go into pending too, from which a later set's state is copied. */
+static void publish_state(seq_consumer *c, part_state *st)
 {
     int64_t now = seq_now_ms();
     int down = atomic_load_explicit(&c->stats.brokers_down, memory_order_relaxed);
     for (uint32_t p = 0; p < c->n_parts; p++) {
-        part_state *ps = &c->pending[p];
+        part_state *ps = &st[p], *pend = &c->pending[p];
         if (ps->high < 0 || ps->next < ps->high) continue;
         if (!down) ps->progress_ms = now;
+        if (ps->progress_ms > pend->progress_ms) pend->progress_ms = ps->progress_ms;
         if (ps->held) ps->filled = 1;
+        if (pend->held) pend->filled |= ps->filled;
     }
     pthread_mutex_lock(&c->mu);
-    memcpy(c->parts, c->pending, c->n_parts * sizeof *c->parts);
+    memcpy(c->parts, st, c->n_parts * sizeof *c->parts);
     pthread_mutex_unlock(&c->mu);
     publish(c);
 }
 
-/* Commits all of msgs, in as many commits as their work needs; stops early on stop.
- * Then no message of msgs can come again: what lanes kept while others failed
- * (retry_next) is forgotten. */
-static void commit_messages(seq_consumer *c, rd_kafka_message_t **msgs, size_t n)
+/* With nothing filled and nothing in flight, pending is the committed state. */
+static void publish_committed(seq_consumer *c) { publish_state(c, c->pending); }
+
+/* Destroys the first n held messages (committed). */
+static void release_held(seq_consumer *c, size_t n)
 {
-    for (size_t done = 0, k; done < n; done += k) {
-        if (!(k = commit_some(c, msgs + done, n - done))) break;
-        publish_committed(c);
-    }
-    for (uint32_t p = 0; p < c->n_parts; p++) c->retry_next[p] = -1;
+    for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(c->held[i]);
+    c->n_held -= n;
+    memmove(c->held, c->held + n, c->n_held * sizeof *c->held);
 }
 
-/* Waits up to IDLE_WAIT_MS for a first message, then gathers more for BATCH_WAIT_MS. */
-static size_t gather(seq_consumer *c, rd_kafka_message_t **msgs)
+/* After a failed commit or fill: back to the committed state (parts, with what
+ * keep_lane kept), on fresh batches; the retry starts from the first held message after a
+ * pause (retry_wait). Meanwhile store_failing makes /readyz report the error. */
+static void reset_to_committed(seq_consumer *c, const char *err)
 {
-    ssize_t n = rd_kafka_consume_batch_queue(c->queue, IDLE_WAIT_MS, msgs, 1);
-    if (n <= 0) return 0;
-    ssize_t more = rd_kafka_consume_batch_queue(c->queue, BATCH_WAIT_MS, msgs + 1, BATCH_MAX - 1);
-    return (size_t)(1 + (more > 0 ? more : 0));
+    if (!c->retry_pause) /* the first failure of a streak; later ones only count */
+        fprintf(stderr, "seqd: consumer: commit failed (%s); retrying the same messages\n", err);
+    atomic_fetch_add_explicit(&c->stats.store_errors, 1, memory_order_relaxed);
+    seq_misroute_discard(c->misroute); /* the retry counts its messages again */
+    seq_origins_discard(c->origins);    /* and decides its copies again */
+    atomic_store_explicit(&c->stats.store_failing, 1, memory_order_relaxed);
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->pending, c->parts, c->n_parts * sizeof *c->parts);
+    snprintf(c->store_err, sizeof c->store_err, "%s", err);
+    pthread_mutex_unlock(&c->mu);
+    c->retry_left = c->n_held; /* retry_next holds until these are committed */
+    c->failed = 1;
+    while (renew_batches(c)) /* out of memory: wait, the messages are still held */
+        if (pause_unless_stopped(c, RETRY_SLEEP_MS)) return;
+}
+
+/* The pause before a retry, doubling up to RETRY_MAX_MS over a streak of failures; 1 on
+ * stop. */
+static int retry_wait(seq_consumer *c)
+{
+    c->retry_pause = !c->retry_pause ? 100
+                     : c->retry_pause * 2 < RETRY_MAX_MS ? c->retry_pause * 2 : RETRY_MAX_MS;
+    rd_kafka_poll(c->rk, 0);
+    probe_brokers(c);
+    if (pause_unless_stopped(c, c->retry_pause)) return 1;
+    c->failed = 0;
+    return 0;
+}
+
+/* Waits for the set in flight, if any, and settles it. Committed: its counts and state
+ * are published and its messages released (SEQ_OK). Failed: the lanes whose write
+ * succeeded are kept, everything else goes back to the committed state, the set filled
+ * meanwhile included (SEQ_EINTERNAL; reset_to_committed). */
+static int finish_flight(seq_consumer *c)
+{
+    if (c->flight < 0) return SEQ_OK;
+    wset *s = &c->sets[c->flight];
+    seq_lanes_wait(c->pool);
+    c->flight = -1;
+    const char *err = NULL;
+    for (uint32_t l = 0; l < c->n_lanes; l++)
+        if (s->active[l] && s->lanes[l].rc && !err) err = s->lanes[l].err;
+    if (err) {
+        /* the pairs of a set filled meanwhile (s had none: pump) must not become
+         * committed with a kept lane's partitions */
+        if (!s->origins) seq_origins_discard(c->origins);
+        for (uint32_t l = 0; l < c->n_lanes; l++)
+            if (s->active[l] && !s->lanes[l].rc) keep_lane(c, s, l);
+        reset_to_committed(c, err);
+        return SEQ_EINTERNAL;
+    }
+    for (uint32_t l = 0; l < c->n_lanes; l++) add_tallies(c, &s->lanes[l].t);
+    if (s->origins) seq_origins_committed(c->origins, -1);
+    c->commit_ms = s->stamp;
+    c->retry_pause = 0;
+    atomic_store_explicit(&c->stats.store_failing, 0, memory_order_relaxed);
+    publish_state(c, s->snap);
+    release_held(c, s->n_msgs);
+    if (c->retry_left) {
+        /* no message held at the failure can come again: what lanes kept is forgotten */
+        c->retry_left = s->n_msgs < c->retry_left ? c->retry_left - s->n_msgs : 0;
+        if (!c->retry_left)
+            for (uint32_t p = 0; p < c->n_parts; p++) c->retry_next[p] = -1;
+    }
+    return SEQ_OK;
+}
+
+/* A drop (seq_consumer_drop_partition) is waiting for run_drops, which runs with nothing
+ * in flight. */
+static int drops_requested(seq_consumer *c)
+{
+    for (uint32_t p = 0; p < c->n_parts; p++)
+        if (atomic_load_explicit(&c->drop_req[p], memory_order_relaxed)) return 1;
+    return 0;
+}
+
+/* The pipeline's step: fills the free set from the held messages not filled yet while
+ * the set in flight commits, then waits for that commit and, when both succeeded,
+ * starts the new set's. A set that stages misrouted origins commits alone (origins.h
+ * keeps one batch's changes: the next set is filled after its commit), and so does the
+ * set in flight when a drop is waiting (run_drops needs nothing in flight). */
+static void pump(seq_consumer *c)
+{
+    size_t start = c->flight >= 0 ? c->sets[c->flight].n_msgs : 0, used = 0;
+    size_t n = c->n_held - start;
+    if (n > BATCH_MAX) n = BATCH_MAX;
+    int fill = n > 0 && (c->flight < 0 || (!c->sets[c->flight].origins && !drops_requested(c)));
+    int s = c->flight == 0 ? 1 : 0;
+    char err[256] = "a store error";
+    int rc = fill ? fill_set(c, &c->sets[s], c->flight >= 0 ? &c->sets[c->flight] : NULL,
+                             c->held + start, n, &used, err, sizeof err)
+                  : SEQ_OK;
+    if (finish_flight(c) != SEQ_OK || !fill) return; /* a failed flight reset the fill too */
+    if (rc) {
+        reset_to_committed(c, err);
+        return;
+    }
+    c->flight = s;
+    seq_lanes_start(c->pool, c->sets[s].active);
+}
+
+/* The rebalance callback (inside take_messages) acts on the committed state: the set in
+ * flight is finished first (a failure resets it, and the loop retries). */
+static void settle_flight(seq_consumer *c) { (void)finish_flight(c); }
+
+/* Takes what librdkafka has queued into the held messages, as many as fit: waits up to
+ * wait_ms for a first one, then BATCH_WAIT_MS for more (not when wait_ms is 0: a commit or
+ * held messages are waiting for this thread). Into inbox first: the rebalance callback,
+ * served inside, may release held messages. */
+static void take_messages(seq_consumer *c, int wait_ms)
+{
+    size_t room = HELD_MAX - c->n_held;
+    if (room > BATCH_MAX) room = BATCH_MAX;
+    if (!room) return;
+    ssize_t n = rd_kafka_consume_batch_queue(c->queue, wait_ms, c->inbox, 1);
+    if (n <= 0) return;
+    ssize_t more = room > 1 ? rd_kafka_consume_batch_queue(c->queue, wait_ms ? BATCH_WAIT_MS : 0,
+                                                           c->inbox + 1, room - 1)
+                            : 0;
+    if (more > 0) n += more;
+    memcpy(c->held + c->n_held, c->inbox, (size_t)n * sizeof *c->inbox);
+    c->n_held += (size_t)n;
+}
+
+/* A held message (not committed yet) of partition p. */
+static int holds_messages_of(const seq_consumer *c, uint32_t p)
+{
+    for (size_t i = 0; i < c->n_held; i++)
+        if (c->held[i]->partition == (int32_t)p) return 1;
+    return 0;
 }
 
 /* Requested drops (seq_consumer_drop_partition) of partitions this node does not hold:
- * here, between batches, so that a drop never races with the partition being taken on
- * again (take_partitions reads its stored offset, which the drop deletes). */
+ * here, with nothing in flight, so that a drop never races with the partition being taken
+ * on again (take_partitions reads its stored offset, which the drop deletes), nor with a
+ * write of its data; a partition with messages still held (taken before its revocation,
+ * and applied: see on_rebalance) waits for their commit. */
 static void run_drops(seq_consumer *c)
 {
     for (uint32_t p = 0; p < c->n_parts; p++) {
-        if (!atomic_exchange(&c->drop_req[p], 0) || c->pending[p].held) continue;
+        if (!atomic_load(&c->drop_req[p]) || c->pending[p].held || holds_messages_of(c, p))
+            continue;
+        if (!atomic_exchange(&c->drop_req[p], 0)) continue;
         char err[256];
         if (seq_store_drop_partition(c->cfg.store, p, err, sizeof err) == SEQ_OK) {
             /* its stored log start went with it: a later holding checks the log afresh */
@@ -1033,25 +1187,35 @@ static void *run(void *arg)
 {
     seq_consumer *c = arg;
     pthread_setname_np(pthread_self(), "seqd-consumer"); /* beside seqd-laneI (lanes.h) */
-    rd_kafka_message_t **msgs = malloc(BATCH_MAX * sizeof *msgs);
-    if (!msgs || start_assignment(c) != SEQ_OK) goto out;
+    c->held = malloc(HELD_MAX * sizeof *c->held);
+    c->inbox = malloc(BATCH_MAX * sizeof *c->inbox);
+    if (!c->held || !c->inbox || start_assignment(c) != SEQ_OK) goto out;
     publish(c);
     while (!atomic_load(&c->stop)) {
-        size_t n = gather(c, msgs);
+        if (c->failed && retry_wait(c)) break;
+        size_t unfilled = c->n_held - (c->flight >= 0 ? c->sets[c->flight].n_msgs : 0);
+        take_messages(c, c->flight >= 0 || unfilled ? 0 : IDLE_WAIT_MS);
         rd_kafka_poll(c->rk, 0);
         probe_brokers(c);
         refresh_highs(c);
-        if (n) commit_messages(c, msgs, n);
-        for (size_t i = 0; i < n; i++) rd_kafka_message_destroy(msgs[i]);
-        settle_empty_logs(c);
+        if (c->failed) continue; /* a commit finished by the rebalance callback failed */
+        pump(c);
+        if (c->flight >= 0 || c->failed) continue;
+        /* between commits */
+        if (!c->n_held) settle_empty_logs(c);
         publish_committed(c);
         run_drops(c);
         /* damaged data a read or a compaction reported is kept aside (store.h); a commit
          * does it too, this covers an idle stream */
         seq_store_keep_corrupt(c->cfg.store, NULL, 0);
     }
+    /* a stop: the commit in flight is waited for (its write is kept or not as a whole,
+     * like any; a restart resumes where the stored offsets say) */
+    finish_flight(c);
 out:
-    free(msgs);
+    if (c->held) release_held(c, c->n_held);
+    free(c->held);
+    free(c->inbox);
     return NULL;
 }
 
@@ -1063,6 +1227,7 @@ int seq_consumer_start(const seq_consumer_config *cfg, seq_consumer **out, char 
     seq_consumer *c = calloc(1, sizeof *c);
     if (!c) return SEQ_EINTERNAL;
     c->cfg = *cfg;
+    c->flight = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->hook_mu, NULL);
     int rc = cfg->brokers ? ((c->brokers = strdup(cfg->brokers)) ? SEQ_OK : SEQ_EINTERNAL)
@@ -1115,7 +1280,11 @@ void seq_consumer_stop(seq_consumer *c)
         rd_kafka_destroy(c->rk);
     }
     seq_lanes_free(c->pool); /* after the consumer thread, the only caller of the lanes */
-    for (uint32_t l = 0; l < c->n_lanes; l++) seq_store_batch_free(c->lanes[l].batch);
+    for (int i = 0; i < 2; i++) {
+        for (uint32_t l = 0; l < c->n_lanes; l++) seq_store_batch_free(c->sets[i].lanes[l].batch);
+        free(c->sets[i].snap);
+        free(c->sets[i].touched);
+    }
     seq_misroute_free(c->misroute); /* before the embedded cluster it produces to */
     if (c->mock) rd_kafka_mock_cluster_destroy(c->mock);
     if (c->mock_rk) rd_kafka_destroy(c->mock_rk);
@@ -1123,7 +1292,6 @@ void seq_consumer_stop(seq_consumer *c)
     pthread_mutex_destroy(&c->hook_mu);
     free(c->parts);
     free(c->pending);
-    free(c->touched);
     free(c->retry_next);
     seq_origins_free(c->origins);
     free((void *)c->drop_req);

@@ -1,7 +1,7 @@
-/* Fork-join helper threads for the write lanes (see lanes.h). One mutex and two
- * condition variables: the caller bumps a generation number and wakes the helpers; each
- * helper whose lane is active runs it and counts itself done; the caller waits for the
- * count. A commit takes milliseconds, the hand-over microseconds: no spinning. */
+/* Helper threads for the write lanes (see lanes.h). One mutex and two condition
+ * variables: start bumps a generation number and wakes the helpers; each helper whose
+ * lane is active runs it and counts itself done; wait waits for the count. A commit takes
+ * milliseconds, the hand-over microseconds: no spinning. */
 #include "lanes.h"
 
 #include <pthread.h>
@@ -23,8 +23,8 @@ struct seq_lanes {
     void *arg;
     pthread_mutex_t mu;
     pthread_cond_t work, done;
-    uint64_t gen;     /* bumped by every run: the helpers' signal to look at active */
-    uint32_t pending; /* active helpers of the current run not finished yet */
+    uint64_t gen;     /* bumped by every start: the helpers' signal to look at active */
+    uint32_t pending; /* active lanes of the current run not finished yet */
     int stop;
     uint8_t active[SEQ_LANES_MAX];
     helper h[SEQ_LANES_MAX];
@@ -62,7 +62,7 @@ int seq_lanes_new(uint32_t n, seq_lane_fn fn, void *arg, seq_lanes **out)
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->work, NULL);
     pthread_cond_init(&l->done, NULL);
-    for (uint32_t i = 1; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         helper *h = &l->h[i];
         h->l = l;
         h->idx = i;
@@ -82,11 +82,12 @@ int seq_lanes_new(uint32_t n, seq_lane_fn fn, void *arg, seq_lanes **out)
 void seq_lanes_free(seq_lanes *l)
 {
     if (!l) return;
+    seq_lanes_wait(l); /* a helper leaves only between runs */
     pthread_mutex_lock(&l->mu);
     l->stop = 1;
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mu);
-    for (uint32_t i = 1; i < l->n; i++)
+    for (uint32_t i = 0; i < l->n; i++)
         if (l->h[i].started) pthread_join(l->h[i].thread, NULL);
     pthread_cond_destroy(&l->work);
     pthread_cond_destroy(&l->done);
@@ -96,23 +97,32 @@ void seq_lanes_free(seq_lanes *l)
 
 uint32_t seq_lanes_count(const seq_lanes *l) { return l->n; }
 
-void seq_lanes_run(seq_lanes *l, const uint8_t *active)
+void seq_lanes_wait(seq_lanes *l)
 {
-    uint32_t helpers = 0;
     pthread_mutex_lock(&l->mu);
-    for (uint32_t i = 1; i < l->n; i++) {
+    while (l->pending) pthread_cond_wait(&l->done, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void seq_lanes_start(seq_lanes *l, const uint8_t *active)
+{
+    seq_lanes_wait(l); /* at most one run in flight */
+    uint32_t lanes = 0;
+    pthread_mutex_lock(&l->mu);
+    for (uint32_t i = 0; i < l->n && i < SEQ_LANES_MAX; i++) {
         l->active[i] = active[i] != 0;
-        helpers += l->active[i];
+        lanes += l->active[i];
     }
-    if (helpers) {
-        l->pending = helpers;
+    if (lanes) {
+        l->pending = lanes;
         l->gen++;
         pthread_cond_broadcast(&l->work);
     }
     pthread_mutex_unlock(&l->mu);
-    if (active[0]) l->fn(l->arg, 0);
-    if (!helpers) return;
-    pthread_mutex_lock(&l->mu);
-    while (l->pending) pthread_cond_wait(&l->done, &l->mu);
-    pthread_mutex_unlock(&l->mu);
+}
+
+void seq_lanes_run(seq_lanes *l, const uint8_t *active)
+{
+    seq_lanes_start(l, active);
+    seq_lanes_wait(l);
 }

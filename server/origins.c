@@ -150,6 +150,8 @@ void seq_origins_discard(seq_origins *o)
     o->n_changed = 0;
 }
 
+size_t seq_origins_pending(const seq_origins *o) { return o->n_changed; }
+
 int64_t seq_origins_highest(const seq_origins *o, uint32_t q, uint32_t p)
 {
     if (q >= o->n || p >= o->n || !o->qs[q].cur) return -1;

@@ -59,6 +59,8 @@ void seq_origins_committed(seq_origins *o, int64_t q);
 /* Drops what the batch changed and was not committed (the batch is retried). */
 void seq_origins_discard(seq_origins *o);
 
+/* How many (Q, P) pairs the batch changed (not committed or discarded yet). */
+size_t seq_origins_pending(const seq_origins *o);
 /* The highest origin offset applied on q from p, with the batch's copies (-1: none). */
 int64_t seq_origins_highest(const seq_origins *o, uint32_t q, uint32_t p);
 

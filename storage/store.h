@@ -91,7 +91,8 @@ void seq_store_close(seq_store *st);
 /* ---- stream writes: seq_store_batch ----
  * Filled by one thread (the consumer's: a user's events always in the same batch), and
  * committed by it or a write-lane thread (server/lanes.h); several batches of one store
- * may be committed at once. */
+ * may be committed at once, and the filling thread may fill one batch while another
+ * (its prior, seq_store_batch_set_prior) is being committed. */
 typedef struct seq_store_batch seq_store_batch;
 seq_store_batch *seq_store_batch_new(seq_store *st);
 void seq_store_batch_free(seq_store_batch *b);
@@ -132,8 +133,18 @@ void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newe
 /* Writes everything added since the last commit in one RocksDB write (synced to the
  * WAL), with the damaged-data reports pending (seq_store_keep_corrupt), then empties the
  * batch for reuse. On failure nothing was written. Nothing is read from RocksDB to add
- * an event (store_batch.c), but an 'i' lookup when the id filter cannot rule the id out. */
+ * an event (store_batch.c), but an 'i' lookup when the id filter cannot rule the id out.
+ * The commit leaves the batch's id index entries (what it wrote for each id) readable by
+ * a batch whose prior it is, until the next add to this batch: the commit may run on
+ * another thread than the filling one, which must not add to b until it returned. */
 int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen);
+/* b is filled while prior (a batch of the same users, or NULL) may be committing: an
+ * id's previous copy is looked for in b, then in prior's entries (not visible in RocksDB
+ * before its write), then in RocksDB, so that a correction that follows its first copy
+ * by one batch still replaces it. prior must not be added to, renewed or freed while b
+ * is filled with it set; set it anew before every fill (it also drops b's entries of its
+ * last commit, which b's commit kept for the batch b was the prior of). */
+void seq_store_batch_set_prior(seq_store_batch *b, const seq_store_batch *prior);
 
 /* The stream layout's partition count (keys.h): the topic's partition count P, set once
  * by the consumer when it learns it (before its first write) and stored. SEQ_OK when it

@@ -14,10 +14,14 @@
  *     from this batch's own index entries (not in RocksDB until the commit).
  * This is only correct while no other writer writes the same users' stream keys: a
  * user's events all go to one batch (the consumer's write lane of the user's partition),
- * batches are filled by one thread (the id filter is that thread's), and a batch that may
- * hold a copy of an id is committed before a lookup for the id can miss it (the consumer
- * commits every lane before it fills the batches again). Several batches may be
- * committed at once, each by its own thread. */
+ * batches are filled by one thread (the id filter is that thread's, and so is its
+ * published count: seq_store_publish_idf), and a lookup for an id never misses a copy
+ * that an earlier batch holds: either that batch's write is done, or it is the batch's
+ * prior (seq_store_batch_set_prior: the consumer fills a lane's next batch while its
+ * previous one commits), whose id index entries the lookup reads first. Those entries
+ * stay as they were through the prior's commit (it only reads them), and are cleared on
+ * the filling thread when the prior is filled again (set_prior, or its next add). Several batches may be committed at once,
+ * each by its own thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +71,10 @@ struct seq_store_batch {
     /* The apply time of every event of this commit (0: none added yet): they all become
      * visible at once, so an as-of read sees them all or none of them. */
     int64_t applied_ms;
+    /* The id index entries (ent, tab, keys) are those of the last commit: kept for a
+     * batch whose prior this is, cleared by the next add (set by the commit). */
+    int ent_committed;
+    const seq_store_batch *prior; /* seq_store_batch_set_prior */
 };
 
 static uint32_t hash_key(const uint8_t *k, size_t n)
@@ -144,6 +152,14 @@ static ient *find_ent(seq_store_batch *b, const uint8_t *key, size_t klen, uint3
     return NULL;
 }
 
+static void clear_index(seq_store_batch *b)
+{
+    b->n_ent = 0;
+    b->keys.len = 0;
+    memset(b->tab, 0, sizeof *b->tab * b->tab_cap);
+    b->ent_committed = 0;
+}
+
 static int stage(seq_store_batch *b, int merge, const uint8_t *k, size_t kl, const void *v,
                  size_t vl)
 {
@@ -204,14 +220,16 @@ static int put_index(seq_store_batch *b, const uint8_t *key, size_t klen, uint32
     return 0;
 }
 
-/* Where the id's previous copy lives: its time, from this batch or (when the id filter
- * cannot rule it out) from RocksDB. 1 found, 0 none. A lookup that fails (damaged
- * index entry or block) is treated as none and reported: the new copy is stored, at
- * worst beside an older copy that a read then shows too (never a stalled consumer). */
+/* Where the id's previous copy lives: its time, from this batch, from its prior's entries
+ * (being committed: see the top of the file) or (when the id filter cannot rule it out)
+ * from RocksDB. 1 found, 0 none. A lookup that fails (damaged index entry or block) is
+ * treated as none and reported: the new copy is stored, at worst beside an older copy
+ * that a read then shows too (never a stalled consumer). */
 static int previous_time(seq_store_batch *b, const uint8_t *key, size_t klen, ient *e,
-                         uint64_t idh, int64_t *time)
+                         uint32_t h, uint64_t idh, int64_t *time)
 {
     seq_store *st = b->st;
+    if (!e && b->prior) e = find_ent((seq_store_batch *)b->prior, key, klen, h);
     if (e) {
         *time = e->time;
         return 1;
@@ -257,7 +275,7 @@ static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *
     uint64_t idh = seq_idfilter_hash(o->seq_id, ev->user_id, ev->id, ev->id_len);
     ient *e = find_ent(b, ik, ikl, h);
     int64_t told;
-    if (previous_time(b, ik, ikl, e, idh, &told)) {
+    if (previous_time(b, ik, ikl, e, h, idh, &told)) {
         int64_t ob = seq_bucket_of(told, st->def->bucket_ms);
         if (ob != o->bucket) { /* same bucket: the fold replaces it in place */
             size_t skl = seq_key_stream(sk, part, o->seq_id, ev->user_id, ob);
@@ -265,8 +283,9 @@ static int add_one(seq_store_batch *b, const seq_event *ev, const seq_exec_out *
                 stage(b, 1, sk, skl, b->op.data, b->op.len) < 0)
                 goto oom;
         }
-    } else if (!e && seq_idfilter_add(st->idf, idh) < 0) {
-        goto oom;
+    } else if (!e) {
+        if (seq_idfilter_add(st->idf, idh) < 0) goto oom;
+        seq_store_publish_idf(st);
     }
     seq_rec rec = {.time_ms = ev->time_ms, .item_id = ev->item_id, .type_idx = o->type_idx,
                    .id_len = ev->id_len, .id = ev->id, .n_cols = o->n_cols,
@@ -290,6 +309,7 @@ int seq_store_batch_add_event(seq_store_batch *b, const seq_event *ev, const seq
     if (!seq_store_partitions(b->st) && seq_store_set_partitions(b->st, 1, err, errlen))
         return SEQ_EINTERNAL;
     if (!b->applied_ms) b->applied_ms = seq_now_ms();
+    if (b->ent_committed) clear_index(b);
     for (uint32_t i = 0; i < n; i++) {
         int rc = add_one(b, ev, &outs[i], b->applied_ms, err, errlen);
         if (rc != SEQ_OK) return rc;
@@ -361,17 +381,26 @@ static void forget_written(seq_store_batch *b)
         seq_rcache_forget(b->st->rcache, b->users[j].seq, b->users[j].user);
 }
 
+/* After a commit: empty for reuse, but for the id index entries (clear_index, by the
+ * next add: a batch filled meanwhile with this one as its prior may be reading them). */
 static void reset(seq_store_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
     b->n_malformed = 0;
     b->applied_ms = 0;
-    b->n_ent = 0;
     b->n_users = 0;
     b->n_st = 0;
     b->sbytes.len = 0;
-    b->keys.len = 0;
-    memset(b->tab, 0, sizeof *b->tab * b->tab_cap);
+    b->ent_committed = 1;
+}
+
+void seq_store_batch_set_prior(seq_store_batch *b, const seq_store_batch *prior)
+{
+    /* b's own entries of its last commit go now, not at its first add: b may commit no
+     * event before it is another batch's prior again, and its old entries would then
+     * answer for ids that a later commit changed */
+    if (b->ent_committed) clear_index(b);
+    b->prior = prior;
 }
 
 int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
@@ -410,7 +439,6 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
         return SEQ_EINTERNAL;
     }
     forget_written(b);
-    seq_store_publish_idf(st);
     reset(b);
     return SEQ_OK;
 }

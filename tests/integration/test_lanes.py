@@ -16,13 +16,23 @@ own partitions' offsets. With a `seqctl broker` of 4 partitions and 2 lanes:
   (8 partitions, every event in 16 sequences: a commit's gathered messages take more
   than the budget): the retry skips a kept lane-0 partition's messages below the offset
   its write stored and applies the one at it (every event applied once, exact count).
+- the pipeline (consumer.c: a set of batches filled while the previous one commits):
+  under a backlog whose corrections follow their first copy by about one commit (another
+  bucket, so only the id index links them), with lane 1's writes failing while a set is
+  filled behind them, then a stop and a restart mid-backlog: every event applied once
+  (exact count before the stop), every id visible once as its last copy. A correction
+  filled while its first copy's write is in flight finds it in that batch
+  (seq_store_batch_set_prior); a set filled behind a failed write is retried, not
+  committed past it; a stop waits for the write in flight.
 While one lane's writes fail, the other lane gets no further than what one commit's
 work budget covers (each retry starts over from the same messages): a failing lane
 holds the stream back, as a failing single write always did."""
 import json
 import os
+import random
 import signal
 import sys
+import time
 
 import helpers
 from helpers import Producer, make_event, now_ms, poll
@@ -278,3 +288,71 @@ def test_retry_of_a_cut_commit_applies_the_kept_lanes_next_message(seqd_factory,
         assert s.stop() == 0
     finally:
         broker.stop()
+
+
+def corrected_backlog(base, n, first, rng):
+    """Messages first..first+n-1 of a backlog: message i is event "pipe-i" (user 1 + i %
+    N_USERS, item i) unless i % 7 == 1 and i - first >= 6000: then it corrects the event of
+    a random earlier message of its user 400-6000 back (never itself a correction: k is
+    no multiple of 7), 2 h (and 1 ms) earlier, so in another bucket, with its own item and
+    value. A correction lands in the commit after its first copy's as often as in its own
+    or a later one (a commit takes 1024 messages or more, BUDGET_MIN_MESSAGES)."""
+    out = []
+    for i in range(first, first + n):
+        user = 1 + i % N_USERS
+        eid, t = "pipe-%d" % i, base + i * 50
+        if i % 7 == 1 and i - first >= 6000:
+            k = rng.choice([k for k in range(400 // N_USERS + 1, 6000 // N_USERS) if k % 7])
+            j = i - N_USERS * k
+            eid, t = out[j - first].event_id, out[j - first].event_time_ms - 7200001
+        out.append(make_event(user, t, "click", i, eid, {"n": float(i)}))
+    return out
+
+
+def check_last_copies(s, evs):
+    last = {}
+    for e in evs:
+        last[(e.user_id, e.event_id)] = e
+    want = {}
+    for (u, _), e in last.items():
+        want.setdefault(u, []).append(e.item_id)
+    got = read_items(s, want)
+    bad = {u: ("extra", sorted(set(got[u]) - set(v)), "missing", sorted(set(v) - set(got[u])))
+           for u, v in want.items() if got[u] != sorted(v)}
+    assert not bad, "%d users whose ids are not each visible once as their last copy: %r" % \
+        (len(bad), {u: bad[u] for u in list(bad)[:3]})
+
+
+def test_pipeline_corrections_failures_and_stop(seqd_factory, tmp_path, monkeypatch):
+    rng = random.Random(20261207)
+    broker, brokers = start_broker()
+    try:
+        base = now_ms() - 5 * 3600000
+        first = corrected_backlog(base, 30000, 0, rng)
+        assert sum(1 for e in first if e.event_id != "pipe-%d" % e.item_id) > 3000
+        producer = Producer(brokers)
+        produce_chunk(producer, first)
+        # lane 1's first 3 writes fail; the backlog keeps a set filled behind each
+        monkeypatch.setenv("SEQD_FAIL_LANE", "1:3")
+        data = str(tmp_path / "data")
+        s = start(seqd_factory, data, brokers)
+        poll(lambda: caught_up(s) and s.counts()["events_applied"] >= len(first) and
+             s.metric("seqd_store_write_failing") == 0, "the backlog applied", timeout=120)
+        assert s.metric("seqd_store_write_errors_total") == 3
+        assert s.counts()["events_applied"] == len(first)  # none applied twice
+        check_last_copies(s, first)
+        monkeypatch.delenv("SEQD_FAIL_LANE")
+        # a stop mid-backlog (commits in flight), then a restart from the stored offsets
+        second = corrected_backlog(base, 40000, len(first), rng)
+        produce_chunk(producer, second)
+        poll(lambda: s.counts()["events_applied"] > len(first) + 2000, "the second backlog started")
+        t0 = time.monotonic()
+        assert s.stop() == 0
+        assert time.monotonic() - t0 < 10
+        s = start(seqd_factory, data, brokers)
+        poll(lambda: caught_up(s), "caught up after the restart", timeout=120)
+        check_last_copies(s, first + second)
+        assert s.stop() == 0
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=30)
