@@ -1105,9 +1105,10 @@ static void call_deadline_cb(evutil_socket_t fd, short what, void *arg)
     conn_flush(c->conn);
 }
 
-/* Completions of held calls, queued by seq_grpc_finish from any thread. */
 static void conn_open(worker *w, int fd);
 
+/* Sockets other workers handed to this one (balance_accepted), and completions of held
+ * calls, queued by seq_grpc_finish from any thread. */
 static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
