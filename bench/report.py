@@ -57,7 +57,8 @@ def main():
             p(f"| server CPU µs/request vs {name} | {s_cpu:.2f} | {a_cpu:.2f} | {s_cpu / a_cpu:.2f} (lower is better) | |")
     mix_rps, mix_cpu = num("read_rps", "seqd-mix"), num("read_cpu_us", "seqd-mix")
     if mix_rps:
-        p(f"| random-user mix req/s, CPU µs/req (seqload) | {mix_rps:,.0f}, {mix_cpu:.2f} µs | | | |")
+        p(f"| random-user mix req/s, CPU µs/req (seqload; random users of all {int(users):,}, "
+      f"{one('read_cache_miss_pct', 'seqd-mix')} % missed the record cache) | {mix_rps:,.0f}, {mix_cpu:.2f} µs | | | |")
     for label, name, bar in (("seqd-provenance", "with include_provenance", "<= 1.2"),
                              ("seqd-as-of", "as of the end of the loads", "<= 2")):
         c = num("read_cpu_us", label)

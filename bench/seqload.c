@@ -5,6 +5,8 @@
  *   open loop (--rps R):   calls start on a fixed schedule of R/s whatever the answers,
  *                          and latency is measured from the scheduled start, so a stall
  *                          is not hidden (no coordinated omission).
+ * --sweep 1 asks every user of 1..--users once, in order, and stops when all answered (a
+ * warm-up that leaves each user's entry in the record cache when it fits).
  * Prints one line of key=value results; with --every SECS also one line per interval of
  * SECS on stderr (interval=N requests= errors= p50_us= p99_us= p999_us= max_us=). --write-request FILE writes the framed request
  * of --user for h2load -d instead.
@@ -52,6 +54,7 @@ typedef struct {
     double secs, warmup, rps, every;
     uint32_t max_events;
     int track, fixed;
+    int sweep; /* --sweep 1: every user of 1..--users once, in order, then stop (a warm-up) */
     int provenance;     /* --provenance 1: include_provenance (issue 13's 1.2x bar) */
     int64_t as_of_ago;  /* --as-of-ago MS: as_of_ms = start time - MS (the 2x bar) */
 } opts;
@@ -141,11 +144,13 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--user-file")) o->user_file = v;
         else if (!strcmp(k, "--batch")) o->batch = atoi(v);
         else if (!strcmp(k, "--every")) o->every = atof(v);
+        else if (!strcmp(k, "--sweep")) o->sweep = atoi(v);
         else return -1;
     }
     return o->conns > 0 && o->conns <= MAX_CONNS && o->streams > 0 && o->users > 0 && o->every >= 0 &&
                    (uint64_t)o->conns * (uint64_t)o->streams <= REQS / 2 &&
-                   o->batch >= 0 && o->batch <= MAX_BATCH && !(o->batch && o->track)
+                   o->batch >= 0 && o->batch <= MAX_BATCH && !(o->batch && o->track) &&
+                   !(o->sweep && (o->batch || o->fixed || o->user_file || o->rps > 0))
                ? 0
                : -1;
 }
@@ -202,6 +207,7 @@ typedef struct {
     size_t n_list;
     int64_t now_ms;
     unsigned next; /* the next GetSequence slot */
+    uint64_t swept; /* --sweep: users asked so far */
 } gen;
 
 static uint64_t pick_user(const opts *o, const uint64_t *list, size_t n);
@@ -214,8 +220,10 @@ static int start(h2c *c, gen *g, const char *path, uint64_t tag)
     if (g->o->batch) {
         r = &g->reqs[rnd() % REQS];
     } else {
+        if (g->o->sweep && g->swept >= g->o->users) return -1; /* every user asked */
+        uint64_t user = g->o->sweep ? ++g->swept : pick_user(g->o, g->list, g->n_list);
         r = &g->reqs[g->next++ % REQS];
-        r->n = h2c_get_request(r->b, pick_user(g->o, g->list, g->n_list), g->o->seq, g->o->max_events);
+        r->n = h2c_get_request(r->b, user, g->o->seq, g->o->max_events);
         add_history_fields(g->o, r, g->now_ms);
     }
     return h2c_submit(c, path, r->b, r->n, tag);
@@ -277,7 +285,7 @@ static int run(const opts *o, stats *s)
     uint64_t *list = NULL;
     if (o->user_file && !(list = read_users(o->user_file, &n_list))) return 1;
     for (int i = 0; o->batch && i < REQS; i++) batch_request(o, &reqs[i], list, n_list);
-    gen g = {o, reqs, list, n_list, now_ms, 0};
+    gen g = {o, reqs, list, n_list, now_ms, 0, 0};
     const char *path = o->batch ? BATCH_PATH : PATH;
     for (int i = 0; i < o->conns; i++)
         if (!(cs[i] = h2c_connect(o->target, on_done, s, err, sizeof err))) {
@@ -294,6 +302,11 @@ static int run(const opts *o, stats *s)
     uint64_t sent = 0, last_tick = 0;
     int rr = 0;
     for (uint64_t now = t0; now < end && !stop_now; now = mono_ns()) {
+        if (o->sweep && g.swept >= o->users) { /* every user asked: done once all answered */
+            int busy = 0;
+            for (int i = 0; i < o->conns; i++) busy |= h2c_inflight(cs[i]) > 0;
+            if (!busy) break;
+        }
         if (gap > 0) { /* open loop: start every call that is due, on one connection */
             uint64_t sent0 = sent;
             for (uint64_t due = t0 + (uint64_t)(sent * gap); due <= now;
@@ -346,7 +359,7 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: seqload [--target H:P] [--sequence S] [--users N] [-c C] [-m M]\n"
                         "               [-D SECS] [--warmup SECS] [--rps R] [--max N] [--track-gen 1]\n"
-                        "               [--fixed-user U] [--user-file FILE] [--batch N] [--every SECS]\n"
+                        "               [--fixed-user U] [--user-file FILE] [--batch N] [--every SECS] [--sweep 1]\n"
                         "       seqload --write-request FILE --user U [--sequence S] [--max N]\n");
         return 2;
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/tail.sh: where the read tail at half of the peak comes from (issue 10, "Read p99 at
 # half of peak < 1 ms"). On the data set a full bench/run left in bench/out (1M users), one
-# seqd per configuration: warmed with the random-user mix, then seqload's open loop at RATE
+# seqd per configuration: warmed with every user once and the random-user mix, then seqload's open loop at RATE
 # for D seconds; prints p50/p99/p999 and, over the same window, the CPU seqd's threads used
 # and the time they were runnable but waited for a CPU (/proc/PID/task/*/schedstat): a
 # tail that is the scheduler's (more runnable threads than cores) shows as wait, a tail
@@ -58,6 +58,8 @@ one() { # NAME LABEL SEQD_PREFIX LOAD_PREFIX REPIN SEQD_ARGS...
   [ -n "$g" ] || { echo "bench/tail.sh: seqd did not start: $(tail -3 "$T/seqd.err")" >&2; exit 1; }
   local workers; workers=$(cat /proc/$pid/task/*/comm 2>/dev/null | grep -c '^seqd-grpc' || true)
   [ "$workers" = 0 ] && workers="? (unnamed)"
+  # every user once (bench/run's warm_cache), then the random-user mix
+  "$LOAD" --target "$g" --users 1000000 -c 16 -m 32 -D 900 --warmup 0 --sweep 1 >/dev/null
   "$LOAD" --target "$g" --users 1000000 -c 16 -m 32 -D "$WARM" --warmup 0 >/dev/null
   [ "$repin" = 1 ] && taskset -a -pc 1 "$pid" >/dev/null
   local s0 s1 o m0 m1 io0 io1
