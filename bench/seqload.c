@@ -8,7 +8,8 @@
  * --sweep 1 asks every user of 1..--users once, in order, and stops when all answered (a
  * warm-up that leaves each user's entry in the record cache when it fits).
  * Prints one line of key=value results; with --every SECS also one line per interval of
- * SECS on stderr (interval=N requests= errors= p50_us= p99_us= p999_us= max_us=). --write-request FILE writes the framed request
+ * SECS on stderr (interval=N requests= errors= p50_us= p99_us= p999_us= max_us=).
+ * --write-request FILE writes the framed request
  * of --user for h2load -d instead.
  * For the cluster benchmarks (bench/cluster.sh, bench/build-dist.sh): --user-file FILE
  * draws the users from a list (one id per line: the users one node holds, say) instead of
@@ -92,11 +93,8 @@ static void interval_line(stats *s, uint64_t now)
                         " p99_us=%" PRIu64 " p999_us=%" PRIu64 " max_us=%" PRIu64 "\n",
                 s->iv_no++, s->iv.n, s->iv_errors, hist_q(&s->iv, 0.5), hist_q(&s->iv, 0.99),
                 hist_q(&s->iv, 0.999), s->iv.max_us);
-        /* only the buckets up to the interval's max were touched: a whole reset (40 MB)
-         * stalled the client's loop for ~20 ms */
-        size_t used = s->iv.max_us < HIST_N ? (size_t)s->iv.max_us + 1 : HIST_N;
-        memset(s->iv.b, 0, used * sizeof *s->iv.b);
-        s->iv.n = s->iv.max_us = s->iv_errors = 0;
+        hist_reset(&s->iv);
+        s->iv_errors = 0;
         s->iv_end_ns += s->every_ns;
     }
 }
@@ -200,6 +198,12 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
+static uint64_t pick_user(const opts *o, const uint64_t *list, size_t n)
+{
+    if (o->fixed) return o->user;
+    return list ? list[rnd() % n] : 1 + rnd() % o->users;
+}
+
 typedef struct {
     const opts *o;
     req *reqs;
@@ -209,8 +213,6 @@ typedef struct {
     unsigned next; /* the next GetSequence slot */
     uint64_t swept; /* --sweep: users asked so far */
 } gen;
-
-static uint64_t pick_user(const opts *o, const uint64_t *list, size_t n);
 
 /* Starts one call on connection c: a fresh random user (GetSequence) or a random batch
  * of the pool; 0 or -1. */
@@ -244,12 +246,6 @@ static uint64_t *read_users(const char *path, size_t *n)
         return NULL;
     }
     return u;
-}
-
-static uint64_t pick_user(const opts *o, const uint64_t *list, size_t n)
-{
-    if (o->fixed) return o->user;
-    return list ? list[rnd() % n] : 1 + rnd() % o->users;
 }
 
 /* A framed BatchGetSequencesRequest of o->batch users: field 1, one GetSequenceRequest
