@@ -130,6 +130,7 @@ static seq_store_rcache_stats rcache_stats(void *st)
 }
 static double rcache_hits(void *st) { return (double)rcache_stats(st).hits; }
 static double rcache_misses(void *st) { return (double)rcache_stats(st).misses; }
+static double rcache_refreshes(void *st) { return (double)rcache_stats(st).refreshes; }
 static double rcache_bytes(void *st) { return (double)rcache_stats(st).bytes; }
 static double storage_corrupt(void *st) { return (double)seq_store_corrupt_count(st); }
 static seq_store_write_stats write_stats(void *st)
@@ -332,6 +333,8 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, rcache_hits, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_misses_total", "Reads that gathered the user's data from RocksDB.",
                        SEQ_METRIC_COUNTER, rcache_misses, s->store);
+    seq_metrics_add_fn(m, "seqd_record_cache_refreshes_total", "Misses that kept the still-current part of an outdated entry (a load changed the coverage, or a stream write came) and read only the rest from RocksDB.",
+                       SEQ_METRIC_COUNTER, rcache_refreshes, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_bytes", "Bytes held by the record cache (half of --cache-mb at most).",
                        SEQ_METRIC_GAUGE, rcache_bytes, s->store);
     seq_metrics_add_family(m, "seqd_batch_generation", "Newest committed batch generation per sequence (0: none).",

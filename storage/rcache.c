@@ -12,8 +12,9 @@
 #define SHARDS 64
 #define ENTRY_OVERHEAD 64 /* entry header + bucket slot, counted against the capacity */
 
-/* Immutable once in the table. refs: the table's reference (until it drops the entry)
- * plus one per reader holding it. */
+/* data is immutable once in the table. refs: the table's reference (until it drops the
+ * entry) plus one per reader holding it. stream_stale: a stream write came after the
+ * entry was made (set by forget, read under the shard's lock only). */
 typedef struct seq_rcache_entry {
     atomic_uint refs;
     struct seq_rcache_entry *hnext;       /* hash chain */
@@ -21,6 +22,7 @@ typedef struct seq_rcache_entry {
     uint64_t user, cov_sig;
     uint32_t seq;
     uint32_t len;
+    uint8_t stream_stale;
     uint8_t data[];
 } entry;
 
@@ -37,7 +39,7 @@ typedef struct {
     entry *head, *tail;
     size_t bytes, cap;
     uint64_t version;
-    uint64_t hits, misses;
+    uint64_t hits, misses, stale;
 } shard;
 
 struct seq_rcache {
@@ -170,27 +172,41 @@ static void grow(shard *s)
 
 size_t seq_rcache_max_entry(const seq_rcache *c) { return c->s[0].cap / 8 - ENTRY_OVERHEAD; }
 
-int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
-                   const seq_rcache_entry **out, uint64_t *version)
+int seq_rcache_get_stale(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                         const seq_rcache_entry **out, uint64_t *version,
+                         const seq_rcache_entry **stale, int *stream_ok)
 {
     uint64_t h = mix(seq, user);
     shard *s = shard_of(c, h);
     int hit = 0;
+    if (stale) *stale = NULL;
     pthread_mutex_lock(&s->mu);
     *version = s->version;
     entry *e = *find(s, h, seq, user);
-    if (e && e->cov_sig == cov_sig) {
+    if (e && ((e->cov_sig == cov_sig && !e->stream_stale) || stale)) {
         /* relaxed: the table's reference keeps it alive while the lock is held */
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
         lru_unlink(s, e);
         lru_push(s, e);
-        *out = e;
-        hit = 1;
+        hit = e->cov_sig == cov_sig && !e->stream_stale;
+        if (hit) {
+            *out = e;
+        } else {
+            *stale = e;
+            *stream_ok = !e->stream_stale;
+            s->stale++;
+        }
     }
     if (hit) s->hits++;
     else s->misses++;
     pthread_mutex_unlock(&s->mu);
     return hit;
+}
+
+int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                   const seq_rcache_entry **e, uint64_t *version)
+{
+    return seq_rcache_get_stale(c, seq, user, cov_sig, e, version, NULL, NULL);
 }
 
 const uint8_t *seq_rcache_entry_data(const seq_rcache_entry *e, size_t *len)
@@ -217,6 +233,7 @@ void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig
     e->seq = seq;
     e->cov_sig = cov_sig;
     e->len = (uint32_t)len;
+    e->stream_stale = 0;
     atomic_init(&e->refs, 1); /* the table's */
     pthread_mutex_lock(&s->mu);
     if (s->version != version) { /* written meanwhile: what was read may be stale */
@@ -254,8 +271,8 @@ void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user)
     uint64_t h = mix(seq, user);
     shard *s = shard_of(c, h);
     pthread_mutex_lock(&s->mu);
-    entry **p = find(s, h, seq, user);
-    if (*p) drop(s, p);
+    entry *e = *find(s, h, seq, user);
+    if (e) e->stream_stale = 1; /* kept: its batch part still serves (get_stale) */
     s->version++;
     pthread_mutex_unlock(&s->mu);
 }
@@ -269,6 +286,7 @@ void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *out)
         pthread_mutex_lock(&s->mu);
         out->hits += s->hits;
         out->misses += s->misses;
+        out->stale += s->stale;
         out->bytes += s->bytes;
         out->capacity += s->cap;
         pthread_mutex_unlock(&s->mu);

@@ -10,6 +10,12 @@
  * - batch loads: an entry is tagged with the signature of the coverage it was read
  *   under (seq_rcache_cov_sig); a committed load changes the coverage, so every entry
  *   of the sequence stops matching at once, without a sweep.
+ * An entry outdated either way is not a hit, but it is not dropped either: a forget marks
+ * its stream part outdated, and seq_rcache_get_stale hands it to the reader, which keeps
+ * what is still current (a generation's batch data never changes once loaded; the stream
+ * part when no write came since) and reads only the rest from RocksDB (store_read.c).
+ * A load thus costs each user one seek of the new generation, and a stream write one seek
+ * of the stream, instead of one per source (bench/NOTES.md, "Session 11").
  * Entries are opaque bytes to this module; LRU eviction per shard within the capacity.
  * A hit hands out a reference instead of a copy (the entry is immutable): an entry
  * dropped or evicted while readers hold it is freed by the last release, so the memory
@@ -39,6 +45,13 @@ uint64_t seq_rcache_cov_sig(const seq_cov_seg *cov, uint32_t n);
  * put. */
 int seq_rcache_get(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
                    const seq_rcache_entry **e, uint64_t *version);
+/* As seq_rcache_get; on a miss that finds an outdated entry of (seq, user) (another
+ * coverage signature, or a stream write since), also sets *stale to a reference to it
+ * (release it) and *stream_ok to 1 when its stream part is still current (only the
+ * coverage changed); otherwise *stale = NULL. */
+int seq_rcache_get_stale(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                         const seq_rcache_entry **e, uint64_t *version,
+                         const seq_rcache_entry **stale, int *stream_ok);
 /* The bytes of a held entry: stable and unchanged until its release. */
 const uint8_t *seq_rcache_entry_data(const seq_rcache_entry *e, size_t *len);
 /* Gives back a reference from seq_rcache_get; NULL is a no-op. Any thread. */
@@ -52,13 +65,15 @@ size_t seq_rcache_max_entry(const seq_rcache *c);
 void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
                     uint64_t version, const void *data, size_t len);
 
-/* Drops (seq, user)'s entry and moves its shard's version. */
+/* Marks (seq, user)'s entry's stream part outdated (no longer a hit) and moves its
+ * shard's version. */
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user);
 /* Drops every entry (a partition's data was dropped); NULL is a no-op. */
 void seq_rcache_clear(seq_rcache *c);
 
 typedef struct {
     uint64_t hits, misses, bytes, capacity;
+    uint64_t stale; /* misses that found an outdated entry to refresh (get_stale) */
 } seq_rcache_stats;
 void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *s);
 

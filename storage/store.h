@@ -281,6 +281,7 @@ void seq_store_sst_options(struct rocksdb_options_t *o);
 /* The record cache's counters since open and its size in bytes (for /metrics). */
 typedef struct {
     uint64_t hits, misses, bytes, capacity;
+    uint64_t refreshes; /* misses that kept part of an outdated entry (rcache.h) */
 } seq_store_rcache_stats;
 void seq_store_record_cache_stats(seq_store *st, seq_store_rcache_stats *out);
 

@@ -7,6 +7,7 @@
  * a read never misses a committed write. Values are copied into the reader's arena
  * because an iterator's value is invalidated by Next; the records returned point there,
  * or into the record cache's entry, which the reader holds until its next read. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -497,7 +498,19 @@ static int gen_seen_before(const seq_merge_params *p, uint32_t i)
     return 0;
 }
 
-/* ---- gathering an entry from RocksDB (a cache miss) ---- */
+/* ---- gathering an entry from RocksDB (a cache miss) ----
+ * Besides the bucket segments, an entry holds bookkeeping segments of no data, which the
+ * cursors pass over (their kinds are neither 's' nor 'b'): first SEG_FLOOR, whose bucket
+ * field is the retention floor (ms) the entry was gathered down to, then one SEG_GEN per
+ * generation gathered, before that generation's buckets (it may have none for the
+ * user). They let a miss that finds an outdated entry (rcache.h) keep the generations
+ * it gathered and, when no stream write came since, its stream part; and they keep a
+ * read whose floor is older (an as-of read) from an entry gathered down to a newer one. */
+#define SEG_FLOOR 'f'
+#define SEG_GEN 'g'
+static_assert(SEG_FLOOR != SEQ_K_STREAM && SEG_FLOOR != SEQ_K_BATCH && SEG_GEN != SEQ_K_STREAM &&
+                  SEG_GEN != SEQ_K_BATCH,
+              "bookkeeping segments must not look like bucket segments");
 
 static int seg_append(seq_buf *ent, uint8_t kind, uint64_t gen, int64_t bucket, const void *v,
                       size_t vl)
@@ -511,6 +524,37 @@ static int seg_append(seq_buf *ent, uint8_t kind, uint64_t gen, int64_t bucket, 
     if (seq_buf_append(ent, hdr, SEG_HDR) < 0 || seq_buf_append(ent, v, vl) < 0 ||
         seq_buf_append(ent, zero, PAD8(vl) - vl) < 0)
         return -1;
+    return 0;
+}
+
+/* The retention floor an entry was gathered down to (its first segment). */
+static int64_t entry_floor(const uint8_t *e, size_t len)
+{
+    assert(len >= SEG_HDR && e[0] == SEG_FLOOR);
+    (void)len;
+    return (int64_t)seg_u64(e, 16);
+}
+
+/* Whether an entry gathered generation gen. */
+static int entry_has_gen(const uint8_t *e, const uint8_t *end, uint64_t gen)
+{
+    for (const uint8_t *g = e; g < end; g = seg_next(g))
+        if (g[0] == SEG_GEN && seg_gen(g) == gen) return 1;
+    return 0;
+}
+
+/* Copies an older entry's buckets of one source (kind, gen) within retention. Returns 1
+ * when the entry grew past max, as gather_source. */
+static int copy_source(seq_buf *ent, const uint8_t *e, const uint8_t *end, uint8_t kind,
+                       uint64_t gen, int64_t floor, int64_t bms, size_t max)
+{
+    for (const uint8_t *g = e; g < end; g = seg_next(g)) {
+        if (g[0] != kind || seg_gen(g) != gen) continue;
+        int64_t bucket = (int64_t)seg_u64(g, 16);
+        if (seq_bucket_end(bucket, bms) <= floor) continue;
+        if (seg_append(ent, kind, gen, bucket, g + SEG_HDR, seg_len(g)) < 0) return -1;
+        if (ent->len > max) return 1;
+    }
     return 0;
 }
 
@@ -531,46 +575,86 @@ static int gather_source(cursor *c, uint8_t kind, const seq_merge_params *p, uin
     return 0;
 }
 
-/* Gathers user's entry into r->ent. 0: done, 1: too large, <0: minus a SEQ_ code (in err). */
-static int gather(cursor *c, const seq_merge_params *p, uint64_t user, size_t max, char *err,
-                  size_t errlen)
+/* gather_source with one iterator for the whole gather, made after the cache's version
+ * was read (rcache.h) at the first source read from RocksDB. */
+static int gather_db(cursor *c, uint8_t kind, const seq_merge_params *p, uint64_t user,
+                     uint64_t gen, size_t max, int *read_db)
 {
-    int rc = 0;
-    c->r->ent.len = 0;
-    for (uint32_t i = 0; i < p->n_cov && rc == 0; i++)
-        if (!gen_seen_before(p, i)) rc = gather_source(c, SEQ_K_BATCH, p, user, p->cov[i].gen, max);
-    if (rc == 0) rc = gather_source(c, SEQ_K_STREAM, p, user, 0, max);
+    if (!*read_db) fresh_iter(c->r);
+    *read_db = 1;
+    return gather_source(c, kind, p, user, gen, max);
+}
+
+/* Gathers user's entry into r->ent: from the older entry `old` (NULL: none) what is still
+ * current (its generations that the coverage still names; its stream part if stream_ok),
+ * the rest from RocksDB. 0: done, 1: too large, <0: minus a SEQ_ code (in err). */
+static int gather(cursor *c, const seq_merge_params *p, uint64_t user, size_t max,
+                  const uint8_t *old, size_t old_len, int stream_ok, char *err, size_t errlen)
+{
+    seq_store_reader *r = c->r;
+    int64_t floor = p->now_ms - p->seq->retention_ms, bms = r->st->def->bucket_ms;
+    const uint8_t *old_end = old ? old + old_len : NULL;
+    int rc = 0, read_db = 0;
+    r->ent.len = 0;
+    if (old && entry_floor(old, old_len) > floor) old = NULL; /* gathered not deep enough */
+    if (seg_append(&r->ent, SEG_FLOOR, 0, floor, "", 0) < 0) rc = -1;
+    for (uint32_t i = 0; i < p->n_cov && rc == 0; i++) {
+        uint64_t gen = p->cov[i].gen;
+        if (gen_seen_before(p, i)) continue;
+        if (seg_append(&r->ent, SEG_GEN, gen, 0, "", 0) < 0) rc = -1;
+        else if (old && entry_has_gen(old, old_end, gen))
+            rc = copy_source(&r->ent, old, old_end, SEQ_K_BATCH, gen, floor, bms, max);
+        else
+            rc = gather_db(c, SEQ_K_BATCH, p, user, gen, max, &read_db);
+    }
+    if (rc == 0 && old && stream_ok)
+        rc = copy_source(&r->ent, old, old_end, SEQ_K_STREAM, 0, floor, bms, max);
+    else if (rc == 0)
+        rc = gather_db(c, SEQ_K_STREAM, p, user, 0, max, &read_db);
     if (rc < 0) {
         seq_errf(err, errlen, "out of memory");
         return -SEQ_EINTERNAL;
     }
-    if (rc == 0 && (rc = iter_status(c->r, p, user, err, errlen)) != SEQ_OK) return -rc;
+    if (rc == 0 && read_db && (rc = iter_status(r, p, user, err, errlen)) != SEQ_OK) return -rc;
     return rc;
 }
 
 /* Points c at user's entry: the cache's, held in place until the next read (no copy), or
- * gathered from RocksDB into r->ent (and cached). Leaves c in iterator mode when the
- * user's data is too large for an entry. */
+ * gathered (from an outdated entry and RocksDB) into r->ent (and cached). Leaves c in
+ * iterator mode when the user's data is too large for an entry. */
 static int open_entry(cursor *c, const seq_merge_params *p, uint64_t user, char *err,
                       size_t errlen)
 {
     seq_store_reader *r = c->r;
     seq_rcache *rc_ = r->st->rcache;
     uint64_t sig = seq_rcache_cov_sig(p->cov, p->n_cov), version;
+    const seq_rcache_entry *old = NULL;
     const uint8_t *data;
     size_t len;
-    if (seq_rcache_get(rc_, p->seq->id, user, sig, &r->held, &version)) {
+    int stream_ok = 0;
+    int hit = seq_rcache_get_stale(rc_, p->seq->id, user, sig, &r->held, &version, &old, &stream_ok);
+    if (hit) {
         data = seq_rcache_entry_data(r->held, &len);
-    } else {
-        fresh_iter(r); /* after the version was read: see rcache.h */
-        int rc = gather(c, p, user, seq_rcache_max_entry(rc_), err, errlen);
+        if (entry_floor(data, len) > p->now_ms - p->seq->retention_ms) { /* an as-of read's */
+            old = r->held;
+            stream_ok = 1;
+            r->held = NULL;
+            hit = 0;
+        }
+    }
+    if (!hit) {
+        size_t old_len = 0;
+        const uint8_t *od = old ? seq_rcache_entry_data(old, &old_len) : NULL;
+        int rc = gather(c, p, user, seq_rcache_max_entry(rc_), od, old_len, stream_ok, err, errlen);
+        seq_rcache_release(old);
+        if (rc == 1) fresh_iter(r); /* iterator mode reads everything from RocksDB */
         if (rc < 0) return -rc;
-        if (rc == 1) return SEQ_OK; /* iterator mode */
+        if (rc == 1) return SEQ_OK;
         seq_rcache_put(rc_, p->seq->id, user, sig, version, r->ent.data, r->ent.len);
         data = r->ent.data;
         len = r->ent.len;
     }
-    c->base = data ? data : (const uint8_t *)""; /* an absent user: an empty entry */
+    c->base = data;
     c->end = c->base + len;
     return SEQ_OK;
 }

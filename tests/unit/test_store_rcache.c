@@ -2,7 +2,8 @@
  * is a miss; a forget between the version read and the put keeps the stale read out;
  * eviction keeps the bytes within the capacity; oversized entries are not kept; an entry
  * a reader holds stays intact after it is forgotten, replaced or evicted (ASan checks the
- * frees). */
+ * frees); an outdated entry is handed out as such (get_stale), saying whether its
+ * stream part is still current. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,44 @@ static void forget_races_put(void)
     CHECK_EQ_INT(get(c, 1, 5, 0, &b, &v), 1);
     CHECK(b.len == 3 && memcmp(b.data, "new", 3) == 0);
     seq_buf_free(&b);
+    seq_rcache_free(c);
+}
+
+/* What a miss may keep of an outdated entry (store_read.c refreshes it). */
+static void stale_entries(void)
+{
+    seq_rcache *c = seq_rcache_new(1 << 20);
+    const seq_rcache_entry *e = NULL, *old = NULL;
+    uint64_t v;
+    int ok = -1;
+    size_t len;
+    CHECK_EQ_INT(seq_rcache_get_stale(c, 1, 9, 7, &e, &v, &old, &ok), 0);
+    CHECK(old == NULL); /* nothing cached */
+    seq_rcache_put(c, 1, 9, 7, v, "gen1+s", 6);
+    /* a load changed the coverage: a miss, the entry's stream part still current */
+    CHECK_EQ_INT(seq_rcache_get_stale(c, 1, 9, 8, &e, &v, &old, &ok), 0);
+    CHECK(old != NULL && ok == 1);
+    CHECK(memcmp(seq_rcache_entry_data(old, &len), "gen1+s", 6) == 0 && len == 6);
+    seq_rcache_release(old);
+    /* a stream write: a miss under either coverage, its stream part outdated */
+    seq_rcache_forget(c, 1, 9);
+    CHECK_EQ_INT(seq_rcache_get_stale(c, 1, 9, 7, &e, &v, &old, &ok), 0);
+    CHECK(old != NULL && ok == 0);
+    seq_rcache_release(old);
+    ok = -1;
+    CHECK_EQ_INT(seq_rcache_get_stale(c, 1, 9, 8, &e, &v, &old, &ok), 0);
+    CHECK(old != NULL && ok == 0);
+    seq_rcache_release(old);
+    /* the refreshed entry replaces it and is a hit again */
+    seq_rcache_put(c, 1, 9, 8, v, "gen2+s", 6);
+    CHECK_EQ_INT(seq_rcache_get_stale(c, 1, 9, 8, &e, &v, &old, &ok), 1);
+    CHECK(old == NULL && memcmp(seq_rcache_entry_data(e, &len), "gen2+s", 6) == 0);
+    seq_rcache_release(e);
+    CHECK_EQ_INT(seq_rcache_get_stale(c, 2, 9, 8, &e, &v, &old, &ok), 0); /* another sequence */
+    CHECK(old == NULL);
+    seq_rcache_stats s;
+    seq_rcache_get_stats(c, &s);
+    CHECK(s.stale == 3 && s.hits == 1 && s.misses == 5);
     seq_rcache_free(c);
 }
 
@@ -124,6 +163,7 @@ int main(void)
     RUN(hit_and_coverage);
     RUN(forget_races_put);
     RUN(held_outlives_table);
+    RUN(stale_entries);
     RUN(bounded);
     return seq_t_done();
 }
