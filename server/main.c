@@ -131,6 +131,7 @@ static seq_store_rcache_stats rcache_stats(void *st)
 static double rcache_hits(void *st) { return (double)rcache_stats(st).hits; }
 static double rcache_misses(void *st) { return (double)rcache_stats(st).misses; }
 static double rcache_refreshes(void *st) { return (double)rcache_stats(st).refreshes; }
+static double rcache_writes(void *st) { return (double)rcache_stats(st).writes; }
 static double rcache_bytes(void *st) { return (double)rcache_stats(st).bytes; }
 static double storage_corrupt(void *st) { return (double)seq_store_corrupt_count(st); }
 static seq_store_write_stats write_stats(void *st)
@@ -335,6 +336,8 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, rcache_misses, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_refreshes_total", "Misses that kept the still-current part of an outdated entry (a load changed the coverage, or a stream write came) and read only the rest from RocksDB.",
                        SEQ_METRIC_COUNTER, rcache_refreshes, s->store);
+    seq_metrics_add_fn(m, "seqd_record_cache_writes_total", "Cached entries that a stream commit updated in place (write-through) instead of outdating them.",
+                       SEQ_METRIC_COUNTER, rcache_writes, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_bytes", "Bytes held by the record cache (half of --cache-mb at most).",
                        SEQ_METRIC_GAUGE, rcache_bytes, s->store);
     seq_metrics_add_family(m, "seqd_batch_generation", "Newest committed batch generation per sequence (0: none).",

@@ -39,7 +39,7 @@ typedef struct {
     entry *head, *tail;
     size_t bytes, cap;
     uint64_t version;
-    uint64_t hits, misses, stale;
+    uint64_t hits, misses, stale, written;
 } shard;
 
 struct seq_rcache {
@@ -266,6 +266,55 @@ void seq_rcache_clear(seq_rcache *c)
     }
 }
 
+const seq_rcache_entry *seq_rcache_peek(seq_rcache *c, uint32_t seq, uint64_t user)
+{
+    uint64_t h = mix(seq, user);
+    shard *s = shard_of(c, h);
+    pthread_mutex_lock(&s->mu);
+    entry *e = *find(s, h, seq, user);
+    if (e && e->stream_stale) e = NULL;
+    if (e) atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
+    return e;
+}
+
+void seq_rcache_write(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcache_entry *was,
+                      const void *data, size_t len)
+{
+    uint64_t h = mix(seq, user);
+    shard *s = shard_of(c, h);
+    entry *n = NULL;
+    if (was && data && len <= seq_rcache_max_entry(c) && (n = malloc(sizeof *n + len))) {
+        memcpy(n->data, data, len);
+        n->user = user;
+        n->seq = seq;
+        n->cov_sig = was->cov_sig; /* immutable: readable without the lock */
+        n->len = (uint32_t)len;
+        n->stream_stale = 0;
+        atomic_init(&n->refs, 1); /* the table's */
+    }
+    pthread_mutex_lock(&s->mu);
+    entry **p = find(s, h, seq, user);
+    if (n && *p == was && !(*p)->stream_stale) {
+        drop(s, p);
+        evict_to(s, len + ENTRY_OVERHEAD);
+        grow(s);
+        p = slot_of(s, h);
+        n->hnext = *p;
+        *p = n;
+        lru_push(s, n);
+        s->bytes += len + ENTRY_OVERHEAD;
+        s->n++;
+        s->written++;
+        n = NULL;
+    } else if (*p) {
+        (*p)->stream_stale = 1; /* replaced meanwhile, or no data: as forget */
+    }
+    s->version++; /* a read of RocksDB from before the write must not be put */
+    pthread_mutex_unlock(&s->mu);
+    free(n);
+}
+
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user)
 {
     uint64_t h = mix(seq, user);
@@ -287,6 +336,7 @@ void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *out)
         out->hits += s->hits;
         out->misses += s->misses;
         out->stale += s->stale;
+        out->written += s->written;
         out->bytes += s->bytes;
         out->capacity += s->cap;
         pthread_mutex_unlock(&s->mu);

@@ -10,6 +10,9 @@
  * - batch loads: an entry is tagged with the signature of the coverage it was read
  *   under (seq_rcache_cov_sig); a committed load changes the coverage, so every entry
  *   of the sequence stops matching at once, without a sweep.
+ * A stream write may instead fold itself into the user's entry (seq_rcache_write, from the
+ * commit: storage/store_read.c seq_store_entry_write), so that the written user's next
+ * read is still a hit.
  * An entry outdated either way is not a hit, but it is not dropped either: a forget marks
  * its stream part outdated, and seq_rcache_get_stale hands it to the reader, which keeps
  * what is still current (a generation's batch data never changes once loaded; the stream
@@ -65,6 +68,16 @@ size_t seq_rcache_max_entry(const seq_rcache *c);
 void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
                     uint64_t version, const void *data, size_t len);
 
+/* The entry of (seq, user) whose stream part is current, whatever its coverage
+ * signature: a reference (release it), or NULL. For the write-through below. */
+const seq_rcache_entry *seq_rcache_peek(seq_rcache *c, uint32_t seq, uint64_t user);
+/* After a stream write of (seq, user), committed to RocksDB: `data` (the entry `was`, from
+ * seq_rcache_peek, with the write folded in) replaces was, under was's coverage signature,
+ * if the table still holds was with its stream part current; otherwise (or with data
+ * NULL, or too large) the entry's stream part is marked outdated, as forget does. Moves
+ * the shard's version either way. */
+void seq_rcache_write(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcache_entry *was,
+                      const void *data, size_t len);
 /* Marks (seq, user)'s entry's stream part outdated (no longer a hit) and moves its
  * shard's version. */
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user);
@@ -74,6 +87,7 @@ void seq_rcache_clear(seq_rcache *c);
 typedef struct {
     uint64_t hits, misses, bytes, capacity;
     uint64_t stale; /* misses that found an outdated entry to refresh (get_stale) */
+    uint64_t written; /* entries a stream write replaced with the write folded in */
 } seq_rcache_stats;
 void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *s);
 

@@ -282,6 +282,7 @@ void seq_store_sst_options(struct rocksdb_options_t *o);
 typedef struct {
     uint64_t hits, misses, bytes, capacity;
     uint64_t refreshes; /* misses that kept part of an outdated entry (rcache.h) */
+    uint64_t writes;    /* entries a stream commit updated in place (write-through) */
 } seq_store_rcache_stats;
 void seq_store_record_cache_stats(seq_store *st, seq_store_rcache_stats *out);
 

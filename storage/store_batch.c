@@ -372,13 +372,44 @@ void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newe
     rocksdb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 16);
 }
 
-/* After a successful write, readers must not be served what the record cache holds of
- * the users it changed (rcache.h). */
-static void forget_written(seq_store_batch *b)
+/* After a successful write, readers must not be served what the record cache held of the
+ * users it changed (rcache.h): each written user's entry gets the write folded in
+ * (seq_store_entry_write), or is marked outdated. The staged writes are in key order
+ * (flush_staged), so a user's stream operands are one run, by bucket, in write order. */
+static void write_through(seq_store_batch *b)
 {
-    if (!b->st->rcache) return;
-    for (uint32_t j = 0; j < b->n_users; j++)
-        seq_rcache_forget(b->st->rcache, b->users[j].seq, b->users[j].user);
+    seq_store *st = b->st;
+    if (!st->rcache) return;
+    const char **ops = malloc(sizeof *ops * (b->n_st + 1));
+    size_t *lens = malloc(sizeof *lens * (b->n_st + 1));
+    seq_store_wbucket *bk = malloc(sizeof *bk * (b->n_st + 1));
+    if (!ops || !lens || !bk) { /* out of memory: forget them, as before write-through */
+        for (uint32_t j = 0; j < b->n_users; j++)
+            seq_rcache_forget(st->rcache, b->users[j].seq, b->users[j].user);
+        goto out;
+    }
+    seq_key cur = {0}, k;
+    uint32_t nops = 0, nbk = 0;
+    for (uint32_t i = 0; i <= b->n_st; i++) {
+        const staged *w = i < b->n_st ? &b->st_w[i] : NULL;
+        const uint8_t *kp = w ? b->sbytes.data + w->off : NULL;
+        int is_stream = w && w->merge && seq_key_parse(kp, w->klen, &k) == 0 && k.kind == SEQ_K_STREAM;
+        if (w && !is_stream) continue; /* id index puts */
+        if (nbk && (!w || k.seq != cur.seq || k.user != cur.user)) { /* the user's run ended */
+            seq_store_entry_write(st, cur.seq, cur.user, bk, nbk, ops, lens);
+            nops = nbk = 0;
+        }
+        if (!w) break;
+        if (!nbk || k.bucket != bk[nbk - 1].bucket) bk[nbk++] = (seq_store_wbucket){k.bucket, nops, 0};
+        ops[nops] = (const char *)kp + w->klen;
+        lens[nops++] = w->vlen;
+        bk[nbk - 1].n++;
+        cur = k;
+    }
+out:
+    free(ops);
+    free(lens);
+    free(bk);
 }
 
 /* After a commit: empty for reuse, but for the id index entries (clear_index, by the
@@ -438,7 +469,7 @@ int seq_store_batch_commit(seq_store_batch *b, char *err, size_t errlen)
         reset(b); /* the caller resumes from the stored offsets */
         return SEQ_EINTERNAL;
     }
-    forget_written(b);
+    write_through(b);
     reset(b);
     return SEQ_OK;
 }

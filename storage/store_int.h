@@ -83,6 +83,19 @@ uint32_t seq_store_part_of(seq_store *st, uint64_t user);
 /* now - history_ms: replaced copies below it are dropped (INT64_MAX with no history). */
 int64_t seq_store_drop_before(const seq_store *st, int64_t now);
 
+/* store_read.c: write-through of one committed stream write into the record cache
+ * (rcache.h): the operands ops[bk[i].first .. + bk[i].n) of bucket bk[i].bucket (buckets
+ * newest first, as their keys sort; operands in write order) folded into (seq, user)'s cached entry, as the
+ * merge operator folds them into RocksDB's. Without a current entry, or when a fold meets
+ * damaged data, the entry's stream part is marked outdated instead (the next read
+ * gathers it, and reports what is damaged). */
+typedef struct {
+    int64_t bucket;
+    uint32_t first, n;
+} seq_store_wbucket;
+void seq_store_entry_write(seq_store *st, uint32_t seq, uint64_t user, const seq_store_wbucket *bk,
+                           uint32_t nbk, const char *const *ops, const size_t *lens);
+
 /* store_merge.c: the stream buckets' merge operator (owned by the options it is set on),
  * and damaged data. note_corrupt is thread-safe and cheap for a report already made. */
 rocksdb_mergeoperator_t *seq_store_merge_operator(seq_store *st);

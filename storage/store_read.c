@@ -659,6 +659,81 @@ static int open_entry(cursor *c, const seq_merge_params *p, uint64_t user, char 
     return SEQ_OK;
 }
 
+/* ---- write-through (store_batch.c, after a commit) ---- */
+
+static void note_bad(void *ctx, int index, const void *bytes, size_t len)
+{
+    (void)index, (void)bytes, (void)len;
+    *(int *)ctx = 1;
+}
+
+/* The next stream segment of an entry at or after g (NULL: none). */
+static const uint8_t *next_stream(const uint8_t *g, const uint8_t *end)
+{
+    while (g < end && g[0] != SEQ_K_STREAM) g = seg_next(g);
+    return g < end ? g : NULL;
+}
+
+/* The entry's segments but the stream's, as they are; then the stream's, newest first,
+ * each written bucket folded (seq_blob_fold, as store_merge.c's full merge does) from the
+ * entry's bucket (or nothing: the entry holds every bucket down to its floor) and the
+ * operands. 0, or -1 (out of memory, or damaged data met). */
+static int fold_entry(seq_store *st, const uint8_t *e, const uint8_t *end,
+                      const seq_store_wbucket *bk, uint32_t nbk, const char *const *ops,
+                      const size_t *lens, seq_buf *out)
+{
+    seq_buf blob = {0};
+    int bad = 0, rc = 0;
+    int64_t drop_before = seq_store_drop_before(st, seq_now_ms());
+    for (const uint8_t *g = e; g < end && rc == 0; g = seg_next(g))
+        if (g[0] != SEQ_K_STREAM)
+            rc = seg_append(out, g[0], seg_gen(g), (int64_t)seg_u64(g, 16), g + SEG_HDR, seg_len(g));
+    const uint8_t *g = next_stream(e, end);
+    uint32_t j = 0;
+    while (rc == 0 && !bad && (g || j < nbk)) {
+        int64_t gb = g ? (int64_t)seg_u64(g, 16) : INT64_MIN;
+        if (j < nbk && (!g || bk[j].bucket >= gb)) {
+            assert(j == 0 || bk[j].bucket < bk[j - 1].bucket);
+            const seq_store_wbucket *w = &bk[j++];
+            const void *base = NULL;
+            size_t bl = 0;
+            if (g && w->bucket == gb) {
+                base = g + SEG_HDR;
+                bl = seg_len(g);
+                g = next_stream(seg_next(g), end);
+            }
+            if (seq_blob_fold(&blob, base, bl, ops + w->first, lens + w->first, (int)w->n,
+                              drop_before, note_bad, &bad) != SEQ_OK)
+                rc = -1;
+            else if (!bad)
+                rc = seg_append(out, SEQ_K_STREAM, 0, w->bucket, blob.data, blob.len);
+        } else {
+            rc = seg_append(out, SEQ_K_STREAM, 0, gb, g + SEG_HDR, seg_len(g));
+            g = next_stream(seg_next(g), end);
+        }
+    }
+    seq_buf_free(&blob);
+    return rc == 0 && !bad ? 0 : -1;
+}
+
+void seq_store_entry_write(seq_store *st, uint32_t seq, uint64_t user, const seq_store_wbucket *bk,
+                           uint32_t nbk, const char *const *ops, const size_t *lens)
+{
+    seq_rcache *c = st->rcache;
+    if (!c) return;
+    const seq_rcache_entry *was = seq_rcache_peek(c, seq, user);
+    seq_buf out = {0};
+    int ok = 0;
+    if (was) {
+        size_t len;
+        const uint8_t *e = seq_rcache_entry_data(was, &len);
+        ok = fold_entry(st, e, e + len, bk, nbk, ops, lens, &out) == 0;
+    }
+    seq_rcache_write(c, seq, user, was, ok ? out.data : NULL, out.len);
+    seq_rcache_release(was);
+    seq_buf_free(&out);
+}
+
 int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user,
                    const seq_rec **stream, uint32_t *ns, const seq_rec **batch, uint32_t *nb,
                    char *err, size_t errlen)

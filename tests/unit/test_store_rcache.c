@@ -3,7 +3,8 @@
  * eviction keeps the bytes within the capacity; oversized entries are not kept; an entry
  * a reader holds stays intact after it is forgotten, replaced or evicted (ASan checks the
  * frees); an outdated entry is handed out as such (get_stale), saying whether its
- * stream part is still current. */
+ * stream part is still current; a stream write folded into an entry (write-through)
+ * replaces it only if it is still the one the writer read, else marks it outdated. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,46 @@ static void stale_entries(void)
     seq_rcache_free(c);
 }
 
+/* seq_rcache_peek + seq_rcache_write, as a stream commit uses them (store_batch.c). */
+static void write_through(void)
+{
+    seq_rcache *c = seq_rcache_new(1 << 20);
+    seq_buf b = {0};
+    uint64_t v;
+    seq_rcache_put(c, 1, 3, 7, 0, "e1", 2);
+    const seq_rcache_entry *was = seq_rcache_peek(c, 1, 3);
+    CHECK(was != NULL);
+    seq_rcache_write(c, 1, 3, was, "e2", 2); /* the write folded in: still a hit */
+    seq_rcache_release(was);
+    CHECK_EQ_INT(get(c, 1, 3, 7, &b, &v), 1);
+    CHECK(b.len == 2 && memcmp(b.data, "e2", 2) == 0);
+    /* a reader replaced the entry between the writer's peek and its write: outdated */
+    was = seq_rcache_peek(c, 1, 3);
+    CHECK_EQ_INT(get(c, 1, 3, 8, &b, &v), 0); /* a load: the reader refreshes under sig 8 */
+    seq_rcache_put(c, 1, 3, 8, v, "r", 1);
+    seq_rcache_write(c, 1, 3, was, "e3", 2);
+    seq_rcache_release(was);
+    CHECK_EQ_INT(get(c, 1, 3, 8, &b, &v), 0);
+    CHECK(seq_rcache_peek(c, 1, 3) == NULL); /* no current stream part to fold into */
+    /* a read of RocksDB from before the write must not land after it */
+    CHECK_EQ_INT(get(c, 1, 4, 7, &b, &v), 0);
+    uint64_t before = v;
+    seq_rcache_write(c, 1, 4, NULL, NULL, 0); /* a write of a user not cached */
+    seq_rcache_put(c, 1, 4, 7, before, "old", 3);
+    CHECK_EQ_INT(get(c, 1, 4, 7, &b, &v), 0);
+    /* nothing to fold into (data NULL): outdated, as forget */
+    seq_rcache_put(c, 1, 5, 7, v, "e", 1);
+    was = seq_rcache_peek(c, 1, 5);
+    seq_rcache_write(c, 1, 5, was, NULL, 0);
+    seq_rcache_release(was);
+    CHECK_EQ_INT(get(c, 1, 5, 7, &b, &v), 0);
+    seq_rcache_stats s;
+    seq_rcache_get_stats(c, &s);
+    CHECK(s.written == 1);
+    seq_buf_free(&b);
+    seq_rcache_free(c);
+}
+
 /* A held entry is the reader's until released, whatever the table does meanwhile. */
 static void held_outlives_table(void)
 {
@@ -164,6 +205,7 @@ int main(void)
     RUN(forget_races_put);
     RUN(held_outlives_table);
     RUN(stale_entries);
+    RUN(write_through);
     RUN(bounded);
     return seq_t_done();
 }
