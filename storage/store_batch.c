@@ -375,7 +375,16 @@ void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newe
 /* After a successful write, readers must not be served what the record cache held of the
  * users it changed (rcache.h): each written user's entry gets the write folded in
  * (seq_store_entry_write), or is marked outdated. The staged writes are in key order
- * (flush_staged), so a user's stream operands are one run, by bucket, in write order. */
+ * (flush_staged), so a user's stream operands are one run, by bucket, in write order.
+ *
+ * One race is left on purpose: a reader that missed may gather the user from RocksDB
+ * after this write and put its entry before the peek below, so that this commit's
+ * operands are folded into an entry that has them already. That is harmless: the next
+ * commit of the user starts only after this one's write-through (consumer.c: one commit
+ * in flight, a set after the previous whole), so they are the entry's newest operands,
+ * and re-applying them changes no answer: a re-added copy replaces its identical self
+ * at the same applied time (blob.h: live in [applied, replaced), empty here), and a
+ * replace marker finds no live copy left to mark (mark_replaced in engine/blob.c). */
 static void write_through(seq_store_batch *b)
 {
     seq_store *st = b->st;
