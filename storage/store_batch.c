@@ -384,15 +384,29 @@ void seq_store_batch_set_newest(seq_store_batch *b, int64_t now_ms, int64_t newe
  * in flight, a set after the previous whole), so they are the entry's newest operands,
  * and re-applying them changes no answer: a re-added copy replaces its identical self
  * at the same applied time (blob.h: live in [applied, replaced), empty here), and a
- * replace marker finds no live copy left to mark (mark_replaced in engine/blob.c). */
+ * replace marker finds no live copy left to mark (mark_replaced in engine/blob.c).
+ *
+ * Only small commits are written through: a fold copies the user's whole entry (every
+ * source, every bucket), ~5-8 µs, on the lane thread. Commits are small when the consumer
+ * keeps up (a few events per commit at 10k events/s) and large when it is behind; there,
+ * writing through every user cut the rate applied with the producer alongside from ~120k
+ * to 43k events/s in a full bench/run (bench/NOTES.md, "Session 11", section 4), so larger
+ * commits outdate the entries as before. */
+#define WRITE_THROUGH_MAX_USERS 64
+
 static void write_through(seq_store_batch *b)
 {
     seq_store *st = b->st;
     if (!st->rcache) return;
-    const char **ops = malloc(sizeof *ops * (b->n_st + 1));
-    size_t *lens = malloc(sizeof *lens * (b->n_st + 1));
-    seq_store_wbucket *bk = malloc(sizeof *bk * (b->n_st + 1));
-    if (!ops || !lens || !bk) { /* out of memory: forget them, as before write-through */
+    const char **ops = NULL;
+    size_t *lens = NULL;
+    seq_store_wbucket *bk = NULL;
+    if (b->n_users <= WRITE_THROUGH_MAX_USERS) {
+        ops = malloc(sizeof *ops * (b->n_st + 1));
+        lens = malloc(sizeof *lens * (b->n_st + 1));
+        bk = malloc(sizeof *bk * (b->n_st + 1));
+    }
+    if (!ops || !lens || !bk) { /* a large commit, or out of memory: outdate the entries */
         for (uint32_t j = 0; j < b->n_users; j++)
             seq_rcache_forget(st->rcache, b->users[j].seq, b->users[j].user);
         goto out;
