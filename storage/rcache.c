@@ -220,14 +220,11 @@ void seq_rcache_release(const seq_rcache_entry *e)
     if (e) unref((entry *)e);
 }
 
-void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
-                    uint64_t version, const void *data, size_t len)
+/* A new entry holding a copy of data (NULL: out of memory). */
+static entry *entry_new(uint32_t seq, uint64_t user, uint64_t cov_sig, const void *data, size_t len)
 {
-    uint64_t h = mix(seq, user);
-    shard *s = shard_of(c, h);
-    if (len > seq_rcache_max_entry(c) || len > UINT32_MAX) return;
     entry *e = malloc(sizeof *e + len);
-    if (!e) return;
+    if (!e) return NULL;
     if (len) memcpy(e->data, data, len); /* an absent user is an empty entry: data may be NULL */
     e->user = user;
     e->seq = seq;
@@ -235,22 +232,39 @@ void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig
     e->len = (uint32_t)len;
     e->stream_stale = 0;
     atomic_init(&e->refs, 1); /* the table's */
+    return e;
+}
+
+/* Puts e in the table in place of *p (the slot find gave for its user, NULL or the entry
+ * it replaces), making room first. */
+static void insert(shard *s, uint64_t h, entry **p, entry *e)
+{
+    if (*p) drop(s, p);
+    evict_to(s, e->len + ENTRY_OVERHEAD);
+    grow(s);
+    p = slot_of(s, h);
+    e->hnext = *p;
+    *p = e;
+    lru_push(s, e);
+    s->bytes += e->len + ENTRY_OVERHEAD;
+    s->n++;
+}
+
+void seq_rcache_put(seq_rcache *c, uint32_t seq, uint64_t user, uint64_t cov_sig,
+                    uint64_t version, const void *data, size_t len)
+{
+    uint64_t h = mix(seq, user);
+    shard *s = shard_of(c, h);
+    if (len > seq_rcache_max_entry(c) || len > UINT32_MAX) return;
+    entry *e = entry_new(seq, user, cov_sig, data, len);
+    if (!e) return;
     pthread_mutex_lock(&s->mu);
     if (s->version != version) { /* written meanwhile: what was read may be stale */
         pthread_mutex_unlock(&s->mu);
         free(e);
         return;
     }
-    entry **p = find(s, h, seq, user);
-    if (*p) drop(s, p);
-    evict_to(s, len + ENTRY_OVERHEAD);
-    grow(s);
-    p = slot_of(s, h);
-    e->hnext = *p;
-    *p = e;
-    lru_push(s, e);
-    s->bytes += len + ENTRY_OVERHEAD;
-    s->n++;
+    insert(s, h, find(s, h, seq, user), e);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -284,27 +298,12 @@ void seq_rcache_write(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcac
     uint64_t h = mix(seq, user);
     shard *s = shard_of(c, h);
     entry *n = NULL;
-    if (was && data && len <= seq_rcache_max_entry(c) && (n = malloc(sizeof *n + len))) {
-        memcpy(n->data, data, len);
-        n->user = user;
-        n->seq = seq;
-        n->cov_sig = was->cov_sig; /* immutable: readable without the lock */
-        n->len = (uint32_t)len;
-        n->stream_stale = 0;
-        atomic_init(&n->refs, 1); /* the table's */
-    }
+    if (was && data && len <= seq_rcache_max_entry(c)) /* was->cov_sig: immutable */
+        n = entry_new(seq, user, was->cov_sig, data, len);
     pthread_mutex_lock(&s->mu);
     entry **p = find(s, h, seq, user);
     if (n && *p == was && !(*p)->stream_stale) {
-        drop(s, p);
-        evict_to(s, len + ENTRY_OVERHEAD);
-        grow(s);
-        p = slot_of(s, h);
-        n->hnext = *p;
-        *p = n;
-        lru_push(s, n);
-        s->bytes += len + ENTRY_OVERHEAD;
-        s->n++;
+        insert(s, h, p, n);
         s->written++;
         n = NULL;
     } else if (*p) {
