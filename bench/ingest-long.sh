@@ -10,7 +10,7 @@
 # broker's CPU over the same window (is the harness the limit?).
 #   bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M]
 #                        [--compare-history] [--seqd-arg ARG]... [--baseline SEQD]
-#                        [--run LABEL=SEQD]... [--no-anchor]
+#                        [--run LABEL=SEQD]... [--no-anchor] [--result FILE]
 # --seqd-arg: one more argument for each seqd started (repeat it), e.g. to compare settings.
 # --baseline "SEQD [ARG]...": before and after in one run: the same log is consumed first
 # by the seqd binary SEQD with the ARGs (e.g. a Release build of main, or this tree's with
@@ -22,6 +22,8 @@
 # VAR=... SEQD`; at the end one line per run: rate, CPU per event and the compaction and
 # flush threads' CPU, each against the first run's. Replaces --baseline.
 # --no-anchor: no Redis anchor (it takes a minute or two on a 10M+ event log).
+# --result FILE: the last run's figures and the anchor's as key=value words on one line
+# (events, partitions, applied, rate, us_per_event, redis_rate), for bench/run's table.
 # --compare-history (issue 13, "Numbers"): the same pre-filled log is consumed twice, by a
 # fresh seqd with --history-ms 0 (no apply times kept for as-of reads) and by one with the
 # default (7 days), one after the other, and the two rates and CPU per event are printed
@@ -33,7 +35,7 @@
 set -euo pipefail
 
 USERS=1000000; FILL_S=60; PARTS=64; CACHE_MB=512; HISTORIES=(default); EXTRA=(); BASELINE=
-RUNSPEC=(); ANCHOR=1
+RUNSPEC=(); ANCHOR=1; RESULT=
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) USERS=$2; shift 2 ;;
@@ -45,7 +47,8 @@ while [ $# -gt 0 ]; do
     --baseline) BASELINE=$2; shift 2 ;;
     --run) RUNSPEC+=("$2"); shift 2 ;;
     --no-anchor) ANCHOR=0; shift ;;
-    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history] [--seqd-arg ARG]... [--baseline SEQD] [--run LABEL=SEQD]... [--no-anchor]" >&2; exit 2 ;;
+    --result) RESULT=$2; shift 2 ;;
+    *) echo "usage: bench/ingest-long.sh [--users N] [--fill-s S] [--partitions P] [--cache-mb M] [--compare-history] [--seqd-arg ARG]... [--baseline SEQD] [--run LABEL=SEQD]... [--no-anchor] [--result FILE]" >&2; exit 2 ;;
   esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -191,7 +194,7 @@ if [ ${#RUNSPEC[@]} -gt 0 ]; then
         "${COMP[$l]} ms (x$(ratio "${COMP[$l]}" "$(( ${COMP[$first]} > 0 ? ${COMP[$first]} : 1 ))")), flush ${FLUSH[$l]} ms"
   done
 fi
-prev=$APPLIED; rate=$rate
+prev=$APPLIED; rate=$rate; rrate=0
 if [ $ANCHOR = 0 ]; then
   log "no anchor (--no-anchor)"
 elif command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
@@ -220,3 +223,5 @@ EOF
 else
   log "redis-server not installed: no anchor (scripts/install-deps.sh --bench installs it)"
 fi
+[ -z "$RESULT" ] || echo "events=${FILLED:-0} partitions=$PARTS applied=$prev rate=$rate" \
+  "us_per_event=$us_per_event redis_rate=$rrate" >"$RESULT"

@@ -71,6 +71,12 @@ def main():
       f" | | | p99 < 1000 µs |")
     p(f"| streaming ingest, events applied/s (producer alongside: {one('ingest_produced_per_s', 'seqfeed')}/s produced) "
       f"| {one('ingest_applied_per_s')} | | | >= 250000 |")
+    li, lr = num("ingest_long_applied_per_s", "seqd"), num("ingest_long_applied_per_s", "redis")
+    if li:
+        p(f"| streaming ingest over a pre-filled log, producer idle: events applied/s over the whole log "
+          f"({int(num('ingest_long_events', 'seqd') or 0):,} events, {one('ingest_long_partitions')} partitions, "
+          f"{one('ingest_long_us_per_event')} µs of seqd CPU per event) vs Redis LPUSH + LTRIM, pipelined | "
+          f"{li:,.0f} | {f'{lr:,.0f}' if lr else 'n/a'} | {f'{li / lr:.2f}' if lr else 'n/a'} | >= 250000 |")
     p(f"| produce-to-visible p50 / p99 at 50k events/s (probes visible) | {one('visible_p50_ms')} / "
       f"{one('visible_p99_ms')} ms ({one('visible_probes')}) | | | p99 < 100 ms |")
     p(f"| seqctl build, delimited protobuf, events/s | {one('build_pb_events_per_s')} | | | >= 1000000 |")

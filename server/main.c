@@ -132,6 +132,8 @@ static double rcache_hits(void *st) { return (double)rcache_stats(st).hits; }
 static double rcache_misses(void *st) { return (double)rcache_stats(st).misses; }
 static double rcache_refreshes(void *st) { return (double)rcache_stats(st).refreshes; }
 static double rcache_writes(void *st) { return (double)rcache_stats(st).writes; }
+static double rcache_prepared(void *st) { return (double)rcache_stats(st).prepared; }
+static double rcache_local(void *st) { return (double)rcache_stats(st).local; }
 static double rcache_bytes(void *st) { return (double)rcache_stats(st).bytes; }
 static double storage_corrupt(void *st) { return (double)seq_store_corrupt_count(st); }
 static seq_store_write_stats write_stats(void *st)
@@ -338,6 +340,10 @@ static void register_metrics(server *s)
                        SEQ_METRIC_COUNTER, rcache_refreshes, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_writes_total", "Cached entries that a stream commit updated in place (write-through) instead of outdating them.",
                        SEQ_METRIC_COUNTER, rcache_writes, s->store);
+    seq_metrics_add_fn(m, "seqd_record_cache_prepared_total", "Cached entries that a load extended with its generation before switching it in, so that their next read needs no RocksDB seek.",
+                       SEQ_METRIC_COUNTER, rcache_prepared, s->store);
+    seq_metrics_add_fn(m, "seqd_record_cache_refreshes_local_total", "Refreshes that found everything they needed in the outdated entry (a load's prepared generation, generations already gathered, a current stream part) and read nothing from RocksDB.",
+                       SEQ_METRIC_COUNTER, rcache_local, s->store);
     seq_metrics_add_fn(m, "seqd_record_cache_bytes", "Bytes held by the record cache (half of --cache-mb at most).",
                        SEQ_METRIC_GAUGE, rcache_bytes, s->store);
     seq_metrics_add_family(m, "seqd_batch_generation", "Newest committed batch generation per sequence (0: none).",

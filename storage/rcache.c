@@ -39,7 +39,7 @@ typedef struct {
     entry *head, *tail;
     size_t bytes, cap;
     uint64_t version;
-    uint64_t hits, misses, stale, written;
+    uint64_t hits, misses, stale, written, prepared;
 } shard;
 
 struct seq_rcache {
@@ -314,6 +314,29 @@ void seq_rcache_write(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcac
     free(n);
 }
 
+int seq_rcache_swap(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcache_entry *was,
+                    const void *data, size_t len)
+{
+    uint64_t h = mix(seq, user);
+    shard *s = shard_of(c, h);
+    if (!was || len > seq_rcache_max_entry(c)) return 0;
+    entry *n = entry_new(seq, user, was->cov_sig, data, len); /* was->cov_sig: immutable */
+    int done = 0;
+    if (!n) return 0;
+    pthread_mutex_lock(&s->mu);
+    entry **p = find(s, h, seq, user);
+    if (*p == was) {
+        n->stream_stale = (*p)->stream_stale; /* a write since the peek: still outdated */
+        insert(s, h, p, n);
+        s->prepared++;
+        done = 1;
+        n = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(n);
+    return done;
+}
+
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user)
 {
     uint64_t h = mix(seq, user);
@@ -336,6 +359,7 @@ void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *out)
         out->misses += s->misses;
         out->stale += s->stale;
         out->written += s->written;
+        out->prepared += s->prepared;
         out->bytes += s->bytes;
         out->capacity += s->cap;
         pthread_mutex_unlock(&s->mu);

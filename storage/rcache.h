@@ -78,6 +78,14 @@ const seq_rcache_entry *seq_rcache_peek(seq_rcache *c, uint32_t seq, uint64_t us
  * the shard's version either way. */
 void seq_rcache_write(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcache_entry *was,
                       const void *data, size_t len);
+/* Before a load's generation is switched in (store_read.c seq_store_prepare_entries):
+ * `data` (the entry `was`, from seq_rcache_peek, with the new generation's buckets
+ * appended) replaces was, under was's coverage signature, if the table still holds was;
+ * otherwise nothing changes (the entry's next miss reads the generation from RocksDB).
+ * The version does not move: data adds nothing a reader of RocksDB could miss (the
+ * coverage does not name the generation yet). Returns 1 when replaced. */
+int seq_rcache_swap(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcache_entry *was,
+                    const void *data, size_t len);
 /* Marks (seq, user)'s entry's stream part outdated (no longer a hit) and moves its
  * shard's version. */
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user);
@@ -88,6 +96,7 @@ typedef struct {
     uint64_t hits, misses, bytes, capacity;
     uint64_t stale; /* misses that found an outdated entry to refresh (get_stale) */
     uint64_t written; /* entries a stream write replaced with the write folded in */
+    uint64_t prepared; /* entries a load extended with its generation (seq_rcache_swap) */
 } seq_rcache_stats;
 void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *s);
 

@@ -786,5 +786,6 @@ void seq_store_record_cache_stats(seq_store *st, seq_store_rcache_stats *out)
 {
     seq_rcache_stats s;
     seq_rcache_get_stats(st->rcache, &s);
-    *out = (seq_store_rcache_stats){s.hits, s.misses, s.bytes, s.capacity, s.stale, s.written};
+    *out = (seq_store_rcache_stats){s.hits, s.misses, s.bytes, s.capacity, s.stale, s.written,
+                                     s.prepared, atomic_load(&st->rc_local)};
 }

@@ -283,6 +283,8 @@ typedef struct {
     uint64_t hits, misses, bytes, capacity;
     uint64_t refreshes; /* misses that kept part of an outdated entry (rcache.h) */
     uint64_t writes;    /* entries a stream commit updated in place (write-through) */
+    uint64_t prepared;  /* entries a load extended with its generation before its switch */
+    uint64_t local;     /* refreshes that found all they needed in the outdated entry */
 } seq_store_rcache_stats;
 void seq_store_record_cache_stats(seq_store *st, seq_store_rcache_stats *out);
 

@@ -33,6 +33,7 @@ struct seq_store {
     const seq_def *def;
     int64_t history_ms; /* seq_store_config.history_ms */
     seq_rcache *rcache; /* hot users' bucket blobs (rcache.h); NULL: none */
+    _Atomic uint64_t rc_local; /* refreshes that read nothing from RocksDB (store_read.c) */
     char *stage_dir;    /* <data dir>/load-staging: a load's verified copies (store_load.c) */
 
     pthread_mutex_t commit_mu; /* serialises the stream commits that write the malformed
@@ -95,6 +96,18 @@ typedef struct {
 } seq_store_wbucket;
 void seq_store_entry_write(seq_store *st, uint32_t seq, uint64_t user, const seq_store_wbucket *bk,
                            uint32_t nbk, const char *const *ops, const size_t *lens);
+
+/* store_read.c: after a load's files are ingested and before its generation is switched
+ * in (store_load.c): every cached entry of a user that generation `gen` holds gets the
+ * generation's buckets appended, read from RocksDB in one pass over its key range, so
+ * that the reads after the switch find the generation in the outdated entry (rcache.h)
+ * instead of each seeking it: a load no longer turns every cached user's next read into
+ * a RocksDB seek at once (bench/NOTES.md, "Session 12"). Entries under the old coverage
+ * ignore the appended buckets (reads look up the generations the coverage names). Best
+ * effort: a user not prepared is read from RocksDB as before. Returns the entries
+ * prepared. After it, a load that is not switched in must drop the cache
+ * (seq_rcache_clear): a retry of the generation may bring other data. */
+size_t seq_store_prepare_entries(seq_store *st, uint32_t seq, uint64_t gen);
 
 /* store_merge.c: the stream buckets' merge operator (owned by the options it is set on),
  * and damaged data. note_corrupt is thread-safe and cheap for a report already made. */

@@ -201,6 +201,7 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     const seq_store_seqstate *cur = seq_store_view_seq(old, s->id);
     char **paths = NULL;
     seq_load_rec *loads = NULL;
+    size_t prepared = 0;
     int rc = req->fill ? check_fill(cur, req, err, errlen)
                        : check_generation(cur, req, res, err, errlen);
     if (rc == -1) { /* the committed load again: a no-op, but its paths still answer */
@@ -235,6 +236,9 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
         goto out;
     }
     seq_store_crash_point("load-after-ingest");
+    /* the readers' cached entries get the generation now, so that the switch does not
+     * send each of them to RocksDB (store_int.h); undone below if it is not switched in */
+    prepared = seq_store_prepare_entries(st, s->id, req->generation);
     seq_load_rec add = {req->generation, req->start_ms, req->end_ms, res->files, res->users,
                         res->events, seq_now_ms(), 0, 0, 0};
     uint32_t n;
@@ -247,6 +251,7 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
                                req->loads_next, "load-after-commit", err, errlen);
     if (rc == SEQ_OK && req->timing) req->timing->committed = seq_now_ms();
 out:
+    if (rc != SEQ_OK && prepared) seq_rcache_clear(st->rcache); /* a retry may differ */
     if (paths)
         for (size_t i = 0; i < req->n_paths; i++) free(paths[i]);
     free(paths);

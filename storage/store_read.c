@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch_file.h"
 #include "store_int.h"
 
 #define CHUNK ((size_t)64 << 10)
@@ -616,6 +617,8 @@ static int gather(cursor *c, const seq_merge_params *p, uint64_t user, size_t ma
         return -SEQ_EINTERNAL;
     }
     if (rc == 0 && read_db && (rc = iter_status(r, p, user, err, errlen)) != SEQ_OK) return -rc;
+    if (rc == 0 && old && !read_db) /* all of it was in the outdated entry */
+        atomic_fetch_add_explicit(&r->st->rc_local, 1, memory_order_relaxed);
     return rc;
 }
 
@@ -732,6 +735,80 @@ void seq_store_entry_write(seq_store *st, uint32_t seq, uint64_t user, const seq
     seq_rcache_write(c, seq, user, was, ok ? out.data : NULL, out.len);
     seq_rcache_release(was);
     seq_buf_free(&out);
+}
+
+/* ---- preparing cached entries for a load (store_load.c, before its switch) ---- */
+
+/* Ends one user's run of the scan below: its entry, extended, replaces the one peeked. */
+static void prepare_done(seq_store *st, uint32_t seq, uint64_t user,
+                         const seq_rcache_entry **was, seq_buf *ent, size_t *n)
+{
+    if (*was) *n += (size_t)seq_rcache_swap(st->rcache, seq, user, *was, ent->data, ent->len);
+    seq_rcache_release(*was);
+    *was = NULL;
+}
+
+size_t seq_store_prepare_entries(seq_store *st, uint32_t seq, uint64_t gen)
+{
+    seq_rcache *c = st->rcache;
+    if (!c) return 0;
+    uint8_t lo[SEQ_KEY_MAX], hi[SEQ_KEY_MAX];
+    size_t ll = seq_batch_marker_key(lo, seq, gen), hl = seq_batch_marker_key(hi, seq, gen + 1);
+    size_t max = seq_rcache_max_entry(c), n = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(ro, 1);
+    rocksdb_readoptions_set_fill_cache(ro, 0); /* one pass: keep the readers' blocks */
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, hl);
+    rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, ro);
+    const seq_rcache_entry *was = NULL;
+    seq_buf ent = {0};
+    uint64_t user = 0;
+    int started = 0;
+    char *e = NULL;
+    for (rocksdb_iter_seek(it, (const char *)lo, ll); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        seq_key key;
+        if (kl != SEQ_KEY_BATCH_LEN || seq_key_parse(k, kl, &key) != 0 ||
+            key.kind != SEQ_K_BATCH || key.gen != gen)
+            continue; /* the generation's marker */
+        if (!started || key.user != user) { /* a new user: the previous one is whole */
+            prepare_done(st, seq, user, &was, &ent, &n);
+            started = 1;
+            user = key.user;
+            size_t len;
+            const uint8_t *d = (was = seq_rcache_peek(c, seq, user)) ? seq_rcache_entry_data(was, &len)
+                                                                       : NULL;
+            ent.len = 0;
+            /* one that names the generation already is left alone (it cannot: the
+             * coverage does not name gen yet, and a load that is not switched in drops
+             * the cache) */
+            if (d && (entry_has_gen(d, d + len, gen) || seq_buf_append(&ent, d, len) < 0 ||
+                      seg_append(&ent, SEG_GEN, gen, 0, "", 0) < 0)) {
+                seq_rcache_release(was);
+                was = NULL;
+            }
+        }
+        if (!was) continue; /* not cached: its first read gathers it */
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (vl > UINT32_MAX || seg_append(&ent, SEQ_K_BATCH, gen, key.bucket, v, vl) < 0 ||
+            ent.len > max) { /* too large for an entry: its next read decides */
+            seq_rcache_release(was);
+            was = NULL;
+        }
+    }
+    rocksdb_iter_get_error(it, &e);
+    if (e) { /* the run being read may be short of buckets: not swapped in */
+        free(e);
+        seq_rcache_release(was);
+        was = NULL;
+    }
+    prepare_done(st, seq, user, &was, &ent, &n);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    seq_buf_free(&ent);
+    return n;
 }
 
 int seq_store_read(seq_store_reader *r, const seq_merge_params *p, uint64_t user,

@@ -142,6 +142,49 @@ static void write_through(void)
     seq_rcache_free(c);
 }
 
+/* A load's prepared entry (seq_rcache_swap) replaces the one peeked only if the table
+ * still holds it, keeps its coverage signature and an outdated stream part, and moves no
+ * version (what it adds is outside the coverage readers use). */
+static void swap_prepared(void)
+{
+    seq_rcache *c = seq_rcache_new(1 << 20);
+    seq_buf b = {0};
+    uint64_t v, v2;
+    const seq_rcache_entry *stale;
+    int ok;
+    seq_rcache_put(c, 1, 3, 7, 0, "e1", 2);
+    const seq_rcache_entry *was = seq_rcache_peek(c, 1, 3), *e = NULL;
+    CHECK_EQ_INT(get(c, 1, 3, 7, &b, &v), 1);
+    CHECK_EQ_INT(seq_rcache_swap(c, 1, 3, was, "e1+g", 4), 1);
+    seq_rcache_release(was);
+    CHECK_EQ_INT(get(c, 1, 3, 7, &b, &v2), 1); /* still a hit under its signature */
+    CHECK(b.len == 4 && memcmp(b.data, "e1+g", 4) == 0);
+    CHECK(v2 == v); /* no version moved: a reader's put of before the swap still lands */
+    /* replaced meanwhile (a reader's put): the swap changes nothing */
+    was = seq_rcache_peek(c, 1, 3);
+    CHECK_EQ_INT(get(c, 1, 3, 8, &b, &v), 0);
+    seq_rcache_put(c, 1, 3, 8, v, "r", 1);
+    CHECK_EQ_INT(seq_rcache_swap(c, 1, 3, was, "x", 1), 0);
+    seq_rcache_release(was);
+    CHECK_EQ_INT(get(c, 1, 3, 8, &b, &v), 1);
+    CHECK(b.len == 1 && b.data[0] == 'r');
+    /* a stream write between the peek and the swap: the swapped entry stays outdated */
+    was = seq_rcache_peek(c, 1, 3);
+    seq_rcache_forget(c, 1, 3);
+    CHECK_EQ_INT(seq_rcache_swap(c, 1, 3, was, "r+g", 3), 1);
+    seq_rcache_release(was);
+    CHECK_EQ_INT(seq_rcache_get_stale(c, 1, 3, 8, &e, &v, &stale, &ok), 0);
+    CHECK(stale != NULL && ok == 0);
+    size_t len;
+    CHECK(stale && memcmp(seq_rcache_entry_data(stale, &len), "r+g", 3) == 0);
+    seq_rcache_release(stale);
+    seq_rcache_stats s;
+    seq_rcache_get_stats(c, &s);
+    CHECK(s.prepared == 2);
+    seq_buf_free(&b);
+    seq_rcache_free(c);
+}
+
 /* A held entry is the reader's until released, whatever the table does meanwhile. */
 static void held_outlives_table(void)
 {
@@ -206,6 +249,7 @@ int main(void)
     RUN(held_outlives_table);
     RUN(stale_entries);
     RUN(write_through);
+    RUN(swap_prepared);
     RUN(bounded);
     return seq_t_done();
 }
