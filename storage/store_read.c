@@ -639,8 +639,7 @@ static int open_entry(cursor *c, const seq_merge_params *p, uint64_t user, char 
     if (hit) {
         data = seq_rcache_entry_data(r->held, &len);
         if (entry_floor(data, len) > p->now_ms - p->seq->retention_ms) { /* an as-of read's */
-            old = r->held;
-            stream_ok = 1;
+            old = r->held; /* gather reads it all again: gathered not deep enough */
             r->held = NULL;
             hit = 0;
         }
