@@ -249,3 +249,42 @@ def test_load_is_atomic_for_concurrent_readers(bserver):
         t.join()
     assert not bad, bad[:3]
     assert {tuple(x.item_ids) for x in after.responses} == {(203, 202, 201, 200)}
+
+
+def test_load_prepares_cached_users(bserver):
+    """A load gives the record cache's entries of the users its generation holds that
+    generation before it switches it in (storage/store_int.h seq_store_prepare_entries):
+    the reads after the switch answer the new generation, each from its cached entry with
+    no RocksDB read (seqd_record_cache_refreshes_local_total), while a user the load does
+    not hold is left alone."""
+    s = bserver
+    B = floor_hour(now_ms() - 25 * 24 * HOUR)
+    A, C = B - 2 * HOUR, B + 2 * HOUR
+    users, other = [new_user() for _ in range(30)], new_user()
+    first = build(s, "prep1", "engagements", A, B, GEN + 300,
+                  [ev(u, A + 1000 * k, 300 + k, "p-%d-%d" % (u, k))
+                   for u in users + [other] for k in range(2)])
+    load(s, "engagements", A, B, GEN + 300, first)
+    stub = s.stub()
+
+    def items(u):
+        r = stub.GetSequence(pb().GetSequenceRequest(user_id=u, sequence="engagements",
+                                                     since_ms=A, until_ms=C), timeout=30)
+        return r.batch_generation, tuple(r.item_ids)
+
+    for u in users + [other]:  # cached under the first load's coverage
+        assert items(u) == (GEN + 300, (301, 300))
+    later = build(s, "prep2", "engagements", B, C, GEN + 301,
+                  [ev(u, B + 1000 * k, 400 + k, "q-%d-%d" % (u, k)) for u in users for k in range(3)])
+    prepared = s.metric("seqd_record_cache_prepared_total")
+    load(s, "engagements", B, C, GEN + 301, later)
+    assert s.metric("seqd_record_cache_prepared_total") - prepared == len(users)
+    local, misses = (s.metric("seqd_record_cache_refreshes_local_total"),
+                     s.metric("seqd_record_cache_misses_total"))
+    for u in users:
+        assert items(u) == (GEN + 301, (402, 401, 400, 301, 300))
+    assert s.metric("seqd_record_cache_refreshes_local_total") - local == len(users)
+    assert s.metric("seqd_record_cache_misses_total") - misses == len(users)
+    # not in the later batch: its entry still names only what it gathered, and its next
+    # read looks the new generation up (and finds nothing of it)
+    assert items(other) == (GEN + 301, (301, 300))
