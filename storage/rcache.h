@@ -18,7 +18,11 @@
  * what is still current (a generation's batch data never changes once loaded; the stream
  * part when no write came since) and reads only the rest from RocksDB (store_read.c).
  * A load thus costs each user one seek of the new generation, and a stream write one seek
- * of the stream, instead of one per source (bench/NOTES.md, "Session 11").
+ * of the stream, instead of one per source (bench/NOTES.md, "Session 11"). A load also
+ * prepares the entries before its switch (seq_rcache_swap, from store_read.c
+ * seq_store_prepare_entries): each cached user it holds gets the new generation's buckets
+ * appended, so that the refresh after the switch finds them there and reads nothing from
+ * RocksDB (bench/NOTES.md, "Session 12").
  * Entries are opaque bytes to this module; LRU eviction per shard within the capacity.
  * A hit hands out a reference instead of a copy (the entry is immutable): an entry
  * dropped or evicted while readers hold it is freed by the last release, so the memory
