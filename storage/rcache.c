@@ -360,6 +360,7 @@ void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *out)
         out->stale += s->stale;
         out->written += s->written;
         out->prepared += s->prepared;
+        out->entries += s->n;
         out->bytes += s->bytes;
         out->capacity += s->cap;
         pthread_mutex_unlock(&s->mu);

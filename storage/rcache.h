@@ -101,6 +101,7 @@ typedef struct {
     uint64_t stale; /* misses that found an outdated entry to refresh (get_stale) */
     uint64_t written; /* entries a stream write replaced with the write folded in */
     uint64_t prepared; /* entries a load extended with its generation (seq_rcache_swap) */
+    uint64_t entries;  /* entries held now */
 } seq_rcache_stats;
 void seq_rcache_get_stats(seq_rcache *c, seq_rcache_stats *s);
 

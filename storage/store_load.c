@@ -189,6 +189,10 @@ static int ingest(seq_store *st, char **paths, size_t n, char *err, size_t errle
     return SEQ_OK;
 }
 
+/* A load prepares the record cache when it holds at least 1/PREPARE_SHARE as many entries
+ * as the load has users (bench/NOTES.md, "Session 12"). */
+#define PREPARE_SHARE 8
+
 static int load_locked(seq_store *st, const char *batch_root, const seq_load_req *req,
                        seq_load_result *res, char *err, size_t errlen)
 {
@@ -237,8 +241,13 @@ static int load_locked(seq_store *st, const char *batch_root, const seq_load_req
     }
     seq_store_crash_point("load-after-ingest");
     /* the readers' cached entries get the generation now, so that the switch does not
-     * send each of them to RocksDB (store_int.h); undone below if it is not switched in */
-    prepared = seq_store_prepare_entries(st, s->id, req->generation);
+     * send each of them to RocksDB (store_int.h); undone below if it is not switched in.
+     * The pass reads the whole generation (~10 µs a user, a refresh's seek ~50-85), so it
+     * pays only when the cache holds a fair share of the users the load brings. */
+    seq_rcache_stats cs;
+    seq_rcache_get_stats(st->rcache, &cs);
+    if (cs.entries && cs.entries * PREPARE_SHARE >= res->users)
+        prepared = seq_store_prepare_entries(st, s->id, req->generation);
     seq_load_rec add = {req->generation, req->start_ms, req->end_ms, res->files, res->users,
                         res->events, seq_now_ms(), 0, 0, 0};
     uint32_t n;
