@@ -287,9 +287,49 @@ static void prepared_load(void)
     seq_def_free(d);
 }
 
+/* A small stream commit folds itself into the cached entries of the users it writes
+ * (store_batch.c write_through): their next read is a hit, answering as RocksDB does. */
+static void written_through(void)
+{
+    seq_def *d = fx_def(DIFF_DEF);
+    seq_store *st = fx_open(d);
+    seq_store_batch *wb = seq_store_batch_new(st);
+    seq_store_reader *r = seq_store_reader_new(st), *raw = seq_store_reader_new(st);
+    seq_store_reader_uncached(raw);
+    seq_merge_scratch *ms = seq_merge_scratch_new();
+    int64_t now = seq_now_ms();
+    seq_store_rcache_stats s0, s1;
+    seq_merge_params p = {.now_ms = now, .horizon_ms = d->horizon_ms, .seq = &d->seqs[0],
+                          .view = SEQ_VIEW_STREAM};
+    ans a[8], c[8];
+    for (uint32_t k = 0; k < 20; k++) {
+        uint32_t user = 8000 + k % 4, seqno = k;
+        char id[8];
+        snprintf(id, sizeof id, "w%u", k);
+        CHECK(fx_add(wb, d, user, now - (int64_t)(1 + k) * 60000, id, k % 3, seqno) == SEQ_OK);
+        CHECK(fx_commit(wb) == SEQ_OK);
+        seq_store_record_cache_stats(st, &s0);
+        uint32_t na = answer(r, ms, &p, user, a);
+        seq_store_record_cache_stats(st, &s1);
+        uint32_t nc = answer(raw, ms, &p, user, c);
+        CHECK(same_answers(a, na, c, nc));
+        /* from the second write of a user on, its entry was cached and written through */
+        if (k >= 4) CHECK_EQ_INT((int)(s1.hits - s0.hits), 1);
+    }
+    seq_store_record_cache_stats(st, &s1);
+    CHECK(s1.writes >= 16);
+    seq_merge_scratch_free(ms);
+    seq_store_reader_free(r);
+    seq_store_reader_free(raw);
+    seq_store_batch_free(wb);
+    seq_store_close(st);
+    seq_def_free(d);
+}
+
 int main(void)
 {
     fx_mkdir();
+    RUN(written_through);
     RUN(prepared_load);
     RUN(differential);
     fx_rmdir();
