@@ -4,6 +4,7 @@
  * count increment: readers use the entry's memory in place, after the unlock. */
 #include "rcache.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -335,6 +336,35 @@ int seq_rcache_swap(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcache
     pthread_mutex_unlock(&s->mu);
     free(n);
     return done;
+}
+
+long seq_rcache_users(seq_rcache *c, uint32_t seq, uint64_t **out)
+{
+    size_t n = 0, cap = 0;
+    uint64_t *v = NULL;
+    *out = NULL;
+    for (int i = 0; i < SHARDS; i++) {
+        shard *s = &c->s[i];
+        pthread_mutex_lock(&s->mu);
+        if (n + s->n > cap) { /* room for every entry of the shard: one lock hold each */
+            size_t nc = (n + s->n) * 2;
+            uint64_t *nv = realloc(v, nc * sizeof *v);
+            if (!nv) {
+                pthread_mutex_unlock(&s->mu);
+                free(v);
+                return -1;
+            }
+            v = nv;
+            cap = nc;
+        }
+        for (entry *e = s->head; e; e = e->next)
+            if (e->seq == seq && !e->stream_stale) v[n++] = e->user;
+        assert(n <= cap);
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (!n) free(v);
+    else *out = v;
+    return (long)n;
 }
 
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user)

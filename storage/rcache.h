@@ -21,8 +21,9 @@
  * of the stream, instead of one per source (bench/NOTES.md, "Session 11"). A load also
  * prepares the entries before its switch (seq_rcache_swap, from store_read.c
  * seq_store_prepare_entries): each cached user it holds gets the new generation's buckets
- * appended, so that the refresh after the switch finds them there and reads nothing from
- * RocksDB (bench/NOTES.md, "Session 12").
+ * appended, and each cached user it does not hold the generation's empty mark, so that
+ * the refresh after the switch finds it there and reads nothing from RocksDB
+ * (bench/NOTES.md, "Session 12" and "Session 13").
  * Entries are opaque bytes to this module; LRU eviction per shard within the capacity.
  * A hit hands out a reference instead of a copy (the entry is immutable): an entry
  * dropped or evicted while readers hold it is freed by the last release, so the memory
@@ -90,6 +91,10 @@ void seq_rcache_write(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcac
  * coverage does not name the generation yet). Returns 1 when replaced. */
 int seq_rcache_swap(seq_rcache *c, uint32_t seq, uint64_t user, const seq_rcache_entry *was,
                     const void *data, size_t len);
+/* The users of seq with an entry whose stream part is current, in no order: *out is a
+ * malloc'd array (free it; NULL when none). Returns how many, or -1 when out of memory.
+ * For the preparation of the entries of the users a load does not hold (store_read.c). */
+long seq_rcache_users(seq_rcache *c, uint32_t seq, uint64_t **out);
 /* Marks (seq, user)'s entry's stream part outdated (no longer a hit) and moves its
  * shard's version. */
 void seq_rcache_forget(seq_rcache *c, uint32_t seq, uint64_t user);

@@ -738,6 +738,25 @@ void seq_store_entry_write(seq_store *st, uint32_t seq, uint64_t user, const seq
 
 /* ---- preparing cached entries for a load (store_load.c, before its switch) ---- */
 
+/* Peeks user's entry and copies it into ent with the mark of generation gen appended,
+ * ready for gen's buckets: the entry (a reference), or NULL when there is none to extend
+ * (not cached; or it names gen already, which it cannot: the coverage does not name gen
+ * yet, and a load that is not switched in drops the cache). */
+static const seq_rcache_entry *prepare_begin(seq_rcache *c, uint32_t seq, uint64_t user,
+                                             uint64_t gen, seq_buf *ent)
+{
+    size_t len;
+    const seq_rcache_entry *was = seq_rcache_peek(c, seq, user);
+    const uint8_t *d = was ? seq_rcache_entry_data(was, &len) : NULL;
+    ent->len = 0;
+    if (d && (entry_has_gen(d, d + len, gen) || seq_buf_append(ent, d, len) < 0 ||
+              seg_append(ent, SEG_GEN, gen, 0, "", 0) < 0)) {
+        seq_rcache_release(was);
+        was = NULL;
+    }
+    return was;
+}
+
 /* Ends one user's run of the scan below: its entry, extended, replaces the one peeked. */
 static void prepare_done(seq_store *st, uint32_t seq, uint64_t user,
                          const seq_rcache_entry **was, seq_buf *ent, size_t *n)
@@ -747,13 +766,37 @@ static void prepare_done(seq_store *st, uint32_t seq, uint64_t user,
     *was = NULL;
 }
 
+/* The cached users below `below` (or all the rest) that the scan passed without meeting a
+ * key of theirs: gen holds nothing of them, so their entries get gen's mark alone. */
+static void prepare_absent(seq_store *st, uint32_t seq, uint64_t gen, const uint64_t *cached,
+                           size_t nc, size_t *ci, int all, uint64_t below, seq_buf *ent,
+                           size_t *n)
+{
+    for (; *ci < nc && (all || cached[*ci] < below); (*ci)++) {
+        const seq_rcache_entry *was = prepare_begin(st->rcache, seq, cached[*ci], gen, ent);
+        prepare_done(st, seq, cached[*ci], &was, ent, n);
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 size_t seq_store_prepare_entries(seq_store *st, uint32_t seq, uint64_t gen)
 {
     seq_rcache *c = st->rcache;
     if (!c) return 0;
     uint8_t lo[SEQ_KEY_MAX], hi[SEQ_KEY_MAX];
     size_t ll = seq_batch_marker_key(lo, seq, gen), hl = seq_batch_marker_key(hi, seq, gen + 1);
-    size_t max = seq_rcache_max_entry(c), n = 0;
+    size_t max = seq_rcache_max_entry(c), n = 0, ci = 0;
+    /* the users cached now, in key order: an entry made later is gathered under the
+     * coverage that names gen, or refreshed from RocksDB */
+    uint64_t *cached = NULL;
+    long got = seq_rcache_users(c, seq, &cached);
+    size_t nc = got > 0 ? (size_t)got : 0;
+    if (nc) qsort(cached, nc, sizeof *cached, cmp_u64);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_total_order_seek(ro, 1);
     rocksdb_readoptions_set_fill_cache(ro, 0); /* one pass: keep the readers' blocks */
@@ -762,7 +805,7 @@ size_t seq_store_prepare_entries(seq_store *st, uint32_t seq, uint64_t gen)
     const seq_rcache_entry *was = NULL;
     seq_buf ent = {0};
     uint64_t user = 0;
-    int started = 0;
+    int started = 0, unsure = 0;
     char *e = NULL;
     for (rocksdb_iter_seek(it, (const char *)lo, ll); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
@@ -770,24 +813,19 @@ size_t seq_store_prepare_entries(seq_store *st, uint32_t seq, uint64_t gen)
         const char *k = rocksdb_iter_key(it, &kl);
         seq_key key;
         if (kl != SEQ_KEY_BATCH_LEN || seq_key_parse(k, kl, &key) != 0 ||
-            key.kind != SEQ_K_BATCH || key.gen != gen)
-            continue; /* the generation's marker */
+            key.kind != SEQ_K_BATCH || key.gen != gen) {
+            /* the generation's marker; anything else there and no user is known absent */
+            if (kl != ll || memcmp(k, lo, ll) != 0) unsure = 1;
+            continue;
+        }
         if (!started || key.user != user) { /* a new user: the previous one is whole */
             prepare_done(st, seq, user, &was, &ent, &n);
+            /* keys come in user order, so users below this one have none */
+            if (!unsure) prepare_absent(st, seq, gen, cached, nc, &ci, 0, key.user, &ent, &n);
+            while (ci < nc && cached[ci] <= key.user) ci++;
             started = 1;
             user = key.user;
-            size_t len;
-            const uint8_t *d = (was = seq_rcache_peek(c, seq, user)) ? seq_rcache_entry_data(was, &len)
-                                                                       : NULL;
-            ent.len = 0;
-            /* one that names the generation already is left alone (it cannot: the
-             * coverage does not name gen yet, and a load that is not switched in drops
-             * the cache) */
-            if (d && (entry_has_gen(d, d + len, gen) || seq_buf_append(&ent, d, len) < 0 ||
-                      seg_append(&ent, SEG_GEN, gen, 0, "", 0) < 0)) {
-                seq_rcache_release(was);
-                was = NULL;
-            }
+            was = prepare_begin(c, seq, user, gen, &ent);
         }
         if (!was) continue; /* not cached: its first read gathers it */
         const char *v = rocksdb_iter_value(it, &vl);
@@ -802,11 +840,14 @@ size_t seq_store_prepare_entries(seq_store *st, uint32_t seq, uint64_t gen)
         free(e);
         seq_rcache_release(was);
         was = NULL;
+        unsure = 1; /* and the users after it are not known absent */
     }
     prepare_done(st, seq, user, &was, &ent, &n);
+    if (!unsure) prepare_absent(st, seq, gen, cached, nc, &ci, 1, 0, &ent, &n);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     seq_buf_free(&ent);
+    free(cached);
     return n;
 }
 

@@ -251,35 +251,41 @@ static void prepared_load(void)
     int64_t now = seq_now_ms(), base = (now / HOUR - 20) * HOUR;
     seq_store_rcache_stats s0, s1;
     uint32_t prepared = 0, checked = 0;
-    for (uint32_t round = 0; round < 40; round++) { /* a user and two generations each */
-        uint32_t user = 7000 + round;
+    for (uint32_t round = 0; round < 40; round++) { /* two users and two generations each */
+        uint32_t user = 7000 + round, absent = 9000 + round; /* absent: not in g2 */
         uint64_t g1 = 2 * round + 1, g2 = g1 + 1;
         seq_cov_seg cov[2] = {{base, base + 4 * HOUR, g1}, {base + 4 * HOUR, base + 9 * HOUR, g2}};
         put_batch(st, user, g1, cov[0].start_ms, cov[0].end_ms);
+        put_batch(st, absent, g1, cov[0].start_ms, cov[0].end_ms);
         seq_store_seqstate one = {g1, cov[0].end_ms, cov, 1, NULL};
         CHECK(seq_store_view_install(st, 0, &one) == SEQ_OK);
         seq_merge_params p = {.now_ms = now, .horizon_ms = d->horizon_ms, .seq = &d->seqs[0],
                               .cov = cov, .n_cov = 1, .view = (seq_view)(round % 3)};
         ans a[8], c[8];
         CHECK(answer(r, ms, &p, user, a) != UINT32_MAX); /* cached under g1 */
+        CHECK(answer(r, ms, &p, absent, a) != UINT32_MAX);
         put_batch(st, user, g2, cov[1].start_ms - HOUR, cov[1].end_ms + HOUR);
         put_batch(st, 99, g2, cov[1].start_ms, cov[1].end_ms); /* a user never read */
         size_t n = seq_store_prepare_entries(st, 0, g2);
-        CHECK(n <= 1);
+        /* this round's two users, and the users of the rounds before (absent from g2) */
+        CHECK(n == 2 * (round + 1));
         prepared += (uint32_t)n;
         seq_store_seqstate two = {g2, cov[1].end_ms, cov, 2, NULL};
         CHECK(seq_store_view_install(st, 0, &two) == SEQ_OK);
         p.n_cov = 2;
-        seq_store_record_cache_stats(st, &s0);
-        uint32_t na = answer(r, ms, &p, user, a), nc = answer(raw, ms, &p, user, c);
-        seq_store_record_cache_stats(st, &s1);
-        CHECK(same_answers(a, na, c, nc));
-        /* prepared: served from the entry alone; not (no g2 data): one seek of g2 */
-        CHECK_EQ_INT((int)(s1.local - s0.local), (int)n);
-        checked += na > 0;
+        for (int k = 0; k < 2; k++) {
+            uint32_t u = k ? absent : user;
+            seq_store_record_cache_stats(st, &s0);
+            uint32_t na = answer(r, ms, &p, u, a), nc = answer(raw, ms, &p, u, c);
+            seq_store_record_cache_stats(st, &s1);
+            CHECK(same_answers(a, na, c, nc));
+            /* prepared, with g2's buckets or g2's empty mark: served from the entry alone */
+            CHECK_EQ_INT((int)(s1.local - s0.local), 1);
+            checked += na > 0;
+        }
     }
-    CHECK(prepared > 20); /* put_batch wrote g2 data for most users */
-    CHECK(checked > 20);
+    CHECK(prepared > 40);
+    CHECK(checked > 40);
     seq_merge_scratch_free(ms);
     seq_store_reader_free(r);
     seq_store_reader_free(raw);
