@@ -11,6 +11,7 @@
  * the window; when there are none (a first load, or history nobody wrote to), nothing
  * can change and the staged files are not read again. Runs on the load's thread, reading
  * RocksDB past the record cache. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,27 +90,91 @@ static int staged_entry(void *ctx, const char *key, size_t klen, const char *val
     return c->oom;
 }
 
-/* Users with a bucket of one source (the prefix: 's' for the stream, whose keys hold
- * every sequence, or 'b' seq gen) of sequence c->seq overlapping the window. */
-static int candidates(seq_store *st, const uint8_t *pre, size_t pl, const scan_ctx *c,
-                      users *out, char *err, size_t errlen)
+/* Moves it to the first key >= target: a few Nexts first (a user with a bucket or two,
+ * the common case, is passed over cheaper than by a seek), then a seek. */
+static void step_to(rocksdb_iterator_t *it, const uint8_t *target, size_t tl)
 {
+    for (int i = 0; i < 3; i++) {
+        rocksdb_iter_next(it);
+        if (!rocksdb_iter_valid(it)) return;
+        size_t kl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        int c = memcmp(k, target, kl < tl ? kl : tl);
+        if (c > 0 || (c == 0 && kl >= tl)) return;
+    }
+    rocksdb_iter_seek(it, (const char *)target, tl);
+}
+
+/* Moves to user's key of bucket `bucket` in the source of key k (its stream of k's
+ * partition and sequence, or its batch generation), or past it: buckets come newest
+ * first, so INT64_MAX is the user's first key. */
+static void seek_user(rocksdb_iterator_t *it, const seq_key *k, uint32_t seq, uint64_t user,
+                      int64_t bucket)
+{
+    uint8_t b[SEQ_KEY_MAX];
+    size_t l = k->kind == SEQ_K_STREAM ? seq_key_stream(b, (uint32_t)k->partition, seq, user, bucket)
+                                       : seq_key_batch(b, seq, k->gen, user, bucket);
+    step_to(it, b, l);
+}
+
+/* Users with a bucket of one source (the prefix: 's' for the stream, whose keys hold
+ * every partition and sequence, or 'b' seq gen) of sequence seq overlapping the
+ * window. A skip scan: at most two seeks a user (to the window's newest bucket, then past
+ * the user) instead of reading every bucket, so that a user's long history (and the
+ * stream's merge operands, folded at every key the iterator stops at) is not read to
+ * count it (bench/NOTES.md, "Session 13"). */
+int seq_store_window_users(seq_store *st, const uint8_t *pre, size_t pl, uint32_t seq,
+                           int64_t lo, int64_t hi, uint64_t **v, size_t *n, size_t *cap,
+                           char *err, size_t errlen)
+{
+    assert(lo < hi && pl >= 1 && (pre[0] == SEQ_K_STREAM || pre[0] == SEQ_K_BATCH));
     rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rscan);
     int rc = SEQ_OK;
-    for (rocksdb_iter_seek(it, (const char *)pre, pl); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    int64_t bms = st->def->bucket_ms;
+    int64_t top = seq_bucket_of(hi - 1, bms); /* the window's newest bucket */
+    users out = {*v, *n, *cap};
+    rocksdb_iter_seek(it, (const char *)pre, pl);
+    while (rocksdb_iter_valid(it)) {
         size_t kl;
         const char *key = rocksdb_iter_key(it, &kl);
         if (kl < pl || memcmp(key, pre, pl) != 0) break;
         seq_key k;
-        if (seq_key_parse(key, kl, &k) != 0 || k.seq != c->seq) continue;
-        if (seq_bucket_end(k.bucket, c->bucket_ms) <= c->lo ||
-            seq_bucket_start(k.bucket, c->bucket_ms) >= c->hi)
+        if (seq_key_parse(key, kl, &k) != 0 || k.kind != pre[0]) { /* a marker */
+            rocksdb_iter_next(it);
             continue;
-        if (users_add(out, k.user) < 0) {
+        }
+        if (k.seq != seq) { /* the stream of another sequence: skip it */
+            assert(k.kind == SEQ_K_STREAM);
+            if (k.seq < seq) {
+                seek_user(it, &k, seq, 0, INT64_MAX);
+            } else if ((uint32_t)k.partition == UINT32_MAX) {
+                break;
+            } else {
+                uint8_t b[SEQ_KEY_MAX];
+                size_t l = seq_key_part(b, SEQ_K_STREAM, (uint32_t)k.partition + 1);
+                rocksdb_iter_seek(it, (const char *)b, l);
+            }
+            continue;
+        }
+        if (seq_bucket_start(k.bucket, bms) >= hi) { /* newer than the window */
+            assert(k.bucket > top);
+            seek_user(it, &k, seq, k.user, top);
+            continue;
+        }
+        if (seq_bucket_end(k.bucket, bms) > lo && users_add(&out, k.user) < 0) {
             seq_errf(err, errlen, "out of memory");
             rc = SEQ_EINTERNAL;
             break;
+        }
+        /* the user's newest bucket not newer than the window decided: the next user */
+        if (k.user == UINT64_MAX) {
+            if (k.kind != SEQ_K_STREAM || (uint32_t)k.partition == UINT32_MAX) break;
+            uint8_t b[SEQ_KEY_MAX];
+            size_t l = seq_key_stream(b, (uint32_t)k.partition, seq + 1, 0, INT64_MAX);
+            if (seq == UINT32_MAX) l = seq_key_part(b, SEQ_K_STREAM, (uint32_t)k.partition + 1);
+            rocksdb_iter_seek(it, (const char *)b, l);
+        } else {
+            seek_user(it, &k, seq, k.user + 1, INT64_MAX);
         }
     }
     char *e = NULL;
@@ -120,7 +185,17 @@ static int candidates(seq_store *st, const uint8_t *pre, size_t pl, const scan_c
     }
     free(e);
     rocksdb_iter_destroy(it);
+    *v = out.v;
+    *n = out.n;
+    *cap = out.cap;
     return rc;
+}
+
+static int candidates(seq_store *st, const uint8_t *pre, size_t pl, const scan_ctx *c,
+                      users *out, char *err, size_t errlen)
+{
+    return seq_store_window_users(st, pre, pl, c->seq, c->lo, c->hi, &out->v, &out->n,
+                                  &out->cap, err, errlen);
 }
 
 /* Keeps the users of the selected partitions: a node still holds other partitions' batch
@@ -143,6 +218,14 @@ static int all_candidates(seq_store *st, const seq_sequence *s, const seq_store_
     pre[0] = SEQ_K_STREAM; /* every partition's stream keys: the sequence is filtered */
     int rc = candidates(st, pre, 1, c, cand, err, errlen);
     for (uint32_t i = 0; i < cur->n_cov && rc == SEQ_OK; i++) {
+        /* a generation shows data only in its coverage: one that covers none of the
+         * window has no candidate there (and one named twice is read once) */
+        if (cur->cov[i].end_ms <= c->lo || cur->cov[i].start_ms >= c->hi) continue;
+        int seen = 0;
+        for (uint32_t j = 0; j < i; j++)
+            seen |= cur->cov[j].gen == cur->cov[i].gen && cur->cov[j].end_ms > c->lo &&
+                    cur->cov[j].start_ms < c->hi;
+        if (seen) continue;
         pre[0] = SEQ_K_BATCH;
         seq_put_be32(pre + 1, s->id);
         seq_put_be64(pre + 5, cur->cov[i].gen);

@@ -148,6 +148,14 @@ int seq_store_hist_commit(seq_store *st, uint32_t seq, seq_load_rec *loads, uint
                           size_t errlen);
 /* Stops the sweeper thread, if any (before the database closes). */
 void seq_store_stop_sweeper(seq_store *st);
+/* store_impact.c: appends to v (*n of *cap, grown with realloc) the users with a bucket of
+ * sequence seq overlapping [lo, hi) (lo < hi) among the keys under prefix pre: 's' (the
+ * stream of every partition and sequence) or 'b' seq gen (one generation); grouped by
+ * user, ascending within a partition. A skip scan: it reads a few keys a user, not its
+ * every bucket. SEQ_OK, or SEQ_EINTERNAL (out of memory, a RocksDB error) with err. */
+int seq_store_window_users(seq_store *st, const uint8_t *pre, size_t pl, uint32_t seq,
+                           int64_t lo, int64_t hi, uint64_t **v, size_t *n, size_t *cap,
+                           char *err, size_t errlen);
 /* store_impact.c: what loading req (verified, its copies staged at `staged`) changes in
  * the MERGED view over [start, min(end, C)) at `now`, before the cuts of rule 5, against
  * the state cur: sets res->users_emptied and res->stream_events_hidden. */

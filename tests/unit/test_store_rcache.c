@@ -228,6 +228,9 @@ static void bounded(void)
     uint64_t v;
     seq_rcache_put(c, 1, 1, 0, 0, blob, max + 1);
     CHECK_EQ_INT(get(c, 1, 1, 0, &b, &v), 0); /* too large to keep */
+    seq_rcache_put(c, 1, 2, 0, v, blob, max);
+    CHECK_EQ_INT(get(c, 1, 2, 0, &b, &v), 1); /* the largest it keeps */
+    CHECK_EQ_INT((int)b.len, (int)max);
     for (uint64_t u = 0; u < 100000; u++) {
         get(c, 1, u, 0, &b, &v);
         seq_rcache_put(c, 1, u, 0, v, blob, 100);
@@ -242,6 +245,33 @@ static void bounded(void)
     seq_rcache_free(c);
 }
 
+/* seq_rcache_users: the users of one sequence whose stream part is current. */
+static void users_listed(void)
+{
+    seq_rcache *c = seq_rcache_new(1 << 20);
+    uint64_t v, *u = NULL;
+    seq_buf b = {0};
+    CHECK_EQ_INT((int)seq_rcache_users(c, 1, &u), 0);
+    CHECK(u == NULL);
+    for (uint64_t k = 0; k < 300; k++) { /* every third user in sequence 2 */
+        uint32_t seq = 1 + (uint32_t)(k % 3 == 0);
+        CHECK_EQ_INT(get(c, seq, k, 0, &b, &v), 0);
+        seq_rcache_put(c, seq, k, 0, v, "x", 1);
+    }
+    seq_rcache_forget(c, 1, 1); /* outdated stream part: left out */
+    long n = seq_rcache_users(c, 1, &u);
+    CHECK_EQ_INT((int)n, 199);
+    uint64_t sum = 0;
+    for (long i = 0; i < n; i++) {
+        CHECK(u[i] % 3 != 0 && u[i] != 1);
+        sum += u[i];
+    }
+    CHECK(sum == (299 * 300 / 2) - (3 * 99 * 100 / 2) - 1);
+    free(u);
+    seq_buf_free(&b);
+    seq_rcache_free(c);
+}
+
 int main(void)
 {
     RUN(hit_and_coverage);
@@ -251,5 +281,6 @@ int main(void)
     RUN(write_through);
     RUN(swap_prepared);
     RUN(bounded);
+    RUN(users_listed);
     return seq_t_done();
 }
