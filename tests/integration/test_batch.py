@@ -251,6 +251,36 @@ def test_load_is_atomic_for_concurrent_readers(bserver):
     assert {tuple(x.item_ids) for x in after.responses} == {(203, 202, 201, 200)}
 
 
+def test_load_prepares_only_for_a_fair_share(tmp_path_factory, stubs):
+    """The preparation pass reads the whole generation, so a load makes it only when the
+    record cache holds at least an eighth as many entries as the load has users
+    (storage/store_load.c PREPARE_SHARE): with 16 users, one cached entry is too few and
+    two are enough. A fresh server, so that the cache holds only what this test reads."""
+    s = batch_root_server(str(tmp_path_factory.mktemp("share")))
+    try:
+        B = floor_hour(now_ms() - 30 * 24 * HOUR)
+        users = [new_user() for _ in range(16)]
+        stub = s.stub()
+
+        def read(u):
+            return stub.GetSequence(pb().GetSequenceRequest(user_id=u, sequence="engagements",
+                                                            since_ms=B - 2 * HOUR), timeout=30)
+
+        for k in range(3):  # generation k covers [B + 2h (k-1), B + 2h k)
+            lo, hi = B + 2 * HOUR * (k - 1), B + 2 * HOUR * k
+            paths = build(s, "share%d" % k, "engagements", lo, hi, GEN + 500 + k,
+                          [ev(u, lo + 1000, 600 + k, "sh-%d-%d" % (u, k)) for u in users])
+            before = s.metric("seqd_record_cache_prepared_total")
+            load(s, "engagements", lo, hi, GEN + 500 + k, paths)
+            prepared = s.metric("seqd_record_cache_prepared_total") - before
+            # k = 0: nothing cached; k = 1: one entry (8 < 16); k = 2: two (16 >= 16)
+            assert prepared == (2 if k == 2 else 0), (k, prepared)
+            for u in users[:k + 1]:
+                assert list(read(u).item_ids) == list(range(600 + k, 599, -1))
+    finally:
+        s.kill()
+
+
 def test_load_prepares_cached_users(bserver):
     """A load gives the record cache's entries of the users its generation holds that
     generation before it switches it in (storage/store_int.h seq_store_prepare_entries):
